@@ -1,0 +1,129 @@
+/*
+ * nsprim native core: the public C interface of the cffi extension.
+ *
+ * This header is read twice: by the C compiler (included from the .c files)
+ * and by cffi as the cdef of the extension.  It must therefore hold plain
+ * declarations only: no #include, no #ifdef, no macros.  Constants that come
+ * from system headers are listed in constants.cdef instead.
+ *
+ * Conventions: every function returns a value >= 0 on success and -errno on
+ * failure.  errno itself is never read by the Python side.
+ */
+
+/* ---- thin system call wrappers ------------------------------------------ */
+
+const char *nsp_version(void);
+
+int nsp_unshare(int flags);
+int nsp_setns(int fd, int nstype);
+int nsp_mount(const char *source, const char *target, const char *fstype,
+              unsigned long flags, const char *data);
+int nsp_umount2(const char *target, int flags);
+int nsp_pivot_root(const char *new_root, const char *put_old);
+int nsp_sethostname(const char *name, size_t len);
+int nsp_setdomainname(const char *name, size_t len);
+int nsp_pidfd_open(int pid, unsigned int flags);
+int nsp_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
+int nsp_ns_ioctl(int fd, unsigned long request);
+int nsp_gettid(void);
+
+/* The new mount API (Linux 5.2+); each returns -ENOSYS on older kernels. */
+int nsp_fsopen(const char *fsname, unsigned int flags);
+int nsp_fsconfig(int fd, unsigned int cmd, const char *key, const char *value, int aux);
+int nsp_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
+int nsp_move_mount(int from_dfd, const char *from_path, int to_dfd,
+                   const char *to_path, unsigned int flags);
+int nsp_open_tree(int dfd, const char *path, unsigned int flags);
+int nsp_mount_setattr(int dfd, const char *path, unsigned int flags,
+                      unsigned long long attr_set, unsigned long long attr_clr,
+                      unsigned long long propagation);
+int nsp_openat2(int dfd, const char *path, unsigned long long flags,
+                unsigned long long mode, unsigned long long resolve);
+int nsp_close_range(unsigned int first, unsigned int last, unsigned int flags);
+
+/* Which of the modern interfaces this kernel has (probed once). */
+int nsp_have_clone3(void);
+int nsp_have_new_mount_api(void);
+
+/* ---- the child-side plan -------------------------------------------------- */
+
+/* Kinds of plan steps.  Python mirrors these through the compiled enum. */
+enum nsp_step_kind {
+    NSP_STEP_SYNC = 1,        /* wait until the parent says go (uid maps...) */
+    NSP_STEP_SETNS,           /* a = fd, b = nstype (0: any; pidfd: flags)    */
+    NSP_STEP_UNSHARE,         /* a = CLONE_NEW* flags                          */
+    NSP_STEP_SETHOSTNAME,     /* str                                           */
+    NSP_STEP_SETDOMAINNAME,   /* str                                           */
+    NSP_STEP_MOUNT,           /* path = source, path2 = target, str = fstype,
+                                 a = flags, str2 = data                        */
+    NSP_STEP_UMOUNT,          /* path = target, a = flags                      */
+    NSP_STEP_MKDIR,           /* path, a = mode; flags & 1: ok if it exists    */
+    NSP_STEP_PIVOT_ROOT,      /* path = new root; old root detached            */
+    NSP_STEP_CHROOT,          /* path                                          */
+    NSP_STEP_CHDIR,           /* path                                          */
+    NSP_STEP_WRITE_FILE,      /* path, str = contents, a = length              */
+    NSP_STEP_SETGROUPS,       /* ints[nints]                                   */
+    NSP_STEP_SETRESGID,       /* a = gid                                       */
+    NSP_STEP_SETRESUID,       /* a = uid                                       */
+    NSP_STEP_FDMAP,           /* ints = src0, dst0, src1, dst1, ...; then all
+                                 other fds >= 3 become close-on-exec          */
+    NSP_STEP_SETSID,
+    NSP_STEP_SETCTTY,         /* a = fd                                        */
+    NSP_STEP_PDEATHSIG,       /* a = signal                                    */
+    NSP_STEP_NO_NEW_PRIVS,
+    NSP_STEP_RLIMIT,          /* a = resource, b = soft, c = hard              */
+    NSP_STEP_UMASK,           /* a = mask                                      */
+    NSP_STEP_SYMLINK,         /* path = target, path2 = link path              */
+    NSP_STEP_MKNOD,           /* path, a = mode, b = dev                       */
+    NSP_STEP_CLOSE_FD,        /* a = fd                                        */
+    NSP_STEP_EXEC             /* path = file (searched in str = PATH if no
+                                 '/'), strv = argv, strv2 = envp              */
+};
+
+struct nsp_step {
+    int kind;
+    int flags;
+    long long a;
+    long long b;
+    long long c;
+    const char *path;
+    const char *path2;
+    const char *str;
+    const char *str2;
+    char *const *strv;
+    char *const *strv2;
+    const int *ints;
+    int nints;
+};
+
+struct nsp_spawn_config {
+    unsigned long long clone_flags;  /* CLONE_NEW* to create at clone time     */
+    int cgroup_fd;                   /* cgroup v2 dir for CLONE_INTO_CGROUP, or -1 */
+    int pidns_fd;                    /* pid namespace to create the child in, or -1 */
+    int timens_fd;                   /* time namespace to create the child in, or -1 */
+    int exit_signal;                 /* usually SIGCHLD                         */
+    const struct nsp_step *steps;
+    int nsteps;
+    int use_vfork;                   /* share memory until exec (no SYNC steps) */
+};
+
+struct nsp_spawn_result {
+    int pid;
+    int pidfd;
+    int report_fd;  /* read end: a struct nsp_report on failure, EOF on exec */
+    int sync_fd;    /* write end: one byte releases one SYNC step, or -1    */
+};
+
+/* What the child sends when a step fails; 0-based step index, positive errno. */
+struct nsp_report {
+    int index;
+    int kind;
+    int err;
+    int pad;
+};
+
+int nsp_spawn(const struct nsp_spawn_config *config, struct nsp_spawn_result *result);
+
+/* Read one report from report_fd: returns 1 if a step failed (*report is
+ * filled), 0 on EOF (the child exec'd), or -errno. Blocks, without the GIL. */
+int nsp_read_report(int report_fd, struct nsp_report *report);

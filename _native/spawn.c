@@ -1,0 +1,483 @@
+/*
+ * nsp_spawn: clone a child into new namespaces and run a plan of steps in it,
+ * in C only, up to exec.
+ *
+ * Protocol with the parent:
+ *   - report pipe (child -> parent, close-on-exec): on the first failed step
+ *     the child writes one struct nsp_report and exits with status 127.  EOF
+ *     without a record means exec succeeded.
+ *   - sync pipe (parent -> child): a SYNC step blocks until the parent writes
+ *     one byte (after writing uid/gid maps, say).  EOF means "give up".
+ *
+ * Two ways to clone:
+ *   - fork-like clone3 (the default): the child gets a copy of the address
+ *     space, so it may wait for the parent at SYNC steps.  CLONE_INTO_CGROUP
+ *     and a pidfd come from clone3 itself.
+ *   - vfork-like clone(CLONE_VM|CLONE_VFORK): no page tables to copy, which
+ *     matters for a large Python process; the parent is suspended until exec,
+ *     so plans with SYNC steps or an unshare of a user namespace (refused
+ *     while memory is shared) cannot use it.  Python chooses.
+ *
+ * Between clone and exec the child only makes system calls: no allocation, no
+ * locks, no Python.  It is therefore safe to call from a threaded program.
+ */
+#include "compat.h"
+
+#include <limits.h>
+#include <sys/mman.h>
+
+struct nsp_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        set_tid, set_tid_size, cgroup;
+};
+
+struct child_ctx {
+    const struct nsp_spawn_config *cfg;
+    int report_fd;
+    int sync_fd;
+    sigset_t mask; /* the caller's signal mask, restored before exec */
+};
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static __attribute__((noreturn)) void child_fail(struct child_ctx *ctx, int index, int err)
+{
+    struct nsp_report r;
+    r.index = index;
+    r.kind = index >= 0 && index < ctx->cfg->nsteps ? ctx->cfg->steps[index].kind : 0;
+    r.err = err > 0 ? err : EIO;
+    r.pad = 0;
+    write_all(ctx->report_fd, &r, sizeof r);
+    _exit(127);
+}
+
+static void reset_signals(void)
+{
+    struct sigaction dfl, old;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, NULL, &old) < 0)
+            continue;
+        /* Keep what the caller ignores, except the two Python ignores for
+         * itself (as subprocess' restore_signals does). */
+        if (old.sa_handler == SIG_IGN && sig != SIGPIPE && sig != SIGXFSZ)
+            continue;
+        if (old.sa_handler != SIG_DFL)
+            sigaction(sig, &dfl, NULL);
+    }
+}
+
+/* Move fd above 'floor' if it is at or below it; returns the fd to use. */
+static int lift_fd(int fd, int floor)
+{
+    if (fd < 0 || fd > floor)
+        return fd;
+    int n = fcntl(fd, F_DUPFD_CLOEXEC, floor + 1);
+    return n < 0 ? -errno : n;
+}
+
+static int mark_cloexec_from(int first)
+{
+    if (syscall(__NR_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    /* Kernels before 5.11: walk the plausible range. */
+    struct rlimit rl;
+    long max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < max)
+        max = (long)rl.rlim_cur;
+    for (int fd = first; fd < max; fd++) {
+        int fl = fcntl(fd, F_GETFD);
+        if (fl >= 0 && !(fl & FD_CLOEXEC))
+            fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
+{
+    int npairs = s->nints / 2;
+    int maxdst = 2;
+    for (int i = 0; i < npairs; i++)
+        if (s->ints[2 * i + 1] > maxdst)
+            maxdst = s->ints[2 * i + 1];
+    /* Our own pipes must survive the renumbering. */
+    int r = lift_fd(ctx->report_fd, maxdst);
+    if (r < 0)
+        return r;
+    ctx->report_fd = r;
+    r = lift_fd(ctx->sync_fd, maxdst);
+    if (r < 0)
+        return r;
+    ctx->sync_fd = r;
+    /* Stage every source above all targets first, so that a target never
+     * overwrites a source still to be used (e.g. 3->4 and 4->3). */
+    int tmp[npairs > 0 ? npairs : 1];
+    for (int i = 0; i < npairs; i++) {
+        tmp[i] = fcntl(s->ints[2 * i], F_DUPFD_CLOEXEC, maxdst + 1);
+        if (tmp[i] < 0)
+            return -errno;
+    }
+    if (!(s->flags & 1))
+        mark_cloexec_from(3);
+    for (int i = 0; i < npairs; i++) {
+        if (dup3(tmp[i], s->ints[2 * i + 1], 0) < 0)
+            return -errno;
+        close(tmp[i]);
+    }
+    return 0;
+}
+
+static int do_exec(const struct nsp_step *s)
+{
+    const char *file = s->path;
+    if (strchr(file, '/') || s->str == NULL) {
+        execve(file, s->strv, s->strv2);
+        return -errno;
+    }
+    /* PATH search, as execvpe does, without allocating. */
+    char buf[PATH_MAX];
+    size_t flen = strlen(file);
+    int seen_eacces = 0, last = ENOENT;
+    const char *p = s->str;
+    for (;;) {
+        const char *colon = strchr(p, ':');
+        size_t dlen = colon ? (size_t)(colon - p) : strlen(p);
+        if (dlen == 0) {
+            dlen = 1;
+            p = "."; /* an empty entry means the current directory */
+        }
+        if (dlen + 1 + flen + 1 <= sizeof buf) {
+            memcpy(buf, p, dlen);
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, s->strv, s->strv2);
+            switch (errno) {
+            case EACCES:
+                seen_eacces = 1;
+                break;
+            case ENOENT:
+            case ENOTDIR:
+            case ELOOP:
+            case ENAMETOOLONG:
+            case ENODEV:
+            case ETIMEDOUT:
+            case ESTALE:
+                break;
+            default:
+                return -errno;
+            }
+            last = errno;
+        }
+        if (!colon)
+            break;
+        p = colon + 1;
+    }
+    return seen_eacces ? -EACCES : -last;
+}
+
+static int do_pivot_root(const char *new_root)
+{
+    /* pivot_root(".", "."): the old root is stacked under the new one and
+     * detached right away, so no put_old directory is needed. */
+    if (chdir(new_root) < 0)
+        return -errno;
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return -errno;
+    if (umount2(".", MNT_DETACH) < 0)
+        return -errno;
+    if (chdir("/") < 0)
+        return -errno;
+    return 0;
+}
+
+static int do_write_file(const struct nsp_step *s)
+{
+    int fd = open(s->path, O_WRONLY | O_CLOEXEC | ((s->flags & 1) ? O_CREAT | O_TRUNC : 0), 0644);
+    if (fd < 0)
+        return -errno;
+    const char *p = s->str;
+    size_t len = (size_t)s->a;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (close(fd) < 0)
+        return -errno;
+    return 0;
+}
+
+static int wait_for_parent(struct child_ctx *ctx)
+{
+    char c;
+    for (;;) {
+        ssize_t n = read(ctx->sync_fd, &c, 1);
+        if (n == 1)
+            return 0;
+        if (n == 0)
+            return -ECANCELED; /* the parent gave up */
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+#define CHECK(expr) ((expr) < 0 ? -errno : 0)
+
+static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
+{
+    switch (s->kind) {
+    case NSP_STEP_SYNC:
+        return wait_for_parent(ctx);
+    case NSP_STEP_SETNS:
+        return CHECK(setns((int)s->a, (int)s->b));
+    case NSP_STEP_UNSHARE:
+        return CHECK(unshare((int)s->a));
+    case NSP_STEP_SETHOSTNAME:
+        return CHECK(sethostname(s->str, strlen(s->str)));
+    case NSP_STEP_SETDOMAINNAME:
+        return CHECK(setdomainname(s->str, strlen(s->str)));
+    case NSP_STEP_MOUNT:
+        return CHECK(mount(s->path, s->path2, s->str, (unsigned long)s->a, s->str2));
+    case NSP_STEP_UMOUNT:
+        return CHECK(umount2(s->path, (int)s->a));
+    case NSP_STEP_MKDIR:
+        if (mkdir(s->path, (mode_t)s->a) < 0 && !((s->flags & 1) && errno == EEXIST))
+            return -errno;
+        return 0;
+    case NSP_STEP_PIVOT_ROOT:
+        return do_pivot_root(s->path);
+    case NSP_STEP_CHROOT:
+        if (chroot(s->path) < 0)
+            return -errno;
+        return CHECK(chdir("/"));
+    case NSP_STEP_CHDIR:
+        return CHECK(chdir(s->path));
+    case NSP_STEP_WRITE_FILE:
+        return do_write_file(s);
+    case NSP_STEP_SETGROUPS: {
+        gid_t groups[s->nints > 0 ? s->nints : 1];
+        for (int i = 0; i < s->nints; i++)
+            groups[i] = (gid_t)s->ints[i];
+        /* The raw call: glibc's setgroups broadcasts to all threads. */
+        return CHECK(syscall(SYS_setgroups, (size_t)s->nints, groups));
+    }
+    case NSP_STEP_SETRESGID:
+        return CHECK(syscall(SYS_setresgid, (gid_t)s->a, (gid_t)s->a, (gid_t)s->a));
+    case NSP_STEP_SETRESUID:
+        return CHECK(syscall(SYS_setresuid, (uid_t)s->a, (uid_t)s->a, (uid_t)s->a));
+    case NSP_STEP_FDMAP:
+        return do_fdmap(ctx, s);
+    case NSP_STEP_SETSID:
+        return CHECK(setsid());
+    case NSP_STEP_SETCTTY:
+        return CHECK(ioctl((int)s->a, TIOCSCTTY, 0));
+    case NSP_STEP_PDEATHSIG:
+        return CHECK(prctl(PR_SET_PDEATHSIG, (unsigned long)s->a, 0, 0, 0));
+    case NSP_STEP_NO_NEW_PRIVS:
+        return CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    case NSP_STEP_RLIMIT: {
+        struct rlimit rl;
+        rl.rlim_cur = s->b < 0 ? RLIM_INFINITY : (rlim_t)s->b;
+        rl.rlim_max = s->c < 0 ? RLIM_INFINITY : (rlim_t)s->c;
+        return CHECK(setrlimit((int)s->a, &rl));
+    }
+    case NSP_STEP_UMASK:
+        umask((mode_t)s->a);
+        return 0;
+    case NSP_STEP_SYMLINK:
+        if (symlink(s->path, s->path2) < 0 && !((s->flags & 1) && errno == EEXIST))
+            return -errno;
+        return 0;
+    case NSP_STEP_MKNOD:
+        if (mknod(s->path, (mode_t)s->a, (dev_t)s->b) < 0 && !((s->flags & 1) && errno == EEXIST))
+            return -errno;
+        return 0;
+    case NSP_STEP_CLOSE_FD:
+        return CHECK(close((int)s->a));
+    case NSP_STEP_EXEC:
+        /* The caller's signal mask comes back only now: until here no
+         * handler of the parent's may run in the child. */
+        sigprocmask(SIG_SETMASK, &ctx->mask, NULL);
+        return do_exec(s);
+    default:
+        return -EINVAL;
+    }
+}
+
+static int child_main(void *arg)
+{
+    struct child_ctx *ctx = arg;
+    reset_signals();
+    for (int i = 0; i < ctx->cfg->nsteps; i++) {
+        int r = run_step(ctx, &ctx->cfg->steps[i]);
+        if (r < 0) {
+            /* exec may have restored the mask before failing */
+            sigset_t all;
+            sigfillset(&all);
+            sigprocmask(SIG_SETMASK, &all, NULL);
+            child_fail(ctx, i, -r);
+        }
+    }
+    /* A plan without an exec step: the setup itself was the job. */
+    _exit(0);
+}
+
+#define VFORK_STACK_SIZE (256 * 1024)
+
+static int clone_child(struct child_ctx *ctx, int *pidfd)
+{
+    const struct nsp_spawn_config *cfg = ctx->cfg;
+    int exit_signal = cfg->exit_signal > 0 ? cfg->exit_signal : SIGCHLD;
+
+    if (cfg->use_vfork && cfg->cgroup_fd < 0 && !(cfg->clone_flags & CLONE_NEWTIME)) {
+        void *stack = mmap(NULL, VFORK_STACK_SIZE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+            return -errno;
+        int flags = (int)cfg->clone_flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | exit_signal;
+        int pid = clone(child_main, (char *)stack + VFORK_STACK_SIZE, flags, ctx, pidfd);
+        int err = errno;
+        munmap(stack, VFORK_STACK_SIZE);
+        return pid < 0 ? -err : pid;
+    }
+
+    struct nsp_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = cfg->clone_flags | CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.exit_signal = (uint64_t)exit_signal;
+    if (cfg->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cfg->cgroup_fd;
+    }
+    long pid = syscall(__NR_clone3, &args, sizeof args);
+    if (pid < 0 && errno == ENOSYS) {
+        if (cfg->cgroup_fd >= 0 || (cfg->clone_flags & CLONE_NEWTIME))
+            return -ENOSYS; /* only clone3 can do these */
+        /* x86-64 order: flags, stack, parent_tid, child_tid, tls.  With
+         * CLONE_PIDFD the pidfd lands in parent_tid. */
+        pid = syscall(SYS_clone, (unsigned long)(cfg->clone_flags | CLONE_PIDFD | exit_signal), 0, pidfd,
+                      0, 0);
+    }
+    if (pid < 0)
+        return -errno;
+    if (pid == 0)
+        child_main(ctx); /* never returns */
+    return (int)pid;
+}
+
+int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
+{
+    int report[2] = {-1, -1}, sync[2] = {-1, -1};
+    int need_sync = 0, ret, saved_pidns = -1;
+    for (int i = 0; i < cfg->nsteps; i++)
+        if (cfg->steps[i].kind == NSP_STEP_SYNC)
+            need_sync = 1;
+
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return -errno;
+    if (need_sync && pipe2(sync, O_CLOEXEC) < 0) {
+        ret = -errno;
+        goto fail;
+    }
+    if (cfg->pidns_fd >= 0) {
+        /* A pid namespace applies to children only: enter it on this thread
+         * around the clone, then go back. */
+        saved_pidns = open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+        if (saved_pidns < 0) {
+            ret = -errno;
+            goto fail;
+        }
+        if (setns(cfg->pidns_fd, CLONE_NEWPID) < 0) {
+            ret = -errno;
+            goto fail;
+        }
+    }
+
+    struct child_ctx ctx;
+    ctx.cfg = cfg;
+    ctx.report_fd = report[1];
+    ctx.sync_fd = sync[0];
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &ctx.mask);
+
+    int pidfd = -1;
+    ret = clone_child(&ctx, &pidfd);
+
+    pthread_sigmask(SIG_SETMASK, &ctx.mask, NULL);
+    if (saved_pidns >= 0) {
+        setns(saved_pidns, CLONE_NEWPID); /* back to our own; cannot fail for our own ns */
+        close(saved_pidns);
+        saved_pidns = -1;
+    }
+    if (ret < 0)
+        goto fail;
+
+    close(report[1]);
+    if (sync[0] >= 0)
+        close(sync[0]);
+    res->pid = ret;
+    res->pidfd = pidfd;
+    res->report_fd = report[0];
+    res->sync_fd = sync[1];
+    return 0;
+
+fail:
+    if (saved_pidns >= 0) {
+        setns(saved_pidns, CLONE_NEWPID);
+        close(saved_pidns);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (report[i] >= 0)
+            close(report[i]);
+        if (sync[i] >= 0)
+            close(sync[i]);
+    }
+    return ret;
+}
+
+int nsp_read_report(int report_fd, struct nsp_report *report)
+{
+    size_t got = 0;
+    char *p = (char *)report;
+    while (got < sizeof *report) {
+        ssize_t n = read(report_fd, p + got, sizeof *report - got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got == 0)
+        return 0;
+    if (got < sizeof *report)
+        return -EPROTO;
+    return 1;
+}

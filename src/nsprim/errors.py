@@ -1,0 +1,180 @@
+"""The exception hierarchy of nsprim.
+
+Every error nsprim raises derives from :class:`NsprimError`.  The classes say
+*what kind* of thing went wrong; the attributes say *where*:
+
+* :class:`ConfigError` (also a :class:`ValueError`): bad input, found before
+  any system call was made, so nothing needs undoing.
+* :class:`SyscallError` (also an :class:`OSError`): the kernel refused an
+  operation.  ``errno``, ``strerror`` and ``filename`` are set as on any
+  ``OSError``; ``operation`` names the call ("mount", "setns", ...).
+* :class:`StepError` (a :class:`SyscallError`): a step of a spawn plan failed
+  in the child, between ``clone`` and ``exec``.  ``step`` is the failed step
+  and ``index`` its position in the plan.
+* :class:`UnsupportedError`: the kernel or host lacks a feature.
+
+Messages follow crun's style: verb, backticked path, reason, and where it
+helps, a hint — "pivot_root `/x/rootfs`: Invalid argument (is it a mount point?)".
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Any
+
+__all__ = [
+    "NsprimError",
+    "ConfigError",
+    "SyscallError",
+    "StepError",
+    "UnsupportedError",
+    "NamespaceError",
+    "NamespaceTypeError",
+    "ProcessLookupFailed",
+    "ExecutableNotFoundError",
+    "TimeoutExpired",
+    "describe_errno",
+]
+
+
+def describe_errno(err: int) -> str:
+    """Return the C library's text for *err* ("Operation not permitted")."""
+    try:
+        return os.strerror(err)
+    except ValueError:  # pragma: no cover - out of range errno
+        return f"errno {err}"
+
+
+class NsprimError(Exception):
+    """Root of every exception nsprim raises.
+
+    ``errno``, ``step`` and ``path`` are ``None`` where they do not apply.
+    """
+
+    errno: int | None = None
+    step: Any = None
+    path: str | None = None
+
+
+class ConfigError(NsprimError, ValueError):
+    """Invalid input, detected before any system call.
+
+    ``what`` names the offending field or argument when known.
+    """
+
+    def __init__(self, message: str, *, what: str | None = None) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+class SyscallError(NsprimError, OSError):
+    """The kernel refused an operation.
+
+    Behaves as an :class:`OSError` (``errno``, ``strerror``, ``filename``), so
+    existing ``except OSError`` code keeps working, and adds ``operation``.
+    """
+
+    # Hints for the errors people meet most often, keyed by (operation, errno).
+    _HINTS: dict[tuple[str, int], str] = {
+        ("pivot_root", _errno.EINVAL): "is it a mount point?",
+        ("setns", _errno.EINVAL): "is the namespace of the expected type, and the process single-threaded?",
+        ("unshare", _errno.EINVAL): "user and mount namespaces need a single-threaded process",
+        ("mount", _errno.ENODEV): "is that file system type known to the kernel?",
+        ("exec", _errno.ENOENT): "no such executable",
+        ("exec", _errno.EACCES): "is it executable?",
+    }
+
+    def __init__(
+        self,
+        err: int,
+        operation: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        detail: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        strerror = describe_errno(err)
+        fspath = os.fspath(path) if path is not None else None
+        super().__init__(err, strerror, fspath)
+        self.operation = operation
+        self.path = fspath
+        self.detail = detail
+        self.hint = hint if hint is not None else self._HINTS.get((operation, err))
+
+    def __str__(self) -> str:
+        head = self.operation
+        if self.detail:
+            head = f"{head} {self.detail}"
+        elif self.path is not None:
+            head = f"{head} `{self.path}`"
+        text = f"{head}: {self.strerror}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_syscall_error, (type(self), self.errno, self.operation, self.path, self.detail, self.hint))
+
+
+def _rebuild_syscall_error(
+    cls: type[SyscallError], err: int, operation: str, path: str | None, detail: str | None, hint: str | None
+) -> SyscallError:
+    return cls(err, operation, path, detail=detail, hint=hint)
+
+
+class StepError(SyscallError):
+    """A step of a spawn plan failed in the child before ``exec``.
+
+    ``step`` is the step object (see :mod:`nsprim.plan`), ``index`` its
+    position in the plan.  The message names the step and its path, e.g.
+    "mount `proc` on `/newroot/proc`: Operation not permitted (step 3)".
+    """
+
+    def __init__(self, err: int, step: Any, index: int) -> None:
+        describe = getattr(step, "describe", None)
+        detail = describe() if callable(describe) else str(step)
+        operation = getattr(step, "operation", type(step).__name__.lower())
+        path = getattr(step, "path", None)
+        super().__init__(err, operation, path if isinstance(path, (str, os.PathLike)) else None, detail=detail)
+        self.step = step
+        self.index = index
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} [plan step {self.index}]"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errno, self.step, self.index))
+
+
+class ExecutableNotFoundError(StepError, FileNotFoundError):
+    """The program to execute does not exist (a failed ``exec`` step)."""
+
+
+class UnsupportedError(NsprimError):
+    """The kernel or this host does not offer a needed feature."""
+
+    def __init__(self, message: str, *, feature: str | None = None) -> None:
+        super().__init__(message)
+        self.feature = feature
+
+
+class NamespaceError(SyscallError):
+    """A namespace could not be opened, entered or persisted."""
+
+
+class NamespaceTypeError(ConfigError):
+    """A namespace of one type was given where another was expected."""
+
+
+class ProcessLookupFailed(SyscallError, ProcessLookupError):
+    """No process has the given pid (or it exited)."""
+
+
+class TimeoutExpired(NsprimError, TimeoutError):
+    """A wait ran out of time; the process is still running."""
+
+    def __init__(self, pid: int, timeout: float) -> None:
+        super().__init__(f"process {pid} still running after {timeout:g} s")
+        self.pid = pid
+        self.timeout = timeout
