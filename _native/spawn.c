@@ -117,14 +117,16 @@ static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
         if (s->ints[2 * i + 1] > maxdst)
             maxdst = s->ints[2 * i + 1];
     /* Our own pipes must survive the renumbering. */
-    int r = lift_fd(ctx->report_fd, maxdst);
+    int r = lift_fd(ctx->report_fd, maxdst); /* the report fd is always open */
     if (r < 0)
         return r;
     ctx->report_fd = r;
-    r = lift_fd(ctx->sync_fd, maxdst);
-    if (r < 0)
-        return r;
-    ctx->sync_fd = r;
+    if (ctx->sync_fd >= 0) {
+        r = lift_fd(ctx->sync_fd, maxdst);
+        if (r < 0)
+            return r;
+        ctx->sync_fd = r;
+    }
     /* Stage every source above all targets first, so that a target never
      * overwrites a source still to be used (e.g. 3->4 and 4->3). */
     int tmp[npairs > 0 ? npairs : 1];

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "NsprimError",
@@ -72,11 +72,13 @@ class SyscallError(NsprimError, OSError):
     """The kernel refused an operation.
 
     Behaves as an :class:`OSError` (``errno``, ``strerror``, ``filename``), so
-    existing ``except OSError`` code keeps working, and adds ``operation``.
+    existing ``except OSError`` code keeps working, and adds ``operation``
+    (the verb) and ``detail`` (the whole phrase before the reason, when the
+    verb and one path do not say enough: "mount `proc` on `/x/proc`").
     """
 
     # Hints for the errors people meet most often, keyed by (operation, errno).
-    _HINTS: dict[tuple[str, int], str] = {
+    _HINTS: ClassVar[dict[tuple[str, int], str]] = {
         ("pivot_root", _errno.EINVAL): "is it a mount point?",
         ("setns", _errno.EINVAL): "is the namespace of the expected type, and the process single-threaded?",
         ("unshare", _errno.EINVAL): "user and mount namespaces need a single-threaded process",
@@ -87,13 +89,15 @@ class SyscallError(NsprimError, OSError):
 
     def __init__(
         self,
-        err: int,
+        err: int | None,
         operation: str,
         path: str | os.PathLike[str] | None = None,
         *,
         detail: str | None = None,
         hint: str | None = None,
     ) -> None:
+        if not err:  # an OSError without errno: say "I/O error" rather than "Success"
+            err = _errno.EIO
         strerror = describe_errno(err)
         fspath = os.fspath(path) if path is not None else None
         super().__init__(err, strerror, fspath)
@@ -103,17 +107,19 @@ class SyscallError(NsprimError, OSError):
         self.hint = hint if hint is not None else self._HINTS.get((operation, err))
 
     def __str__(self) -> str:
-        head = self.operation
+        # detail, when given, is the whole phrase: "mount `proc` on `/x/proc`".
         if self.detail:
-            head = f"{head} {self.detail}"
+            head = self.detail
         elif self.path is not None:
-            head = f"{head} `{self.path}`"
+            head = f"{self.operation} `{self.path}`"
+        else:
+            head = self.operation
         text = f"{head}: {self.strerror}"
         if self.hint:
             text += f" ({self.hint})"
         return text
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the keyword arguments across pickling
         return (_rebuild_syscall_error, (type(self), self.errno, self.operation, self.path, self.detail, self.hint))
 
 

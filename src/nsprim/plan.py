@@ -1,0 +1,524 @@
+"""The child-side setup as data: an ordered list of typed steps.
+
+Python builds a :class:`Plan`; the native core runs its steps in the child,
+between ``clone`` and ``exec``, without any Python.  When a step fails the
+child reports the step's index and errno, and the parent raises one
+:class:`~nsprim.errors.StepError` that names the step::
+
+    >>> plan = Plan((SetHostname("box"), Mount("proc", "/proc", "proc"), Exec("/bin/true", ("true",))))
+    >>> plan.steps[1].describe()
+    'mount `proc` on `/proc`'
+
+Each step is a frozen dataclass with ``operation`` (a verb), ``describe()``
+(the verb with its paths, as in error messages) and ``lower()`` (its
+:class:`~nsprim._sys.spawn.RawStep`).  Later layers (root file systems,
+security) add steps; none of them needs new C to run a new combination.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar
+
+from ._sys import C
+from ._sys.spawn import EncodedPlan, RawStep, StepKind, encode
+
+__all__ = [
+    "Step",
+    "Plan",
+    "Sync",
+    "SetNs",
+    "Unshare",
+    "SetHostname",
+    "SetDomainname",
+    "Mount",
+    "Umount",
+    "Mkdir",
+    "PivotRoot",
+    "Chroot",
+    "Chdir",
+    "WriteFile",
+    "SetGroups",
+    "SetGid",
+    "SetUid",
+    "FdMap",
+    "SetSid",
+    "SetCtty",
+    "ParentDeathSignal",
+    "NoNewPrivs",
+    "SetRlimit",
+    "Umask",
+    "Symlink",
+    "Mknod",
+    "CloseFd",
+    "Exec",
+]
+
+StrPath = str | os.PathLike[str]
+
+
+def _b(path: StrPath) -> bytes:
+    return os.fsencode(os.fspath(path))
+
+
+class Step:
+    """Base of all plan steps."""
+
+    operation: ClassVar[str] = "step"
+
+    @property
+    def path(self) -> str | None:
+        """The main path the step acts on, if any (for error messages)."""
+        return None
+
+    def describe(self) -> str:
+        """The step in words, as error messages show it."""
+        p = self.path
+        return f"{self.operation} `{p}`" if p is not None else self.operation
+
+    def lower(self) -> RawStep:  # pragma: no cover - abstract
+        """Lower the step to the native core's representation."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Sync(Step):
+    """Wait until the parent has done its part (write id maps, join cgroups)."""
+
+    reason: str = "wait for the parent"
+    operation: ClassVar[str] = "sync"
+
+    def describe(self) -> str:
+        return f"sync ({self.reason})"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SYNC)
+
+
+@dataclass(frozen=True)
+class SetNs(Step):
+    """Join the namespace open as *fd* (or, for a pidfd, the namespaces in *nstype*)."""
+
+    fd: int
+    nstype: int = 0
+    source: str = ""
+    operation: ClassVar[str] = "setns"
+
+    @property
+    def path(self) -> str | None:
+        return self.source or None
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETNS, a=self.fd, b=self.nstype)
+
+
+@dataclass(frozen=True)
+class Unshare(Step):
+    """Create new namespaces (``CLONE_NEW*`` flags) for the child itself."""
+
+    flags: int
+    operation: ClassVar[str] = "unshare"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.UNSHARE, a=self.flags)
+
+
+@dataclass(frozen=True)
+class SetHostname(Step):
+    """Set the host name in the child's UTS namespace."""
+
+    name: str
+    operation: ClassVar[str] = "sethostname"
+
+    def describe(self) -> str:
+        return f"sethostname `{self.name}`"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETHOSTNAME, str=self.name.encode())
+
+
+@dataclass(frozen=True)
+class SetDomainname(Step):
+    """Set the NIS domain name in the child's UTS namespace."""
+
+    name: str
+    operation: ClassVar[str] = "setdomainname"
+
+    def describe(self) -> str:
+        return f"setdomainname `{self.name}`"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETDOMAINNAME, str=self.name.encode())
+
+
+@dataclass(frozen=True)
+class Mount(Step):
+    """mount(2) in the child: *source* on *target*."""
+
+    source: StrPath | None
+    target: StrPath
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+    operation: ClassVar[str] = "mount"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.target)
+
+    def describe(self) -> str:
+        src = os.fspath(self.source) if self.source is not None else (self.fstype or "none")
+        if self.flags & C.MS_REMOUNT:
+            return f"remount `{os.fspath(self.target)}`"
+        if self.source is None and self.fstype is None:
+            return f"set propagation of `{os.fspath(self.target)}`"
+        return f"mount `{src}` on `{os.fspath(self.target)}`"
+
+    def lower(self) -> RawStep:
+        return RawStep(
+            StepKind.MOUNT,
+            a=self.flags,
+            path=_b(self.source) if self.source is not None else None,
+            path2=_b(self.target),
+            str=self.fstype.encode() if self.fstype is not None else None,
+            str2=self.data.encode() if self.data is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Umount(Step):
+    """umount2(2) in the child."""
+
+    target: StrPath
+    flags: int = 0
+    operation: ClassVar[str] = "umount"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.target)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.UMOUNT, a=self.flags, path=_b(self.target))
+
+
+@dataclass(frozen=True)
+class Mkdir(Step):
+    """mkdir(2) in the child; *exist_ok* accepts an existing entry."""
+
+    target: StrPath
+    mode: int = 0o755
+    exist_ok: bool = True
+    operation: ClassVar[str] = "mkdir"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.target)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.MKDIR, flags=int(self.exist_ok), a=self.mode, path=_b(self.target))
+
+
+@dataclass(frozen=True)
+class PivotRoot(Step):
+    """Make *new_root* the root; the old root is detached (``pivot_root(".", ".")``)."""
+
+    new_root: StrPath
+    operation: ClassVar[str] = "pivot_root"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.new_root)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.PIVOT_ROOT, path=_b(self.new_root))
+
+
+@dataclass(frozen=True)
+class Chroot(Step):
+    """chroot(2) then chdir("/"): the fallback for roots that cannot be pivoted."""
+
+    new_root: StrPath
+    operation: ClassVar[str] = "chroot"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.new_root)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.CHROOT, path=_b(self.new_root))
+
+
+@dataclass(frozen=True)
+class Chdir(Step):
+    """chdir(2) in the child."""
+
+    target: StrPath
+    operation: ClassVar[str] = "chdir"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.target)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.CHDIR, path=_b(self.target))
+
+
+@dataclass(frozen=True)
+class WriteFile(Step):
+    """Write *data* to an existing file (``/proc/self/...``), or create it."""
+
+    target: StrPath
+    data: bytes
+    create: bool = False
+    operation: ClassVar[str] = "write"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.target)
+
+    def lower(self) -> RawStep:
+        flags = int(self.create)
+        return RawStep(StepKind.WRITE_FILE, flags=flags, a=len(self.data), path=_b(self.target), str=self.data)
+
+
+@dataclass(frozen=True)
+class SetGroups(Step):
+    """setgroups(2): the supplementary groups."""
+
+    groups: tuple[int, ...]
+    operation: ClassVar[str] = "setgroups"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETGROUPS, ints=self.groups)
+
+
+@dataclass(frozen=True)
+class SetGid(Step):
+    """setresgid(2) to one gid."""
+
+    gid: int
+    operation: ClassVar[str] = "setgid"
+
+    def describe(self) -> str:
+        return f"setgid {self.gid}"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETRESGID, a=self.gid)
+
+
+@dataclass(frozen=True)
+class SetUid(Step):
+    """setresuid(2) to one uid."""
+
+    uid: int
+    operation: ClassVar[str] = "setuid"
+
+    def describe(self) -> str:
+        return f"setuid {self.uid}"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETRESUID, a=self.uid)
+
+
+@dataclass(frozen=True)
+class FdMap(Step):
+    """Place descriptors: each ``(src, dst)`` pair becomes fd *dst* in the child.
+
+    Unless *keep_others*, every other descriptor from 3 up is marked
+    close-on-exec (``close_range``), so the payload inherits only what was asked.
+    """
+
+    pairs: tuple[tuple[int, int], ...]
+    keep_others: bool = False
+    operation: ClassVar[str] = "dup"
+
+    def describe(self) -> str:
+        return "set up file descriptors " + ", ".join(f"{s}->{d}" for s, d in self.pairs)
+
+    def lower(self) -> RawStep:
+        flat = tuple(x for pair in self.pairs for x in pair)
+        return RawStep(StepKind.FDMAP, flags=int(self.keep_others), ints=flat)
+
+
+@dataclass(frozen=True)
+class SetSid(Step):
+    """setsid(2): a new session, without a controlling terminal."""
+
+    operation: ClassVar[str] = "setsid"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETSID)
+
+
+@dataclass(frozen=True)
+class SetCtty(Step):
+    """Make the terminal on *fd* the controlling terminal (TIOCSCTTY)."""
+
+    fd: int = 0
+    operation: ClassVar[str] = "ioctl TIOCSCTTY"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SETCTTY, a=self.fd)
+
+
+@dataclass(frozen=True)
+class ParentDeathSignal(Step):
+    """PR_SET_PDEATHSIG: the signal the child gets when its parent thread dies."""
+
+    signal: int
+    operation: ClassVar[str] = "prctl PR_SET_PDEATHSIG"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.PDEATHSIG, a=self.signal)
+
+
+@dataclass(frozen=True)
+class NoNewPrivs(Step):
+    """PR_SET_NO_NEW_PRIVS: exec can never grant privileges (setuid bits, file caps)."""
+
+    operation: ClassVar[str] = "prctl PR_SET_NO_NEW_PRIVS"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.NO_NEW_PRIVS)
+
+
+@dataclass(frozen=True)
+class SetRlimit(Step):
+    """setrlimit(2); ``-1`` means unlimited."""
+
+    resource: int
+    soft: int
+    hard: int
+    operation: ClassVar[str] = "setrlimit"
+
+    def describe(self) -> str:
+        return f"setrlimit {self.resource} to {self.soft}/{self.hard}"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.RLIMIT, a=self.resource, b=self.soft, c=self.hard)
+
+
+@dataclass(frozen=True)
+class Umask(Step):
+    """umask(2)."""
+
+    mask: int
+    operation: ClassVar[str] = "umask"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.UMASK, a=self.mask)
+
+
+@dataclass(frozen=True)
+class Symlink(Step):
+    """symlink(2): *link* pointing at *target*."""
+
+    target: str
+    link: StrPath
+    exist_ok: bool = False
+    operation: ClassVar[str] = "symlink"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.link)
+
+    def describe(self) -> str:
+        return f"symlink `{os.fspath(self.link)}` -> `{self.target}`"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SYMLINK, flags=int(self.exist_ok), path=self.target.encode(), path2=_b(self.link))
+
+
+@dataclass(frozen=True)
+class Mknod(Step):
+    """mknod(2): a device node (*mode* includes the file type bits)."""
+
+    target: StrPath
+    mode: int
+    device: int = 0
+    exist_ok: bool = False
+    operation: ClassVar[str] = "mknod"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.target)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.MKNOD, flags=int(self.exist_ok), a=self.mode, b=self.device, path=_b(self.target))
+
+
+@dataclass(frozen=True)
+class CloseFd(Step):
+    """close(2) one descriptor in the child."""
+
+    fd: int
+    operation: ClassVar[str] = "close"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.CLOSE_FD, a=self.fd)
+
+
+@dataclass(frozen=True)
+class Exec(Step):
+    """execve(2): the last step.  A *file* without ``/`` is searched in *search_path*."""
+
+    file: StrPath
+    argv: Sequence[str | bytes]
+    env: Mapping[str, str] | None = None
+    search_path: str | None = None
+    operation: ClassVar[str] = "exec"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.file)
+
+    def lower(self) -> RawStep:
+        env = os.environ if self.env is None else self.env
+        envp = tuple(f"{k}={v}".encode() for k, v in env.items())
+        search = self.search_path
+        if search is None and "/" not in os.fspath(self.file):
+            search = env.get("PATH", os.defpath)
+        return RawStep(
+            StepKind.EXEC,
+            path=_b(self.file),
+            str=search.encode() if search is not None else None,
+            strv=tuple(a if isinstance(a, bytes) else a.encode() for a in self.argv),
+            strv2=envp,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An immutable, ordered list of steps; encoded for C once, on first use."""
+
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    def __add__(self, other: Plan | Sequence[Step]) -> Plan:
+        more = other.steps if isinstance(other, Plan) else tuple(other)
+        return Plan(self.steps + more)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @cached_property
+    def encoded(self) -> EncodedPlan:
+        """The C form of the plan (built once, then reused)."""
+        return encode([s.lower() for s in self.steps])
+
+    @cached_property
+    def vfork_safe(self) -> bool:
+        """Whether the child may share the parent's memory until exec.
+
+        Not when the parent must act mid-plan (a :class:`Sync`), nor for an
+        unshare of a user namespace, which the kernel refuses to a process
+        that shares its memory.
+        """
+        for s in self.steps:
+            if isinstance(s, Sync):
+                return False
+            if isinstance(s, Unshare) and s.flags & C.CLONE_NEWUSER:
+                return False
+        return True
