@@ -1,0 +1,120 @@
+"""Reading and writing cgroup control files with crun-style errors.
+
+Every OSError becomes a :class:`~nsprim.errors.SyscallError` whose message
+reads like "write `64M` to `/sys/fs/cgroup/x/memory.max`: Device or resource busy".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsprim.cgroup.host import Controller
+from nsprim.errors import SyscallError
+
+__all__ = ["Write", "read_text", "read_int", "read_keyed", "write_text", "try_read_text", "mkdir", "rmdir"]
+
+_HINTS = {
+    errno.EBUSY: "the no-internal-processes rule, a lower usage than the new limit, or a group still in use",
+    errno.EOPNOTSUPP: "the controller does not support this here",
+    errno.ENOSPC: "empty cpuset, or the process may not be moved into this cgroup",
+}
+
+
+@dataclass(frozen=True)
+class Write:
+    """One control file write of a resource plan.
+
+    ``names`` are alternatives: the first file that exists is written.
+    ``tolerate`` lists errnos to ignore (for writes repeated later in the
+    plan to work around ordering constraints).
+    """
+
+    controller: Controller
+    names: tuple[str, ...]
+    value: str
+    tolerate: frozenset[int] = frozenset()
+
+    def describe(self) -> str:
+        """``memory.max=64M``-style text for messages."""
+        return f"{self.names[0]}={self.value}"
+
+
+def read_text(path: Path) -> str:
+    """Read a control file; errors raise SyscallError("read", path)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError as exc:
+        raise SyscallError(exc.errno or errno.EIO, "read", path) from exc
+
+
+def try_read_text(path: Path) -> str | None:
+    """Read a control file, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SyscallError(exc.errno or errno.EIO, "read", path) from exc
+
+
+def read_int(path: Path) -> int | None:
+    """Read a single number; ``max`` gives None."""
+    text = read_text(path).strip()
+    if text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SyscallError(errno.EINVAL, "parse", path, detail=f"`{text}` from `{path}` as a number") from None
+
+
+def read_keyed(path: Path) -> dict[str, int]:
+    """Read a flat-keyed file (``key value`` lines, like memory.stat or cgroup.events)."""
+    result: dict[str, int] = {}
+    for line in read_text(path).splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                result[parts[0]] = int(parts[1])
+            except ValueError:
+                continue
+    return result
+
+
+def write_text(path: Path, value: str, *, hint: str | None = None) -> None:
+    """Write *value* to a control file in one ``write(2)``; errors raise SyscallError("write", ...)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SyscallError(exc.errno or errno.EIO, "open", path) from exc
+    try:
+        os.write(fd, value.encode())
+    except OSError as exc:
+        err = exc.errno or errno.EIO
+        raise SyscallError(
+            err, "write", path, detail=f"`{value}` to `{path}`", hint=hint if hint else _HINTS.get(err)
+        ) from exc
+    finally:
+        os.close(fd)
+
+
+def mkdir(path: Path) -> None:
+    """``mkdir(2)`` a cgroup directory (mode 0755)."""
+    try:
+        os.mkdir(path, 0o755)
+    except OSError as exc:
+        raise SyscallError(exc.errno or errno.EIO, "mkdir", path) from exc
+
+
+def rmdir(path: Path) -> None:
+    """``rmdir(2)`` a cgroup directory."""
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        hint = "the cgroup still has processes or child groups" if exc.errno == errno.EBUSY else None
+        raise SyscallError(exc.errno or errno.EIO, "rmdir", path, hint=hint) from exc

@@ -1,0 +1,167 @@
+"""Waiting for cgroup events: file-modification notification, OOM counters, emptiness.
+
+cgroup v2 notifies ``inotify`` watchers when ``cgroup.events`` or
+``memory.events`` change, so waits there cost nothing while idle.  cgroup
+v1 files do not notify; waits on them poll with a short interval.  inotify
+is reached through libc with :mod:`ctypes` (the standard library has no
+binding); if that fails the code polls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import select
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from nsprim.errors import TimeoutExpired
+
+__all__ = ["MemoryEvents", "CGroupTimeout", "FileWatcher", "wait_until"]
+
+_IN_MODIFY: Final = 0x00000002
+_IN_CLOEXEC: Final = 0o2000000
+_IN_NONBLOCK: Final = 0o4000
+_POLL_INTERVAL_V1: Final = 0.01
+_POLL_INTERVAL_MAX: Final = 0.25
+
+
+class CGroupTimeout(TimeoutExpired):
+    """A wait on a cgroup ran out of time (a :class:`~nsprim.errors.TimeoutExpired`).
+
+    ``pid`` is -1 (no single process is meant); ``path`` names the cgroup
+    and ``what`` the awaited condition.
+    """
+
+    def __init__(self, what: str, path: Path | str, timeout: float) -> None:
+        super().__init__(-1, timeout)
+        self.what = what
+        self.path = os.fspath(path)
+        self.args = (f"wait for {what} of `{self.path}`: still not there after {timeout:g} s",)
+
+
+@dataclass(frozen=True)
+class MemoryEvents:
+    """Memory event counters of a group (hierarchical: descendants included).
+
+    On cgroup v2 from ``memory.events``; on v1 ``oom_kill`` and
+    ``under_oom`` come from ``memory.oom_control`` and ``max`` from
+    ``memory.failcnt``.  Counters the host does not provide are None.
+    """
+
+    oom_kill: int
+    oom: int | None = None
+    max: int | None = None
+    high: int | None = None
+    low: int | None = None
+    oom_group_kill: int | None = None
+    under_oom: bool | None = None
+
+
+class _Libc:
+    """Lazily bound inotify functions of the C library (None when unavailable)."""
+
+    _lib: ctypes.CDLL | None = None
+    _failed = False
+
+    @classmethod
+    def get(cls) -> ctypes.CDLL | None:
+        if cls._lib is None and not cls._failed:
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+                lib.inotify_init1.argtypes = [ctypes.c_int]
+                lib.inotify_init1.restype = ctypes.c_int
+                lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+                lib.inotify_add_watch.restype = ctypes.c_int
+                cls._lib = lib
+            except (OSError, AttributeError):
+                cls._failed = True
+        return cls._lib
+
+
+class FileWatcher:
+    """Block until one of some files is modified (inotify), or a timeout passes.
+
+    A context manager; the inotify descriptor is closed on exit.  Files that
+    cannot be watched are ignored; :attr:`active` tells if anything is watched.
+    """
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self._fd = -1
+        self.active = False
+        lib = _Libc.get()
+        if lib is None:
+            return
+        fd = lib.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
+        if fd < 0:
+            return
+        self._fd = fd
+        for p in paths:
+            if lib.inotify_add_watch(fd, os.fsencode(p), _IN_MODIFY) >= 0:
+                self.active = True
+
+    def __enter__(self) -> FileWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the inotify descriptor."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to *timeout* seconds for a modification; True if one came."""
+        if not self.active:
+            time.sleep(max(0.0, timeout))
+            return False
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        ready = poller.poll(max(0, int(timeout * 1000)))
+        if ready:
+            try:
+                while os.read(self._fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            except OSError as exc:  # pragma: no cover - defensive
+                if exc.errno != errno.EAGAIN:
+                    raise
+            return True
+        return False
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float | None,
+    what: str,
+    path: Path,
+    notify: Iterable[Path] = (),
+) -> None:
+    """Return once *predicate* is true, re-checking when a file in *notify* changes.
+
+    Without notifying files the predicate is polled every 10 ms.  With
+    ``timeout=None`` waits forever; otherwise raises :class:`CGroupTimeout`.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    watched = [p for p in notify if p.exists()]
+    with FileWatcher(watched) as watcher:
+        interval = _POLL_INTERVAL_MAX if watcher.active else _POLL_INTERVAL_V1
+        while not predicate():
+            if deadline is None:
+                step = interval
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CGroupTimeout(what, path, timeout if timeout is not None else 0.0)
+                step = min(interval, remaining)
+            watcher.wait(step)
+

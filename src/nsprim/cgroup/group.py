@@ -1,0 +1,655 @@
+"""The :class:`CGroup` primitive: one logical control group on any host mode.
+
+On a cgroup v2 host a group is one directory.  On a v1 or hybrid host it is
+the same relative path in every v1 hierarchy it uses, plus the v2 tree when
+mounted (which tracks membership and offers ``cgroup.kill``,
+``cgroup.freeze``, ``cgroup.events`` and pressure even with no controllers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Final
+
+from nsprim.cgroup import _fs
+from nsprim.cgroup._fs import Write
+from nsprim.cgroup.events import CGroupTimeout, MemoryEvents, wait_until
+from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, read_v2_controllers
+from nsprim.cgroup.resources import Resources
+from nsprim.cgroup.stats import Stats, read_stats
+from nsprim.cgroup.v1 import plan_v1
+from nsprim.cgroup.v2 import plan_v2
+from nsprim.errors import ConfigError, SyscallError, UnsupportedError
+
+__all__ = ["CGroup", "CGroupBusyError", "ROOT", "validate_name"]
+
+ROOT: Final = "/"
+"""Pass as ``parent`` to create a group directly under each hierarchy's root."""
+
+DEFAULT_V2_CONTROLLERS: Final = frozenset({Controller.CPU, Controller.MEMORY, Controller.PIDS, Controller.IO})
+_RMDIR_RETRY: Final = 2.0
+
+
+class CGroupBusyError(SyscallError):
+    """A group could not be deleted because processes (or child groups) remain (errno ``EBUSY``)."""
+
+
+def validate_name(name: str) -> str:
+    """Check a group name: one path component, not ``.``/``..``, no ``/``, NUL or newline, at most 255 bytes."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"cgroup name: `{name!r}` must be a non-empty string", what="name")
+    if "/" in name or "\0" in name or "\n" in name or name in (".", ".."):
+        raise ConfigError(f"cgroup name: `{name}` must be a single path component (no '/', '..')", what="name")
+    if len(os.fsencode(name)) > 255:
+        raise ConfigError(f"cgroup name: `{name[:40]}...` is longer than 255 bytes", what="name")
+    return name
+
+
+def _validate_path(path: str) -> PurePosixPath:
+    if not isinstance(path, str) or "\0" in path:
+        raise ConfigError(f"cgroup path: `{path!r}` is not a path", what="path")
+    p = PurePosixPath("/" + path.lstrip("/"))
+    if any(part in ("..", ".") for part in p.parts):
+        raise ConfigError(f"cgroup path: `{path}` must not contain '.' or '..'", what="path")
+    return p
+
+
+class CGroup:
+    """A control group, possibly spanning several v1 hierarchies and the v2 tree.
+
+    Build one with :meth:`create`, :meth:`open`, :meth:`from_pid` or
+    :meth:`child`.  As a context manager it removes the group on exit
+    (killing processes still inside first).
+
+    >>> with CGroup.create("job", parent=ROOT,
+    ...                    resources=Resources(memory=MemoryResources(max="256M"))) as cg:  # doctest: +SKIP
+    ...     cg.add(pid)
+    """
+
+    def __init__(self, dirs: Iterable[tuple[Hierarchy, Path]], info: HostInfo | None = None) -> None:
+        """Wrap existing directories; prefer the class methods."""
+        self._dirs: tuple[tuple[Hierarchy, Path], ...] = tuple(dirs)
+        if not self._dirs:
+            raise ConfigError("a cgroup needs at least one hierarchy directory", what="dirs")
+        self._info = info if info is not None else host_info()
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        parent: CGroup | str | None = None,
+        resources: Resources | None = None,
+        *,
+        controllers: Iterable[Controller | str] | None = None,
+        exist_ok: bool = False,
+    ) -> CGroup:
+        """Create group *name* under *parent* and apply *resources*.
+
+        *parent* is a :class:`CGroup`, a path relative to each hierarchy's
+        mount point (:data:`ROOT` for the roots), or None for the caller's own
+        cgroup in each hierarchy.  *controllers* limits the v1 hierarchies
+        used and chooses the v2 controllers to enable (default: all v1
+        hierarchies; on v2 cpu, memory, pids and io where offered); those the
+        resources need are always included.  On v2 the needed controllers are
+        enabled in each ancestor's ``cgroup.subtree_control``.  On any error
+        every directory created so far is removed again.
+        """
+        validate_name(name)
+        resources = resources if resources is not None else Resources()
+        if not isinstance(resources, Resources):
+            raise ConfigError(f"resources: `{resources!r}` is not a Resources", what="resources")
+        wanted = {Controller.parse(c) for c in controllers} if controllers is not None else None
+        info = parent._info if isinstance(parent, CGroup) else host_info()
+        needed = resources.controllers()
+        serving = info.controllers
+        for c in sorted(needed, key=lambda c: c.value):
+            if c not in serving:
+                raise UnsupportedError(
+                    f"controller `{c.value}` is not available on this host (mode: {info.mode.value})", feature=c.value
+                )
+        if wanted is not None:
+            for c in wanted:
+                if c not in serving:
+                    raise UnsupportedError(
+                        f"controller `{c.value}` is not available on this host (mode: {info.mode.value})",
+                        feature=c.value,
+                    )
+        # Hierarchies to span, and the parent directory in each.
+        parents: list[tuple[Hierarchy, Path]] = []
+        for h in info.hierarchies:
+            if h.version == 1:
+                if not h.controllers:
+                    continue  # named hierarchies (name=systemd) belong to their managers
+                if wanted is not None and not (h.controllers & (wanted | needed)):
+                    continue
+            parents.append((h, cls._parent_dir(h, parent, info)))
+        if not parents:
+            raise UnsupportedError(f"no cgroup hierarchy is usable (mode: {info.mode.value})", feature="cgroup")
+        plan = cls._plan(resources, info, {h for h, _ in parents})
+        v2_controllers = (wanted if wanted is not None else set(DEFAULT_V2_CONTROLLERS)) | set(needed)
+        created: list[Path] = []
+        dirs: list[tuple[Hierarchy, Path]] = []
+        try:
+            for h, pdir in parents:
+                if not pdir.is_dir():
+                    raise SyscallError(errno.ENOENT, "open", pdir, hint="the parent cgroup does not exist")
+                if h.version == 2:
+                    serve_v2 = {c for c in v2_controllers if serving.get(c) == h}
+                    cls._enable_v2(h, pdir, serve_v2, {c for c in needed if serving.get(c) == h})
+                d = pdir / name
+                try:
+                    _fs.mkdir(d)
+                    created.append(d)
+                except SyscallError as exc:
+                    if not (exist_ok and exc.errno == errno.EEXIST):
+                        raise
+                if h.version == 1 and Controller.CPUSET in h.controllers:
+                    cls._init_cpuset(pdir, d)
+                dirs.append((h, d))
+            group = cls(dirs, info)
+            group._apply(plan)
+        except BaseException:
+            for d in reversed(created):
+                _rmdir_quietly(d)
+            raise
+        return group
+
+    @classmethod
+    def open(cls, path: str, *, info: HostInfo | None = None) -> CGroup:
+        """Open the existing group at *path* (relative to each hierarchy's mount point).
+
+        Hierarchies in which the path does not exist are left out; if it
+        exists in none, raises :class:`SyscallError` (``ENOENT``).
+        """
+        p = _validate_path(path)
+        info = info if info is not None else host_info()
+        dirs = [(h, h.mount_point.joinpath(*p.parts[1:])) for h in info.hierarchies if h.controllers or h.version == 2]
+        found = [(h, d) for h, d in dirs if d.is_dir()]
+        if not found:
+            raise SyscallError(errno.ENOENT, "open", path, detail=f"cgroup `{path}`")
+        return cls(found, info)
+
+    @classmethod
+    def from_pid(cls, pid: int | None = None) -> CGroup:
+        """The group *pid* (default: the caller) belongs to, in every hierarchy."""
+        info = host_info(pid)
+        dirs = [(h, h.directory(path)) for h, path in info.cgroups if h.controllers or h.version == 2]
+        return cls(dirs, info)
+
+    def child(self, name: str, resources: Resources | None = None, **kwargs: object) -> CGroup:
+        """Create a child group (see :meth:`create`, with this group as parent)."""
+        return CGroup.create(name, self, resources, **kwargs)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _parent_dir(h: Hierarchy, parent: CGroup | str | None, info: HostInfo) -> Path:
+        if isinstance(parent, CGroup):
+            for ph, d in parent._dirs:
+                if ph == h:
+                    return d
+            raise ConfigError(f"parent `{parent.path}` does not span {h}", what="parent")
+        if parent is None:
+            own = info.cgroup_of(h)
+            if own is None:
+                raise ConfigError(f"the calling process has no cgroup in {h}", what="parent")
+            return h.directory(own)
+        p = _validate_path(parent)
+        return h.mount_point.joinpath(*p.parts[1:])
+
+    @staticmethod
+    def _init_cpuset(parent: Path, d: Path) -> None:
+        """A new v1 cpuset group starts empty; give it its parent's CPUs and nodes so tasks can join."""
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if _fs.read_text(d / name).strip():
+                continue
+            value = _fs.read_text(parent / name).strip()
+            if not value:
+                value = (_fs.try_read_text(parent / name.replace("cpuset.", "cpuset.effective_")) or "").strip()
+            _fs.write_text(d / name, value)
+
+    @staticmethod
+    def _enable_v2(h: Hierarchy, parent: Path, controllers: set[Controller], needed: set[Controller]) -> None:
+        """Enable *controllers* in ``cgroup.subtree_control`` of every ancestor from the root down to *parent*."""
+        chain = [parent]
+        while chain[-1] != h.mount_point and h.mount_point in chain[-1].parents:
+            chain.append(chain[-1].parent)
+        for d in reversed(chain):
+            available = read_v2_controllers(d)
+            enabled = read_v2_controllers(d, "cgroup.subtree_control")
+            for c in sorted(controllers, key=lambda c: c.value):
+                if c in enabled or c not in available or c.v2_name is None:
+                    continue
+                try:
+                    _fs.write_text(
+                        d / "cgroup.subtree_control",
+                        f"+{c.v2_name}",
+                        hint="the no-internal-processes rule: this cgroup has processes of its own; "
+                        "create the group under a parent without processes" if d != h.mount_point else None,
+                    )
+                except SyscallError:
+                    if c in needed:
+                        raise
+
+    @staticmethod
+    def _plan(resources: Resources, info: HostInfo, spanned: set[Hierarchy]) -> list[Write]:
+        plan: list[Write] = []
+        serving = info.controllers
+        for c in sorted(resources.controllers(), key=lambda c: c.value):
+            h = serving.get(c)
+            if h is None or h not in spanned:
+                raise UnsupportedError(
+                    f"controller `{c.value}` is not available to this group (host mode: {info.mode.value})",
+                    feature=c.value,
+                )
+            plan += (plan_v1 if h.version == 1 else plan_v2)(resources, c, info.mode.value)
+        return plan
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def host(self) -> HostInfo:
+        """The host description this group was built with."""
+        return self._info
+
+    @property
+    def path(self) -> str:
+        """The group's path (in the v2 tree if spanned, else in the first hierarchy), e.g. ``/job/web``."""
+        h, d = self._primary()
+        return "/" + str(d.relative_to(h.mount_point)).lstrip(".")
+
+    @property
+    def name(self) -> str:
+        """The last component of the path."""
+        return self._dirs[0][1].name
+
+    @property
+    def directories(self) -> dict[Hierarchy, Path]:
+        """The directory of this group in each hierarchy it spans."""
+        return dict(self._dirs)
+
+    @property
+    def unified_dir(self) -> Path | None:
+        """The group's directory in the v2 tree, if it spans it."""
+        for h, d in self._dirs:
+            if h.version == 2:
+                return d
+        return None
+
+    def directory(self, controller: Controller | str) -> Path:
+        """The directory holding *controller*'s files; :class:`UnsupportedError` if the group lacks it."""
+        w = self._where(Controller.parse(controller))
+        if w is None:
+            c = Controller.parse(controller)
+            raise UnsupportedError(
+                f"controller `{c.value}` is not available to `{self.path}` (host mode: {self._info.mode.value})",
+                feature=c.value,
+            )
+        return w[1]
+
+    def version_of(self, controller: Controller | str) -> int | None:
+        """The cgroup version serving *controller* for this group, or None."""
+        w = self._where(Controller.parse(controller))
+        return w[0] if w is not None else None
+
+    def _primary(self) -> tuple[Hierarchy, Path]:
+        for h, d in self._dirs:
+            if h.version == 2:
+                return h, d
+        return self._dirs[0]
+
+    def _where(self, controller: Controller) -> tuple[int, Path] | None:
+        h = self._info.controllers.get(controller)
+        if h is None and controller is Controller.CPUACCT:
+            h = self._info.controllers.get(Controller.CPU)
+        for dh, d in self._dirs:
+            if dh == h:
+                return dh.version, d
+        return None
+
+    def __repr__(self) -> str:
+        return f"CGroup({self.path!r}, hierarchies={len(self._dirs)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CGroup) and self._dirs == other._dirs
+
+    def __hash__(self) -> int:
+        return hash(self._dirs)
+
+    # ----------------------------------------------------------------- resources
+    def _apply(self, plan: list[Write]) -> None:
+        for w in plan:
+            where = self._where(w.controller)
+            if where is None:
+                raise UnsupportedError(
+                    f"controller `{w.controller.value}` is not available to `{self.path}` "
+                    f"(host mode: {self._info.mode.value})",
+                    feature=w.controller.value,
+                )
+            version, d = where
+            target = next((d / n for n in w.names if (d / n).exists()), None)
+            if target is None:
+                raise UnsupportedError(
+                    f"{w.names[0]}: the `{w.controller.value}` controller on cgroup v{version} of this host "
+                    f"(mode: {self._info.mode.value}) has no such file (kernel too old or feature disabled)",
+                    feature=w.names[0],
+                )
+            try:
+                _fs.write_text(target, w.value)
+            except SyscallError as exc:
+                if exc.errno not in w.tolerate:
+                    raise
+
+    def update(self, resources: Resources) -> None:
+        """Apply *resources* to the running group (fields left None are unchanged).
+
+        Validation happens first; the writes then run in order and stop at
+        the first failure (earlier writes stay in effect).
+        """
+        if not isinstance(resources, Resources):
+            raise ConfigError(f"resources: `{resources!r}` is not a Resources", what="resources")
+        plan = self._plan(resources, self._info, {h for h, _ in self._dirs})
+        for h, d in self._dirs:
+            if h.version == 2:
+                needed = {c for c in resources.controllers() if self._info.controllers.get(c) == h}
+                if needed:
+                    self._enable_v2(h, d.parent, needed, needed)
+        self._apply(plan)
+
+    # ----------------------------------------------------------------- membership
+    def add(self, pid: int) -> None:
+        """Move process *pid* (all its threads) into the group, in every hierarchy.
+
+        If a later hierarchy refuses, the process is moved back where it was
+        in the earlier ones before the error is raised.
+        """
+        self._move(pid, "cgroup.procs", "cgroup.procs")
+
+    def add_thread(self, tid: int) -> None:
+        """Move one thread: v1 ``tasks``; v2 ``cgroup.threads`` (only within a threaded subtree)."""
+        self._move(tid, "tasks", "cgroup.threads")
+
+    def _move(self, pid: int, v1_file: str, v2_file: str) -> None:
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise ConfigError(f"pid: `{pid!r}` is not a process id", what="pid")
+        try:
+            before = dict(host_info(pid).cgroups)
+        except (SyscallError, ConfigError):
+            before = {}
+        done: list[Hierarchy] = []
+        for h, d in self._dirs:
+            target = d / (v1_file if h.version == 1 else v2_file)
+            hint = None
+            if h.version == 2 and read_v2_controllers(d, "cgroup.subtree_control"):
+                hint = "the no-internal-processes rule: this group delegates controllers to children"
+            try:
+                _fs.write_text(target, str(pid), hint=hint)
+            except SyscallError:
+                for dh in done:
+                    old = before.get(dh)
+                    if old is not None:
+                        with contextlib.suppress(SyscallError):
+                            _fs.write_text(dh.directory(old) / (v1_file if dh.version == 1 else v2_file), str(pid))
+                raise
+            done.append(h)
+
+    def procs(self, *, recursive: bool = False) -> list[int]:
+        """The pids in the group (union over its hierarchies), sorted; with *recursive* also in descendants."""
+        pids: set[int] = set()
+        for _h, d in self._dirs:
+            for sub in self._walk(d) if recursive else (d,):
+                text = _fs.try_read_text(sub / "cgroup.procs")
+                if text is not None:
+                    pids.update(int(x) for x in text.split())
+        return sorted(pids)
+
+    def threads(self) -> list[int]:
+        """The thread ids in the group (v1 ``tasks`` or v2 ``cgroup.threads``)."""
+        tids: set[int] = set()
+        for h, d in self._dirs:
+            text = _fs.try_read_text(d / ("tasks" if h.version == 1 else "cgroup.threads"))
+            if text is not None:
+                tids.update(int(x) for x in text.split())
+        return sorted(tids)
+
+    @staticmethod
+    def _walk(d: Path) -> Iterator[Path]:
+        """*d* and every descendant directory, children before parents."""
+        try:
+            subs = sorted(p for p in d.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            subs = []
+        for sub in subs:
+            yield from CGroup._walk(sub)
+        yield d
+
+    def children(self) -> list[str]:
+        """Names of the child groups (in any hierarchy)."""
+        names: set[str] = set()
+        for _h, d in self._dirs:
+            try:
+                names.update(p.name for p in d.iterdir() if p.is_dir())
+            except FileNotFoundError:
+                continue
+        return sorted(names)
+
+    @property
+    def populated(self) -> bool:
+        """True while any process is in the group or a descendant (v2 ``cgroup.events``, else ``cgroup.procs``)."""
+        u = self.unified_dir
+        if u is not None and (u / "cgroup.events").exists():
+            return bool(_fs.read_keyed(u / "cgroup.events").get("populated", 0))
+        return bool(self.procs(recursive=True))
+
+    def exists(self) -> bool:
+        """True if the group's directories are still there."""
+        return any(d.is_dir() for _h, d in self._dirs)
+
+    # ----------------------------------------------------------------- waiting and events
+    def wait_empty(self, timeout: float | None = None) -> None:
+        """Block until no process is in the group or its descendants; raise :class:`CGroupTimeout` after *timeout* s."""
+        u = self.unified_dir
+        notify = [u / "cgroup.events"] if u is not None else []
+        wait_until(lambda: not self.populated, timeout=timeout, what="the group to be empty",
+                   path=self._primary()[1], notify=notify)
+
+    def memory_events(self) -> MemoryEvents:
+        """The group's OOM and limit counters (v2 ``memory.events``, v1 ``memory.oom_control``/``memory.failcnt``)."""
+        version, d = self._memory_dir()
+        if version == 2:
+            e = _fs.read_keyed(d / "memory.events")
+            return MemoryEvents(oom_kill=e.get("oom_kill", 0), oom=e.get("oom"), max=e.get("max"), high=e.get("high"),
+                                low=e.get("low"), oom_group_kill=e.get("oom_group_kill"))
+        oc = _fs.read_keyed(d / "memory.oom_control")
+        failcnt = _fs.read_int(d / "memory.failcnt")
+        return MemoryEvents(oom_kill=oc.get("oom_kill", 0), max=failcnt, under_oom=bool(oc.get("under_oom", 0)))
+
+    def wait_oom_kill(self, since: int | None = None, timeout: float | None = None) -> int:
+        """Wait until the OOM-kill counter exceeds *since* (default: its value now); return the new count."""
+        base = self.memory_events().oom_kill if since is None else since
+        version, d = self._memory_dir()
+        result = [base]
+
+        def seen() -> bool:
+            result[0] = self.memory_events().oom_kill
+            return result[0] > base
+
+        notify = [d / "memory.events"] if version == 2 else []
+        wait_until(seen, timeout=timeout, what="an OOM kill", path=d, notify=notify)
+        return result[0]
+
+    def _memory_dir(self) -> tuple[int, Path]:
+        w = self._where(Controller.MEMORY)
+        if w is None:
+            raise UnsupportedError(
+                f"controller `memory` is not available to `{self.path}` (host mode: {self._info.mode.value})",
+                feature="memory",
+            )
+        return w
+
+    def stats(self) -> Stats:
+        """A typed snapshot of memory, CPU, pids, I/O and pressure statistics."""
+        return read_stats(self._where, self.unified_dir)
+
+    # ----------------------------------------------------------------- freezing and killing
+    def _freezer(self, version: int | None) -> tuple[int, Path]:
+        u = self.unified_dir
+        if version in (None, 2) and u is not None and (u / "cgroup.freeze").exists():
+            return 2, u
+        w = self._where(Controller.FREEZER)
+        if version in (None, 1) and w is not None and w[0] == 1:
+            return w
+        raise UnsupportedError(
+            f"freezer{f' v{version}' if version else ''}: not available to `{self.path}` "
+            f"(host mode: {self._info.mode.value})",
+            feature="freezer",
+        )
+
+    def freeze(self, timeout: float | None = 10.0, *, version: int | None = None) -> None:
+        """Stop every process in the group (and descendants) and wait until they are frozen.
+
+        Uses v2 ``cgroup.freeze`` where available, else v1 ``freezer.state``;
+        *version* forces one.
+        """
+        v, d = self._freezer(version)
+        if v == 2:
+            _fs.write_text(d / "cgroup.freeze", "1")
+            wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 1, timeout=timeout,
+                       what="the group to freeze", path=d, notify=[d / "cgroup.events"])
+            return
+
+        def frozen() -> bool:
+            state = _fs.read_text(d / "freezer.state").strip()
+            if state == "FREEZING":
+                _fs.write_text(d / "freezer.state", "FROZEN")
+            return state == "FROZEN"
+
+        _fs.write_text(d / "freezer.state", "FROZEN")
+        wait_until(frozen, timeout=timeout, what="the group to freeze", path=d)
+
+    def thaw(self, timeout: float | None = 10.0, *, version: int | None = None) -> None:
+        """Let the group's processes run again (undoes :meth:`freeze`)."""
+        v, d = self._freezer(version)
+        if v == 2:
+            _fs.write_text(d / "cgroup.freeze", "0")
+            wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 0, timeout=timeout,
+                       what="the group to thaw", path=d, notify=[d / "cgroup.events"])
+            return
+        _fs.write_text(d / "freezer.state", "THAWED")
+        wait_until(lambda: _fs.read_text(d / "freezer.state").strip() == "THAWED", timeout=timeout,
+                   what="the group to thaw", path=d)
+
+    @property
+    def frozen(self) -> bool:
+        """True if the group is frozen (by either freezer)."""
+        u = self.unified_dir
+        if u is not None and (u / "cgroup.events").exists() and _fs.read_keyed(u / "cgroup.events").get("frozen"):
+            return True
+        w = self._where(Controller.FREEZER)
+        return w is not None and w[0] == 1 and _fs.read_text(w[1] / "freezer.state").strip() == "FROZEN"
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float | None = 10.0, *, use_cgroup_kill: bool = True) -> None:
+        """Send *sig* to every process in the group and its descendants.
+
+        For SIGKILL, uses v2 ``cgroup.kill`` where present and waits until the
+        group is empty.  Otherwise (or with ``use_cgroup_kill=False``) loops:
+        freeze, signal every pid, thaw, until empty — no process can fork
+        away while frozen.  Other signals are sent once, without waiting.
+        Refuses (ConfigError) if the calling process is inside.
+        """
+        if os.getpid() in self.procs(recursive=True):
+            raise ConfigError(f"kill `{self.path}`: the calling process is in the group", what="kill")
+        u = self.unified_dir
+        if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
+            _fs.write_text(u / "cgroup.kill", "1")
+            self.wait_empty(timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._freezer(None)
+            can_freeze = True
+        except UnsupportedError:
+            can_freeze = False
+        while True:
+            pids = self.procs(recursive=True)
+            if not pids:
+                return
+            if can_freeze:
+                self.freeze(timeout)
+            for pid in self.procs(recursive=True):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            if can_freeze:
+                self.thaw(timeout)
+            if sig != signal.SIGKILL:
+                return
+            try:
+                self.wait_empty(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+                return
+            except CGroupTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    # ----------------------------------------------------------------- deletion
+    def delete(self, *, recursive: bool = False, timeout: float = 0.0) -> None:
+        """Remove the group (and with *recursive* its descendants) from every hierarchy.
+
+        Waits up to *timeout* seconds for the group to become empty; if
+        processes remain, raises :class:`CGroupBusyError` and removes nothing.
+        Without *recursive*, child groups also raise :class:`CGroupBusyError`.
+        """
+        if not self.exists():
+            return
+        if not recursive and self.children():
+            raise CGroupBusyError(errno.EBUSY, "delete", self._primary()[1],
+                                  hint=f"it has child groups {self.children()}; pass recursive=True")
+        if timeout > 0:
+            with contextlib.suppress(CGroupTimeout):
+                self.wait_empty(timeout)
+        left = self.procs(recursive=True)
+        if left:
+            raise CGroupBusyError(errno.EBUSY, "delete", self._primary()[1],
+                                  hint=f"{len(left)} process(es) still inside: {left[:8]}; kill() them first")
+        for _h, d in self._dirs:
+            for sub in self._walk(d):
+                _rmdir_retrying(sub)
+
+    def __enter__(self) -> CGroup:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self.exists():
+            return
+        if self.procs(recursive=True):
+            self.kill()
+        if self.frozen:
+            self.thaw()
+        self.delete(recursive=True, timeout=5.0)
+
+
+def _rmdir_quietly(d: Path) -> None:
+    with contextlib.suppress(SyscallError):
+        _fs.rmdir(d)
+
+
+def _rmdir_retrying(d: Path) -> None:
+    """rmdir, retrying EBUSY briefly (a group's last task can take a moment to be released)."""
+    deadline = time.monotonic() + _RMDIR_RETRY
+    while True:
+        try:
+            _fs.rmdir(d)
+            return
+        except SyscallError as exc:
+            if exc.errno == errno.ENOENT:
+                return
+            if exc.errno != errno.EBUSY:
+                raise
+            if time.monotonic() >= deadline:
+                raise CGroupBusyError(errno.EBUSY, "rmdir", d, hint=exc.hint) from exc
+            time.sleep(0.01)
