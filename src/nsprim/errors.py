@@ -77,6 +77,11 @@ class SyscallError(NsprimError, OSError):
     verb and one path do not say enough: "mount `proc` on `/x/proc`").
     """
 
+    # NsprimError's class-level placeholders must not hide OSError's own slots.
+    errno = OSError.errno
+    strerror = OSError.strerror
+    filename = OSError.filename
+
     # Hints for the errors people meet most often, keyed by (operation, errno).
     _HINTS: ClassVar[dict[tuple[str, int], str]] = {
         ("pivot_root", _errno.EINVAL): "is it a mount point?",

@@ -1,0 +1,208 @@
+"""spawn/run/Process: errors, descriptors, threads, unprivileged callers, no leftovers."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import nsprim
+from nsprim import IdMap
+from nsprim.errors import ConfigError, ExecutableNotFoundError, StepError, TimeoutExpired
+from nsprim.plan import Chdir, Exec, Mount, Plan
+
+from .conftest import requires_root
+
+
+def test_missing_executable_is_a_step_error_not_status_127() -> None:
+    with pytest.raises(ExecutableNotFoundError) as info:
+        nsprim.run(["/no/such/program"], new={"uts"})
+    err = info.value
+    assert isinstance(err, StepError) and isinstance(err, FileNotFoundError)
+    assert err.errno == 2 and err.path == "/no/such/program"
+    assert "exec `/no/such/program`: No such file or directory" in str(err)
+    with pytest.raises(ExecutableNotFoundError, match="exec `no-such-program-anywhere`"):
+        nsprim.run(["no-such-program-anywhere"])
+
+
+def test_not_executable_file(tmp_path: Path) -> None:
+    f = tmp_path / "script"
+    f.write_text("#!/bin/sh\n")
+    with pytest.raises(StepError) as info:
+        nsprim.run([str(f)])
+    assert info.value.errno == 13 and "is it executable?" in str(info.value)
+
+
+@requires_root
+def test_failed_step_names_step_and_path_and_leaves_nothing() -> None:
+    with pytest.raises(StepError) as info:
+        nsprim.run(["true"], new={"mnt"}, steps=[Mount("proc", "/definitely/missing", "proc")])
+    err = info.value
+    assert err.errno == 2
+    assert str(err).startswith("mount `proc` on `/definitely/missing`: No such file or directory")
+    assert isinstance(err.step, Mount) and err.index >= 1
+
+
+def test_path_search_uses_the_given_environment(tmp_path: Path) -> None:
+    prog = tmp_path / "hello-nsprim"
+    prog.write_text("#!/bin/sh\necho found\n")
+    prog.chmod(0o755)
+    r = nsprim.run(["hello-nsprim"], env={"PATH": f"/nonexistent:{tmp_path}"}, capture_output=True)
+    assert r.stdout == b"found\n"
+
+
+def test_environment_and_cwd(tmp_path: Path) -> None:
+    r = nsprim.run(
+        ["sh", "-c", "pwd; echo $FOO"], env={"FOO": "bar", "PATH": "/usr/bin:/bin"}, cwd=tmp_path, capture_output=True
+    )
+    assert r.stdout == f"{tmp_path}\nbar\n".encode()
+
+
+def test_stdin_stdout_stderr_pipes_and_stdout_merge() -> None:
+    r = nsprim.run(["sh", "-c", "cat; echo err >&2"], input=b"hello", capture_output=True)
+    assert (r.stdout, r.stderr) == (b"hello", b"err\n")
+    r = nsprim.run(["sh", "-c", "echo out; echo err >&2"], stdout=nsprim.PIPE, stderr=nsprim.STDOUT)
+    assert sorted(r.stdout.split()) == [b"err", b"out"]  # type: ignore[union-attr]
+
+
+def test_only_requested_descriptors_are_inherited() -> None:
+    r, w = os.pipe()  # inheritable on purpose: nsprim must still not pass it
+    keep_r, keep_w = os.pipe()
+    try:
+        out = nsprim.run(["sh", "-c", "ls /proc/self/fd"], pass_fds=[keep_w], capture_output=True).stdout
+    finally:
+        for fd in (r, w, keep_r, keep_w):
+            os.close(fd)
+    fds = sorted(int(x) for x in (out or b"").split())
+    # 0-2, the kept one, and the fd ls uses to read the directory
+    assert keep_w in fds and r not in fds and w not in fds
+    assert len(fds) == 5
+
+
+def test_process_wait_timeout_signal_and_context_manager() -> None:
+    p = nsprim.spawn(["sleep", "30"], new={"uts"})  # not pid 1: that one ignores SIGTERM
+    with p:
+        with pytest.raises(TimeoutExpired):
+            p.wait(timeout=0.05)
+        assert p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=5) == -signal.SIGTERM
+        assert p.pidfd == -1
+    p.kill()  # harmless after reaping
+    with nsprim.spawn(["sleep", "30"]) as q:
+        pid = q.pid
+    assert q.returncode == -signal.SIGKILL
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_run_timeout_kills_and_reaps() -> None:
+    start = time.monotonic()
+    with pytest.raises(TimeoutExpired):
+        nsprim.run(["sleep", "30"], timeout=0.2)
+    assert time.monotonic() - start < 5
+
+
+@requires_root
+def test_spawn_from_a_threaded_program() -> None:
+    stop = threading.Event()
+    busy = [threading.Thread(target=lambda: [None for _ in iter(lambda: stop.is_set(), True)]) for _ in range(3)]
+    for t in busy:
+        t.start()
+    results: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(10):
+                r = nsprim.run(["sh", "-c", "echo $$"], new={"pid", "uts", "mnt", "user"}, capture_output=True)
+                results.append(r.stdout or b"")
+        except BaseException as exc:
+            errors.append(exc)
+
+    spawners = [threading.Thread(target=worker) for _ in range(4)]
+    try:
+        for t in spawners:
+            t.start()
+        for t in spawners:
+            t.join()
+    finally:
+        stop.set()
+        for t in busy:
+            t.join()
+    assert not errors
+    assert results == [b"1\n"] * 40
+
+
+@requires_root
+def test_unprivileged_caller_gets_a_user_namespace_with_itself_as_root() -> None:
+    """A process with uid 65534 (no capabilities) spawns through nsprim in a new user namespace."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            # Changing uid made us non-dumpable, which a real unprivileged
+            # caller is not: our /proc files would stay root's.
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            res = nsprim.run(
+                ["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"],
+                new={"user", "uts", "mnt", "pid"},
+                hostname="rootless",
+                mount_proc=True,
+                capture_output=True,
+                cwd="/",
+            )
+            os.write(w, res.stdout or res.stderr or b"?")
+            code = 0
+        except BaseException as exc:
+            os.write(w, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    lines = out.decode().split("\n")
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "65534", "1"]
+    assert lines[2] == "rootless"
+
+
+def test_id_map_without_user_namespace_is_refused() -> None:
+    with pytest.raises(ConfigError, match="new user namespace"):
+        nsprim.spawn(["true"], uid_map=IdMap.single(0, 1000))
+    with pytest.raises(ConfigError, match="mount_proc"):
+        nsprim.spawn(["true"], mount_proc=True)
+    with pytest.raises(ConfigError):
+        nsprim.spawn([])
+
+
+def test_low_level_plan_start_and_step_index() -> None:
+    plan = Plan((Chdir("/"), Chdir("/nonexistent-dir"), Exec("/bin/true", ["true"], {})))
+    with pytest.raises(StepError) as info:
+        nsprim.start(plan)
+    assert info.value.index == 1 and "chdir `/nonexistent-dir`" in str(info.value)
+    ok = Plan((Chdir("/"), Exec("/bin/true", ["true"], {})))
+    with nsprim.start(ok) as p:
+        assert p.wait() == 0
+    with nsprim.start(ok) as p:  # a plan is encoded once and reusable
+        assert p.wait() == 0
+
+
+def test_python_payload_sees_default_signal_dispositions() -> None:
+    # Python ignores SIGPIPE for itself; the payload must get the default back.
+    out = nsprim.run(["grep", "SigIgn", "/proc/self/status"], capture_output=True).stdout or b""
+    ignored = int(out.split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert sys.platform.startswith("linux")
