@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Final
 
-from nsprim.cgroup import _fs
+from nsprim.cgroup import _fs, control
 from nsprim.cgroup._fs import Write
 from nsprim.cgroup.events import CGroupTimeout, MemoryEvents, wait_until
 from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, read_v2_controllers
@@ -283,7 +283,7 @@ class CGroup:
 
     def directory(self, controller: Controller | str) -> Path:
         """The directory holding *controller*'s files; :class:`UnsupportedError` if the group lacks it."""
-        w = self._where(Controller.parse(controller))
+        w = self.locate(Controller.parse(controller))
         if w is None:
             c = Controller.parse(controller)
             raise UnsupportedError(
@@ -294,7 +294,7 @@ class CGroup:
 
     def version_of(self, controller: Controller | str) -> int | None:
         """The cgroup version serving *controller* for this group, or None."""
-        w = self._where(Controller.parse(controller))
+        w = self.locate(Controller.parse(controller))
         return w[0] if w is not None else None
 
     def _primary(self) -> tuple[Hierarchy, Path]:
@@ -303,7 +303,8 @@ class CGroup:
                 return h, d
         return self._dirs[0]
 
-    def _where(self, controller: Controller) -> tuple[int, Path] | None:
+    def locate(self, controller: Controller) -> tuple[int, Path] | None:
+        """(cgroup version, directory) serving *controller* for this group, or None."""
         h = self._info.controllers.get(controller)
         if h is None and controller is Controller.CPUACCT:
             h = self._info.controllers.get(Controller.CPU)
@@ -324,7 +325,7 @@ class CGroup:
     # ----------------------------------------------------------------- resources
     def _apply(self, plan: list[Write]) -> None:
         for w in plan:
-            where = self._where(w.controller)
+            where = self.locate(w.controller)
             if where is None:
                 raise UnsupportedError(
                     f"controller `{w.controller.value}` is not available to `{self.path}` "
@@ -484,7 +485,7 @@ class CGroup:
         return result[0]
 
     def _memory_dir(self) -> tuple[int, Path]:
-        w = self._where(Controller.MEMORY)
+        w = self.locate(Controller.MEMORY)
         if w is None:
             raise UnsupportedError(
                 f"controller `memory` is not available to `{self.path}` (host mode: {self._info.mode.value})",
@@ -494,64 +495,25 @@ class CGroup:
 
     def stats(self) -> Stats:
         """A typed snapshot of memory, CPU, pids, I/O and pressure statistics."""
-        return read_stats(self._where, self.unified_dir)
+        return read_stats(self.locate, self.unified_dir)
 
     # ----------------------------------------------------------------- freezing and killing
-    def _freezer(self, version: int | None) -> tuple[int, Path]:
-        u = self.unified_dir
-        if version in (None, 2) and u is not None and (u / "cgroup.freeze").exists():
-            return 2, u
-        w = self._where(Controller.FREEZER)
-        if version in (None, 1) and w is not None and w[0] == 1:
-            return w
-        raise UnsupportedError(
-            f"freezer{f' v{version}' if version else ''}: not available to `{self.path}` "
-            f"(host mode: {self._info.mode.value})",
-            feature="freezer",
-        )
-
     def freeze(self, timeout: float | None = 10.0, *, version: int | None = None) -> None:
         """Stop every process in the group (and descendants) and wait until they are frozen.
 
         Uses v2 ``cgroup.freeze`` where available, else v1 ``freezer.state``;
-        *version* forces one.
+        *version* forces one.  :class:`CGroupTimeout` after *timeout* seconds.
         """
-        v, d = self._freezer(version)
-        if v == 2:
-            _fs.write_text(d / "cgroup.freeze", "1")
-            wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 1, timeout=timeout,
-                       what="the group to freeze", path=d, notify=[d / "cgroup.events"])
-            return
-
-        def frozen() -> bool:
-            state = _fs.read_text(d / "freezer.state").strip()
-            if state == "FREEZING":
-                _fs.write_text(d / "freezer.state", "FROZEN")
-            return state == "FROZEN"
-
-        _fs.write_text(d / "freezer.state", "FROZEN")
-        wait_until(frozen, timeout=timeout, what="the group to freeze", path=d)
+        control.freeze(self, timeout, version)
 
     def thaw(self, timeout: float | None = 10.0, *, version: int | None = None) -> None:
         """Let the group's processes run again (undoes :meth:`freeze`)."""
-        v, d = self._freezer(version)
-        if v == 2:
-            _fs.write_text(d / "cgroup.freeze", "0")
-            wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 0, timeout=timeout,
-                       what="the group to thaw", path=d, notify=[d / "cgroup.events"])
-            return
-        _fs.write_text(d / "freezer.state", "THAWED")
-        wait_until(lambda: _fs.read_text(d / "freezer.state").strip() == "THAWED", timeout=timeout,
-                   what="the group to thaw", path=d)
+        control.thaw(self, timeout, version)
 
     @property
     def frozen(self) -> bool:
         """True if the group is frozen (by either freezer)."""
-        u = self.unified_dir
-        if u is not None and (u / "cgroup.events").exists() and _fs.read_keyed(u / "cgroup.events").get("frozen"):
-            return True
-        w = self._where(Controller.FREEZER)
-        return w is not None and w[0] == 1 and _fs.read_text(w[1] / "freezer.state").strip() == "FROZEN"
+        return control.is_frozen(self)
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float | None = 10.0, *, use_cgroup_kill: bool = True) -> None:
         """Send *sig* to every process in the group and its descendants.
@@ -562,38 +524,7 @@ class CGroup:
         away while frozen.  Other signals are sent once, without waiting.
         Refuses (ConfigError) if the calling process is inside.
         """
-        if os.getpid() in self.procs(recursive=True):
-            raise ConfigError(f"kill `{self.path}`: the calling process is in the group", what="kill")
-        u = self.unified_dir
-        if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
-            _fs.write_text(u / "cgroup.kill", "1")
-            self.wait_empty(timeout)
-            return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            self._freezer(None)
-            can_freeze = True
-        except UnsupportedError:
-            can_freeze = False
-        while True:
-            pids = self.procs(recursive=True)
-            if not pids:
-                return
-            if can_freeze:
-                self.freeze(timeout)
-            for pid in self.procs(recursive=True):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            if can_freeze:
-                self.thaw(timeout)
-            if sig != signal.SIGKILL:
-                return
-            try:
-                self.wait_empty(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
-                return
-            except CGroupTimeout:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
+        control.kill(self, sig, timeout, use_cgroup_kill)
 
     # ----------------------------------------------------------------- deletion
     def delete(self, *, recursive: bool = False, timeout: float = 0.0) -> None:

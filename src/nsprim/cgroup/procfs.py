@@ -64,7 +64,7 @@ def unescape_mount_field(field: str) -> str:
 def parse_mountinfo(text: str) -> list[MountEntry]:
     """Parse the text of a mountinfo file; malformed lines raise :class:`ConfigError`."""
     entries: list[MountEntry] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         fields = line.split(" ")
@@ -99,7 +99,7 @@ def parse_proc_cgroup(text: str) -> list[CgroupEntry]:
     A trailing ``" (deleted)"`` (a removed cgroup) is kept as part of the path.
     """
     entries: list[CgroupEntry] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line:
             continue
         parts = line.split(":", 2)

@@ -1,0 +1,115 @@
+"""Freezing, thawing and killing every process of a group.
+
+Prefers the modern interfaces of the v2 tree (``cgroup.freeze``,
+``cgroup.kill``; on a hybrid host the v2 tree offers them even without
+controllers) and falls back to the v1 freezer and a race-free signal loop.
+The public entry points are the methods of :class:`~nsprim.cgroup.CGroup`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nsprim.cgroup import _fs
+from nsprim.cgroup.events import CGroupTimeout, wait_until
+from nsprim.cgroup.host import Controller
+from nsprim.errors import ConfigError, UnsupportedError
+
+if TYPE_CHECKING:
+    from nsprim.cgroup.group import CGroup
+
+__all__ = ["freezer_of", "freeze", "thaw", "is_frozen", "kill"]
+
+
+def freezer_of(group: CGroup, version: int | None = None) -> tuple[int, Path]:
+    """(version, directory) of the freezer to use: v2 ``cgroup.freeze`` if present, else the v1 freezer."""
+    u = group.unified_dir
+    if version in (None, 2) and u is not None and (u / "cgroup.freeze").exists():
+        return 2, u
+    w = group.locate(Controller.FREEZER)
+    if version in (None, 1) and w is not None and w[0] == 1:
+        return w
+    raise UnsupportedError(
+        f"freezer{f' v{version}' if version else ''}: not available to `{group.path}` "
+        f"(host mode: {group.host.mode.value})",
+        feature="freezer",
+    )
+
+
+def freeze(group: CGroup, timeout: float | None, version: int | None = None) -> None:
+    """Freeze *group* and wait until the kernel reports it frozen."""
+    v, d = freezer_of(group, version)
+    if v == 2:
+        _fs.write_text(d / "cgroup.freeze", "1")
+        wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 1, timeout=timeout,
+                   what="the group to freeze", path=d, notify=[d / "cgroup.events"])
+        return
+
+    def frozen() -> bool:
+        state = _fs.read_text(d / "freezer.state").strip()
+        if state == "FREEZING":  # a task could not be frozen yet: ask again
+            _fs.write_text(d / "freezer.state", "FROZEN")
+        return state == "FROZEN"
+
+    _fs.write_text(d / "freezer.state", "FROZEN")
+    wait_until(frozen, timeout=timeout, what="the group to freeze", path=d)
+
+
+def thaw(group: CGroup, timeout: float | None, version: int | None = None) -> None:
+    """Thaw *group* and wait until the kernel reports it running."""
+    v, d = freezer_of(group, version)
+    if v == 2:
+        _fs.write_text(d / "cgroup.freeze", "0")
+        wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 0, timeout=timeout,
+                   what="the group to thaw", path=d, notify=[d / "cgroup.events"])
+        return
+    _fs.write_text(d / "freezer.state", "THAWED")
+    wait_until(lambda: _fs.read_text(d / "freezer.state").strip() == "THAWED", timeout=timeout,
+               what="the group to thaw", path=d)
+
+
+def is_frozen(group: CGroup) -> bool:
+    """True if either freezer holds *group* frozen."""
+    u = group.unified_dir
+    if u is not None and (u / "cgroup.events").exists() and _fs.read_keyed(u / "cgroup.events").get("frozen"):
+        return True
+    w = group.locate(Controller.FREEZER)
+    return w is not None and w[0] == 1 and _fs.read_text(w[1] / "freezer.state").strip() == "FROZEN"
+
+
+def kill(group: CGroup, sig: int, timeout: float | None, use_cgroup_kill: bool = True) -> None:
+    """Signal every process in *group*; see :meth:`nsprim.cgroup.CGroup.kill`."""
+    if os.getpid() in group.procs(recursive=True):
+        raise ConfigError(f"kill `{group.path}`: the calling process is in the group", what="kill")
+    u = group.unified_dir
+    if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
+        _fs.write_text(u / "cgroup.kill", "1")
+        group.wait_empty(timeout)
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        freezer_of(group)
+        can_freeze = True
+    except UnsupportedError:
+        can_freeze = False
+    while group.procs(recursive=True):
+        if can_freeze:
+            freeze(group, timeout)
+        for pid in group.procs(recursive=True):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if can_freeze:
+            thaw(group, timeout)
+        if sig != signal.SIGKILL:
+            return
+        try:
+            group.wait_empty(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+            return
+        except CGroupTimeout:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
