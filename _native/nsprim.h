@@ -76,8 +76,13 @@ enum nsp_step_kind {
     NSP_STEP_SYMLINK,         /* path = target, path2 = link path              */
     NSP_STEP_MKNOD,           /* path, a = mode, b = dev                       */
     NSP_STEP_CLOSE_FD,        /* a = fd                                        */
-    NSP_STEP_EXEC             /* path = file (searched in str = PATH if no
+    NSP_STEP_EXEC,            /* path = file (searched in str = PATH if no
                                  '/'), strv = argv, strv2 = envp              */
+    NSP_STEP_DUMPABLE,        /* a = 0 or 1: prctl(PR_SET_DUMPABLE)           */
+    NSP_STEP_CAPS,            /* ints = 5 sets (bounding, effective, permitted,
+                                 inheritable, ambient), each as lo, hi words */
+    NSP_STEP_SECCOMP          /* str = struct sock_filter[a], flags = filter
+                                 flags for seccomp(SECCOMP_SET_MODE_FILTER)  */
 };
 
 struct nsp_step {

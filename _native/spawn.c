@@ -26,6 +26,8 @@
 #include <limits.h>
 #include <sys/mman.h>
 
+#include "security.h"
+
 struct nsp_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
         set_tid, set_tid_size, cgroup;
@@ -324,6 +326,12 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
          * handler of the parent's may run in the child. */
         sigprocmask(SIG_SETMASK, &ctx->mask, NULL);
         return do_exec(s);
+    case NSP_STEP_DUMPABLE:
+        return CHECK(prctl(PR_SET_DUMPABLE, (unsigned long)s->a, 0, 0, 0));
+    case NSP_STEP_CAPS:
+        return nsp_child_set_caps(s);
+    case NSP_STEP_SECCOMP:
+        return nsp_child_seccomp(s);
     default:
         return -EINVAL;
     }

@@ -84,6 +84,9 @@ class NativeLib(Protocol):
     NSP_STEP_MKNOD: int
     NSP_STEP_CLOSE_FD: int
     NSP_STEP_EXEC: int
+    NSP_STEP_DUMPABLE: int
+    NSP_STEP_CAPS: int
+    NSP_STEP_SECCOMP: int
 
     # constants from the system headers
     CLONE_NEWNS: int

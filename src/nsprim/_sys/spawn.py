@@ -51,6 +51,9 @@ class StepKind(enum.IntEnum):
     MKNOD = lib.NSP_STEP_MKNOD
     CLOSE_FD = lib.NSP_STEP_CLOSE_FD
     EXEC = lib.NSP_STEP_EXEC
+    DUMPABLE = lib.NSP_STEP_DUMPABLE
+    CAPS = lib.NSP_STEP_CAPS
+    SECCOMP = lib.NSP_STEP_SECCOMP
 
 
 @dataclass(frozen=True, slots=True)
