@@ -70,7 +70,7 @@ def read_int(path: Path) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise SyscallError(errno.EINVAL, "parse", path, detail=f"`{text}` from `{path}` as a number") from None
+        raise SyscallError(errno.EINVAL, "parse", path, detail=f"parse `{text}` from `{path}` as a number") from None
 
 
 def read_keyed(path: Path) -> dict[str, int]:
@@ -97,7 +97,7 @@ def write_text(path: Path, value: str, *, hint: str | None = None) -> None:
     except OSError as exc:
         err = exc.errno or errno.EIO
         raise SyscallError(
-            err, "write", path, detail=f"`{value}` to `{path}`", hint=hint if hint else _HINTS.get(err)
+            err, "write", path, detail=f"write `{value}` to `{path}`", hint=hint if hint else _HINTS.get(err)
         ) from exc
     finally:
         os.close(fd)

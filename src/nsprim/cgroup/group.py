@@ -174,7 +174,7 @@ class CGroup:
         dirs = [(h, h.mount_point.joinpath(*p.parts[1:])) for h in info.hierarchies if h.controllers or h.version == 2]
         found = [(h, d) for h, d in dirs if d.is_dir()]
         if not found:
-            raise SyscallError(errno.ENOENT, "open", path, detail=f"cgroup `{path}`")
+            raise SyscallError(errno.ENOENT, "open", path, detail=f"open cgroup `{path}`")
         return cls(found, info)
 
     @classmethod

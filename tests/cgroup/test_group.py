@@ -1,0 +1,211 @@
+"""CGroup lifecycle on the real kernel: create, open, nest, add, delete, rollback, and bad input."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from nsprim.cgroup import (
+    ROOT,
+    CGroup,
+    CGroupBusyError,
+    CGroupMode,
+    Controller,
+    IoDeviceLimit,
+    IoResources,
+    MemoryResources,
+    PidsResources,
+    Resources,
+    host_info,
+)
+from nsprim.errors import ConfigError, SyscallError, UnsupportedError
+
+from .conftest import Children, need
+
+pytestmark = pytest.mark.cgroup_v2
+
+SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+
+
+def test_host_info_describes_the_host() -> None:
+    info = host_info()
+    assert info.mode in (CGroupMode.UNIFIED, CGroupMode.HYBRID, CGroupMode.LEGACY)
+    text = str(info)
+    assert f"cgroup mode: {info.mode.value}" in text
+    for c, h in info.controllers.items():
+        assert c.value in text
+        assert h.mount_point.is_dir()
+    if info.mode is CGroupMode.HYBRID:
+        assert info.unified is not None and any(h.version == 1 for h in info.hierarchies)
+    # The process's own cgroups come from /proc/self/cgroup.
+    for h, path in info.cgroups:
+        assert h.directory(path).is_dir()
+
+
+def test_create_spans_the_hierarchies_and_add_moves_the_process(base: CGroup, children: Children) -> None:
+    info = base.host
+    expected = {h for h in info.hierarchies if h.controllers or h.version == 2}
+    assert set(base.directories) == expected
+    for d in base.directories.values():
+        assert d.name == base.name and d.is_dir()
+    child = children.start(SLEEPER, base)
+    assert child.readline() == "up"
+    assert base.procs() == [child.pid]
+    assert CGroup.from_pid(child.pid) == base
+    assert CGroup.open(base.path) == base
+    with open(f"/proc/{child.pid}/cgroup") as f:
+        lines = f.read().splitlines()
+    for h in expected:
+        assert any(line.endswith(":" + base.path) for line in lines), (h, lines)
+
+
+def test_nested_groups_and_recursive_delete(base: CGroup, children: Children) -> None:
+    mid = base.child("mid")
+    leaf = CGroup.create("leaf", mid, Resources(pids=PidsResources(max=5)) if base.version_of("pids") else None)
+    assert leaf.path == base.path + "/mid/leaf"
+    assert base.children() == ["mid"]
+    with pytest.raises(CGroupBusyError, match="child groups"):
+        mid.delete()
+    child = children.start(SLEEPER, leaf)
+    assert child.readline() == "up"
+    assert mid.procs(recursive=True) == [child.pid]
+    assert mid.populated
+    with pytest.raises(CGroupBusyError, match="still inside"):
+        mid.delete(recursive=True)
+    assert leaf.exists()
+    leaf.kill()
+    assert child.wait() == -9
+    mid.delete(recursive=True, timeout=5)
+    assert not mid.exists() and not leaf.exists()
+    assert base.children() == []
+
+
+def test_context_manager_kills_and_removes(base: CGroup, children: Children) -> None:
+    with base.child("ctx") as cg:
+        child = children.start(SLEEPER, cg)
+        assert child.readline() == "up"
+        dirs = list(cg.directories.values())
+    assert child.wait() == -9
+    assert not any(d.exists() for d in dirs)
+
+
+def test_wait_empty_returns_when_the_last_process_exits(base: CGroup, children: Children) -> None:
+    child = children.start("print('bye', flush=True)\n", base)
+    assert child.readline() == "bye"
+    assert child.wait() == 0
+    base.wait_empty(timeout=10)
+    assert base.procs() == [] and not base.populated
+
+
+def test_wait_empty_times_out(base: CGroup, children: Children) -> None:
+    child = children.start(SLEEPER, base)
+    assert child.readline() == "up"
+    with pytest.raises(TimeoutError, match="empty"):
+        base.wait_empty(timeout=0.2)
+
+
+def test_delete_with_live_process_is_a_typed_error(base: CGroup, children: Children) -> None:
+    child = children.start(SLEEPER, base)
+    assert child.readline() == "up"
+    with pytest.raises(CGroupBusyError) as info:
+        base.delete(timeout=0.1)
+    assert info.value.errno == errno.EBUSY
+    assert isinstance(info.value, SyscallError) and "delete `" in str(info.value)
+    assert base.exists()  # nothing was removed; the fixture kills and removes it
+
+
+@pytest.mark.parametrize("name", ["../escape", "..", ".", "a/b", "/abs", "", "x\0y", "x" * 256])
+def test_bad_names_touch_nothing(base: CGroup, name: str) -> None:
+    with pytest.raises(ConfigError):
+        CGroup.create(name, base)
+    with pytest.raises(ConfigError):
+        CGroup.open("/" + base.path + "/../..")
+    assert base.children() == []
+
+
+def test_unknown_controller_touches_nothing(base: CGroup) -> None:
+    with pytest.raises(ConfigError, match="unknown cgroup controller `bogus`"):
+        CGroup.create("x", base, controllers=["memory", "bogus"])
+    assert base.children() == []
+
+
+def test_missing_controller_is_unsupported(base: CGroup) -> None:
+    missing = [c for c in (Controller.RDMA, Controller.MISC, Controller.PERF_EVENT, Controller.HUGETLB)
+               if c not in base.host.controllers]
+    if not missing:
+        pytest.skip("this host has every controller")
+    with pytest.raises(UnsupportedError, match=f"`{missing[0].value}`.*mode: {base.host.mode.value}"):
+        CGroup.create("x", base, controllers=[missing[0]])
+    assert base.children() == []
+
+
+def test_v2_only_memory_settings(base: CGroup) -> None:
+    version = need(base.host, "memory")
+    res = Resources(memory=MemoryResources(max="64M", high="48M", low="1M", oom_group=True))
+    if version == 1:
+        with pytest.raises(UnsupportedError, match=r"memory\.high.*host mode"):
+            CGroup.create("v2only", base, res)
+        assert base.children() == []
+    else:
+        cg = CGroup.create("v2only", base, res)
+        d = cg.directory("memory")
+        assert (d / "memory.high").read_text().strip() == str(48 << 20)
+        assert (d / "memory.oom.group").read_text().strip() == "1"
+        cg.delete()
+
+
+def test_failed_write_rolls_back_every_directory(base: CGroup) -> None:
+    need(base.host, "io")
+    # No such block device: the kernel rejects the write after the directories were made.
+    res = Resources(io=IoResources(limits=(IoDeviceLimit(4095, 4095, rbps="1M"),)))
+    with pytest.raises(SyscallError) as info:
+        CGroup.create("rollback", base, res)
+    assert "write `" in str(info.value) and "io" in str(info.value)
+    assert base.children() == []
+    for d in base.directories.values():
+        assert not (d / "rollback").exists()
+
+
+def test_existing_directory_in_one_hierarchy_rolls_back_the_others(base: CGroup) -> None:
+    dirs = list(base.directories.items())
+    if len(dirs) < 2:
+        pytest.skip("a single hierarchy: nothing to roll back across")
+    last_h, last_d = dirs[-1]
+    os.mkdir(last_d / "clash")
+    try:
+        with pytest.raises(SyscallError) as info:
+            CGroup.create("clash", base)
+        assert info.value.errno == errno.EEXIST and "mkdir" in str(info.value)
+        for h, d in dirs[:-1]:
+            assert not (d / "clash").exists(), h
+        assert (last_d / "clash").exists()  # not ours to remove
+        again = CGroup.create("clash", base, exist_ok=True)
+        assert all((d / "clash").is_dir() for _h, d in dirs)
+        again.delete()
+    finally:
+        if (last_d / "clash").exists():
+            os.rmdir(last_d / "clash")
+
+
+def test_open_missing_group() -> None:
+    with pytest.raises(SyscallError) as info:
+        CGroup.open("/nsprim-test-does-not-exist")
+    assert info.value.errno == errno.ENOENT
+
+
+def test_create_under_missing_parent(base: CGroup) -> None:
+    with pytest.raises(SyscallError) as info:
+        CGroup.create("x", base.path + "/nope")
+    assert info.value.errno == errno.ENOENT
+    assert base.children() == []
+
+
+def test_create_at_root_then_delete() -> None:
+    cg = CGroup.create("nsprim-test-rootlevel", ROOT)
+    try:
+        assert cg.path == "/nsprim-test-rootlevel"
+    finally:
+        cg.delete()
+    assert not cg.exists()
