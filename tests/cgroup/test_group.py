@@ -13,6 +13,7 @@ from nsprim.cgroup import (
     CGroupBusyError,
     CGroupMode,
     Controller,
+    CpuResources,
     IoDeviceLimit,
     IoResources,
     MemoryResources,
@@ -172,7 +173,7 @@ def test_existing_directory_in_one_hierarchy_rolls_back_the_others(base: CGroup)
     dirs = list(base.directories.items())
     if len(dirs) < 2:
         pytest.skip("a single hierarchy: nothing to roll back across")
-    last_h, last_d = dirs[-1]
+    _last_h, last_d = dirs[-1]
     os.mkdir(last_d / "clash")
     try:
         with pytest.raises(SyscallError) as info:
@@ -209,3 +210,13 @@ def test_create_at_root_then_delete() -> None:
     finally:
         cg.delete()
     assert not cg.exists()
+
+
+def test_v1_child_quota_above_parent_is_explained_and_rolled_back(base: CGroup) -> None:
+    if need(base.host, "cpu") != 1:
+        pytest.skip("only cgroup v1 forbids a child quota above its parent's")
+    parent = base.child("slow", Resources(cpu=CpuResources(cpus=0.2)))
+    with pytest.raises(SyscallError, match="may not exceed its parent") as info:
+        CGroup.create("fast", parent, Resources(cpu=CpuResources(cpus=1.0)))
+    assert info.value.errno == errno.EINVAL and "cpu.cfs_quota_us" in str(info.value)
+    assert parent.children() == []

@@ -174,7 +174,7 @@ def test_plans_for_both_versions() -> None:
         plan_v1(Resources(memory=MemoryResources(high="1G")), Controller.MEMORY, "hybrid")
 
 
-def IoResources_example() -> object:  # noqa: N802 - reads like a constructor in the test above
+def IoResources_example() -> object:
     from nsprim.cgroup import IoResources
 
     return IoResources(limits=(IoDeviceLimit(8, 0, rbps="1M", wiops="max"),))

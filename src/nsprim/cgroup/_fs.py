@@ -29,13 +29,14 @@ class Write:
 
     ``names`` are alternatives: the first file that exists is written.
     ``tolerate`` lists errnos to ignore (for writes repeated later in the
-    plan to work around ordering constraints).
+    plan to work around ordering constraints); ``hint`` explains a failure.
     """
 
     controller: Controller
     names: tuple[str, ...]
     value: str
     tolerate: frozenset[int] = frozenset()
+    hint: str | None = None
 
     def describe(self) -> str:
         """``memory.max=64M``-style text for messages."""

@@ -341,7 +341,7 @@ class CGroup:
                     feature=w.names[0],
                 )
             try:
-                _fs.write_text(target, w.value)
+                _fs.write_text(target, w.value, hint=w.hint)
             except SyscallError as exc:
                 if exc.errno not in w.tolerate:
                     raise

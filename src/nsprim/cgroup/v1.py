@@ -17,6 +17,7 @@ from nsprim.errors import ConfigError, UnsupportedError
 __all__ = ["plan_v1", "io_weight_to_blkio", "blkio_weight_to_io"]
 
 _TOLERATE_EINVAL = frozenset({errno.EINVAL})
+_QUOTA_HINT = "on cgroup v1 a group's quota/period may not exceed its parent's"
 
 
 def io_weight_to_blkio(weight: int) -> int:
@@ -45,7 +46,7 @@ def _cpu(cpu: CpuResources) -> list[Write]:
         out.append(Write(c, ("cpu.cfs_quota_us",), "-1"))
         out.append(Write(c, ("cpu.cfs_period_us",), str(cpu.period)))
         if cpu.quota is not None and cpu.quota != "max":
-            out.append(Write(c, ("cpu.cfs_quota_us",), str(cpu.quota)))
+            out.append(Write(c, ("cpu.cfs_quota_us",), str(cpu.quota), hint=_QUOTA_HINT))
     if cpu.idle is not None:
         out.append(Write(c, ("cpu.idle",), "1" if cpu.idle else "0"))
     return out
