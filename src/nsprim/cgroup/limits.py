@@ -45,10 +45,21 @@ class EffectiveLimits:
 
     def __str__(self) -> str:
         quota = f"{self.cpu_quota:g} CPUs of bandwidth" if self.cpu_quota is not None else "no CPU bandwidth limit"
-        mem = format_size(self.memory_limit) if self.memory_limit is not None else "unlimited"
+        mem = _human(self.memory_limit) if self.memory_limit is not None else "unlimited"
         return (f"pid {self.pid}: {self.cpu_count} CPU(s) (cpus {format_cpuset(self.cpus)}, {quota}; host has "
-                f"{self.host_cpus}); memory limit {mem} (usable {format_size(self.memory_total)} of host "
-                f"{format_size(self.host_memory)})")
+                f"{self.host_cpus}); memory limit {mem} (usable {_human(self.memory_total)} of host "
+                f"{_human(self.host_memory)})")
+
+
+def _human(n: int) -> str:
+    """Exact binary units when they fit (``64M``), else one decimal (``23.5G``)."""
+    exact = format_size(n)
+    if exact[-1:].isalpha() or n < 1024:
+        return exact
+    for suffix, power in (("T", 4), ("G", 3), ("M", 2), ("K", 1)):
+        if n >= 1024**power:
+            return f"{n / 1024**power:.1f}{suffix}"
+    return exact  # pragma: no cover
 
 
 def host_memory() -> int:
