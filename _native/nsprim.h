@@ -81,8 +81,12 @@ enum nsp_step_kind {
     NSP_STEP_DUMPABLE,        /* a = 0 or 1: prctl(PR_SET_DUMPABLE)           */
     NSP_STEP_CAPS,            /* ints = 5 sets (bounding, effective, permitted,
                                  inheritable, ambient), each as lo, hi words */
-    NSP_STEP_SECCOMP          /* str = struct sock_filter[a], flags = filter
+    NSP_STEP_SECCOMP,         /* str = struct sock_filter[a], flags = filter
                                  flags for seccomp(SECCOMP_SET_MODE_FILTER)  */
+    NSP_STEP_IFUP,            /* str = interface name: set IFF_UP             */
+    NSP_STEP_INIT             /* fork: the parent stays as pid 1, reaping
+                                 zombies and forwarding signals; the child
+                                 runs the remaining steps (fork mode only)   */
 };
 
 struct nsp_step {
@@ -128,6 +132,28 @@ struct nsp_report {
 };
 
 int nsp_spawn(const struct nsp_spawn_config *config, struct nsp_spawn_result *result);
+
+/* The cleanup watcher: a small process, not a child of the caller, that
+ * outlives it.  When the caller dies (its pidfd becomes readable) it kills
+ * and removes what was registered: cgroups, processes, directories.
+ * Returns the watcher's pid and the write end of its registration pipe. */
+int nsp_watcher_start(int *register_fd);
+
+/* Records for the registration pipe (one write each, atomic). */
+enum nsp_watch_op {
+    NSP_WATCH_CGROUP = 1,     /* path: a cgroup directory to kill and remove  */
+    NSP_WATCH_PID,            /* pid: a process to SIGKILL                     */
+    NSP_WATCH_TREE,           /* path: a directory tree to remove              */
+    NSP_WATCH_FORGET_CGROUP,  /* undo one registration (the owner cleaned up) */
+    NSP_WATCH_FORGET_PID,
+    NSP_WATCH_FORGET_TREE
+};
+
+struct nsp_watch_record {
+    int op;
+    int pid;
+    char path[4088];
+};
 
 /* Read one report from report_fd: returns 1 if a step failed (*report is
  * filled), 0 on EOF (the child exec'd), or -errno. Blocks, without the GIL. */

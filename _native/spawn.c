@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <sys/mman.h>
 
+#include "container.h"
 #include "security.h"
 
 struct nsp_clone_args {
@@ -332,6 +333,14 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         return nsp_child_set_caps(s);
     case NSP_STEP_SECCOMP:
         return nsp_child_seccomp(s);
+    case NSP_STEP_IFUP:
+        return nsp_child_ifup(s->str);
+    case NSP_STEP_INIT: {
+        /* Only the payload side returns; pid 1 must not hold our pipes, or
+         * the parent would never see EOF on exec. */
+        int r = nsp_child_become_init(ctx->report_fd, ctx->sync_fd);
+        return r;
+    }
     default:
         return -EINVAL;
     }

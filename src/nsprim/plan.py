@@ -55,6 +55,8 @@ __all__ = [
     "Mknod",
     "CloseFd",
     "Exec",
+    "InterfaceUp",
+    "Init",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -491,6 +493,38 @@ class Exec(Step):
 
 
 @dataclass(frozen=True)
+class InterfaceUp(Step):
+    """Bring a network interface up (the loopback of a new network namespace)."""
+
+    name: str = "lo"
+    operation: ClassVar[str] = "ifup"
+
+    def describe(self) -> str:
+        return f"bring interface `{self.name}` up"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.IFUP, str=self.name.encode())
+
+
+@dataclass(frozen=True)
+class Init(Step):
+    """Fork a minimal init: it stays pid 1, reaps zombies and forwards signals.
+
+    The rest of the plan runs in its child, the payload.  The init exits
+    with the payload's status (128+N when signal N killed it), as
+    ``docker run --init`` does.
+    """
+
+    operation: ClassVar[str] = "init"
+
+    def describe(self) -> str:
+        return "fork the init process"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.INIT)
+
+
+@dataclass(frozen=True)
 class Plan:
     """An immutable, ordered list of steps; encoded for C once, on first use."""
 
@@ -512,12 +546,13 @@ class Plan:
     def vfork_safe(self) -> bool:
         """Whether the child may share the parent's memory until exec.
 
-        Not when the parent must act mid-plan (a :class:`Sync`), nor for an
+        Not when the parent must act mid-plan (a :class:`Sync`), nor with an
+        :class:`Init` (the init never execs, which would hold the parent), nor for an
         unshare of a user namespace, which the kernel refuses to a process
         that shares its memory.
         """
         for s in self.steps:
-            if isinstance(s, Sync):
+            if isinstance(s, (Sync, Init)):  # Init: pid 1 never execs
                 return False
             if isinstance(s, Unshare) and s.flags & C.CLONE_NEWUSER:
                 return False

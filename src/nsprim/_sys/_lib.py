@@ -56,6 +56,7 @@ class NativeLib(Protocol):
     def nsp_have_new_mount_api(self) -> int: ...
     def nsp_spawn(self, config: CData, result: CData) -> int: ...
     def nsp_read_report(self, report_fd: int, report: CData) -> int: ...
+    def nsp_watcher_start(self, register_fd: CData) -> int: ...
 
     # plan step kinds
     NSP_STEP_SYNC: int
@@ -87,6 +88,14 @@ class NativeLib(Protocol):
     NSP_STEP_DUMPABLE: int
     NSP_STEP_CAPS: int
     NSP_STEP_SECCOMP: int
+    NSP_STEP_IFUP: int
+    NSP_STEP_INIT: int
+    NSP_WATCH_CGROUP: int
+    NSP_WATCH_PID: int
+    NSP_WATCH_TREE: int
+    NSP_WATCH_FORGET_CGROUP: int
+    NSP_WATCH_FORGET_PID: int
+    NSP_WATCH_FORGET_TREE: int
 
     # constants from the system headers
     CLONE_NEWNS: int

@@ -54,6 +54,8 @@ class StepKind(enum.IntEnum):
     DUMPABLE = lib.NSP_STEP_DUMPABLE
     CAPS = lib.NSP_STEP_CAPS
     SECCOMP = lib.NSP_STEP_SECCOMP
+    IFUP = lib.NSP_STEP_IFUP
+    INIT = lib.NSP_STEP_INIT
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,364 @@
+/*
+ * Container support: interface up, a minimal pid 1, and the cleanup watcher.
+ * Everything here runs in processes that are copies of a (possibly threaded)
+ * Python program and never exec: only system calls, no allocation, no locks.
+ */
+#include "container.h"
+
+#include <dirent.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* ---- NSP_STEP_IFUP --------------------------------------------------------- */
+
+int nsp_child_ifup(const char *name)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int ret = 0;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+        ret = -errno;
+    } else if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+            ret = -errno;
+    }
+    close(fd);
+    return ret;
+}
+
+/* ---- NSP_STEP_INIT ---------------------------------------------------------- */
+
+static pid_t raw_fork(void)
+{
+    /* Not glibc's fork(): that would run the atfork handlers of Python. */
+    return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
+}
+
+int nsp_child_become_init(int report_fd, int sync_fd)
+{
+    pid_t payload = raw_fork();
+    if (payload < 0)
+        return -errno;
+    if (payload == 0)
+        return 0;
+
+    if (report_fd >= 0)
+        close(report_fd);
+    if (sync_fd >= 0)
+        close(sync_fd);
+    prctl(PR_SET_NAME, (unsigned long)"nsprim-init", 0, 0, 0);
+
+    /* Every signal is blocked since clone: take them synchronously. */
+    sigset_t all;
+    sigfillset(&all);
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&all, &si);
+        if (sig < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(127);
+        }
+        if (sig != SIGCHLD) {
+            kill(payload, sig); /* forward; the payload decides */
+            continue;
+        }
+        for (;;) {
+            int status;
+            pid_t p = waitpid(-1, &status, WNOHANG);
+            if (p <= 0)
+                break;
+            if (p == payload) {
+                /* Leaving pid 1 ends the namespace: the kernel kills the rest. */
+                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            }
+        }
+    }
+}
+
+/* ---- the cleanup watcher ------------------------------------------------------ */
+
+#define WATCH_MAX 512
+
+struct watch_entry {
+    int op; /* NSP_WATCH_CGROUP / PID / TREE, or 0 when free */
+    int pidfd;
+    char path[4088];
+};
+
+static struct watch_entry *entries;
+
+static void watch_add(const struct nsp_watch_record *r)
+{
+    for (int i = 0; i < WATCH_MAX; i++) {
+        if (entries[i].op == 0) {
+            entries[i].op = r->op;
+            entries[i].pidfd = -1;
+            if (r->op == NSP_WATCH_PID)
+                entries[i].pidfd = (int)syscall(__NR_pidfd_open, r->pid, 0);
+            memcpy(entries[i].path, r->path, sizeof entries[i].path);
+            entries[i].path[sizeof entries[i].path - 1] = 0;
+            return;
+        }
+    }
+}
+
+static void watch_forget(const struct nsp_watch_record *r)
+{
+    int op = r->op - (NSP_WATCH_FORGET_CGROUP - NSP_WATCH_CGROUP);
+    for (int i = 0; i < WATCH_MAX; i++) {
+        if (entries[i].op != op)
+            continue;
+        if (op == NSP_WATCH_PID ? 0 : strcmp(entries[i].path, r->path) != 0)
+            continue;
+        if (entries[i].pidfd >= 0)
+            close(entries[i].pidfd);
+        entries[i].op = 0;
+        entries[i].pidfd = -1;
+        if (op != NSP_WATCH_PID)
+            return;
+    }
+}
+
+static int join_path(char *out, size_t size, const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    if (a + 1 + b + 1 > size)
+        return -1;
+    memcpy(out, dir, a);
+    out[a] = '/';
+    memcpy(out + a + 1, name, b + 1);
+    return 0;
+}
+
+static void kill_cgroup(const char *dir)
+{
+    char path[4200];
+    char buf[4096];
+    if (join_path(path, sizeof path, dir, "cgroup.kill") == 0) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = write(fd, "1", 1);
+            close(fd);
+            if (n == 1)
+                return;
+        }
+    }
+    /* cgroup v1: signal every member until none is left (new ones may fork
+     * in between, hence the loop). */
+    if (join_path(path, sizeof path, dir, "cgroup.procs") != 0)
+        return;
+    for (int round = 0; round < 200; round++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            return;
+        buf[n] = 0;
+        for (char *p = buf; *p;) {
+            long pid = 0;
+            while (*p >= '0' && *p <= '9')
+                pid = pid * 10 + (*p++ - '0');
+            if (pid > 0)
+                kill((pid_t)pid, SIGKILL);
+            while (*p && (*p < '0' || *p > '9'))
+                p++;
+        }
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void remove_cgroup(const char *dir)
+{
+    kill_cgroup(dir);
+    for (int i = 0; i < 400; i++) { /* up to ~2 s for the members to go */
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* Remove everything below dirfd (same file system only), then nothing else. */
+static void remove_tree_at(int dirfd, dev_t dev, int depth)
+{
+    char buf[8192];
+    if (depth > 256)
+        return;
+    for (;;) {
+        long n = syscall(SYS_getdents64, dirfd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        int removed = 0;
+        for (long off = 0; off < n;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+            off += d->d_reclen;
+            const char *name = d->d_name;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
+                continue;
+            if (unlinkat(dirfd, name, 0) == 0) {
+                removed = 1;
+                continue;
+            }
+            if (errno != EISDIR && errno != EPERM)
+                continue;
+            int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0)
+                continue;
+            struct stat st;
+            if (fstat(sub, &st) == 0 && st.st_dev == dev)
+                remove_tree_at(sub, dev, depth + 1);
+            close(sub);
+            if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0)
+                removed = 1;
+        }
+        if (removed)
+            lseek(dirfd, 0, SEEK_SET); /* entries moved under us: read again */
+    }
+}
+
+static void remove_tree(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) == 0)
+        remove_tree_at(fd, st.st_dev, 0);
+    close(fd);
+    rmdir(path);
+}
+
+static __attribute__((noreturn)) void watcher_main(int owner_pidfd, int pipe_r)
+{
+    setsid(); /* keep out of the owner's terminal signals (^C) */
+    prctl(PR_SET_NAME, (unsigned long)"nsprim-watcher", 0, 0, 0);
+    entries = mmap(NULL, sizeof(struct watch_entry) * WATCH_MAX, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (entries == MAP_FAILED)
+        _exit(1);
+    struct nsp_watch_record rec;
+    int pipe_open = 1;
+    for (;;) {
+        struct pollfd fds[2] = {{owner_pidfd, POLLIN, 0}, {pipe_r, POLLIN, 0}};
+        int n = poll(fds, pipe_open ? 2 : 1, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pipe_open && (fds[1].revents & POLLIN)) {
+            ssize_t got = read(pipe_r, &rec, sizeof rec);
+            if (got == (ssize_t)sizeof rec) {
+                if (rec.op >= NSP_WATCH_FORGET_CGROUP)
+                    watch_forget(&rec);
+                else
+                    watch_add(&rec);
+                continue;
+            }
+            if (got == 0)
+                pipe_open = 0; /* the owner closed it: it is exiting */
+        } else if (pipe_open && (fds[1].revents & (POLLHUP | POLLERR))) {
+            pipe_open = 0;
+        }
+        if (fds[0].revents & POLLIN)
+            break; /* the owner died */
+    }
+    /* Processes first (pid namespaces die with their init), then cgroups,
+     * then directories no process uses any more. */
+    for (int i = 0; i < WATCH_MAX; i++)
+        if (entries[i].op == NSP_WATCH_PID && entries[i].pidfd >= 0)
+            syscall(__NR_pidfd_send_signal, entries[i].pidfd, SIGKILL, NULL, 0);
+    for (int i = 0; i < WATCH_MAX; i++)
+        if (entries[i].op == NSP_WATCH_CGROUP)
+            remove_cgroup(entries[i].path);
+    for (int i = 0; i < WATCH_MAX; i++)
+        if (entries[i].op == NSP_WATCH_TREE)
+            remove_tree(entries[i].path);
+    _exit(0);
+}
+
+int nsp_watcher_start(int *register_fd)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    int owner = (int)syscall(__NR_pidfd_open, getpid(), 0);
+    if (owner < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        return -e;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* Double fork: the watcher is nobody's zombie and outlives us. */
+    pid_t mid = raw_fork();
+    if (mid == 0) {
+        pid_t w = raw_fork();
+        if (w == 0) {
+            /* Keep only the pidfd (as 3) and the pipe (as 4): an inherited
+             * pipe end would keep someone else waiting for EOF. */
+            int a = fcntl(owner, F_DUPFD_CLOEXEC, 10);
+            int b = fcntl(p[0], F_DUPFD_CLOEXEC, 10);
+            if (a < 0 || b < 0 || dup3(a, 3, O_CLOEXEC) < 0 || dup3(b, 4, O_CLOEXEC) < 0)
+                _exit(1);
+            if (syscall(__NR_close_range, 5U, ~0U, 0U) < 0)
+                for (int fd = 5; fd < 65536; fd++)
+                    close(fd);
+            int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+            for (int fd = 0; fd < 3 && null >= 0; fd++)
+                dup3(null, fd, 0);
+            if (null > 2)
+                close(null);
+            owner = 3;
+            p[0] = 4;
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                    sigaction(sig, &dfl, NULL);
+            signal(SIGPIPE, SIG_IGN);
+            watcher_main(owner, p[0]);
+        }
+        _exit(w < 0 ? 1 : 0);
+    }
+    int err = mid < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(owner);
+    close(p[0]);
+    if (mid < 0) {
+        close(p[1]);
+        return -err;
+    }
+    int status;
+    while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        close(p[1]);
+        return -ECHILD;
+    }
+    *register_fd = p[1];
+    return 0;
+}

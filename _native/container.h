@@ -1,0 +1,21 @@
+/*
+ * Container support in the core: bringing an interface up, a minimal init
+ * for pid 1, and the cleanup watcher.  Private to the core.
+ */
+#ifndef NSPRIM_CONTAINER_H
+#define NSPRIM_CONTAINER_H
+
+#include "compat.h"
+
+/* NSP_STEP_IFUP: set IFF_UP on interface `name` (the loopback of a new
+ * network namespace, usually).  Returns 0 or -errno. */
+int nsp_child_ifup(const char *name);
+
+/* NSP_STEP_INIT: fork.  In the new child, return 0 (it goes on with the plan).
+ * The caller itself becomes a minimal init: it closes the given pipe ends,
+ * reaps every child, forwards signals to the payload, and exits with the
+ * payload's status (128+N for signal N) when it ends.  Returns -errno only if
+ * the fork fails. */
+int nsp_child_become_init(int report_fd, int sync_fd);
+
+#endif

@@ -1,0 +1,80 @@
+"""The cleanup watcher: what dies with this process, and is cleaned up after it.
+
+A container must not outlive its creator unless asked to, and must not leave
+its cgroup or scratch directories behind when the creator is killed with
+SIGKILL.  ``PR_SET_PDEATHSIG`` alone cannot promise that (it fires when the
+creating *thread* exits, and misses a parent that died before it was set).
+Instead, the first registration starts one small watcher process per Python
+process (C code in the core, no exec, reparented away from us).  It holds a
+pidfd of this process; when this process dies it kills the registered
+processes and cgroups and removes the registered directory trees.  Owners
+that clean up themselves ``forget`` their registrations.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import threading
+from pathlib import Path
+
+from ..errors import SyscallError
+from ._lib import ffi, lib
+
+__all__ = ["watch_cgroup", "forget_cgroup", "watch_pid", "forget_pid", "watch_tree", "forget_tree"]
+
+_RECORD = struct.Struct("ii4088s")
+_lock = threading.Lock()
+_state: dict[str, int] = {}  # "fd" and "owner" (the pid that started it)
+
+
+def _fd() -> int:
+    with _lock:
+        if _state.get("owner") == os.getpid():
+            return _state["fd"]
+        # First use, or we are a fork of the process that started it.
+        fdp = ffi.new("int *")
+        ret = lib.nsp_watcher_start(fdp)
+        if ret < 0:
+            raise SyscallError(-ret, "watcher", detail="start the cleanup watcher")
+        _state["fd"] = fdp[0]
+        _state["owner"] = os.getpid()
+        return _state["fd"]
+
+
+def _send(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> None:
+    raw = os.fsencode(os.fspath(path))
+    if len(raw) >= 4088:
+        raise SyscallError(errno.ENAMETOOLONG, "watcher", path, detail=f"register `{os.fsdecode(raw)}` with the cleanup watcher")
+    os.write(_fd(), _RECORD.pack(op, pid, raw))
+
+
+def watch_cgroup(directory: str | os.PathLike[str]) -> None:
+    """Kill the members of, then remove, cgroup *directory* if this process dies."""
+    _send(lib.NSP_WATCH_CGROUP, Path(directory))
+
+
+def forget_cgroup(directory: str | os.PathLike[str]) -> None:
+    """Undo :func:`watch_cgroup`."""
+    _send(lib.NSP_WATCH_FORGET_CGROUP, Path(directory))
+
+
+def watch_pid(pid: int) -> None:
+    """SIGKILL *pid* (a child not yet reaped) if this process dies."""
+    _send(lib.NSP_WATCH_PID, pid=pid)
+
+
+def forget_pid(pid: int) -> None:
+    """Undo :func:`watch_pid`."""
+    _send(lib.NSP_WATCH_FORGET_PID, pid=pid)
+
+
+def watch_tree(directory: str | os.PathLike[str]) -> None:
+    """Remove the directory tree *directory* (one file system) if this process dies."""
+    _send(lib.NSP_WATCH_TREE, Path(directory))
+
+
+def forget_tree(directory: str | os.PathLike[str]) -> None:
+    """Undo :func:`watch_tree`."""
+    _send(lib.NSP_WATCH_FORGET_TREE, Path(directory))
