@@ -74,6 +74,16 @@ _METACOPY_XATTRS = ("trusted.overlay.metacopy", "user.overlay.metacopy")
 _CHUNK = 1 << 20
 
 
+def _tar_mtime(st: os.stat_result) -> float:
+    """The mtime to record: microseconds, so that it survives the float of a PAX record exactly."""
+    return st.st_mtime_ns // 1000 / 1_000_000
+
+
+def _mtime_ns(mtime: float) -> int:
+    """A tar mtime back to nanoseconds (the inverse of :func:`_tar_mtime`)."""
+    return round(mtime * 1_000_000) * 1000
+
+
 class UnsafeTarEntry(ConfigError):
     """A tar entry that would write outside the layer, or that this format cannot hold.
 
@@ -183,6 +193,7 @@ class _Committer:
         if ti is None:  # a socket: not representable, and meaningless in an image
             return
         ti.uname = ti.gname = ""
+        ti.mtime = _tar_mtime(os.lstat(path))
         ti.pax_headers = _pax_xattrs(xattrs)
         if ti.isreg():
             src = data_from or path
@@ -202,7 +213,7 @@ class _Committer:
             st = os.lstat(path)
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 parent = f"{rel}/" if rel else ""
-                self._marker(parent + WHITEOUT_PREFIX + name, st.st_mtime)
+                self._marker(parent + WHITEOUT_PREFIX + name, _tar_mtime(st))
                 self.whiteouts += 1
                 continue
             xattrs = _xattrs(path)
@@ -212,7 +223,7 @@ class _Committer:
                     continue
                 self._add(path, arc, xattrs)
                 if _is_opaque(xattrs):
-                    self._marker(f"{arc}/{OPAQUE_MARKER}", st.st_mtime)
+                    self._marker(f"{arc}/{OPAQUE_MARKER}", _tar_mtime(st))
                     self.opaque += 1
                 self.walk(arc)
             elif stat.S_ISREG(st.st_mode) and any(k in xattrs for k in _METACOPY_XATTRS):
@@ -235,7 +246,7 @@ class _Committer:
                 feature="redirect_dir",
             )
         self._add(path, arc, xattrs)
-        self._marker(f"{arc}/{OPAQUE_MARKER}", os.lstat(path).st_mtime)
+        self._marker(f"{arc}/{OPAQUE_MARKER}", _tar_mtime(os.lstat(path)))
         self.opaque += 1
         src = self.merged / arc
         for dirpath, dirnames, filenames in os.walk(src):
@@ -405,6 +416,8 @@ class _Extractor:
         try:
             _rmtree_at(pfd, mem.parts[-1])
             os.mknod(mem.parts[-1], stat.S_IFCHR | 0o000, 0, dir_fd=pfd)
+            ns = _mtime_ns(mem.info.mtime)
+            os.utime(mem.parts[-1], ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
         finally:
             os.close(pfd)
         self.dir_times.append((mem.parts[:-1], -1))
@@ -456,7 +469,7 @@ class _Extractor:
             if m.isdir():
                 if old is None or not stat.S_ISDIR(old.st_mode):
                     os.mkdir(name, 0o700, dir_fd=pfd)
-                self.dir_times.append((parts, int(m.mtime * 1e9)))
+                self.dir_times.append((parts, _mtime_ns(m.mtime)))
             elif m.isreg():
                 fd = os.open(
                     name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd
@@ -500,9 +513,9 @@ class _Extractor:
         if not m.issym():
             os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
             if not m.isdir():
-                os.utime(name, ns=(int(m.mtime * 1e9),) * 2, dir_fd=pfd, follow_symlinks=False)
+                os.utime(name, ns=(_mtime_ns(m.mtime),) * 2, dir_fd=pfd, follow_symlinks=False)
         else:
-            os.utime(name, ns=(int(m.mtime * 1e9),) * 2, dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=(_mtime_ns(m.mtime),) * 2, dir_fd=pfd, follow_symlinks=False)
 
     def finish(self) -> None:
         """Set directory mtimes, deepest first (creating entries changed them)."""
