@@ -21,7 +21,7 @@ from typing import Final
 from nsprim.cgroup import _fs, control
 from nsprim.cgroup._fs import Write
 from nsprim.cgroup.events import CGroupTimeout, MemoryEvents, wait_until
-from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, read_v2_controllers
+from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, process_cgroups, read_v2_controllers
 from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.stats import Stats, read_stats
 from nsprim.cgroup.v1 import plan_v1
@@ -379,18 +379,17 @@ class CGroup:
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             raise ConfigError(f"pid: `{pid!r}` is not a process id", what="pid")
         try:
-            before = dict(host_info(pid).cgroups)
+            before = dict(process_cgroups(pid, self._info.hierarchies))
         except (SyscallError, ConfigError):
             before = {}
         done: list[Hierarchy] = []
         for h, d in self._dirs:
             target = d / (v1_file if h.version == 1 else v2_file)
-            hint = None
-            if h.version == 2 and read_v2_controllers(d, "cgroup.subtree_control"):
-                hint = "the no-internal-processes rule: this group delegates controllers to children"
             try:
-                _fs.write_text(target, str(pid), hint=hint)
-            except SyscallError:
+                _fs.write_text(target, str(pid))
+            except SyscallError as exc:
+                if h.version == 2 and exc.errno == errno.EBUSY and read_v2_controllers(d, "cgroup.subtree_control"):
+                    exc.hint = "the no-internal-processes rule: this group delegates controllers to its children"
                 for dh in done:
                     old = before.get(dh)
                     if old is not None:
@@ -421,23 +420,13 @@ class CGroup:
     @staticmethod
     def _walk(d: Path) -> Iterator[Path]:
         """*d* and every descendant directory, children before parents."""
-        try:
-            subs = sorted(p for p in d.iterdir() if p.is_dir())
-        except FileNotFoundError:
-            subs = []
-        for sub in subs:
+        for sub in _subdirs(d):
             yield from CGroup._walk(sub)
         yield d
 
     def children(self) -> list[str]:
         """Names of the child groups (in any hierarchy)."""
-        names: set[str] = set()
-        for _h, d in self._dirs:
-            try:
-                names.update(p.name for p in d.iterdir() if p.is_dir())
-            except FileNotFoundError:
-                continue
-        return sorted(names)
+        return sorted({sub.name for _h, d in self._dirs for sub in _subdirs(d)})
 
     @property
     def populated(self) -> bool:
@@ -562,6 +551,15 @@ class CGroup:
         if self.frozen:
             self.thaw()
         self.delete(recursive=True, timeout=5.0)
+
+
+def _subdirs(d: Path) -> list[Path]:
+    """Child directories of *d*, sorted; none if *d* is gone (uses d_type, no stat per file)."""
+    try:
+        with os.scandir(d) as it:
+            return sorted(Path(e.path) for e in it if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
 
 
 def _rmdir_quietly(d: Path) -> None:

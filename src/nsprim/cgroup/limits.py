@@ -54,7 +54,7 @@ class EffectiveLimits:
 def _human(n: int) -> str:
     """Exact binary units when they fit (``64M``), else one decimal (``23.5G``)."""
     exact = format_size(n)
-    if exact[-1:].isalpha() or n < 1024:
+    if n < 1024 or (exact[-1:].isalpha() and int(exact[:-1]) < 1024):
         return exact
     for suffix, power in (("T", 4), ("G", 3), ("M", 2), ("K", 1)):
         if n >= 1024**power:

@@ -45,7 +45,11 @@ class MemoryStats:
 
 @dataclass(frozen=True)
 class CpuStats:
-    """CPU time in microseconds, and CFS throttling counters where the cpu controller is present."""
+    """CPU time in microseconds, and CFS throttling counters where the cpu controller is present.
+
+    ``usage_usec`` is exact; the ``user_usec``/``system_usec`` split is sampled at timer ticks, so
+    for short runs the parts may not add up to the total.
+    """
 
     usage_usec: int
     user_usec: int
