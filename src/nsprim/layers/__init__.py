@@ -9,6 +9,7 @@
 """
 
 from .digest import Digest, parse_digest
+from .store import ContainerRoot, Image, Layer, LayerStore, disk_usage
 from .tar import LayerStats, UnsafeTarEntry, apply_layer, commit, extract_layer
 
 __all__ = [
@@ -19,4 +20,9 @@ __all__ = [
     "commit",
     "extract_layer",
     "apply_layer",
+    "Layer",
+    "Image",
+    "LayerStore",
+    "ContainerRoot",
+    "disk_usage",
 ]
