@@ -41,8 +41,10 @@ from typing import Any
 __all__ = [
     "BENCH_DIR",
     "BIN_DIR",
+    "BatchRunner",
     "Case",
     "Config",
+    "LoadMonitor",
     "Ratio",
     "Stats",
     "as_json",
@@ -56,6 +58,7 @@ __all__ = [
     "run_interleaved",
     "timed",
     "tool",
+    "wait_for_quiet",
     "write_json",
 ]
 
@@ -339,6 +342,59 @@ def cpu_busy_us() -> float:
     return busy * 1e6 / os.sysconf("SC_CLK_TCK")
 
 
+class LoadMonitor:
+    """Measures how busy the rest of the machine was during a ``with`` block.
+
+    Background load = machine-wide busy CPU minus this process' own CPU and
+    that of its reaped children, as a fraction of one core.  Kernel threads
+    working for us (a kworker freeing network namespaces) count as background.
+    On a noisy 2-core machine, numbers measured under more than ~30% background
+    load are unreliable: the report says so.
+    """
+
+    def __init__(self) -> None:
+        self.background = math.nan
+        self._t0 = 0.0
+        self._busy0 = 0.0
+        self._own0 = 0.0
+
+    @staticmethod
+    def _own_us() -> float:
+        t = os.times()
+        return (t.user + t.system + t.children_user + t.children_system) * 1e6
+
+    def __enter__(self) -> LoadMonitor:
+        self._t0, self._busy0, self._own0 = time.monotonic(), cpu_busy_us(), self._own_us()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall_us = (time.monotonic() - self._t0) * 1e6
+        other = (cpu_busy_us() - self._busy0) - (self._own_us() - self._own0)
+        self.background = max(0.0, other / wall_us) if wall_us > 0 else math.nan
+
+    def describe(self) -> str:
+        """One line: the background load and whether to trust the numbers."""
+        pct = self.background * 100
+        verdict = "numbers unreliable, rerun on a quiet machine" if pct > 30 else "ok"
+        return f"background load during the run: {pct:.0f}% of one core ({verdict})"
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.2, sample_s: float = 0.5) -> float:
+    """Wait up to *max_wait_s* until the machine's busy CPU drops below *threshold* cores; return the last load.
+
+    Useful on shared CI or developer machines where other jobs (VMs, test
+    runs) come and go; a no-op when *max_wait_s* is 0.
+    """
+    deadline = time.monotonic() + max_wait_s
+    load = math.nan
+    while True:
+        t0, c0 = time.monotonic(), cpu_busy_us()
+        time.sleep(sample_s)
+        load = (cpu_busy_us() - c0) / ((time.monotonic() - t0) * 1e6)
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+
+
 def parse_args(
     description: str, argv: Sequence[str] | None = None, extend: Callable[[argparse.ArgumentParser], None] | None = None
 ) -> argparse.Namespace:
@@ -351,6 +407,13 @@ def parse_args(
     p.add_argument("--iterations", type=int, default=None, help="measured iterations per case (default 200)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds the iterations are split into")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON ('-': stdout)")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="first wait up to S seconds for the machine to be idle (< 0.2 cores busy)",
+    )
     if extend is not None:
         extend(p)
     return p.parse_args(argv)

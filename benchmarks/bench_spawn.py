@@ -58,7 +58,7 @@ def unshare_argv(namespaces: Sequence[str]) -> list[str]:
     return [*argv, PAYLOAD]
 
 
-def nsprim_case(namespaces: Sequence[str]) -> Callable[[], object]:
+def nsprim_case(namespaces: Sequence[str]) -> Callable[[], None]:
     """One ``nsprim.spawn(...).wait()`` that must exit 0."""
     new = set(namespaces)
 
@@ -69,7 +69,7 @@ def nsprim_case(namespaces: Sequence[str]) -> Callable[[], object]:
     return once
 
 
-def unshare_case(namespaces: Sequence[str]) -> Callable[[], object]:
+def unshare_case(namespaces: Sequence[str]) -> Callable[[], None]:
     """One ``subprocess.run(["unshare", ...])`` that must exit 0."""
     argv = unshare_argv(namespaces)
 
@@ -80,12 +80,15 @@ def unshare_case(namespaces: Sequence[str]) -> Callable[[], object]:
     return once
 
 
-def floor_runner(binary: Path, namespaces: Sequence[str], mode: str) -> h.BatchRunner:
+def floor_runner(binary: Path, namespaces: Sequence[str], mode: str, pace_us: int = 0) -> h.BatchRunner:
     """A batch of the C floor: one run of *binary* doing *count* spawns, timed inside C."""
 
     def run(count: int) -> list[float]:
         out = subprocess.run(
-            [str(binary), f"--mode={mode}", str(count), *namespaces], capture_output=True, text=True, check=False
+            [str(binary), f"--mode={mode}", f"--pace-us={pace_us}", str(count), *namespaces],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"floor failed: {out.stderr.strip()}")
@@ -182,31 +185,46 @@ def _extend(p: argparse.ArgumentParser) -> None:
         default="vfork",
         help="clone flavour of the C floor used for the ratio (default vfork, as nsprim uses here)",
     )
+    p.add_argument(
+        "--pace-us",
+        type=int,
+        default=0,
+        metavar="US",
+        help="sleep this long before every spawn, outside the timing (lets async netns teardown catch up)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
 
 
 def run_group(
     label: str, namespaces: Sequence[str], floor: Path, args: argparse.Namespace, cfg: h.Config
-) -> tuple[dict[str, h.Stats], list[h.Ratio]]:
+) -> tuple[dict[str, h.Stats], list[h.Ratio], float]:
     """Measure one namespace set; print its table and ratios."""
+    pace = args.pace_us / 1e6
     cases = [
-        h.Case("nsprim", h.timed(nsprim_case(namespaces)), "spawn().wait()"),
-        h.Case("unshare", h.timed(unshare_case(namespaces)), "subprocess.run(unshare ...)"),
-        h.Case("C floor", floor_runner(floor, namespaces, args.floor_mode), f"floor.c, {args.floor_mode} mode"),
+        h.Case("nsprim", h.timed(nsprim_case(namespaces), pace), "spawn().wait()"),
+        h.Case("unshare", h.timed(unshare_case(namespaces), pace), "subprocess.run(unshare ...)"),
+        h.Case(
+            "C floor",
+            floor_runner(floor, namespaces, args.floor_mode, args.pace_us),
+            f"floor.c, {args.floor_mode} mode",
+        ),
     ]
     other = "fork" if args.floor_mode != "fork" else "vfork"
-    cases.append(h.Case(f"C floor ({other})", floor_runner(floor, namespaces, other), "for reference"))
+    cases.append(h.Case(f"C floor ({other})", floor_runner(floor, namespaces, other, args.pace_us), "for reference"))
     if args.breakdown:
         cases += breakdown_cases(namespaces)
-    results = h.run_interleaved(cases, cfg)
+    h.wait_for_quiet(args.wait_quiet)
+    with h.LoadMonitor() as load:
+        results = h.run_interleaved(cases, cfg)
     print()
     h.print_table(results, f"{label}: new {', '.join(namespaces)} — µs per spawn of {PAYLOAD}")
+    print(f"  {load.describe()}")
     ratios = [
         h.Ratio("nsprim / unshare", results["nsprim"], results["unshare"], TARGET_VS_UNSHARE),
         h.Ratio("nsprim / C floor", results["nsprim"], results["C floor"], TARGET_VS_FLOOR),
     ]
     h.print_ratios(ratios)
-    return results, ratios
+    return results, ratios, load.background
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -229,9 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_ratios: list[h.Ratio] = []
     # Without net first: the net group leaves kworkers freeing namespaces behind it.
     for label, namespaces in (("without net", no_net), ("with net", ALL_NS)):
-        results, ratios = run_group(label, namespaces, floor, args, cfg)
+        results, ratios, background = run_group(label, namespaces, floor, args, cfg)
         all_ratios += ratios
-        payload["groups"][label] = h.as_json(results, ratios, namespaces=list(namespaces))  # type: ignore[index]
+        payload["groups"][label] = h.as_json(  # type: ignore[index]
+            results, ratios, namespaces=list(namespaces), background_load=background, pace_us=args.pace_us
+        )
         if args.cpu:
             n = max(20, cfg.iterations // 2)
             print(f"  machine-wide CPU per spawn, {n} back-to-back (includes async teardown; noisy):")
