@@ -18,4 +18,8 @@ int nsp_child_ifup(const char *name);
  * the fork fails. */
 int nsp_child_become_init(int report_fd, int sync_fd);
 
+/* NSP_STEP_MASK: make `path` unreadable: /dev/null bound over a file, an
+ * empty read-only tmpfs over a directory.  Returns 0 or -errno. */
+int nsp_child_mask(const char *path);
+
 #endif

@@ -84,10 +84,15 @@ enum nsp_step_kind {
     NSP_STEP_SECCOMP,         /* str = struct sock_filter[a], flags = filter
                                  flags for seccomp(SECCOMP_SET_MODE_FILTER)  */
     NSP_STEP_IFUP,            /* str = interface name: set IFF_UP             */
-    NSP_STEP_INIT             /* fork: the parent stays as pid 1, reaping
+    NSP_STEP_INIT,            /* fork: the parent stays as pid 1, reaping
                                  zombies and forwarding signals; the child
                                  runs the remaining steps (fork mode only)   */
+    NSP_STEP_MASK             /* path: hide it (bind /dev/null over a file,
+                                 an empty read-only tmpfs over a directory)  */
 };
+
+/* In any step's flags: a missing path (ENOENT) is not a failure. */
+#define NSP_STEP_OPTIONAL 256
 
 struct nsp_step {
     int kind;

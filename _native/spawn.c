@@ -341,6 +341,8 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         int r = nsp_child_become_init(ctx->report_fd, ctx->sync_fd);
         return r;
     }
+    case NSP_STEP_MASK:
+        return nsp_child_mask(s->path);
     default:
         return -EINVAL;
     }
@@ -351,7 +353,10 @@ static int child_main(void *arg)
     struct child_ctx *ctx = arg;
     reset_signals();
     for (int i = 0; i < ctx->cfg->nsteps; i++) {
-        int r = run_step(ctx, &ctx->cfg->steps[i]);
+        const struct nsp_step *s = &ctx->cfg->steps[i];
+        int r = run_step(ctx, s);
+        if (r == -ENOENT && (s->flags & NSP_STEP_OPTIONAL))
+            continue;
         if (r < 0) {
             /* exec may have restored the mask before failing */
             sigset_t all;

@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import ClassVar
 
 from ._sys import C
-from ._sys.spawn import EncodedPlan, RawStep, StepKind, encode
+from ._sys.spawn import OPTIONAL, EncodedPlan, RawStep, StepKind, encode
 
 __all__ = [
     "Step",
@@ -57,6 +57,7 @@ __all__ = [
     "Exec",
     "InterfaceUp",
     "Init",
+    "Mask",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -165,6 +166,7 @@ class Mount(Step):
     fstype: str | None = None
     flags: int = 0
     data: str | None = None
+    optional: bool = False  # a missing source or target is skipped
     operation: ClassVar[str] = "mount"
 
     @property
@@ -182,6 +184,7 @@ class Mount(Step):
     def lower(self) -> RawStep:
         return RawStep(
             StepKind.MOUNT,
+            flags=OPTIONAL if self.optional else 0,
             a=self.flags,
             path=_b(self.source) if self.source is not None else None,
             path2=_b(self.target),
@@ -522,6 +525,24 @@ class Init(Step):
 
     def lower(self) -> RawStep:
         return RawStep(StepKind.INIT)
+
+
+@dataclass(frozen=True)
+class Mask(Step):
+    """Hide *target*: ``/dev/null`` over a file, an empty read-only tmpfs over a directory.
+
+    A missing *target* is skipped (kernels differ in what ``/proc`` holds).
+    """
+
+    target: StrPath
+    operation: ClassVar[str] = "mask"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.target)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.MASK, flags=OPTIONAL, path=_b(self.target))
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ class NativeLib(Protocol):
     NSP_STEP_SECCOMP: int
     NSP_STEP_IFUP: int
     NSP_STEP_INIT: int
+    NSP_STEP_MASK: int
+    NSP_STEP_OPTIONAL: int
     NSP_WATCH_CGROUP: int
     NSP_WATCH_PID: int
     NSP_WATCH_TREE: int

@@ -19,7 +19,7 @@ from ..errors import SyscallError
 from ._lib import ffi as _ffi
 from ._lib import lib
 
-__all__ = ["StepKind", "RawStep", "EncodedPlan", "SpawnHandles", "encode", "spawn", "read_report", "Report"]
+__all__ = ["OPTIONAL", "StepKind", "RawStep", "EncodedPlan", "SpawnHandles", "encode", "spawn", "read_report", "Report"]
 
 
 class StepKind(enum.IntEnum):
@@ -56,6 +56,10 @@ class StepKind(enum.IntEnum):
     SECCOMP = lib.NSP_STEP_SECCOMP
     IFUP = lib.NSP_STEP_IFUP
     INIT = lib.NSP_STEP_INIT
+    MASK = lib.NSP_STEP_MASK
+
+
+OPTIONAL: int = lib.NSP_STEP_OPTIONAL  # a step flag: a missing path is no failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,356 @@
+"""The container's configuration: an immutable value with a fluent builder.
+
+Every builder method returns a new :class:`Container`; the original is never
+changed, so a base template can be shared and varied::
+
+    base = Container().host_root().memory("256M").network("none")
+    job_a = base.command("python3", "-c", "print(1)")
+    job_b = base.command("sh", "-c", "echo 2").pids(64)
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..cgroup import CpuResources, MemoryResources, PidsResources, Resources
+from ..errors import ConfigError
+from ..idmap import IdMap
+from ..namespace import Namespace, NamespaceType
+
+if TYPE_CHECKING:
+    from .running import ContainerResult, RunningContainer
+
+__all__ = ["Container", "ContainerConfig", "Network", "BindMount", "TmpfsMount", "RootSpec", "Rlimit", "Veth"]
+
+StrPath = str | os.PathLike[str]
+
+DEFAULT_NAMESPACES = frozenset(t for t in NamespaceType if t not in (NamespaceType.TIME, NamespaceType.USER))
+DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "xterm", "HOME": "/root"}
+
+
+class Network(enum.Enum):
+    """How the container reaches the network."""
+
+    NONE = "none"  # a new network namespace with only a loopback, brought up
+    HOST = "host"  # the host's network namespace
+    VETH = "veth"  # a new namespace linked to the host by a veth pair
+
+
+@dataclass(frozen=True)
+class Veth:
+    """Addresses of a veth link between host and container (``--net veth``)."""
+
+    host_address: str = "10.200.0.1/30"
+    container_address: str = "10.200.0.2/30"
+    container_interface: str = "eth0"
+    default_route: bool = True
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path bound into the container."""
+
+    source: Path
+    target: Path
+    readonly: bool = True
+    recursive: bool = True
+    nosuid: bool = True
+    nodev: bool = True
+    noexec: bool = False
+
+
+@dataclass(frozen=True)
+class TmpfsMount:
+    """A tmpfs at *target* inside the container."""
+
+    target: Path
+    size: int | str | None = None
+    mode: int = 0o1777
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    """The container's root file system.
+
+    ``kind`` is ``"host"`` (the host's ``/`` as a read-only lower layer under
+    a tmpfs upper: writable, and every change vanishes), ``"directory"``
+    (*path* bound as the root, read-only unless *writable*), or ``"overlay"``
+    (*layers*, top first, under an upper directory, ephemeral unless *upper*
+    is given).
+    """
+
+    kind: str
+    path: Path | None = None
+    writable: bool = False
+    layers: tuple[Path, ...] = ()
+    upper: Path | None = None
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    """A resource limit (``RLIMIT_*`` number, soft, hard; -1 is unlimited)."""
+
+    resource: int
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """Everything that defines a container.  Immutable; build it with :class:`Container`."""
+
+    argv: tuple[str, ...] = ()
+    root: RootSpec | None = None
+    namespaces: frozenset[NamespaceType] = DEFAULT_NAMESPACES
+    join: tuple[tuple[NamespaceType, str], ...] = ()  # (type, path of a namespace file)
+    hostname: str | None = None
+    uid_map: IdMap | None = None
+    gid_map: IdMap | None = None
+    resources: Resources | None = None
+    cgroup_parent: str | None = None
+    network: Network = Network.NONE
+    veth: Veth | None = None
+    mounts: tuple[BindMount | TmpfsMount, ...] = ()
+    env: tuple[tuple[str, str], ...] = tuple(DEFAULT_ENV.items())
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    rlimits: tuple[Rlimit, ...] = ()
+    umask: int | None = 0o022
+    init: bool = False
+    detach: bool = False
+    security: Any = None  # a nsprim.security.SecurityPolicy, when that module is present
+    name: str | None = None
+    mount_proc: bool = True
+    readonly_paths: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        """Check the combination before any system call (raises :class:`ConfigError`)."""
+        if not self.argv:
+            raise ConfigError("the container has no command: use .command(...) or pass argv", what="argv")
+        joined = {t for t, _ in self.join}
+        both = joined & self.namespaces
+        if both:
+            names = ", ".join(sorted(t.value for t in both))
+            raise ConfigError(f"cannot both create and join a {names} namespace", what="namespaces")
+        if self.network is Network.HOST and NamespaceType.NET in self.namespaces:
+            raise ConfigError("network `host` conflicts with a new network namespace", what="network")
+        if self.network is not Network.HOST and NamespaceType.NET not in self.namespaces | joined:
+            raise ConfigError(f"network `{self.network.value}` needs a network namespace", what="network")
+        if (self.uid_map or self.gid_map) and NamespaceType.USER not in self.namespaces:
+            raise ConfigError("id maps need a new user namespace", what="uid_map")
+        if (self.root is not None or self.mounts) and NamespaceType.MNT not in self.namespaces:
+            raise ConfigError("a root file system or mounts need a new mount namespace", what="root")
+        if self.hostname is not None and NamespaceType.UTS not in self.namespaces:
+            raise ConfigError("a hostname needs a new uts namespace", what="hostname")
+        if not os.path.isabs(self.cwd):
+            raise ConfigError(f"working directory `{self.cwd}` must be absolute", what="cwd")
+        for m in self.mounts:
+            if not m.target.is_absolute():
+                raise ConfigError(f"mount target `{m.target}` must be absolute", what="mounts")
+            if isinstance(m, BindMount) and not m.source.exists():
+                raise ConfigError(f"bind mount source `{m.source}` does not exist", what="mounts")
+        if self.root is not None and self.root.kind == "directory":
+            path = self.root.path
+            if path is None or not path.is_dir():
+                raise ConfigError(f"root file system `{path}` is not a directory", what="root")
+        if self.root is not None and self.root.kind == "overlay":
+            for layer in self.root.layers:
+                if not layer.is_dir():
+                    raise ConfigError(f"image layer `{layer}` is not a directory", what="root")
+
+
+def _size_ok(value: int | str) -> int | str:
+    from ..cgroup import parse_size
+
+    parse_size(value)  # raises ConfigError naming the value
+    return value
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container template: build it fluently, then :meth:`run` or :meth:`start` it.
+
+    >>> box = Container(["echo", "hi"]).host_root().memory("64M")
+    >>> box.config.resources.memory.max
+    '64M'
+    """
+
+    config: ContainerConfig = field(default_factory=ContainerConfig)
+
+    def __init__(self, argv: Sequence[str] | None = None, *, config: ContainerConfig | None = None) -> None:
+        base = config if config is not None else ContainerConfig()
+        if argv is not None:
+            base = replace(base, argv=tuple(os.fspath(a) for a in argv))
+        object.__setattr__(self, "config", base)
+
+    def _with(self, **changes: Any) -> Container:
+        return Container(config=replace(self.config, **changes))
+
+    # ---- what runs -------------------------------------------------------------
+
+    def command(self, *argv: str) -> Container:
+        """The program and its arguments."""
+        return self._with(argv=tuple(argv))
+
+    def env(self, values: Mapping[str, str] | None = None, /, *, clear: bool = False, **more: str) -> Container:
+        """Set environment variables (on top of a minimal default unless *clear*)."""
+        env = {} if clear else dict(self.config.env)
+        env.update(values or {})
+        env.update(more)
+        return self._with(env=tuple(env.items()))
+
+    def cwd(self, path: str) -> Container:
+        """The working directory inside the container."""
+        return self._with(cwd=path)
+
+    def user(self, uid: int, gid: int | None = None, groups: Iterable[int] = ()) -> Container:
+        """The user (and group) the command runs as, inside the container."""
+        return self._with(uid=uid, gid=uid if gid is None else gid, groups=tuple(groups))
+
+    def rlimit(self, resource: int, soft: int, hard: int | None = None) -> Container:
+        """Add a resource limit (``resource.RLIMIT_*``)."""
+        lim = Rlimit(resource, soft, soft if hard is None else hard)
+        return self._with(rlimits=(*self.config.rlimits, lim))
+
+    def umask(self, mask: int | None) -> Container:
+        """The file mode creation mask (``None``: inherit)."""
+        return self._with(umask=mask)
+
+    def init(self, enabled: bool = True) -> Container:
+        """Run a minimal init as pid 1 that reaps zombies and forwards signals."""
+        return self._with(init=enabled)
+
+    def name(self, name: str) -> Container:
+        """A name, used for the cgroup and in messages."""
+        return self._with(name=name)
+
+    # ---- file system ---------------------------------------------------------
+
+    def host_root(self) -> Container:
+        """The host's ``/`` read-only under a tmpfs upper layer: writable, nothing persists."""
+        return self._with(root=RootSpec("host"))
+
+    def rootfs(self, path: StrPath, *, writable: bool = False) -> Container:
+        """A directory as the root file system (read-only unless *writable*)."""
+        return self._with(root=RootSpec("directory", Path(path), writable=writable))
+
+    def image(self, layers: Sequence[StrPath], *, upper: StrPath | None = None) -> Container:
+        """Image layers (top first) under an overlay; ephemeral upper unless *upper* is given."""
+        return self._with(
+            root=RootSpec("overlay", layers=tuple(Path(p) for p in layers), upper=Path(upper) if upper else None)
+        )
+
+    def bind(self, source: StrPath, target: StrPath | None = None, *, readonly: bool = True) -> Container:
+        """Bind a host path into the container (read-only unless told otherwise)."""
+        m = BindMount(Path(source), Path(target if target is not None else source), readonly=readonly)
+        return self._with(mounts=(*self.config.mounts, m))
+
+    def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777) -> Container:
+        """A tmpfs at *target* (say ``/tmp``), optionally size-limited."""
+        if size is not None:
+            _size_ok(size)
+        return self._with(mounts=(*self.config.mounts, TmpfsMount(Path(target), size, mode)))
+
+    # ---- namespaces ------------------------------------------------------------
+
+    def namespaces(self, *types: NamespaceType | str) -> Container:
+        """Exactly these new namespaces (default: all but time and user)."""
+        return self._with(namespaces=frozenset(NamespaceType.parse(t) for t in types))
+
+    def join(self, nstype: NamespaceType | str, target: StrPath | int) -> Container:
+        """Join an existing namespace — a namespace file path, or a pid — instead of creating one."""
+        t = NamespaceType.parse(nstype)
+        path = f"/proc/{target}/ns/{t.value}" if isinstance(target, int) else os.fspath(target)
+        return self._with(join=(*self.config.join, (t, path)), namespaces=self.config.namespaces - {t})
+
+    def hostname(self, name: str) -> Container:
+        """The host name inside (a new uts namespace)."""
+        return self._with(hostname=name)
+
+    def user_namespace(self, uid_map: IdMap | None = None, gid_map: IdMap | None = None) -> Container:
+        """A new user namespace; without maps, the caller's ids map to root inside."""
+        if uid_map is None:
+            uid_map = IdMap.single(0, os.geteuid())
+        if gid_map is None:
+            gid_map = IdMap.single(0, os.getegid())
+        return self._with(namespaces=self.config.namespaces | {NamespaceType.USER}, uid_map=uid_map, gid_map=gid_map)
+
+    def network(self, mode: Network | str, veth: Veth | None = None) -> Container:
+        """``"none"`` (loopback only, the default), ``"host"``, or ``"veth"``."""
+        net = mode if isinstance(mode, Network) else Network(mode)
+        ns = (
+            self.config.namespaces - {NamespaceType.NET}
+            if net is Network.HOST
+            else self.config.namespaces | {NamespaceType.NET}
+        )
+        return self._with(network=net, namespaces=ns, veth=(veth or Veth()) if net is Network.VETH else None)
+
+    # ---- resources -------------------------------------------------------------
+
+    def resources(self, resources: Resources) -> Container:
+        """All cgroup limits at once (replacing any set before)."""
+        return self._with(resources=resources)
+
+    def _res(self) -> Resources:
+        return self.config.resources or Resources()
+
+    def memory(self, limit: int | str, *, swap: int | str | None = None) -> Container:
+        """A memory limit ("512M"); beyond it the kernel OOM-kills in the container."""
+        _size_ok(limit)
+        res = self._res()
+        mem = replace(res.memory or MemoryResources(), max=limit, swap=swap if swap is not None else 0)
+        return self._with(resources=replace(res, memory=mem))
+
+    def cpus(self, count: float) -> Container:
+        """A CPU quota in CPUs (0.5 = half of one CPU)."""
+        if count <= 0:
+            raise ConfigError(f"cpus must be positive, not {count}", what="cpus")
+        res = self._res()
+        return self._with(resources=replace(res, cpu=replace(res.cpu or CpuResources(), cpus=count)))
+
+    def pids(self, limit: int) -> Container:
+        """The most processes (and threads) the container may have at once."""
+        if limit < 1:
+            raise ConfigError(f"pids limit must be at least 1, not {limit}", what="pids")
+        return self._with(resources=replace(self._res(), pids=PidsResources(max=limit)))
+
+    def cgroup_parent(self, path: str) -> Container:
+        """The cgroup the container's group is created under (default: the roots)."""
+        return self._with(cgroup_parent=path)
+
+    # ---- security ----------------------------------------------------------------
+
+    def security(self, policy: Any) -> Container:
+        """A :class:`nsprim.security.SecurityPolicy` (default: the secure defaults)."""
+        return self._with(security=policy)
+
+    def detach(self, detached: bool = True) -> Container:
+        """Let the container outlive this process (no cleanup watcher)."""
+        return self._with(detach=detached)
+
+    # ---- running -----------------------------------------------------------------
+
+    def start(self, **stdio: Any) -> RunningContainer:
+        """Start the container; return a handle (see :class:`RunningContainer`)."""
+        from .running import start_container
+
+        return start_container(self.config, **stdio)
+
+    def run(
+        self, *, capture_output: bool = False, input: bytes | None = None, timeout: float | None = None, **stdio: Any
+    ) -> ContainerResult:
+        """Run to completion and return a :class:`ContainerResult`."""
+        from .running import run_container
+
+        return run_container(self.config, capture_output=capture_output, input=input, timeout=timeout, **stdio)
+
+    def with_namespace(self, ns: Namespace) -> Container:
+        """Join the namespace *ns* is open on (kept alive by the path it came from)."""
+        return self.join(ns.type, ns.path)
