@@ -87,8 +87,14 @@ enum nsp_step_kind {
     NSP_STEP_INIT,            /* fork: the parent stays as pid 1, reaping
                                  zombies and forwarding signals; the child
                                  runs the remaining steps (fork mode only)   */
-    NSP_STEP_MASK             /* path: hide it (bind /dev/null over a file,
+    NSP_STEP_MASK,            /* path: hide it (bind /dev/null over a file,
                                  an empty read-only tmpfs over a directory)  */
+    NSP_STEP_MOUNT_IN_ROOT,   /* mount with the target resolved inside the root
+                                 strv[0] (see rootfs.h for all fields)        */
+    NSP_STEP_CREATE_IN_ROOT,  /* mkdir/mknod/symlink/file inside root strv[0] */
+    NSP_STEP_ENTER_ROOT,      /* path: pivot_root (flags 1: or chroot), detach */
+    NSP_STEP_MOUNT_FS         /* new mount API: str = fstype, strv = params,
+                                 path2 = target, a = MOUNT_ATTR_* flags       */
 };
 
 /* In any step's flags: a missing path (ENOENT) is not a failure. */

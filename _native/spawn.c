@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 
 #include "container.h"
+#include "rootfs.h"
 #include "security.h"
 
 struct nsp_clone_args {
@@ -343,6 +344,14 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     }
     case NSP_STEP_MASK:
         return nsp_child_mask(s->path);
+    case NSP_STEP_MOUNT_IN_ROOT:
+        return nsp_root_mount(s);
+    case NSP_STEP_CREATE_IN_ROOT:
+        return nsp_root_create(s);
+    case NSP_STEP_ENTER_ROOT:
+        return nsp_root_enter(s);
+    case NSP_STEP_MOUNT_FS:
+        return nsp_root_mount_fs(s);
     default:
         return -EINVAL;
     }

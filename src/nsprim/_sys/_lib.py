@@ -91,6 +91,10 @@ class NativeLib(Protocol):
     NSP_STEP_IFUP: int
     NSP_STEP_INIT: int
     NSP_STEP_MASK: int
+    NSP_STEP_MOUNT_IN_ROOT: int
+    NSP_STEP_CREATE_IN_ROOT: int
+    NSP_STEP_ENTER_ROOT: int
+    NSP_STEP_MOUNT_FS: int
     NSP_STEP_OPTIONAL: int
     NSP_WATCH_CGROUP: int
     NSP_WATCH_PID: int

@@ -57,6 +57,10 @@ class StepKind(enum.IntEnum):
     IFUP = lib.NSP_STEP_IFUP
     INIT = lib.NSP_STEP_INIT
     MASK = lib.NSP_STEP_MASK
+    MOUNT_IN_ROOT = lib.NSP_STEP_MOUNT_IN_ROOT
+    CREATE_IN_ROOT = lib.NSP_STEP_CREATE_IN_ROOT
+    ENTER_ROOT = lib.NSP_STEP_ENTER_ROOT
+    MOUNT_FS = lib.NSP_STEP_MOUNT_FS
 
 
 OPTIONAL: int = lib.NSP_STEP_OPTIONAL  # a step flag: a missing path is no failure
