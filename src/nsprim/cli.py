@@ -1,0 +1,240 @@
+"""The ``nsprim`` command line, in the idiom of unshare, nsenter and bwrap.
+
+    nsprim run [--rootfs DIR] [--memory 256M] [--cpus 0.5] [--pids 64] [--net none|host|veth]
+               [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--user] [--init] -- CMD...
+    nsprim ns list PID
+    nsprim ns exec PID [--net] [--mnt] [--pid] [--uts] [--ipc] [--user] [--cgroup] [--time] -- CMD...
+    nsprim cgroup info
+    nsprim limits
+    nsprim doctor
+
+Errors are one line on stderr (what failed, where, why) and a non-zero
+status; ``--debug`` adds the setup steps and the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ConfigError, NsprimError
+
+__all__ = ["main", "build_parser"]
+
+NS_TYPES = ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup", "time")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and the tests)."""
+    p = argparse.ArgumentParser(prog="nsprim", description="Linux container primitives from the command line.")
+    p.add_argument("--debug", action="store_true", help="show the setup steps and full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    run = sub.add_parser("run", help="run a command in a new container", parents=[debug])
+    run.add_argument("--rootfs", metavar="DIR", help="root file system (default: the host's /, copy-on-write)")
+    run.add_argument("--image", metavar="NAME", help="an image of the layer store (see --store)")
+    run.add_argument("--store", metavar="DIR", default="/var/lib/nsprim/layers", help="layer store directory")
+    run.add_argument("--ro", action="store_true", help="read-only root file system (no upper layer)")
+    run.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 256M")
+    run.add_argument("--cpus", type=float, metavar="N", help="CPU quota in CPUs, e.g. 0.5")
+    run.add_argument("--pids", type=int, metavar="N", help="most processes at once")
+    run.add_argument("--net", choices=("none", "host", "veth"), default="none", help="network (default: none)")
+    run.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="bind a host path")
+    run.add_argument("--tmpfs", action="append", default=[], metavar="DST", help="a tmpfs at DST")
+    run.add_argument("--hostname", metavar="NAME", help="host name inside")
+    run.add_argument("--user", action="store_true", help="a user namespace: you are root inside, yourself outside")
+    run.add_argument("--init", action="store_true", help="a minimal init as pid 1 (reaps zombies, forwards signals)")
+    run.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE", help="set a variable")
+    run.add_argument("--cwd", default="/", metavar="DIR", help="working directory inside")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+
+    ns = sub.add_parser("ns", help="inspect and enter namespaces")
+    ns_sub = ns.add_subparsers(dest="ns_command", required=True, metavar="SUBCOMMAND")
+    ls = ns_sub.add_parser("list", help="the namespaces of a process, against your own")
+    ls.add_argument("pid", type=int)
+    ex = ns_sub.add_parser("exec", help="run a command in namespaces of a process (like nsenter)", parents=[debug])
+    ex.add_argument("pid", type=int)
+    for t in NS_TYPES:
+        ex.add_argument(f"--{t}", action="store_true", help=f"enter its {t} namespace")
+    ex.add_argument("--all", action="store_true", help="enter every namespace it does not share with you")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+
+    cg = sub.add_parser("cgroup", help="cgroups on this host")
+    cg_sub = cg.add_subparsers(dest="cgroup_command", required=True, metavar="SUBCOMMAND")
+    cg_sub.add_parser("info", help="the host's cgroup mode and controllers")
+
+    sub.add_parser("limits", help="the CPU and memory limits in force for this process")
+    sub.add_parser("doctor", help="what works on this host for this user, and how to fix what does not")
+    return p
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ConfigError("no command given: put it after `--`", what="cmd")
+    return cmd
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .container import Container
+
+    box = Container(_command(args))
+    if args.image:
+        from .layers import LayerStore
+
+        store = LayerStore(Path(args.store))
+        box = box.image(store.image_layers(args.image))
+    elif args.rootfs:
+        box = box.rootfs(args.rootfs) if args.ro else box.image([args.rootfs])
+    else:
+        box = box.rootfs("/") if args.ro else box.host_root()
+    if args.memory:
+        box = box.memory(args.memory)
+    if args.cpus:
+        box = box.cpus(args.cpus)
+    if args.pids:
+        box = box.pids(args.pids)
+    box = box.network(args.net)
+    for spec in args.bind:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ConfigError(f"--bind `{spec}`: expected SRC:DST or SRC:DST:ro", what="bind")
+        box = box.bind(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
+    for target in args.tmpfs:
+        box = box.tmpfs(target)
+    if args.hostname:
+        box = box.hostname(args.hostname)
+    if args.user or os.geteuid() != 0:
+        box = box.user_namespace()
+    if args.init:
+        box = box.init()
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env `{item}`: expected KEY=VALUE", what="env")
+        env[key] = value
+    if env:
+        box = box.env(env)
+    box = box.cwd(args.cwd)
+    if args.debug:
+        _print_plan(box)
+    result = box.run()
+    if result.oom_killed:
+        limit = args.memory or "its memory limit"
+        print(f"nsprim: the container ran out of memory ({limit}) and the kernel killed it", file=sys.stderr)
+    if result.returncode < 0:
+        return 128 - result.returncode
+    return result.returncode
+
+
+def _print_plan(box: object) -> None:
+    from .container.running import _Prepared, build_plan
+
+    cfg = box.config  # type: ignore[attr-defined]
+    prep = _Prepared(cfg)
+    prep.state = Path("/run/nsprim") / prep.id
+    plan, flags, _, _ = build_plan(cfg, prep, [(0, 0), (1, 1), (2, 2)])
+    print(f"nsprim: clone flags {flags:#x}; plan of {len(plan.steps)} steps:", file=sys.stderr)
+    for i, step in enumerate(plan.steps):
+        print(f"  {i:2d}. {step.describe()}", file=sys.stderr)
+
+
+def _cmd_ns(args: argparse.Namespace) -> int:
+    import nsprim
+
+    if args.ns_command == "list":
+        theirs = nsprim.namespace_ids(args.pid)
+        ours = nsprim.namespace_ids()
+        print(f"{'TYPE':8} {'NAMESPACE':24} SHARED WITH YOU")
+        for t, nsid in theirs.items():
+            print(f"{t.value:8} {nsid!s:24} {'yes' if ours.get(t) == nsid else 'no'}")
+        return 0
+    chosen = [t for t in NS_TYPES if getattr(args, t)]
+    if args.all:
+        theirs, ours = nsprim.namespace_ids(args.pid), nsprim.namespace_ids()
+        chosen = [t.value for t, nsid in theirs.items() if ours.get(t) != nsid]
+    if not chosen:
+        raise ConfigError("name the namespaces to enter (--net, --mnt, ...) or --all", what="namespaces")
+    handles = [nsprim.Namespace.of_pid(args.pid, t) for t in chosen]
+    try:
+        return _status(nsprim.run(_command(args), join=handles).returncode)
+    finally:
+        for h in handles:
+            h.close()
+
+
+def _status(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+def _cmd_cgroup(args: argparse.Namespace) -> int:
+    from .cgroup import host_info
+
+    print(host_info())
+    return 0
+
+
+def _cmd_limits(args: argparse.Namespace) -> int:
+    from .cgroup import limits
+
+    print(limits())
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    ok = True
+    for check in diagnose():
+        mark = "ok  " if check.ok else "FAIL"
+        ok = ok and (check.ok or not check.required)
+        print(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            print(f"       fix: {check.fix}")
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nsprim`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"run": _cmd_run, "ns": _cmd_ns, "cgroup": _cmd_cgroup, "limits": _cmd_limits, "doctor": _cmd_doctor}
+    try:
+        return handlers[args.command](args)
+    except NsprimError as exc:
+        if args.debug:
+            raise
+        print(f"nsprim {args.command}: {exc}", file=sys.stderr)
+        return _error_status(args.command, exc)
+    except BrokenPipeError:
+        # The reader went away (`nsprim ns list 1 | head`): not an error of ours.
+        sys.stderr.close()
+        return 141
+    except KeyboardInterrupt:
+        return 130
+
+
+def _error_status(command: str, exc: NsprimError) -> int:
+    """Exit statuses as docker and podman use them: 127 no such command, 126
+    not executable, 125 the runtime itself failed."""
+    from .errors import ExecutableNotFoundError, StepError
+
+    if command not in ("run", "ns"):
+        return 1
+    if isinstance(exc, ExecutableNotFoundError):
+        return 127
+    if isinstance(exc, StepError) and exc.operation == "exec":
+        return 126
+    return 125
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
