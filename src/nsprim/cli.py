@@ -90,7 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .layers import LayerStore
 
         store = LayerStore(Path(args.store))
-        box = box.image(store.image_layers(args.image))
+        box = box.image(store.lower_dirs(args.image))
     elif args.rootfs:
         box = box.rootfs(args.rootfs) if args.ro else box.image([args.rootfs])
     else:

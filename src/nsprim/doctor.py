@@ -6,6 +6,7 @@ overlay mount in a user namespace...) rather than guessing from versions.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -79,7 +80,7 @@ def _namespaces(root: bool) -> Iterator[Check]:
         if not Path(f"/proc/self/ns/{t.value}").exists():
             yield Check(f"{t.value} namespace", False, "this kernel lacks it", None, required=False)
             continue
-        err = _try(lambda t=t: _run_true({t.value} | user_extra))
+        err = _try(functools.partial(_run_true, {t.value} | user_extra))
         fix = None if err is None else ("run as root" if root is False and t is not NamespaceType.USER else None)
         yield Check(f"{t.value} namespace", err is None, "can create" if err is None else err, fix, required=True)
 
