@@ -135,6 +135,7 @@ class Child:
             [sys.executable, "-c", PRELUDE + code],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
@@ -162,7 +163,12 @@ class Child:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not ready:
             pytest.fail(f"child {self.pid} printed nothing within {timeout} s")
-        return self.proc.stdout.readline().strip()
+        line = self.proc.stdout.readline()
+        if not line:
+            status = self.proc.wait(10)
+            err = self.proc.stderr.read() if self.proc.stderr is not None else ""
+            pytest.fail(f"child {self.pid} exited with status {status} before printing; stderr:\n{err}")
+        return line.strip()
 
     def wait(self, timeout: float = 30.0) -> int:
         """Wait for exit and return the status (negative: killed by that signal)."""
@@ -175,7 +181,7 @@ class Child:
                 self.proc.send_signal(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        for f in (self.proc.stdin, self.proc.stdout):
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()

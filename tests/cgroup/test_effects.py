@@ -33,6 +33,8 @@ for i in range(64):
 print("survived", flush=True)
 """
 
+SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+
 BUSY = """\
 print("busy", flush=True)
 while True:
@@ -154,10 +156,15 @@ def test_kill_leaves_the_group_empty(base: CGroup, children: Children, use_cgrou
         assert c.wait() == -9
 
 
-def test_kill_refuses_to_kill_the_caller(base: CGroup) -> None:
-    cg = CGroup.from_pid()
+def test_kill_refuses_to_kill_the_caller(base: CGroup, children: Children, monkeypatch: pytest.MonkeyPatch) -> None:
+    # We never move the test runner itself into a group: pretend to be a child that is inside.
+    child = children.start(SLEEPER, base)
+    assert child.readline() == "up"
+    monkeypatch.setattr("os.getpid", lambda: child.pid)
     with pytest.raises(ValueError, match="calling process"):
-        cg.kill()
+        base.kill()
+    monkeypatch.undo()
+    assert base.procs() == [child.pid]
 
 
 def test_live_update_of_memory_max(base: CGroup, children: Children) -> None:

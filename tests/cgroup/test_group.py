@@ -49,6 +49,7 @@ def test_create_spans_the_hierarchies_and_add_moves_the_process(base: CGroup, ch
     info = base.host
     expected = {h for h in info.hierarchies if h.controllers or h.version == 2}
     assert set(base.directories) == expected
+    assert set(info.controllers) >= base.controllers >= {c for c, h in info.controllers.items() if h.version == 1}
     for d in base.directories.values():
         assert d.name == base.name and d.is_dir()
     child = children.start(SLEEPER, base)

@@ -292,6 +292,20 @@ class CGroup:
             )
         return w[1]
 
+    @property
+    def controllers(self) -> frozenset[Controller]:
+        """Controllers whose files this group has: its v1 hierarchies' plus those in its v2 ``cgroup.controllers``."""
+        found: set[Controller] = set()
+        for h, d in self._dirs:
+            found |= h.controllers if h.version == 1 else read_v2_controllers(d)
+        return frozenset(found)
+
+    @property
+    def subtree_control(self) -> frozenset[Controller]:
+        """v2 controllers this group enables for its children (empty without a v2 tree)."""
+        u = self.unified_dir
+        return read_v2_controllers(u, "cgroup.subtree_control") if u is not None else frozenset()
+
     def version_of(self, controller: Controller | str) -> int | None:
         """The cgroup version serving *controller* for this group, or None."""
         w = self.locate(Controller.parse(controller))
