@@ -1,0 +1,64 @@
+"""seccomp filters: a profile model, JSON parsers, Docker's default, and a BPF compiler.
+
+    >>> from nsprim.security.seccomp import Seccomp
+    >>> program = Seccomp.deny("mount", "keyctl").compile()
+    >>> len(program) > 0
+    True
+
+The compiler emits classic BPF in Python (no libseccomp); the child only
+installs the finished program, as the last step before ``exec``.
+"""
+
+from __future__ import annotations
+
+from .arch import ARCHES, Arch, get_arch, native_arch
+from .bpf import Program, compile_profile
+from .default import docker_default_profile
+from .interp import run_seccomp
+from .parse import load_profile, parse_profile
+from .profile import Action, ActionKind, ArgCmp, Condition, Op, Profile, Rule
+
+__all__ = [
+    "ARCHES",
+    "Arch",
+    "get_arch",
+    "native_arch",
+    "Program",
+    "compile_profile",
+    "docker_default_profile",
+    "run_seccomp",
+    "load_profile",
+    "parse_profile",
+    "Action",
+    "ActionKind",
+    "ArgCmp",
+    "Condition",
+    "Op",
+    "Profile",
+    "Rule",
+    "Seccomp",
+]
+
+
+class Seccomp:
+    """Short-hands for common profiles."""
+
+    @staticmethod
+    def default() -> Profile:
+        """Docker's default profile."""
+        return docker_default_profile()
+
+    @staticmethod
+    def deny(*names: str, errno: int = 1) -> Profile:
+        """Allow everything except *names* (which fail with *errno*, EPERM by default)."""
+        return Profile.deny(*names, errno=errno)
+
+    @staticmethod
+    def allow_only(*names: str, errno: int = 1) -> Profile:
+        """Deny everything except *names*."""
+        return Profile.allow_only(*names, errno=errno)
+
+    @staticmethod
+    def load(path: str) -> Profile:
+        """Read an OCI or Docker JSON profile from *path*."""
+        return load_profile(path)

@@ -1,0 +1,357 @@
+"""The seccomp profile model: actions, argument comparisons, rules, profiles.
+
+A :class:`Profile` is what Docker's and the OCI runtime-spec's JSON describe
+(see :mod:`.parse`), as frozen dataclasses.  Its meaning, which the BPF
+compiler (:mod:`.bpf`) implements and :meth:`Profile.evaluate` states
+directly:
+
+1. a system call of an architecture the profile does not list (or of the x32
+   ABI) gets :attr:`Profile.foreign_action` (kill the process);
+2. the rules are tried in order; a rule applies when it names the call and
+   all its argument comparisons hold; the first that applies decides.  Rules
+   whose action is the default action are skipped (as runc does);
+3. with :attr:`Profile.enosys_newer`, a call numbered above every call the
+   rules name for that architecture fails with ``ENOSYS`` (a newer call the
+   profile cannot know about: the C library then falls back, as runc does);
+4. otherwise :attr:`Profile.default_action`.
+
+``includes``/``excludes`` (Docker's form) make a rule depend on the
+container's capabilities, the host's architecture or the kernel version;
+:meth:`Profile.resolve` removes them for one container.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno as _errno
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from ..capabilities import Capability, CapabilitySet
+from ..errors import SeccompProfileError, UnknownSyscallError
+from .arch import Arch, get_arch, known_syscall, native_arch
+
+if TYPE_CHECKING:
+    from .bpf import Program
+
+__all__ = ["ActionKind", "Action", "Op", "ArgCmp", "Condition", "Rule", "Profile", "kernel_version"]
+
+U64 = (1 << 64) - 1
+
+
+class ActionKind(enum.IntEnum):
+    """``SECCOMP_RET_*`` action values (the high 16 bits of a filter's result)."""
+
+    KILL_PROCESS = 0x80000000
+    KILL_THREAD = 0x00000000
+    TRAP = 0x00030000
+    ERRNO = 0x00050000
+    USER_NOTIF = 0x7FC00000
+    TRACE = 0x7FF00000
+    LOG = 0x7FFC0000
+    ALLOW = 0x7FFF0000
+
+
+_SCMP_ACTIONS = {
+    "SCMP_ACT_KILL": ActionKind.KILL_THREAD,
+    "SCMP_ACT_KILL_THREAD": ActionKind.KILL_THREAD,
+    "SCMP_ACT_KILL_PROCESS": ActionKind.KILL_PROCESS,
+    "SCMP_ACT_TRAP": ActionKind.TRAP,
+    "SCMP_ACT_ERRNO": ActionKind.ERRNO,
+    "SCMP_ACT_TRACE": ActionKind.TRACE,
+    "SCMP_ACT_LOG": ActionKind.LOG,
+    "SCMP_ACT_ALLOW": ActionKind.ALLOW,
+    "SCMP_ACT_NOTIFY": ActionKind.USER_NOTIF,
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """A filter result: a kind and its 16-bit data (the errno for ``ERRNO``)."""
+
+    kind: ActionKind
+    data: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.data <= 0xFFFF:
+            raise ValueError(f"seccomp action data out of range: {self.data}")
+
+    @classmethod
+    def allow(cls) -> Action:
+        """Let the call run."""
+        return cls(ActionKind.ALLOW)
+
+    @classmethod
+    def errno(cls, err: int = _errno.EPERM) -> Action:
+        """Fail the call with *err* without running it."""
+        return cls(ActionKind.ERRNO, err)
+
+    @classmethod
+    def kill_process(cls) -> Action:
+        """Kill the whole process with SIGSYS."""
+        return cls(ActionKind.KILL_PROCESS)
+
+    @classmethod
+    def parse(cls, name: str, errno_ret: int | None = None, *, where: str = "action") -> Action:
+        """From a libseccomp name (``SCMP_ACT_ERRNO``) and an optional ``errnoRet``."""
+        kind = _SCMP_ACTIONS.get(name.strip().upper()) if isinstance(name, str) else None
+        if kind is None:
+            raise SeccompProfileError(where, f"unknown action `{name}`")
+        if kind is ActionKind.USER_NOTIF:
+            raise SeccompProfileError(where, "SCMP_ACT_NOTIFY needs a seccomp agent, which nsprim does not run")
+        if kind in (ActionKind.ERRNO, ActionKind.TRACE):
+            return cls(kind, _errno.EPERM if errno_ret is None else errno_ret)
+        return cls(kind)
+
+    @property
+    def ret(self) -> int:
+        """The 32-bit value a filter returns for this action."""
+        return int(self.kind) | self.data
+
+    @property
+    def scmp_name(self) -> str:
+        """The libseccomp spelling of the kind."""
+        return {v: k for k, v in _SCMP_ACTIONS.items() if k != "SCMP_ACT_KILL"}[self.kind]
+
+    def __str__(self) -> str:
+        if self.kind is ActionKind.ERRNO:
+            return f"errno({_errno.errorcode.get(self.data, self.data)})"
+        return self.kind.name.lower()
+
+
+class Op(enum.Enum):
+    """Argument comparisons (libseccomp's ``SCMP_CMP_*``), on unsigned 64-bit values."""
+
+    NE = "SCMP_CMP_NE"
+    LT = "SCMP_CMP_LT"
+    LE = "SCMP_CMP_LE"
+    EQ = "SCMP_CMP_EQ"
+    GE = "SCMP_CMP_GE"
+    GT = "SCMP_CMP_GT"
+    MASKED_EQ = "SCMP_CMP_MASKED_EQ"
+
+    @classmethod
+    def parse(cls, name: object, where: str) -> Op:
+        """From ``SCMP_CMP_EQ`` (or ``EQ``, ``==``)."""
+        if isinstance(name, str):
+            key = name.strip().upper()
+            for op in cls:
+                if key in (op.value, op.name):
+                    return op
+            symbols = {"!=": cls.NE, "<": cls.LT, "<=": cls.LE, "==": cls.EQ, ">=": cls.GE, ">": cls.GT}
+            if key in symbols:
+                return symbols[key]
+        raise SeccompProfileError(where, f"unknown operator `{name}`")
+
+
+@dataclass(frozen=True)
+class ArgCmp:
+    """``args[index] <op> value``; for ``MASKED_EQ``: ``args[index] & value == value_two``."""
+
+    index: int
+    op: Op
+    value: int
+    value_two: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index <= 5:
+            raise SeccompProfileError("index", f"argument index {self.index} out of range 0..5")
+        for v in (self.value, self.value_two):
+            if not 0 <= v <= U64:
+                raise SeccompProfileError("value", f"argument value {v} out of the unsigned 64-bit range")
+
+    def matches(self, args: Sequence[int]) -> bool:
+        """Evaluate against six 64-bit argument values."""
+        a = args[self.index] & U64
+        v = self.value
+        if self.op is Op.NE:
+            return a != v
+        if self.op is Op.LT:
+            return a < v
+        if self.op is Op.LE:
+            return a <= v
+        if self.op is Op.EQ:
+            return a == v
+        if self.op is Op.GE:
+            return a >= v
+        if self.op is Op.GT:
+            return a > v
+        return a & v == self.value_two
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    """``(major, minor)`` of *release* (default: the running kernel)."""
+    m = re.match(r"(\d+)\.(\d+)", release if release is not None else os.uname().release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Docker's ``includes``/``excludes``: capabilities, host architectures, minimum kernel."""
+
+    caps: CapabilitySet = field(default_factory=CapabilitySet)
+    arches: tuple[str, ...] = ()
+    min_kernel: tuple[int, int] | None = None
+
+    def is_empty(self) -> bool:
+        """Whether the condition names nothing."""
+        return not self.caps and not self.arches and self.min_kernel is None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An action for the calls in *names* when every comparison in *args* holds."""
+
+    names: tuple[str, ...]
+    action: Action
+    args: tuple[ArgCmp, ...] = ()
+    includes: Condition | None = None
+    excludes: Condition | None = None
+    comment: str = ""
+
+    def matches_args(self, args: Sequence[int]) -> bool:
+        """Whether all argument comparisons hold."""
+        return all(c.matches(args) for c in self.args)
+
+    def applies(self, caps: CapabilitySet, arch: Arch, kernel: tuple[int, int]) -> bool:
+        """Whether Docker's includes/excludes keep this rule for a container."""
+        inc, exc = self.includes, self.excludes
+        if inc is not None:
+            if inc.caps and inc.caps.mask & ~caps.mask:
+                return False
+            if inc.arches and not any(a in arch.go_names or a == arch.name for a in inc.arches):
+                return False
+            if inc.min_kernel is not None and kernel < inc.min_kernel:
+                return False
+        if exc is not None:
+            if exc.caps and exc.caps.mask & caps.mask == exc.caps.mask:
+                return False
+            if exc.arches and any(a in arch.go_names or a == arch.name for a in exc.arches):
+                return False
+            if exc.min_kernel is not None and kernel >= exc.min_kernel:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A whole seccomp policy.  ``architectures`` empty means this machine's."""
+
+    default_action: Action
+    rules: tuple[Rule, ...] = ()
+    architectures: tuple[str, ...] = ()
+    foreign_action: Action = field(default_factory=Action.kill_process)
+    enosys_newer: bool = True
+    flags: int = 0
+
+    # ---- constructors ---------------------------------------------------------------
+
+    @classmethod
+    def deny(cls, *names: str, errno: int = _errno.EPERM, arches: Sequence[str] = ()) -> Profile:
+        """Allow everything except *names*, which fail with *errno*::
+
+        Profile.deny("mount", "keyctl")
+        """
+        profile = cls(Action.allow(), (Rule(tuple(names), Action.errno(errno)),), tuple(arches), enosys_newer=False)
+        profile.check_names()
+        return profile
+
+    @classmethod
+    def allow_only(cls, *names: str, errno: int = _errno.EPERM, arches: Sequence[str] = ()) -> Profile:
+        """Deny everything (with *errno*) except *names*."""
+        profile = cls(Action.errno(errno), (Rule(tuple(names), Action.allow()),), tuple(arches))
+        profile.check_names()
+        return profile
+
+    def with_rules(self, *rules: Rule, first: bool = True) -> Profile:
+        """A copy with *rules* tried before (or, ``first=False``, after) the others."""
+        return replace(self, rules=rules + self.rules if first else self.rules + rules)
+
+    def denying(self, *names: str, errno: int = _errno.EPERM) -> Profile:
+        """A copy that also denies *names* (before any other rule)."""
+        return self.with_rules(Rule(tuple(names), Action.errno(errno)))
+
+    # ---- resolution -------------------------------------------------------------------
+
+    def arches(self) -> tuple[Arch, ...]:
+        """The architectures the filter accepts (this machine's if none are listed)."""
+        if not self.architectures:
+            return (native_arch(),)
+        out: list[Arch] = []
+        for name in self.architectures:
+            arch = get_arch(name)
+            if arch not in out:
+                out.append(arch)
+        return tuple(out)
+
+    def resolve(
+        self,
+        caps: CapabilitySet | Iterable[Capability | str] | None = None,
+        *,
+        host: Arch | str | None = None,
+        kernel: tuple[int, int] | None = None,
+    ) -> Profile:
+        """Keep the rules whose includes/excludes hold for a container with
+        bounding set *caps* (default: all) on *host* running *kernel*."""
+        if caps is None:
+            capset = CapabilitySet.all()
+        elif isinstance(caps, CapabilitySet):
+            capset = caps
+        else:
+            capset = CapabilitySet.of(caps)
+        arch = get_arch(host) if host is not None else native_arch()
+        kv = kernel if kernel is not None else kernel_version()
+        rules = tuple(replace(r, includes=None, excludes=None) for r in self.rules if r.applies(capset, arch, kv))
+        return replace(self, rules=rules)
+
+    def check_names(self, *, strict: bool = True) -> None:
+        """Raise :class:`UnknownSyscallError` for a name no known architecture has."""
+        if not strict:
+            return
+        first = self.arches()[0].name
+        for i, rule in enumerate(self.rules):
+            for j, name in enumerate(rule.names):
+                if not known_syscall(name):
+                    raise UnknownSyscallError(name, first, f"syscalls[{i}].names[{j}]")
+
+    def effective_rules(self) -> tuple[Rule, ...]:
+        """The rules that can decide anything (not those with the default action)."""
+        return tuple(r for r in self.rules if r.action != self.default_action)
+
+    def max_number(self, arch: Arch) -> int:
+        """The highest number of a call the effective rules name on *arch* (-1 if none)."""
+        nrs = [arch.syscalls[n] for r in self.effective_rules() for n in r.names if n in arch.syscalls]
+        return max(nrs, default=-1)
+
+    def uses_enosys_stub(self) -> bool:
+        """Whether rule 3 of the module doc applies to this profile."""
+        return self.enosys_newer and self.default_action.kind not in (ActionKind.ALLOW, ActionKind.LOG)
+
+    def compile(self, caps: CapabilitySet | None = None) -> Program:
+        """Compile to BPF (see :func:`~nsprim.security.seccomp.bpf.compile_profile`)."""
+        from .bpf import compile_profile
+
+        return compile_profile(self, caps=caps)
+
+    # ---- meaning ---------------------------------------------------------------------
+
+    def evaluate(self, audit_arch: int, nr: int, args: Sequence[int] = (0, 0, 0, 0, 0, 0)) -> int:
+        """The filter's 32-bit result for one call, computed from the profile directly.
+
+        Includes/excludes must be resolved first (:meth:`resolve`).
+        """
+        arch = next((a for a in self.arches() if a.audit_arch == audit_arch), None)
+        if arch is None or nr >= arch.nr_limit:
+            return self.foreign_action.ret
+        for rule in self.effective_rules():
+            if rule.includes is not None or rule.excludes is not None:
+                raise SeccompProfileError("", "resolve() the profile's includes/excludes before evaluating it")
+            if any(arch.syscalls.get(n) == nr for n in rule.names) and rule.matches_args(args):
+                return rule.action.ret
+        top = self.max_number(arch)
+        if self.uses_enosys_stub() and top >= 0 and nr > top:
+            return Action.errno(_errno.ENOSYS).ret
+        return self.default_action.ret

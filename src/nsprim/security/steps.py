@@ -1,0 +1,184 @@
+"""Plan steps for capabilities, seccomp and dumpability, and the policy that orders them.
+
+The steps lower to the native core's ``NSP_STEP_CAPS``, ``NSP_STEP_SECCOMP``
+and ``NSP_STEP_DUMPABLE``.  :class:`SecurityPolicy` bundles the defaults
+(Docker's capabilities, Docker's seccomp profile, ``no_new_privs``, a
+non-dumpable setup) and returns the steps in the one order that works::
+
+    prologue  SetDumpable(False)                 first: nothing of the container
+                                                 may ptrace or open /proc/<pid>/exe
+    ...       (namespaces, root file system, ...)
+    epilogue  SetCapabilities(BOUNDING | KEEP)   bounding set, keep permitted
+              SetGroups / SetGid / SetUid        still with CAP_SETGID/SETUID
+              SetCapabilities(SETS)              capset + ambient, for the new uid
+              NoNewPrivs
+              LoadSeccomp                        last before exec
+    ...       Exec
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .._sys.spawn import RawStep, StepKind
+from ..plan import NoNewPrivs, SetGid, SetGroups, SetUid, Step
+from .capabilities import Capabilities
+from .seccomp.bpf import Program
+from .seccomp.profile import Profile
+
+__all__ = ["CapsPhase", "SetCapabilities", "LoadSeccomp", "SetDumpable", "SecurityPolicy"]
+
+
+class CapsPhase(enum.IntFlag):
+    """What one :class:`SetCapabilities` step does (``NSP_CAPS_*`` in ``_native/security.h``)."""
+
+    BOUNDING = 0x1  #: drop every bounding capability not in the set
+    KEEP = 0x2  #: PR_SET_KEEPCAPS: keep the permitted set across the coming uid switch
+    SETS = 0x4  #: capset effective/permitted/inheritable, then the ambient set
+    CLAMP = 0x8  #: skip capabilities the process itself lacks instead of failing
+    ALL = BOUNDING | SETS | CLAMP
+
+
+@dataclass(frozen=True)
+class SetCapabilities(Step):
+    """Set the five capability sets of the child (or one phase of it, see :class:`CapsPhase`)."""
+
+    caps: Capabilities
+    phase: CapsPhase = CapsPhase.ALL
+    operation: ClassVar[str] = "set capabilities"
+
+    def describe(self) -> str:
+        what = "bounding set" if not self.phase & CapsPhase.SETS else "capabilities"
+        return f"set {what} to [{self.caps.describe()}]"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.CAPS, flags=int(self.phase), ints=self.caps.clamped().to_ints())
+
+
+@dataclass(frozen=True)
+class LoadSeccomp(Step):
+    """Install a compiled seccomp filter; ``flags`` are ``SECCOMP_FILTER_FLAG_*``.
+
+    Without ``no_new_privs`` the kernel wants ``CAP_SYS_ADMIN`` for this, so
+    the step must then come before the capabilities are dropped.
+    """
+
+    program: Program
+    flags: int = 0
+    operation: ClassVar[str] = "seccomp"
+
+    def describe(self) -> str:
+        return f"load seccomp filter ({len(self.program)} instructions)"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.SECCOMP, flags=self.flags, a=len(self.program), str=self.program.to_bytes())
+
+
+@dataclass(frozen=True)
+class SetDumpable(Step):
+    """prctl(PR_SET_DUMPABLE): a non-dumpable process cannot be ptraced, and its
+    ``/proc/<pid>`` files (``exe``, ``mem``, ``fd``) belong to root; ``exec``
+    makes the payload dumpable again."""
+
+    dumpable: bool = False
+    operation: ClassVar[str] = "prctl PR_SET_DUMPABLE"
+
+    def describe(self) -> str:
+        return f"prctl PR_SET_DUMPABLE {int(self.dumpable)}"
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.DUMPABLE, a=int(self.dumpable))
+
+
+def _default_caps() -> Capabilities:
+    return Capabilities.docker_default()
+
+
+def _default_seccomp() -> Profile:
+    from .seccomp.default import docker_default_profile
+
+    return docker_default_profile()
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    """What a container's payload may do: capabilities, seccomp, ``no_new_privs``.
+
+    The defaults are Docker's.  ``seccomp=None`` disables the filter (as
+    ``--security-opt seccomp=unconfined``); a :class:`Profile` is compiled
+    for this machine's architecture, with ``includes``/``excludes`` resolved
+    against :attr:`caps`.  ``dumpable=False`` keeps the setup process
+    non-dumpable until ``exec``.
+    """
+
+    caps: Capabilities = field(default_factory=_default_caps)
+    seccomp: Profile | Program | None = field(default_factory=_default_seccomp)
+    no_new_privs: bool = True
+    dumpable: bool = False
+    clamp_caps: bool = True
+    seccomp_flags: int = 0
+
+    def unconfined(self) -> SecurityPolicy:
+        """The same policy without seccomp, with every capability, and without ``no_new_privs``."""
+        return SecurityPolicy(Capabilities.all(), None, False, self.dumpable, self.clamp_caps)
+
+    def program(self) -> Program | None:
+        """The seccomp program (compiled once per call; cache it for repeated spawns)."""
+        if self.seccomp is None or isinstance(self.seccomp, Program):
+            return self.seccomp
+        from .seccomp.bpf import compile_profile
+
+        return compile_profile(self.seccomp)
+
+    def prologue(self) -> tuple[Step, ...]:
+        """Steps for the very start of the plan."""
+        return () if self.dumpable else (SetDumpable(False),)
+
+    def epilogue(
+        self,
+        *,
+        uid: int | None = None,
+        gid: int | None = None,
+        groups: Sequence[int] | None = None,
+        program: Program | None = None,
+    ) -> tuple[Step, ...]:
+        """Steps for the end of the plan, right before ``Chdir``/``Exec``.
+
+        They include the switch to *groups*, *gid* and *uid* (do not add
+        those steps again): dropping capabilities and switching users must
+        interleave.  Pass a precompiled *program* to skip compiling.
+        """
+        caps = self.caps.for_user(uid if uid is not None else 0)
+        clamp = CapsPhase.CLAMP if self.clamp_caps else CapsPhase(0)
+        prog = program if program is not None else self.program()
+        steps: list[Step] = [SetCapabilities(caps, CapsPhase.BOUNDING | CapsPhase.KEEP)]
+        if prog is not None and not self.no_new_privs:
+            # Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while
+            # the setup still has it (the filter then sees the rest of the setup).
+            steps.append(LoadSeccomp(prog, self.seccomp_flags))
+        if groups is not None:
+            steps.append(SetGroups(tuple(groups)))
+        if gid is not None:
+            steps.append(SetGid(gid))
+        if uid is not None:
+            steps.append(SetUid(uid))
+        steps.append(SetCapabilities(caps, CapsPhase.SETS | clamp))
+        if self.no_new_privs:
+            steps.append(NoNewPrivs())
+            if prog is not None:
+                steps.append(LoadSeccomp(prog, self.seccomp_flags))
+        return tuple(steps)
+
+    def steps(
+        self,
+        *,
+        uid: int | None = None,
+        gid: int | None = None,
+        groups: Sequence[int] | None = None,
+        program: Program | None = None,
+    ) -> tuple[Step, ...]:
+        """:meth:`prologue` + :meth:`epilogue`, for a plan with nothing in between."""
+        return self.prologue() + self.epilogue(uid=uid, gid=gid, groups=groups, program=program)
