@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -157,20 +158,28 @@ def cpu_per_spawn(fn: Callable[[], object], count: int, settle_s: float = 0.25) 
     """(wall µs, machine-wide busy CPU µs) per iteration of *fn*, over *count* back-to-back iterations.
 
     Busy CPU is counted until *settle_s* after the last iteration, so that
-    asynchronous teardown (net namespaces) is included, minus the idle
-    machine's background rate measured just before.
+    asynchronous teardown (net namespaces) is included, minus the machine's
+    background rate measured just before and just after.  The CPU figure is
+    NaN when that background was above 0.2 cores: then it cannot be told apart.
     """
-    t0, c0 = time.monotonic(), h.cpu_busy_us()
-    time.sleep(settle_s)
-    background = (h.cpu_busy_us() - c0) / (time.monotonic() - t0)  # busy µs per second, idle
+
+    def rate() -> float:
+        t0, c0 = time.monotonic(), h.cpu_busy_us()
+        time.sleep(settle_s)
+        return (h.cpu_busy_us() - c0) / ((time.monotonic() - t0) * 1e6)  # cores busy
+
+    before = rate()
     t0, c0 = time.monotonic(), h.cpu_busy_us()
     for _ in range(count):
         fn()
     t1 = time.monotonic()
     time.sleep(settle_s)
     t2, c2 = time.monotonic(), h.cpu_busy_us()
-    busy = (c2 - c0) - background * (t2 - t0)
-    return (t1 - t0) * 1e6 / count, busy / count
+    after = rate()
+    background = (before + after) / 2
+    busy = (c2 - c0) - background * (t2 - t0) * 1e6
+    cpu = busy / count if max(before, after) < 0.2 else math.nan
+    return (t1 - t0) * 1e6 / count, cpu
 
 
 # ---- main -----------------------------------------------------------------------------------------
@@ -257,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  machine-wide CPU per spawn, {n} back-to-back (includes async teardown; noisy):")
             for name, fn in (("nsprim", nsprim_case(namespaces)), ("unshare", unshare_case(namespaces))):
                 wall, cpu = cpu_per_spawn(fn, n)
-                print(f"    {name:<8} wall {wall:7,.0f} µs   cpu {cpu:7,.0f} µs")
+                shown = "n/a (machine busy)" if math.isnan(cpu) else f"{cpu:7,.0f} µs"
+                print(f"    {name:<8} wall {wall:7,.0f} µs   cpu {shown}")
                 payload["groups"][label][f"cpu_{name}"] = {"wall_us": wall, "cpu_us": cpu}  # type: ignore[index]
     if args.json:
         h.write_json(args.json, payload)
