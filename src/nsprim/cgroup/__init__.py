@@ -16,10 +16,11 @@ reflects a group's limit.
 """
 
 from nsprim.cgroup.events import CGroupTimeout, MemoryEvents
-from nsprim.cgroup.group import ROOT, CGroup, CGroupBusyError, validate_name
+from nsprim.cgroup.group import ROOT, CGroup, CGroupBusyError
 from nsprim.cgroup.host import CGroupMode, Controller, Hierarchy, HostInfo, host_info
 from nsprim.cgroup.limits import EffectiveLimits, limits
 from nsprim.cgroup.meminfo import meminfo_view
+from nsprim.cgroup.naming import validate_name
 from nsprim.cgroup.procfs import CgroupEntry, MountEntry, parse_mountinfo, parse_proc_cgroup
 from nsprim.cgroup.resources import (
     CpuResources,

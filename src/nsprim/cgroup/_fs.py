@@ -6,6 +6,7 @@ reads like "write `64M` to `/sys/fs/cgroup/x/memory.max`: Device or resource bus
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from dataclasses import dataclass
@@ -14,7 +15,18 @@ from pathlib import Path
 from nsprim.cgroup.host import Controller
 from nsprim.errors import SyscallError
 
-__all__ = ["Write", "read_text", "read_int", "read_keyed", "write_text", "try_read_text", "mkdir", "rmdir"]
+__all__ = [
+    "Write",
+    "read_text",
+    "read_int",
+    "read_keyed",
+    "write_text",
+    "try_read_text",
+    "mkdir",
+    "rmdir",
+    "rmdir_quietly",
+    "subdirs",
+]
 
 _HINTS = {
     errno.EBUSY: "the no-internal-processes rule, a lower usage than the new limit, or a group still in use",
@@ -119,3 +131,18 @@ def rmdir(path: Path) -> None:
     except OSError as exc:
         hint = "the cgroup still has processes or child groups" if exc.errno == errno.EBUSY else None
         raise SyscallError(exc.errno or errno.EIO, "rmdir", path, hint=hint) from exc
+
+
+def subdirs(d: Path) -> list[Path]:
+    """Child directories of *d*, sorted; none if *d* is gone (uses d_type, no stat per file)."""
+    try:
+        with os.scandir(d) as it:
+            return sorted(Path(e.path) for e in it if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+def rmdir_quietly(d: Path) -> None:
+    """rmdir, ignoring errors (rollback of directories we created)."""
+    with contextlib.suppress(SyscallError):
+        rmdir(d)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import signal
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import Final
 
@@ -22,13 +21,14 @@ from nsprim.cgroup import _fs, control
 from nsprim.cgroup._fs import Write
 from nsprim.cgroup.events import CGroupTimeout, MemoryEvents, wait_until
 from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, process_cgroups, read_v2_controllers
+from nsprim.cgroup.naming import validate_name, validate_path
 from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.stats import Stats, read_stats
 from nsprim.cgroup.v1 import plan_v1
 from nsprim.cgroup.v2 import plan_v2
 from nsprim.errors import ConfigError, SyscallError, UnsupportedError
 
-__all__ = ["CGroup", "CGroupBusyError", "ROOT", "validate_name"]
+__all__ = ["CGroup", "CGroupBusyError", "ROOT"]
 
 ROOT: Final = "/"
 """Pass as ``parent`` to create a group directly under each hierarchy's root."""
@@ -39,26 +39,6 @@ _RMDIR_RETRY: Final = 2.0
 
 class CGroupBusyError(SyscallError):
     """A group could not be deleted because processes (or child groups) remain (errno ``EBUSY``)."""
-
-
-def validate_name(name: str) -> str:
-    """Check a group name: one path component, not ``.``/``..``, no ``/``, NUL or newline, at most 255 bytes."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"cgroup name: `{name!r}` must be a non-empty string", what="name")
-    if "/" in name or "\0" in name or "\n" in name or name in (".", ".."):
-        raise ConfigError(f"cgroup name: `{name}` must be a single path component (no '/', '..')", what="name")
-    if len(os.fsencode(name)) > 255:
-        raise ConfigError(f"cgroup name: `{name[:40]}...` is longer than 255 bytes", what="name")
-    return name
-
-
-def _validate_path(path: str) -> PurePosixPath:
-    if not isinstance(path, str) or "\0" in path:
-        raise ConfigError(f"cgroup path: `{path!r}` is not a path", what="path")
-    p = PurePosixPath("/" + path.lstrip("/"))
-    if any(part in ("..", ".") for part in p.parts):
-        raise ConfigError(f"cgroup path: `{path}` must not contain '.' or '..'", what="path")
-    return p
 
 
 class CGroup:
@@ -158,7 +138,7 @@ class CGroup:
             group._apply(plan)
         except BaseException:
             for d in reversed(created):
-                _rmdir_quietly(d)
+                _fs.rmdir_quietly(d)
             raise
         return group
 
@@ -169,7 +149,7 @@ class CGroup:
         Hierarchies in which the path does not exist are left out; if it
         exists in none, raises :class:`SyscallError` (``ENOENT``).
         """
-        p = _validate_path(path)
+        p = validate_path(path)
         info = info if info is not None else host_info()
         dirs = [(h, h.mount_point.joinpath(*p.parts[1:])) for h in info.hierarchies if h.controllers or h.version == 2]
         found = [(h, d) for h, d in dirs if d.is_dir()]
@@ -184,9 +164,16 @@ class CGroup:
         dirs = [(h, h.directory(path)) for h, path in info.cgroups if h.controllers or h.version == 2]
         return cls(dirs, info)
 
-    def child(self, name: str, resources: Resources | None = None, **kwargs: object) -> CGroup:
+    def child(
+        self,
+        name: str,
+        resources: Resources | None = None,
+        *,
+        controllers: Iterable[Controller | str] | None = None,
+        exist_ok: bool = False,
+    ) -> CGroup:
         """Create a child group (see :meth:`create`, with this group as parent)."""
-        return CGroup.create(name, self, resources, **kwargs)  # type: ignore[arg-type]
+        return CGroup.create(name, self, resources, controllers=controllers, exist_ok=exist_ok)
 
     @staticmethod
     def _parent_dir(h: Hierarchy, parent: CGroup | str | None, info: HostInfo) -> Path:
@@ -200,7 +187,7 @@ class CGroup:
             if own is None:
                 raise ConfigError(f"the calling process has no cgroup in {h}", what="parent")
             return h.directory(own)
-        p = _validate_path(parent)
+        p = validate_path(parent)
         return h.mount_point.joinpath(*p.parts[1:])
 
     @staticmethod
@@ -434,13 +421,13 @@ class CGroup:
     @staticmethod
     def _walk(d: Path) -> Iterator[Path]:
         """*d* and every descendant directory, children before parents."""
-        for sub in _subdirs(d):
+        for sub in _fs.subdirs(d):
             yield from CGroup._walk(sub)
         yield d
 
     def children(self) -> list[str]:
         """Names of the child groups (in any hierarchy)."""
-        return sorted({sub.name for _h, d in self._dirs for sub in _subdirs(d)})
+        return sorted({sub.name for _h, d in self._dirs for sub in _fs.subdirs(d)})
 
     @property
     def populated(self) -> bool:
@@ -565,20 +552,6 @@ class CGroup:
         if self.frozen:
             self.thaw()
         self.delete(recursive=True, timeout=5.0)
-
-
-def _subdirs(d: Path) -> list[Path]:
-    """Child directories of *d*, sorted; none if *d* is gone (uses d_type, no stat per file)."""
-    try:
-        with os.scandir(d) as it:
-            return sorted(Path(e.path) for e in it if e.is_dir(follow_symlinks=False))
-    except FileNotFoundError:
-        return []
-
-
-def _rmdir_quietly(d: Path) -> None:
-    with contextlib.suppress(SyscallError):
-        _fs.rmdir(d)
 
 
 def _rmdir_retrying(d: Path) -> None:
