@@ -1,0 +1,356 @@
+"""The root file system of a container, as plan steps run in the child.
+
+A :class:`RootFS` describes what a container's ``/`` is made of; its
+:meth:`~RootFS.steps` are the plan steps that build it in the child after
+``clone`` (in C, with no Python), to pass to :func:`nsprim.spawn`::
+
+    from nsprim.rootfs import Bind, RootFS
+
+    rootfs = RootFS("/x/rootfs", binds=(Bind("/srv/data", "/data", readonly=True),))
+    nsprim.run(["/bin/sh"], new={"mnt", "pid", "uts", "ipc"}, steps=rootfs.steps())
+
+In order, the steps: make ``/`` recursively private (or slave); mount the
+overlay (or bind the directory onto itself) as the new root; mount ``proc``
+(of the new pid namespace), read-only ``sysfs``, and a minimal ``/dev``
+(``null zero full random urandom tty``, a new ``devpts`` instance with
+``/dev/ptmx``, ``/dev/shm``, and the ``fd``/``stdin``/``stdout``/``stderr``
+links); the tmpfs and bind mounts asked for; mask paths (``/proc/kcore``...)
+and make others read-only (``/proc/sys``...); then ``pivot_root`` into the
+new root with the old one detached (or a ``chroot`` fallback).
+
+Every path inside the new root is resolved inside it (see
+:mod:`nsprim.rootfs_steps`): a symlink in the image cannot point a mount at
+the host.  The kernel file systems (``/proc``, ``/sys``, ``/dev``) and the
+masked and read-only paths refuse symlinks altogether.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from ._sys import C
+from .errors import ConfigError
+from .mount import MountFlags, Propagation
+from .overlay import OverlayMount
+from .plan import Mount, Step
+from .rootfs_steps import CreateInRoot, EnterRoot, MountFs, MountInRoot
+
+__all__ = [
+    "Bind",
+    "Tmpfs",
+    "RootFS",
+    "DEFAULT_MASKED_PATHS",
+    "DEFAULT_READONLY_PATHS",
+    "DEFAULT_DEVICES",
+]
+
+StrPath = str | os.PathLike[str]
+
+#: Hidden by default (the OCI runtime spec's usual list).
+DEFAULT_MASKED_PATHS: tuple[str, ...] = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+#: Read-only by default.
+DEFAULT_READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+#: The minimal /dev: name, major, minor (character devices, mode 0666).
+DEFAULT_DEVICES: tuple[tuple[str, int, int], ...] = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+_DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+_KERNEL_FS_FLAGS = MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC
+
+
+def _inside(path: str, what: str) -> str:
+    """Check a path meant for inside the root: absolute, normalised, no ``..``."""
+    if not path.startswith("/"):
+        raise ConfigError(f"{what} `{path}` must be an absolute path inside the root", what=what)
+    parts = PurePosixPath(path).parts
+    if ".." in parts:
+        raise ConfigError(f"{what} `{path}` must not contain `..`", what=what)
+    return str(PurePosixPath(*parts))
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A bind mount of host path *source* on *target* inside the root.
+
+    *readonly*, *nosuid*, *nodev*, *noexec* are applied with a second,
+    remounting call (a bind mount ignores them otherwise).  A missing target
+    is created, as a directory or a file like the source.  *optional*: skip
+    if the source does not exist.
+    """
+
+    source: Path
+    target: str
+    readonly: bool = False
+    recursive: bool = True
+    nosuid: bool = False
+    nodev: bool = False
+    noexec: bool = False
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", Path(self.source))
+        object.__setattr__(self, "target", _inside(self.target, "bind target"))
+        if not self.source.is_absolute():
+            raise ConfigError(f"bind source `{self.source}` must be an absolute host path", what="bind source")
+
+    @property
+    def remount_flags(self) -> MountFlags:
+        """The per-mount flags of the second call."""
+        out = MountFlags.NONE
+        for on, flag in (
+            (self.readonly, MountFlags.RDONLY),
+            (self.nosuid, MountFlags.NOSUID),
+            (self.nodev, MountFlags.NODEV),
+            (self.noexec, MountFlags.NOEXEC),
+        ):
+            if on:
+                out |= flag
+        return out
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A fresh tmpfs on *target* inside the root, of *size* (bytes or ``"64m"``) and *mode*."""
+
+    target: str
+    size: int | str | None = None
+    mode: int = 0o755
+    flags: MountFlags = MountFlags.NOSUID | MountFlags.NODEV
+    options: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", _inside(self.target, "tmpfs target"))
+
+    @property
+    def data(self) -> str:
+        """The tmpfs option string."""
+        opts = [f"mode={self.mode:o}"]
+        if self.size is not None:
+            opts.append(f"size={self.size}")
+        if self.options:
+            opts.append(self.options)
+        return ",".join(opts)
+
+
+@dataclass(frozen=True)
+class RootFS:
+    """How to assemble a container's root file system; :meth:`steps` does it.
+
+    *root* is a host directory that becomes ``/``: the target of *overlay*
+    (mounted in the child), or a plain directory (bound onto itself so that
+    it is a mount point).  See the module documentation for the order of
+    the steps and the meaning of the other fields.
+    """
+
+    root: Path
+    overlay: OverlayMount | None = None
+    propagation: Propagation = Propagation.PRIVATE
+    readonly: bool = False
+    proc: bool = True
+    sysfs: bool = True
+    dev: bool = True
+    devices: Literal["mknod", "bind"] = "mknod"
+    dev_size: int | str = "64k"
+    shm_size: int | str | None = "64m"
+    tmpfs: tuple[Tmpfs, ...] = ()
+    binds: tuple[Bind, ...] = ()
+    masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
+    readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
+    enter: Literal["pivot_root", "auto", "chroot"] = "auto"
+    extra_devices: tuple[tuple[str, int, int], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        root = Path(os.path.abspath(os.fspath(self.root)))
+        object.__setattr__(self, "root", root)
+        object.__setattr__(self, "propagation", Propagation(self.propagation))
+        if self.propagation not in (Propagation.PRIVATE, Propagation.SLAVE):
+            raise ConfigError("the root's propagation must be private or slave", what="propagation")
+        if self.overlay is not None and self.overlay.target != root:
+            raise ConfigError(f"the overlay's target `{self.overlay.target}` is not the root `{root}`", what="overlay")
+        for p in self.masked_paths:
+            _inside(p, "masked path")
+        for p in self.readonly_paths:
+            _inside(p, "read-only path")
+        if self.devices not in ("mknod", "bind"):
+            raise ConfigError("devices must be 'mknod' or 'bind'", what="devices")
+
+    @classmethod
+    def from_overlay(cls, overlay: OverlayMount, **kwargs: object) -> RootFS:
+        """A root file system on *overlay*'s target, mounting the overlay in the child."""
+        return cls(overlay.target, overlay=overlay, **kwargs)  # type: ignore[arg-type]
+
+    # ---- the steps ------------------------------------------------------------------------
+
+    def _in(self, target: str, **kw: object) -> MountInRoot:
+        return MountInRoot(self.root, target=target, **kw)  # type: ignore[arg-type]
+
+    def _root_steps(self) -> list[Step]:
+        steps: list[Step] = [Mount(None, "/", None, int(MountFlags.REC | self.propagation.flag))]
+        ov = self.overlay
+        if ov is None:
+            if not self.root.is_dir():
+                raise ConfigError(f"root `{self.root}`: not a directory", what="root")
+            steps.append(Mount(self.root, self.root, None, C.MS_BIND | C.MS_REC))
+            return steps
+        ov.check()
+        if ov.choose_api() == "classic":
+            steps.append(Mount("overlay", self.root, "overlay", int(ov.flags), ov.options_string()))
+        else:
+            attrs = 0
+            for flag, name in (
+                (MountFlags.RDONLY, "MOUNT_ATTR_RDONLY"),
+                (MountFlags.NOSUID, "MOUNT_ATTR_NOSUID"),
+                (MountFlags.NODEV, "MOUNT_ATTR_NODEV"),
+                (MountFlags.NOEXEC, "MOUNT_ATTR_NOEXEC"),
+            ):
+                if ov.flags & flag:
+                    attrs |= getattr(C, name)
+            steps.append(MountFs("overlay", tuple(ov.fs_params()), self.root, attrs))
+        return steps
+
+    def _dev_steps(self) -> list[Step]:
+        steps: list[Step] = [
+            self._in(
+                "/dev",
+                source="tmpfs",
+                fstype="tmpfs",
+                flags=int(MountFlags.NOSUID | MountFlags.NOEXEC),
+                data=f"mode=755,size={self.dev_size}",
+                create="dir",
+                follow_symlinks=False,
+            )
+        ]
+        for name, major, minor in (*DEFAULT_DEVICES, *self.extra_devices):
+            target = f"/dev/{name}"
+            if self.devices == "mknod":
+                steps.append(
+                    CreateInRoot(
+                        self.root, target, stat.S_IFCHR | 0o666, os.makedev(major, minor), follow_symlinks=False
+                    )
+                )
+            else:  # in a user namespace mknod is refused: bind the host's nodes
+                steps.append(
+                    self._in(target, source=f"/dev/{name}", flags=C.MS_BIND, create="file", follow_symlinks=False)
+                )
+        steps.append(
+            self._in(
+                "/dev/pts",
+                source="devpts",
+                fstype="devpts",
+                flags=int(MountFlags.NOSUID | MountFlags.NOEXEC),
+                data="newinstance,ptmxmode=0666,mode=0620",
+                create="dir",
+                follow_symlinks=False,
+            )
+        )
+        for name, target in _DEV_LINKS:
+            steps.append(
+                CreateInRoot(self.root, f"/dev/{name}", stat.S_IFLNK | 0o777, link_target=target, follow_symlinks=False)
+            )
+        shm = Tmpfs("/dev/shm", size=self.shm_size, mode=0o1777, flags=_KERNEL_FS_FLAGS)
+        steps.append(
+            self._in(shm.target, source="tmpfs", fstype="tmpfs", flags=int(shm.flags), data=shm.data, create="dir")
+        )
+        return steps
+
+    def steps(self) -> list[Step]:
+        """The plan steps that assemble this root file system and enter it.
+
+        Checks the host side first (the root and the overlay's directories
+        exist), raising :class:`~nsprim.errors.ConfigError` before anything
+        runs.  Needs a new mount namespace (``new={"mnt", ...}``), and a new
+        pid namespace for ``/proc`` to show only the container's processes.
+        """
+        steps = self._root_steps()
+        if self.proc:
+            steps.append(
+                self._in(
+                    "/proc",
+                    source="proc",
+                    fstype="proc",
+                    flags=int(_KERNEL_FS_FLAGS),
+                    create="dir",
+                    follow_symlinks=False,
+                )
+            )
+        if self.sysfs:
+            steps.append(
+                self._in(
+                    "/sys",
+                    source="sysfs",
+                    fstype="sysfs",
+                    flags=int(_KERNEL_FS_FLAGS | MountFlags.RDONLY),
+                    create="dir",
+                    follow_symlinks=False,
+                )
+            )
+        if self.dev:
+            steps += self._dev_steps()
+        for t in self.tmpfs:
+            steps.append(
+                self._in(t.target, source="tmpfs", fstype="tmpfs", flags=int(t.flags), data=t.data, create="dir")
+            )
+        for b in self.binds:
+            if not b.optional and not b.source.exists():
+                raise ConfigError(f"bind source `{b.source}`: No such file or directory", what="bind source")
+            steps.append(
+                self._in(
+                    b.target,
+                    source=b.source,
+                    flags=C.MS_BIND | (C.MS_REC if b.recursive else 0),
+                    remount_flags=int(b.remount_flags),
+                    create="auto",
+                    optional=b.optional,
+                )
+            )
+        for p in self.masked_paths:
+            steps.append(self._in(p, source="/dev/null", mask=True, optional=True, follow_symlinks=False))
+        for p in self.readonly_paths:
+            steps.append(
+                self._in(
+                    p,
+                    source=p,
+                    source_in_root=True,
+                    flags=C.MS_BIND | C.MS_REC,
+                    remount_flags=C.MS_RDONLY,
+                    optional=True,
+                    follow_symlinks=False,
+                )
+            )
+        steps.append(EnterRoot(self.root, self.enter))
+        if self.readonly:
+            steps.append(Mount(None, "/", None, C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY))
+        return steps

@@ -1,0 +1,239 @@
+"""RootFS: the container root assembled by plan steps in C, seen from inside the container."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+import nsprim
+from nsprim.errors import ConfigError, StepError
+from nsprim.mount import parse_mountinfo
+from nsprim.overlay import OverlayMount
+from nsprim.rootfs import Bind, RootFS, Tmpfs
+from nsprim.rootfs_steps import CreateInRoot, MountInRoot
+
+BUSYBOX = shutil.which("busybox")
+pytestmark = pytest.mark.skipif(
+    BUSYBOX is None or "statically linked" not in os.popen(f"file {BUSYBOX}").read(), reason="needs a static busybox"
+)
+APPLETS = ("sh", "ls", "cat", "echo", "touch", "wc", "grep", "readlink", "mkdir", "stat", "id", "sort", "tr")
+NEW = {"mnt", "pid", "uts", "ipc"}
+
+
+def busybox_root(path: Path) -> Path:
+    (path / "bin").mkdir(parents=True)
+    assert BUSYBOX is not None
+    shutil.copy2(BUSYBOX, path / "bin" / "busybox")
+    for applet in APPLETS:
+        os.symlink("busybox", path / "bin" / applet)
+    return path
+
+
+def run_in(rootfs: RootFS, script: str, **kw: object) -> str:
+    r = nsprim.run(
+        ["/bin/busybox", "sh", "-c", script],
+        new=NEW,
+        steps=rootfs.steps(),
+        env={"PATH": "/bin"},
+        capture_output=True,
+        timeout=20,
+        **kw,  # type: ignore[arg-type]
+    )
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout is not None
+    return r.stdout.decode()
+
+
+def sections(out: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for chunk in out.split("=== ")[1:]:
+        name, _, body = chunk.partition("\n")
+        parts[name.strip()] = body
+    return parts
+
+
+SCRIPT = r"""
+echo "=== root"; ls -a /
+echo "=== mountinfo"; cat /proc/self/mountinfo
+echo "=== pids"; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\n' ' '; echo
+echo "=== kcore"; cat /proc/kcore 2>/dev/null | wc -c
+echo "=== keys"; cat /proc/keys | wc -c
+echo "=== firmware"; ls -a /sys/firmware
+echo "=== procsys"; echo evil > /proc/sys/kernel/hostname 2>&1 && echo WROTE || echo refused
+echo "=== dev"; ls /dev
+echo "=== devpts"; ls /dev/pts
+echo "=== null"; stat -c '%F %t:%T %a' /dev/null
+echo "=== host"; ls /tmp 2>&1 || true; cat /etc/hostname 2>&1 || true
+"""
+
+
+def test_assembled_root_is_all_the_process_sees(tmp_path: Path) -> None:
+    root = busybox_root(tmp_path / "root")
+    out = sections(run_in(RootFS(root), SCRIPT))
+    assert out["root"].split() == [".", "..", "bin", "dev", "proc", "sys"]
+    mounts = parse_mountinfo(out["mountinfo"])
+    points = {m.mount_point for m in mounts}
+    assert points >= {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/proc/keys", "/proc/sys", "/sys/firmware"}
+    assert ("/proc/kcore" in points) == os.path.exists("/proc/kcore")  # masked where the kernel has it
+    assert all(m.mount_point == "/" or m.mount_point.startswith(("/proc", "/sys", "/dev")) for m in mounts)
+    assert sum(1 for m in mounts if m.mount_point == "/") == 1  # the old root is gone
+    assert str(tmp_path) not in "".join(m.mount_point for m in mounts)
+    assert next(int(p) for p in out["pids"].split()) == 1 and max(int(p) for p in out["pids"].split()) < 20
+    assert out["kcore"].strip() == "0" and out["keys"].strip() == "0"
+    assert out["firmware"].split() == [".", ".."]
+    assert out["procsys"].strip() == "refused"
+    assert out["dev"].split() == sorted(
+        ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+    )
+    assert out["devpts"].split() == ["ptmx"]
+    assert out["null"].strip() == "character special file 1:3 666"
+    assert "No such file" in out["host"] and "hostname" not in out["host"].replace("/etc/hostname", "")
+    by_point = {m.mount_point: m for m in mounts}
+    for ro in ("/sys", "/proc/sys", "/proc/bus", "/proc/sysrq-trigger"):
+        assert by_point[ro].readonly if os.path.exists(ro) else ro not in by_point
+    assert by_point["/dev/pts"].super_option("ptmxmode") == "666"
+
+
+def test_binds_tmpfs_and_readonly_root(tmp_path: Path) -> None:
+    root = busybox_root(tmp_path / "root")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "hello").write_text("from the host\n")
+    conf = tmp_path / "app.conf"
+    conf.write_text("x=1\n")
+    rootfs = RootFS(
+        root,
+        readonly=True,
+        binds=(
+            Bind(data, "/srv/data", readonly=True, nosuid=True, nodev=True, noexec=True),
+            Bind(conf, "/etc/app.conf"),
+            Bind(tmp_path / "missing", "/opt/x", optional=True),
+        ),
+        tmpfs=(Tmpfs("/tmp", size="1m", mode=0o1777),),
+    )
+    out = sections(
+        run_in(
+            rootfs,
+            r"""
+echo "=== data"; cat /srv/data/hello
+echo "=== conf"; cat /etc/app.conf
+echo "=== rodata"; touch /srv/data/x 2>/dev/null && echo WROTE || echo refused
+echo "=== roroot"; touch /newfile 2>/dev/null && echo WROTE || echo refused
+echo "=== tmp"; touch /tmp/ok && stat -c %a /tmp
+echo "=== mountinfo"; cat /proc/self/mountinfo
+""",
+        )
+    )
+    assert out["data"] == "from the host\n" and out["conf"] == "x=1\n"
+    assert out["rodata"].strip() == "refused" and out["roroot"].strip() == "refused"
+    assert out["tmp"].strip() == "1777"
+    by_point = {m.mount_point: m for m in parse_mountinfo(out["mountinfo"])}
+    srv = by_point["/srv/data"]
+    assert srv.readonly and {"nosuid", "nodev", "noexec"} <= set(srv.options)
+    assert by_point["/tmp"].super_option("size") == "1024k"
+    assert "/opt/x" not in by_point
+    assert (root / "srv" / "data").is_dir() and (root / "etc" / "app.conf").is_file()  # targets created in the root
+
+
+def test_overlay_root_writes_land_in_upper(tmp_path: Path) -> None:
+    layer = busybox_root(tmp_path / "layer")
+    (layer / "etc").mkdir()
+    (layer / "etc" / "motd").write_text("base\n")
+    for d in ("upper", "work", "root"):
+        (tmp_path / d).mkdir()
+    ov = OverlayMount(tmp_path / "root", [layer], tmp_path / "upper", tmp_path / "work")
+    out = run_in(RootFS.from_overlay(ov), "echo changed > /etc/motd; echo new > /new; cat /etc/motd")
+    assert out == "changed\n"
+    assert (tmp_path / "upper" / "etc" / "motd").read_text() == "changed\n"
+    assert (tmp_path / "upper" / "new").read_text() == "new\n"
+    assert (layer / "etc" / "motd").read_text() == "base\n"
+    assert not ov.mounted  # mounted in the child's namespace only
+
+
+def test_deep_overlay_root_uses_the_new_mount_api_in_the_child(tmp_path: Path) -> None:
+    base = busybox_root(tmp_path / "layers" / "base")
+    lower = [base]
+    for i in range(150):
+        p = tmp_path / "layers" / f"a-rather-long-layer-directory-name-{i:04d}"
+        p.mkdir()
+        (p / f"f{i}").write_text(str(i))
+        lower.insert(0, p)
+    for d in ("upper", "work", "root"):
+        (tmp_path / d).mkdir()
+    ov = OverlayMount(tmp_path / "root", lower, tmp_path / "upper", tmp_path / "work")
+    assert ov.choose_api() == "new"
+    out = run_in(RootFS.from_overlay(ov, sysfs=False), "ls / | wc -l; cat /f0; echo; cat /f149")
+    assert out.split() == [str(150 + 3), "0", "149"]  # bin dev proc + 150 files (sys not mounted nor created)
+
+
+def test_chroot_fallback(tmp_path: Path) -> None:
+    root = busybox_root(tmp_path / "root")
+    out = sections(run_in(RootFS(root, enter="chroot"), 'echo "=== root"; ls /; echo "=== host"; ls /tmp 2>&1 || true'))
+    assert out["root"].split() == ["bin", "dev", "proc", "sys"]
+    assert "No such file" in out["host"]
+
+
+# ---- hostile images ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("link", ["/proc", "../../../../../../proc", "/"])
+def test_image_symlink_cannot_point_proc_at_the_host(tmp_path: Path, link: str) -> None:
+    root = busybox_root(tmp_path / "root")
+    os.symlink(link, root / "proc")
+    with pytest.raises(StepError) as info:
+        nsprim.run(["/bin/busybox", "true"], new=NEW, steps=RootFS(root).steps())
+    msg = str(info.value)
+    assert f"mount `proc` on `/proc` in root `{root}`" in msg
+    assert "Too many levels of symbolic links" in msg
+    assert info.value.path == f"{root}/proc"
+
+
+def test_symlinks_in_bind_targets_stay_inside_the_root(tmp_path: Path) -> None:
+    root = busybox_root(tmp_path / "root")
+    (root / "etc").mkdir()
+    os.symlink("/etc", root / "conf")  # absolute: must mean <root>/etc, never the host's /etc
+    os.symlink("../../../../../../etc", root / "conf2")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "marker").write_text("bound\n")
+    rootfs = RootFS(root, binds=(Bind(data, "/conf/sub"), Bind(data, "/conf2/sub2")))
+    out = run_in(rootfs, "cat /etc/sub/marker /etc/sub2/marker; grep -c ' /etc/sub' /proc/self/mountinfo")
+    assert out.split() == ["bound", "bound", "2"]
+    assert (root / "etc" / "sub").is_dir() and not Path("/etc/sub").exists()
+
+
+def test_missing_bind_source_and_bad_paths_are_config_errors(tmp_path: Path) -> None:
+    root = busybox_root(tmp_path / "root")
+    with pytest.raises(ConfigError, match=f"bind source `{tmp_path}/nope`: No such file"):
+        RootFS(root, binds=(Bind(tmp_path / "nope", "/x"),)).steps()
+    with pytest.raises(ConfigError, match=r"must not contain `\.\.`"):
+        Bind(tmp_path, "/a/../../x")
+    with pytest.raises(ConfigError, match="absolute path inside"):
+        Tmpfs("relative")
+    with pytest.raises(ConfigError, match="not a directory"):
+        RootFS(tmp_path / "nope").steps()
+    with pytest.raises(ConfigError, match="lower dir"):
+        (tmp_path / "u").mkdir()
+        (tmp_path / "w").mkdir()
+        RootFS.from_overlay(OverlayMount(root, [tmp_path / "missing"], tmp_path / "u", tmp_path / "w")).steps()
+
+
+def test_in_root_steps_alone(tmp_path: Path) -> None:
+    """The steps compose with spawn directly; errors name the path inside the root."""
+    root = busybox_root(tmp_path / "root")
+    steps = [
+        CreateInRoot(root, "/a/b/fifo", stat.S_IFIFO | 0o640),
+        CreateInRoot(root, "/a/link", stat.S_IFLNK | 0o777, link_target="/nowhere"),
+        MountInRoot(root, "tmpfs", "/a/t", fstype="tmpfs", create="dir"),
+    ]
+    r = nsprim.run(["/bin/true"], new={"mnt"}, steps=steps)
+    assert r.returncode == 0
+    assert stat.S_ISFIFO(os.lstat(root / "a" / "b" / "fifo").st_mode)
+    assert stat.S_IMODE(os.lstat(root / "a" / "b" / "fifo").st_mode) == 0o640  # exact, whatever the umask
+    assert os.readlink(root / "a" / "link") == "/nowhere"
+    with pytest.raises(StepError, match=r"mount `tmpfs` on `/missing/x` in root .*: No such file or directory"):
+        nsprim.run(["/bin/true"], new={"mnt"}, steps=[MountInRoot(root, "tmpfs", "/missing/x", fstype="tmpfs")])
