@@ -46,6 +46,14 @@ def _children() -> set[int]:
     return out
 
 
+def _cgroups() -> set[str]:
+    root = Path("/sys/fs/cgroup")
+    found: set[str] = set()
+    for pattern in ("nsprim*", "*/nsprim*", "*/*/nsprim*", "*/*/*/nsprim*"):
+        found.update(str(p) for p in root.glob(pattern) if p.is_dir())
+    return found
+
+
 def _netns_files() -> set[str]:
     d = Path("/run/netns")
     return {p.name for p in d.iterdir() if "nsprim" in p.name} if d.is_dir() else set()
@@ -54,7 +62,7 @@ def _netns_files() -> set[str]:
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if it leaves a mount, a child process or a netns file behind."""
-    mounts, children, netns = _mount_ids(), _children(), _netns_files()
+    mounts, children, netns, cgroups = _mount_ids(), _children(), _netns_files(), _cgroups()
     yield
     if request.node.get_closest_marker("allow_leaks"):
         return
@@ -69,8 +77,39 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"mounts left: {sorted(new_mounts)}")
     if new_netns := _netns_files() - netns:
         problems.append(f"/run/netns files left: {sorted(new_netns)}")
+    deadline = time.monotonic() + 2.0  # the cleanup watcher may still be at work
+    while (new_cgroups := _cgroups() - cgroups) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if new_cgroups:
+        problems.append(f"cgroups left: {sorted(new_cgroups)}")
     if problems:
         pytest.fail("leak: " + "; ".join(problems))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def container_cgroup_parent() -> Iterator[str | None]:
+    """Containers started by tests live under one `nsprim-test-<random>` group."""
+    if not IS_ROOT:
+        yield None
+        return
+    import secrets
+
+    from nsprim.cgroup import ROOT, CGroup
+
+    try:
+        prefix = os.environ.get("NSPRIM_TEST_CGROUP_PREFIX", "nsprim-test-")
+        parent = CGroup.create(f"{prefix}{secrets.token_hex(4)}", parent=ROOT)
+    except Exception:  # no usable cgroup hierarchy: containers run without one
+        yield None
+        return
+    os.environ["NSPRIM_CGROUP_PARENT"] = parent.path
+    try:
+        yield parent.path
+    finally:
+        os.environ.pop("NSPRIM_CGROUP_PARENT", None)
+        if parent.exists():
+            parent.kill()
+            parent.delete(recursive=True, timeout=5.0)
 
 
 requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")

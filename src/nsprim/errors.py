@@ -90,6 +90,7 @@ class SyscallError(NsprimError, OSError):
         ("mount", _errno.ENODEV): "is that file system type known to the kernel?",
         ("exec", _errno.ENOENT): "no such executable",
         ("exec", _errno.EACCES): "is it executable?",
+        ("mkdir", _errno.EROFS): "the root is read-only: create the mount point in the image, or use an overlay root",
     }
 
     def __init__(

@@ -30,6 +30,7 @@ __all__ = ["Container", "ContainerConfig", "Network", "BindMount", "TmpfsMount",
 StrPath = str | os.PathLike[str]
 
 DEFAULT_NAMESPACES = frozenset(t for t in NamespaceType if t not in (NamespaceType.TIME, NamespaceType.USER))
+MIN_MEMORY = 6 << 20
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "xterm", "HOME": "/root"}
 
 
@@ -129,6 +130,34 @@ class ContainerConfig:
     name: str | None = None
     mount_proc: bool = True
     readonly_paths: tuple[str, ...] = ()
+    user_name: str | None = None
+
+    def etc_passwd(self) -> Path:
+        """Where the container's ``/etc/passwd`` is, seen from the host."""
+        if self.root is None or self.root.kind == "host":
+            return Path("/etc/passwd")
+        if self.root.kind == "directory" and self.root.path is not None:
+            return self.root.path / "etc/passwd"
+        for layer in self.root.layers:  # top first: the first that has it wins
+            if (layer / "etc/passwd").exists():
+                return layer / "etc/passwd"
+        return Path("/nonexistent/etc/passwd")
+
+    def resolve_user(self) -> ContainerConfig:
+        """Replace a user name by its uid and gid from the container's ``/etc/passwd``."""
+        if self.user_name is None:
+            return self
+        path = self.etc_passwd()
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[0] == self.user_name:
+                gid = int(fields[3]) if self.gid < 0 else self.gid
+                return replace(self, uid=int(fields[2]), gid=gid, user_name=None)
+        raise ConfigError(f"unknown user `{self.user_name}`: not in the container's `{path}`", what="user")
 
     def validate(self) -> None:
         """Check the combination before any system call (raises :class:`ConfigError`)."""
@@ -210,9 +239,14 @@ class Container:
         """The working directory inside the container."""
         return self._with(cwd=path)
 
-    def user(self, uid: int, gid: int | None = None, groups: Iterable[int] = ()) -> Container:
-        """The user (and group) the command runs as, inside the container."""
-        return self._with(uid=uid, gid=uid if gid is None else gid, groups=tuple(groups))
+    def user(self, uid: int | str, gid: int | None = None, groups: Iterable[int] = ()) -> Container:
+        """The user (and group) the command runs as, inside the container.
+
+        A name is looked up in the container's ``/etc/passwd`` when it starts.
+        """
+        if isinstance(uid, str):
+            return self._with(user_name=uid, gid=gid if gid is not None else -1, groups=tuple(groups))
+        return self._with(uid=uid, gid=uid if gid is None else gid, groups=tuple(groups), user_name=None)
 
     def rlimit(self, resource: int, soft: int, hard: int | None = None) -> Container:
         """Add a resource limit (``resource.RLIMIT_*``)."""
@@ -302,8 +336,17 @@ class Container:
         return self.config.resources or Resources()
 
     def memory(self, limit: int | str, *, swap: int | str | None = None) -> Container:
-        """A memory limit ("512M"); beyond it the kernel OOM-kills in the container."""
-        _size_ok(limit)
+        """A memory limit ("512M"); beyond it the kernel OOM-kills in the container.
+
+        At least 6M, as with Docker: below that not even a shell starts.
+        """
+        from ..cgroup import parse_size
+
+        size = parse_size(_size_ok(limit))
+        if size < MIN_MEMORY:
+            raise ConfigError(
+                f"memory limit `{limit}` is below the {MIN_MEMORY >> 20}M a container needs to start", what="memory"
+            )
         res = self._res()
         mem = replace(res.memory or MemoryResources(), max=limit, swap=swap if swap is not None else 0)
         return self._with(resources=replace(res, memory=mem))

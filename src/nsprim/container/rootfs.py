@@ -116,6 +116,7 @@ def root_steps(cfg: ContainerConfig, state: Path | None, *, userns: bool) -> lis
         steps.append(Mount("/sys", root / "sys", None, C.MS_BIND | C.MS_REC))
     else:
         steps.append(Mount("sysfs", root / "sys", "sysfs", _NOSUID_NODEV_NOEXEC | C.MS_RDONLY))
+    steps += _cgroup_fs_steps(root)
     for m in cfg.mounts:
         steps += _mount_steps(root, m)
     if cfg.mount_proc:
@@ -145,4 +146,31 @@ def _mount_steps(root: Path, m: BindMount | TmpfsMount) -> list[Step]:
     extra |= C.MS_NOEXEC if m.noexec else 0
     if extra:
         steps.append(Mount(None, target, None, C.MS_REMOUNT | C.MS_BIND | extra))
+    return steps
+
+
+def _cgroup_fs_steps(root: Path) -> list[Step]:
+    """Read-only cgroup file systems at ``/sys/fs/cgroup``, as Docker gives them.
+
+    Mounted after the container joined its cgroup namespace, they show the
+    container's own group as their root, so tools (and :func:`nsprim.cgroup.limits`)
+    inside see its limits.
+    """
+    from ..cgroup.host import hierarchies
+
+    base = root / "sys/fs/cgroup"
+    ro = _NOSUID_NODEV_NOEXEC | C.MS_RDONLY
+    found = [h for h in hierarchies() if h.version == 2 or h.controllers]
+    if len(found) == 1 and found[0].version == 2:
+        return [Mount("cgroup2", base, "cgroup2", ro, optional=True)]
+    steps: list[Step] = [Mount("tmpfs", base, "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=755", optional=True)]
+    for h in found:
+        name = h.mount_point.name
+        steps.append(Mkdir(base / name))
+        if h.version == 2:
+            steps.append(Mount("cgroup2", base / name, "cgroup2", ro))
+        else:
+            options = ",".join(sorted(c.v1_name for c in h.controllers))
+            steps.append(Mount("cgroup", base / name, "cgroup", ro, options))
+    steps.append(Mount(None, base, None, C.MS_REMOUNT | C.MS_BIND | ro))
     return steps

@@ -140,7 +140,8 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
             wanted.add(c)
     if info.version_of("freezer") == 1:
         wanted.add("freezer")  # freeze and kill need it on v1
-    parent: CGroup | str = cfg.cgroup_parent or ROOT
+    # NSPRIM_CGROUP_PARENT lets a test suite or a service keep every group under its own.
+    parent: CGroup | str = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT") or ROOT
     return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
 
 
@@ -497,6 +498,7 @@ def start_container(
 ) -> RunningContainer:
     """Prepare the host side, start the plan, and return the handle."""
     config.validate()
+    config = config.resolve_user()
     prep = _Prepared(config)
     pairs: list[tuple[int, int]] = []
     child_side: list[int] = []
