@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.containers):
             roots.append(store.create_container(image).mount())
         for root in roots:
-            out = run(root, "echo \"$(hostname): $(cat /etc/app.conf)\"")
+            out = run(root, 'echo "$(hostname): $(cat /etc/app.conf)"')
             print(f"container {root.name}: {out.strip()}")
 
         changed = roots[0]
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  shared layers      {mib(layers_use)}")
         print(f"  container uppers   {mib(uppers)}")
         print(f"  total (overlay)    {mib(layers_use + uppers)}")
-        print(f"  copying the image  {mib(image_size * len(roots))}  ({len(roots)} × {mib(image_size).strip()})")
+        print(f"  copying the image  {mib(image_size * len(roots))}  ({len(roots)} x {mib(image_size).strip()})")
         print(f"  saved              {(1 - (layers_use + uppers) / (image_size * len(roots))) * 100:.0f} %")
         tars = sum(disk_usage(layer.tar) for layer in store.layers())
         print(f"  (the store also keeps each layer's tar for export: {mib(tars).strip()})")
