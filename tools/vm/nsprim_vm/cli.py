@@ -6,6 +6,7 @@ import argparse
 import base64
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -46,6 +47,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("NSPRIM_VM_KERNEL"),
         help="kernel release to boot (default: newest /boot/vmlinuz-* with modules)",
     )
+    parser.add_argument(
+        "--work-cache",
+        choices=("loose", "none"),
+        default=os.environ.get("NSPRIM_VM_WORK_CACHE", "loose"),
+        help="9p cache mode of the project share: loose (default, fast) or none (or set NSPRIM_VM_WORK_CACHE)",
+    )
     parser.add_argument("--smp", type=int, default=2, help="virtual CPUs (2)")
     parser.add_argument("--memory", default="1G", help="guest memory (1G)")
     parser.add_argument(
@@ -77,6 +84,9 @@ def guest_path() -> str:
 def guest_env(extra: list[str]) -> dict[str, str]:
     """The guest command's whole environment."""
     env = {"PATH": guest_path(), "HOME": "/root", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    # The guest's console is a tty, but our stdout may not be: only let programs use colours if it is.
+    env["TERM"] = os.environ.get("TERM", "dumb") if sys.stdout.isatty() else "dumb"
+    env["COLUMNS"] = str(shutil.get_terminal_size().columns)
     if "VIRTUAL_ENV" in os.environ:
         env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
     for item in extra:
@@ -90,11 +100,14 @@ def guest_env(extra: list[str]) -> dict[str, str]:
 
 
 def guest_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
-    """The POSIX sh script /init runs in the chroot: cd to the caller's directory, exec the command in ``env``."""
+    """The POSIX sh script /init runs in the chroot: cd to the caller's directory, exec the command in ``env``.
+
+    Standard input is /dev/null (nothing is ever typed on the guest console).
+    """
     assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     return (
         f"cd {shlex.quote(cwd)} || {{ echo 'vm: cannot cd to {shlex.quote(cwd)} in the guest' >&2; exit 125; }}\n"
-        f"exec /usr/bin/env -i {assignments} {shlex.join(command)}\n"
+        f"exec /usr/bin/env -i {assignments} {shlex.join(command)} </dev/null\n"
     )
 
 
@@ -109,11 +122,16 @@ def command_args(script: str, cache: Path) -> tuple[list[str], Path | None]:
     if len(encoded) <= MAX_INLINE_COMMAND:
         return [f"nsprim.cmd={encoded}"], None
     resolved = cache.resolve()
-    if any(resolved == Path(m) or Path(m) in resolved.parents for m in GUEST_MOUNTS):
+    if hidden_in_guest(resolved):
         raise VMError(f"command too long for the kernel command line and the cache {resolved} is hidden in the guest")
     path = resolved / f"cmd-{os.getpid()}-{time.monotonic_ns()}.sh"
     path.write_text(script)
     return [f"nsprim.cmdfile={b64(str(path))}"], path
+
+
+def hidden_in_guest(path: Path) -> bool:
+    """Whether the guest mounts something of its own over ``path`` (so the host's files there are not visible)."""
+    return any(path == Path(m) or Path(m) in path.parents for m in GUEST_MOUNTS)
 
 
 def log(args: argparse.Namespace, message: str) -> None:
@@ -142,7 +160,10 @@ def report(args: argparse.Namespace, kern: kernel.Kernel, accel: str, result: qe
         log(args, f"timed out after {args.timeout:.0f} s: killed the VM")
         return EXIT_TIMEOUT
     if result.status is None:
-        log(args, f"the VM stopped without reporting the command's status (qemu exit status {result.qemu_status})")
+        hint = ": the kvm accelerator may not work here, try NSPRIM_VM_ACCEL=tcg" if accel == "kvm" else ""
+        log(
+            args, f"the VM stopped without reporting the command's status (qemu exit status {result.qemu_status}){hint}"
+        )
         return EXIT_VM_FAILED
     if result.boot_seconds is not None:
         command = result.total_seconds - result.boot_seconds
@@ -173,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         accel = qemu.choose_accel(args.accel)
         project = args.project.resolve()
-        script = guest_script(args.command, os.getcwd(), guest_env(args.env))
+        cwd = os.getcwd()
+        if hidden_in_guest(Path(cwd)):
+            log(args, f"warning: the guest has its own empty {cwd} (only / read-only and {project} are shared)")
+        script = guest_script(args.command, cwd, guest_env(args.env))
         cmd_args, cmdfile = command_args(script, cache)
         config = qemu.VMConfig(
             vmlinux=vmlinux,
@@ -182,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             accel=accel,
             smp=args.smp,
             memory=args.memory,
-            append=[f"nsprim.work={b64(str(project))}", *cmd_args],
+            append=[f"nsprim.work={b64(str(project))}", f"nsprim.wcache={args.work_cache}", *cmd_args],
         )
         return report(args, kern, accel, qemu.run(config, args.timeout))
     except VMError as exc:

@@ -2,6 +2,7 @@
 # /init of the nsprim test VM (busybox sh, PID 1).  Parameters come from the kernel command line:
 #   nsprim.work=B64PATH   project directory, shared read-write as 9p tag "work", mounted at the same path
 #   nsprim.cmd=B64SCRIPT  the shell script to run in the chroot (or nsprim.cmdfile=B64PATH: read it from the host root)
+#   nsprim.wcache=MODE    9p cache mode of the project share (loose or none)
 # It prints NSPRIM-VM-START just before the command and NSPRIM-VM-EXIT=<status> after it, then powers off.
 PATH=/bin
 export PATH
@@ -25,10 +26,12 @@ done </modules/order
 cmd=
 cmdfile=
 work=
+wcache=loose
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         nsprim.cmd=*) cmd=${arg#nsprim.cmd=} ;;
         nsprim.cmdfile=*) cmdfile=$(echo "${arg#nsprim.cmdfile=}" | base64 -d) ;;
+        nsprim.wcache=*) wcache=${arg#nsprim.wcache=} ;;
         nsprim.work=*) work=$(echo "${arg#nsprim.work=}" | base64 -d) ;;
     esac
 done
@@ -36,7 +39,8 @@ done
 
 R=/newroot
 opts=trans=virtio,version=9p2000.L,msize=262144
-# The host root changes little while the VM runs: let the guest cache it.  The project share stays uncached.
+# Nothing changes the shared files on the host while the VM runs: let the guest cache them (much faster Python
+# imports under TCG).  The guest's own writes are written through; /init syncs before powering off.
 mount -t 9p -o "$opts,ro,cache=loose" hostroot $R || fail "cannot mount the host root over 9p"
 if [ -n "$cmdfile" ]; then
     cat "$R$cmdfile" >/cmd.sh || fail "cannot read the command file $cmdfile"
@@ -52,7 +56,7 @@ mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm || fail "cannot mount /dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp || fail "cannot mount /tmp"
 mount -t tmpfs -o mode=0755 tmpfs $R/run || fail "cannot mount /run"
 mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || fail "cannot mount cgroup2"
-mount -t 9p -o "$opts,rw" work "$R$work" || fail "cannot mount the project share at $work"
+mount -t 9p -o "$opts,rw,cache=$wcache" work "$R$work" || fail "cannot mount the project share at $work"
 cat /cmd.sh >$R/tmp/.nsprim-vm-cmd.sh || fail "cannot copy the command into the guest"
 
 echo "NSPRIM-VM-START"

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from . import VMError
-from .kernel import Kernel, write_atomically
+from .kernel import Kernel, prune, write_atomically
 
 INIT_SCRIPT = Path(__file__).with_name("init.sh")
 BUSYBOX = Path("/bin/busybox")
@@ -162,4 +162,5 @@ def cached_initramfs(kernel: Kernel, cache: Path) -> tuple[Path, bool]:
         return path, False
     cache.mkdir(parents=True, exist_ok=True)
     write_atomically(path, build(kernel, modules))
+    prune(cache, f"initramfs-{kernel.release}-", path)
     return path, True

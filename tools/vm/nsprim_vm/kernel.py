@@ -129,6 +129,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def prune(cache: Path, prefix: str, keep: Path) -> None:
+    """Remove older cache entries named ``prefix*`` (QEMU reads its images at start, so running VMs do not mind)."""
+    for old in cache.glob(f"{prefix}*"):
+        if old != keep and old.is_file():
+            old.unlink(missing_ok=True)
+
+
 def cached_vmlinux(kernel: Kernel, cache: Path) -> tuple[Path, bool]:
     """Return the cached vmlinux for ``kernel`` (building it if needed) and whether it was built now."""
     key = file_digest(kernel.image)[:12]
@@ -137,4 +144,5 @@ def cached_vmlinux(kernel: Kernel, cache: Path) -> tuple[Path, bool]:
         return path, False
     cache.mkdir(parents=True, exist_ok=True)
     write_atomically(path, extract_vmlinux(kernel.image))
+    prune(cache, f"vmlinux-{kernel.release}-", path)
     return path, True
