@@ -7,7 +7,8 @@ Safety rules enforced here:
 * processes are started only through :class:`Children`, which kills and
   reaps them on every path;
 * an autouse fixture fails any test that leaves a ``nsprim-test-*``
-  directory under any cgroup mount (and removes it, so the next test starts clean);
+  directory of this session under any cgroup mount (and removes it, so the
+  next test starts clean); groups of other, concurrent sessions are left alone;
 * the v2 roots' ``cgroup.subtree_control`` is restored at the end of the session.
 """
 
@@ -29,6 +30,9 @@ import pytest
 from nsprim.cgroup import ROOT, CGroup, Controller, HostInfo, host_info
 
 PREFIX = "nsprim-test-"
+# This pytest process's own prefix: other sessions (run concurrently) use nsprim-test-* too, and their
+# groups are never ours to judge or remove.
+SESSION_PREFIX = f"{PREFIX}{secrets.token_hex(3)}-"
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 # Each child first blocks on stdin until the test has moved it into its group.
@@ -101,10 +105,10 @@ def _restore_v2_roots() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def no_cgroup_leftovers() -> Iterator[None]:
-    """Fail the test if it leaves a ``nsprim-test-*`` cgroup directory behind."""
+    """Fail the test if it leaves a ``nsprim-test-*`` cgroup directory of this session behind (and remove it)."""
     before = leftover_dirs()
     yield
-    left = leftover_dirs() - before
+    left = {d for d in leftover_dirs() - before if d.name.startswith(SESSION_PREFIX)}
     if left:
         for d in left:
             _remove_tree(d)
@@ -222,7 +226,7 @@ def children() -> Iterator[Children]:
 @pytest.fixture
 def base(children: Children) -> Iterator[CGroup]:
     """A fresh ``nsprim-test-<random>`` group at the root of every hierarchy, removed after the test."""
-    group = CGroup.create(PREFIX + secrets.token_hex(4), ROOT)
+    group = CGroup.create(SESSION_PREFIX + secrets.token_hex(4), ROOT)
     try:
         yield group
     finally:

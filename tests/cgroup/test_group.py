@@ -23,7 +23,7 @@ from nsprim.cgroup import (
 )
 from nsprim.errors import ConfigError, SyscallError, UnsupportedError
 
-from .conftest import Children, need
+from .conftest import SESSION_PREFIX, Children, need
 
 pytestmark = pytest.mark.cgroup_v2
 
@@ -205,9 +205,10 @@ def test_create_under_missing_parent(base: CGroup) -> None:
 
 
 def test_create_at_root_then_delete() -> None:
-    cg = CGroup.create("nsprim-test-rootlevel", ROOT)
+    name = SESSION_PREFIX + "rootlevel"
+    cg = CGroup.create(name, ROOT)
     try:
-        assert cg.path == "/nsprim-test-rootlevel"
+        assert cg.path == "/" + name
     finally:
         cg.delete()
     assert not cg.exists()
