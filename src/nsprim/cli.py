@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--init", action="store_true", help="a minimal init as pid 1 (reaps zombies, forwards signals)")
     run.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE", help="set a variable")
     run.add_argument("--cwd", default="/", metavar="DIR", help="working directory inside")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    run.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command, after `--`")
 
     ns = sub.add_parser("ns", help="inspect and enter namespaces")
     ns_sub = ns.add_subparsers(dest="ns_command", required=True, metavar="SUBCOMMAND")
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     for t in NS_TYPES:
         ex.add_argument(f"--{t}", action="store_true", help=f"enter its {t} namespace")
     ex.add_argument("--all", action="store_true", help="enter every namespace it does not share with you")
-    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    ex.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command, after `--`")
 
     cg = sub.add_parser("cgroup", help="cgroups on this host")
     cg_sub = cg.add_subparsers(dest="cgroup_command", required=True, metavar="SUBCOMMAND")
@@ -75,8 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command(args: argparse.Namespace) -> list[str]:
     cmd = list(args.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
     if not cmd:
         raise ConfigError("no command given: put it after `--`", what="cmd")
     return cmd
@@ -205,7 +203,15 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nsprim`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is the payload's, options included.
+    cmd: list[str] = []
+    if "--" in raw:
+        cut = raw.index("--")
+        raw, cmd = raw[:cut], raw[cut + 1 :]
+    args = parser.parse_args(raw)
+    if hasattr(args, "cmd"):
+        args.cmd = [*args.cmd, *cmd]
     handlers = {"run": _cmd_run, "ns": _cmd_ns, "cgroup": _cmd_cgroup, "limits": _cmd_limits, "doctor": _cmd_doctor}
     try:
         return handlers[args.command](args)

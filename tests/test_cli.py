@@ -1,0 +1,102 @@
+"""The ``nsprim`` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nsprim
+
+from .conftest import requires_root
+
+pytestmark = requires_root
+
+SRC = str(Path(nsprim.__file__).resolve().parent.parent)
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run(
+        [sys.executable, "-m", "nsprim", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_run_payload_is_pid_1() -> None:
+    r = cli("run", "--rootfs", "/", "--", "sh", "-c", "echo $$")
+    assert (r.returncode, r.stdout) == (0, "1\n"), r.stderr
+
+
+def test_run_exit_status_and_signal() -> None:
+    assert cli("run", "--", "sh", "-c", "exit 7").returncode == 7
+    assert cli("run", "--init", "--", "sh", "-c", "kill -TERM $$").returncode == 128 + 15
+
+
+def test_run_memory_limit_stops_and_says_so() -> None:
+    code = "x = bytearray(400 * 1024 * 1024); print('survived')"
+    r = cli("run", "--rootfs", "/", "--memory", "64M", "--", sys.executable, "-c", code)
+    assert r.returncode == 137
+    assert "survived" not in r.stdout
+    assert "ran out of memory (64M)" in r.stderr
+
+
+def test_run_options_compose(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("bound\n")
+    r = cli(
+        "run", "--hostname", "clibox", "--pids", "32", "--cpus", "0.5", "--tmpfs", "/scratch",
+        "--bind", f"{tmp_path}:/data:ro", "-e", "GREETING=hi", "--",
+        "sh", "-c", "hostname; cat /data/f; echo $GREETING; touch /scratch/x && echo ok; wc -l < /proc/self/net/dev",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["clibox", "bound", "hi", "ok", "3"]
+
+
+def test_errors_are_one_line_with_docker_statuses() -> None:
+    r = cli("run", "--", "/no/such/program")
+    assert r.returncode == 127
+    assert r.stderr.count("\n") == 1 and "exec `/no/such/program`: No such file or directory" in r.stderr
+    r = cli("run", "--bind", "nonsense", "--", "true")
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "--bind `nonsense`" in r.stderr
+    r = cli("run", "--memory", "12Q", "--", "true")
+    assert r.returncode == 125 and "Traceback" not in r.stderr
+    r = cli("run")
+    assert r.returncode == 125 and "no command" in r.stderr
+
+
+def test_debug_shows_the_plan() -> None:
+    r = cli("run", "--debug", "--hostname", "h", "--", "true")
+    assert r.returncode == 0
+    assert "sethostname `h`" in r.stderr and "pivot_root" in r.stderr
+
+
+def test_ns_list_and_exec() -> None:
+    with nsprim.spawn(["sleep", "60"], new={"uts", "net"}, hostname="target") as p:
+        r = cli("ns", "list", str(p.pid))
+        rows = {line.split()[0]: line.split()[2] for line in r.stdout.splitlines()[1:]}
+        assert rows["uts"] == "no" and rows["net"] == "no" and rows["mnt"] == "yes"
+        r = cli("ns", "exec", str(p.pid), "--uts", "--", "hostname")
+        assert r.stdout == "target\n"
+        r = cli("ns", "exec", str(p.pid), "--all", "--", "sh", "-c", "hostname; cat /proc/self/net/dev | wc -l")
+        assert r.stdout.split() == ["target", "3"]
+        p.kill()
+        p.wait()
+    r = cli("ns", "exec", "1234567", "--net", "--", "true")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1
+
+
+def test_cgroup_info_limits_and_doctor() -> None:
+    info = cli("cgroup", "info")
+    assert info.returncode == 0 and "mode" in info.stdout.lower()
+    lim = cli("limits")
+    assert lim.returncode == 0 and "CPU" in lim.stdout
+    doc = cli("doctor", timeout=120)
+    assert doc.returncode == 0, doc.stdout
+    assert "cgroup mode" in doc.stdout and "net namespace" in doc.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["ns", "exec", "--help"]])
+def test_help(argv: list[str]) -> None:
+    assert cli(*argv).returncode == 0
