@@ -50,7 +50,8 @@ def main() -> int:
                 subprocess.run(["ip", "netns", "exec", name, "ip", "-brief", "addr"], check=True)
             with nsprim.Namespace.from_path(path, "net") as net, child.namespace("uts") as uts:
                 print("\nthe same with nsprim.run(join=[net, uts]):")
-                nsprim.run(["sh", "-c", "echo hostname: $(hostname); cat /proc/self/net/dev | tail -n +3"], join=[net, uts])
+                script = "echo hostname: $(hostname); tail -n +3 /proc/self/net/dev"
+                nsprim.run(["sh", "-c", script], join=[net, uts])
         finally:
             nsprim.unpersist(path)
             print(f"\nremoved {path}")

@@ -25,8 +25,9 @@ REPORT = WAIT + "from nsprim.cgroup import limits\nprint(limits(), flush=True)\n
 def start_in(group: CGroup, code: str) -> subprocess.Popen[str]:
     """Start ``python -c code``, move it into *group*, then let it run."""
     env = dict(os.environ, PYTHONPATH=str(Path(cgroup.__file__).resolve().parents[2]))
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         group.add(child.pid)
     except BaseException:
@@ -49,15 +50,19 @@ def main() -> int:
     resources = Resources(memory=MemoryResources(max=limit), cpu=CpuResources(cpus=0.5))
     name = f"nsprim-example-{secrets.token_hex(3)}"
     with CGroup.create(name, ROOT, resources) as group:  # removed (processes killed first) on exit
-        print(f"created {group.path} with memory.max={limit}, cpu=0.5 "
-              f"(memory on cgroup v{group.version_of('memory')}, cpu on v{group.version_of('cpu')})")
+        print(
+            f"created {group.path} with memory.max={limit}, cpu=0.5 "
+            f"(memory on cgroup v{group.version_of('memory')}, cpu on v{group.version_of('cpu')})"
+        )
 
         before = group.memory_events().oom_kill
         hog = start_in(group, HOG)
         count = group.wait_oom_kill(since=before, timeout=30)
         status = hog.wait()
-        print(f"OOM kill reported: oom_kill counter {before} -> {count}; the child exited with status {status}"
-              f" ({'SIGKILL' if status == -9 else 'unexpected'})")
+        print(
+            f"OOM kill reported: oom_kill counter {before} -> {count}; the child exited with status {status}"
+            f" ({'SIGKILL' if status == -9 else 'unexpected'})"
+        )
         memory = group.stats().memory
         if memory is not None and memory.peak is not None:
             print(f"peak memory of the group: {memory.peak >> 20} MiB")

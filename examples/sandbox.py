@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 from nsprim.container import Container
 
@@ -18,6 +19,11 @@ print(os.getpid()); print(socket.gethostname()); print(len(socket.if_nameindex()
 print([l for l in open('/proc/self/cgroup') if 'memory' in l or l.startswith('0::')][0].strip())
 print(os.access('/usr', os.W_OK))
 """
+
+
+def _memory_cgroup() -> str:
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    return next(line for line in lines if "memory" in line or line.startswith("0::"))
 
 
 def main() -> int:
@@ -39,13 +45,14 @@ def main() -> int:
         str(os.getpid()),
         socket.gethostname(),
         str(len(socket.if_nameindex())),
-        [line for line in open("/proc/self/cgroup") if "memory" in line or line.startswith("0::")][0].strip(),
+        _memory_cgroup(),
         str(os.access("/usr", os.W_OK)),
     ]
     labels = ["pid", "hostname", "network interfaces", "memory cgroup", "/usr writable"]
-    print(f"{'':20} {'this process':28} {'the sandbox'}")
+    width = max(len(x) for x in outside) + 2
+    print(f"{'':20} {'this process':{width}} {'the sandbox'}")
     for label, before, after in zip(labels, outside, inside, strict=False):
-        print(f"{label:20} {before:28} {after}")
+        print(f"{label:20} {before:{width}} {after}")
     if result.stats is not None:
         print(f"\nthe sandbox used at most {result.stats.memory.peak / 2**20:.1f} MiB of its 128 MiB")
     return 0
