@@ -131,7 +131,7 @@ class SecurityPolicy:
             return self.seccomp
         from .seccomp.bpf import compile_profile
 
-        return compile_profile(self.seccomp)
+        return compile_profile(self.seccomp, caps=self.caps.bounding)
 
     def prologue(self) -> tuple[Step, ...]:
         """Steps for the very start of the plan."""

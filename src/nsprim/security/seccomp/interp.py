@@ -25,8 +25,10 @@ def seccomp_data(arch: int, nr: int, args: Sequence[int] = (0,) * 6, ip: int = 0
     return struct.pack("=IIQ6Q", nr & U32, arch & U32, ip & 0xFFFFFFFFFFFFFFFF, *a[:6])
 
 
-def run(insns: Iterable[tuple[int, int, int, int]], data: bytes, max_steps: int = 1 << 16) -> int:
-    """Run a program on *data*; return the value of its ``ret``."""
+def run(
+    insns: Iterable[tuple[int, int, int, int]], data: bytes, max_steps: int = 1 << 16, trace: list[int] | None = None
+) -> int:
+    """Run a program on *data*; return the value of its ``ret``.  *trace* collects the executed pcs."""
     prog = list(insns)
     if not prog:
         raise BPFError("empty program")
@@ -37,6 +39,8 @@ def run(insns: Iterable[tuple[int, int, int, int]], data: bytes, max_steps: int 
         if not 0 <= pc < len(prog):
             raise BPFError(f"pc {pc} outside the program")
         code, jt, jf, k = prog[pc]
+        if trace is not None:
+            trace.append(pc)
         cls = code & 0x07
         pc += 1
         if cls == 0x00:  # BPF_LD
