@@ -3,13 +3,11 @@
 OCI image layers (image-spec ``layer.md``) and overlayfs say "this was
 deleted" differently:
 
-=====================  ==========================================  ==============================
-                       overlay upper dir                           OCI layer tar
-=====================  ==========================================  ==============================
-deleted entry ``x``    ``x``: character device 0/0 (a whiteout)    empty file ``.wh.x``
-opaque directory ``d``  ``d`` with xattr ``trusted.overlay.opaque=y``  ``d/`` and empty ``d/.wh..wh..opq``
-                       (``user.overlay.opaque`` with ``userxattr``)
-=====================  ==========================================  ==============================
+* a deleted entry ``x``: in an upper dir, ``x`` as a character device 0/0
+  (a whiteout); in a tar, an empty file ``.wh.x``;
+* an opaque directory ``d``: in an upper dir, ``d`` with the xattr
+  ``trusted.overlay.opaque=y`` (``user.overlay.opaque`` with ``userxattr``);
+  in a tar, ``d/`` and an empty ``d/.wh..wh..opq``.
 
 :func:`commit` converts an upper dir into a tar (what ``docker commit``
 does), :func:`extract_layer` converts a tar into a new layer directory that
