@@ -213,3 +213,49 @@ def test_stream_input(tmp_path: Path) -> None:
     os.waitpid(pid, 0)
     assert (tmp_path / "layer" / "a" / "b").read_text() == "x"
     assert stat.S_ISCHR(os.lstat(tmp_path / "layer" / "a" / "c").st_mode)
+
+
+# ---- upper dirs that need the merged view ---------------------------------------------------
+
+
+def test_renamed_lower_dir_needs_merged_view(tmp_path: Path, image: tuple[Path, Path]) -> None:
+    from nsprim.errors import UnsupportedError
+    from nsprim.overlay import OverlayOptions
+
+    app, base = image
+    for d in ("upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    opts = OverlayOptions(redirect_dir="on", index=False)
+    with OverlayMount(tmp_path / "merged", [app, base], tmp_path / "upper", tmp_path / "work", options=opts) as ov:
+        os.rename(ov.target / "data" / "d2", ov.target / "data" / "moved")  # a lower dir: a redirect, no copy
+        assert not (tmp_path / "upper" / "data" / "moved" / "h").exists()
+        view = snapshot(ov.target, times=True)
+        with pytest.raises(UnsupportedError, match="renamed lower directory"):
+            commit(tmp_path / "upper", tmp_path / "x.tar")
+        commit(tmp_path / "upper", tmp_path / "layer.tar", merged=ov.target)
+    got = names(tmp_path / "layer.tar")
+    assert {"data/.wh.d2", "data/moved", "data/moved/.wh..wh..opq", "data/moved/h"} <= set(got)
+    flat = flatten([app, base], tmp_path / "flat")
+    apply_layer(tmp_path / "layer.tar", flat)
+    assert snapshot(flat, times=True) == view
+
+
+def test_metacopy_upper_reads_data_from_merged(tmp_path: Path, image: tuple[Path, Path]) -> None:
+    from nsprim.errors import UnsupportedError
+    from nsprim.overlay import OverlayOptions
+
+    app, base = image
+    for d in ("upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    opts = OverlayOptions(metacopy=True, redirect_dir="on", index=False)
+    with OverlayMount(tmp_path / "merged", [app, base], tmp_path / "upper", tmp_path / "work", options=opts) as ov:
+        os.chmod(ov.target / "etc" / "hosts", 0o600)  # metadata-only copy-up
+        assert "trusted.overlay.metacopy" in os.listxattr(tmp_path / "upper" / "etc" / "hosts")  # no data copied
+        view = snapshot(ov.target, times=True)
+        with pytest.raises(UnsupportedError, match="metacopy"):
+            commit(tmp_path / "upper", tmp_path / "x.tar")
+        commit(tmp_path / "upper", tmp_path / "layer.tar", merged=ov.target)
+    flat = flatten([app, base], tmp_path / "flat")
+    apply_layer(tmp_path / "layer.tar", flat)
+    assert snapshot(flat, times=True) == view
+    assert (flat / "etc" / "hosts").read_text() == "h\n"
