@@ -222,3 +222,80 @@ def test_v1_child_quota_above_parent_is_explained_and_rolled_back(base: CGroup) 
         CGroup.create("fast", parent, Resources(cpu=CpuResources(cpus=1.0)))
     assert info.value.errno == errno.EINVAL and "cpu.cfs_quota_us" in str(info.value)
     assert parent.children() == []
+
+
+THREADED = """\
+import threading, time
+ready = threading.Event()
+def worker():
+    print(threading.get_native_id(), flush=True)
+    time.sleep(60)
+threading.Thread(target=worker, daemon=True).start()
+time.sleep(60)
+"""
+
+
+def test_add_thread(base: CGroup, children: Children) -> None:
+    child = children.start(THREADED, base)
+    tid = int(child.readline())
+    assert tid != child.pid
+    solo = base.child("solo")
+    if base.host.unified is not None and len(solo.directories) == 1:
+        with pytest.raises(UnsupportedError, match="threaded"):
+            solo.add_thread(tid)
+        return
+    solo.add_thread(tid)
+    assert tid in solo.threads() and child.pid not in solo.threads()
+    with open(f"/proc/{child.pid}/task/{tid}/cgroup") as f:
+        lines = f.read().splitlines()
+    v1_lines = [line for line in lines if not line.startswith("0::") and ":name=" not in line]
+    assert v1_lines and all(line.endswith(solo.path) for line in v1_lines)
+    solo.kill()  # the whole process dies, though only one of its threads is in solo
+    assert child.wait() == -9
+    assert not solo.populated and not base.populated
+
+
+def test_no_internal_processes_rule_on_v2(base: CGroup, children: Children) -> None:
+    if need(base.host, "memory") != 2:
+        pytest.skip("the rule concerns controllers on cgroup v2")
+    child = children.start(SLEEPER, base)
+    assert child.readline() == "up"
+    # base has a process of its own: it may not enable memory for a child group.
+    with pytest.raises(SyscallError, match="no-internal-processes") as info:
+        CGroup.create("leaf", base, Resources(memory=MemoryResources(max="64M")))
+    assert info.value.errno == errno.EBUSY
+    assert base.children() == []
+    # The other way round: a group that delegates controllers may not take processes.
+    base.kill()
+    assert child.wait() == -9
+    mid = base.child("mid")
+    mid.child("leaf", Resources(memory=MemoryResources(max="64M")))
+    other = children.start(SLEEPER)
+    with pytest.raises(SyscallError, match="no-internal-processes"):
+        mid.add(other.pid)
+
+
+def test_swap_limit(base: CGroup) -> None:
+    version = need(base.host, "memory")
+    cg = base.child("swap", Resources(memory=MemoryResources(max="64M", swap=0)))
+    d = cg.directory("memory")
+    if version == 2:
+        assert (d / "memory.swap.max").read_text().strip() == "0"
+    else:
+        assert (d / "memory.memsw.limit_in_bytes").read_text().strip() == str(64 << 20)
+    cg.update(Resources(memory=MemoryResources(max="128M", swap="32M")))  # raising: memsw first, then the limit
+    if version == 1:
+        assert (d / "memory.memsw.limit_in_bytes").read_text().strip() == str(160 << 20)
+        assert (d / "memory.limit_in_bytes").read_text().strip() == str(128 << 20)
+    cg.delete()
+
+
+def test_io_weight_applies_or_is_unsupported(base: CGroup) -> None:
+    need(base.host, "io")
+    try:
+        cg = CGroup.create("iow", base, Resources(io=IoResources(weight=500)))
+    except UnsupportedError as exc:
+        assert "weight" in str(exc) and "mode" in str(exc)
+        assert base.children() == []
+        return
+    cg.delete()

@@ -87,11 +87,14 @@ def kill(group: CGroup, sig: int, timeout: float | None, use_cgroup_kill: bool =
     if os.getpid() in group.procs(recursive=True):
         raise ConfigError(f"kill `{group.path}`: the calling process is in the group", what="kill")
     u = group.unified_dir
+    deadline = None if timeout is None else time.monotonic() + timeout
     if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
         _fs.write_text(u / "cgroup.kill", "1")
-        group.wait_empty(timeout)
-        return
-    deadline = None if timeout is None else time.monotonic() + timeout
+        wait_until(lambda: not _fs.read_keyed(u / "cgroup.events").get("populated", 0), timeout=timeout,
+                   what="the group to be empty", path=u, notify=[u / "cgroup.events"])
+        if not group.procs(recursive=True):
+            return
+        # Left only in v1 hierarchies (single threads moved there on a hybrid host): use the loop below.
     try:
         freezer_of(group)
         can_freeze = True

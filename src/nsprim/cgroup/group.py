@@ -373,10 +373,25 @@ class CGroup:
         self._move(pid, "cgroup.procs", "cgroup.procs")
 
     def add_thread(self, tid: int) -> None:
-        """Move one thread: v1 ``tasks``; v2 ``cgroup.threads`` (only within a threaded subtree)."""
-        self._move(tid, "tasks", "cgroup.threads")
+        """Move one thread (v1 ``tasks``, v2 ``cgroup.threads``).
 
-    def _move(self, pid: int, v1_file: str, v2_file: str) -> None:
+        cgroup v2 moves single threads only inside a *threaded* subtree
+        (``cgroup.type`` ``threaded``).  In a v2 domain group the move is
+        refused with :class:`UnsupportedError` on a pure v2 host; on a hybrid
+        host the thread moves in the v1 hierarchies and stays with its process
+        in the v2 tree (which then only tracks membership).
+        """
+        v2_domain = [d for h, d in self._dirs if h.version == 2
+                     and (_fs.try_read_text(d / "cgroup.type") or "domain").strip() != "threaded"]
+        if v2_domain and len(self._dirs) == 1:
+            raise UnsupportedError(
+                f"add_thread `{self.path}`: cgroup v2 moves single threads only within a threaded subtree "
+                f"(write `threaded` to cgroup.type first)",
+                feature="cgroup.threads",
+            )
+        self._move(tid, "tasks", "cgroup.threads", skip=set(v2_domain))
+
+    def _move(self, pid: int, v1_file: str, v2_file: str, skip: set[Path] | None = None) -> None:
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             raise ConfigError(f"pid: `{pid!r}` is not a process id", what="pid")
         try:
@@ -385,6 +400,8 @@ class CGroup:
             before = {}
         done: list[Hierarchy] = []
         for h, d in self._dirs:
+            if skip and d in skip:
+                continue
             target = d / (v1_file if h.version == 1 else v2_file)
             try:
                 _fs.write_text(target, str(pid))
@@ -431,10 +448,14 @@ class CGroup:
 
     @property
     def populated(self) -> bool:
-        """True while any process is in the group or a descendant (v2 ``cgroup.events``, else ``cgroup.procs``)."""
+        """True while any process is in the group or a descendant (v2 ``cgroup.events``, v1 ``cgroup.procs``)."""
         u = self.unified_dir
         if u is not None and (u / "cgroup.events").exists():
-            return bool(_fs.read_keyed(u / "cgroup.events").get("populated", 0))
+            if _fs.read_keyed(u / "cgroup.events").get("populated", 0):
+                return True
+            if len(self._dirs) == 1:
+                return False
+        # v1 hierarchies (a thread moved alone on a hybrid host is not in this group's v2 directory)
         return bool(self.procs(recursive=True))
 
     def exists(self) -> bool:
