@@ -47,10 +47,21 @@ def _children() -> set[int]:
 
 
 def _cgroups() -> set[str]:
+    """nsprim groups outside any test group, and groups inside this run's test group.
+
+    (Other ``nsprim-test-*`` groups belong to other test runs, or to the
+    cgroup tests, which check their own.)
+    """
     root = Path("/sys/fs/cgroup")
     found: set[str] = set()
-    for pattern in ("nsprim*", "*/nsprim*", "*/*/nsprim*", "*/*/*/nsprim*"):
-        found.update(str(p) for p in root.glob(pattern) if p.is_dir())
+    for pattern in ("nsprim*", "*/nsprim*", "*/*/nsprim*"):
+        found.update(str(p) for p in root.glob(pattern) if p.is_dir() and "nsprim-test-" not in str(p))
+    session = os.environ.get("NSPRIM_CGROUP_PARENT")
+    if session:
+        for hierarchy in root.iterdir():
+            d = hierarchy / session.lstrip("/")
+            if d.is_dir():
+                found.update(str(p) for p in d.iterdir() if p.is_dir())
     return found
 
 
