@@ -140,35 +140,52 @@ static const char *split_last(const char *path, char *buf, size_t size)
     return slash + 1;
 }
 
-/* mkdir -p inside the root; returns an O_PATH descriptor of the directory. */
-static int mkdir_p_depth(int rootfd, const char *path, int nofollow, int depth)
+/* mkdir -p inside the root, one component at a time (no recursion: this may
+ * run on the small stack of a vfork child); returns an O_PATH descriptor of
+ * the directory.  Each prefix is resolved from the root again, so a symlink
+ * on the way is followed inside the root (or refused with nofollow). */
+static int mkdir_p(int rootfd, const char *path, int nofollow)
 {
-    if (depth > 32) /* each level holds a PATH_MAX buffer on the stack */
-        return -ENAMETOOLONG;
     int fd = open_in_root(rootfd, path, nofollow, O_DIRECTORY);
     if (fd != -ENOENT)
         return fd;
     char buf[PATH_MAX];
-    const char *last = split_last(path, buf, sizeof buf);
-    if (!last)
-        return -ENOENT;
-    if (strcmp(last, "..") == 0 || strcmp(last, ".") == 0)
-        return -EINVAL;
-    int parent = mkdir_p_depth(rootfd, buf, nofollow, depth + 1);
-    if (parent < 0)
-        return parent;
-    if (mkdirat(parent, last, 0755) < 0 && errno != EEXIST) {
-        int err = errno;
+    const char *rel = skip_slashes(path);
+    size_t len = strlen(rel);
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, rel, len + 1);
+    while (len > 0 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    int parent = open_in_root(rootfd, ".", nofollow, O_DIRECTORY);
+    size_t start = 0;
+    while (parent >= 0 && start < len) {
+        size_t end = start;
+        while (end < len && buf[end] != '/')
+            end++;
+        char saved = buf[end];
+        buf[end] = '\0';
+        const char *comp = buf + start;
+        int next;
+        if (strcmp(comp, "..") == 0) {
+            next = -EINVAL; /* never climb while creating */
+        } else {
+            next = open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
+            if (next == -ENOENT) {
+                if (mkdirat(parent, comp, 0755) < 0 && errno != EEXIST)
+                    next = -errno;
+                else
+                    next = open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
+            }
+        }
         close(parent);
-        return -err;
+        parent = next;
+        buf[end] = saved;
+        start = end;
+        while (start < len && buf[start] == '/')
+            start++;
     }
-    close(parent);
-    return open_in_root(rootfd, path, nofollow, O_DIRECTORY);
-}
-
-static int mkdir_p(int rootfd, const char *path, int nofollow)
-{
-    return mkdir_p_depth(rootfd, path, nofollow, 0);
+    return parent;
 }
 
 /* Create the last component of `path` with `mode` (type bits included). */
