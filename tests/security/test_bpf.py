@@ -45,7 +45,12 @@ actions = st.one_of(
     st.just(Action.allow()),
     st.builds(Action.errno, st.integers(1, 200)),
     st.sampled_from(
-        [Action(ActionKind.KILL_PROCESS), Action(ActionKind.KILL_THREAD), Action(ActionKind.TRAP), Action(ActionKind.LOG)]
+        [
+            Action(ActionKind.KILL_PROCESS),
+            Action(ActionKind.KILL_THREAD),
+            Action(ActionKind.TRAP),
+            Action(ActionKind.LOG),
+        ]
     ),
     st.builds(lambda d: Action(ActionKind.TRACE, d), st.integers(0, 0xFFFF)),
 )
@@ -84,7 +89,9 @@ def calls(draw: st.DrawFn, profile: Profile) -> tuple[int, int, list[int]]:
     tokens = [a.audit_arch for a in ARCHES.values()] + [0x40000028, 0]  # + ARM, and nonsense
     arch = draw(st.sampled_from(tokens))
     nr = draw(st.one_of(st.sampled_from(_numbers(profile)), st.integers(0, 0xFFFFFFFF)))
-    rule_values = [c.value for r in profile.rules for c in r.args] + [c.value_two for r in profile.rules for c in r.args]
+    rule_values = [c.value for r in profile.rules for c in r.args] + [
+        c.value_two for r in profile.rules for c in r.args
+    ]
     arg = st.one_of(values, st.sampled_from(rule_values or [0]).flatmap(lambda v: st.sampled_from([v, v - 1, v + 1])))
     args = draw(st.lists(arg.map(lambda v: v & U64), min_size=6, max_size=6))
     return arch, nr, args
