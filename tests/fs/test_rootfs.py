@@ -237,3 +237,26 @@ def test_in_root_steps_alone(tmp_path: Path) -> None:
     assert os.readlink(root / "a" / "link") == "/nowhere"
     with pytest.raises(StepError, match=r"mount `tmpfs` on `/missing/x` in root .*: No such file or directory"):
         nsprim.run(["/bin/true"], new={"mnt"}, steps=[MountInRoot(root, "tmpfs", "/missing/x", fstype="tmpfs")])
+
+
+def test_in_a_user_namespace_devices_are_bound(tmp_path: Path) -> None:
+    from nsprim.idmap import IdMap
+
+    root = busybox_root(tmp_path / "root")
+    ids = IdMap.single(0, 0, 65536)
+    r = nsprim.run(
+        ["/bin/busybox", "sh", "-c", "ls /dev; cat /proc/self/uid_map; echo x > /dev/null && echo ok"],
+        new={"user", "mnt", "pid", "net"},  # sysfs in a user namespace needs its own network namespace
+        uid_map=ids,
+        gid_map=ids,
+        steps=RootFS(root, devices="bind").steps(),
+        env={"PATH": "/bin"},
+        capture_output=True,
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+    out = (r.stdout or b"").decode().split()
+    assert out[:13] == sorted(
+        ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+    )
+    assert out[-1] == "ok"
