@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nsprim.security import CapabilitySet, Capability
+from nsprim.security import Capability, CapabilitySet
 from nsprim.security.seccomp import (
     ARCHES,
     Action,
