@@ -30,6 +30,12 @@ intersphinx_mapping: dict[str, tuple[str, None]] = {}
 nitpicky = False
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
-doctest_global_setup = "import nsprim\nfrom nsprim import *\nfrom nsprim.plan import *"
+doctest_global_setup = """
+import nsprim
+from nsprim import *
+from nsprim.plan import *
+from nsprim.cgroup import *
+from nsprim.container import *
+"""
 # Docstring examples are doctests too, where they are complete.
 doctest_test_doctest_blocks = "default"
