@@ -134,11 +134,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(box: object) -> None:
-    from .container.running import _Prepared, build_plan
+    from .container.running import _Prepared, build_plan, state_dir
 
     cfg = box.config  # type: ignore[attr-defined]
     prep = _Prepared(cfg)
-    prep.state = Path("/run/nsprim") / prep.id
+    prep.state = state_dir() / prep.id
     plan, flags, _, _ = build_plan(cfg, prep, [(0, 0), (1, 1), (2, 2)])
     print(f"nsprim: clone flags {flags:#x}; plan of {len(plan.steps)} steps:", file=sys.stderr)
     for i, step in enumerate(plan.steps):

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,93 @@ def test_bind_and_tmpfs_mounts(rootfs: Path, tmp_path: Path) -> None:
     text = out(r)
     assert "from host" in text and "rc=1" in text and "tmp-ok" in text
     assert not (shared / "x").exists()
+
+
+def _as_nobody(fn: object) -> str:
+    """Run *fn* in a forked child that dropped to uid 65534; return what it wrote."""
+    import ctypes
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, as a real unprivileged process
+            os.chdir("/")
+            os.write(w, str(fn()).encode())  # type: ignore[operator]
+            code = 0
+        except BaseException as exc:
+            os.write(w, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        text = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return text
+
+
+@pytest.fixture
+def public_rootfs(rootfs: Path) -> Iterator[Path]:
+    """The busybox root in a directory an unprivileged user can reach."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="nsprim-test-rootfs-"))
+    try:
+        d.chmod(0o755)
+        shutil.copytree(rootfs, d / "root", symlinks=True)
+        yield d / "root"
+    finally:
+        shutil.rmtree(d)
+
+
+def test_rootless_container_same_isolation(public_rootfs: Path) -> None:
+    rootfs = public_rootfs
+
+    def body() -> str:
+        script = "echo $$; id -u; hostname; ls /; wc -l < /proc/self/net/dev; touch /x 2>/dev/null || echo ro"
+        r = Container(["/bin/sh", "-c", script]).rootfs(rootfs).hostname("rootless").run(capture_output=True)
+        return out(r) + f"rc={r.returncode}"
+
+    lines = _as_nobody(body).split("\n")
+    assert lines[:3] == ["1", "0", "rootless"]
+    assert "marker" in lines and "usr" not in lines
+    assert "3" in lines and "ro" in lines and lines[-1] == "rc=0"
+
+
+def test_rootless_host_root_with_tmpfs() -> None:
+    def body() -> str:
+        box = Container(["sh", "-c", "id -u; touch /tmp/ok && echo tmp-ok"]).host_root().tmpfs("/tmp")
+        return out(box.run(capture_output=True))
+
+    assert _as_nobody(body).split() == ["0", "tmp-ok"]
+
+
+def test_veth_network_reaches_the_host_side() -> None:
+    """A veth pair between a container and its creator — the creator itself in a
+    network namespace made for the test, so no traffic touches the host's."""
+    if shutil.which("ip") is None or not Path(BUSYBOX).exists():
+        pytest.skip("needs iproute2 and busybox (for ping)")
+    code = textwrap.dedent(
+        f"""
+        from nsprim.container import Container
+        r = Container(["sh", "-c", "ip -4 -o addr show eth0; {BUSYBOX} ping -c 1 -W 2 10.200.0.1 >/dev/null && echo reached"])
+        r = r.host_root().network("veth").run(capture_output=True)
+        print(r.stdout.decode(), r.stderr.decode())
+        """
+    )
+    src = str(Path(nsprim.__file__).resolve().parent.parent)
+    r = nsprim.run(
+        [sys.executable, "-c", code],
+        new={"net"},
+        env={**os.environ, "PYTHONPATH": src},
+        capture_output=True,
+        steps=[nsprim.plan.InterfaceUp("lo")],
+    )
+    text = (r.stdout or b"").decode()
+    assert "10.200.0.2/30" in text and "reached" in text, (text, r.stderr)

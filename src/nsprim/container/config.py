@@ -79,7 +79,9 @@ class RootSpec:
     """The container's root file system.
 
     ``kind`` is ``"host"`` (the host's ``/`` as a read-only lower layer under
-    a tmpfs upper: writable, and every change vanishes), ``"directory"``
+    a tmpfs upper: writable, and every change vanishes; in a user namespace,
+    where overlay refuses a lower layer with locked mounts, the host's ``/``
+    bound read-only), ``"directory"``
     (*path* bound as the root, read-only unless *writable*), or ``"overlay"``
     (*layers*, top first, under an upper directory, ephemeral unless *upper*
     is given).

@@ -67,13 +67,17 @@ def _dev_steps(root: Path) -> list[Step]:
     return steps
 
 
-def _root_mount(cfg: ContainerConfig, state: Path, root: Path) -> list[Step]:
+def _root_mount(cfg: ContainerConfig, state: Path, root: Path, *, userns: bool) -> list[Step]:
     spec = cfg.root
     assert spec is not None
     steps: list[Step] = [Mkdir(root, 0o755)]
-    if spec.kind == "directory":
-        assert spec.path is not None
-        steps.append(Mount(spec.path, root, None, C.MS_BIND | C.MS_REC))
+    if spec.kind == "directory" or (spec.kind == "host" and userns):
+        # In a user namespace the host's / has locked submounts, which overlay
+        # refuses as a lower layer ("failed to clone lowerpath"): bind it
+        # read-only instead.
+        source = spec.path if spec.kind == "directory" else Path("/")
+        assert source is not None
+        steps.append(Mount(source, root, None, C.MS_BIND | C.MS_REC))
         if not spec.writable:
             steps.append(Mount(None, root, None, C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY))
         return steps
@@ -94,6 +98,8 @@ def _root_mount(cfg: ContainerConfig, state: Path, root: Path) -> list[Step]:
     if upper.is_relative_to(scratch):
         steps += [Mkdir(upper, 0o755), Mkdir(work, 0o700)]
     data = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if userns:
+        data += ",userxattr"  # trusted.* xattrs are out of reach in a user namespace
     steps.append(Mount("overlay", root, "overlay", 0, data))
     return steps
 
@@ -107,7 +113,7 @@ def root_steps(cfg: ContainerConfig, state: Path | None, *, userns: bool) -> lis
             steps += _mount_steps(Path("/"), m)
         return steps
     root = state / "root"
-    steps += _root_mount(cfg, state, root)
+    steps += _root_mount(cfg, state, root, userns=userns)
     if cfg.mount_proc:
         steps += [Mkdir(root / "proc"), Mount("proc", root / "proc", "proc", _NOSUID_NODEV_NOEXEC)]
     steps += _dev_steps(root)
@@ -116,7 +122,7 @@ def root_steps(cfg: ContainerConfig, state: Path | None, *, userns: bool) -> lis
         steps.append(Mount("/sys", root / "sys", None, C.MS_BIND | C.MS_REC))
     else:
         steps.append(Mount("sysfs", root / "sys", "sysfs", _NOSUID_NODEV_NOEXEC | C.MS_RDONLY))
-    steps += _cgroup_fs_steps(root)
+    steps += _cgroup_fs_steps(root, userns=userns)
     for m in cfg.mounts:
         steps += _mount_steps(root, m)
     if cfg.mount_proc:
@@ -149,7 +155,7 @@ def _mount_steps(root: Path, m: BindMount | TmpfsMount) -> list[Step]:
     return steps
 
 
-def _cgroup_fs_steps(root: Path) -> list[Step]:
+def _cgroup_fs_steps(root: Path, *, userns: bool) -> list[Step]:
     """Read-only cgroup file systems at ``/sys/fs/cgroup``, as Docker gives them.
 
     Mounted after the container joined its cgroup namespace, they show the
@@ -163,6 +169,8 @@ def _cgroup_fs_steps(root: Path) -> list[Step]:
     found = [h for h in hierarchies() if h.version == 2 or h.controllers]
     if len(found) == 1 and found[0].version == 2:
         return [Mount("cgroup2", base, "cgroup2", ro, optional=True)]
+    if userns:
+        return []  # cgroup v1 cannot be mounted from a user namespace
     steps: list[Step] = [Mount("tmpfs", base, "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=755", optional=True)]
     for h in found:
         name = h.mount_point.name

@@ -17,8 +17,9 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,9 +55,21 @@ from ..process import PIPE, Process, start
 from .config import ContainerConfig, Network
 from .rootfs import root_steps
 
-__all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "STATE_DIR"]
+__all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "state_dir"]
 
-STATE_DIR = Path(os.environ.get("NSPRIM_STATE_DIR", "/run/nsprim"))
+
+def state_dir() -> Path:
+    """Where containers keep their scratch directories: ``$NSPRIM_STATE_DIR``, else
+    ``/run/nsprim`` for root and ``$XDG_RUNTIME_DIR/nsprim`` (or a per-user
+    directory in the temporary directory) for everyone else."""
+    if "NSPRIM_STATE_DIR" in os.environ:
+        return Path(os.environ["NSPRIM_STATE_DIR"])
+    if os.geteuid() == 0:
+        return Path("/run/nsprim")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.access(runtime, os.W_OK):
+        return Path(runtime) / "nsprim"
+    return Path(tempfile.gettempdir()) / f"nsprim-{os.geteuid()}"
 
 
 @dataclass(frozen=True)
@@ -93,8 +106,10 @@ class _Prepared:
         for t, path in cfg.join:
             self.namespaces.append(Namespace.from_path(path, t))
         if cfg.root is not None:
-            self.state = STATE_DIR / self.id
-            self.state.mkdir(parents=True, exist_ok=False, mode=0o700)
+            base = state_dir()
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.state = base / self.id
+            self.state.mkdir(mode=0o700)
             if self.watching:
                 watcher.watch_tree(self.state)
         if os.geteuid() == 0:
@@ -258,7 +273,10 @@ def build_plan(
         steps.append(Umask(cfg.umask))
     security = cfg.security if cfg.security is not None else _default_security()
     if security is not None:
-        steps += security.steps(uid=cfg.uid, gid=cfg.gid, groups=cfg.groups)
+        # setgroups is denied to a rootless container (the kernel's rule for an
+        # unprivileged id map): leave the groups alone there unless asked.
+        groups = cfg.groups if (cfg.groups or os.geteuid() == 0) else None
+        steps += security.steps(uid=cfg.uid, gid=cfg.gid, groups=groups)
     else:
         if cfg.groups or os.geteuid() == 0:
             steps.append(SetGroups(cfg.groups))
@@ -497,6 +515,9 @@ def start_container(
     config: ContainerConfig, *, stdin: Any = None, stdout: Any = None, stderr: Any = None
 ) -> RunningContainer:
     """Prepare the host side, start the plan, and return the handle."""
+    if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
+        # Rootless: a user namespace gives the privileges the rest needs.
+        config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
     config.validate()
     config = config.resolve_user()
     prep = _Prepared(config)
