@@ -357,8 +357,8 @@ def test_veth_network_reaches_the_host_side() -> None:
     code = textwrap.dedent(
         f"""
         from nsprim.container import Container
-        r = Container(["sh", "-c", "ip -4 -o addr show eth0; {BUSYBOX} ping -c 1 -W 2 10.200.0.1 >/dev/null && echo reached"])
-        r = r.host_root().network("veth").run(capture_output=True)
+        probe = "ip -4 -o addr show eth0; {BUSYBOX} ping -c 1 -W 2 10.200.0.1 >/dev/null && echo reached"
+        r = Container(["sh", "-c", probe]).host_root().network("veth").run(capture_output=True)
         print(r.stdout.decode(), r.stderr.decode())
         """
     )
