@@ -266,6 +266,31 @@ static unsigned long locked_flags(int fd)
     return keep;
 }
 
+struct root_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+
+/* mount_setattr(AT_RECURSIVE) with the MOUNT_ATTR_* equivalents of `flags`. */
+static int setattr_recursive(int fd, unsigned long flags)
+{
+    struct root_mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    if (flags & MS_RDONLY)
+        attr.attr_set |= MOUNT_ATTR_RDONLY;
+    if (flags & MS_NOSUID)
+        attr.attr_set |= MOUNT_ATTR_NOSUID;
+    if (flags & MS_NODEV)
+        attr.attr_set |= MOUNT_ATTR_NODEV;
+    if (flags & MS_NOEXEC)
+        attr.attr_set |= MOUNT_ATTR_NOEXEC;
+    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+        return -errno;
+    return 0;
+}
+
 int nsp_root_mount(const struct nsp_step *s)
 {
     char tbuf[32], sbuf[32];
@@ -335,6 +360,15 @@ int nsp_root_mount(const struct nsp_step *s)
             goto out;
         }
         tpath = fd_path(tbuf, target);
+        if (s->a & MS_REC) {
+            /* A recursive bind: make every mount of the tree read-only (and
+             * the rest), not just the top one, where the kernel can (5.12+). */
+            int r = setattr_recursive(target, (unsigned long)s->b);
+            if (r != -ENOSYS) {
+                ret = r;
+                goto out;
+            }
+        }
         unsigned long fl = MS_REMOUNT | MS_BIND | (unsigned long)s->b | locked_flags(target);
         if (mount(NULL, tpath, NULL, fl, NULL) < 0)
             ret = -errno;

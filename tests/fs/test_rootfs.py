@@ -260,3 +260,22 @@ def test_in_a_user_namespace_devices_are_bound(tmp_path: Path) -> None:
         ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
     )
     assert out[-1] == "ok"
+
+
+def test_recursive_readonly_bind_covers_submounts(tmp_path: Path) -> None:
+    from nsprim.mount import tmpfs, umount
+
+    root = busybox_root(tmp_path / "root")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    tmpfs(data / "sub")  # a submount, in the test's private namespace
+    try:
+        rootfs = RootFS(root, binds=(Bind(data, "/data", readonly=True),))
+        out = run_in(
+            rootfs,
+            "touch /data/x 2>/dev/null && echo WROTE || echo refused; "
+            "touch /data/sub/y 2>/dev/null && echo WROTE || echo refused",
+        )
+        assert out.split() == ["refused", "refused"]
+    finally:
+        umount(data / "sub")
