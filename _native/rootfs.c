@@ -81,6 +81,11 @@ static int walk_nofollow(int dirfd, const char *path, int oflags)
         }
         int next = openat(cur, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC | (*p ? O_DIRECTORY : oflags));
         int err = errno;
+        if (next < 0 && err == ENOTDIR) {
+            struct stat lst; /* say "symlink" rather than "not a directory" */
+            if (fstatat(cur, comp, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode))
+                err = ELOOP;
+        }
         close(cur);
         if (next < 0)
             return -err;

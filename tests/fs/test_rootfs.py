@@ -279,3 +279,31 @@ def test_recursive_readonly_bind_covers_submounts(tmp_path: Path) -> None:
         assert out.split() == ["refused", "refused"]
     finally:
         umount(data / "sub")
+
+
+def test_without_openat2_the_careful_walk_refuses_symlinks(tmp_path: Path) -> None:
+    """A kernel without openat2 (made so by a seccomp filter answering ENOSYS) gets the O_NOFOLLOW walk."""
+    import errno
+
+    seccomp = pytest.importorskip("nsprim.security.seccomp")
+    steps_mod = pytest.importorskip("nsprim.security.steps")
+    no_openat2 = steps_mod.LoadSeccomp(seccomp.Seccomp.deny("openat2", errno=errno.ENOSYS).compile())
+    root = busybox_root(tmp_path / "root")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "m").write_text("bound\n")
+    r = nsprim.run(
+        ["/bin/busybox", "sh", "-c", "ls /dev | wc -l; cat /data/m"],
+        new=NEW,
+        steps=[no_openat2, *RootFS(root, binds=(Bind(data, "/data"),)).steps()],
+        env={"PATH": "/bin"},
+        capture_output=True,
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout or b"").decode().split() == ["13", "bound"]
+    os.symlink("/srv", root / "link")  # would be followed inside the root by openat2; the walk refuses it
+    with pytest.raises(StepError, match=r"on `/link/x` in root .*: Too many levels of symbolic links"):
+        nsprim.run(
+            ["/bin/true"], new={"mnt"}, steps=[no_openat2, *RootFS(root, binds=(Bind(data, "/link/x"),)).steps()]
+        )
