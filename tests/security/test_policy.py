@@ -10,6 +10,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 import nsprim
 from nsprim.errors import StepError
 from nsprim.idmap import IdMap, write_id_maps
-from nsprim.plan import Exec, NoNewPrivs, Plan, SetGid, SetGroups, SetUid, Sync
+from nsprim.plan import Exec, NoNewPrivs, Plan, SetGid, SetGroups, SetUid, Sync, Umask
 from nsprim.security import (
     Capabilities,
     CapabilitySet,
@@ -43,14 +44,22 @@ def _kinds(steps: tuple[object, ...]) -> list[str]:
 
 def test_default_order() -> None:
     steps = SecurityPolicy().steps()
-    assert _kinds(steps) == ["SetDumpable", "SetCapabilities", "SetCapabilities", "NoNewPrivs", "LoadSeccomp"]
+    assert _kinds(steps) == [
+        "SetDumpable",
+        "Umask",
+        "SetCapabilities",
+        "SetCapabilities",
+        "NoNewPrivs",
+        "LoadSeccomp",
+    ]
     assert isinstance(steps[0], SetDumpable) and not steps[0].dumpable
-    assert isinstance(steps[1], SetCapabilities) and steps[1].phase == CapsPhase.BOUNDING | CapsPhase.KEEP
-    assert isinstance(steps[2], SetCapabilities) and steps[2].phase == CapsPhase.SETS | CapsPhase.CLAMP
+    assert steps[1] == Umask(0o022)
+    assert isinstance(steps[2], SetCapabilities) and steps[2].phase == CapsPhase.BOUNDING | CapsPhase.KEEP
+    assert isinstance(steps[3], SetCapabilities) and steps[3].phase == CapsPhase.SETS | CapsPhase.CLAMP
 
 
 def test_order_with_a_user_switch() -> None:
-    steps = SecurityPolicy().steps(uid=1000, gid=100, groups=[10])
+    steps = SecurityPolicy(umask=None).steps(uid=1000, gid=100, groups=[10])
     assert _kinds(steps) == [
         "SetDumpable",
         "SetCapabilities",  # bounding set; keep permitted across the switch
@@ -67,7 +76,7 @@ def test_order_with_a_user_switch() -> None:
 
 
 def test_order_without_no_new_privs_loads_the_filter_while_it_still_has_cap_sys_admin() -> None:
-    kinds = _kinds(SecurityPolicy(no_new_privs=False).steps(uid=1000, gid=1000))
+    kinds = _kinds(SecurityPolicy(no_new_privs=False, umask=None).steps(uid=1000, gid=1000))
     assert kinds == ["SetDumpable", "SetCapabilities", "LoadSeccomp", "SetGid", "SetUid", "SetCapabilities"]
 
 
@@ -86,6 +95,19 @@ def test_program_is_compiled_against_the_policys_capabilities() -> None:
     assert admin is not None and plain is not None
     assert admin.run(arch.audit_arch, arch.syscalls["mount"]) == 0x7FFF0000
     assert plain.run(arch.audit_arch, arch.syscalls["mount"]) == 0x50001
+
+
+@root
+def test_rlimits_umask_and_filter_flags_reach_the_payload() -> None:
+    import resource
+
+    from nsprim.security.seccomp import Seccomp
+
+    profile = replace(Seccomp.deny("keyctl"), flags=2)  # SECCOMP_FILTER_FLAG_LOG
+    policy = SecurityPolicy(seccomp=profile, rlimits=((resource.RLIMIT_NOFILE, 256, 512),), umask=0o077)
+    assert any(isinstance(s, LoadSeccomp) and s.flags == 2 for s in policy.steps())
+    r = sh("ulimit -n; ulimit -Hn; umask", policy)
+    assert r.stdout.split() == [b"256", b"512", b"0077"], r.stderr
 
 
 # ---- no_new_privs: exec cannot regain privileges -----------------------------------------------------

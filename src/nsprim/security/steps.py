@@ -8,7 +8,8 @@ non-dumpable setup) and returns the steps in the one order that works::
     prologue  SetDumpable(False)                 first: nothing of the container
                                                  may ptrace or open /proc/<pid>/exe
     ...       (namespaces, root file system, ...)
-    epilogue  SetCapabilities(BOUNDING | KEEP)   bounding set, keep permitted
+    epilogue  SetRlimit..., Umask                 while CAP_SYS_RESOURCE may still be there
+              SetCapabilities(BOUNDING | KEEP)   bounding set, keep permitted
               SetGroups / SetGid / SetUid        still with CAP_SETGID/SETUID
               SetCapabilities(SETS)              capset + ambient, for the new uid
               NoNewPrivs
@@ -20,11 +21,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from .._sys.spawn import RawStep, StepKind
-from ..plan import NoNewPrivs, SetGid, SetGroups, SetUid, Step
+from ..plan import NoNewPrivs, SetGid, SetGroups, SetRlimit, SetUid, Step, Umask
 from .capabilities import Capabilities
 from .seccomp.bpf import Program
 from .seccomp.profile import Profile
@@ -120,10 +121,14 @@ class SecurityPolicy:
     dumpable: bool = False
     clamp_caps: bool = True
     seccomp_flags: int = 0
+    #: ``(resource, soft, hard)`` for setrlimit(2), applied before the capabilities drop (-1: unlimited)
+    rlimits: tuple[tuple[int, int, int], ...] = ()
+    #: the payload's umask (Docker's is 0o022); ``None`` keeps the caller's
+    umask: int | None = 0o022
 
     def unconfined(self) -> SecurityPolicy:
         """The same policy without seccomp, with every capability, and without ``no_new_privs``."""
-        return SecurityPolicy(Capabilities.all(), None, False, self.dumpable, self.clamp_caps)
+        return replace(self, caps=Capabilities.all(), seccomp=None, no_new_privs=False)
 
     def program(self) -> Program | None:
         """The seccomp program (compiled once per call; cache it for repeated spawns)."""
@@ -154,11 +159,15 @@ class SecurityPolicy:
         caps = self.caps.for_user(uid if uid is not None else 0)
         clamp = CapsPhase.CLAMP if self.clamp_caps else CapsPhase(0)
         prog = program if program is not None else self.program()
-        steps: list[Step] = [SetCapabilities(caps, CapsPhase.BOUNDING | CapsPhase.KEEP)]
+        flags = self.seccomp_flags | (self.seccomp.flags if isinstance(self.seccomp, Profile) else 0)
+        steps: list[Step] = [SetRlimit(res, soft, hard) for res, soft, hard in self.rlimits]
+        if self.umask is not None:
+            steps.append(Umask(self.umask))
+        steps.append(SetCapabilities(caps, CapsPhase.BOUNDING | CapsPhase.KEEP))
         if prog is not None and not self.no_new_privs:
             # Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while
             # the setup still has it (the filter then sees the rest of the setup).
-            steps.append(LoadSeccomp(prog, self.seccomp_flags))
+            steps.append(LoadSeccomp(prog, flags))
         if groups is not None:
             steps.append(SetGroups(tuple(groups)))
         if gid is not None:
@@ -169,7 +178,7 @@ class SecurityPolicy:
         if self.no_new_privs:
             steps.append(NoNewPrivs())
             if prog is not None:
-                steps.append(LoadSeccomp(prog, self.seccomp_flags))
+                steps.append(LoadSeccomp(prog, flags))
         return tuple(steps)
 
     def steps(
