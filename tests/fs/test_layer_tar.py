@@ -259,3 +259,25 @@ def test_metacopy_upper_reads_data_from_merged(tmp_path: Path, image: tuple[Path
     apply_layer(tmp_path / "layer.tar", flat)
     assert snapshot(flat, times=True) == view
     assert (flat / "etc" / "hosts").read_text() == "h\n"
+
+
+@pytest.mark.parametrize(
+    ("entries", "why"),
+    [
+        ([("evil", "sym", "/etc"), ("evil/passwd", "file", "x")], "is a symlink"),
+        ([("d", "dir", ""), ("d/evil", "sym", "../.."), ("d/evil/x", "file", "x")], "is a symlink"),
+        ([("f", "file", "x"), ("f/x", "file", "x")], "not a directory"),
+    ],
+)
+def test_without_openat2_the_walk_refuses_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[tuple[str, str, str]], why: str
+) -> None:
+    import nsprim.layers.tar as tarmod
+
+    monkeypatch.setattr(tarmod, "_have_openat2", False)  # as on a kernel before 5.6
+    with pytest.raises(UnsafeTarEntry, match=why):
+        extract_layer(make_tar(tmp_path / "bad.tar", entries), tmp_path / "layer")
+    assert not (tmp_path / "layer").exists()
+    good = make_tar(tmp_path / "good.tar", [("a/b/c", "file", "x"), ("a/.wh.gone", "file", "")])
+    extract_layer(good, tmp_path / "layer")
+    assert (tmp_path / "layer" / "a" / "b" / "c").read_text() == "x"

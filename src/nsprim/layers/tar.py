@@ -285,6 +285,45 @@ _RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS
 _PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
+_have_openat2 = True
+
+
+def _open_beneath(dir_fd: int, path: str) -> int:
+    """An O_PATH descriptor of directory *path* below *dir_fd*, never through a symlink or ``..``.
+
+    ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)``; on kernels without it
+    (before 5.6), one ``O_NOFOLLOW`` component at a time.  Raises
+    :class:`~nsprim.errors.SyscallError` (``ELOOP`` for a symlink).
+    """
+    global _have_openat2
+    if _have_openat2:
+        try:
+            return _sys.openat2(dir_fd, path, _PATH_DIR, 0, _RESOLVE)
+        except SyscallError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+            _have_openat2 = False
+    fd = os.open(".", _PATH_DIR, dir_fd=dir_fd)
+    try:
+        for comp in (c for c in path.split("/") if c not in ("", ".")):
+            if comp == "..":
+                raise SyscallError(errno.EXDEV, "open", path)
+            try:
+                nfd = os.open(comp, _PATH_DIR | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                err = exc.errno or errno.EIO
+                with contextlib.suppress(OSError):
+                    if stat.S_ISLNK(os.stat(comp, dir_fd=fd, follow_symlinks=False).st_mode):
+                        err = errno.ELOOP
+                raise SyscallError(err, "open", path) from None
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _rmtree_at(dir_fd: int, name: str) -> None:
     """Remove *name* below *dir_fd*, recursively, never following a symlink."""
     try:
@@ -340,10 +379,8 @@ def _plan(tf: tarfile.TarFile, strict_symlinks: bool) -> list[_Member]:
                 continue  # "./": the root itself
             raise UnsafeTarEntry(m.name, "an entry must have a name")
         base = parts[-1]
-        if m.islnk():
-            clean_name(m.linkname, entry=m.name)
-            if not clean_name(m.linkname, entry=m.name):
-                raise UnsafeTarEntry(m.name, "a hard link to the layer root")
+        if m.islnk() and not clean_name(m.linkname, entry=m.name):
+            raise UnsafeTarEntry(m.name, "a hard link to the layer root")
         if m.issym() and strict_symlinks and _symlink_escapes(parts, m.linkname):
             raise UnsafeTarEntry(m.name, f"symlink to `{m.linkname}` points outside the layer")
         if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.ischr() or m.isblk() or m.isfifo()):
@@ -371,7 +408,7 @@ class _Extractor:
 
     def _open(self, entry: str, parts: tuple[str, ...]) -> int:
         """An O_PATH descriptor of directory *parts*, never through a symlink."""
-        return _sys.openat2(self.root_fd, "/".join(parts) or ".", _PATH_DIR, 0, _RESOLVE)
+        return _open_beneath(self.root_fd, "/".join(parts) or ".")
 
     def parent(self, entry: str, parts: tuple[str, ...], *, create: bool = True) -> int:
         """Open (creating, 0755) the parent directory of *parts*."""
@@ -384,12 +421,12 @@ class _Extractor:
         try:
             for i, comp in enumerate(parts[:-1]):
                 try:
-                    nfd = _sys.openat2(fd, comp, _PATH_DIR, 0, _RESOLVE)
+                    nfd = _open_beneath(fd, comp)
                 except SyscallError as exc:
                     if exc.errno != errno.ENOENT:
                         raise self._refuse(entry, parts[: i + 1], exc) from None
                     os.mkdir(comp, 0o755, dir_fd=fd)
-                    nfd = _sys.openat2(fd, comp, _PATH_DIR, 0, _RESOLVE)
+                    nfd = _open_beneath(fd, comp)
                 os.close(fd)
                 fd = nfd
             return fd
@@ -441,7 +478,7 @@ class _Extractor:
                 _rmtree_at(pfd, mem.parts[-1])
             elif mem.parts:
                 try:
-                    dfd = _sys.openat2(pfd, mem.parts[-1], _PATH_DIR, 0, _RESOLVE)
+                    dfd = _open_beneath(pfd, mem.parts[-1])
                 except SyscallError:
                     return
                 try:
