@@ -20,6 +20,7 @@ an unconditional ``ja`` trampoline (see :func:`assemble`).
 from __future__ import annotations
 
 import errno as _errno
+import functools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -70,8 +71,16 @@ class Program:
         return iter(self.insns)
 
     def to_bytes(self) -> bytes:
-        """The native ``struct sock_filter`` array."""
-        return b"".join(struct.pack("=HBBI", i.code, i.jt, i.jf, i.k) for i in self.insns)
+        """The native ``struct sock_filter`` array (computed once)."""
+        return self._bytes
+
+    @functools.cached_property
+    def _bytes(self) -> bytes:
+        packer = struct.Struct("=HBBI")
+        buf = bytearray(packer.size * len(self.insns))
+        for n, i in enumerate(self.insns):
+            packer.pack_into(buf, n * packer.size, i.code, i.jt, i.jf, i.k)
+        return bytes(buf)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Program:

@@ -1,0 +1,110 @@
+"""Security benchmark (issue #6): what the secure defaults cost per spawn of ``/bin/true``.
+
+Per-spawn wall time from a warm Python process, interleaved in rounds, all in
+new mnt, uts, ipc and pid namespaces:
+
+* ``bare``      — no security steps
+* ``caps``      — drop to Docker's capabilities (bounding set, capset)
+* ``seccomp``   — no_new_privs + Docker's default filter (precompiled, ~170 instructions)
+* ``policy``    — the whole :class:`~nsprim.security.SecurityPolicy` (non-dumpable setup,
+  umask, capabilities, no_new_privs, filter), precompiled once
+* ``policy+compile`` — the same, compiling the filter for each spawn
+
+and, outside the spawns, the time to compile the default profile.  Ratios are
+against ``bare`` (target: the whole policy costs at most 1.25x).
+
+Run: ``python benchmarks/bench_security.py [--quick] [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+try:
+    import nsprim
+except ImportError:  # running from a checkout without an install
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    import nsprim
+
+import _harness as h  # after the path set-up above
+
+from nsprim.plan import NoNewPrivs, Step
+from nsprim.security import Capabilities, CapsPhase, LoadSeccomp, SecurityPolicy, SetCapabilities
+from nsprim.security.seccomp import compile_profile, docker_default_profile
+
+NAMESPACES = {"mnt", "uts", "ipc", "pid"}
+PAYLOAD = ["/bin/true"]
+TARGET = 1.25
+
+
+def spawn_case(steps: Sequence[Step] | None = None, policy: SecurityPolicy | None = None) -> h.BatchRunner:
+    """A batch runner spawning /bin/true with *steps* (or *policy*'s, compiled per spawn)."""
+
+    def once() -> None:
+        plan = list(steps) if steps is not None else list(policy.steps()) if policy is not None else []
+        nsprim.spawn(PAYLOAD, new=NAMESPACES, steps=plan).wait()
+
+    return h.timed(once)
+
+
+def compile_time(n: int = 200) -> h.Stats:
+    """Microseconds to compile Docker's default profile."""
+    stats = h.Stats("compile default profile")
+    profile = docker_default_profile()
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        compile_profile(profile)
+        stats.samples.append((time.perf_counter_ns() - t0) / 1000.0)
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the security benchmark; returns the exit status."""
+    args = h.parse_args("nsprim security benchmark (issue #6)", argv)
+    cfg = h.Config.from_args(args)
+    if os.geteuid() != 0:
+        print("skipped: needs root (new pid/mnt namespaces and capability changes)")
+        return 0
+    if args.wait_quiet:
+        h.wait_for_quiet(args.wait_quiet)
+    program = compile_profile(docker_default_profile())
+    caps = Capabilities.docker_default()
+    policy = SecurityPolicy()
+    cases = [
+        h.Case("bare", spawn_case([])),
+        h.Case("caps", spawn_case([SetCapabilities(caps, CapsPhase.ALL)])),
+        h.Case("seccomp", spawn_case([NoNewPrivs(), LoadSeccomp(program)]), f"{len(program)} instructions"),
+        h.Case("policy", spawn_case(policy.steps(program=program))),
+        h.Case("policy+compile", spawn_case(policy=policy)),
+    ]
+    print(
+        f"{cfg.iterations} spawns per case in {cfg.rounds} interleaved rounds after {cfg.warmup} warm-up"
+        f"{' (quick: rough numbers)' if args.quick else ''}; python {sys.version.split()[0]}, "
+        f"kernel {os.uname().release}, load {os.getloadavg()[0]:.2f}"
+    )
+    results = h.run_interleaved(cases, cfg)
+    comp = compile_time(50 if args.quick else 300)
+    h.print_table(results, "spawn of /bin/true in new mnt/uts/ipc/pid namespaces")
+    h.print_table([comp], "outside the spawn")
+    ratios = [
+        h.Ratio("caps / bare", results["caps"], results["bare"]),
+        h.Ratio("seccomp / bare", results["seccomp"], results["bare"]),
+        h.Ratio("policy / bare", results["policy"], results["bare"], target=TARGET),
+        h.Ratio("policy+compile / bare", results["policy+compile"], results["bare"]),
+    ]
+    h.print_ratios(ratios)
+    # Medians suffer from a busy machine; the minimum shows the cost on a quiet one.
+    base = results["bare"].minimum
+    print("  by minimum: " + ", ".join(f"{n} {results[n].minimum / base:.2f}x" for n in list(results)[1:]))
+    if args.json:
+        h.write_json(args.json, h.as_json({**results, comp.name: comp}, ratios, namespaces=sorted(NAMESPACES)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
