@@ -20,13 +20,14 @@ non-dumpable setup) and returns the steps in the one order that works::
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from .._sys.spawn import RawStep, StepKind
 from ..plan import NoNewPrivs, SetGid, SetGroups, SetRlimit, SetUid, Step, Umask
-from .capabilities import Capabilities
+from .capabilities import Capabilities, CapabilitySet
 from .seccomp.bpf import Program
 from .seccomp.profile import Profile
 
@@ -94,6 +95,14 @@ class SetDumpable(Step):
         return RawStep(StepKind.DUMPABLE, a=int(self.dumpable))
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(profile: Profile, bounding: CapabilitySet) -> Program:
+    """Compile once per (profile, capabilities): profiles are immutable and hashable."""
+    from .seccomp.bpf import compile_profile
+
+    return compile_profile(profile, caps=bounding)
+
+
 def _default_caps() -> Capabilities:
     return Capabilities.docker_default()
 
@@ -131,12 +140,10 @@ class SecurityPolicy:
         return replace(self, caps=Capabilities.all(), seccomp=None, no_new_privs=False)
 
     def program(self) -> Program | None:
-        """The seccomp program (compiled once per call; cache it for repeated spawns)."""
+        """The seccomp program, compiled for :attr:`caps` (cached per profile and capabilities)."""
         if self.seccomp is None or isinstance(self.seccomp, Program):
             return self.seccomp
-        from .seccomp.bpf import compile_profile
-
-        return compile_profile(self.seccomp, caps=self.caps.bounding)
+        return _compiled(self.seccomp, self.caps.bounding)
 
     def prologue(self) -> tuple[Step, ...]:
         """Steps for the very start of the plan."""
