@@ -409,6 +409,18 @@ static int move_and_chroot(const char *root)
     return chdir("/") < 0 ? -errno : 0;
 }
 
+/* Whether "/" is the initial ramfs/tmpfs root, which pivot_root refuses
+ * (EINVAL).  Only then does "auto" fall back to the weaker move + chroot; any
+ * other EINVAL (a root that is not a mount point, say) stays an error. */
+static int root_is_initramfs(void)
+{
+    struct statfs st;
+    if (statfs("/", &st) < 0)
+        return 0;
+    return st.f_type == (typeof(st.f_type))0x858458f6 /* RAMFS_MAGIC */
+        || st.f_type == (typeof(st.f_type))0x01021994 /* TMPFS_MAGIC */;
+}
+
 int nsp_root_enter(const struct nsp_step *s)
 {
     if (s->flags == 2)
@@ -419,7 +431,7 @@ int nsp_root_enter(const struct nsp_step *s)
      * detached at once: no put_old directory to create or remove. */
     if (syscall(SYS_pivot_root, ".", ".") < 0) {
         int err = errno;
-        if (s->flags == 1 && err == EINVAL)
+        if (s->flags == 1 && err == EINVAL && root_is_initramfs())
             return move_and_chroot(s->path);
         return -err;
     }

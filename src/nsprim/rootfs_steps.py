@@ -149,8 +149,11 @@ class EnterRoot(Step):
     it is gone from the mount table and the host's files are unreachable.
     ``"chroot"``: move the root mount onto ``/`` and ``chroot`` (what
     ``switch_root`` does; for a root that cannot be pivoted, such as an
-    initramfs; the old root stays underneath).  ``"auto"``: pivot, and fall
-    back to the move when the kernel says the root cannot be pivoted.
+    initramfs; the old root stays underneath, out of reach of path lookups
+    but not of a process that may ``chroot`` again).  ``"auto"``: pivot, and
+    fall back to the move only when the kernel refuses (``EINVAL``) and the
+    current root is a ramfs or tmpfs, as an initramfs is; any other refusal
+    stays an error.
     """
 
     new_root: StrPath

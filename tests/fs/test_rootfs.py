@@ -307,3 +307,41 @@ def test_without_openat2_the_careful_walk_refuses_symlinks(tmp_path: Path) -> No
         nsprim.run(
             ["/bin/true"], new={"mnt"}, steps=[no_openat2, *RootFS(root, binds=(Bind(data, "/link/x"),)).steps()]
         )
+
+
+def test_auto_falls_back_to_chroot_only_from_a_ram_root(tmp_path: Path) -> None:
+    """Chrooted into a tmpfs that is not a mount point, pivot_root says EINVAL, as from an initramfs."""
+    from nsprim.mount import tmpfs, umount
+    from nsprim.plan import Chroot, Mount
+    from nsprim.rootfs_steps import EnterRoot
+
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    tmpfs(ram)
+    try:
+        busybox_root(ram / "sub" / "newroot")
+
+        def steps(method: str) -> list[object]:
+            return [
+                Chroot(ram / "sub"),  # now "/" is a tmpfs directory, not a mount point
+                Mount("/newroot", "/newroot", None, 0x1000 | 0x4000),  # MS_BIND | MS_REC
+                EnterRoot("/newroot", method),  # type: ignore[arg-type]
+            ]
+
+        r = nsprim.run(["/bin/busybox", "ls", "/"], new={"mnt"}, steps=steps("auto"), capture_output=True)
+        assert (r.stdout or b"").split() == [b"bin"]
+        with pytest.raises(StepError, match="pivot_root `/newroot`: Invalid argument"):
+            nsprim.run(["/bin/busybox", "true"], new={"mnt"}, steps=steps("pivot_root"))
+    finally:
+        umount(ram)
+
+
+def test_auto_does_not_hide_other_pivot_errors(tmp_path: Path) -> None:
+    from nsprim.plan import Chroot
+    from nsprim.rootfs_steps import EnterRoot
+
+    root = busybox_root(tmp_path / "sub" / "newroot")
+    steps = [Chroot(tmp_path / "sub"), EnterRoot("/newroot", "auto")]  # not a mount point: pivot_root refuses
+    with pytest.raises(StepError, match=r"pivot_root `/newroot`: (Invalid argument|Device or resource busy)"):
+        nsprim.run(["/bin/busybox", "true"], new={"mnt"}, steps=steps)
+    assert root.exists()
