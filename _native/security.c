@@ -42,16 +42,14 @@ static int drop_bounding(uint64_t keep)
     for (int cap = 0; cap < 64; cap++) {
         if (keep & (1ULL << cap))
             continue;
-        int r = prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0);
-        if (r < 0) {
-            if (errno == EINVAL)
-                break; /* past the kernel's last capability */
-            return -errno;
-        }
-        if (r == 0)
-            continue; /* already gone: dropping needs no CAP_SETPCAP then */
-        if (prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0) < 0)
-            return -errno;
+        if (prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0) == 0)
+            continue;
+        if (errno == EINVAL)
+            break; /* past the kernel's last capability */
+        /* EPERM without CAP_SETPCAP: fine if the capability is gone already. */
+        int err = errno;
+        if (prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0) != 0)
+            return -err;
     }
     return 0;
 }
