@@ -299,3 +299,11 @@ def test_io_weight_applies_or_is_unsupported(base: CGroup) -> None:
         assert base.children() == []
         return
     cg.delete()
+
+
+def test_root_groups_are_never_killed_frozen_or_deleted() -> None:
+    root = CGroup.open("/")
+    assert root.is_root
+    for action in (root.kill, root.freeze, root.delete):
+        with pytest.raises(ConfigError, match="root cgroup"):
+            action()

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from nsprim.cgroup import _fs
 from nsprim.errors import TimeoutExpired
 
-__all__ = ["MemoryEvents", "CGroupTimeout", "FileWatcher", "wait_until"]
+__all__ = ["MemoryEvents", "CGroupTimeout", "FileWatcher", "wait_until", "read_memory_events", "wait_oom_kill"]
 
 _IN_MODIFY: Final = 0x00000002
 _IN_CLOEXEC: Final = 0o2000000
@@ -165,3 +166,28 @@ def wait_until(
                 step = min(interval, remaining)
             watcher.wait(step)
 
+
+
+def read_memory_events(version: int, directory: Path) -> MemoryEvents:
+    """Read the memory event counters of the memory-controller *directory* of a group."""
+    if version == 2:
+        e = _fs.read_keyed(directory / "memory.events")
+        return MemoryEvents(oom_kill=e.get("oom_kill", 0), oom=e.get("oom"), max=e.get("max"), high=e.get("high"),
+                            low=e.get("low"), oom_group_kill=e.get("oom_group_kill"))
+    oc = _fs.read_keyed(directory / "memory.oom_control")
+    failcnt = _fs.read_int(directory / "memory.failcnt")
+    return MemoryEvents(oom_kill=oc.get("oom_kill", 0), max=failcnt, under_oom=bool(oc.get("under_oom", 0)))
+
+
+def wait_oom_kill(version: int, directory: Path, *, since: int | None, timeout: float | None) -> int:
+    """Wait until the OOM-kill counter in *directory* exceeds *since* (default: its value now); return it."""
+    base = read_memory_events(version, directory).oom_kill if since is None else since
+    result = [base]
+
+    def seen() -> bool:
+        result[0] = read_memory_events(version, directory).oom_kill
+        return result[0] > base
+
+    notify = [directory / "memory.events"] if version == 2 else []
+    wait_until(seen, timeout=timeout, what="an OOM kill", path=directory, notify=notify)
+    return result[0]

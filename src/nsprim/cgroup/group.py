@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Final
 
 from nsprim.cgroup import _fs, control
+from nsprim.cgroup import events as _events
 from nsprim.cgroup._fs import Write
 from nsprim.cgroup.events import CGroupTimeout, MemoryEvents, wait_until
 from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, process_cgroups, read_v2_controllers
@@ -298,6 +299,15 @@ class CGroup:
         w = self.locate(Controller.parse(controller))
         return w[0] if w is not None else None
 
+    @property
+    def is_root(self) -> bool:
+        """True if this is the root group of a hierarchy (never killed, frozen or deleted by nsprim)."""
+        return any(d == h.mount_point for h, d in self._dirs)
+
+    def _refuse_root(self, verb: str) -> None:
+        if self.is_root:
+            raise ConfigError(f"{verb} `{self.path}`: refusing to act on a hierarchy's root cgroup", what="cgroup")
+
     def _primary(self) -> tuple[Hierarchy, Path]:
         for h, d in self._dirs:
             if h.version == 2:
@@ -472,37 +482,15 @@ class CGroup:
 
     def memory_events(self) -> MemoryEvents:
         """The group's OOM and limit counters (v2 ``memory.events``, v1 ``memory.oom_control``/``memory.failcnt``)."""
-        version, d = self._memory_dir()
-        if version == 2:
-            e = _fs.read_keyed(d / "memory.events")
-            return MemoryEvents(oom_kill=e.get("oom_kill", 0), oom=e.get("oom"), max=e.get("max"), high=e.get("high"),
-                                low=e.get("low"), oom_group_kill=e.get("oom_group_kill"))
-        oc = _fs.read_keyed(d / "memory.oom_control")
-        failcnt = _fs.read_int(d / "memory.failcnt")
-        return MemoryEvents(oom_kill=oc.get("oom_kill", 0), max=failcnt, under_oom=bool(oc.get("under_oom", 0)))
+        return _events.read_memory_events(*self.directory_of_memory())
 
     def wait_oom_kill(self, since: int | None = None, timeout: float | None = None) -> int:
         """Wait until the OOM-kill counter exceeds *since* (default: its value now); return the new count."""
-        base = self.memory_events().oom_kill if since is None else since
-        version, d = self._memory_dir()
-        result = [base]
+        return _events.wait_oom_kill(*self.directory_of_memory(), since=since, timeout=timeout)
 
-        def seen() -> bool:
-            result[0] = self.memory_events().oom_kill
-            return result[0] > base
-
-        notify = [d / "memory.events"] if version == 2 else []
-        wait_until(seen, timeout=timeout, what="an OOM kill", path=d, notify=notify)
-        return result[0]
-
-    def _memory_dir(self) -> tuple[int, Path]:
-        w = self.locate(Controller.MEMORY)
-        if w is None:
-            raise UnsupportedError(
-                f"controller `memory` is not available to `{self.path}` (host mode: {self._info.mode.value})",
-                feature="memory",
-            )
-        return w
+    def directory_of_memory(self) -> tuple[int, Path]:
+        """(version, directory) of the memory controller; :class:`UnsupportedError` if the group lacks it."""
+        return self.version_of("memory") or 0, self.directory("memory")
 
     def stats(self) -> Stats:
         """A typed snapshot of memory, CPU, pids, I/O and pressure statistics."""
@@ -515,6 +503,7 @@ class CGroup:
         Uses v2 ``cgroup.freeze`` where available, else v1 ``freezer.state``;
         *version* forces one.  :class:`CGroupTimeout` after *timeout* seconds.
         """
+        self._refuse_root("freeze")
         control.freeze(self, timeout, version)
 
     def thaw(self, timeout: float | None = 10.0, *, version: int | None = None) -> None:
@@ -535,6 +524,7 @@ class CGroup:
         away while frozen.  Other signals are sent once, without waiting.
         Refuses (ConfigError) if the calling process is inside.
         """
+        self._refuse_root("kill")
         control.kill(self, sig, timeout, use_cgroup_kill)
 
     # ----------------------------------------------------------------- deletion
@@ -545,6 +535,7 @@ class CGroup:
         processes remain, raises :class:`CGroupBusyError` and removes nothing.
         Without *recursive*, child groups also raise :class:`CGroupBusyError`.
         """
+        self._refuse_root("delete")
         if not self.exists():
             return
         if not recursive and self.children():
