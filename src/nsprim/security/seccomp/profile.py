@@ -253,7 +253,7 @@ class Profile:
     def deny(cls, *names: str, errno: int = _errno.EPERM, arches: Sequence[str] = ()) -> Profile:
         """Allow everything except *names*, which fail with *errno*::
 
-        Profile.deny("mount", "keyctl")
+            Profile.deny("mount", "keyctl")
         """
         profile = cls(Action.allow(), (Rule(tuple(names), Action.errno(errno)),), tuple(arches), enosys_newer=False)
         profile.check_names()
@@ -331,7 +331,8 @@ class Profile:
         return self.enosys_newer and self.default_action.kind not in (ActionKind.ALLOW, ActionKind.LOG)
 
     def compile(self, caps: CapabilitySet | None = None) -> Program:
-        """Compile to BPF (see :func:`~nsprim.security.seccomp.bpf.compile_profile`)."""
+        """Compile to a BPF :class:`~nsprim.security.seccomp.bpf.Program` (see
+        :func:`~nsprim.security.seccomp.bpf.compile_profile`)."""
         from .bpf import compile_profile
 
         return compile_profile(self, caps=caps)
