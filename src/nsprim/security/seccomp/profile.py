@@ -251,10 +251,7 @@ class Profile:
 
     @classmethod
     def deny(cls, *names: str, errno: int = _errno.EPERM, arches: Sequence[str] = ()) -> Profile:
-        """Allow everything except *names*, which fail with *errno*::
-
-            Profile.deny("mount", "keyctl")
-        """
+        """Allow everything except *names*, which fail with *errno*: ``Profile.deny("mount", "keyctl")``."""
         profile = cls(Action.allow(), (Rule(tuple(names), Action.errno(errno)),), tuple(arches), enosys_newer=False)
         profile.check_names()
         return profile
