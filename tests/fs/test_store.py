@@ -115,3 +115,34 @@ def test_many_containers_share_the_lower_layers(tmp_path: Path, store: LayerStor
     finally:
         for r in roots:
             r.remove()
+
+
+def test_container_root_mounted_in_the_child_only(tmp_path: Path, store: LayerStore) -> None:
+    import shutil
+
+    import nsprim
+    from nsprim.mount import find_mount
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("needs busybox")
+    src = make_tree(tmp_path / "src", {"etc/motd": "base\n"})
+    (src / "bin").mkdir()
+    shutil.copy2(busybox, src / "bin" / "busybox")
+    image = store.save_image("bb", [store.add_dir(src)])
+    root = store.create_container(image)
+    r = nsprim.run(
+        ["/bin/busybox", "sh", "-c", "/bin/busybox echo changed > /etc/motd"],
+        new={"mnt", "pid"},
+        steps=root.rootfs(sysfs=False).steps(),
+        timeout=20,
+    )
+    assert r.returncode == 0
+    assert find_mount(root.merged) is None  # the overlay lived in the child's namespace only
+    assert (root.upper / "etc" / "motd").read_text() == "changed\n"
+    layer = root.commit("bb-v2")
+    with store.create_container("bb-v2") as c2:
+        assert (c2.merged / "etc" / "motd").read_text() == "changed\n"
+    root.remove()
+    c2.remove()
+    assert (layer.diff / "etc" / "motd").read_text() == "changed\n"

@@ -36,11 +36,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..overlay import OverlayMount, OverlayOptions
 from .digest import Digest, HashingWriter, parse_digest
 from .tar import TarSource, commit, extract_layer
+
+if TYPE_CHECKING:
+    from ..rootfs import RootFS
 
 __all__ = ["Layer", "Image", "LayerStore", "ContainerRoot", "disk_usage"]
 
@@ -312,6 +316,17 @@ class ContainerRoot:
     def unmount(self) -> None:
         """Unmount the overlay (a no-op if not mounted)."""
         self.overlay.unmount(detach=True)
+
+    def rootfs(self, **kwargs: Any) -> RootFS:
+        """A :class:`~nsprim.rootfs.RootFS` that mounts this container's overlay in the child.
+
+        For ``nsprim.spawn(..., new={"mnt", "pid", ...}, steps=root.rootfs().steps())``:
+        the overlay then exists only in the child's mount namespace.  *kwargs*
+        go to :class:`~nsprim.rootfs.RootFS` (binds, tmpfs, masked paths...).
+        """
+        from ..rootfs import RootFS
+
+        return RootFS.from_overlay(self.overlay, **kwargs)
 
     def commit(self, image_name: str | None = None) -> Layer:
         """Store the container's changes as a new layer; with *image_name*, also save an image.
