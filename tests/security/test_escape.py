@@ -110,3 +110,21 @@ def test_raw_socket_needs_cap_net_raw() -> None:
     assert probe(["raw_socket"], without) == {"raw_socket": EPERM}
     # control: Docker's default set has CAP_NET_RAW
     assert probe(["raw_socket"], DEFAULT) == {"raw_socket": 0}
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"), [(DEFAULT, b"m=32\nu=1\n"), (CONTROL, b"m=0\nu=0\n")], ids=["defaults", "control"]
+)
+def test_inside_a_user_namespace(policy: SecurityPolicy, expected: bytes) -> None:
+    # Root of a user namespace mapped to an unprivileged host uid: capabilities are the
+    # namespace's, and the same defaults deny the same operations.
+    from nsprim import IdMap
+
+    from .helpers import SANDBOX, sh, status_caps
+
+    ids = IdMap.single(0, 100000)
+    kw = {"new": SANDBOX | {"user"}, "uid_map": ids, "gid_map": ids}
+    if policy is DEFAULT:
+        assert status_caps(policy, **kw) == Capabilities.docker_default()
+    r = sh("mount -t tmpfs x /mnt; echo m=$?; unshare -U true; echo u=$?", policy, **kw)
+    assert r.stdout == expected, r.stderr
