@@ -122,8 +122,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if env:
         box = box.env(env)
     box = box.cwd(args.cwd)
-    if args.debug:
-        _print_plan(box)
     result = box.run()
     if result.oom_killed:
         limit = args.memory or "its memory limit"
@@ -131,18 +129,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.returncode < 0:
         return 128 - result.returncode
     return result.returncode
-
-
-def _print_plan(box: object) -> None:
-    from .container.running import _Prepared, build_plan, state_dir
-
-    cfg = box.config  # type: ignore[attr-defined]
-    prep = _Prepared(cfg)
-    prep.state = state_dir() / prep.id
-    plan, flags, _, _ = build_plan(cfg, prep, [(0, 0), (1, 1), (2, 2)])
-    print(f"nsprim: clone flags {flags:#x}; plan of {len(plan.steps)} steps:", file=sys.stderr)
-    for i, step in enumerate(plan.steps):
-        print(f"  {i:2d}. {step.describe()}", file=sys.stderr)
 
 
 def _cmd_ns(args: argparse.Namespace) -> int:
@@ -210,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = raw.index("--")
         raw, cmd = raw[:cut], raw[cut + 1 :]
     args = parser.parse_args(raw)
+    if args.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="nsprim: %(message)s", stream=sys.stderr)
     if hasattr(args, "cmd"):
         args.cmd = [*args.cmd, *cmd]
     handlers = {"run": _cmd_run, "ns": _cmd_ns, "cgroup": _cmd_cgroup, "limits": _cmd_limits, "doctor": _cmd_doctor}

@@ -63,6 +63,18 @@ __all__ = [
 StrPath = str | os.PathLike[str]
 
 
+_CLONE_NAMES = (
+    ("mnt", C.CLONE_NEWNS),
+    ("uts", C.CLONE_NEWUTS),
+    ("ipc", C.CLONE_NEWIPC),
+    ("pid", C.CLONE_NEWPID),
+    ("net", C.CLONE_NEWNET),
+    ("user", C.CLONE_NEWUSER),
+    ("cgroup", C.CLONE_NEWCGROUP),
+    ("time", C.CLONE_NEWTIME),
+)
+
+
 def _b(path: StrPath) -> bytes:
     return os.fsencode(os.fspath(path))
 
@@ -124,6 +136,10 @@ class Unshare(Step):
 
     flags: int
     operation: ClassVar[str] = "unshare"
+
+    def describe(self) -> str:
+        names = [n for n, f in _CLONE_NAMES if self.flags & f]
+        return f"unshare {','.join(names) or hex(self.flags)}"
 
     def lower(self) -> RawStep:
         return RawStep(StepKind.UNSHARE, a=self.flags)

@@ -95,7 +95,6 @@ def test_dev_holds_only_the_minimal_nodes(rootfs: Path) -> None:
     assert set(out(r).split()) == {
         "fd",
         "full",
-        "mqueue",
         "null",
         "ptmx",
         "pts",

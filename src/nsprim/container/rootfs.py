@@ -1,10 +1,12 @@
-"""The container's root file system as plan steps.
+"""The container's root file system as plan steps, built on :class:`nsprim.rootfs.RootFS`.
 
-In the child's new mount namespace (``/`` already recursively private):
-mount the root under the container's state directory, add ``/proc``, a
-minimal ``/dev``, ``/sys``, the requested bind and tmpfs mounts, mask the
-kernel files containers must not read, make others read-only, and
-``pivot_root`` into it, detaching the old root.
+The container adds to :class:`~nsprim.rootfs.RootFS` what only it knows:
+where its root comes from (an image's layers or the host's ``/`` under a
+throwaway upper layer on a private tmpfs, or a directory), whether it is in
+a user namespace, and the cgroup file systems it should see at
+``/sys/fs/cgroup``.  Everything placed inside the root is resolved inside it
+by :mod:`nsprim.rootfs_steps`, so a symlink in an image cannot aim a mount
+at the host.
 """
 
 from __future__ import annotations
@@ -12,173 +14,120 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._sys import C
-from ..plan import Mask, Mkdir, Mount, PivotRoot, Step, Symlink, WriteFile
+from ..plan import Mkdir, Mount, Step
+from ..rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
+from ..rootfs_steps import EnterRoot
 from .config import BindMount, ContainerConfig, TmpfsMount
 
-__all__ = ["root_steps", "MASKED_PATHS", "READONLY_PATHS", "DEVICES"]
+__all__ = ["root_steps", "host_dirs"]
 
-# Docker's defaults (moby oci/defaults.go): kernel interfaces a container must
-# not read (masked) or change (read-only).
-MASKED_PATHS = (
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-)
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-
-_NOSUID_NODEV_NOEXEC = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC
+_RO_KERNEL = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | C.MS_RDONLY
 
 
-def _inside(root: Path, path: Path | str) -> Path:
-    return root / str(path).lstrip("/")
+def host_dirs(cfg: ContainerConfig, state: Path) -> list[Path]:
+    """Directories the parent creates in the state directory before the clone."""
+    if cfg.root is None or cfg.root.kind == "directory":
+        return []
+    return [state / "root", state / "scratch"]
 
 
-def _dev_steps(root: Path) -> list[Step]:
-    dev = root / "dev"
-    steps: list[Step] = [
-        Mkdir(dev),
-        Mount("tmpfs", dev, "tmpfs", C.MS_NOSUID | C.MS_STRICTATIME, "mode=755,size=65536k"),
-    ]
-    # Bind the host's nodes rather than mknod: works in a user namespace too.
-    for name in DEVICES:
-        steps.append(WriteFile(dev / name, b"", create=True))
-        steps.append(Mount(f"/dev/{name}", dev / name, None, C.MS_BIND))
-    steps += [
-        Mkdir(dev / "pts"),
-        Mount("devpts", dev / "pts", "devpts", C.MS_NOSUID | C.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
-        Symlink("pts/ptmx", dev / "ptmx"),
-        Mkdir(dev / "shm", 0o1777),
-        Mount("shm", dev / "shm", "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k"),
-        Mkdir(dev / "mqueue"),
-        Symlink("/proc/self/fd", dev / "fd"),
-        Symlink("/proc/self/fd/0", dev / "stdin"),
-        Symlink("/proc/self/fd/1", dev / "stdout"),
-        Symlink("/proc/self/fd/2", dev / "stderr"),
-    ]
-    return steps
-
-
-def _root_mount(cfg: ContainerConfig, state: Path, root: Path, *, userns: bool) -> list[Step]:
+def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, list[Step], bool]:
+    """(the root directory, steps that make it, whether it is read-only)."""
     spec = cfg.root
     assert spec is not None
-    steps: list[Step] = [Mkdir(root, 0o755)]
-    if spec.kind == "directory" or (spec.kind == "host" and userns):
+    if spec.kind == "directory":
+        assert spec.path is not None
+        return spec.path, [], not spec.writable
+    root, scratch = state / "root", state / "scratch"
+    if spec.kind == "host" and userns:
         # In a user namespace the host's / has locked submounts, which overlay
-        # refuses as a lower layer ("failed to clone lowerpath"): bind it
-        # read-only instead.
-        source = spec.path if spec.kind == "directory" else Path("/")
-        assert source is not None
-        steps.append(Mount(source, root, None, C.MS_BIND | C.MS_REC))
-        if not spec.writable:
-            steps.append(Mount(None, root, None, C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY))
-        return steps
-    # host and overlay: an overlay whose upper and work dirs live on a tmpfs
-    # (or on the given upper's file system).
-    scratch = state / "scratch"
-    steps += [Mkdir(scratch, 0o700), Mount("tmpfs", scratch, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=700")]
-    if spec.kind == "host":
-        lower = "/"
-        upper, work = scratch / "upper", scratch / "work"
+        # refuses as a lower layer ("failed to clone lowerpath"): bind it read-only.
+        return root, [Mount("/", root, None, C.MS_BIND | C.MS_REC)], True
+    # An overlay whose upper and work dirs live on a tmpfs of the container's
+    # own (a different file system from any lower layer, and gone with it),
+    # unless the caller keeps the upper layer.
+    steps: list[Step] = [Mount("tmpfs", scratch, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=700")]
+    if spec.kind == "overlay" and spec.upper is not None:
+        upper, work = spec.upper, spec.upper.parent / f".{spec.upper.name}.work"
+        steps.append(Mkdir(work, 0o700))
     else:
-        lower = ":".join(str(p) for p in spec.layers)
-        if spec.upper is not None:
-            upper, work = spec.upper, spec.upper.parent / f".{spec.upper.name}.work"
-            steps.append(Mkdir(work, 0o700))
-        else:
-            upper, work = scratch / "upper", scratch / "work"
-    if upper.is_relative_to(scratch):
+        upper, work = scratch / "upper", scratch / "work"
         steps += [Mkdir(upper, 0o755), Mkdir(work, 0o700)]
+    lower = "/" if spec.kind == "host" else ":".join(str(p) for p in spec.layers)
     data = f"lowerdir={lower},upperdir={upper},workdir={work}"
     if userns:
         data += ",userxattr"  # trusted.* xattrs are out of reach in a user namespace
     steps.append(Mount("overlay", root, "overlay", 0, data))
-    return steps
-
-
-def root_steps(cfg: ContainerConfig, state: Path | None, *, userns: bool) -> list[Step]:
-    """The steps that build and enter the root file system (none without a root)."""
-    steps: list[Step] = []
-    if cfg.root is None or state is None:
-        # No new root: the host's view, private to the container's mount namespace.
-        for m in cfg.mounts:
-            steps += _mount_steps(Path("/"), m)
-        return steps
-    root = state / "root"
-    steps += _root_mount(cfg, state, root, userns=userns)
-    if cfg.mount_proc:
-        steps += [Mkdir(root / "proc"), Mount("proc", root / "proc", "proc", _NOSUID_NODEV_NOEXEC)]
-    steps += _dev_steps(root)
-    steps.append(Mkdir(root / "sys"))
-    if userns:
-        steps.append(Mount("/sys", root / "sys", None, C.MS_BIND | C.MS_REC))
-    else:
-        steps.append(Mount("sysfs", root / "sys", "sysfs", _NOSUID_NODEV_NOEXEC | C.MS_RDONLY))
-    steps += _cgroup_fs_steps(root, userns=userns)
-    for m in cfg.mounts:
-        steps += _mount_steps(root, m)
-    if cfg.mount_proc:
-        for p in MASKED_PATHS:
-            steps.append(Mask(_inside(root, p)))
-        for p in (*READONLY_PATHS, *cfg.readonly_paths):
-            inside = _inside(root, p)
-            steps.append(Mount(inside, inside, None, C.MS_BIND | C.MS_REC, optional=True))
-            steps.append(Mount(None, inside, None, C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY, optional=True))
-    steps.append(PivotRoot(root))
-    return steps
-
-
-def _mount_steps(root: Path, m: BindMount | TmpfsMount) -> list[Step]:
-    target = _inside(root, m.target)
-    if isinstance(m, TmpfsMount):
-        opts = f"mode={m.mode:o}" + (f",size={m.size}" if m.size is not None else "")
-        return [Mkdir(target), Mount("tmpfs", target, "tmpfs", C.MS_NOSUID | C.MS_NODEV, opts)]
-    steps: list[Step] = []
-    if m.source.is_dir():
-        steps.append(Mkdir(target))
-    else:
-        steps.append(WriteFile(target, b"", create=True))
-    flags = C.MS_BIND | (C.MS_REC if m.recursive else 0)
-    steps.append(Mount(m.source, target, None, flags))
-    extra = (C.MS_RDONLY if m.readonly else 0) | (C.MS_NOSUID if m.nosuid else 0) | (C.MS_NODEV if m.nodev else 0)
-    extra |= C.MS_NOEXEC if m.noexec else 0
-    if extra:
-        steps.append(Mount(None, target, None, C.MS_REMOUNT | C.MS_BIND | extra))
-    return steps
+    return root, steps, False
 
 
 def _cgroup_fs_steps(root: Path, *, userns: bool) -> list[Step]:
     """Read-only cgroup file systems at ``/sys/fs/cgroup``, as Docker gives them.
 
     Mounted after the container joined its cgroup namespace, they show the
-    container's own group as their root, so tools (and :func:`nsprim.cgroup.limits`)
-    inside see its limits.
+    container's own group as their root, so tools (and
+    :func:`nsprim.cgroup.limits`) inside see its limits.  ``/sys`` is a fresh
+    sysfs here, with no image symlinks to follow.
     """
     from ..cgroup.host import hierarchies
 
     base = root / "sys/fs/cgroup"
-    ro = _NOSUID_NODEV_NOEXEC | C.MS_RDONLY
     found = [h for h in hierarchies() if h.version == 2 or h.controllers]
     if len(found) == 1 and found[0].version == 2:
-        return [Mount("cgroup2", base, "cgroup2", ro, optional=True)]
+        return [Mount("cgroup2", base, "cgroup2", _RO_KERNEL, optional=True)]
     if userns:
         return []  # cgroup v1 cannot be mounted from a user namespace
-    steps: list[Step] = [Mount("tmpfs", base, "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=755", optional=True)]
+    flags = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC
+    steps: list[Step] = [Mount("tmpfs", base, "tmpfs", flags, "mode=755", optional=True)]
     for h in found:
         name = h.mount_point.name
         steps.append(Mkdir(base / name))
         if h.version == 2:
-            steps.append(Mount("cgroup2", base / name, "cgroup2", ro))
+            steps.append(Mount("cgroup2", base / name, "cgroup2", _RO_KERNEL))
         else:
             options = ",".join(sorted(c.v1_name for c in h.controllers))
-            steps.append(Mount("cgroup", base / name, "cgroup", ro, options))
-    steps.append(Mount(None, base, None, C.MS_REMOUNT | C.MS_BIND | ro))
+            steps.append(Mount("cgroup", base / name, "cgroup", _RO_KERNEL, options))
+    steps.append(Mount(None, base, None, C.MS_REMOUNT | C.MS_BIND | _RO_KERNEL))
+    return steps
+
+
+def _plain_mount_steps(m: BindMount | TmpfsMount) -> list[Step]:
+    """A mount into the host's own view (a container without a root of its own)."""
+    if isinstance(m, TmpfsMount):
+        opts = f"mode={m.mode:o}" + (f",size={m.size}" if m.size is not None else "")
+        return [Mkdir(m.target), Mount("tmpfs", m.target, "tmpfs", C.MS_NOSUID | C.MS_NODEV, opts)]
+    steps: list[Step] = [Mount(m.source, m.target, None, C.MS_BIND | (C.MS_REC if m.recursive else 0))]
+    extra = (C.MS_RDONLY if m.readonly else 0) | (C.MS_NOSUID if m.nosuid else 0) | (C.MS_NODEV if m.nodev else 0)
+    extra |= C.MS_NOEXEC if m.noexec else 0
+    if extra:
+        steps.append(Mount(None, m.target, None, C.MS_REMOUNT | C.MS_BIND | extra))
+    return steps
+
+
+def root_steps(cfg: ContainerConfig, state: Path | None, *, userns: bool) -> list[Step]:
+    """The steps that build and enter the container's root (none without one)."""
+    if cfg.root is None or state is None:
+        # No root of its own: the host's view, private to the container's mount namespace.
+        return [s for m in cfg.mounts for s in _plain_mount_steps(m)]
+    root, make_root, readonly = _source(cfg, state, userns=userns)
+    binds = tuple(
+        Bind(m.source, str(m.target), m.readonly, m.recursive, m.nosuid, m.nodev, m.noexec)
+        for m in cfg.mounts
+        if isinstance(m, BindMount)
+    )
+    tmpfs = tuple(Tmpfs(str(m.target), m.size, m.mode) for m in cfg.mounts if isinstance(m, TmpfsMount))
+    rootfs = RootFS(
+        root,
+        readonly=readonly,
+        proc=cfg.mount_proc,
+        devices="bind" if userns else "mknod",
+        binds=binds,
+        tmpfs=tmpfs,
+        readonly_paths=(*DEFAULT_READONLY_PATHS, *cfg.readonly_paths),
+    )
+    steps = rootfs.steps()
+    # The overlay (or bind) must exist before RootFS binds the root onto itself.
+    steps[1:1] = make_root
+    enter = next(i for i, s in enumerate(steps) if isinstance(s, EnterRoot))
+    steps[enter:enter] = _cgroup_fs_steps(root, userns=userns)
     return steps

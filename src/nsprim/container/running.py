@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import shutil
@@ -53,9 +54,12 @@ from ..plan import (
 )
 from ..process import PIPE, Process, start
 from .config import ContainerConfig, Network
-from .rootfs import root_steps
+from .rootfs import host_dirs, root_steps
 
 __all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "state_dir"]
+
+
+log = logging.getLogger("nsprim.container")
 
 
 def state_dir() -> Path:
@@ -110,6 +114,8 @@ class _Prepared:
             base.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.state = base / self.id
             self.state.mkdir(mode=0o700)
+            for d in host_dirs(cfg, self.state):
+                d.mkdir(mode=0o755)
             if self.watching:
                 watcher.watch_tree(self.state)
         if os.geteuid() == 0:
@@ -259,7 +265,8 @@ def build_plan(
     if NamespaceType.TIME in create:
         steps.append(Unshare(C.CLONE_NEWTIME))
     if NamespaceType.MNT in create:
-        steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
+        if cfg.root is None:  # (RootFS starts with this itself)
+            steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
         steps += root_steps(cfg, prep.state, userns=NamespaceType.USER in create)
     if cfg.hostname is not None:
         steps.append(SetHostname(cfg.hostname))
@@ -269,10 +276,11 @@ def build_plan(
         steps.append(Init())
     for lim in cfg.rlimits:
         steps.append(SetRlimit(lim.resource, lim.soft, lim.hard))
-    if cfg.umask is not None:
-        steps.append(Umask(cfg.umask))
     security = cfg.security if cfg.security is not None else _default_security()
+    if security is None and cfg.umask is not None:
+        steps.append(Umask(cfg.umask))
     if security is not None:
+        security = replace(security, umask=cfg.umask)  # the container's umask wins
         # setgroups is denied to a rootless container (the kernel's rule for an
         # unprivileged id map): leave the groups alone there unless asked.
         groups = cfg.groups if (cfg.groups or os.geteuid() == 0) else None
@@ -529,6 +537,10 @@ def start_container(
         prep.setup()
         pairs, child_side, parent_ends = _stdio(stdin, stdout, stderr)
         plan, flags, cgroup_fd, actions = build_plan(config, prep, pairs)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("container %s: clone flags %#x, %d plan steps", prep.id, flags, len(plan.steps))
+            for i, step in enumerate(plan.steps):
+                log.debug("  %2d. %s", i, step.describe())
         pidns = next((ns.fd for ns in prep.namespaces if ns.type is NamespaceType.PID), -1)
         proc = start(
             plan,
