@@ -36,6 +36,7 @@ ROOT: Final = "/"
 
 DEFAULT_V2_CONTROLLERS: Final = frozenset({Controller.CPU, Controller.MEMORY, Controller.PIDS, Controller.IO})
 _RMDIR_RETRY: Final = 2.0
+_BUSY: Final = frozenset({errno.EBUSY, errno.EOPNOTSUPP})  # what the no-internal-processes rule answers
 
 
 class CGroupBusyError(SyscallError):
@@ -416,7 +417,7 @@ class CGroup:
             try:
                 _fs.write_text(target, str(pid))
             except SyscallError as exc:
-                if h.version == 2 and exc.errno == errno.EBUSY and read_v2_controllers(d, "cgroup.subtree_control"):
+                if h.version == 2 and exc.errno in _BUSY and read_v2_controllers(d, "cgroup.subtree_control"):
                     exc.hint = "the no-internal-processes rule: this group delegates controllers to its children"
                 for dh in done:
                     old = before.get(dh)
