@@ -241,7 +241,8 @@ def _emit_cmp(g: _Gen, cmp: ArgCmp, ok: Label, fail: Label) -> None:
         g.ld(lo_off)
         g.jump(JMP_JEQ_K, v_lo, fail, ok)
     elif op is Op.MASKED_EQ:
-        t_lo, t_hi = cmp.value_two & 0xFFFFFFFF, cmp.value_two >> 32
+        target = cmp.value_two & cmp.value  # libseccomp masks the datum too
+        t_lo, t_hi = target & 0xFFFFFFFF, target >> 32
         g.ld(hi_off)
         g.and_(v_hi)
         g.jump(JMP_JEQ_K, t_hi, None, fail)

@@ -149,7 +149,8 @@ class Op(enum.Enum):
 
 @dataclass(frozen=True)
 class ArgCmp:
-    """``args[index] <op> value``; for ``MASKED_EQ``: ``args[index] & value == value_two``."""
+    """``args[index] <op> value``; for ``MASKED_EQ``: ``args[index] & value == value_two & value``
+    (the mask applies to both sides, as in libseccomp)."""
 
     index: int
     op: Op
@@ -179,7 +180,7 @@ class ArgCmp:
             return a >= v
         if self.op is Op.GT:
             return a > v
-        return a & v == self.value_two
+        return a & v == self.value_two & v  # libseccomp masks the datum too
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
