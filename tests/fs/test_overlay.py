@@ -248,3 +248,14 @@ def test_two_containers_of_one_image_are_isolated(tmp_path: Path) -> None:
     finally:
         for ov in mounts:
             ov.unmount()
+
+
+def test_too_deep_a_stack_says_the_kernel_limit(tmp_path: Path) -> None:
+    if not has_lowerdir_append():
+        pytest.skip("this kernel lacks lowerdir+ (Linux 6.8+)")
+    lower = _layers(tmp_path / "layers", 501)
+    for name in ("upper", "work", "merged"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(SyscallError, match=r"Invalid argument \(too many lower directories, limit is 500\)"):
+        OverlayMount(tmp_path / "merged", lower, tmp_path / "upper", tmp_path / "work").mount()
+    assert find_mount(tmp_path / "merged") is None
