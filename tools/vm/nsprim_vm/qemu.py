@@ -20,7 +20,7 @@ from . import VMError
 START_MARKER = b"NSPRIM-VM-START"
 EXIT_MARKER = b"NSPRIM-VM-EXIT="
 # Not anchored at the line start: the command may end its output without a newline.
-EXIT_RE = re.compile(rb"NSPRIM-VM-EXIT=(\d+)\r?$", re.MULTILINE)
+EXIT_RE = re.compile(rb"NSPRIM-VM-EXIT=(\d+)\r?\n")
 KERNEL_ARGS = ("console=ttyS0", "quiet", "loglevel=3", "panic=-1", "cgroup_no_v1=all", "mitigations=off")
 # x86 COMMAND_LINE_SIZE is 2048; keep a margin for the fixed arguments.
 MAX_CMDLINE = 2000
@@ -157,21 +157,34 @@ class _Console:
         self.seen = b""
         self.started_at: float | None = None
         self.finished = False
+        self.carry = b""  # a trailing "\r" held back in case the next chunk starts with "\n"
 
     def feed(self, chunk: bytes) -> None:
-        """Forward one chunk (nothing after the exit marker: only power-off noise) and look for the markers."""
-        if not self.finished:
-            self.out.write(chunk.replace(b"\r\n", b"\n"))
-            self.out.flush()
+        """Forward one chunk (nothing after the exit marker's line: only power-off noise) and look for the markers."""
         self.seen = (self.seen + chunk)[-65536:]
         if self.started_at is None and START_MARKER in self.seen:
             self.started_at = time.monotonic()
-        if EXIT_MARKER in self.seen[-len(chunk) - len(EXIT_MARKER) :]:
-            self.finished = self.status() is not None
+        if self.finished:
+            return
+        window = self.seen[-len(chunk) - len(EXIT_MARKER) - 8 :]
+        matches = list(EXIT_RE.finditer(window))
+        if matches:
+            self.finished = True
+            chunk = chunk[: max(0, len(chunk) - (len(window) - matches[-1].end()))]
+        self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        """Write with CRLF turned into LF, even across chunk boundaries."""
+        data = self.carry + chunk
+        self.carry = b""
+        if data.endswith(b"\r") and not self.finished:
+            data, self.carry = data[:-1], b"\r"
+        self.out.write(data.replace(b"\r\n", b"\n"))
+        self.out.flush()
 
     def status(self) -> int | None:
         """The exit status from the last ``NSPRIM-VM-EXIT=`` line, if any."""
-        matches = EXIT_RE.findall(self.seen.replace(b"\r", b""))
+        matches = EXIT_RE.findall(self.seen)
         return int(matches[-1]) if matches else None
 
 
