@@ -25,10 +25,14 @@ _RO_KERNEL = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | C.MS_RDONLY
 
 
 def host_dirs(cfg: ContainerConfig, state: Path) -> list[Path]:
-    """Directories the parent creates in the state directory before the clone."""
+    """Directories that must exist in the state directory before the clone.
+
+    (RootFS checks that the root exists; in the child a tmpfs over the state
+    directory hides it and the same path is made again on it.)
+    """
     if cfg.root is None or cfg.root.kind == "directory":
         return []
-    return [state / "root", state / "scratch"]
+    return [state / "root"]
 
 
 def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, list[Step], bool]:
@@ -39,14 +43,21 @@ def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, l
         assert spec.path is not None
         return spec.path, [], not spec.writable
     root, scratch = state / "root", state / "scratch"
+    # The child covers the (shared, long-lived) state directory with a tmpfs
+    # of its own and makes its mount points there: nothing per container
+    # exists on the host, so there is nothing to remove afterwards (removing a
+    # former mount point costs an RCU grace period).  The upper and work dirs
+    # live on that tmpfs too: a file system apart from every lower layer, and
+    # gone with the container.
+    steps: list[Step] = [
+        Mount("tmpfs", state, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=700"),
+        Mkdir(root, 0o755),
+        Mkdir(scratch, 0o700),
+    ]
     if spec.kind == "host" and userns:
         # In a user namespace the host's / has locked submounts, which overlay
         # refuses as a lower layer ("failed to clone lowerpath"): bind it read-only.
-        return root, [Mount("/", root, None, C.MS_BIND | C.MS_REC)], True
-    # An overlay whose upper and work dirs live on a tmpfs of the container's
-    # own (a different file system from any lower layer, and gone with it),
-    # unless the caller keeps the upper layer.
-    steps: list[Step] = [Mount("tmpfs", scratch, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=700")]
+        return root, [*steps, Mount("/", root, None, C.MS_BIND | C.MS_REC)], True
     if spec.kind == "overlay" and spec.upper is not None:
         upper, work = spec.upper, spec.upper.parent / f".{spec.upper.name}.work"
         steps.append(Mkdir(work, 0o700))

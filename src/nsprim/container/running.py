@@ -1,11 +1,11 @@
 """Starting a container and managing it while it runs.
 
 :func:`start_container` turns a :class:`ContainerConfig` into host-side
-preparation (a state directory, a cgroup, registrations with the cleanup
-watcher) and one :class:`~nsprim.plan.Plan` that the core runs in the child.
+preparation (a cgroup, registrations with the cleanup watcher) and one
+:class:`~nsprim.plan.Plan` that the core runs in the child.
 :class:`RunningContainer` is the handle: wait, signal, kill the whole group,
 freeze, update limits, read stats, ``exec`` another command inside.  Cleanup
-(cgroup, scratch directories, watcher registrations) happens on every path;
+(cgroup, watcher registrations) happens on every path;
 if this process dies, the watcher does it.
 """
 
@@ -110,14 +110,11 @@ class _Prepared:
         for t, path in cfg.join:
             self.namespaces.append(Namespace.from_path(path, t))
         if cfg.root is not None:
-            base = state_dir()
-            base.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.state = base / self.id
-            self.state.mkdir(mode=0o700)
+            # Shared by every container: each child covers it with a tmpfs of
+            # its own, so nothing per container is made (or left) on the host.
+            self.state = state_dir()
             for d in host_dirs(cfg, self.state):
-                d.mkdir(mode=0o755)
-            if self.watching:
-                watcher.watch_tree(self.state)
+                d.mkdir(parents=True, exist_ok=True, mode=0o700)
         if os.geteuid() == 0:
             self.cgroup = _create_cgroup(self.id, cfg)
             if self.watching:
@@ -131,23 +128,16 @@ class _Prepared:
         if self.cgroup is not None:
             try:
                 if self.cgroup.exists():
+                    # kill() waits until the group is empty; no need to wait again.
                     if self.cgroup.procs(recursive=True):
                         self.cgroup.kill()
-                    self.cgroup.delete(recursive=True, timeout=5.0)
+                    self.cgroup.delete(recursive=True)
                 if self.watching:
                     for d in self.cgroup.directories.values():
                         watcher.forget_cgroup(d)
             except BaseException as exc:
                 errors.append(exc)
             self.cgroup = None
-        if self.state is not None:
-            try:
-                _remove_state(self.state)
-                if self.watching:
-                    watcher.forget_tree(self.state)
-            except BaseException as exc:
-                errors.append(exc)
-            self.state = None
         if errors:
             raise errors[0]
 
@@ -164,15 +154,6 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
     # NSPRIM_CGROUP_PARENT lets a test suite or a service keep every group under its own.
     parent: CGroup | str = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT") or ROOT
     return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
-
-
-def _remove_state(state: Path) -> None:
-    # Mounts lived in the container's mount namespace only; what is left is
-    # plain directories.  Never follow a symlink out of the state directory.
-    if state.is_symlink():
-        state.unlink()
-    elif state.exists():
-        shutil.rmtree(state)
 
 
 def _cgroup_steps(cgroup: CGroup | None) -> tuple[list[Step], int]:
