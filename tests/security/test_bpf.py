@@ -154,6 +154,7 @@ def test_default_profile_decisions() -> None:
     assert ret("chroot") == ALLOW  # CAP_SYS_CHROOT is a default capability
     assert prog.run(tok, nr["fchmodat2"], [0] * 6) == ENOSYS  # newer than the profile
     assert prog.run(tok, nr["read"] | 0x40000000, [0] * 6) == KILL  # x32 ABI
+    assert prog.run(tok, 0xFFFFFFFF, [0] * 6) == ENOSYS  # nr -1 (a tracer's skip) is not x32
     assert prog.run(ARCHES["x86"].audit_arch, 3, [0] * 6) == KILL  # i386 ABI
     assert prog.run(0xDEAD, 0, [0] * 6) == KILL
 

@@ -58,6 +58,7 @@ def test_docker_default_profile_matches_libseccomp(caps: CapabilitySet) -> None:
     calls = [(ARCH.audit_arch, nr, args) for nr in range(0, 600) for args in ARGS]
     calls += [(tok, 3, ARGS[0]) for tok in (0x40000003, 0xC00000B7, 0x40000028, 0)]
     calls += [(ARCH.audit_arch, 0x40000000 | nr, ARGS[0]) for nr in (0, 1, 59)]
+    calls += [(ARCH.audit_arch, nr, ARGS[0]) for nr in (0xFFFFFFFF, 0xFFFFFFFE, 0x7FFFFFFF, 0x3FFFFFFF)]
     _same(profile, calls)
 
 

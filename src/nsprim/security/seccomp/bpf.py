@@ -5,7 +5,7 @@ Layout of a program::
     ld arch; jeq AUDIT_ARCH_X86_64 -> x86_64; ...; ret <foreign action>
     x86_64:
       ld nr
-      jge 0x40000000 -> ret <foreign action>          (x32 ABI)
+      jge 0x40000000 -> ret <foreign action>          (x32 ABI; but nr -1 goes on)
       jgt <highest named nr> -> ret ERRNO(ENOSYS)      (calls newer than the profile)
       binary search over ranges of numbers with the same outcome:
         jge <range start> ...                          (about log2(ranges) jumps)
@@ -45,6 +45,7 @@ JMP_JGE_K = 0x35
 RET_K = 0x06
 
 OFF_NR = 0
+NR_SKIP = 0xFFFFFFFF  # nr -1
 OFF_ARCH = 4
 OFF_ARGS = 16
 
@@ -309,8 +310,12 @@ def _emit_arch(g: _Gen, profile: Profile, arch: Arch) -> None:
     limit = arch.nr_limit
     foreign: Label | None = None
     if limit < 1 << 32:
-        foreign = Label("foreign ABI")
-        g.jump(JMP_JGE_K, limit, foreign, None)
+        # x32 (bit 30) is a foreign ABI; -1 is not (a tracer's "skip this call"), as in libseccomp.
+        foreign, high, native = Label("foreign ABI"), Label("high number"), Label("native ABI")
+        g.jump(JMP_JGE_K, limit, high, native)
+        g.label(high)
+        g.jump(JMP_JEQ_K, NR_SKIP, native, foreign)
+        g.label(native)
     enosys: Label | None = None
     top = profile.max_number(arch)
     if profile.uses_enosys_stub() and top >= 0:

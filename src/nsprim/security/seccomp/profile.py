@@ -6,7 +6,8 @@ compiler (:mod:`.bpf`) implements and :meth:`Profile.evaluate` states
 directly:
 
 1. a system call of an architecture the profile does not list (or of the x32
-   ABI) gets :attr:`Profile.foreign_action` (kill the process);
+   ABI: bit 30 set in the number, except for -1) gets
+   :attr:`Profile.foreign_action` (kill the process);
 2. the rules are tried in order; a rule applies when it names the call and
    all its argument comparisons hold; the first that applies decides.  Rules
    whose action is the default action are skipped (as runc does);
@@ -343,7 +344,7 @@ class Profile:
         Includes/excludes must be resolved first (:meth:`resolve`).
         """
         arch = next((a for a in self.arches() if a.audit_arch == audit_arch), None)
-        if arch is None or nr >= arch.nr_limit:
+        if arch is None or (nr >= arch.nr_limit and nr != 0xFFFFFFFF):
             return self.foreign_action.ret
         for rule in self.effective_rules():
             if rule.includes is not None or rule.excludes is not None:
