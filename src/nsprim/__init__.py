@@ -5,6 +5,9 @@ as a typed, composable API over a small C core.  See https://nsprim.readthedocs.
 (or ``docs/``) for the concepts and the reference.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .errors import (
     ConfigError,
@@ -31,6 +34,46 @@ from .namespace import (
 )
 from .plan import Plan
 from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets, run, spawn, start
+
+if TYPE_CHECKING:
+    from .cgroup import CGroup, Resources, limits
+    from .layers import ContainerRoot, Image, Layer, LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
+    from .mount import MountFlags, MountInfo, mountinfo
+    from .overlay import OverlayMount, OverlayOptions
+    from .rootfs import Bind, RootFS, Tmpfs
+
+# The other primitives load on first use, so that `import nsprim` stays cheap
+# for the many programs that only spawn into namespaces.
+_LAZY = {
+    "CGroup": "cgroup",
+    "Resources": "cgroup",
+    "limits": "cgroup",
+    "ContainerRoot": "layers",
+    "Image": "layers",
+    "Layer": "layers",
+    "LayerStore": "layers",
+    "UnsafeTarEntry": "layers",
+    "apply_layer": "layers",
+    "commit": "layers",
+    "extract_layer": "layers",
+    "MountFlags": "mount",
+    "MountInfo": "mount",
+    "mountinfo": "mount",
+    "OverlayMount": "overlay",
+    "OverlayOptions": "overlay",
+    "Bind": "rootfs",
+    "RootFS": "rootfs",
+    "Tmpfs": "rootfs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nsprim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "__version__",
@@ -68,4 +111,25 @@ __all__ = [
     "PIPE",
     "DEVNULL",
     "STDOUT",
+    # cgroups
+    "CGroup",
+    "Resources",
+    "limits",
+    # mounts, overlay, layers, root file systems
+    "MountFlags",
+    "MountInfo",
+    "mountinfo",
+    "OverlayMount",
+    "OverlayOptions",
+    "LayerStore",
+    "Image",
+    "Layer",
+    "ContainerRoot",
+    "commit",
+    "extract_layer",
+    "apply_layer",
+    "UnsafeTarEntry",
+    "RootFS",
+    "Bind",
+    "Tmpfs",
 ]
