@@ -46,7 +46,9 @@ def _fd() -> int:
 def _send(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> None:
     raw = os.fsencode(os.fspath(path))
     if len(raw) >= 4088:
-        raise SyscallError(errno.ENAMETOOLONG, "watcher", path, detail=f"register `{os.fsdecode(raw)}` with the cleanup watcher")
+        raise SyscallError(
+            errno.ENAMETOOLONG, "watcher", path, detail=f"register `{os.fsdecode(raw)}` with the cleanup watcher"
+        )
     os.write(_fd(), _RECORD.pack(op, pid, raw))
 
 
