@@ -286,3 +286,45 @@ def test_cwd_through_a_leaked_descriptor_path_fails() -> None:
         assert r.stdout == b"contained\n"
     finally:
         os.close(fd)
+
+
+# ---- OCI ---------------------------------------------------------------------------------------------
+
+
+def test_policy_from_an_oci_bundle_config() -> None:
+    import resource
+
+    from nsprim.security import SecurityConfigError, UnknownCapabilityError
+
+    names = ["CAP_CHOWN", "CAP_KILL"]
+    process = {
+        "capabilities": {"bounding": names, "effective": names, "permitted": names},
+        "noNewPrivileges": True,
+        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}],
+    }
+    linux = {
+        "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO"}]}
+    }
+    policy = SecurityPolicy.from_oci(process, linux)
+    assert policy.caps == Capabilities.of("chown", "kill")
+    assert policy.no_new_privs and policy.rlimits == ((resource.RLIMIT_NOFILE, 1024, 2048),)
+    assert policy.caps.to_oci()["bounding"] == names
+    assert SecurityPolicy.from_oci({}).caps == Capabilities.none() and SecurityPolicy.from_oci({}).seccomp is None
+    with pytest.raises(
+        UnknownCapabilityError, match=r"process.capabilities.effective\[1\]: unknown capability `CAP_NOPE`"
+    ):
+        SecurityPolicy.from_oci({"capabilities": {"effective": ["CAP_KILL", "CAP_NOPE"]}})
+    with pytest.raises(SecurityConfigError, match=r"process.rlimits\[0\].type: unknown rlimit `RLIMIT_FOO`"):
+        SecurityPolicy.from_oci({"rlimits": [{"type": "RLIMIT_FOO", "soft": 1, "hard": 1}]})
+
+
+@root
+def test_oci_policy_in_the_kernel() -> None:
+    names = ["CAP_CHOWN", "CAP_KILL"]
+    process = {"capabilities": {"bounding": names, "effective": names, "permitted": names}, "noNewPrivileges": True}
+    linux = {
+        "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chroot"], "action": "SCMP_ACT_ERRNO"}]}
+    }
+    policy = SecurityPolicy.from_oci(process, linux)
+    r = sh("grep -E 'CapBnd|NoNewPrivs' /proc/self/status; chroot / true || echo denied", policy)
+    assert r.stdout.split() == [b"CapBnd:", b"0000000000000021", b"NoNewPrivs:", b"1", b"denied"], r.stderr

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .errors import UnknownCapabilityError
 
@@ -272,6 +273,32 @@ class Capabilities:
             values.get("CapInh", CapabilitySet()),
             values.get("CapAmb", CapabilitySet()),
         )
+
+    @classmethod
+    def from_oci(cls, caps: Mapping[str, Any], where: str = "process.capabilities") -> Capabilities:
+        """From the OCI runtime-spec's ``process.capabilities`` object (lists of ``CAP_*`` names)."""
+        if not isinstance(caps, Mapping):
+            raise UnknownCapabilityError(str(caps), where=where)
+        sets: dict[str, CapabilitySet] = {}
+        for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            names = caps.get(key) or []
+            mask = 0
+            for i, name in enumerate(names):
+                if not isinstance(name, str):
+                    raise UnknownCapabilityError(repr(name), where=f"{where}.{key}[{i}]")
+                mask |= 1 << Capability.parse(name, where=f"{where}.{key}[{i}]")
+            sets[key] = CapabilitySet(mask)
+        return cls(**sets)
+
+    def to_oci(self) -> dict[str, list[str]]:
+        """The OCI runtime-spec's ``process.capabilities`` object."""
+        return {
+            "bounding": self.bounding.names(),
+            "effective": self.effective.names(),
+            "permitted": self.permitted.names(),
+            "inheritable": self.inheritable.names(),
+            "ambient": self.ambient.names(),
+        }
 
     # ---- changes ---------------------------------------------------------------
 

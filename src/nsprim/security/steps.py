@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .._sys.spawn import RawStep, StepKind
 from ..plan import NoNewPrivs, SetGid, SetGroups, SetRlimit, SetUid, Step, Umask
 from .capabilities import Capabilities, CapabilitySet
+from .errors import SecurityConfigError
 from .seccomp.bpf import Program
 from .seccomp.profile import Profile
 
@@ -103,6 +104,24 @@ def _compiled(profile: Profile, bounding: CapabilitySet) -> Program:
     return compile_profile(profile, caps=bounding)
 
 
+def _oci_rlimit(lim: object, where: str) -> tuple[int, int, int]:
+    import resource
+
+    if not isinstance(lim, Mapping):
+        raise SecurityConfigError(f"{where}: expected an object", what=where)
+    name = lim.get("type")
+    res = getattr(resource, str(name), None) if isinstance(name, str) and name.startswith("RLIMIT_") else None
+    if not isinstance(res, int):
+        raise SecurityConfigError(f"{where}.type: unknown rlimit `{name}`", what=f"{where}.type")
+    values = []
+    for key in ("soft", "hard"):
+        v = lim.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise SecurityConfigError(f"{where}.{key}: expected an unsigned integer", what=f"{where}.{key}")
+        values.append(-1 if v >= (1 << 64) - 1 else v)
+    return res, values[0], values[1]
+
+
 def _default_caps() -> Capabilities:
     return Capabilities.docker_default()
 
@@ -134,6 +153,24 @@ class SecurityPolicy:
     rlimits: tuple[tuple[int, int, int], ...] = ()
     #: the payload's umask (Docker's is 0o022); ``None`` keeps the caller's
     umask: int | None = 0o022
+
+    @classmethod
+    def from_oci(cls, process: Mapping[str, Any], linux: Mapping[str, Any] | None = None) -> SecurityPolicy:
+        """From an OCI bundle's ``process`` and ``linux`` objects (``config.json``).
+
+        ``process.capabilities`` (absent: none, as the spec says), ``process.noNewPrivileges``,
+        ``process.rlimits`` and ``linux.seccomp`` (absent: no filter).
+        """
+        caps = Capabilities.from_oci(process.get("capabilities") or {})
+        seccomp: Profile | None = None
+        if linux and linux.get("seccomp"):
+            from .seccomp.parse import parse_profile
+
+            seccomp = parse_profile(linux["seccomp"])
+        rlimits: list[tuple[int, int, int]] = []
+        for i, lim in enumerate(process.get("rlimits") or []):
+            rlimits.append(_oci_rlimit(lim, f"process.rlimits[{i}]"))
+        return cls(caps, seccomp, bool(process.get("noNewPrivileges", False)), rlimits=tuple(rlimits), umask=None)
 
     def unconfined(self) -> SecurityPolicy:
         """The same policy without seccomp, with every capability, and without ``no_new_privs``."""
