@@ -80,10 +80,10 @@ def _cgroup_fs_steps(root: Path, *, userns: bool) -> list[Step]:
     :func:`nsprim.cgroup.limits`) inside see its limits.  ``/sys`` is a fresh
     sysfs here, with no image symlinks to follow.
     """
-    from ..cgroup.host import hierarchies
+    from .running import cached_host_info
 
     base = root / "sys/fs/cgroup"
-    found = [h for h in hierarchies() if h.version == 2 or h.controllers]
+    found = [h for h in cached_host_info().hierarchies if h.version == 2 or h.controllers]
     if len(found) == 1 and found[0].version == 2:
         return [Mount("cgroup2", base, "cgroup2", _RO_KERNEL, optional=True)]
     if userns:

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 from .. import _sys
 from .._sys import C, watcher
 from ..cgroup import ROOT, CGroup, Resources, Stats
-from ..cgroup.host import host_info
+from ..cgroup.host import HostInfo, host_info
 from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired
 from ..idmap import IdMap, write_id_maps
 from ..namespace import Namespace, NamespaceType
@@ -142,8 +143,25 @@ class _Prepared:
             raise errors[0]
 
 
-def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
+_host_info_cache: dict[str, tuple[int, float, HostInfo]] = {}
+
+
+def cached_host_info() -> HostInfo:
+    """The host's cgroup hierarchies, read again only when the mount namespace
+    changes or after a few seconds: parsing mountinfo for every container
+    would cost more than the rest of the Python side of starting it."""
+    ino = os.stat("/proc/self/ns/mnt").st_ino
+    hit = _host_info_cache.get("info")
+    now = time.monotonic()
+    if hit is not None and hit[0] == ino and now - hit[1] < 5.0:
+        return hit[2]
     info = host_info()
+    _host_info_cache["info"] = (ino, now, info)
+    return info
+
+
+def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
+    info = cached_host_info()
     resources = cfg.resources or Resources()
     wanted = {c.value for c in resources.controllers()}
     for c in ("memory", "pids"):
@@ -152,7 +170,8 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
     if info.version_of("freezer") == 1:
         wanted.add("freezer")  # freeze and kill need it on v1
     # NSPRIM_CGROUP_PARENT lets a test suite or a service keep every group under its own.
-    parent: CGroup | str = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT") or ROOT
+    parent_path = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT") or ROOT
+    parent = CGroup.open(parent_path, info=info)  # carries the cached host info into create()
     return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
 
 
