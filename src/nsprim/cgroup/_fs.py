@@ -121,7 +121,8 @@ def mkdir(path: Path) -> None:
     try:
         os.mkdir(path, 0o755)
     except OSError as exc:
-        raise SyscallError(exc.errno or errno.EIO, "mkdir", path) from exc
+        hint = "the parent cgroup does not exist" if exc.errno == errno.ENOENT else None
+        raise SyscallError(exc.errno or errno.EIO, "mkdir", path, hint=hint) from exc
 
 
 def rmdir(path: Path) -> None:

@@ -121,8 +121,6 @@ class CGroup:
         dirs: list[tuple[Hierarchy, Path]] = []
         try:
             for h, pdir in parents:
-                if not pdir.is_dir():
-                    raise SyscallError(errno.ENOENT, "open", pdir, hint="the parent cgroup does not exist")
                 if h.version == 2:
                     serve_v2 = {c for c in v2_controllers if serving.get(c) == h}
                     cls._enable_v2(h, pdir, serve_v2, {c for c in needed if serving.get(c) == h})
@@ -134,7 +132,7 @@ class CGroup:
                     if not (exist_ok and exc.errno == errno.EEXIST):
                         raise
                 if h.version == 1 and Controller.CPUSET in h.controllers:
-                    cls._init_cpuset(pdir, d)
+                    cls._init_cpuset(pdir, d, fresh=bool(created) and created[-1] == d)
                 dirs.append((h, d))
             group = cls(dirs, info)
             group._apply(plan)
@@ -193,10 +191,10 @@ class CGroup:
         return h.mount_point.joinpath(*p.parts[1:])
 
     @staticmethod
-    def _init_cpuset(parent: Path, d: Path) -> None:
+    def _init_cpuset(parent: Path, d: Path, *, fresh: bool) -> None:
         """A new v1 cpuset group starts empty; give it its parent's CPUs and nodes so tasks can join."""
         for name in ("cpuset.cpus", "cpuset.mems"):
-            if _fs.read_text(d / name).strip():
+            if not fresh and _fs.read_text(d / name).strip():
                 continue
             value = _fs.read_text(parent / name).strip()
             if not value:
@@ -345,18 +343,22 @@ class CGroup:
                     feature=w.controller.value,
                 )
             version, d = where
-            target = next((d / n for n in w.names if (d / n).exists()), None)
-            if target is None:
+            for name in w.names:  # alternatives: the first file that exists
+                try:
+                    _fs.write_text(d / name, w.value, hint=w.hint)
+                    break
+                except SyscallError as exc:
+                    if exc.operation == "open" and exc.errno == errno.ENOENT:
+                        continue
+                    if exc.errno not in w.tolerate:
+                        raise
+                    break
+            else:
                 raise UnsupportedError(
                     f"{w.names[0]}: the `{w.controller.value}` controller on cgroup v{version} of this host "
                     f"(mode: {self._info.mode.value}) has no such file (kernel too old or feature disabled)",
                     feature=w.names[0],
                 )
-            try:
-                _fs.write_text(target, w.value, hint=w.hint)
-            except SyscallError as exc:
-                if exc.errno not in w.tolerate:
-                    raise
 
     def update(self, resources: Resources) -> None:
         """Apply *resources* to the running group (fields left None are unchanged).
@@ -539,18 +541,24 @@ class CGroup:
         self._refuse_root("delete")
         if not self.exists():
             return
-        if not recursive and self.children():
-            raise CGroupBusyError(errno.EBUSY, "delete", self._primary()[1],
-                                  hint=f"it has child groups {self.children()}; pass recursive=True")
         if timeout > 0:
             with contextlib.suppress(CGroupTimeout):
                 self.wait_empty(timeout)
-        left = self.procs(recursive=True)
+        trees = [list(self._walk(d)) for _h, d in self._dirs]  # descendants first, the group itself last
+        children = sorted({sub.name for tree in trees for sub in tree if sub.parent in (t[-1] for t in trees)})
+        if not recursive and children:
+            raise CGroupBusyError(errno.EBUSY, "delete", self._primary()[1],
+                                  hint=f"it has child groups {children}; pass recursive=True")
+        left: set[int] = set()
+        for tree in trees:
+            for sub in tree:
+                text = _fs.try_read_text(sub / "cgroup.procs")
+                left.update(int(x) for x in (text or "").split())
         if left:
             raise CGroupBusyError(errno.EBUSY, "delete", self._primary()[1],
-                                  hint=f"{len(left)} process(es) still inside: {left[:8]}; kill() them first")
-        for _h, d in self._dirs:
-            for sub in self._walk(d):
+                                  hint=f"{len(left)} process(es) still inside: {sorted(left)[:8]}; kill() them first")
+        for tree in trees:
+            for sub in tree:
                 _rmdir_retrying(sub)
 
     def __enter__(self) -> CGroup:

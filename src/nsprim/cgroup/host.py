@@ -275,17 +275,12 @@ def process_cgroups(
 
 
 def _match(h: Hierarchy, entries: list[CgroupEntry]) -> str | None:
-    for e in entries:
-        if h.version == 2 and e.is_unified:
-            return e.path
-        if h.version == 1 and not e.is_unified:
-            names = set(e.controllers)
-            wanted = {c.v1_name for c in h.controllers}
-            if h.name is not None:
-                wanted.add(f"name={h.name}")
-            if names == wanted:
-                return e.path
-    return None
+    if h.version == 2:
+        return next((e.path for e in entries if e.is_unified), None)
+    wanted = {c.v1_name for c in h.controllers}
+    if h.name is not None:
+        wanted.add(f"name={h.name}")
+    return next((e.path for e in entries if not e.is_unified and set(e.controllers) == wanted), None)
 
 
 def host_info(pid: int | None = None) -> HostInfo:
