@@ -176,7 +176,8 @@ def parse_profile(
         if not strict:
             names = [n for n in names if known_syscall(n)]
         action = _action(entry, "action", "errnoRet", f"{where}.", None)
-        args = tuple(_arg(a, f"{where}.args[{j}]") for j, a in enumerate(entry.get("args") or []))
+        raw_args = _expect(entry.get("args") or [], list, f"{where}.args", "a list")
+        args = tuple(_arg(a, f"{where}.args[{j}]") for j, a in enumerate(raw_args))
         rules.append(
             Rule(
                 tuple(names),
