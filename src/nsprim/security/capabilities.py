@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import UnknownCapabilityError
+from .errors import SecurityConfigError, UnknownCapabilityError
 
 __all__ = ["Capability", "CapabilitySet", "Capabilities", "CapNames", "last_cap", "DOCKER_DEFAULT_CAPS"]
 
@@ -278,10 +278,12 @@ class Capabilities:
     def from_oci(cls, caps: Mapping[str, Any], where: str = "process.capabilities") -> Capabilities:
         """From the OCI runtime-spec's ``process.capabilities`` object (lists of ``CAP_*`` names)."""
         if not isinstance(caps, Mapping):
-            raise UnknownCapabilityError(str(caps), where=where)
+            raise SecurityConfigError(f"{where}: expected an object", what=where)
         sets: dict[str, CapabilitySet] = {}
         for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
             names = caps.get(key) or []
+            if not isinstance(names, list):
+                raise SecurityConfigError(f"{where}.{key}: expected a list of capability names", what=f"{where}.{key}")
             mask = 0
             for i, name in enumerate(names):
                 if not isinstance(name, str):
