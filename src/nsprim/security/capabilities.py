@@ -16,6 +16,7 @@ bounding, effective and permitted, nothing inheritable or ambient — so that a
 later ``exec`` of a file with inheritable file capabilities gains nothing
 (the class of CVE-2022-29162)::
 
+    >>> from nsprim.security import Capabilities, Capability
     >>> caps = Capabilities.docker_default().drop("net_raw").add("CAP_SYS_PTRACE")
     >>> Capability.SYS_PTRACE in caps.effective, Capability.NET_RAW in caps.bounding
     (True, False)
