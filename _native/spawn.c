@@ -459,7 +459,13 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
     pthread_sigmask(SIG_SETMASK, &all, &ctx.mask);
 
     int pidfd = -1;
+    /* Dumpability belongs to the memory map, which a vfork-like child shares
+     * with us until exec: its setuid or PR_SET_DUMPABLE must not stick to the
+     * parent. */
+    int dumpable = cfg->use_vfork ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
     ret = clone_child(&ctx, &pidfd);
+    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
+        prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0, 0, 0);
 
     pthread_sigmask(SIG_SETMASK, &ctx.mask, NULL);
     if (saved_pidns >= 0) {

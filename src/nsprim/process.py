@@ -300,6 +300,9 @@ def start(
 
     One *parent_actions* callable runs for each :class:`~nsprim.plan.Sync`
     step, in order, with the child's pid; the child waits until it returns.
+    Action *k+1* starts as soon as action *k* released the child, not when
+    the child reaches the next sync step: an action must depend only on what
+    exists once the child is cloned (its namespaces, its pid).
     *close_after* are parent-side descriptors (the child's ends of pipes) to
     close once the child has them.  On a failed step the child is reaped and
     :class:`~nsprim.errors.StepError` raised; nothing is left running.

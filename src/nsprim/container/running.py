@@ -259,6 +259,13 @@ def build_plan(
     if cfg.network is Network.VETH and NamespaceType.NET in create:
         steps.append(Sync("the parent links the veth pair"))
         actions.append(_veth_action(cfg, prep.id))
+    security = cfg.security if cfg.security is not None else _default_security()
+    if security is not None:
+        security = replace(security, umask=cfg.umask)  # the container's umask wins
+        # Non-dumpable from here on (nothing of the container may ptrace the
+        # setup or open its /proc/<pid>/exe), but only after the parent wrote
+        # the id maps: a rootless parent cannot write a non-dumpable child's.
+        steps += security.prologue()
     steps += _join_steps(prep.namespaces)
     if NamespaceType.CGROUP in create and NamespaceType.CGROUP not in clone_types:
         steps.append(Unshare(C.CLONE_NEWCGROUP))
@@ -276,29 +283,25 @@ def build_plan(
         steps.append(Init())
     for lim in cfg.rlimits:
         steps.append(SetRlimit(lim.resource, lim.soft, lim.hard))
-    security = cfg.security if cfg.security is not None else _default_security()
-    if security is None and cfg.umask is not None:
-        steps.append(Umask(cfg.umask))
+    steps.append(FdMap(tuple(stdio)))
     if security is not None:
-        security = replace(security, umask=cfg.umask)  # the container's umask wins
         # setgroups is denied to a rootless container (the kernel's rule for an
         # unprivileged id map): leave the groups alone there unless asked.
         groups = cfg.groups if (cfg.groups or os.geteuid() == 0) else None
-        steps += security.steps(uid=cfg.uid, gid=cfg.gid, groups=groups)
+        # The user switch interleaves with the capability changes, and seccomp
+        # comes last when no_new_privs allows it: the policy orders them.
+        steps += security.epilogue(uid=cfg.uid, gid=cfg.gid, groups=groups)
     else:
+        if cfg.umask is not None:
+            steps.append(Umask(cfg.umask))
         if cfg.groups or os.geteuid() == 0:
             steps.append(SetGroups(cfg.groups))
         steps.append(SetGid(cfg.gid))
         steps.append(SetUid(cfg.uid))
+    # chdir as the user the payload runs as, as runc does.
     steps.append(Chdir(cfg.cwd))
-    steps.append(FdMap(tuple(stdio)))
     env = dict(cfg.env)
     steps.append(Exec(cfg.argv[0], list(cfg.argv), env, env.get("PATH", "/usr/bin:/bin")))
-    # SECCOMP must stay right before exec: move it there if the policy put it earlier.
-    seccomp = [s for s in steps if type(s).__name__ == "LoadSeccomp"]
-    if seccomp:
-        steps = [s for s in steps if s not in seccomp]
-        steps[-1:-1] = seccomp
     return Plan(tuple(steps)), NamespaceType.mask(clone_types), cgroup_fd, actions
 
 
