@@ -84,7 +84,7 @@ def docs(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The README's demo: namespaces by hand, then a sandbox."""
     _install(session)
-    for example in session.posargs or ["sandbox.py", "inspect_namespaces.py"]:
+    for example in session.posargs or ["sandbox.py", "inspect_namespaces.py", "limits.py"]:
         session.run("python", str(ROOT / "examples" / example))
 
 

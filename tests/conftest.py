@@ -54,14 +54,17 @@ def _cgroups() -> set[str]:
     """
     root = Path("/sys/fs/cgroup")
     found: set[str] = set()
-    for pattern in ("nsprim*", "*/nsprim*", "*/*/nsprim*"):
-        found.update(str(p) for p in root.glob(pattern) if p.is_dir() and "nsprim-test-" not in str(p))
-    session = os.environ.get("NSPRIM_CGROUP_PARENT")
-    if session:
-        for hierarchy in root.iterdir():
-            d = hierarchy / session.lstrip("/")
-            if d.is_dir():
-                found.update(str(p) for p in d.iterdir() if p.is_dir())
+    try:
+        for pattern in ("nsprim-[0-9a-f]*", "*/nsprim-[0-9a-f]*"):
+            found.update(str(p) for p in root.glob(pattern) if p.is_dir())
+        session = os.environ.get("NSPRIM_CGROUP_PARENT")
+        if session:
+            for hierarchy in root.iterdir():
+                d = hierarchy / session.lstrip("/")
+                if d.is_dir():
+                    found.update(str(p) for p in d.iterdir() if p.is_dir())
+    except FileNotFoundError:  # a group vanished while we looked: look again
+        return _cgroups()
     return found
 
 
