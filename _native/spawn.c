@@ -149,11 +149,15 @@ static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
     return 0;
 }
 
+extern char **environ;
+
 static int do_exec(const struct nsp_step *s)
 {
+    /* No environment given: the caller's own, as CPython's subprocess does. */
+    char *const *envp = s->strv2 ? s->strv2 : environ;
     const char *file = s->path;
     if (strchr(file, '/') || s->str == NULL) {
-        execve(file, s->strv, s->strv2);
+        execve(file, s->strv, envp);
         return -errno;
     }
     /* PATH search, as execvpe does, without allocating. */
@@ -172,7 +176,7 @@ static int do_exec(const struct nsp_step *s)
             memcpy(buf, p, dlen);
             buf[dlen] = '/';
             memcpy(buf + dlen + 1, file, flen + 1);
-            execve(buf, s->strv, s->strv2);
+            execve(buf, s->strv, envp);
             switch (errno) {
             case EACCES:
                 seen_eacces = 1;
@@ -378,24 +382,27 @@ static int child_main(void *arg)
     _exit(0);
 }
 
-#define VFORK_STACK_SIZE (256 * 1024)
+/* The vfork-like child runs on a buffer in this frame, as musl's posix_spawn
+ * does: we are suspended until it execs or exits, so the frame outlives it,
+ * and no mmap/munmap is paid per spawn.  The deepest child path (a PATH
+ * search, a walk inside the new root) needs a few PATH_MAX buffers. */
+#define VFORK_STACK_SIZE (64 * 1024)
+
+static __attribute__((noinline)) int clone_vfork(struct child_ctx *ctx, int *pidfd, int exit_signal)
+{
+    char stack[VFORK_STACK_SIZE] __attribute__((aligned(64)));
+    int flags = (int)ctx->cfg->clone_flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | exit_signal;
+    int pid = clone(child_main, stack + sizeof stack, flags, ctx, pidfd);
+    return pid < 0 ? -errno : pid;
+}
 
 static int clone_child(struct child_ctx *ctx, int *pidfd)
 {
     const struct nsp_spawn_config *cfg = ctx->cfg;
     int exit_signal = cfg->exit_signal > 0 ? cfg->exit_signal : SIGCHLD;
 
-    if (cfg->use_vfork && cfg->cgroup_fd < 0 && !(cfg->clone_flags & CLONE_NEWTIME)) {
-        void *stack = mmap(NULL, VFORK_STACK_SIZE, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (stack == MAP_FAILED)
-            return -errno;
-        int flags = (int)cfg->clone_flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | exit_signal;
-        int pid = clone(child_main, (char *)stack + VFORK_STACK_SIZE, flags, ctx, pidfd);
-        int err = errno;
-        munmap(stack, VFORK_STACK_SIZE);
-        return pid < 0 ? -err : pid;
-    }
+    if (cfg->use_vfork && cfg->cgroup_fd < 0 && !(cfg->clone_flags & CLONE_NEWTIME))
+        return clone_vfork(ctx, pidfd, exit_signal);
 
     struct nsp_clone_args args;
     memset(&args, 0, sizeof args);

@@ -484,7 +484,10 @@ class CloseFd(Step):
 
 @dataclass(frozen=True)
 class Exec(Step):
-    """execve(2): the last step.  A *file* without ``/`` is searched in *search_path*."""
+    """execve(2): the last step.  A *file* without ``/`` is searched in *search_path*.
+
+    *env* ``None`` passes on the caller's environment as it is at spawn time.
+    """
 
     file: StrPath
     argv: Sequence[str | bytes]
@@ -497,11 +500,11 @@ class Exec(Step):
         return os.fspath(self.file)
 
     def lower(self) -> RawStep:
-        env = os.environ if self.env is None else self.env
-        envp = tuple(f"{k}={v}".encode() for k, v in env.items())
+        # env None: the child passes on the environment it has (the caller's).
+        envp = None if self.env is None else tuple(f"{k}={v}".encode() for k, v in self.env.items())
         search = self.search_path
         if search is None and "/" not in os.fspath(self.file):
-            search = env.get("PATH", os.defpath)
+            search = (os.environ if self.env is None else self.env).get("PATH", os.defpath)
         return RawStep(
             StepKind.EXEC,
             path=_b(self.file),

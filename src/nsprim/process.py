@@ -530,7 +530,7 @@ def spawn(
             plan_steps.append(SetUid(uid))
         if cwd is not None:
             plan_steps.append(Chdir(cwd))
-        exec_env = dict(os.environ if env is None else env)
+        exec_env = None if env is None else dict(env)
         file = argv[0]
         plan_steps.append(Exec(os.fsdecode(file), [os.fsencode(a) for a in argv], exec_env))
 
