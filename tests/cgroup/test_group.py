@@ -134,8 +134,11 @@ def test_unknown_controller_touches_nothing(base: CGroup) -> None:
 
 
 def test_missing_controller_is_unsupported(base: CGroup) -> None:
-    missing = [c for c in (Controller.RDMA, Controller.MISC, Controller.PERF_EVENT, Controller.HUGETLB)
-               if c not in base.host.controllers]
+    missing = [
+        c
+        for c in (Controller.RDMA, Controller.MISC, Controller.PERF_EVENT, Controller.HUGETLB)
+        if c not in base.host.controllers
+    ]
     if not missing:
         pytest.skip("this host has every controller")
     with pytest.raises(UnsupportedError, match=f"`{missing[0].value}`.*mode: {base.host.mode.value}"):

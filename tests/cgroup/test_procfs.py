@@ -48,17 +48,26 @@ def test_directory_mapping_honours_the_mount_root() -> None:
     assert h.directory("/other (deleted)") == Path("/mnt/mem/other")
 
 
-_path_part = st.text(alphabet=st.characters(blacklist_characters="/\n\0 \t\\", blacklist_categories=("Cs",)),
-                     min_size=1, max_size=12)
+_path_part = st.text(
+    alphabet=st.characters(blacklist_characters="/\n\0 \t\\", blacklist_categories=("Cs",)), min_size=1, max_size=12
+)
 
 
 def _escape(s: str) -> str:
     return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in s)
 
 
-@given(st.lists(st.tuples(st.lists(_path_part, max_size=3), st.lists(_path_part, min_size=1, max_size=3),
-                          st.sampled_from(["cgroup", "cgroup2", "tmpfs"]), st.text(" \\abc", max_size=4)),
-                max_size=5))
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(_path_part, max_size=3),
+            st.lists(_path_part, min_size=1, max_size=3),
+            st.sampled_from(["cgroup", "cgroup2", "tmpfs"]),
+            st.text(" \\abc", max_size=4),
+        ),
+        max_size=5,
+    )
+)
 def test_mountinfo_round_trips(mounts: list[tuple[list[str], list[str], str, str]]) -> None:
     lines = []
     for i, (root, point, fs, odd) in enumerate(mounts):
@@ -71,10 +80,16 @@ def test_mountinfo_round_trips(mounts: list[tuple[list[str], list[str], str, str
     ]
 
 
-@given(st.lists(st.tuples(st.integers(0, 20), st.lists(st.sampled_from(["cpu", "memory", "name=systemd"]),
-                                                       max_size=2, unique=True),
-                          st.lists(st.text(alphabet="abc:-_ 1", min_size=1, max_size=6), max_size=3)),
-                max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 20),
+            st.lists(st.sampled_from(["cpu", "memory", "name=systemd"]), max_size=2, unique=True),
+            st.lists(st.text(alphabet="abc:-_ 1", min_size=1, max_size=6), max_size=3),
+        ),
+        max_size=6,
+    )
+)
 def test_proc_cgroup_round_trips(lines: list[tuple[int, list[str], list[str]]]) -> None:
     text = "\n".join(f"{i}:{','.join(c)}:/{'/'.join(p)}" for i, c, p in lines)
     assert parse_proc_cgroup(text) == [CgroupEntry(i, tuple(c), "/" + "/".join(p)) for i, c, p in lines]

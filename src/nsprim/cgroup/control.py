@@ -46,8 +46,13 @@ def freeze(group: CGroup, timeout: float | None, version: int | None = None) -> 
     v, d = freezer_of(group, version)
     if v == 2:
         _fs.write_text(d / "cgroup.freeze", "1")
-        wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 1, timeout=timeout,
-                   what="the group to freeze", path=d, notify=[d / "cgroup.events"])
+        wait_until(
+            lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 1,
+            timeout=timeout,
+            what="the group to freeze",
+            path=d,
+            notify=[d / "cgroup.events"],
+        )
         return
 
     def frozen() -> bool:
@@ -65,12 +70,21 @@ def thaw(group: CGroup, timeout: float | None, version: int | None = None) -> No
     v, d = freezer_of(group, version)
     if v == 2:
         _fs.write_text(d / "cgroup.freeze", "0")
-        wait_until(lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 0, timeout=timeout,
-                   what="the group to thaw", path=d, notify=[d / "cgroup.events"])
+        wait_until(
+            lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 0,
+            timeout=timeout,
+            what="the group to thaw",
+            path=d,
+            notify=[d / "cgroup.events"],
+        )
         return
     _fs.write_text(d / "freezer.state", "THAWED")
-    wait_until(lambda: _fs.read_text(d / "freezer.state").strip() == "THAWED", timeout=timeout,
-               what="the group to thaw", path=d)
+    wait_until(
+        lambda: _fs.read_text(d / "freezer.state").strip() == "THAWED",
+        timeout=timeout,
+        what="the group to thaw",
+        path=d,
+    )
 
 
 def is_frozen(group: CGroup) -> bool:
@@ -90,8 +104,13 @@ def kill(group: CGroup, sig: int, timeout: float | None, use_cgroup_kill: bool =
     deadline = None if timeout is None else time.monotonic() + timeout
     if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
         _fs.write_text(u / "cgroup.kill", "1")
-        wait_until(lambda: not _fs.read_keyed(u / "cgroup.events").get("populated", 0), timeout=timeout,
-                   what="the group to be empty", path=u, notify=[u / "cgroup.events"])
+        wait_until(
+            lambda: not _fs.read_keyed(u / "cgroup.events").get("populated", 0),
+            timeout=timeout,
+            what="the group to be empty",
+            path=u,
+            notify=[u / "cgroup.events"],
+        )
         if not group.procs(recursive=True):
             return
         # Left only in v1 hierarchies (single threads moved there on a hybrid host): use the loop below.

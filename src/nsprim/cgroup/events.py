@@ -167,13 +167,18 @@ def wait_until(
             watcher.wait(step)
 
 
-
 def read_memory_events(version: int, directory: Path) -> MemoryEvents:
     """Read the memory event counters of the memory-controller *directory* of a group."""
     if version == 2:
         e = _fs.read_keyed(directory / "memory.events")
-        return MemoryEvents(oom_kill=e.get("oom_kill", 0), oom=e.get("oom"), max=e.get("max"), high=e.get("high"),
-                            low=e.get("low"), oom_group_kill=e.get("oom_group_kill"))
+        return MemoryEvents(
+            oom_kill=e.get("oom_kill", 0),
+            oom=e.get("oom"),
+            max=e.get("max"),
+            high=e.get("high"),
+            low=e.get("low"),
+            oom_group_kill=e.get("oom_group_kill"),
+        )
     oc = _fs.read_keyed(directory / "memory.oom_control")
     failcnt = _fs.read_int(directory / "memory.failcnt")
     return MemoryEvents(oom_kill=oc.get("oom_kill", 0), max=failcnt, under_oom=bool(oc.get("under_oom", 0)))

@@ -218,7 +218,9 @@ class CGroup:
                         d / "cgroup.subtree_control",
                         f"+{c.v2_name}",
                         hint="the no-internal-processes rule: this cgroup has processes of its own; "
-                        "create the group under a parent without processes" if d != h.mount_point else None,
+                        "create the group under a parent without processes"
+                        if d != h.mount_point
+                        else None,
                     )
                 except SyscallError:
                     if c in needed:
@@ -394,8 +396,11 @@ class CGroup:
         host the thread moves in the v1 hierarchies and stays with its process
         in the v2 tree (which then only tracks membership).
         """
-        v2_domain = [d for h, d in self._dirs if h.version == 2
-                     and (_fs.try_read_text(d / "cgroup.type") or "domain").strip() != "threaded"]
+        v2_domain = [
+            d
+            for h, d in self._dirs
+            if h.version == 2 and (_fs.try_read_text(d / "cgroup.type") or "domain").strip() != "threaded"
+        ]
         if v2_domain and len(self._dirs) == 1:
             raise UnsupportedError(
                 f"add_thread `{self.path}`: cgroup v2 moves single threads only within a threaded subtree "
@@ -480,8 +485,13 @@ class CGroup:
         """Block until no process is in the group or its descendants; raise :class:`CGroupTimeout` after *timeout* s."""
         u = self.unified_dir
         notify = [u / "cgroup.events"] if u is not None else []
-        wait_until(lambda: not self.populated, timeout=timeout, what="the group to be empty",
-                   path=self._primary()[1], notify=notify)
+        wait_until(
+            lambda: not self.populated,
+            timeout=timeout,
+            what="the group to be empty",
+            path=self._primary()[1],
+            notify=notify,
+        )
 
     def memory_events(self) -> MemoryEvents:
         """The group's OOM and limit counters (v2 ``memory.events``, v1 ``memory.oom_control``/``memory.failcnt``)."""
@@ -547,16 +557,21 @@ class CGroup:
         trees = [list(self._walk(d)) for _h, d in self._dirs]  # descendants first, the group itself last
         children = sorted({sub.name for tree in trees for sub in tree if sub.parent in (t[-1] for t in trees)})
         if not recursive and children:
-            raise CGroupBusyError(errno.EBUSY, "delete", self._primary()[1],
-                                  hint=f"it has child groups {children}; pass recursive=True")
+            raise CGroupBusyError(
+                errno.EBUSY, "delete", self._primary()[1], hint=f"it has child groups {children}; pass recursive=True"
+            )
         left: set[int] = set()
         for tree in trees:
             for sub in tree:
                 text = _fs.try_read_text(sub / "cgroup.procs")
                 left.update(int(x) for x in (text or "").split())
         if left:
-            raise CGroupBusyError(errno.EBUSY, "delete", self._primary()[1],
-                                  hint=f"{len(left)} process(es) still inside: {sorted(left)[:8]}; kill() them first")
+            raise CGroupBusyError(
+                errno.EBUSY,
+                "delete",
+                self._primary()[1],
+                hint=f"{len(left)} process(es) still inside: {sorted(left)[:8]}; kill() them first",
+            )
         for tree in trees:
             for sub in tree:
                 _rmdir_retrying(sub)
@@ -564,8 +579,9 @@ class CGroup:
     def __enter__(self) -> CGroup:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if not self.exists():
             return
         if self.procs(recursive=True):

@@ -46,9 +46,11 @@ class EffectiveLimits:
     def __str__(self) -> str:
         quota = f"{self.cpu_quota:g} CPUs of bandwidth" if self.cpu_quota is not None else "no CPU bandwidth limit"
         mem = _human(self.memory_limit) if self.memory_limit is not None else "unlimited"
-        return (f"pid {self.pid}: {self.cpu_count} CPU(s) (cpus {format_cpuset(self.cpus)}, {quota}; host has "
-                f"{self.host_cpus}); memory limit {mem} (usable {_human(self.memory_total)} of host "
-                f"{_human(self.host_memory)})")
+        return (
+            f"pid {self.pid}: {self.cpu_count} CPU(s) (cpus {format_cpuset(self.cpus)}, {quota}; host has "
+            f"{self.host_cpus}); memory limit {mem} (usable {_human(self.memory_total)} of host "
+            f"{_human(self.host_memory)})"
+        )
 
 
 def _human(n: int) -> str:

@@ -57,8 +57,9 @@ def meminfo_view(cgroup: CGroup | None = None) -> str:
     values = dict(host)
     values["MemTotal"] = total
     values["MemFree"] = total - usage
-    values["MemAvailable"] = min(total, total - usage + s("inactive_file", "total_inactive_file")
-                                 + s("active_file", "total_active_file"))
+    values["MemAvailable"] = min(
+        total, total - usage + s("inactive_file", "total_inactive_file") + s("active_file", "total_active_file")
+    )
     values["Buffers"] = 0
     values["Cached"] = cached
     values["Active"] = s("active_anon", "total_active_anon") + s("active_file", "total_active_file")

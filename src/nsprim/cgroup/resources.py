@@ -305,8 +305,13 @@ class Resources:
 
     def __post_init__(self) -> None:
         _set(self, "hugetlb", tuple(self.hugetlb))
-        expected = {"cpu": CpuResources, "cpuset": CpusetResources, "memory": MemoryResources,
-                    "pids": PidsResources, "io": IoResources}
+        expected = {
+            "cpu": CpuResources,
+            "cpuset": CpusetResources,
+            "memory": MemoryResources,
+            "pids": PidsResources,
+            "io": IoResources,
+        }
         for name, cls in expected.items():
             value = getattr(self, name)
             if value is not None and not isinstance(value, cls):
@@ -318,12 +323,16 @@ class Resources:
     def controllers(self) -> frozenset[Controller]:
         """The controllers these resources need."""
         needed: set[Controller] = set()
-        for name, controller in (("cpu", Controller.CPU), ("cpuset", Controller.CPUSET),
-                                 ("memory", Controller.MEMORY), ("pids", Controller.PIDS), ("io", Controller.IO)):
+        for name, controller in (
+            ("cpu", Controller.CPU),
+            ("cpuset", Controller.CPUSET),
+            ("memory", Controller.MEMORY),
+            ("pids", Controller.PIDS),
+            ("io", Controller.IO),
+        ):
             part = getattr(self, name)
             if part is not None and any(getattr(part, f.name) not in (None, ()) for f in fields(part)):
                 needed.add(controller)
         if self.hugetlb:
             needed.add(Controller.HUGETLB)
         return frozenset(needed)
-

@@ -191,8 +191,9 @@ def _cpu(where: Where, unified: Path | None) -> CpuStats | None:
         base = read_keyed(source / "cpu.stat")
         throttle = {**base, **throttle} if cpu is not None and cpu[0] == 1 else base
         total, user, system = base.get("usage_usec", 0), base.get("user_usec", 0), base.get("system_usec", 0)
-    return CpuStats(total, user, system, throttle.get("nr_periods"), throttle.get("nr_throttled"),
-                    throttle.get("throttled_usec"))
+    return CpuStats(
+        total, user, system, throttle.get("nr_periods"), throttle.get("nr_throttled"), throttle.get("throttled_usec")
+    )
 
 
 def _pids(d: Path) -> PidsStats | None:
@@ -217,8 +218,10 @@ def _io(version: int, d: Path) -> IoStats | None:
                     counters[k] = int(v)
     else:
         found = False
-        for name, suffix in (("blkio.throttle.io_service_bytes_recursive", "bytes"),
-                             ("blkio.throttle.io_serviced_recursive", "ios")):
+        for name, suffix in (
+            ("blkio.throttle.io_service_bytes_recursive", "bytes"),
+            ("blkio.throttle.io_serviced_recursive", "ios"),
+        ):
             text = try_read_text(d / name)
             if text is None:
                 continue
@@ -230,10 +233,12 @@ def _io(version: int, d: Path) -> IoStats | None:
                     devices.setdefault(parts[0], {})[key] = int(parts[2])
         if not found:
             return None
-    return IoStats(tuple(
-        IoDeviceStats(dev, c.get("rbytes", 0), c.get("wbytes", 0), c.get("rios", 0), c.get("wios", 0))
-        for dev, c in sorted(devices.items())
-    ))
+    return IoStats(
+        tuple(
+            IoDeviceStats(dev, c.get("rbytes", 0), c.get("wbytes", 0), c.get("rios", 0), c.get("wios", 0))
+            for dev, c in sorted(devices.items())
+        )
+    )
 
 
 def _pressure(dirs: list[Path], name: str) -> Pressure | None:

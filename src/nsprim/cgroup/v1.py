@@ -100,13 +100,18 @@ def plan_v1(resources: Resources, controller: Controller, mode: str) -> list[Wri
         if io.weight is not None:
             out.append(Write(controller, ("blkio.bfq.weight", "blkio.weight"), str(io_weight_to_blkio(io.weight))))
         for lim in io.limits:
-            for key, name in (("rbps", "read_bps"), ("wbps", "write_bps"), ("riops", "read_iops"),
-                              ("wiops", "write_iops")):
+            for key, name in (
+                ("rbps", "read_bps"),
+                ("wbps", "write_bps"),
+                ("riops", "read_iops"),
+                ("wiops", "write_iops"),
+            ):
                 value = getattr(lim, key)
                 if value is not None:
                     v = limit_of(value)
-                    out.append(Write(controller, (f"blkio.throttle.{name}_device",),
-                                     f"{lim.device} {0 if v == 'max' else v}"))
+                    out.append(
+                        Write(controller, (f"blkio.throttle.{name}_device",), f"{lim.device} {0 if v == 'max' else v}")
+                    )
     elif controller is Controller.HUGETLB:
         for h in resources.hugetlb:
             out.append(Write(controller, (f"hugetlb.{h.page_size}.limit_in_bytes",), _bytes(h.max)))

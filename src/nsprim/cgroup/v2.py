@@ -50,8 +50,13 @@ def plan_v2(resources: Resources, controller: Controller, mode: str) -> list[Wri
     elif controller is Controller.MEMORY and resources.memory is not None:
         m = resources.memory
         # Lower limits first, then raise: memory.min <= low <= high <= max is not enforced by the kernel.
-        for name, value in (("memory.min", m.min), ("memory.low", m.low), ("memory.high", m.high),
-                            ("memory.max", m.max), ("memory.swap.max", m.swap)):
+        for name, value in (
+            ("memory.min", m.min),
+            ("memory.low", m.low),
+            ("memory.high", m.high),
+            ("memory.max", m.max),
+            ("memory.swap.max", m.swap),
+        ):
             if value is not None:
                 out.append(Write(controller, (name,), _v(value)))
         if m.oom_group is not None:
@@ -63,8 +68,9 @@ def plan_v2(resources: Resources, controller: Controller, mode: str) -> list[Wri
         if io.weight is not None:
             out.append(Write(controller, ("io.weight", "io.bfq.weight"), f"default {io.weight}"))
         for lim in io.limits:
-            parts = [f"{k}={_v(getattr(lim, k))}" for k in ("rbps", "wbps", "riops", "wiops")
-                     if getattr(lim, k) is not None]
+            parts = [
+                f"{k}={_v(getattr(lim, k))}" for k in ("rbps", "wbps", "riops", "wiops") if getattr(lim, k) is not None
+            ]
             if parts:
                 out.append(Write(controller, ("io.max",), f"{lim.device} {' '.join(parts)}"))
     elif controller is Controller.HUGETLB:
