@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -127,3 +127,36 @@ def container_cgroup_parent() -> Iterator[str | None]:
 
 
 requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
+
+
+def run_as_nobody(fn: Callable[[], object]) -> str:
+    """Run *fn* in a forked child that dropped to uid/gid 65534; return what it returned, as text.
+
+    The child makes itself dumpable again, as a real unprivileged process is
+    (changing uid cleared it, which would leave its /proc files to root).
+    """
+    import ctypes
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            os.chdir("/")
+            os.write(w, str(fn()).encode())
+            code = 0
+        except BaseException as exc:
+            os.write(w, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        text = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ from nsprim import IdMap
 from nsprim.errors import ConfigError, ExecutableNotFoundError, StepError, TimeoutExpired
 from nsprim.plan import Chdir, Exec, Mount, Plan
 
-from .conftest import requires_root
+from .conftest import requires_root, run_as_nobody
 
 
 def test_missing_executable_is_a_step_error_not_status_127() -> None:
@@ -142,38 +141,18 @@ def test_spawn_from_a_threaded_program() -> None:
 @requires_root
 def test_unprivileged_caller_gets_a_user_namespace_with_itself_as_root() -> None:
     """A process with uid 65534 (no capabilities) spawns through nsprim in a new user namespace."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            # Changing uid made us non-dumpable, which a real unprivileged
-            # caller is not: our /proc files would stay root's.
-            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
-            res = nsprim.run(
-                ["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"],
-                new={"user", "uts", "mnt", "pid"},
-                hostname="rootless",
-                mount_proc=True,
-                capture_output=True,
-                cwd="/",
-            )
-            os.write(w, res.stdout or res.stderr or b"?")
-            code = 0
-        except BaseException as exc:
-            os.write(w, repr(exc).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out
-    lines = out.decode().split("\n")
+
+    def body() -> str:
+        res = nsprim.run(
+            ["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"],
+            new={"user", "uts", "mnt", "pid"},
+            hostname="rootless",
+            mount_proc=True,
+            capture_output=True,
+        )
+        return (res.stdout or res.stderr or b"?").decode()
+
+    lines = run_as_nobody(body).split("\n")
     assert lines[0] == "0"
     assert lines[1].split() == ["0", "65534", "1"]
     assert lines[2] == "rootless"

@@ -19,7 +19,7 @@ import nsprim
 from nsprim.container import Container
 from nsprim.errors import ConfigError, ExecutableNotFoundError
 
-from ..conftest import requires_root
+from ..conftest import requires_root, run_as_nobody
 
 pytestmark = requires_root
 
@@ -283,35 +283,6 @@ def test_bind_and_tmpfs_mounts(rootfs: Path, tmp_path: Path) -> None:
     assert not (shared / "x").exists()
 
 
-def _as_nobody(fn: object) -> str:
-    """Run *fn* in a forked child that dropped to uid 65534; return what it wrote."""
-    import ctypes
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, as a real unprivileged process
-            os.chdir("/")
-            os.write(w, str(fn()).encode())  # type: ignore[operator]
-            code = 0
-        except BaseException as exc:
-            os.write(w, f"{type(exc).__name__}: {exc}".encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        text = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, text
-    return text
-
-
 @pytest.fixture
 def public_rootfs(rootfs: Path) -> Iterator[Path]:
     """The busybox root in a directory an unprivileged user can reach."""
@@ -334,7 +305,7 @@ def test_rootless_container_same_isolation(public_rootfs: Path) -> None:
         r = Container(["/bin/sh", "-c", script]).rootfs(rootfs).hostname("rootless").run(capture_output=True)
         return out(r) + f"rc={r.returncode}"
 
-    lines = _as_nobody(body).split("\n")
+    lines = run_as_nobody(body).split("\n")
     assert lines[:3] == ["1", "0", "rootless"]
     assert "marker" in lines and "usr" not in lines
     assert "3" in lines and "ro" in lines and lines[-1] == "rc=0"
@@ -345,7 +316,7 @@ def test_rootless_host_root_with_tmpfs() -> None:
         box = Container(["sh", "-c", "id -u; touch /tmp/ok && echo tmp-ok"]).host_root().tmpfs("/tmp")
         return out(box.run(capture_output=True))
 
-    assert _as_nobody(body).split() == ["0", "tmp-ok"]
+    assert run_as_nobody(body).split() == ["0", "tmp-ok"]
 
 
 def test_veth_network_reaches_the_host_side() -> None:
