@@ -21,7 +21,7 @@ DEFAULT_TIMEOUT = 900.0
 EXIT_TIMEOUT = 124
 EXIT_VM_FAILED = 125
 EXIT_INTERRUPTED = 130
-# Paths the guest mounts over: a command file there would be hidden from /init.
+# Paths the guest mounts its own file systems on (the project share is mounted last, on top).
 GUEST_MOUNTS = ("/tmp", "/run", "/dev", "/proc", "/sys")
 # Beyond this many base64 characters the command goes through a file in the cache instead of the kernel cmdline.
 MAX_INLINE_COMMAND = 1200
@@ -121,16 +121,16 @@ def command_args(script: str, cache: Path) -> tuple[list[str], Path | None]:
     encoded = b64(script)
     if len(encoded) <= MAX_INLINE_COMMAND:
         return [f"nsprim.cmd={encoded}"], None
-    resolved = cache.resolve()
-    if hidden_in_guest(resolved):
-        raise VMError(f"command too long for the kernel command line and the cache {resolved} is hidden in the guest")
-    path = resolved / f"cmd-{os.getpid()}-{time.monotonic_ns()}.sh"
+    # /init reads it through the host root before it mounts anything there, so any host path will do.
+    path = cache.resolve() / f"cmd-{os.getpid()}-{time.monotonic_ns()}.sh"
     path.write_text(script)
     return [f"nsprim.cmdfile={b64(str(path))}"], path
 
 
-def hidden_in_guest(path: Path) -> bool:
+def hidden_in_guest(path: Path, project: Path) -> bool:
     """Whether the guest mounts something of its own over ``path`` (so the host's files there are not visible)."""
+    if path == project or project in path.parents:
+        return False
     return any(path == Path(m) or Path(m) in path.parents for m in GUEST_MOUNTS)
 
 
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         accel = qemu.choose_accel(args.accel)
         project = args.project.resolve()
         cwd = os.getcwd()
-        if hidden_in_guest(Path(cwd)):
+        if hidden_in_guest(Path(cwd), project):
             log(args, f"warning: the guest has its own empty {cwd} (only / read-only and {project} are shared)")
         script = guest_script(args.command, cwd, guest_env(args.env))
         cmd_args, cmdfile = command_args(script, cache)

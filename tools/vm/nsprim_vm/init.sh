@@ -56,6 +56,7 @@ mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm || fail "cannot mount /dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp || fail "cannot mount /tmp"
 mount -t tmpfs -o mode=0755 tmpfs $R/run || fail "cannot mount /run"
 mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || fail "cannot mount cgroup2"
+mkdir -p "$R$work" || fail "cannot create the mount point $work"  # needed if it lies under /tmp or /run
 mount -t 9p -o "$opts,rw,cache=$wcache" work "$R$work" || fail "cannot mount the project share at $work"
 cat /cmd.sh >$R/tmp/.nsprim-vm-cmd.sh || fail "cannot copy the command into the guest"
 
