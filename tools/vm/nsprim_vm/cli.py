@@ -87,6 +87,9 @@ def guest_env(extra: list[str]) -> dict[str, str]:
     # The guest's console is a tty, but our stdout may not be: only let programs use colours if it is.
     env["TERM"] = os.environ.get("TERM", "dumb") if sys.stdout.isatty() else "dumb"
     env["COLUMNS"] = str(shutil.get_terminal_size().columns)
+    # The project's own switches travel (not the runner's NSPRIM_VM_*); NSPRIM_IN_VM=1 tells tests where they are.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("NSPRIM_") and not k.startswith("NSPRIM_VM_")})
+    env["NSPRIM_IN_VM"] = "1"
     if "VIRTUAL_ENV" in os.environ:
         env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
     for item in extra:

@@ -58,10 +58,10 @@ mount -t tmpfs -o mode=0755 tmpfs $R/run || fail "cannot mount /run"
 mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || fail "cannot mount cgroup2"
 mkdir -p "$R$work" || fail "cannot create the mount point $work"  # needed if it lies under /tmp or /run
 mount -t 9p -o "$opts,rw,cache=$wcache" work "$R$work" || fail "cannot mount the project share at $work"
-cat /cmd.sh >$R/tmp/.nsprim-vm-cmd.sh || fail "cannot copy the command into the guest"
 
 echo "NSPRIM-VM-START"
-chroot $R /bin/sh /tmp/.nsprim-vm-cmd.sh
+# PID 1 (this shell) reaps orphans: ash waits with waitpid(-1) while the command runs.
+chroot $R /bin/sh -c "$(cat /cmd.sh)"
 status=$?
 sync
 echo "NSPRIM-VM-EXIT=$status"
