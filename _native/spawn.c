@@ -24,6 +24,7 @@
 #include "compat.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include "container.h"
@@ -429,6 +430,31 @@ static int clone_child(struct child_ctx *ctx, int *pidfd)
     return (int)pid;
 }
 
+/* Dumpability belongs to the memory map, which a vfork-like child shares with
+ * us until exec: its setuid or PR_SET_DUMPABLE must not stick to the parent.
+ * Several threads may spawn at once, each child flipping the shared flag, so
+ * the first spawn in flight saves the parent's value and the last one out
+ * puts it back. */
+static pthread_mutex_t dumpable_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dumpable_inflight;
+static int dumpable_saved = -1;
+
+static void dumpable_enter(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    if (dumpable_inflight++ == 0)
+        dumpable_saved = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
+static void dumpable_leave(void)
+{
+    pthread_mutex_lock(&dumpable_lock);
+    if (--dumpable_inflight == 0 && dumpable_saved >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable_saved)
+        prctl(PR_SET_DUMPABLE, (unsigned long)dumpable_saved, 0, 0, 0);
+    pthread_mutex_unlock(&dumpable_lock);
+}
+
 int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
 {
     int report[2] = {-1, -1}, sync[2] = {-1, -1};
@@ -466,13 +492,11 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
     pthread_sigmask(SIG_SETMASK, &all, &ctx.mask);
 
     int pidfd = -1;
-    /* Dumpability belongs to the memory map, which a vfork-like child shares
-     * with us until exec: its setuid or PR_SET_DUMPABLE must not stick to the
-     * parent. */
-    int dumpable = cfg->use_vfork ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
+    if (cfg->use_vfork)
+        dumpable_enter();
     ret = clone_child(&ctx, &pidfd);
-    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
-        prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0, 0, 0);
+    if (cfg->use_vfork)
+        dumpable_leave();
 
     pthread_sigmask(SIG_SETMASK, &ctx.mask, NULL);
     if (saved_pidns >= 0) {
