@@ -10,7 +10,7 @@ spawned many times.
 from __future__ import annotations
 
 import enum
-import os
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,8 +187,6 @@ def spawn(
 
 
 def _clone_hint(err: int, flags: int) -> str | None:
-    import errno
-
     if err == errno.EINVAL and flags & lib.CLONE_NEWTIME:
         return "time namespaces need Linux 5.6 and clone3"
     if err == errno.EPERM:
@@ -209,9 +207,3 @@ def read_report(report_fd: int) -> Report | None:
     if ret == 0:
         return None
     return Report(report.index, report.kind, report.err)
-
-
-def close_fd(fd: int) -> None:
-    """Close *fd* if it is a descriptor (>= 0)."""
-    if fd >= 0:
-        os.close(fd)
