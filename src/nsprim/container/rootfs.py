@@ -30,7 +30,7 @@ def host_dirs(cfg: ContainerConfig, state: Path) -> list[Path]:
     (RootFS checks that the root exists; in the child a tmpfs over the state
     directory hides it and the same path is made again on it.)
     """
-    if cfg.root is None or cfg.root.kind == "directory":
+    if cfg.root is None:
         return []
     return [state / "root"]
 
@@ -39,9 +39,6 @@ def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, l
     """(the root directory, steps that make it, whether it is read-only)."""
     spec = cfg.root
     assert spec is not None
-    if spec.kind == "directory":
-        assert spec.path is not None
-        return spec.path, [], not spec.writable
     root, scratch = state / "root", state / "scratch"
     # The child covers the (shared, long-lived) state directory with a tmpfs
     # of its own and makes its mount points there: nothing per container
@@ -54,6 +51,11 @@ def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, l
         Mkdir(root, 0o755),
         Mkdir(scratch, 0o700),
     ]
+    if spec.kind == "directory":
+        # Bound at the state directory's root rather than in place: a directory
+        # that is itself a root (``/``) cannot be pivoted into where it stands.
+        assert spec.path is not None
+        return root, [*steps, Mount(spec.path, root, None, C.MS_BIND | C.MS_REC)], not spec.writable
     if spec.kind == "host" and userns:
         # In a user namespace the host's / has locked submounts, which overlay
         # refuses as a lower layer ("failed to clone lowerpath"): bind it read-only.
