@@ -1,11 +1,13 @@
 """Escape attempts, run *inside* a sandbox: ``python probe.py '<json>' op...``.
 
 The JSON argument gives system call numbers (name -> nr) for this machine and
-optional parameters (``fd`` for setns, ``pid`` for ptrace).  Each operation
+optional parameters (``fd`` for setns, pidfd_getfd and fchdir, ``pid`` for
+ptrace).  Each operation
 prints ``op=errno`` (0: it worked).  Nothing here can harm the host when run
 in the namespaces the tests use: mounts land in a private mount namespace,
 ``finit_module`` gets an invalid descriptor, keyctl only looks a keyring up,
-PTRACE_SEIZE does not stop the tracee and ends with the probe.
+PTRACE_SEIZE does not stop the tracee and ends with the probe, pidfd_getfd
+only copies a descriptor, exe_write opens without writing.
 """
 
 import ctypes
@@ -66,6 +68,39 @@ def op_setns():
 
 def op_ptrace():
     return sc("ptrace", ctypes.c_long(PTRACE_SEIZE), ctypes.c_long(CONF["pid"]), None, None)
+
+
+def op_pidfd_getfd():
+    # Take a copy of descriptor 0 of the process CONF["fd"] (a pidfd) is open on.
+    return sc("pidfd_getfd", ctypes.c_int(CONF["fd"]), ctypes.c_int(0), ctypes.c_uint(0))
+
+
+def op_exe_write():
+    # CVE-2019-5736's move: open the binary we run, through /proc, for writing (nothing is written).
+    try:
+        os.close(os.open("/proc/self/exe", os.O_WRONLY))
+    except OSError as exc:
+        return exc.errno
+    return 0
+
+
+def op_fchdir():
+    # CVE-2024-21626's move: a directory descriptor from outside the root as the way out.
+    try:
+        os.fchdir(CONF["fd"])
+        os.listdir(".")
+    except OSError as exc:
+        return exc.errno
+    return 0
+
+
+def op_fstat():
+    # Is descriptor CONF["fd"] open here?
+    try:
+        os.fstat(CONF["fd"])
+    except OSError as exc:
+        return exc.errno
+    return 0
 
 
 def op_chroot():

@@ -133,6 +133,9 @@ class ContainerConfig:
     mount_proc: bool = True
     readonly_paths: tuple[str, ...] = ()
     user_name: str | None = None
+    # nsprim: proc_view (issue #6) -- generated /proc/meminfo, /proc/cpuinfo, cpu/online; see procview.py
+    proc_view: bool = False
+    proc_view_refresh: float | None = 1.0  # seconds between background refreshes; None: only by hand
 
     def etc_passwd(self) -> Path:
         """Where the container's ``/etc/passwd`` is, seen from the host."""
@@ -178,6 +181,8 @@ class ContainerConfig:
             raise ConfigError("id maps need a new user namespace", what="uid_map")
         if (self.root is not None or self.mounts) and NamespaceType.MNT not in self.namespaces:
             raise ConfigError("a root file system or mounts need a new mount namespace", what="root")
+        if self.proc_view and NamespaceType.MNT not in self.namespaces:  # nsprim: proc_view
+            raise ConfigError("a /proc view needs a new mount namespace", what="proc_view")
         if self.hostname is not None and NamespaceType.UTS not in self.namespaces:
             raise ConfigError("a hostname needs a new uts namespace", what="hostname")
         if not os.path.isabs(self.cwd):
@@ -293,6 +298,18 @@ class Container:
         if size is not None:
             _size_ok(size)
         return self._with(mounts=(*self.config.mounts, TmpfsMount(Path(target), size, mode)))
+
+    # nsprim: proc_view (issue #6)
+    def proc_view(self, enabled: bool = True, *, refresh: float | None = 1.0) -> Container:
+        """Show the container's memory limit and CPUs in ``/proc/meminfo``, ``/proc/cpuinfo``
+        and ``/sys/devices/system/cpu/online`` (generated files bound over them, LXCFS-style
+        without FUSE; see :mod:`nsprim.container.procview`).  The memory figures are rewritten
+        every *refresh* seconds (``None``: only by
+        :meth:`~nsprim.container.RunningContainer.refresh_proc_view`).  Needs the container's
+        cgroup (root)."""
+        if refresh is not None and refresh <= 0:
+            raise ConfigError(f"proc_view refresh must be positive, not {refresh}", what="proc_view")
+        return self._with(proc_view=enabled, proc_view_refresh=refresh)
 
     # ---- namespaces ------------------------------------------------------------
 

@@ -12,12 +12,16 @@ at the host.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._sys import C
 from ..plan import Mkdir, Mount, Step
 from ..rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
 from ..rootfs_steps import EnterRoot
 from .config import BindMount, ContainerConfig, TmpfsMount
+
+if TYPE_CHECKING:
+    from .procview import ProcView
 
 __all__ = ["root_steps", "host_dirs"]
 
@@ -117,11 +121,18 @@ def _plain_mount_steps(m: BindMount | TmpfsMount) -> list[Step]:
     return steps
 
 
-def root_steps(cfg: ContainerConfig, state: Path | None, *, userns: bool) -> list[Step]:
-    """The steps that build and enter the container's root (none without one)."""
+def root_steps(
+    cfg: ContainerConfig, state: Path | None, *, userns: bool, proc_view: ProcView | None = None
+) -> list[Step]:
+    """The steps that build and enter the container's root (none without one).
+
+    *proc_view*: its files are bound over ``/proc/meminfo``... after ``/proc``
+    and ``/sys`` are mounted, before entering the root.
+    """
     if cfg.root is None or state is None:
         # No root of its own: the host's view, private to the container's mount namespace.
-        return [s for m in cfg.mounts for s in _plain_mount_steps(m)]
+        plain = [s for m in cfg.mounts for s in _plain_mount_steps(m)]
+        return plain + (proc_view.steps(None) if proc_view is not None else [])  # nsprim: proc_view
     root, make_root, readonly = _source(cfg, state, userns=userns)
     binds = tuple(
         Bind(m.source, str(m.target), m.readonly, m.recursive, m.nosuid, m.nodev, m.noexec)
@@ -142,5 +153,8 @@ def root_steps(cfg: ContainerConfig, state: Path | None, *, userns: bool) -> lis
     # The overlay (or bind) must exist before RootFS binds the root onto itself.
     steps[1:1] = make_root
     enter = next(i for i, s in enumerate(steps) if isinstance(s, EnterRoot))
-    steps[enter:enter] = _cgroup_fs_steps(root, userns=userns)
+    extra = _cgroup_fs_steps(root, userns=userns)
+    if proc_view is not None:  # nsprim: proc_view
+        extra += proc_view.steps(root)
+    steps[enter:enter] = extra
     return steps

@@ -55,6 +55,7 @@ from ..plan import (
 )
 from ..process import PIPE, Process, start
 from .config import ContainerConfig, Network
+from .procview import ProcView, view_directory
 from .rootfs import host_dirs, root_steps
 
 __all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "state_dir"]
@@ -105,6 +106,7 @@ class _Prepared:
         self.cgroup: CGroup | None = None
         self.watching = not config.detach
         self.namespaces: list[Namespace] = []
+        self.proc_view: ProcView | None = None  # nsprim: proc_view
 
     def setup(self) -> None:
         cfg = self.config
@@ -121,11 +123,22 @@ class _Prepared:
             if self.watching:
                 for d in self.cgroup.directories.values():
                     watcher.watch_cgroup(d)
+        if cfg.proc_view:  # nsprim: proc_view
+            if self.cgroup is None:
+                raise ConfigError("a /proc view needs the container's cgroup (run as root)", what="proc_view")
+            self.proc_view = ProcView(view_directory(state_dir(), self.id), self.cgroup, watch=self.watching)
+            self.proc_view.create()
 
     def release(self) -> None:
         errors: list[BaseException] = []
         for ns in self.namespaces:
             ns.close()
+        if self.proc_view is not None:  # nsprim: proc_view
+            try:
+                self.proc_view.remove()
+            except BaseException as exc:
+                errors.append(exc)
+            self.proc_view = None
         if self.cgroup is not None:
             try:
                 if self.cgroup.exists():
@@ -274,7 +287,7 @@ def build_plan(
     if NamespaceType.MNT in create:
         if cfg.root is None:  # (RootFS starts with this itself)
             steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
-        steps += root_steps(cfg, prep.state, userns=NamespaceType.USER in create)
+        steps += root_steps(cfg, prep.state, userns=NamespaceType.USER in create, proc_view=prep.proc_view)
     if cfg.hostname is not None:
         steps.append(SetHostname(cfg.hostname))
     if cfg.network is Network.NONE and NamespaceType.NET in create:
@@ -418,6 +431,14 @@ class RunningContainer:
     def stats(self) -> Stats:
         """Resource usage so far (memory, cpu, pids, io, pressure)."""
         return self._need_cgroup("stats").stats()
+
+    def refresh_proc_view(self) -> None:  # nsprim: proc_view
+        """Rewrite the memory figures of the container's ``/proc/meminfo`` now (see
+        :meth:`Container.proc_view <nsprim.container.Container.proc_view>`)."""
+        view = self._prep.proc_view
+        if view is None:
+            raise ConfigError(f"container {self.id} has no /proc view: use .proc_view()", what="proc_view")
+        view.refresh()
 
     def _need_cgroup(self, what: str) -> CGroup:
         if self.cgroup is None:
@@ -563,6 +584,8 @@ def start_container(
     finally:
         if cgroup_fd >= 0:
             os.close(cgroup_fd)
+    if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
+        prep.proc_view.start_refresher(config.proc_view_refresh)
     if not config.detach and prep.cgroup is None:
         watcher.watch_pid(proc.pid)
     files = [None if fd is None else os.fdopen(fd, "wb" if i == 0 else "rb", 0) for i, fd in enumerate(parent_ends)]
