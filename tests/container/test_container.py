@@ -347,3 +347,13 @@ def test_veth_network_reaches_the_host_side() -> None:
     )
     text = (r.stdout or b"").decode()
     assert "10.200.0.2/30" in text and "reached" in text, (text, r.stderr)
+
+
+def test_host_root_read_only_as_the_demo_uses_it() -> None:
+    r = (
+        Container(["sh", "-c", "echo $$; touch /usr/x 2>/dev/null || echo ro"])
+        .rootfs("/")
+        .tmpfs("/tmp")
+        .run(capture_output=True)
+    )
+    assert out(r).split() == ["1", "ro"], r.stderr
