@@ -5,9 +5,14 @@ Run as root: ``python examples/fork_bomb.py``.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from nsprim.container import Container
+
+# The interpreter itself, not a virtual environment's link to it: the link may
+# live where the sandbox does not look (a venv under a /tmp the container replaces).
+PYTHON = os.path.realpath(sys.executable)
 
 BOMB = """
 import os, time
@@ -23,7 +28,7 @@ while True:
 
 
 def main() -> int:
-    result = Container([sys.executable, "-c", BOMB]).host_root().pids(64).run(capture_output=True, timeout=120)
+    result = Container([PYTHON, "-c", BOMB]).host_root().pids(64).run(capture_output=True, timeout=120)
     print((result.stdout or b"").decode().strip())
     if result.stats is not None and result.stats.pids is not None:
         print(f"processes at the peak: {result.stats.pids.peak} (limit {result.stats.pids.max})")

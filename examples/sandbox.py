@@ -13,6 +13,10 @@ from pathlib import Path
 
 from nsprim.container import Container
 
+# The interpreter itself, not a virtual environment's link to it: the link may
+# live where the sandbox does not look (a venv under a /tmp the container replaces).
+PYTHON = os.path.realpath(sys.executable)
+
 SNIPPET = """
 import os, socket
 print(os.getpid()); print(socket.gethostname()); print(len(socket.if_nameindex()))
@@ -29,7 +33,7 @@ def _memory_cgroup() -> str:
 def main() -> int:
     # The sandbox, in a few lines of nsprim:
     box = (
-        Container([sys.executable, "-c", SNIPPET])
+        Container([PYTHON, "-c", SNIPPET])
         .rootfs("/")  # the host's / as a read-only root
         .tmpfs("/tmp", size="16M")
         .network("none")
