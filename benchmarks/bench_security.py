@@ -14,15 +14,27 @@ new mnt, uts, ipc and pid namespaces:
 and, outside the spawns, the time to compile the default profile.  Ratios are
 against ``bare`` (target: the whole policy costs at most 1.25x).
 
+Then per *container* start (``Container(["/bin/true"]).host_root().run()``:
+cgroup, overlay root, /proc, /sys, /dev, masks, pivot, clean-up), a quarter
+as many iterations:
+
+* ``container``         — the defaults (the whole policy)
+* ``container-nosec``   — the same container without any security step (the
+  default policy patched out for the measurement; there is no switch for it)
+
+(``--no-container`` skips these.)
+
 Run: ``python benchmarks/bench_security.py [--quick] [--json out.json]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +65,39 @@ def spawn_case(steps: Sequence[Step] | None = None, policy: SecurityPolicy | Non
     return h.timed(once)
 
 
+@contextlib.contextmanager
+def _no_default_security() -> Iterator[None]:
+    """Containers started inside get no security steps at all (measurement only)."""
+    import nsprim.container.running as running
+
+    saved = running._default_security
+    running._default_security = lambda: None
+    try:
+        yield
+    finally:
+        running._default_security = saved
+
+
+def container_case(*, secure: bool) -> h.BatchRunner:
+    """A batch runner starting a host-root container of /bin/true, with or without the security steps."""
+    from nsprim.container import Container
+
+    box = Container(PAYLOAD).host_root()
+
+    def once() -> None:
+        if secure:
+            box.run()
+        else:
+            with _no_default_security():
+                box.run()
+
+    return h.timed(once)
+
+
+def _extend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-container", action="store_true", help="skip the per-container-start cases")
+
+
 def compile_time(n: int = 200) -> h.Stats:
     """Microseconds to compile Docker's default profile."""
     stats = h.Stats("compile default profile")
@@ -66,7 +111,7 @@ def compile_time(n: int = 200) -> h.Stats:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the security benchmark; returns the exit status."""
-    args = h.parse_args("nsprim security benchmark (issue #6)", argv)
+    args = h.parse_args("nsprim security benchmark (issue #6)", argv, _extend)
     cfg = h.Config.from_args(args)
     if os.geteuid() != 0:
         print("skipped: needs root (new pid/mnt namespaces and capability changes)")
@@ -98,6 +143,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         h.Ratio("policy / bare", results["policy"], results["bare"], target=TARGET),
         h.Ratio("policy+steps / bare", results["policy+steps"], results["bare"]),
     ]
+    if not args.no_container:
+        ccfg = h.Config(
+            iterations=max(10, cfg.iterations // 4),
+            rounds=max(1, min(cfg.rounds, cfg.iterations // 4)),
+            warmup=max(2, cfg.warmup // 2),
+        )
+        boxes = h.run_interleaved(
+            [
+                h.Case("container", container_case(secure=True)),
+                h.Case("container-nosec", container_case(secure=False)),
+            ],
+            ccfg,
+        )
+        h.print_table(boxes, "container start of /bin/true (host root, cgroup, clean-up)")
+        ratios.append(h.Ratio("container / container-nosec", boxes["container"], boxes["container-nosec"]))
+        results = {**results, **boxes}
     h.print_ratios(ratios)  # with the ratio of minima: medians suffer most from a busy machine
     if args.json:
         h.write_json(args.json, h.as_json({**results, comp.name: comp}, ratios, namespaces=sorted(NAMESPACES)))
