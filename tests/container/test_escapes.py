@@ -381,3 +381,19 @@ def test_a_default_container_cannot_open_host_devices() -> None:
     """
     res = py(default(), code, json.dumps(present))
     assert all(v != 0 for v in res.values()), res
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GAP: a device node shipped in the image (a layer's tar entry, a directory root) opens: the root is "
+    "not nodev and there is no device cgroup. See docs/security.rst.",
+)
+def test_a_device_node_in_the_image_cannot_be_opened(busybox_root: Path, tmp_path: Path) -> None:
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("no /dev/kvm to stand for a host device")
+    image = tmp_path / "image"
+    shutil.copytree(busybox_root, image, symlinks=True)
+    os.mknod(image / "evil", 0o020600, os.makedev(10, 232))  # S_IFCHR: what a layer's tar entry becomes
+    # `: < file` opens for reading and closes: nothing is read or written.
+    r = Container(["/bin/sh", "-c", ": < /evil; echo rc=$?"]).rootfs(image).run(capture_output=True, timeout=30)
+    assert r.stdout != b"rc=0\n", r

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +213,30 @@ def test_generators() -> None:
     host = "processor\t: 0\nsiblings\t: 2\ncpu cores\t: 2\n\nprocessor\t: 1\nsiblings\t: 2\ncpu cores\t: 2\n\n"
     assert cpuinfo_view([1], host) == "processor\t: 1\nsiblings\t: 1\ncpu cores\t: 1\n\n"
     assert online_view([0, 1, 2, 5]) == "0-2,5\n"
+
+
+def test_refresh_follows_an_update_of_the_cpu_quota() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+    from nsprim.cgroup import CpuResources
+
+    def count(c: Any) -> int:
+        p = c.exec(["grep", "-c", "^processor", "/proc/cpuinfo"], stdout=nsprim.PIPE)
+        text = p.stdout.read()
+        assert p.wait() == 0
+        p.close()
+        return int(text)
+
+    # (started with a quota, so that the group has the cpu controller on a v1 host)
+    with Container(["sleep", "30"]).host_root().cpus(2).proc_view(refresh=None).start() as c:
+        before = count(c)
+        c.update(Resources(cpu=CpuResources(cpus=1)))
+        c.refresh_proc_view()
+        assert (before, count(c)) == (2, 1)
+
+
+def test_in_a_user_namespace() -> None:
+    box = Container(["sh", "-c", "head -1 /proc/meminfo"]).host_root().user_namespace().memory("128M").proc_view()
+    r = box.run(capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [b"MemTotal:", str(128 * 1024).encode(), b"kB"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import math
 import os
 import shutil
@@ -48,6 +49,7 @@ VIEW_FILES: tuple[tuple[str, str], ...] = (
     ("cpuinfo", "/proc/cpuinfo"),
     ("cpu-online", "/sys/devices/system/cpu/online"),
 )
+log = logging.getLogger("nsprim.container")
 _RO = C.MS_RDONLY | C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC
 
 
@@ -190,15 +192,16 @@ class ProcView:
         if self.watch:
             watcher.watch_tree(self.directory)
             self._watched = True
-        self.cpus = cpu_view(self.cgroup)
         self.refresh(cpus=True)
 
     def refresh(self, *, cpus: bool = False) -> None:
-        """Write the memory figures again (and, with *cpus*, the CPU files), in place."""
+        """Write the memory figures again (and, with *cpus*, work the CPUs out again and
+        rewrite the CPU files: after an update of the cpuset or quota), in place."""
         with self._lock:
             mem = meminfo_view(self.cgroup) if self.cgroup is not None else (_read("/proc/meminfo") or "")
             _write_in_place(self.directory / "meminfo", mem)
             if cpus:
+                self.cpus = cpu_view(self.cgroup)
                 _write_in_place(self.directory / "cpuinfo", cpuinfo_view(self.cpus))
                 _write_in_place(self.directory / "cpu-online", online_view(self.cpus))
 
@@ -213,6 +216,9 @@ class ProcView:
                     self.refresh()
                 except (NsprimError, OSError):
                     return  # the group or the directory is gone: the container is ending
+                except Exception:  # a bug: say so once, do not kill the process' stderr with a loop
+                    log.exception("refreshing the /proc view in %s failed; no more refreshes", self.directory)
+                    return
 
         self._thread = threading.Thread(target=loop, name=f"nsprim-procview-{self.directory.name}", daemon=True)
         self._thread.start()

@@ -433,12 +433,13 @@ class RunningContainer:
         return self._need_cgroup("stats").stats()
 
     def refresh_proc_view(self) -> None:  # nsprim: proc_view
-        """Rewrite the memory figures of the container's ``/proc/meminfo`` now (see
+        """Rewrite the container's ``/proc/meminfo`` now, and its CPU files (after an
+        :meth:`update` of the cpuset or quota; see
         :meth:`Container.proc_view <nsprim.container.Container.proc_view>`)."""
         view = self._prep.proc_view
         if view is None:
             raise ConfigError(f"container {self.id} has no /proc view: use .proc_view()", what="proc_view")
-        view.refresh()
+        view.refresh(cpus=True)
 
     def _need_cgroup(self, what: str) -> CGroup:
         if self.cgroup is None:
