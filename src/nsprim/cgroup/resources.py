@@ -292,8 +292,8 @@ class HugetlbLimit:
 class Resources:
     """All resource limits of a group; each part is optional.
 
-    >>> Resources(memory=MemoryResources(max="512M"), pids=PidsResources(max=64)).controllers()
-    frozenset({<Controller.MEMORY: 'memory'>, <Controller.PIDS: 'pids'>})
+    >>> sorted(c.value for c in Resources(memory=MemoryResources(max="512M"), pids=PidsResources(max=64)).controllers())
+    ['memory', 'pids']
     """
 
     cpu: CpuResources | None = None

@@ -214,8 +214,8 @@ class Container:
     """A container template: build it fluently, then :meth:`run` or :meth:`start` it.
 
     >>> box = Container(["echo", "hi"]).host_root().memory("64M")
-    >>> box.config.resources.memory.max
-    '64M'
+    >>> box.config.resources.memory.max == 64 * 2**20
+    True
     """
 
     config: ContainerConfig = field(default_factory=ContainerConfig)
