@@ -171,14 +171,17 @@ class RootFS:
 
     *root* is a host directory that becomes ``/``: the target of *overlay*
     (mounted in the child), or a plain directory (bound onto itself so that
-    it is a mount point).  See the module documentation for the order of
-    the steps and the meaning of the other fields.
+    it is a mount point).  *nodev* makes device nodes on the root file
+    system itself (say, shipped in an image) unopenable; ``/dev`` is a mount
+    of its own and keeps working.  See the module documentation for the
+    order of the steps and the meaning of the other fields.
     """
 
     root: Path
     overlay: OverlayMount | None = None
     propagation: Propagation = Propagation.PRIVATE
     readonly: bool = False
+    nodev: bool = False
     proc: bool = True
     sysfs: bool = True
     dev: bool = True
@@ -351,6 +354,8 @@ class RootFS:
                 )
             )
         steps.append(EnterRoot(self.root, self.enter))
-        if self.readonly:
-            steps.append(Mount(None, "/", None, C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY))
+        if self.readonly or self.nodev:
+            # One remount sets the root mount's flags as a whole: both at once.
+            flags = (C.MS_RDONLY if self.readonly else 0) | (C.MS_NODEV if self.nodev else 0)
+            steps.append(Mount(None, "/", None, C.MS_REMOUNT | C.MS_BIND | flags))
         return steps

@@ -357,11 +357,6 @@ HOST_DEVICES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: Docker's default capabilities keep CAP_MKNOD and nsprim sets no device cgroup (v1 devices.deny/"
-    "allow, v2 BPF_CGROUP_DEVICE), so a default container can make and open host devices. See docs/security.rst.",
-)
 def test_a_default_container_cannot_open_host_devices() -> None:
     present = [d for d in HOST_DEVICES if os.path.exists(f"/dev/{d[0]}")]
     if not present:
@@ -383,11 +378,6 @@ def test_a_default_container_cannot_open_host_devices() -> None:
     assert all(v != 0 for v in res.values()), res
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: a device node shipped in the image (a layer's tar entry, a directory root) opens: the root is "
-    "not nodev and there is no device cgroup. See docs/security.rst.",
-)
 def test_a_device_node_in_the_image_cannot_be_opened(busybox_root: Path, tmp_path: Path) -> None:
     if not os.path.exists("/dev/kvm"):
         pytest.skip("no /dev/kvm to stand for a host device")

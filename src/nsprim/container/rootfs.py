@@ -143,6 +143,7 @@ def root_steps(
     rootfs = RootFS(
         root,
         readonly=readonly,
+        nodev=True,  # an image's device nodes must not open host devices
         proc=cfg.mount_proc,
         devices="bind" if userns else "mknod",
         binds=binds,

@@ -319,11 +319,14 @@ def build_plan(
 
 
 def _default_security() -> Any:
-    try:
-        from ..security import SecurityPolicy
-    except ImportError:  # pragma: no cover - security module not present
-        return None
-    return SecurityPolicy()
+    """Docker's defaults, less CAP_MKNOD (as podman does).
+
+    With no device cgroup, CAP_MKNOD would let the container make and open
+    host devices; without it, ``/dev`` keeps the nodes the setup made.
+    """
+    from ..security import Capabilities, SecurityPolicy
+
+    return SecurityPolicy(caps=Capabilities.docker_default().drop("MKNOD"))
 
 
 def _stdio(stdin: Any, stdout: Any, stderr: Any) -> tuple[list[tuple[int, int]], list[int], list[int | None]]:
