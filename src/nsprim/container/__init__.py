@@ -6,7 +6,8 @@
 b'1\\n'
 """
 
-from .config import BindMount, Container, ContainerConfig, Network, Rlimit, RootSpec, TmpfsMount, Veth
+from ..rootfs import Bind, Tmpfs
+from .config import Container, ContainerConfig, Network, Rlimit, RootSpec, Veth
 from .running import ContainerResult, RunningContainer
 
 __all__ = [
@@ -16,8 +17,8 @@ __all__ = [
     "RunningContainer",
     "Network",
     "Veth",
-    "BindMount",
-    "TmpfsMount",
+    "Bind",
+    "Tmpfs",
     "RootSpec",
     "Rlimit",
 ]

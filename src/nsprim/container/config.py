@@ -21,11 +21,12 @@ from ..cgroup import CpuResources, MemoryResources, PidsResources, Resources
 from ..errors import ConfigError
 from ..idmap import IdMap
 from ..namespace import Namespace, NamespaceType
+from ..rootfs import Bind, Tmpfs
 
 if TYPE_CHECKING:
     from .running import ContainerResult, RunningContainer
 
-__all__ = ["Container", "ContainerConfig", "Network", "BindMount", "TmpfsMount", "RootSpec", "Rlimit", "Veth"]
+__all__ = ["Container", "ContainerConfig", "Network", "RootSpec", "Rlimit", "Veth"]
 
 StrPath = str | os.PathLike[str]
 
@@ -50,28 +51,6 @@ class Veth:
     container_address: str = "10.200.0.2/30"
     container_interface: str = "eth0"
     default_route: bool = True
-
-
-@dataclass(frozen=True)
-class BindMount:
-    """A host path bound into the container."""
-
-    source: Path
-    target: Path
-    readonly: bool = True
-    recursive: bool = True
-    nosuid: bool = True
-    nodev: bool = True
-    noexec: bool = False
-
-
-@dataclass(frozen=True)
-class TmpfsMount:
-    """A tmpfs at *target* inside the container."""
-
-    target: Path
-    size: int | str | None = None
-    mode: int = 0o1777
 
 
 @dataclass(frozen=True)
@@ -118,7 +97,7 @@ class ContainerConfig:
     cgroup_parent: str | None = None
     network: Network = Network.NONE
     veth: Veth | None = None
-    mounts: tuple[BindMount | TmpfsMount, ...] = ()
+    mounts: tuple[Bind | Tmpfs, ...] = ()
     env: tuple[tuple[str, str], ...] = tuple(DEFAULT_ENV.items())
     cwd: str = "/"
     uid: int = 0
@@ -188,9 +167,7 @@ class ContainerConfig:
         if not os.path.isabs(self.cwd):
             raise ConfigError(f"working directory `{self.cwd}` must be absolute", what="cwd")
         for m in self.mounts:
-            if not m.target.is_absolute():
-                raise ConfigError(f"mount target `{m.target}` must be absolute", what="mounts")
-            if isinstance(m, BindMount) and not m.source.exists():
+            if isinstance(m, Bind) and not m.source.exists():
                 raise ConfigError(f"bind mount source `{m.source}` does not exist", what="mounts")
         if self.root is not None and self.root.kind == "directory":
             path = self.root.path
@@ -290,14 +267,15 @@ class Container:
 
     def bind(self, source: StrPath, target: StrPath | None = None, *, readonly: bool = True) -> Container:
         """Bind a host path into the container (read-only unless told otherwise)."""
-        m = BindMount(Path(source), Path(target if target is not None else source), readonly=readonly)
+        target_path = os.fspath(target if target is not None else source)
+        m = Bind(Path(source), target_path, readonly=readonly, nosuid=True, nodev=True)
         return self._with(mounts=(*self.config.mounts, m))
 
     def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777) -> Container:
         """A tmpfs at *target* (say ``/tmp``), optionally size-limited."""
         if size is not None:
             _size_ok(size)
-        return self._with(mounts=(*self.config.mounts, TmpfsMount(Path(target), size, mode)))
+        return self._with(mounts=(*self.config.mounts, Tmpfs(os.fspath(target), size, mode)))
 
     # nsprim: proc_view (issue #6)
     def proc_view(self, enabled: bool = True, *, refresh: float | None = 1.0) -> Container:

@@ -18,7 +18,7 @@ from .._sys import C
 from ..plan import Mkdir, Mount, Step
 from ..rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
 from ..rootfs_steps import EnterRoot
-from .config import BindMount, ContainerConfig, TmpfsMount
+from .config import ContainerConfig
 
 if TYPE_CHECKING:
     from .procview import ProcView
@@ -108,16 +108,14 @@ def _cgroup_fs_steps(root: Path, *, userns: bool) -> list[Step]:
     return steps
 
 
-def _plain_mount_steps(m: BindMount | TmpfsMount) -> list[Step]:
+def _plain_mount_steps(m: Bind | Tmpfs) -> list[Step]:
     """A mount into the host's own view (a container without a root of its own)."""
-    if isinstance(m, TmpfsMount):
-        opts = f"mode={m.mode:o}" + (f",size={m.size}" if m.size is not None else "")
-        return [Mkdir(m.target), Mount("tmpfs", m.target, "tmpfs", C.MS_NOSUID | C.MS_NODEV, opts)]
-    steps: list[Step] = [Mount(m.source, m.target, None, C.MS_BIND | (C.MS_REC if m.recursive else 0))]
-    extra = (C.MS_RDONLY if m.readonly else 0) | (C.MS_NOSUID if m.nosuid else 0) | (C.MS_NODEV if m.nodev else 0)
-    extra |= C.MS_NOEXEC if m.noexec else 0
-    if extra:
-        steps.append(Mount(None, m.target, None, C.MS_REMOUNT | C.MS_BIND | extra))
+    target = "/" + m.target.lstrip("/")
+    if isinstance(m, Tmpfs):
+        return [Mkdir(target), Mount("tmpfs", target, "tmpfs", int(m.flags), m.data)]
+    steps: list[Step] = [Mount(m.source, target, None, C.MS_BIND | (C.MS_REC if m.recursive else 0))]
+    if m.remount_flags:
+        steps.append(Mount(None, target, None, C.MS_REMOUNT | C.MS_BIND | int(m.remount_flags)))
     return steps
 
 
@@ -134,12 +132,8 @@ def root_steps(
         plain = [s for m in cfg.mounts for s in _plain_mount_steps(m)]
         return plain + (proc_view.steps(None) if proc_view is not None else [])  # nsprim: proc_view
     root, make_root, readonly = _source(cfg, state, userns=userns)
-    binds = tuple(
-        Bind(m.source, str(m.target), m.readonly, m.recursive, m.nosuid, m.nodev, m.noexec)
-        for m in cfg.mounts
-        if isinstance(m, BindMount)
-    )
-    tmpfs = tuple(Tmpfs(str(m.target), m.size, m.mode) for m in cfg.mounts if isinstance(m, TmpfsMount))
+    binds = tuple(m for m in cfg.mounts if isinstance(m, Bind))
+    tmpfs = tuple(m for m in cfg.mounts if isinstance(m, Tmpfs))
     rootfs = RootFS(
         root,
         readonly=readonly,
