@@ -36,7 +36,8 @@ def meminfo_view(cgroup: CGroup | None = None) -> str:
 
     MemTotal is the group's memory limit (or the host's RAM if smaller or
     unlimited), MemFree is MemTotal minus usage, MemAvailable adds the
-    group's page cache; Swap lines follow the group's swap limit.  Other
+    group's page cache; Swap lines follow the group's swap limit; slab lines
+    are the group's (v2) or zero (v1 does not account them apart).  Other
     lines are the host's.
     """
     group = cgroup if cgroup is not None else CGroup.from_pid()
@@ -71,6 +72,14 @@ def meminfo_view(cgroup: CGroup | None = None) -> str:
     values["Shmem"] = s("shmem", "total_shmem")
     values["AnonPages"] = s("anon", "total_rss")
     values["Mapped"] = s("file_mapped", "total_mapped_file")
+    # free(1) counts Buffers + Cached + SReclaimable as buff/cache: the host's
+    # slab figures would show a fresh container hundreds of MB of cache.
+    slab_reclaimable = s("slab_reclaimable", "")
+    slab_unreclaimable = s("slab_unreclaimable", "")
+    values["SReclaimable"] = slab_reclaimable
+    values["SUnreclaim"] = slab_unreclaimable
+    values["Slab"] = slab_reclaimable + slab_unreclaimable
+    values["KReclaimable"] = slab_reclaimable
     swap_limit = _swap_limit(group, mem.limit, v2)
     if "SwapTotal" in host:
         swap_total = min(host["SwapTotal"], swap_limit) if swap_limit is not None else host["SwapTotal"]
