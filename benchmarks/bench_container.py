@@ -586,6 +586,31 @@ def _attach_variant(*, into_cgroup_v2: bool, skip_v2: bool = False) -> Callable[
     return steps
 
 
+def _memo_build_plan(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``running.build_plan`` remembering its plan per (config, stdio, cgroup directories): the gain of caching.
+
+    Only valid for a container with a fixed name (the same cgroup path every time), as used here; a plan
+    holding a CLONE_INTO_CGROUP descriptor (closed after each start) is never reused.
+    """
+    memo: dict[Any, Any] = {}
+
+    def build(cfg: Any, prep: Any, stdio: Sequence[tuple[int, int]], *, for_exec: bool = False) -> Any:
+        dirs = tuple(str(d) for d in prep.cgroup.directories.values()) if prep.cgroup is not None else ()
+        try:
+            key = (cfg, tuple(stdio), for_exec, dirs)
+            hit = memo.get(key)
+        except TypeError:  # an unhashable config: no caching
+            return original(cfg, prep, stdio, for_exec=for_exec)
+        if hit is None:
+            hit = original(cfg, prep, stdio, for_exec=for_exec)
+            if hit[2] >= 0:
+                return hit
+            memo[key] = hit
+        return hit
+
+    return build
+
+
 def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> list[h.Case]:
     """nsprim as measured, the phase-timed run, and nsprim with one change each (patched, restored after)."""
     from nsprim.container import rootfs as rootfs_mod
@@ -630,6 +655,42 @@ def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> l
         cases.append(h.Case(name, run, note))
         if name == "as is":
             cases.append(h.Case("as is, phases timed", breakdown, "the breakdown below: timers around internals"))
+    # Python-side trims: the plan cached per container template (needs the same cgroup path each time: a
+    # fixed name), the full stats not read at exit, no walk of the group's processes before deleting it.
+    named = nsprim_case(box.name(f"nsb-whatif-{secrets.token_hex(3)}"))
+    no_stats: Callable[..., Any] = lambda self: None  # noqa: E731
+    no_procs: Callable[..., Any] = lambda self, recursive=False: []  # noqa: E731
+
+    def trims(*which: str) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        if "plan" in which:
+            stack.enter_context(patched(running, "build_plan", _memo_build_plan(running.build_plan)))
+        if "stats" in which:
+            stack.enter_context(patched(CGroup, "stats", no_stats))
+        if "procs" in which:
+            stack.enter_context(patched(CGroup, "procs", no_procs))
+        if "child" in which:
+            stack.enter_context(patched(rootfs_mod, "_cgroup_fs_steps", lambda *a, **k: []))
+            stack.enter_context(patched(running, "_default_security", lambda: None))
+        return stack
+
+    for name, which, note in (
+        ("plan cached", ("plan",), "build_plan + encode once per template (a fixed name, so the same cgroup path)"),
+        ("no stats at exit", ("stats",), "CGroup.stats() not read when the container ends (result.stats None)"),
+        ("no procs walk", ("procs",), "no CGroup.procs(recursive) before the delete"),
+        ("all 3 Python trims", ("plan", "stats", "procs"), "plan cached + no stats at exit + no procs walk"),
+        (
+            "3 trims, no cgroup fs, no security",
+            ("plan", "stats", "procs", "child"),
+            "what-if only: the 3 trims and the two child-side leave-outs above",
+        ),
+    ):
+
+        def run_trim(count: int, which: tuple[str, ...] = which) -> list[float]:
+            with trims(*which):
+                return h.timed(named, pace_s)(count)
+
+        cases.append(h.Case(name, run_trim, note))
     host_net = nsprim_case(box.network("host"))
     cases.append(h.Case("network host", h.timed(host_net, pace_s), "no network namespace (API: .network('host'))"))
     return cases
