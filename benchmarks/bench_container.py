@@ -191,6 +191,7 @@ class OciRuntime:
     global_args: list[str] = field(default_factory=list)
     private_mntns: bool = False
     pace_s: float = 0.0
+    prefix: str = "nsb-"  # every container id of this run starts with it
     note: str = ""
     ids: list[str] = field(default_factory=list)
 
@@ -248,7 +249,7 @@ def probe_oci(name: str, base: Path, root: Path, parent: CGroup, tag: str) -> Oc
     cg_path = f"{parent.path}/{name}-{tag}"
     with_limits = write_bundle(crun, base, f"{name}-limits", root, cg_path)
     reasons: list[str] = []
-    rt = OciRuntime(name, path, with_limits, note=f"{version}, memory+pids limits")
+    rt = OciRuntime(name, path, with_limits, prefix=f"nsb-{tag}-{name}-", note=f"{version}, memory+pids limits")
     # 1. As is.
     cid = f"nsb-{tag}-{name}-probe1"
     ok, why = _try_run([path, "run", "--bundle", str(with_limits), cid])
@@ -329,10 +330,18 @@ def oci_runner(rt: OciRuntime, tag: str) -> h.BatchRunner:
 
 
 def cleanup_oci(rt: OciRuntime) -> None:
-    """Delete any state the runtime kept for our ids (``RUNTIME delete -f``)."""
+    """Delete any state the runtime kept for this run's ids (``RUNTIME delete -f``).
+
+    An interrupted ``run`` can leave an empty state directory that ``delete`` no longer knows: removed too.
+    """
     listed = subprocess.run([rt.path, "list", "-q"], capture_output=True, text=True, check=False).stdout.split()
-    for cid in {*rt.ids, *(i for i in listed if i.startswith("nsb-"))}:
+    for cid in {*rt.ids, *(i for i in listed if i.startswith(rt.prefix))}:
         subprocess.run([rt.path, *rt.global_args, "delete", "-f", cid], capture_output=True, check=False)
+    state_root = Path("/run") / rt.name
+    if state_root.is_dir():
+        for d in state_root.glob(f"{rt.prefix}*"):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if empty
 
 
 # ---- the C loop -----------------------------------------------------------------------------------
