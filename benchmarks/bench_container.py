@@ -20,13 +20,17 @@ with ``true`` and ``sh``, built once per run in a temporary directory):
   ``--cgroup-manager=disabled`` and no limits; failing that it is skipped with the reason
 * ``C loop`` — ``floor.c``: clone(NEWNS|NEWUTS|NEWIPC|NEWPID|NEWNET|NEWCGROUP, vfork) + execve("/bin/true")
   + waitpid, timed inside C: the floor of the namespace part alone (no mounts, no cgroup)
+* ``C sandbox`` — ``container_floor.c``: nsprim's sandbox written directly in C (cgroup mkdir, limits, attach
+  and rmdir; overlay, /proc, /dev, pivot_root, lo up), without what nsprim adds on top: a reference
 
 Printed ratios of medians: **nsprim / bwrap (target <= 0.6)**, nsprim / crun and nsprim / runc (information),
-**nsprim / C loop (target <= 1.5)**.  ``--breakdown`` then times nsprim's internal phases per sandbox
-(Python-side preparation, the spawn call — the child's setup until exec —, wait, cleanup) by wrapping the
-library's functions with timers (the library is not changed).
+**nsprim / C loop (target <= 1.5)**, nsprim / C sandbox and C sandbox / bwrap (reference).  ``--breakdown``
+then times nsprim's internal phases per sandbox (Python-side preparation, the spawn call — the child's setup
+until exec —, wait, cleanup) by wrapping the library's functions with timers, interleaved with what-if
+variants (one change each, monkeypatched in this process: the library on disk is not changed).
 
-Run as root: ``python benchmarks/bench_container.py [--quick] [--breakdown] [--json out.json] [--wait-quiet S]``.
+Run as root: ``python benchmarks/bench_container.py [--quick] [--breakdown] [--pace-us N] [--json out.json]
+[--wait-quiet S] [--no-oci]``.
 Exit status is 0 even on a MISS (it is a measurement, not a test) unless ``--strict``.
 """
 
