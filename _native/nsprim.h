@@ -120,8 +120,9 @@ struct nsp_spawn_config {
     unsigned long long clone_flags;  /* CLONE_NEW* to create at clone time     */
     int cgroup_fd;                   /* cgroup v2 dir for CLONE_INTO_CGROUP, or -1 */
     int pidns_fd;                    /* pid namespace to create the child in, or -1 */
-    int timens_fd;                   /* time namespace to create the child in, or -1 */
     int exit_signal;                 /* usually SIGCHLD                         */
+    const struct nsp_step *prefix;   /* steps run first: the per-spawn part of   */
+    int nprefix;                     /* a plan whose body is encoded once       */
     const struct nsp_step *steps;
     int nsteps;
     int use_vfork;                   /* share memory until exec (no SYNC steps) */
@@ -134,7 +135,8 @@ struct nsp_spawn_result {
     int sync_fd;    /* write end: one byte releases one SYNC step, or -1    */
 };
 
-/* What the child sends when a step fails; 0-based step index, positive errno. */
+/* What the child sends when a step fails; 0-based step index (prefix steps
+ * first, then the body's), positive errno. */
 struct nsp_report {
     int index;
     int kind;

@@ -62,7 +62,11 @@ static __attribute__((noreturn)) void child_fail(struct child_ctx *ctx, int inde
 {
     struct nsp_report r;
     r.index = index;
-    r.kind = index >= 0 && index < ctx->cfg->nsteps ? ctx->cfg->steps[index].kind : 0;
+    r.kind = 0;
+    if (index >= 0 && index < ctx->cfg->nprefix)
+        r.kind = ctx->cfg->prefix[index].kind;
+    else if (index >= ctx->cfg->nprefix && index < ctx->cfg->nprefix + ctx->cfg->nsteps)
+        r.kind = ctx->cfg->steps[index - ctx->cfg->nprefix].kind;
     r.err = err > 0 ? err : EIO;
     r.pad = 0;
     write_all(ctx->report_fd, &r, sizeof r);
@@ -366,8 +370,9 @@ static int child_main(void *arg)
 {
     struct child_ctx *ctx = arg;
     reset_signals();
-    for (int i = 0; i < ctx->cfg->nsteps; i++) {
-        const struct nsp_step *s = &ctx->cfg->steps[i];
+    const struct nsp_spawn_config *cfg = ctx->cfg;
+    for (int i = 0; i < cfg->nprefix + cfg->nsteps; i++) {
+        const struct nsp_step *s = i < cfg->nprefix ? &cfg->prefix[i] : &cfg->steps[i - cfg->nprefix];
         int r = run_step(ctx, s);
         if (r == -ENOENT && (s->flags & NSP_STEP_OPTIONAL))
             continue;
@@ -459,6 +464,9 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
 {
     int report[2] = {-1, -1}, sync[2] = {-1, -1};
     int need_sync = 0, ret, saved_pidns = -1;
+    for (int i = 0; i < cfg->nprefix; i++)
+        if (cfg->prefix[i].kind == NSP_STEP_SYNC)
+            need_sync = 1;
     for (int i = 0; i < cfg->nsteps; i++)
         if (cfg->steps[i].kind == NSP_STEP_SYNC)
             need_sync = 1;

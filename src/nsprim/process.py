@@ -289,6 +289,7 @@ class CompletedRun:
 def start(
     plan: Plan,
     *,
+    prefix: Plan | None = None,
     args: Sequence[Any] = (),
     clone_flags: int = 0,
     cgroup_fd: int = -1,
@@ -297,6 +298,9 @@ def start(
     close_after: Iterable[int] = (),
 ) -> Process:
     """Start *plan* in a child cloned into *clone_flags* namespaces.
+
+    The steps of *prefix*, if given, run first: a small per-spawn part in
+    front of a plan that is encoded once and reused.
 
     One *parent_actions* callable runs for each :class:`~nsprim.plan.Sync`
     step, in order, with the child's pid; the child waits until it returns.
@@ -307,11 +311,17 @@ def start(
     close once the child has them.  On a failed step the child is reaped and
     :class:`~nsprim.errors.StepError` raised; nothing is left running.
     """
-    nsync = sum(1 for s in plan.steps if isinstance(s, Sync))
+    head = prefix.steps if prefix is not None else ()
+    nsync = sum(1 for s in (*head, *plan.steps) if isinstance(s, Sync))
     if nsync != len(parent_actions):
         raise ConfigError(f"the plan has {nsync} sync steps but {len(parent_actions)} parent actions")
     handles = _spawn.spawn(
-        plan.encoded, clone_flags=clone_flags, cgroup_fd=cgroup_fd, pidns_fd=pidns_fd, use_vfork=plan.vfork_safe
+        plan.encoded,
+        prefix=prefix.encoded if prefix is not None else None,
+        clone_flags=clone_flags,
+        cgroup_fd=cgroup_fd,
+        pidns_fd=pidns_fd,
+        use_vfork=plan.vfork_safe and (prefix is None or prefix.vfork_safe),
     )
     for fd in close_after:
         with contextlib.suppress(OSError):
@@ -337,7 +347,7 @@ def start(
     if report is not None or action_error is not None:
         _reap(handles.pidfd)
         if report is not None:
-            step = plan.steps[report.index]
+            step = (*head, *plan.steps)[report.index]
             cls = ExecutableNotFoundError if isinstance(step, Exec) and report.errno == errno.ENOENT else StepError
             raise cls(report.errno, step, report.index) from action_error
         assert action_error is not None

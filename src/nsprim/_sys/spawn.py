@@ -160,12 +160,16 @@ class Report:
 def spawn(
     plan: EncodedPlan,
     *,
+    prefix: EncodedPlan | None = None,
     clone_flags: int,
     cgroup_fd: int = -1,
     pidns_fd: int = -1,
     use_vfork: bool = False,
 ) -> SpawnHandles:
     """Clone a child into *clone_flags* namespaces and start *plan* in it.
+
+    *prefix* steps run first: the part of a plan that changes from one spawn
+    to the next, so that the rest is encoded once.
 
     Returns at once (fork mode) or after the child exec'd or failed (vfork
     mode).  The caller must read the report pipe (:func:`read_report`) and
@@ -178,7 +182,11 @@ def spawn(
     config.exit_signal = lib.SIGCHLD
     config.steps = plan.steps
     config.nsteps = plan.count
-    config.use_vfork = 1 if use_vfork and not plan.has_sync else 0
+    if prefix is not None:
+        config.prefix = prefix.steps
+        config.nprefix = prefix.count
+    has_sync = plan.has_sync or (prefix is not None and prefix.has_sync)
+    config.use_vfork = 1 if use_vfork and not has_sync else 0
     result = _ffi.new("struct nsp_spawn_result *")
     ret = lib.nsp_spawn(config, result)
     if ret < 0:
