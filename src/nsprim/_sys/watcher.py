@@ -17,12 +17,22 @@ import errno
 import os
 import struct
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import SyscallError
 from ._lib import ffi, lib
 
-__all__ = ["watch_cgroup", "forget_cgroup", "watch_pid", "forget_pid", "watch_tree", "forget_tree"]
+__all__ = [
+    "watch_cgroup",
+    "watch_cgroups",
+    "forget_cgroup",
+    "forget_cgroups",
+    "watch_pid",
+    "forget_pid",
+    "watch_tree",
+    "forget_tree",
+]
 
 _RECORD = struct.Struct("ii4088s")
 _lock = threading.Lock()
@@ -43,40 +53,60 @@ def _fd() -> int:
         return _state["fd"]
 
 
-def _send(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> None:
+def _record(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> bytes:
     raw = os.fsencode(os.fspath(path))
     if len(raw) >= 4088:
         raise SyscallError(
             errno.ENAMETOOLONG, "watcher", path, detail=f"register `{os.fsdecode(raw)}` with the cleanup watcher"
         )
-    os.write(_fd(), _RECORD.pack(op, pid, raw))
+    return _RECORD.pack(op, pid, raw)
+
+
+def _send(*records: bytes) -> None:
+    """Write whole records; one write for several (the lock keeps them whole)."""
+    data = b"".join(records)
+    fd = _fd()
+    with _lock:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def watch_cgroup(directory: str | os.PathLike[str]) -> None:
     """Kill the members of, then remove, cgroup *directory* if this process dies."""
-    _send(lib.NSP_WATCH_CGROUP, Path(directory))
+    _send(_record(lib.NSP_WATCH_CGROUP, Path(directory)))
+
+
+def watch_cgroups(directories: Iterable[str | os.PathLike[str]]) -> None:
+    """:func:`watch_cgroup` for each of *directories* (the hierarchies of one group), in one write."""
+    _send(*(_record(lib.NSP_WATCH_CGROUP, Path(d)) for d in directories))
 
 
 def forget_cgroup(directory: str | os.PathLike[str]) -> None:
     """Undo :func:`watch_cgroup`."""
-    _send(lib.NSP_WATCH_FORGET_CGROUP, Path(directory))
+    _send(_record(lib.NSP_WATCH_FORGET_CGROUP, Path(directory)))
+
+
+def forget_cgroups(directories: Iterable[str | os.PathLike[str]]) -> None:
+    """Undo :func:`watch_cgroups`."""
+    _send(*(_record(lib.NSP_WATCH_FORGET_CGROUP, Path(d)) for d in directories))
 
 
 def watch_pid(pid: int) -> None:
     """SIGKILL *pid* (a child not yet reaped) if this process dies."""
-    _send(lib.NSP_WATCH_PID, pid=pid)
+    _send(_record(lib.NSP_WATCH_PID, pid=pid))
 
 
 def forget_pid(pid: int) -> None:
     """Undo :func:`watch_pid`."""
-    _send(lib.NSP_WATCH_FORGET_PID, pid=pid)
+    _send(_record(lib.NSP_WATCH_FORGET_PID, pid=pid))
 
 
 def watch_tree(directory: str | os.PathLike[str]) -> None:
     """Remove the directory tree *directory* (one file system) if this process dies."""
-    _send(lib.NSP_WATCH_TREE, Path(directory))
+    _send(_record(lib.NSP_WATCH_TREE, Path(directory)))
 
 
 def forget_tree(directory: str | os.PathLike[str]) -> None:
     """Undo :func:`watch_tree`."""
-    _send(lib.NSP_WATCH_FORGET_TREE, Path(directory))
+    _send(_record(lib.NSP_WATCH_FORGET_TREE, Path(directory)))

@@ -78,21 +78,23 @@ def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, l
     return root, steps, False
 
 
-def _cgroup_fs_steps(root: Path, *, userns: bool) -> list[Step]:
+def _cgroup_fs_steps(root: Path, *, userns: bool, hierarchies: tuple[Path, ...]) -> list[Step]:
     """Read-only cgroup file systems at ``/sys/fs/cgroup``, as Docker gives them.
 
-    Mounted after the container joined its cgroup namespace, they show the
-    container's own group as their root, so tools (and
-    :func:`nsprim.cgroup.limits`) inside see its limits.  ``/sys`` is a fresh
-    sysfs here, with no image symlinks to follow.
+    Only the hierarchies the container was placed in (its *hierarchies*, by
+    mount point): mounted after it joined its cgroup namespace, they show its
+    own group as their root, so tools (and :func:`nsprim.cgroup.limits`)
+    inside see its limits and nothing of the host's other groups.  ``/sys``
+    is a fresh sysfs here, with no image symlinks to follow.
     """
-    from .running import cached_host_info
+    from .build import cached_host_info
 
     base = root / "sys/fs/cgroup"
-    found = [h for h in cached_host_info().hierarchies if h.version == 2 or h.controllers]
-    if len(found) == 1 and found[0].version == 2:
+    every = [h for h in cached_host_info().hierarchies if h.version == 2 or h.controllers]
+    if len(every) == 1 and every[0].version == 2:  # a pure cgroup v2 host
         return [Mount("cgroup2", base, "cgroup2", _RO_KERNEL, optional=True)]
-    if userns:
+    found = [h for h in every if h.mount_point in hierarchies]
+    if userns or not found:
         return []  # cgroup v1 cannot be mounted from a user namespace
     flags = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC
     steps: list[Step] = [Mount("tmpfs", base, "tmpfs", flags, "mode=755", optional=True)]
@@ -120,7 +122,12 @@ def _plain_mount_steps(m: Bind | Tmpfs) -> list[Step]:
 
 
 def root_steps(
-    cfg: ContainerConfig, state: Path | None, *, userns: bool, proc_view: ProcView | None = None
+    cfg: ContainerConfig,
+    state: Path | None,
+    *,
+    userns: bool,
+    proc_view: ProcView | None = None,
+    hierarchies: tuple[Path, ...] = (),
 ) -> list[Step]:
     """The steps that build and enter the container's root (none without one).
 
@@ -148,7 +155,7 @@ def root_steps(
     # The overlay (or bind) must exist before RootFS binds the root onto itself.
     steps[1:1] = make_root
     enter = next(i for i, s in enumerate(steps) if isinstance(s, EnterRoot))
-    extra = _cgroup_fs_steps(root, userns=userns)
+    extra = _cgroup_fs_steps(root, userns=userns, hierarchies=hierarchies)
     if proc_view is not None:  # nsprim: proc_view
         extra += proc_view.steps(root)
     steps[enter:enter] = extra

@@ -12,51 +12,26 @@ if this process dies, the watcher does it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import secrets
-import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .. import _sys
-from .._sys import C, watcher
-from ..cgroup import ROOT, CGroup, Resources, Stats
-from ..cgroup.host import HostInfo, host_info
-from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired
-from ..idmap import IdMap, write_id_maps
+from .._sys import watcher
+from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
+from ..errors import ConfigError, NsprimError, TimeoutExpired
 from ..namespace import Namespace, NamespaceType
-from ..plan import (
-    Chdir,
-    Exec,
-    FdMap,
-    Init,
-    InterfaceUp,
-    Mount,
-    Plan,
-    SetGid,
-    SetGroups,
-    SetHostname,
-    SetNs,
-    SetRlimit,
-    SetUid,
-    Step,
-    Sync,
-    Umask,
-    Unshare,
-    WriteFile,
-)
 from ..process import PIPE, Process, start
+from .build import ChildPlan, build_plan, cached_host_info
 from .config import ContainerConfig, Network
 from .procview import ProcView, view_directory
-from .rootfs import host_dirs, root_steps
+from .rootfs import host_dirs
 
 __all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "state_dir"]
 
@@ -107,6 +82,7 @@ class _Prepared:
         self.watching = not config.detach
         self.namespaces: list[Namespace] = []
         self.proc_view: ProcView | None = None  # nsprim: proc_view
+        self.watched_pid: int | None = None  # registered with the watcher (no cgroup to do it)
 
     def setup(self) -> None:
         cfg = self.config
@@ -121,8 +97,7 @@ class _Prepared:
         if os.geteuid() == 0:
             self.cgroup = _create_cgroup(self.id, cfg)
             if self.watching:
-                for d in self.cgroup.directories.values():
-                    watcher.watch_cgroup(d)
+                watcher.watch_cgroups(self.cgroup.directories.values())
         if cfg.proc_view:  # nsprim: proc_view
             if self.cgroup is None:
                 raise ConfigError("a /proc view needs the container's cgroup (run as root)", what="proc_view")
@@ -139,38 +114,25 @@ class _Prepared:
             except BaseException as exc:
                 errors.append(exc)
             self.proc_view = None
+        if self.watched_pid is not None:
+            with contextlib.suppress(NsprimError, OSError):
+                watcher.forget_pid(self.watched_pid)
+            self.watched_pid = None
         if self.cgroup is not None:
             try:
                 if self.cgroup.exists():
-                    # kill() waits until the group is empty; no need to wait again.
-                    if self.cgroup.procs(recursive=True):
-                        self.cgroup.kill()
-                    self.cgroup.delete(recursive=True)
+                    try:  # usually empty by now: try the removal first
+                        self.cgroup.delete(recursive=True)
+                    except CGroupBusyError:
+                        self.cgroup.kill()  # waits until the group is empty
+                        self.cgroup.delete(recursive=True)
                 if self.watching:
-                    for d in self.cgroup.directories.values():
-                        watcher.forget_cgroup(d)
+                    watcher.forget_cgroups(self.cgroup.directories.values())
             except BaseException as exc:
                 errors.append(exc)
             self.cgroup = None
         if errors:
             raise errors[0]
-
-
-_host_info_cache: dict[str, tuple[int, float, HostInfo]] = {}
-
-
-def cached_host_info() -> HostInfo:
-    """The host's cgroup hierarchies, read again only when the mount namespace
-    changes or after a few seconds: parsing mountinfo for every container
-    would cost more than the rest of the Python side of starting it."""
-    ino = os.stat("/proc/self/ns/mnt").st_ino
-    hit = _host_info_cache.get("info")
-    now = time.monotonic()
-    if hit is not None and hit[0] == ino and now - hit[1] < 5.0:
-        return hit[2]
-    info = host_info()
-    _host_info_cache["info"] = (ino, now, info)
-    return info
 
 
 def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
@@ -186,147 +148,6 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
     parent_path = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT") or ROOT
     parent = CGroup.open(parent_path, info=info)  # carries the cached host info into create()
     return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
-
-
-def _cgroup_steps(cgroup: CGroup | None) -> tuple[list[Step], int]:
-    """Join the cgroup: CLONE_INTO_CGROUP for a pure v2 group, else by writing
-    ``0`` to each ``cgroup.procs`` first thing in the child."""
-    if cgroup is None:
-        return [], -1
-    dirs = cgroup.directories
-    v1 = [d for h, d in dirs.items() if h.version == 1]
-    v2 = [d for h, d in dirs.items() if h.version == 2]
-    if not v1 and len(v2) == 1 and _sys.have_clone3():
-        fd = os.open(v2[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        return [], fd
-    return [WriteFile(d / "cgroup.procs", b"0") for d in (*v1, *v2)], -1
-
-
-def _id_map_action(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:
-    if NamespaceType.USER not in cfg.namespaces:
-        return None, None
-    if cfg.uid_map or cfg.gid_map:
-        return cfg.uid_map, cfg.gid_map
-    return IdMap.single(0, os.geteuid()), IdMap.single(0, os.getegid())
-
-
-def _veth_action(cfg: ContainerConfig, name: str) -> Any:
-    veth = cfg.veth
-    assert veth is not None
-    host_if = f"nsv{secrets.token_hex(3)}"
-
-    def action(pid: int) -> None:
-        def ip(*args: str) -> None:
-            r = subprocess.run(["ip", *args], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise SyscallError(errno.EIO, "ip", detail=f"ip {' '.join(args)}", hint=r.stderr.strip())
-
-        if shutil.which("ip") is None:
-            raise ConfigError("network `veth` needs iproute2 (`ip`) on the host", what="network")
-        ip("link", "add", host_if, "type", "veth", "peer", "name", veth.container_interface, "netns", str(pid))
-        ip("addr", "add", veth.host_address, "dev", host_if)
-        ip("link", "set", host_if, "up")
-        target = f"/proc/{pid}/ns/net"
-        with Namespace.from_path(target, "net") as net, net.entered():
-            ip("addr", "add", veth.container_address, "dev", veth.container_interface)
-            ip("link", "set", veth.container_interface, "up")
-            if veth.default_route:
-                ip("route", "add", "default", "via", veth.host_address.split("/")[0])
-
-    return action
-
-
-def _join_steps(namespaces: Sequence[Namespace]) -> list[Step]:
-    """setns steps: user first (for the rights over the rest), mount last; the
-    pid namespace is entered by the parent around the clone instead."""
-    order = {NamespaceType.USER: 0, NamespaceType.MNT: 2}
-    return [
-        SetNs(ns.fd, ns.type.flag, str(ns.path))
-        for ns in sorted(namespaces, key=lambda n: order.get(n.type, 1))
-        if ns.type is not NamespaceType.PID
-    ]
-
-
-def build_plan(
-    cfg: ContainerConfig, prep: _Prepared, stdio: Sequence[tuple[int, int]], *, for_exec: bool = False
-) -> tuple[Plan, int, int, list[Any]]:
-    """The child's plan, clone flags, cgroup fd and parent actions for *cfg*."""
-    steps: list[Step] = []
-    actions: list[Any] = []
-    cg_steps, cgroup_fd = _cgroup_steps(prep.cgroup)
-    steps += cg_steps
-    create = set(cfg.namespaces)
-    clone_types = set(create) - {NamespaceType.TIME}
-    if NamespaceType.CGROUP in create and cg_steps:
-        # Only after joining the group, so that it is the namespace's root.
-        clone_types.discard(NamespaceType.CGROUP)
-    uid_map, gid_map = _id_map_action(cfg)
-    if uid_map is not None or gid_map is not None:
-        um, gm = uid_map, gid_map
-
-        def maps(pid: int) -> None:
-            write_id_maps(pid, um, gm, deny_setgroups=os.geteuid() != 0)
-
-        steps.append(Sync("the parent writes the id maps"))
-        actions.append(maps)
-    if cfg.network is Network.VETH and NamespaceType.NET in create:
-        steps.append(Sync("the parent links the veth pair"))
-        actions.append(_veth_action(cfg, prep.id))
-    security = cfg.security if cfg.security is not None else _default_security()
-    if security is not None:
-        security = replace(security, umask=cfg.umask)  # the container's umask wins
-        # Non-dumpable from here on (nothing of the container may ptrace the
-        # setup or open its /proc/<pid>/exe), but only after the parent wrote
-        # the id maps: a rootless parent cannot write a non-dumpable child's.
-        steps += security.prologue()
-    steps += _join_steps(prep.namespaces)
-    if NamespaceType.CGROUP in create and NamespaceType.CGROUP not in clone_types:
-        steps.append(Unshare(C.CLONE_NEWCGROUP))
-    if NamespaceType.TIME in create:
-        steps.append(Unshare(C.CLONE_NEWTIME))
-    if NamespaceType.MNT in create:
-        if cfg.root is None:  # (RootFS starts with this itself)
-            steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
-        steps += root_steps(cfg, prep.state, userns=NamespaceType.USER in create, proc_view=prep.proc_view)
-    if cfg.hostname is not None:
-        steps.append(SetHostname(cfg.hostname))
-    if cfg.network is Network.NONE and NamespaceType.NET in create:
-        steps.append(InterfaceUp("lo"))
-    if cfg.init and NamespaceType.PID in create and not for_exec:
-        steps.append(Init())
-    for lim in cfg.rlimits:
-        steps.append(SetRlimit(lim.resource, lim.soft, lim.hard))
-    steps.append(FdMap(tuple(stdio)))
-    if security is not None:
-        # setgroups is denied to a rootless container (the kernel's rule for an
-        # unprivileged id map): leave the groups alone there unless asked.
-        groups = cfg.groups if (cfg.groups or os.geteuid() == 0) else None
-        # The user switch interleaves with the capability changes, and seccomp
-        # comes last when no_new_privs allows it: the policy orders them.
-        steps += security.epilogue(uid=cfg.uid, gid=cfg.gid, groups=groups)
-    else:
-        if cfg.umask is not None:
-            steps.append(Umask(cfg.umask))
-        if cfg.groups or os.geteuid() == 0:
-            steps.append(SetGroups(cfg.groups))
-        steps.append(SetGid(cfg.gid))
-        steps.append(SetUid(cfg.uid))
-    # chdir as the user the payload runs as, as runc does.
-    steps.append(Chdir(cfg.cwd))
-    env = dict(cfg.env)
-    steps.append(Exec(cfg.argv[0], list(cfg.argv), env, env.get("PATH", "/usr/bin:/bin")))
-    return Plan(tuple(steps)), NamespaceType.mask(clone_types), cgroup_fd, actions
-
-
-def _default_security() -> Any:
-    """Docker's defaults, less CAP_MKNOD (as podman does).
-
-    With no device cgroup, CAP_MKNOD would let the container make and open
-    host devices; without it, ``/dev`` keeps the nodes the setup made.
-    """
-    from ..security import Capabilities, SecurityPolicy
-
-    return SecurityPolicy(caps=Capabilities.docker_default().drop("MKNOD"))
 
 
 def _stdio(stdin: Any, stdout: Any, stderr: Any) -> tuple[list[tuple[int, int]], list[int], list[int | None]]:
@@ -473,38 +294,17 @@ class RunningContainer:
             security=cfg.security,
             network=Network.HOST,
         )
-        prep = _Prepared(exec_cfg)
-        prep.cgroup = self.cgroup
-        prep.namespaces = []
-        pairs, child_side, parent_ends = _stdio(kwargs.get("stdin"), kwargs.get("stdout"), kwargs.get("stderr"))
-        cgroup_fd = -1
-        try:
-            plan, _, cgroup_fd, actions = build_plan(exec_cfg, prep, pairs, for_exec=True)
-            # Join the container's namespaces right after its cgroup.
-            joins = _join_steps(joined)
-            pidns = next((ns.fd for ns in joined if ns.type is NamespaceType.PID), -1)
-            n_cg = sum(1 for s in plan.steps if isinstance(s, WriteFile))
-            steps = list(plan.steps)
-            plan = Plan((*steps[:n_cg], *joins, *steps[n_cg:]))
-            proc = start(
-                plan,
-                args=list(argv),
-                cgroup_fd=cgroup_fd,
-                pidns_fd=pidns,
-                parent_actions=actions,
-                close_after=child_side,
-            )
-        except BaseException:
-            for fd in child_side + [p for p in parent_ends if p is not None]:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            raise
-        finally:
-            if cgroup_fd >= 0:
-                os.close(cgroup_fd)
-        files = [None if fd is None else os.fdopen(fd, "wb" if i == 0 else "rb", 0) for i, fd in enumerate(parent_ends)]
-        proc.stdin, proc.stdout, proc.stderr = files
-        return proc
+        pidns = next((ns.fd for ns in joined if ns.type is NamespaceType.PID), -1)
+        return _launch(
+            exec_cfg,
+            lambda pairs: build_plan(
+                exec_cfg, cgroup=self.cgroup, state=None, stdio=pairs, joined=joined, for_exec=True
+            ),
+            pidns,
+            kwargs.get("stdin"),
+            kwargs.get("stdout"),
+            kwargs.get("stderr"),
+        )
 
     def _finish(self) -> None:
         if self._closed:
@@ -519,9 +319,6 @@ class RunningContainer:
         for ns in self._ns.values():
             ns.close()
         self._ns.clear()
-        if not self.config.detach:
-            with contextlib.suppress(NsprimError, OSError):
-                watcher.forget_pid(self.pid)
         self._prep.release()
 
     def close(self) -> None:
@@ -557,44 +354,78 @@ def start_container(
     config.validate()
     config = config.resolve_user()
     prep = _Prepared(config)
-    pairs: list[tuple[int, int]] = []
-    child_side: list[int] = []
-    parent_ends: list[int | None] = []
-    cgroup_fd = -1
     try:
         prep.setup()
-        pairs, child_side, parent_ends = _stdio(stdin, stdout, stderr)
-        plan, flags, cgroup_fd, actions = build_plan(config, prep, pairs)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("container %s: clone flags %#x, %d plan steps", prep.id, flags, len(plan.steps))
-            for i, step in enumerate(plan.steps):
-                log.debug("  %2d. %s", i, step.describe())
         pidns = next((ns.fd for ns in prep.namespaces if ns.type is NamespaceType.PID), -1)
+        proc = _launch(
+            config,
+            lambda pairs: build_plan(
+                config,
+                cgroup=prep.cgroup,
+                state=prep.state,
+                stdio=pairs,
+                joined=prep.namespaces,
+                proc_view=prep.proc_view,
+            ),
+            pidns,
+            stdin,
+            stdout,
+            stderr,
+            log_id=prep.id,
+        )
+    except BaseException:
+        prep.release()
+        raise
+    if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
+        prep.proc_view.start_refresher(config.proc_view_refresh)
+    if not config.detach and prep.cgroup is None:
+        watcher.watch_pid(proc.pid)
+        prep.watched_pid = proc.pid
+    return RunningContainer(config, prep, proc)
+
+
+def _launch(
+    config: ContainerConfig,
+    plan_for: Callable[[list[tuple[int, int]]], ChildPlan],
+    pidns: int,
+    stdin: Any,
+    stdout: Any,
+    stderr: Any,
+    *,
+    log_id: str | None = None,
+) -> Process:
+    """Set up the standard streams, build the plan for them, start it; on any
+    failure close every descriptor made here.  The cgroup descriptor of
+    ``CLONE_INTO_CGROUP``, if any, is closed once the child exists."""
+    pairs, child_side, parent_ends = _stdio(stdin, stdout, stderr)
+    child: ChildPlan | None = None
+    try:
+        child = plan_for(pairs)
+        if log_id is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug("container %s: clone flags %#x, %d plan steps", log_id, child.clone_flags, len(child.steps))
+            for i, step in enumerate(child.steps):
+                log.debug("  %2d. %s", i, step.describe())
         proc = start(
-            plan,
+            child.body,
+            prefix=child.prefix,
             args=list(config.argv),
-            clone_flags=flags,
-            cgroup_fd=cgroup_fd,
+            clone_flags=child.clone_flags,
+            cgroup_fd=child.cgroup_fd,
             pidns_fd=pidns,
-            parent_actions=actions,
+            parent_actions=child.actions,
             close_after=child_side,
         )
     except BaseException:
         for fd in child_side + [p for p in parent_ends if p is not None]:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        prep.release()
         raise
     finally:
-        if cgroup_fd >= 0:
-            os.close(cgroup_fd)
-    if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
-        prep.proc_view.start_refresher(config.proc_view_refresh)
-    if not config.detach and prep.cgroup is None:
-        watcher.watch_pid(proc.pid)
+        if child is not None and child.cgroup_fd >= 0:
+            os.close(child.cgroup_fd)
     files = [None if fd is None else os.fdopen(fd, "wb" if i == 0 else "rb", 0) for i, fd in enumerate(parent_ends)]
     proc.stdin, proc.stdout, proc.stderr = files
-    return RunningContainer(config, prep, proc)
+    return proc
 
 
 def run_container(

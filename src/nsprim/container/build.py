@@ -1,0 +1,289 @@
+"""A container's configuration, turned into the plan its child runs.
+
+The plan has two parts.  The *prefix* is what changes from one container
+to the next: joining its own cgroup and placing its standard streams.  The
+*body* — namespaces, the root file system, security, exec — depends only on
+the configuration and the host, so it is built and encoded for C once per
+configuration and reused: starting the hundredth container of a template
+costs no Python plan work beyond its prefix.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .. import _sys
+from .._sys import C
+from ..cgroup import CGroup
+from ..cgroup.host import HostInfo, host_info
+from ..errors import ConfigError, SyscallError
+from ..idmap import IdMap, write_id_maps
+from ..namespace import Namespace, NamespaceType
+from ..plan import (
+    Chdir,
+    Exec,
+    FdMap,
+    Init,
+    InterfaceUp,
+    Mount,
+    Plan,
+    SetGid,
+    SetGroups,
+    SetHostname,
+    SetNs,
+    SetRlimit,
+    SetUid,
+    Step,
+    Sync,
+    Umask,
+    Unshare,
+    WriteFile,
+)
+from .config import ContainerConfig, Network
+from .procview import ProcView
+from .rootfs import root_steps
+
+__all__ = ["ChildPlan", "build_plan", "cached_host_info", "join_steps"]
+
+ParentAction = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ChildPlan:
+    """Everything :func:`nsprim.process.start` needs for one container."""
+
+    prefix: Plan
+    body: Plan
+    clone_flags: int
+    cgroup_fd: int  # -1, or an O_PATH descriptor of the cgroup v2 directory (the caller closes it)
+    actions: tuple[ParentAction, ...]
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """All steps, in the order the child runs them."""
+        return (*self.prefix.steps, *self.body.steps)
+
+
+_host_info_cache: dict[str, tuple[int, float, HostInfo]] = {}
+
+
+def cached_host_info() -> HostInfo:
+    """The host's cgroup hierarchies, read again only when the mount namespace
+    changes or after a few seconds: parsing mountinfo for every container
+    would cost more than the rest of the Python side of starting it."""
+    ino = os.stat("/proc/self/ns/mnt").st_ino
+    hit = _host_info_cache.get("info")
+    now = time.monotonic()
+    if hit is not None and hit[0] == ino and now - hit[1] < 5.0:
+        return hit[2]
+    info = host_info()
+    _host_info_cache["info"] = (ino, now, info)
+    return info
+
+
+def _id_maps(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:
+    if NamespaceType.USER not in cfg.namespaces:
+        return None, None
+    if cfg.uid_map or cfg.gid_map:
+        return cfg.uid_map, cfg.gid_map
+    return IdMap.single(0, os.geteuid()), IdMap.single(0, os.getegid())
+
+
+def _veth_action(cfg: ContainerConfig) -> ParentAction:
+    veth = cfg.veth
+    assert veth is not None
+    host_if = f"nsv{secrets.token_hex(3)}"
+
+    def action(pid: int) -> None:
+        def ip(*args: str) -> None:
+            r = subprocess.run(["ip", *args], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SyscallError(errno.EIO, "ip", detail=f"ip {' '.join(args)}", hint=r.stderr.strip())
+
+        if shutil.which("ip") is None:
+            raise ConfigError("network `veth` needs iproute2 (`ip`) on the host", what="network")
+        ip("link", "add", host_if, "type", "veth", "peer", "name", veth.container_interface, "netns", str(pid))
+        ip("addr", "add", veth.host_address, "dev", host_if)
+        ip("link", "set", host_if, "up")
+        with Namespace.from_path(f"/proc/{pid}/ns/net", "net") as net, net.entered():
+            ip("addr", "add", veth.container_address, "dev", veth.container_interface)
+            ip("link", "set", veth.container_interface, "up")
+            if veth.default_route:
+                ip("route", "add", "default", "via", veth.host_address.split("/")[0])
+
+    return action
+
+
+def join_steps(namespaces: Sequence[Namespace]) -> list[Step]:
+    """setns steps: user first (for the rights over the rest), mount last; the
+    pid namespace is entered by the parent around the clone instead."""
+    order = {NamespaceType.USER: 0, NamespaceType.MNT: 2}
+    return [
+        SetNs(ns.fd, ns.type.flag, str(ns.path))
+        for ns in sorted(namespaces, key=lambda n: order.get(n.type, 1))
+        if ns.type is not NamespaceType.PID
+    ]
+
+
+def _default_security() -> Any:
+    """Docker's defaults, less CAP_MKNOD (as podman does).
+
+    With no device cgroup, CAP_MKNOD would let the container make and open
+    host devices; without it, ``/dev`` keeps the nodes the setup made.
+    """
+    from ..security import Capabilities, SecurityPolicy
+
+    return SecurityPolicy(caps=Capabilities.docker_default().drop("MKNOD"))
+
+
+def _needs_fork(cfg: ContainerConfig, for_exec: bool) -> bool:
+    """Whether the body waits for the parent or forks an init (no vfork then)."""
+    maps = _id_maps(cfg) != (None, None)
+    veth = cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces
+    init = cfg.init and NamespaceType.PID in cfg.namespaces and not for_exec
+    return maps or veth or init
+
+
+def _body(
+    cfg: ContainerConfig,
+    state: Path | None,
+    hierarchies: tuple[Path, ...],
+    joined: Sequence[Namespace],
+    proc_view: ProcView | None,
+    cgroup_by_write: bool,
+    for_exec: bool,
+) -> tuple[Plan, int]:
+    """The configuration-dependent part of the plan, and the clone flags."""
+    steps: list[Step] = []
+    create = set(cfg.namespaces)
+    clone_types = set(create) - {NamespaceType.TIME}
+    if NamespaceType.CGROUP in create and cgroup_by_write:
+        # Only after joining the group, so that it is the namespace's root.
+        clone_types.discard(NamespaceType.CGROUP)
+    if _id_maps(cfg) != (None, None):
+        steps.append(Sync("the parent writes the id maps"))
+    if cfg.network is Network.VETH and NamespaceType.NET in create:
+        steps.append(Sync("the parent links the veth pair"))
+    security = cfg.security if cfg.security is not None else _default_security()
+    if security is not None:
+        security = replace(security, umask=cfg.umask)  # the container's umask wins
+        # Non-dumpable from here on (nothing of the container may ptrace the
+        # setup or open its /proc/<pid>/exe), but only after the parent wrote
+        # the id maps: a rootless parent cannot write a non-dumpable child's.
+        steps += security.prologue()
+    steps += join_steps(joined)
+    if NamespaceType.CGROUP in create and NamespaceType.CGROUP not in clone_types:
+        steps.append(Unshare(C.CLONE_NEWCGROUP))
+    if NamespaceType.TIME in create:
+        steps.append(Unshare(C.CLONE_NEWTIME))
+    if NamespaceType.MNT in create:
+        if cfg.root is None:  # (RootFS starts with this itself)
+            steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
+        userns = NamespaceType.USER in create
+        steps += root_steps(cfg, state, userns=userns, proc_view=proc_view, hierarchies=hierarchies)
+    if cfg.hostname is not None:
+        steps.append(SetHostname(cfg.hostname))
+    if cfg.network is Network.NONE and NamespaceType.NET in create:
+        steps.append(InterfaceUp("lo"))
+    if cfg.init and NamespaceType.PID in create and not for_exec:
+        steps.append(Init())
+    for lim in cfg.rlimits:
+        steps.append(SetRlimit(lim.resource, lim.soft, lim.hard))
+    if security is not None:
+        # setgroups is denied to a rootless container (the kernel's rule for an
+        # unprivileged id map): leave the groups alone there unless asked.
+        groups = cfg.groups if (cfg.groups or os.geteuid() == 0) else None
+        # The user switch interleaves with the capability changes, and seccomp
+        # comes last when no_new_privs allows it: the policy orders them.
+        steps += security.epilogue(uid=cfg.uid, gid=cfg.gid, groups=groups)
+    else:
+        if cfg.umask is not None:
+            steps.append(Umask(cfg.umask))
+        if cfg.groups or os.geteuid() == 0:
+            steps.append(SetGroups(cfg.groups))
+        steps.append(SetGid(cfg.gid))
+        steps.append(SetUid(cfg.uid))
+    # chdir as the user the payload runs as, as runc does.
+    steps.append(Chdir(cfg.cwd))
+    env = dict(cfg.env)
+    steps.append(Exec(cfg.argv[0], list(cfg.argv), env, env.get("PATH", "/usr/bin:/bin")))
+    return Plan(tuple(steps)), NamespaceType.mask(clone_types)
+
+
+_BODY_CACHE: OrderedDict[tuple[Any, ...], tuple[Plan, int]] = OrderedDict()
+_BODY_CACHE_SIZE = 64
+
+
+def _cached_body(key: tuple[Any, ...], make: Callable[[], tuple[Plan, int]]) -> tuple[Plan, int]:
+    try:
+        hit = _BODY_CACHE.get(key)
+    except TypeError:  # an unhashable part (a custom policy): no caching
+        return make()
+    if hit is None:
+        hit = _BODY_CACHE[key] = make()
+        if len(_BODY_CACHE) > _BODY_CACHE_SIZE:
+            _BODY_CACHE.popitem(last=False)
+    else:
+        _BODY_CACHE.move_to_end(key)
+    return hit
+
+
+def build_plan(
+    cfg: ContainerConfig,
+    *,
+    cgroup: CGroup | None,
+    state: Path | None,
+    stdio: Sequence[tuple[int, int]],
+    joined: Sequence[Namespace] = (),
+    proc_view: ProcView | None = None,
+    for_exec: bool = False,
+) -> ChildPlan:
+    """The child's plan, clone flags, cgroup descriptor and parent actions for *cfg*.
+
+    The cgroup is joined by writing ``0`` to each ``cgroup.procs`` first
+    thing in the child, which lets the child share our memory until exec
+    (vfork); only a pure cgroup v2 group whose plan needs a fork-like child
+    anyway is joined at clone time (``CLONE_INTO_CGROUP``).
+    """
+    dirs = cgroup.directories if cgroup is not None else {}
+    only_v2 = bool(dirs) and all(h.version == 2 for h in dirs)
+    into_cgroup = only_v2 and len(dirs) == 1 and _sys.have_clone3() and _needs_fork(cfg, for_exec)
+    cgroup_by_write = bool(dirs) and not into_cgroup
+    prefix: list[Step] = []
+    if cgroup_by_write:
+        prefix += [WriteFile(d / "cgroup.procs", b"0") for h, d in sorted(dirs.items(), key=lambda hd: hd[0].version)]
+    # The standard streams first: the descriptors differ for every container.
+    prefix.append(FdMap(tuple(stdio)))
+    hierarchies = tuple(h.mount_point for h in dirs)
+    args = (cfg, state, hierarchies, tuple(joined), proc_view, cgroup_by_write, for_exec)
+    if joined or proc_view is not None or for_exec:
+        body, flags = _body(*args)  # descriptors or paths of this container only
+    else:
+        key = (cfg, state, hierarchies, cgroup_by_write, os.geteuid(), id(cached_host_info()))
+        body, flags = _cached_body(key, lambda: _body(*args))
+    actions: list[ParentAction] = []
+    uid_map, gid_map = _id_maps(cfg)
+    if uid_map is not None or gid_map is not None:
+        um, gm = uid_map, gid_map
+
+        def maps(pid: int) -> None:
+            write_id_maps(pid, um, gm, deny_setgroups=os.geteuid() != 0)
+
+        actions.append(maps)
+    if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:
+        actions.append(_veth_action(cfg))
+    cgroup_fd = -1
+    if into_cgroup:
+        (v2_dir,) = dirs.values()
+        cgroup_fd = os.open(v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return ChildPlan(Plan(tuple(prefix)), body, flags, cgroup_fd, tuple(actions))
