@@ -462,15 +462,15 @@ def _breakdown_targets() -> list[tuple[str, int, object, str, str]]:
     from nsprim._sys import spawn as spawn_mod
     from nsprim._sys import watcher
     from nsprim.cgroup import control as control_mod
-    from nsprim.container import running
+    from nsprim.container import build, running
     from nsprim.security import steps as security_steps
 
     return [
         ("prep: _Prepared.setup", 0, running._Prepared, "setup", "f"),
         ("  cgroup create + limits (_create_cgroup)", 1, running, "_create_cgroup", "f"),
-        ("  watcher.watch_cgroup", 1, watcher, "watch_cgroup", "f"),
-        ("prep: build_plan", 0, running, "build_plan", "f"),
-        ("  root_steps (overlay, pivot, /proc, /dev)", 1, running, "root_steps", "f"),
+        ("  watcher.watch_cgroups", 1, watcher, "watch_cgroups", "f"),
+        ("prep: build_plan (body cached per configuration)", 0, running, "build_plan", "f"),
+        ("  root_steps (overlay, pivot, /proc, /dev)", 1, build, "root_steps", "f"),
         ("  SecurityPolicy.prologue", 1, security_steps.SecurityPolicy, "prologue", "f"),
         ("  SecurityPolicy.epilogue (caps, seccomp, ids)", 1, security_steps.SecurityPolicy, "epilogue", "f"),
         ("prep: Plan.encoded (lower + cffi encode)", 0, plan_mod.Plan, "encoded", "cached"),
@@ -485,7 +485,7 @@ def _breakdown_targets() -> list[tuple[str, int, object, str, str]]:
         ("  CGroup.procs", 1, CGroup, "procs", "f"),
         ("  CGroup.kill", 1, control_mod, "kill", "f"),
         ("  CGroup.delete (rmdir)", 1, CGroup, "delete", "f"),
-        ("  watcher.forget_cgroup", 1, watcher, "forget_cgroup", "f"),
+        ("  watcher.forget_cgroups", 1, watcher, "forget_cgroups", "f"),
     ]
 
 
@@ -571,82 +571,14 @@ def patched(owner: object, attr: str, value: object) -> Iterator[None]:
         setattr(owner, attr, original)
 
 
-def _attach_variant(*, into_cgroup_v2: bool, skip_v2: bool = False) -> Callable[[Any], tuple[list[Any], int]]:
-    """A replacement for ``running._cgroup_steps``: v1 groups joined by writing ``0`` to ``tasks``.
-
-    Writing one's own thread (pid 0) to a v1 ``tasks`` file does not take the global
-    ``cgroup_threadgroup_rwsem`` for writing, whose first use after a quiet spell waits for an RCU grace
-    period; ``cgroup.procs`` (v1 or v2) does.  The v2 group is joined with CLONE_INTO_CGROUP (clone3,
-    which takes that lock only for reading) when *into_cgroup_v2*, left out when *skip_v2* (what-if only),
-    else joined by ``cgroup.procs`` as now.
-    """
-    from nsprim import _sys as sysmod
-    from nsprim.plan import WriteFile
-
-    def steps(cgroup: Any) -> tuple[list[Any], int]:
-        if cgroup is None:
-            return [], -1
-        v1 = [d for hier, d in cgroup.directories.items() if hier.version == 1]
-        v2 = [d for hier, d in cgroup.directories.items() if hier.version == 2]
-        out: list[Any] = [WriteFile(d / "tasks", b"0") for d in v1]
-        fd = -1
-        if v2 and into_cgroup_v2 and sysmod.have_clone3():
-            fd = os.open(v2[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        elif v2 and not skip_v2:
-            out += [WriteFile(d / "cgroup.procs", b"0") for d in v2]
-        return out, fd
-
-    return steps
-
-
-def _memo_build_plan(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``running.build_plan`` remembering its plan per (config, stdio, cgroup directories): the gain of caching.
-
-    Only valid for a container with a fixed name (the same cgroup path every time), as used here; a plan
-    holding a CLONE_INTO_CGROUP descriptor (closed after each start) is never reused.
-    """
-    memo: dict[Any, Any] = {}
-
-    def build(cfg: Any, prep: Any, stdio: Sequence[tuple[int, int]], *, for_exec: bool = False) -> Any:
-        dirs = tuple(str(d) for d in prep.cgroup.directories.values()) if prep.cgroup is not None else ()
-        try:
-            key = (cfg, tuple(stdio), for_exec, dirs)
-            hit = memo.get(key)
-        except TypeError:  # an unhashable config: no caching
-            return original(cfg, prep, stdio, for_exec=for_exec)
-        if hit is None:
-            hit = original(cfg, prep, stdio, for_exec=for_exec)
-            if hit[2] >= 0:
-                return hit
-            memo[key] = hit
-        return hit
-
-    return build
-
-
 def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> list[h.Case]:
     """nsprim as measured, the phase-timed run, and nsprim with one change each (patched, restored after)."""
+    from nsprim.container import build as build_mod
     from nsprim.container import rootfs as rootfs_mod
-    from nsprim.container import running
 
     once = nsprim_case(box)
     variants: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]], str]] = [
         ("as is", contextlib.nullcontext, "the library unchanged"),
-        (
-            "v1 via tasks",
-            lambda: patched(running, "_cgroup_steps", _attach_variant(into_cgroup_v2=False)),
-            "v1 groups joined by writing 0 to tasks; v2 by cgroup.procs",
-        ),
-        (
-            "v1 tasks + v2 CLONE_INTO_CGROUP",
-            lambda: patched(running, "_cgroup_steps", _attach_variant(into_cgroup_v2=True)),
-            "v1 via tasks, the v2 group via clone3 CLONE_INTO_CGROUP (fork-like clone)",
-        ),
-        (
-            "v1 tasks, v2 not joined",
-            lambda: patched(running, "_cgroup_steps", _attach_variant(into_cgroup_v2=False, skip_v2=True)),
-            "what-if only: the hybrid host's v2 group (hugetlb) not joined",
-        ),
         (
             "no cgroup fs mounts",
             lambda: patched(rootfs_mod, "_cgroup_fs_steps", lambda *a, **k: []),
@@ -654,7 +586,7 @@ def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> l
         ),
         (
             "no security policy",
-            lambda: patched(running, "_default_security", lambda: None),
+            lambda: patched(build_mod, "_default_security", lambda: None),
             "no capability drop, seccomp, no_new_privs",
         ),
     ]
@@ -668,34 +600,25 @@ def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> l
         cases.append(h.Case(name, run, note))
         if name == "as is":
             cases.append(h.Case("as is, phases timed", breakdown, "the breakdown below: timers around internals"))
-    # Python-side trims: the plan cached per container template (needs the same cgroup path each time: a
-    # fixed name), the full stats not read at exit, no walk of the group's processes before deleting it.
+    # Python-side trims: the full stats not read at exit.
     named = nsprim_case(box.name(f"nsb-whatif-{secrets.token_hex(3)}"))
     no_stats: Callable[..., Any] = lambda self: None  # noqa: E731
-    no_procs: Callable[..., Any] = lambda self, recursive=False: []  # noqa: E731
 
     def trims(*which: str) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
-        if "plan" in which:
-            stack.enter_context(patched(running, "build_plan", _memo_build_plan(running.build_plan)))
         if "stats" in which:
             stack.enter_context(patched(CGroup, "stats", no_stats))
-        if "procs" in which:
-            stack.enter_context(patched(CGroup, "procs", no_procs))
         if "child" in which:
             stack.enter_context(patched(rootfs_mod, "_cgroup_fs_steps", lambda *a, **k: []))
-            stack.enter_context(patched(running, "_default_security", lambda: None))
+            stack.enter_context(patched(build_mod, "_default_security", lambda: None))
         return stack
 
     for name, which, note in (
-        ("plan cached", ("plan",), "build_plan + encode once per template (a fixed name, so the same cgroup path)"),
         ("no stats at exit", ("stats",), "CGroup.stats() not read when the container ends (result.stats None)"),
-        ("no procs walk", ("procs",), "no CGroup.procs(recursive) before the delete"),
-        ("all 3 Python trims", ("plan", "stats", "procs"), "plan cached + no stats at exit + no procs walk"),
         (
-            "3 trims, no cgroup fs, no security",
-            ("plan", "stats", "procs", "child"),
-            "what-if only: the 3 trims and the two child-side leave-outs above",
+            "no stats, no cgroup fs, no security",
+            ("stats", "child"),
+            "what-if only: the trim and the two child-side leave-outs above",
         ),
     ):
 
