@@ -30,11 +30,10 @@ Run: ``python benchmarks/bench_security.py [--quick] [--json out.json]``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,31 +64,19 @@ def spawn_case(steps: Sequence[Step] | None = None, policy: SecurityPolicy | Non
     return h.timed(once)
 
 
-@contextlib.contextmanager
-def _no_default_security() -> Iterator[None]:
-    """Containers started inside get no security steps at all (measurement only)."""
-    import nsprim.container.running as running
-
-    saved = running._default_security
-    running._default_security = lambda: None
-    try:
-        yield
-    finally:
-        running._default_security = saved
-
-
 def container_case(*, secure: bool) -> h.BatchRunner:
     """A batch runner starting a host-root container of /bin/true, with or without the security steps."""
     from nsprim.container import Container
+    from nsprim.security import SecurityPolicy
 
     box = Container(PAYLOAD).host_root()
+    if not secure:
+        # All capabilities, no seccomp, no no_new_privs, dumpable: the setup
+        # steps of the policy reduced to what an unconfined container needs.
+        box = box.security(SecurityPolicy().unconfined())
 
     def once() -> None:
-        if secure:
-            box.run()
-        else:
-            with _no_default_security():
-                box.run()
+        box.run()
 
     return h.timed(once)
 
