@@ -20,29 +20,9 @@ from nsprim.container import Container
 from nsprim.errors import ConfigError, ExecutableNotFoundError
 
 from ..conftest import requires_root, run_as_nobody
+from .conftest import BUSYBOX
 
 pytestmark = requires_root
-
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-APPLETS = ("sh", "ls", "cat", "echo", "hostname", "id", "sleep", "mount", "touch", "ps", "wc", "grep", "head")
-
-
-@pytest.fixture(scope="module")
-def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A minimal root file system: a static busybox and nothing of the host."""
-    if not Path(BUSYBOX).exists():
-        pytest.skip("busybox (static) not installed")
-    root = tmp_path_factory.mktemp("rootfs")
-    root.chmod(0o755)
-    for d in ("bin", "etc", "proc", "dev", "sys", "tmp", "root", "mnt"):
-        (root / d).mkdir()
-    shutil.copy2(BUSYBOX, root / "bin/busybox")
-    for applet in APPLETS:
-        (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nguest:x:405:100:guest:/tmp:/bin/sh\n")
-    (root / "etc/group").write_text("root:x:0:\nusers:x:100:\n")
-    (root / "marker").write_text("inside\n")
-    return root
 
 
 def out(result: object) -> str:
@@ -88,25 +68,6 @@ def test_masked_and_read_only_kernel_paths(rootfs: Path) -> None:
     assert lines[0] == "0" and lines[1] == "0"
     assert lines[-1] != "rc=0"
     assert b"Read-only file system" in (r.stderr or b"")
-
-
-def test_dev_holds_only_the_minimal_nodes(rootfs: Path) -> None:
-    r = Container(["/bin/ls", "/dev"]).rootfs(rootfs).run(capture_output=True)
-    assert set(out(r).split()) == {
-        "fd",
-        "full",
-        "null",
-        "ptmx",
-        "pts",
-        "random",
-        "shm",
-        "stderr",
-        "stdin",
-        "stdout",
-        "tty",
-        "urandom",
-        "zero",
-    }
 
 
 def test_memory_limit_oom_kill_is_reported(rootfs: Path) -> None:

@@ -43,43 +43,13 @@ from nsprim.security.seccomp import native_arch
 
 from ..conftest import requires_root
 from ..security.helpers import PROBE
+from .conftest import MINIMAL_DEV
 
 pytestmark = requires_root
 
 PYTHON = os.path.realpath(sys.executable)
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 EPERM = errno.EPERM
 UNCONFINED = SecurityPolicy().unconfined()
-MINIMAL_DEV = {
-    "fd",
-    "full",
-    "null",
-    "ptmx",
-    "pts",
-    "random",
-    "shm",
-    "stderr",
-    "stdin",
-    "stdout",
-    "tty",
-    "urandom",
-    "zero",
-}
-
-
-@pytest.fixture(scope="module")
-def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A root with a static busybox and nothing of the host (the host stays invisible)."""
-    if not Path(BUSYBOX).exists():
-        pytest.skip("busybox not installed")
-    root = tmp_path_factory.mktemp("escroot")
-    root.chmod(0o755)
-    for d in ("bin", "proc", "dev", "sys", "tmp", "mnt"):
-        (root / d).mkdir()
-    shutil.copy2(BUSYBOX, root / "bin/busybox")
-    for applet in ("sh", "ls", "cat", "mknod", "mount", "echo"):
-        (root / "bin" / applet).symlink_to("busybox")
-    return root
 
 
 @pytest.fixture
