@@ -12,6 +12,8 @@
  */
 #include "rootfs.h"
 
+#include <sys/sysmacros.h>
+
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -344,11 +346,29 @@ int nsp_root_mount(const struct nsp_step *s)
             ret = -errno;
             goto out;
         }
-        if (S_ISDIR(st.st_mode))
+        if (S_ISDIR(st.st_mode)) {
             ret = mount("tmpfs", tpath, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000");
-        else
-            ret = mount(source ? source : "/dev/null", tpath, NULL, MS_BIND, NULL);
+            ret = ret < 0 ? -errno : 0;
+            goto out;
+        }
+        /* The mask must be the null device itself, checked through the
+         * descriptor that is then bound (CVE-2025-31133: a /dev/null replaced
+         * by a symlink turned runc's mask into a writable bind of its target). */
+        int null_fd = open(source ? source : "/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (null_fd < 0) {
+            ret = -errno;
+            goto out;
+        }
+        struct stat nst;
+        if (fstat(null_fd, &nst) < 0 || !S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3)) {
+            close(null_fd);
+            ret = -EPERM;
+            goto out;
+        }
+        char nbuf[64];
+        ret = mount(fd_path(nbuf, null_fd), tpath, NULL, MS_BIND, NULL);
         ret = ret < 0 ? -errno : 0;
+        close(null_fd);
         goto out;
     }
 

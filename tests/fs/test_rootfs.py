@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -345,3 +346,17 @@ def test_auto_does_not_hide_other_pivot_errors(tmp_path: Path) -> None:
     with pytest.raises(StepError, match=r"pivot_root `/newroot`: (Invalid argument|Device or resource busy)"):
         nsprim.run(["/bin/busybox", "true"], new={"mnt"}, steps=steps)
     assert root.exists()
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "symlink"])
+def test_a_mask_must_be_the_null_device(tmp_path: Path, source: str) -> None:
+    """CVE-2025-31133 class: the mask's source is checked through its descriptor, symlinks refused."""
+    (tmp_path / "secret").write_text("do not show")
+    if source == "symlink":
+        link = tmp_path / "null-link"
+        link.symlink_to("/dev/null")
+        source = str(link)
+    step = MountInRoot(tmp_path, source=source, target="/secret", mask=True)
+    with pytest.raises(StepError) as info:
+        nsprim.run(["true"], new={"mnt"}, steps=[step])
+    assert info.value.errno == errno.EPERM
