@@ -505,9 +505,12 @@ class CGroup:
         """(version, directory) of the memory controller; :class:`UnsupportedError` if the group lacks it."""
         return self.version_of("memory") or 0, self.directory("memory")
 
-    def stats(self) -> Stats:
-        """A typed snapshot of memory, CPU, pids, I/O and pressure statistics."""
-        return read_stats(self.locate, self.unified_dir)
+    def stats(self, *, full: bool = True) -> Stats:
+        """A typed snapshot of memory, CPU, pids, I/O and pressure statistics.
+
+        ``full=False`` reads the totals only (no ``memory.stat``, I/O or pressure).
+        """
+        return read_stats(self.locate, self.unified_dir, full=full)
 
     # ----------------------------------------------------------------- freezing and killing
     def freeze(self, timeout: float | None = 10.0, *, version: int | None = None) -> None:

@@ -147,8 +147,8 @@ def parse_pressure(text: str) -> Pressure | None:
     return Pressure(lines["some"], lines.get("full"))
 
 
-def _memory(version: int, d: Path) -> MemoryStats | None:
-    stat_text = try_read_text(d / "memory.stat")
+def _memory(version: int, d: Path, with_stat: bool = True) -> MemoryStats | None:
+    stat_text = try_read_text(d / "memory.stat") if with_stat else None
     stat: dict[str, int] = {}
     if stat_text is not None:
         for line in stat_text.splitlines():
@@ -252,10 +252,25 @@ def _pressure(dirs: list[Path], name: str) -> Pressure | None:
     return None
 
 
-def read_stats(where: Where, unified: Path | None) -> Stats:
-    """Read the statistics of a group; *where* gives (version, directory) for a controller."""
+def read_stats(where: Where, unified: Path | None, *, full: bool = True) -> Stats:
+    """Read the statistics of a group; *where* gives (version, directory) for a controller.
+
+    With *full* false only the totals are read — memory usage, peak and
+    limit, CPU time, pids — not ``memory.stat``, I/O or pressure: a quarter
+    of the files, for a summary at the end of a container's life.
+    """
     mem = where(Controller.MEMORY)
     pids = where(Controller.PIDS)
+    if not full:
+        return Stats(
+            memory=_memory(*mem, with_stat=False) if mem is not None else None,
+            cpu=_cpu(where, unified),
+            pids=_pids(pids[1]) if pids is not None else None,
+            io=None,
+            cpu_pressure=None,
+            memory_pressure=None,
+            io_pressure=None,
+        )
     io = where(Controller.IO)
     psi_dirs = [d for d in (unified,) if d is not None]
     for c in (Controller.CPU, Controller.MEMORY, Controller.IO):
