@@ -402,13 +402,93 @@ static __attribute__((noinline)) int clone_vfork(struct child_ctx *ctx, int *pid
     return pid < 0 ? -errno : pid;
 }
 
+/* clone3 with CLONE_VM|CLONE_VFORK and a stack of our own: the child starts
+ * on that stack, so it must call child_main before touching any frame of
+ * ours.  glibc has no public wrapper (its clone() cannot place a child into a
+ * cgroup or a time namespace), hence these few lines per architecture. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define NSP_HAVE_CLONE3_VFORK 1
+static __attribute__((noinline)) long raw_clone3_run(struct nsp_clone_args *args, int (*fn)(void *), void *arg)
+{
+#if defined(__x86_64__)
+    register long rax __asm__("rax") = __NR_clone3;
+    register struct nsp_clone_args *rdi __asm__("rdi") = args;
+    register size_t rsi __asm__("rsi") = sizeof *args;
+    register int (*r12)(void *) __asm__("r12") = fn;
+    register void *r13 __asm__("r13") = arg;
+    __asm__ __volatile__("syscall\n\t"
+                         "test %%rax, %%rax\n\t"
+                         "jnz 1f\n\t"
+                         "xor %%ebp, %%ebp\n\t" /* child: a fresh stack, no frames */
+                         "mov %%r13, %%rdi\n\t"
+                         "call *%%r12\n\t"
+                         "mov %%eax, %%edi\n\t"
+                         "mov $60, %%eax\n\t" /* exit */
+                         "syscall\n\t"
+                         "hlt\n\t"
+                         "1:\n\t"
+                         : "+r"(rax)
+                         : "r"(rdi), "r"(rsi), "r"(r12), "r"(r13)
+                         : "rcx", "r11", "memory");
+    return rax;
+#else
+    register long x8 __asm__("x8") = __NR_clone3;
+    register long x0 __asm__("x0") = (long)args;
+    register long x1 __asm__("x1") = (long)sizeof *args;
+    register int (*x20)(void *) __asm__("x20") = fn;
+    register void *x21 __asm__("x21") = arg;
+    __asm__ __volatile__("svc #0\n\t"
+                         "cbnz x0, 1f\n\t"
+                         "mov x29, xzr\n\t" /* child: a fresh stack, no frames */
+                         "mov x0, x21\n\t"
+                         "blr x20\n\t"
+                         "mov x8, #93\n\t" /* exit */
+                         "svc #0\n\t"
+                         "1:\n\t"
+                         : "+r"(x0)
+                         : "r"(x8), "r"(x1), "r"(x20), "r"(x21)
+                         : "x30", "memory");
+    return x0;
+#endif
+}
+
+static __attribute__((noinline)) int clone3_vfork(struct child_ctx *ctx, int *pidfd, int exit_signal)
+{
+    char stack[VFORK_STACK_SIZE] __attribute__((aligned(64)));
+    const struct nsp_spawn_config *cfg = ctx->cfg;
+    struct nsp_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = cfg->clone_flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.exit_signal = (uint64_t)exit_signal;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = sizeof stack;
+    if (cfg->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cfg->cgroup_fd;
+    }
+    long pid = raw_clone3_run(&args, child_main, ctx);
+    return pid < 0 ? (int)pid : (int)pid; /* the raw call returns -errno itself */
+}
+#endif
+
 static int clone_child(struct child_ctx *ctx, int *pidfd)
 {
     const struct nsp_spawn_config *cfg = ctx->cfg;
     int exit_signal = cfg->exit_signal > 0 ? cfg->exit_signal : SIGCHLD;
+    int needs_clone3 = cfg->cgroup_fd >= 0 || (cfg->clone_flags & CLONE_NEWTIME);
 
-    if (cfg->use_vfork && cfg->cgroup_fd < 0 && !(cfg->clone_flags & CLONE_NEWTIME))
+    if (cfg->use_vfork && !needs_clone3)
         return clone_vfork(ctx, pidfd, exit_signal);
+#ifdef NSP_HAVE_CLONE3_VFORK
+    /* A cgroup placement (no attach, hence no wait for an RCU grace period)
+     * or a time namespace, and still no copy of our page tables. */
+    if (cfg->use_vfork && nsp_have_clone3()) {
+        int r = clone3_vfork(ctx, pidfd, exit_signal);
+        if (r != -ENOSYS && r != -EINVAL)
+            return r;
+    }
+#endif
 
     struct nsp_clone_args args;
     memset(&args, 0, sizeof args);

@@ -146,14 +146,6 @@ def _default_security() -> Any:
     return SecurityPolicy(caps=Capabilities.docker_default().drop("MKNOD"))
 
 
-def _needs_fork(cfg: ContainerConfig, for_exec: bool) -> bool:
-    """Whether the body waits for the parent or forks an init (no vfork then)."""
-    maps = _id_maps(cfg) != (None, None)
-    veth = cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces
-    init = cfg.init and NamespaceType.PID in cfg.namespaces and not for_exec
-    return maps or veth or init
-
-
 def _body(
     cfg: ContainerConfig,
     state: Path | None,
@@ -250,18 +242,24 @@ def build_plan(
 ) -> ChildPlan:
     """The child's plan, clone flags, cgroup descriptor and parent actions for *cfg*.
 
-    The cgroup is joined by writing ``0`` to each ``cgroup.procs`` first
-    thing in the child, which lets the child share our memory until exec
-    (vfork); only a pure cgroup v2 group whose plan needs a fork-like child
-    anyway is joined at clone time (``CLONE_INTO_CGROUP``).
+    The child is placed into a cgroup v2 group at clone time
+    (``CLONE_INTO_CGROUP``, with a vfork-like clone3 where the plan allows)
+    and joins v1 groups by writing ``0`` to their ``tasks`` first thing.
     """
     dirs = cgroup.directories if cgroup is not None else {}
-    only_v2 = bool(dirs) and all(h.version == 2 for h in dirs)
-    into_cgroup = only_v2 and len(dirs) == 1 and _sys.have_clone3() and _needs_fork(cfg, for_exec)
-    cgroup_by_write = bool(dirs) and not into_cgroup
-    prefix: list[Step] = []
-    if cgroup_by_write:
-        prefix += [WriteFile(d / "cgroup.procs", b"0") for h, d in sorted(dirs.items(), key=lambda hd: hd[0].version)]
+    v2 = [d for h, d in dirs.items() if h.version == 2]
+    # The v2 group is entered at birth (clone3 CLONE_INTO_CGROUP): writing to
+    # its cgroup.procs would take the kernel's global threadgroup lock for
+    # writing, whose first taker after a quiet spell waits out an RCU grace
+    # period (tens of milliseconds measured here).  v1 groups are joined by
+    # writing 0 to `tasks`, which moves the (single) thread without that lock.
+    into_cgroup = len(v2) == 1 and _sys.have_clone3()
+    written = [(h, d) for h, d in dirs.items() if h.version == 1 or not into_cgroup]
+    cgroup_by_write = bool(written)
+    prefix: list[Step] = [
+        WriteFile(d / ("tasks" if h.version == 1 else "cgroup.procs"), b"0")
+        for h, d in sorted(written, key=lambda hd: hd[0].version)
+    ]
     # The standard streams first: the descriptors differ for every container.
     prefix.append(FdMap(tuple(stdio)))
     hierarchies = tuple(h.mount_point for h in dirs)
@@ -284,6 +282,5 @@ def build_plan(
         actions.append(_veth_action(cfg))
     cgroup_fd = -1
     if into_cgroup:
-        (v2_dir,) = dirs.values()
-        cgroup_fd = os.open(v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        cgroup_fd = os.open(v2[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     return ChildPlan(Plan(tuple(prefix)), body, flags, cgroup_fd, tuple(actions))
