@@ -17,6 +17,7 @@ import os
 import secrets
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -198,6 +199,7 @@ class RunningContainer:
         self._prep = prep
         self._ns: dict[NamespaceType, Namespace] = {}
         self._closed = False
+        self._execs: list[Process] = []  # exec()'d processes: our children, in its pid namespace
         self.oom_killed = False
         self.final_stats: Stats | None = None
 
@@ -232,20 +234,46 @@ class RunningContainer:
     # ---- life ------------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the container's pid 1 to exit; then clean up and return its status."""
-        status = self.process.wait(timeout)
+        """Wait for the container's pid 1 to exit; then clean up and return its status.
+
+        Processes started with :meth:`exec` that exit meanwhile are reaped: a
+        pid 1 cannot finish exiting while a process of its namespace waits to
+        be reaped by a parent outside (us).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._reap_execs()
+            left = None if deadline is None else deadline - time.monotonic()
+            step = 0.05 if self._execs else left
+            if step is not None and left is not None:
+                step = min(step, max(left, 0.0))
+            try:
+                status = self.process.wait(step)
+                break
+            except TimeoutExpired:
+                if left is not None and left <= 0:
+                    raise TimeoutExpired(self.pid, timeout or 0.0) from None
+        self._reap_execs()
         self._finish()
         return status
+
+    def _reap_execs(self) -> None:
+        self._execs = [p for p in self._execs if p.poll() is None]
 
     def send_signal(self, sig: int) -> None:
         """Signal the container's pid 1 (with ``init``, it forwards to the payload)."""
         self.process.send_signal(sig)
 
     def kill(self) -> None:
-        """SIGKILL every process of the container (the whole cgroup)."""
+        """SIGKILL every process of the container (the whole cgroup), and reap
+        the processes :meth:`exec` started."""
         if self.cgroup is not None and self.cgroup.exists():
             self.cgroup.kill()
         self.process.kill()
+        for p in self._execs:
+            p.kill()
+            p.wait()
+        self._execs.clear()
 
     def freeze(self) -> None:
         """Stop every process of the container (cgroup freezer)."""
@@ -302,7 +330,7 @@ class RunningContainer:
             network=Network.HOST,
         )
         pidns = next((ns.fd for ns in joined if ns.type is NamespaceType.PID), -1)
-        return _launch(
+        proc = _launch(
             exec_cfg,
             lambda pairs: build_plan(
                 exec_cfg, cgroup=self.cgroup, state=None, stdio=pairs, joined=joined, for_exec=True
@@ -312,6 +340,8 @@ class RunningContainer:
             kwargs.get("stdout"),
             kwargs.get("stderr"),
         )
+        self._execs.append(proc)
+        return proc
 
     def _finish(self) -> None:
         if self._closed:
