@@ -116,6 +116,11 @@ def container_cgroup_parent() -> Iterator[str | None]:
     except Exception:  # no usable cgroup hierarchy: containers run without one
         yield None
         return
+    # Should this run be killed before its teardown, nsprim's own cleanup
+    # watcher removes the group (and anything still in it).
+    from nsprim._sys import watcher
+
+    watcher.watch_cgroups(parent.directories.values())
     os.environ["NSPRIM_CGROUP_PARENT"] = parent.path
     try:
         yield parent.path
@@ -124,6 +129,7 @@ def container_cgroup_parent() -> Iterator[str | None]:
         if parent.exists():
             parent.kill()
             parent.delete(recursive=True, timeout=5.0)
+        watcher.forget_cgroups(parent.directories.values())
 
 
 requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
