@@ -318,3 +318,9 @@ def test_host_root_read_only_as_the_demo_uses_it() -> None:
         .run(capture_output=True)
     )
     assert out(r).split() == ["1", "ro"], r.stderr
+
+
+def test_an_unusable_state_directory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NSPRIM_STATE_DIR", "/proc/no-such-place")
+    with pytest.raises(nsprim.SyscallError, match=r"mkdir `/proc/no-such-place/root`.*NSPRIM_STATE_DIR"):
+        Container(["/bin/true"]).host_root().memory("64M").run()

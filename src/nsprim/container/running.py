@@ -26,7 +26,7 @@ from typing import Any
 
 from .._sys import watcher
 from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
-from ..errors import ConfigError, NsprimError, TimeoutExpired
+from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired
 from ..namespace import Namespace, NamespaceType
 from ..process import PIPE, Process, start
 from .build import ChildPlan, build_plan, cached_host_info
@@ -99,7 +99,10 @@ class _Prepared:
             # its own, so nothing per container is made (or left) on the host.
             self.state = state_dir()
             for d in host_dirs(cfg, self.state):
-                d.mkdir(parents=True, exist_ok=True, mode=0o700)
+                try:
+                    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+                except OSError as exc:
+                    raise SyscallError(exc.errno, "mkdir", d, hint="set NSPRIM_STATE_DIR to a writable place") from None
         if os.geteuid() == 0:
             self.cgroup = _create_cgroup(self.id, cfg)
             if self.watching:
