@@ -52,7 +52,20 @@ from .plan import (
     WriteFile,
 )
 
-__all__ = ["Process", "CompletedRun", "TimeOffsets", "spawn", "start", "run", "PIPE", "DEVNULL", "STDOUT"]
+__all__ = [
+    "Process",
+    "CompletedRun",
+    "TimeOffsets",
+    "Streams",
+    "spawn",
+    "start",
+    "run",
+    "open_streams",
+    "join_namespaces",
+    "PIPE",
+    "DEVNULL",
+    "STDOUT",
+]
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -307,25 +320,28 @@ def start(
     Action *k+1* starts as soon as action *k* released the child, not when
     the child reaches the next sync step: an action must depend only on what
     exists once the child is cloned (its namespaces, its pid).
-    *close_after* are parent-side descriptors (the child's ends of pipes) to
-    close once the child has them.  On a failed step the child is reaped and
+    *close_after* are parent-side descriptors (the child's ends of pipes):
+    closed here once the child has them, or when starting fails.  On a failed step the child is reaped and
     :class:`~nsprim.errors.StepError` raised; nothing is left running.
     """
     head = prefix.steps if prefix is not None else ()
-    nsync = sum(1 for s in (*head, *plan.steps) if isinstance(s, Sync))
-    if nsync != len(parent_actions):
-        raise ConfigError(f"the plan has {nsync} sync steps but {len(parent_actions)} parent actions")
-    handles = _spawn.spawn(
-        plan.encoded,
-        prefix=prefix.encoded if prefix is not None else None,
-        clone_flags=clone_flags,
-        cgroup_fd=cgroup_fd,
-        pidns_fd=pidns_fd,
-        use_vfork=plan.vfork_safe and (prefix is None or prefix.vfork_safe),
-    )
-    for fd in close_after:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    try:
+        nsync = sum(1 for s in (*head, *plan.steps) if isinstance(s, Sync))
+        if nsync != len(parent_actions):
+            raise ConfigError(f"the plan has {nsync} sync steps but {len(parent_actions)} parent actions")
+        handles = _spawn.spawn(
+            plan.encoded,
+            prefix=prefix.encoded if prefix is not None else None,
+            clone_flags=clone_flags,
+            cgroup_fd=cgroup_fd,
+            pidns_fd=pidns_fd,
+            use_vfork=plan.vfork_safe and (prefix is None or prefix.vfork_safe),
+        )
+    finally:
+        # Ours to close on every path, once: the child has its copies now.
+        for fd in close_after:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     try:
         action_error: BaseException | None = None
         if parent_actions:
@@ -370,27 +386,80 @@ def _kill_and_reap(pidfd: int) -> None:
 # ---- spawn(): the convenient front -------------------------------------------------------
 
 
-def _stdio(arg: StdioArg, index: int, opened: list[int]) -> tuple[int | None, int | None]:
-    """Return (child fd, parent pipe end) for one standard stream."""
-    if arg is None:
-        return None, None
-    if arg == PIPE:
-        r, w = os.pipe2(os.O_CLOEXEC)
-        opened.extend((r, w))
-        return (r, w) if index == 0 else (w, r)
-    if arg == DEVNULL:
-        fd = os.open(os.devnull, (os.O_RDONLY if index == 0 else os.O_WRONLY) | os.O_CLOEXEC)
-        opened.append(fd)
-        return fd, None
-    if isinstance(arg, int):
-        if arg < 0:
-            raise ConfigError(f"invalid file descriptor {arg} for standard stream {index}", what="stdio")
-        return arg, None
-    return arg.fileno(), None
+@dataclass
+class Streams:
+    """The standard streams of a child about to start.
+
+    *pairs* map a source descriptor to 0, 1 or 2 (for :class:`~nsprim.plan.FdMap`);
+    *child_side* are ends the parent closes once the child has them;
+    *parent_ends* are our ends of pipes, by stream.
+    """
+
+    pairs: list[tuple[int, int]]
+    child_side: list[int]
+    parent_ends: list[int | None]
+
+    def hand_over(self) -> list[int]:
+        """The child's ends, for :func:`start` to close (it does, on every path)."""
+        fds, self.child_side = self.child_side, []
+        return fds
+
+    def abandon(self) -> None:
+        """Close every descriptor opened for the streams and not handed over (the start failed)."""
+        for fd in [*self.child_side, *(p for p in self.parent_ends if p is not None)]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def attach(self, proc: Process) -> None:
+        """Give *proc* file objects for our ends of its pipes."""
+        ends = self.parent_ends
+        files = [None if fd is None else os.fdopen(fd, "wb" if i == 0 else "rb", 0) for i, fd in enumerate(ends)]
+        proc.stdin, proc.stdout, proc.stderr = files
 
 
-def _join_namespaces(join: Iterable[Namespace]) -> tuple[list[Step], int]:
-    """SetNs steps (user first, mount last) and the pid namespace fd, if any."""
+def open_streams(stdin: StdioArg, stdout: StdioArg, stderr: StdioArg) -> Streams:
+    """Set up the three standard streams as :func:`subprocess.Popen` takes them.
+
+    ``None`` inherits, :data:`PIPE` makes a pipe, :data:`DEVNULL` opens
+    ``/dev/null``, :data:`STDOUT` (for stderr) joins standard output; an int
+    or a file object is used as it is.
+    """
+    streams = Streams([], [], [])
+    try:
+        for index, arg in enumerate((stdin, stdout, stderr)):
+            parent: int | None = None
+            child: int | None
+            if arg is None:
+                child = None
+            elif index == 2 and arg == STDOUT:
+                # fd 2 gets whatever fd 1 gets (FdMap stages sources first).
+                child = next((src for src, dst in streams.pairs if dst == 1), 1)
+            elif arg == PIPE:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                child, parent = (r, w) if index == 0 else (w, r)
+                streams.child_side.append(child)
+            elif arg == DEVNULL:
+                child = os.open(os.devnull, (os.O_RDONLY if index == 0 else os.O_WRONLY) | os.O_CLOEXEC)
+                streams.child_side.append(child)
+            elif isinstance(arg, int):
+                if arg < 0:
+                    raise ConfigError(f"invalid file descriptor {arg} for standard stream {index}", what="stdio")
+                child = arg
+            else:
+                child = arg.fileno()
+            streams.parent_ends.append(parent)
+            if child is not None:
+                streams.pairs.append((child, index))
+    except BaseException:
+        streams.abandon()
+        raise
+    return streams
+
+
+def join_namespaces(join: Iterable[Namespace]) -> tuple[list[Step], int]:
+    """SetNs steps for joining *join* (user first, for the rights over the rest;
+    mount last) and the pid namespace's descriptor, or -1: a pid namespace
+    applies to children only, so the parent thread enters it around the clone."""
     steps: list[Step] = []
     pidns_fd = -1
     seen: set[NamespaceType] = set()
@@ -490,7 +559,7 @@ def spawn(
 
             plan_steps.append(Sync("the parent writes the id maps"))
             actions.append(write_maps)
-    join_steps, pidns_fd = _join_namespaces(joined)
+    join_steps, pidns_fd = join_namespaces(joined)
     plan_steps += join_steps
     clone_types = set(types)
     if NamespaceType.TIME in types:
@@ -513,23 +582,9 @@ def spawn(
     if die_with_parent:
         plan_steps.append(ParentDeathSignal(_signal.SIGKILL))
 
-    opened: list[int] = []
+    streams = open_streams(stdin, stdout, stderr)
     try:
-        child_fds: list[tuple[int, int]] = []
-        parent_ends: list[int | None] = []
-        for index, arg in enumerate((stdin, stdout, stderr)):
-            child: int | None
-            parent: int | None
-            if index == 2 and arg == STDOUT:
-                # fd 2 gets whatever fd 1 gets (FdMap stages sources first).
-                child, parent = next((src for src, dst in child_fds if dst == 1), 1), None
-            else:
-                child, parent = _stdio(arg, index, opened)
-            parent_ends.append(parent)
-            if child is not None:
-                child_fds.append((child, index))
-        for fd in pass_fds:
-            child_fds.append((fd, fd))
+        child_fds = [*streams.pairs, *((fd, fd) for fd in pass_fds)]
         plan_steps.append(FdMap(tuple(child_fds)))
         plan_steps += steps
         if groups is not None:
@@ -543,26 +598,19 @@ def spawn(
         exec_env = None if env is None else dict(env)
         file = argv[0]
         plan_steps.append(Exec(os.fsdecode(file), [os.fsencode(a) for a in argv], exec_env))
-
-        plan = Plan(tuple(plan_steps))
-        child_side = [fd for fd in opened if fd not in parent_ends]
         proc = start(
-            plan,
+            Plan(tuple(plan_steps)),
             args=list(argv),
             clone_flags=NamespaceType.mask(clone_types),
             cgroup_fd=cgroup_fd,
             pidns_fd=pidns_fd,
             parent_actions=actions,
-            close_after=child_side,
+            close_after=streams.hand_over(),
         )
-        opened = [fd for fd in opened if fd not in child_side]
     except BaseException:
-        for fd in opened:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        streams.abandon()
         raise
-    files = [None if fd is None else os.fdopen(fd, "wb" if i == 0 else "rb", 0) for i, fd in enumerate(parent_ends)]
-    proc.stdin, proc.stdout, proc.stderr = files
+    streams.attach(proc)
     return proc
 
 

@@ -40,7 +40,6 @@ from ..plan import (
     SetGid,
     SetGroups,
     SetHostname,
-    SetNs,
     SetRlimit,
     SetUid,
     Step,
@@ -49,13 +48,12 @@ from ..plan import (
     Unshare,
     WriteFile,
 )
+from ..process import ParentAction, join_namespaces
 from .config import ContainerConfig, Network
 from .procview import ProcView
 from .rootfs import root_steps
 
-__all__ = ["ChildPlan", "build_plan", "cached_host_info", "join_steps"]
-
-ParentAction = Callable[[int], None]
+__all__ = ["ChildPlan", "build_plan", "cached_host_info"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,7 @@ class ChildPlan:
     body: Plan
     clone_flags: int
     cgroup_fd: int  # -1, or an O_PATH descriptor of the cgroup v2 directory (the caller closes it)
+    pidns_fd: int  # -1, or the pid namespace the parent thread enters around the clone
     actions: tuple[ParentAction, ...]
 
     @property
@@ -124,17 +123,6 @@ def _veth_action(cfg: ContainerConfig) -> ParentAction:
     return action
 
 
-def join_steps(namespaces: Sequence[Namespace]) -> list[Step]:
-    """setns steps: user first (for the rights over the rest), mount last; the
-    pid namespace is entered by the parent around the clone instead."""
-    order = {NamespaceType.USER: 0, NamespaceType.MNT: 2}
-    return [
-        SetNs(ns.fd, ns.type.flag, str(ns.path))
-        for ns in sorted(namespaces, key=lambda n: order.get(n.type, 1))
-        if ns.type is not NamespaceType.PID
-    ]
-
-
 def _default_security() -> Any:
     """Docker's defaults, less CAP_MKNOD (as podman does).
 
@@ -173,7 +161,7 @@ def _body(
         # setup or open its /proc/<pid>/exe), but only after the parent wrote
         # the id maps: a rootless parent cannot write a non-dumpable child's.
         steps += security.prologue()
-    steps += join_steps(joined)
+    steps += join_namespaces(joined)[0]
     if NamespaceType.CGROUP in create and NamespaceType.CGROUP not in clone_types:
         steps.append(Unshare(C.CLONE_NEWCGROUP))
     if NamespaceType.TIME in create:
@@ -283,4 +271,5 @@ def build_plan(
     cgroup_fd = -1
     if into_cgroup:
         cgroup_fd = os.open(v2[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    return ChildPlan(Plan(tuple(prefix)), body, flags, cgroup_fd, tuple(actions))
+    pidns_fd = join_namespaces(joined)[1]
+    return ChildPlan(Plan(tuple(prefix)), body, flags, cgroup_fd, pidns_fd, tuple(actions))

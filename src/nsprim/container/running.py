@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import secrets
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +26,8 @@ from typing import Any
 from .._sys import watcher
 from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
 from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired
-from ..namespace import Namespace, NamespaceType
-from ..process import PIPE, Process, start
+from ..namespace import Namespace, NamespaceId, NamespaceType
+from ..process import PIPE, Process, open_streams, start
 from .build import ChildPlan, build_plan, cached_host_info
 from .config import ContainerConfig, Network
 from .procview import ProcView, view_directory
@@ -161,36 +160,6 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
     return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
 
 
-def _stdio(stdin: Any, stdout: Any, stderr: Any) -> tuple[list[tuple[int, int]], list[int], list[int | None]]:
-    """(child fd pairs, fds to close in the parent after start, parent pipe ends)."""
-    pairs: list[tuple[int, int]] = []
-    child_side: list[int] = []
-    parent_ends: list[int | None] = []
-    for index, arg in enumerate((stdin, stdout, stderr)):
-        if arg is None:
-            pairs.append((index, index))
-            parent_ends.append(None)
-        elif arg == PIPE:
-            r, w = os.pipe2(os.O_CLOEXEC)
-            child, parent = (r, w) if index == 0 else (w, r)
-            pairs.append((child, index))
-            child_side.append(child)
-            parent_ends.append(parent)
-        elif arg == subprocess.DEVNULL:
-            fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            pairs.append((fd, index))
-            child_side.append(fd)
-            parent_ends.append(None)
-        elif arg == subprocess.STDOUT and index == 2:
-            pairs.append((pairs[1][0], 2))
-            parent_ends.append(None)
-        else:
-            fd = arg if isinstance(arg, int) else arg.fileno()
-            pairs.append((fd, index))
-            parent_ends.append(None)
-    return pairs, child_side, parent_ends
-
-
 class RunningContainer:
     """A started container.  Use it as a context manager: on exit it is killed
     (if still running) and everything it used on the host is removed."""
@@ -223,7 +192,7 @@ class RunningContainer:
         """The exit status once it has ended (``-N`` for signal N)."""
         return self.process.returncode
 
-    def namespace_ids(self) -> dict[NamespaceType, Any]:
+    def namespace_ids(self) -> dict[NamespaceType, NamespaceId]:
         """The identities of the container's namespaces, for inspection from the host."""
         return self.process.namespace_ids()
 
@@ -332,13 +301,11 @@ class RunningContainer:
             security=cfg.security,
             network=Network.HOST,
         )
-        pidns = next((ns.fd for ns in joined if ns.type is NamespaceType.PID), -1)
         proc = _launch(
             exec_cfg,
             lambda pairs: build_plan(
                 exec_cfg, cgroup=self.cgroup, state=None, stdio=pairs, joined=joined, for_exec=True
             ),
-            pidns,
             kwargs.get("stdin"),
             kwargs.get("stdout"),
             kwargs.get("stderr"),
@@ -396,7 +363,6 @@ def start_container(
     prep = _Prepared(config)
     try:
         prep.setup()
-        pidns = next((ns.fd for ns in prep.namespaces if ns.type is NamespaceType.PID), -1)
         proc = _launch(
             config,
             lambda pairs: build_plan(
@@ -407,7 +373,6 @@ def start_container(
                 joined=prep.namespaces,
                 proc_view=prep.proc_view,
             ),
-            pidns,
             stdin,
             stdout,
             stderr,
@@ -427,7 +392,6 @@ def start_container(
 def _launch(
     config: ContainerConfig,
     plan_for: Callable[[list[tuple[int, int]]], ChildPlan],
-    pidns: int,
     stdin: Any,
     stdout: Any,
     stderr: Any,
@@ -437,10 +401,10 @@ def _launch(
     """Set up the standard streams, build the plan for them, start it; on any
     failure close every descriptor made here.  The cgroup descriptor of
     ``CLONE_INTO_CGROUP``, if any, is closed once the child exists."""
-    pairs, child_side, parent_ends = _stdio(stdin, stdout, stderr)
+    streams = open_streams(stdin, stdout, stderr)
     child: ChildPlan | None = None
     try:
-        child = plan_for(pairs)
+        child = plan_for(streams.pairs)
         if log_id is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("container %s: clone flags %#x, %d plan steps", log_id, child.clone_flags, len(child.steps))
             for i, step in enumerate(child.steps):
@@ -451,20 +415,17 @@ def _launch(
             args=list(config.argv),
             clone_flags=child.clone_flags,
             cgroup_fd=child.cgroup_fd,
-            pidns_fd=pidns,
+            pidns_fd=child.pidns_fd,
             parent_actions=child.actions,
-            close_after=child_side,
+            close_after=streams.hand_over(),
         )
     except BaseException:
-        for fd in child_side + [p for p in parent_ends if p is not None]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        streams.abandon()
         raise
     finally:
         if child is not None and child.cgroup_fd >= 0:
             os.close(child.cgroup_fd)
-    files = [None if fd is None else os.fdopen(fd, "wb" if i == 0 else "rb", 0) for i, fd in enumerate(parent_ends)]
-    proc.stdin, proc.stdout, proc.stderr = files
+    streams.attach(proc)
     return proc
 
 
