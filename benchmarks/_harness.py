@@ -51,6 +51,7 @@ __all__ = [
     "build_c",
     "cpu_busy_us",
     "environment",
+    "floor_runner",
     "parse_args",
     "percentile",
     "print_ratios",
@@ -332,6 +333,23 @@ def build_c(source: str | Path, name: str | None = None, extra_flags: Sequence[s
         raise RuntimeError(f"building {src.name} failed:\n{proc.stderr}")
     tmp.replace(out)
     return out
+
+
+def floor_runner(binary: Path, namespaces: Sequence[str], mode: str, pace_us: int = 0) -> BatchRunner:
+    """A batch of ``floor.c``: one run of *binary* doing *count* clone+exec+wait, timed inside C."""
+
+    def run(count: int) -> list[float]:
+        out = subprocess.run(
+            [str(binary), f"--mode={mode}", f"--pace-us={pace_us}", str(count), *namespaces],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"floor failed: {out.stderr.strip()}")
+        return [float(x) for x in json.loads(out.stdout)["us"]]
+
+    return run
 
 
 def cpu_busy_us() -> float:

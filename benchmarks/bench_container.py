@@ -351,23 +351,6 @@ def cleanup_oci(rt: OciRuntime) -> None:
 # ---- the C loop -----------------------------------------------------------------------------------
 
 
-def floor_runner(binary: Path, namespaces: Sequence[str], mode: str, pace_us: int = 0) -> h.BatchRunner:
-    """A batch of floor.c: one run of *binary* doing *count* clone+exec+wait, timed inside C."""
-
-    def run(count: int) -> list[float]:
-        out = subprocess.run(
-            [str(binary), f"--mode={mode}", f"--pace-us={pace_us}", str(count), *namespaces],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"floor failed: {out.stderr.strip()}")
-        return [float(x) for x in json.loads(out.stdout)["us"]]
-
-    return run
-
-
 def sandbox_floor_runner(binary: Path, root: Path, state: Path, parent: CGroup, pace_us: int = 0) -> h.BatchRunner:
     """A batch of container_floor.c: the same sandbox in C (cgroup in the hierarchies nsprim uses here)."""
     dirs = [
@@ -708,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cases.append(
             h.Case(
                 "C loop",
-                floor_runner(floor, C_NAMESPACES, "vfork", args.pace_us),
+                h.floor_runner(floor, C_NAMESPACES, "vfork", args.pace_us),
                 "floor.c vfork: clone+exec+wait, no mounts",
             )
         )

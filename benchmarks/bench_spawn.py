@@ -18,7 +18,6 @@ Exit status is 0 even on a MISS (it is a measurement, not a test) unless ``--str
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -79,23 +78,6 @@ def unshare_case(namespaces: Sequence[str]) -> Callable[[], None]:
             raise RuntimeError(f"{' '.join(argv)} failed")
 
     return once
-
-
-def floor_runner(binary: Path, namespaces: Sequence[str], mode: str, pace_us: int = 0) -> h.BatchRunner:
-    """A batch of the C floor: one run of *binary* doing *count* spawns, timed inside C."""
-
-    def run(count: int) -> list[float]:
-        out = subprocess.run(
-            [str(binary), f"--mode={mode}", f"--pace-us={pace_us}", str(count), *namespaces],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"floor failed: {out.stderr.strip()}")
-        return [float(x) for x in json.loads(out.stdout)["us"]]
-
-    return run
 
 
 # ---- breakdown cases (--breakdown): where nsprim's time goes ------------------------------------
@@ -214,12 +196,12 @@ def run_group(
         h.Case("unshare", h.timed(unshare_case(namespaces), pace), "subprocess.run(unshare ...)"),
         h.Case(
             "C floor",
-            floor_runner(floor, namespaces, args.floor_mode, args.pace_us),
+            h.floor_runner(floor, namespaces, args.floor_mode, args.pace_us),
             f"floor.c, {args.floor_mode} mode",
         ),
     ]
     other = "fork" if args.floor_mode != "fork" else "vfork"
-    cases.append(h.Case(f"C floor ({other})", floor_runner(floor, namespaces, other, args.pace_us), "for reference"))
+    cases.append(h.Case(f"C floor ({other})", h.floor_runner(floor, namespaces, other, args.pace_us), "for reference"))
     if args.breakdown:
         cases += breakdown_cases(namespaces)
     h.wait_for_quiet(args.wait_quiet)
