@@ -126,6 +126,10 @@ struct nsp_spawn_config {
     const struct nsp_step *steps;
     int nsteps;
     int use_vfork;                   /* share memory until exec (no SYNC steps) */
+    long long *step_ns;              /* NULL, or nprefix + nsteps + 3 clock
+                                        readings (CLOCK_MONOTONIC, ns): before
+                                        clone, child start, after each step,
+                                        clone returned; vfork mode only */
 };
 
 struct nsp_spawn_result {

@@ -24,6 +24,7 @@
 #include "compat.h"
 
 #include <limits.h>
+#include <time.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
@@ -366,14 +367,26 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     }
 }
 
+static long long clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static int child_main(void *arg)
 {
     struct child_ctx *ctx = arg;
-    reset_signals();
     const struct nsp_spawn_config *cfg = ctx->cfg;
+    long long *times = cfg->use_vfork ? cfg->step_ns : NULL; /* shared memory only */
+    reset_signals();
+    if (times)
+        times[1] = clock_ns();
     for (int i = 0; i < cfg->nprefix + cfg->nsteps; i++) {
         const struct nsp_step *s = i < cfg->nprefix ? &cfg->prefix[i] : &cfg->steps[i - cfg->nprefix];
         int r = run_step(ctx, s);
+        if (times)
+            times[i + 2] = clock_ns();
         if (r == -ENOENT && (s->flags & NSP_STEP_OPTIONAL))
             continue;
         if (r < 0) {
@@ -580,11 +593,16 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
     pthread_sigmask(SIG_SETMASK, &all, &ctx.mask);
 
     int pidfd = -1;
+    long long *times = cfg->use_vfork ? cfg->step_ns : NULL;
+    if (times)
+        times[0] = clock_ns();
     if (cfg->use_vfork)
         dumpable_enter();
     ret = clone_child(&ctx, &pidfd);
     if (cfg->use_vfork)
         dumpable_leave();
+    if (times)
+        times[cfg->nprefix + cfg->nsteps + 2] = clock_ns();
 
     pthread_sigmask(SIG_SETMASK, &ctx.mask, NULL);
     if (saved_pidns >= 0) {

@@ -178,6 +178,20 @@ def test_low_level_plan_start_and_step_index() -> None:
         assert p.wait() == 0
 
 
+def test_setup_timings_cover_the_clone_and_every_step() -> None:
+    plan = Plan((Chdir("/"), Chdir("/tmp"), Exec("/bin/true", ["true"], {})))
+    with nsprim.start(plan, timings=True) as p:
+        assert p.wait() == 0
+    if not plan.vfork_safe:
+        assert p.setup_us == ()
+        return
+    # the clone, then one duration per step; the exec ends when the parent resumes
+    assert len(p.setup_us) == 1 + len(plan.steps)
+    assert all(us >= 0 for us in p.setup_us) and p.setup_us[-1] > 0
+    with nsprim.start(plan) as q:  # off by default
+        assert q.wait() == 0 and q.setup_us == ()
+
+
 def test_python_payload_sees_default_signal_dispositions() -> None:
     # Python ignores SIGPIPE for itself; the payload must get the default back.
     out = nsprim.run(["grep", "SigIgn", "/proc/self/status"], capture_output=True).stdout or b""

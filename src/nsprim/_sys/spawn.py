@@ -146,6 +146,9 @@ class SpawnHandles:
     pidfd: int
     report_fd: int
     sync_fd: int  # -1 when the plan has no SYNC step
+    #: With ``timings``: CLOCK_MONOTONIC ns before clone, at the child's start, after each step (0: not
+    #: reached, or the exec that succeeded), when clone returned.  Empty in fork mode.
+    step_ns: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,7 @@ def spawn(
     cgroup_fd: int = -1,
     pidns_fd: int = -1,
     use_vfork: bool = False,
+    timings: bool = False,
 ) -> SpawnHandles:
     """Clone a child into *clone_flags* namespaces and start *plan* in it.
 
@@ -173,7 +177,8 @@ def spawn(
 
     Returns at once (fork mode) or after the child exec'd or failed (vfork
     mode).  The caller must read the report pipe (:func:`read_report`) and
-    close the descriptors.
+    close the descriptors.  With *timings* (vfork mode only: the child writes
+    them into memory it shares with us) the handles carry when each step ended.
     """
     config = _ffi.new("struct nsp_spawn_config *")
     config.clone_flags = clone_flags
@@ -187,11 +192,16 @@ def spawn(
         config.nprefix = prefix.count
     has_sync = plan.has_sync or (prefix is not None and prefix.has_sync)
     config.use_vfork = 1 if use_vfork and not has_sync else 0
+    times = None
+    if timings and config.use_vfork:
+        times = _ffi.new("long long[]", config.nprefix + config.nsteps + 3)
+        config.step_ns = times
     result = _ffi.new("struct nsp_spawn_result *")
     ret = lib.nsp_spawn(config, result)
     if ret < 0:
         raise SyscallError(-ret, "clone", hint=_clone_hint(-ret, clone_flags))
-    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd)
+    step_ns = tuple(int(t) for t in times) if times is not None else ()
+    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd, step_ns)
 
 
 def _clone_hint(err: int, flags: int) -> str | None:
