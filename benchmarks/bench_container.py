@@ -585,7 +585,7 @@ def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> l
             cases.append(h.Case("as is, phases timed", breakdown, "the breakdown below: timers around internals"))
     # Python-side trims: the full stats not read at exit.
     named = nsprim_case(box.name(f"nsb-whatif-{secrets.token_hex(3)}"))
-    no_stats: Callable[..., Any] = lambda self: None  # noqa: E731
+    no_stats: Callable[..., Any] = lambda self, *a, **k: None  # noqa: E731
 
     def trims(*which: str) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,24 @@ def test_malformed_proc_cgroup(bad: str) -> None:
 def test_malformed_mountinfo() -> None:
     with pytest.raises(ConfigError):
         parse_mountinfo("1 2 3\n")
+
+
+def test_control_file_readers(tmp_path: Path) -> None:
+    from nsprim.cgroup import _fs
+    from nsprim.errors import SyscallError
+
+    (tmp_path / "n").write_text("42\n")
+    (tmp_path / "m").write_text("max\n")
+    (tmp_path / "bad").write_text("4x\n")
+    (tmp_path / "big").write_text("\n".join(str(i) for i in range(40000)))  # more than one read
+    assert _fs.try_read_int(tmp_path / "n") == 42 and _fs.read_int(str(tmp_path / "n")) == 42
+    assert _fs.try_read_int(tmp_path / "m") is None  # "max"
+    assert _fs.try_read_int(tmp_path / "gone") == _fs.MISSING
+    assert _fs.try_read_text(tmp_path / "gone") is None
+    assert _fs.read_text(tmp_path / "big").split()[-1] == "39999"
+    with pytest.raises(SyscallError) as info:
+        _fs.read_int(tmp_path / "bad")
+    assert "parse `4x`" in str(info.value)
+    with pytest.raises(SyscallError) as info:
+        _fs.read_text(tmp_path / "gone")
+    assert info.value.errno == errno.ENOENT and "gone" in str(info.value)

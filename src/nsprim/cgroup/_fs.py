@@ -22,6 +22,8 @@ __all__ = [
     "read_keyed",
     "write_text",
     "try_read_text",
+    "try_read_int",
+    "MISSING",
     "mkdir",
     "rmdir",
     "rmdir_quietly",
@@ -55,29 +57,63 @@ class Write:
         return f"{self.names[0]}={self.value}"
 
 
-def read_text(path: Path) -> str:
-    """Read a control file; errors raise SyscallError("read", path)."""
+def _read_fd(fd: int) -> str:
+    # Control files are small; one read usually returns all, the loop handles long cgroup.procs.
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
+
+
+def read_text(path: Path | str) -> str:
+    """Read a control file; errors raise SyscallError("read", path).
+
+    Plain ``os.open``/``os.read``: a control file is read whole, and the
+    buffered text layers of ``open()`` cost more than the read itself.
+    """
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return _read_fd(fd)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise SyscallError(exc.errno or errno.EIO, "read", path) from exc
 
 
-def try_read_text(path: Path) -> str | None:
+def try_read_text(path: Path | str) -> str | None:
     """Read a control file, or None when it does not exist."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise SyscallError(exc.errno or errno.EIO, "read", path) from exc
+    try:
+        return _read_fd(fd)
+    except OSError as exc:
+        raise SyscallError(exc.errno or errno.EIO, "read", path) from exc
+    finally:
+        os.close(fd)
 
 
-def read_int(path: Path) -> int | None:
-    """Read a single number; ``max`` gives None."""
-    text = read_text(path).strip()
+def try_read_int(path: Path | str) -> int | None:
+    """Read a single number from a file that may not exist: :data:`MISSING` then, None for ``max``."""
+    text = try_read_text(path)
+    if text is None:
+        return MISSING
+    return _parse_int(text, path)
+
+
+#: What :func:`try_read_int` returns for a missing file (distinct from None, which means ``max``).
+MISSING = -(1 << 63)
+
+
+def _parse_int(text: str, path: Path | str) -> int | None:
+    text = text.strip()
     if text == "max":
         return None
     try:
@@ -86,7 +122,12 @@ def read_int(path: Path) -> int | None:
         raise SyscallError(errno.EINVAL, "parse", path, detail=f"parse `{text}` from `{path}` as a number") from None
 
 
-def read_keyed(path: Path) -> dict[str, int]:
+def read_int(path: Path | str) -> int | None:
+    """Read a single number; ``max`` gives None."""
+    return _parse_int(read_text(path), path)
+
+
+def read_keyed(path: Path | str) -> dict[str, int]:
     """Read a flat-keyed file (``key value`` lines, like memory.stat or cgroup.events)."""
     result: dict[str, int] = {}
     for line in read_text(path).splitlines():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import signal
 import time
 from collections.abc import Iterable, Iterator
@@ -204,12 +205,17 @@ class CGroup:
     @staticmethod
     def _enable_v2(h: Hierarchy, parent: Path, controllers: set[Controller], needed: set[Controller]) -> None:
         """Enable *controllers* in ``cgroup.subtree_control`` of every ancestor from the root down to *parent*."""
+        wanted = {c for c in controllers if c.v2_name is not None}
+        if not wanted:  # e.g. a hybrid host's v2 tree, which serves none of them
+            return
         chain = [parent]
         while chain[-1] != h.mount_point and h.mount_point in chain[-1].parents:
             chain.append(chain[-1].parent)
         for d in reversed(chain):
-            available = read_v2_controllers(d)
             enabled = read_v2_controllers(d, "cgroup.subtree_control")
+            if wanted <= enabled:
+                continue  # the common case: one read per ancestor
+            available = read_v2_controllers(d)
             for c in sorted(controllers, key=lambda c: c.value):
                 if c in enabled or c not in available or c.v2_name is None:
                     continue
@@ -456,6 +462,12 @@ class CGroup:
     @staticmethod
     def _walk(d: Path) -> Iterator[Path]:
         """*d* and every descendant directory, children before parents."""
+        try:
+            if os.stat(d).st_nlink == 2:  # cgroupfs (kernfs) counts 2 + subdirectories: a leaf
+                yield d
+                return
+        except FileNotFoundError:
+            pass
         for sub in _fs.subdirs(d):
             yield from CGroup._walk(sub)
         yield d
@@ -478,7 +490,7 @@ class CGroup:
 
     def exists(self) -> bool:
         """True if the group's directories are still there."""
-        return any(d.is_dir() for _h, d in self._dirs)
+        return any(os.path.isdir(d) for _h, d in self._dirs)
 
     # ----------------------------------------------------------------- waiting and events
     def wait_empty(self, timeout: float | None = None) -> None:

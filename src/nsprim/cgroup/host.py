@@ -8,9 +8,12 @@ call that answers "what can I do with cgroups here?".
 from __future__ import annotations
 
 import enum
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 
 from nsprim.cgroup.procfs import CgroupEntry, MountEntry, parse_mountinfo, parse_proc_cgroup
 from nsprim.errors import ConfigError, SyscallError
@@ -161,15 +164,15 @@ class HostInfo:
                 return h
         return None
 
-    @property
-    def controllers(self) -> dict[Controller, Hierarchy]:
+    @functools.cached_property
+    def controllers(self) -> Mapping[Controller, Hierarchy]:
         """Each available controller and the hierarchy serving it (v1 takes precedence, as in the kernel)."""
         result: dict[Controller, Hierarchy] = {}
         for h in self.hierarchies:
             for c in h.controllers:
                 if h.version == 1 or c not in result:
                     result[c] = h
-        return result
+        return MappingProxyType(result)  # computed once per (immutable) HostInfo, shared read-only
 
     def hierarchy_for(self, controller: Controller | str) -> Hierarchy | None:
         """The hierarchy serving *controller*, or None when the host lacks it."""

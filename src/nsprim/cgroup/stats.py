@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nsprim.cgroup._fs import read_int, read_keyed, try_read_text
+from nsprim.cgroup._fs import MISSING, read_int, try_read_int, try_read_text
 from nsprim.cgroup.host import Controller
 from nsprim.cgroup.units import V1_UNLIMITED
 
@@ -147,48 +147,72 @@ def parse_pressure(text: str) -> Pressure | None:
     return Pressure(lines["some"], lines.get("full"))
 
 
+def _opt(value: int | None) -> int | None:
+    """A :func:`try_read_int` result as "None when missing or unlimited"."""
+    return None if value == MISSING else value
+
+
 def _memory(version: int, d: Path, with_stat: bool = True) -> MemoryStats | None:
-    stat_text = try_read_text(d / "memory.stat") if with_stat else None
     stat: dict[str, int] = {}
-    if stat_text is not None:
-        for line in stat_text.splitlines():
+    if with_stat:
+        stat_text = try_read_text(d / "memory.stat")
+        for line in (stat_text or "").splitlines():
             k, _, v = line.partition(" ")
             if v.strip().isdigit():
                 stat[k] = int(v)
+    # One open per file: a missing file (an older kernel, swap accounting off) reads as MISSING.
     if version == 2:
-        if not (d / "memory.current").exists():
+        current = try_read_int(d / "memory.current")
+        if current == MISSING:
             return None
-        peak = read_int(d / "memory.peak") if (d / "memory.peak").exists() else None
-        swap = read_int(d / "memory.swap.current") if (d / "memory.swap.current").exists() else None
-        return MemoryStats(read_int(d / "memory.current") or 0, peak, read_int(d / "memory.max"), swap, stat)
+        swap = _opt(try_read_int(d / "memory.swap.current"))
+        peak = _opt(try_read_int(d / "memory.peak"))
+        return MemoryStats(current or 0, peak, read_int(d / "memory.max"), swap, stat)
     usage = read_int(d / "memory.usage_in_bytes") or 0
     limit = read_int(d / "memory.limit_in_bytes")
     if limit is not None and limit >= V1_UNLIMITED:
         limit = None
-    swap_current = None
-    if (d / "memory.memsw.usage_in_bytes").exists():
-        swap_current = max(0, (read_int(d / "memory.memsw.usage_in_bytes") or 0) - usage)
+    memsw = try_read_int(d / "memory.memsw.usage_in_bytes")
+    swap_current = None if memsw == MISSING else max(0, (memsw or 0) - usage)
     return MemoryStats(usage, read_int(d / "memory.max_usage_in_bytes"), limit, swap_current, stat)
+
+
+def _keyed_or_none(path: Path) -> dict[str, int] | None:
+    text = try_read_text(path)
+    if text is None:
+        return None
+    result: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            result[parts[0]] = int(parts[1])
+    return result
 
 
 def _cpu(where: Where, unified: Path | None) -> CpuStats | None:
     acct = where(Controller.CPUACCT)
     cpu = where(Controller.CPU)
     throttle: dict[str, int] = {}
-    if cpu is not None and (cpu[1] / "cpu.stat").exists():
-        throttle = read_keyed(cpu[1] / "cpu.stat")
+    if cpu is not None:
+        throttle = _keyed_or_none(cpu[1] / "cpu.stat") or {}
     if cpu is not None and cpu[0] == 1:
         throttle["throttled_usec"] = throttle.get("throttled_time", 0) // 1000
-    if acct is not None and acct[0] == 1 and (acct[1] / "cpuacct.usage").exists():
+    usage = try_read_int(acct[1] / "cpuacct.usage") if acct is not None and acct[0] == 1 else MISSING
+    if acct is not None and usage != MISSING:
         d = acct[1]
-        total = (read_int(d / "cpuacct.usage") or 0) // 1000
-        user = (read_int(d / "cpuacct.usage_user") or 0) // 1000 if (d / "cpuacct.usage_user").exists() else 0
-        system = (read_int(d / "cpuacct.usage_sys") or 0) // 1000 if (d / "cpuacct.usage_sys").exists() else 0
+        total = (usage or 0) // 1000
+        user = (_opt(try_read_int(d / "cpuacct.usage_user")) or 0) // 1000
+        system = (_opt(try_read_int(d / "cpuacct.usage_sys")) or 0) // 1000
     else:
         source = cpu[1] if cpu is not None and cpu[0] == 2 else unified
-        if source is None or not (source / "cpu.stat").exists():
+        if source is None:
             return None
-        base = read_keyed(source / "cpu.stat")
+        if cpu is not None and cpu[0] == 2 and source == cpu[1]:
+            base = throttle if throttle else None  # cpu.stat of this very directory was read above
+        else:
+            base = _keyed_or_none(source / "cpu.stat")
+        if base is None:
+            return None
         throttle = {**base, **throttle} if cpu is not None and cpu[0] == 1 else base
         total, user, system = base.get("usage_usec", 0), base.get("user_usec", 0), base.get("system_usec", 0)
     return CpuStats(
@@ -197,10 +221,11 @@ def _cpu(where: Where, unified: Path | None) -> CpuStats | None:
 
 
 def _pids(d: Path) -> PidsStats | None:
-    if not (d / "pids.current").exists():
+    current = try_read_int(d / "pids.current")
+    if current == MISSING:
         return None
-    peak = read_int(d / "pids.peak") if (d / "pids.peak").exists() else None
-    return PidsStats(read_int(d / "pids.current") or 0, read_int(d / "pids.max"), peak)
+    peak = _opt(try_read_int(d / "pids.peak"))
+    return PidsStats(current or 0, read_int(d / "pids.max"), peak)
 
 
 def _io(version: int, d: Path) -> IoStats | None:

@@ -12,6 +12,7 @@ if this process dies, the watcher does it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ from typing import Any
 
 from .._sys import watcher
 from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
+from ..cgroup.host import HostInfo
 from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import PIPE, Process, open_streams, start
@@ -156,8 +158,26 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
         wanted.add("freezer")
     # NSPRIM_CGROUP_PARENT lets a test suite or a service keep every group under its own.
     parent_path = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT") or ROOT
-    parent = CGroup.open(parent_path, info=info)  # carries the cached host info into create()
-    return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
+    # The parent is opened (a stat per hierarchy) once per host-info snapshot, not per container;
+    # if it went away meanwhile, the mkdir says so, and the next try opens it again.
+    hit = _parents.get(parent_path)
+    if hit is not None and hit[0] is info:
+        parent = hit[1]
+    else:
+        _parents.clear()
+        parent = CGroup.open(parent_path, info=info)  # carries the host info into create()
+        _parents[parent_path] = (info, parent)
+    try:
+        return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
+    except SyscallError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+        _parents.clear()
+        parent = CGroup.open(parent_path, info=info)
+        return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
+
+
+_parents: dict[str, tuple[HostInfo, CGroup]] = {}
 
 
 class RunningContainer:
@@ -403,9 +423,10 @@ def _launch(
     ``CLONE_INTO_CGROUP``, if any, is closed once the child exists."""
     streams = open_streams(stdin, stdout, stderr)
     child: ChildPlan | None = None
+    debug = log_id is not None and log.isEnabledFor(logging.DEBUG)
     try:
         child = plan_for(streams.pairs)
-        if log_id is not None and log.isEnabledFor(logging.DEBUG):
+        if debug:
             log.debug("container %s: clone flags %#x, %d plan steps", log_id, child.clone_flags, len(child.steps))
             for i, step in enumerate(child.steps):
                 log.debug("  %2d. %s", i, step.describe())
@@ -418,6 +439,7 @@ def _launch(
             pidns_fd=child.pidns_fd,
             parent_actions=child.actions,
             close_after=streams.hand_over(),
+            timings=debug,
         )
     except BaseException:
         streams.abandon()
@@ -426,6 +448,10 @@ def _launch(
         if child is not None and child.cgroup_fd >= 0:
             os.close(child.cgroup_fd)
     streams.attach(proc)
+    if debug and proc.setup_us and child is not None:
+        log.debug("container %s: set up in %.0f µs: clone %.0f µs, then", log_id, sum(proc.setup_us), proc.setup_us[0])
+        for i, (us, step) in enumerate(zip(proc.setup_us[1:], child.steps, strict=True)):
+            log.debug("  %2d. %6.0f µs  %s", i, us, step.describe())
     return proc
 
 
