@@ -150,6 +150,11 @@ struct nsp_report {
 
 int nsp_spawn(const struct nsp_spawn_config *config, struct nsp_spawn_result *result);
 
+/* A new network namespace, made on (and left by) the calling thread, with
+ * its loopback up if lo_up: returns a descriptor of it (O_CLOEXEC) or -errno.
+ * For pools that prepare namespaces before the containers that join them. */
+int nsp_netns_new(int lo_up);
+
 /* The cleanup watcher: a small process, not a child of the caller, that
  * outlives it.  When the caller dies (its pidfd becomes readable) it kills
  * and removes what was registered: cgroups, processes, directories.

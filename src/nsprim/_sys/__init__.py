@@ -41,6 +41,7 @@ __all__ = [
     "close_range",
     "have_clone3",
     "have_new_mount_api",
+    "netns_new",
 ]
 
 PathArg = str | bytes | os.PathLike[str]
@@ -279,3 +280,9 @@ def have_clone3() -> bool:
 def have_new_mount_api() -> bool:
     """Whether the kernel has fsopen(2) and friends (Linux 5.2+)."""
     return bool(lib.nsp_have_new_mount_api())
+
+
+def netns_new(*, lo_up: bool = True) -> int:
+    """A descriptor of a new network namespace (its loopback up if *lo_up*), made on the
+    calling thread, which is back in its own namespace when this returns."""
+    return check(lib.nsp_netns_new(1 if lo_up else 0), "unshare", detail="make a network namespace")

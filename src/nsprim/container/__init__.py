@@ -9,12 +9,14 @@ b'1\\n'
 from ..rootfs import Bind, Tmpfs
 from .config import Container, ContainerConfig, Network, Rlimit, RootSpec, Veth
 from .running import ContainerResult, RunningContainer
+from .warm import WarmContainer
 
 __all__ = [
     "Container",
     "ContainerConfig",
     "ContainerResult",
     "RunningContainer",
+    "WarmContainer",
     "Network",
     "Veth",
     "Bind",

@@ -40,6 +40,7 @@ from ..plan import (
     SetGid,
     SetGroups,
     SetHostname,
+    SetNs,
     SetRlimit,
     SetUid,
     Step,
@@ -227,12 +228,15 @@ def build_plan(
     joined: Sequence[Namespace] = (),
     proc_view: ProcView | None = None,
     for_exec: bool = False,
+    netns_fd: int = -1,
 ) -> ChildPlan:
     """The child's plan, clone flags, cgroup descriptor and parent actions for *cfg*.
 
     The child is placed into a cgroup v2 group at clone time
     (``CLONE_INTO_CGROUP``, with a vfork-like clone3 where the plan allows)
     and joins v1 groups by writing ``0`` to their ``tasks`` first thing.
+    *netns_fd*, a fresh network namespace made ahead of time, is joined
+    first instead of creating one at clone time (the plan body is the same).
     """
     dirs = cgroup.directories if cgroup is not None else {}
     v2 = [d for h, d in dirs.items() if h.version == 2]
@@ -248,6 +252,8 @@ def build_plan(
         WriteFile(d / ("tasks" if h.version == 1 else "cgroup.procs"), b"0")
         for h, d in sorted(written, key=lambda hd: hd[0].version)
     ]
+    if netns_fd >= 0:
+        prefix.insert(0, SetNs(netns_fd, NamespaceType.NET.flag))
     # The standard streams first: the descriptors differ for every container.
     prefix.append(FdMap(tuple(stdio)))
     hierarchies = tuple(h.mount_point for h in dirs)
@@ -257,6 +263,8 @@ def build_plan(
     else:
         key = (cfg, state, hierarchies, cgroup_by_write, os.geteuid(), id(cached_host_info()))
         body, flags = _cached_body(key, lambda: _body(*args))
+    if netns_fd >= 0:
+        flags &= ~NamespaceType.NET.flag
     actions: list[ParentAction] = []
     uid_map, gid_map = _id_maps(cfg)
     if uid_map is not None or gid_map is not None:

@@ -25,6 +25,7 @@ from ..rootfs import Bind, Tmpfs
 
 if TYPE_CHECKING:
     from .running import ContainerResult, RunningContainer
+    from .warm import WarmContainer
 
 __all__ = ["Container", "ContainerConfig", "Network", "RootSpec", "Rlimit", "Veth"]
 
@@ -390,6 +391,19 @@ class Container:
         from .running import run_container
 
         return run_container(self.config, capture_output=capture_output, input=input, timeout=timeout, **stdio)
+
+    def warm(self, size: int = 2) -> WarmContainer:
+        """This template with *size* network namespaces and cgroups kept ready by a background thread.
+
+        Starts from the returned :class:`~nsprim.container.warm.WarmContainer`
+        skip the two costliest parts of a start that do not depend on the
+        container (a new network namespace, its cgroup and limits); each
+        container still gets its own, fresh ones.  Use it as a context
+        manager: on exit what was prepared and not used is removed.
+        """
+        from .warm import WarmContainer
+
+        return WarmContainer(self.config, size)
 
     def with_namespace(self, ns: Namespace) -> Container:
         """Join the namespace *ns* is open on (kept alive by the path it came from)."""

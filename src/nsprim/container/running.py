@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._sys import watcher
 from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
@@ -34,6 +34,9 @@ from .build import ChildPlan, build_plan, cached_host_info
 from .config import ContainerConfig, Network
 from .procview import ProcView, view_directory
 from .rootfs import host_dirs
+
+if TYPE_CHECKING:
+    from .warm import _Supply
 
 __all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "state_dir"]
 
@@ -81,8 +84,9 @@ class ContainerResult:
 class _Prepared:
     """Host-side resources of one container, released in reverse order."""
 
-    def __init__(self, config: ContainerConfig) -> None:
+    def __init__(self, config: ContainerConfig, warm: _Supply | None = None) -> None:
         self.config = config
+        self.warm = warm
         self.id = config.name or f"nsprim-{secrets.token_hex(6)}"
         self.state: Path | None = None
         self.cgroup: CGroup | None = None
@@ -105,9 +109,13 @@ class _Prepared:
                 except OSError as exc:
                     raise SyscallError(exc.errno, "mkdir", d, hint="set NSPRIM_STATE_DIR to a writable place") from None
         if os.geteuid() == 0:
-            self.cgroup = _create_cgroup(self.id, cfg)
-            if self.watching:
-                watcher.watch_cgroups(self.cgroup.directories.values())
+            ready = self.warm.take_cgroup() if self.warm is not None else None
+            if ready is not None:  # made ahead, limits applied, already watched
+                self.cgroup, self.id = ready, ready.name
+            else:
+                self.cgroup = _create_cgroup(self.id, cfg)
+                if self.watching:
+                    _watched(self.cgroup)
         if cfg.proc_view:  # nsprim: proc_view
             if self.cgroup is None:
                 raise ConfigError("a /proc view needs the container's cgroup (run as root)", what="proc_view")
@@ -178,6 +186,12 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
 
 
 _parents: dict[str, tuple[HostInfo, CGroup]] = {}
+
+
+def _watched(cg: CGroup) -> CGroup:
+    """Register *cg* with the cleanup watcher (removed if this process dies)."""
+    watcher.watch_cgroups(cg.directories.values())
+    return cg
 
 
 class RunningContainer:
@@ -372,17 +386,28 @@ class RunningContainer:
 
 
 def start_container(
-    config: ContainerConfig, *, stdin: Any = None, stdout: Any = None, stderr: Any = None
+    config: ContainerConfig,
+    *,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    warm: _Supply | None = None,
 ) -> RunningContainer:
-    """Prepare the host side, start the plan, and return the handle."""
+    """Prepare the host side, start the plan, and return the handle.
+
+    With *warm*, a network namespace and a cgroup made ahead of time are used
+    where they are ready and apply (see :mod:`nsprim.container.warm`)."""
     if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
         # Rootless: a user namespace gives the privileges the rest needs.
         config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
     config.validate()
     config = config.resolve_user()
-    prep = _Prepared(config)
+    prep = _Prepared(config, warm)
+    netns_fd = -1
     try:
         prep.setup()
+        if warm is not None and not any(t is NamespaceType.NET for t, _p in config.join):
+            netns_fd = warm.take_netns() or -1
         proc = _launch(
             config,
             lambda pairs: build_plan(
@@ -392,6 +417,7 @@ def start_container(
                 stdio=pairs,
                 joined=prep.namespaces,
                 proc_view=prep.proc_view,
+                netns_fd=netns_fd,
             ),
             stdin,
             stdout,
@@ -401,6 +427,9 @@ def start_container(
     except BaseException:
         prep.release()
         raise
+    finally:
+        if netns_fd >= 0:  # the child holds it now, or starting failed
+            os.close(netns_fd)
     if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
         prep.proc_view.start_refresher(config.proc_view_refresh)
     if not config.detach and prep.cgroup is None:
@@ -464,6 +493,7 @@ def run_container(
     stdin: Any = None,
     stdout: Any = None,
     stderr: Any = None,
+    warm: _Supply | None = None,
 ) -> ContainerResult:
     """Start, feed *input*, collect output, wait, clean up."""
     if capture_output:
@@ -471,7 +501,7 @@ def run_container(
         stderr = PIPE if stderr is None else stderr
     if input is not None and stdin is None:
         stdin = PIPE
-    with start_container(config, stdin=stdin, stdout=stdout, stderr=stderr) as box:
+    with start_container(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm) as box:
         try:
             out, err = box.process.communicate(input, timeout)
         except TimeoutExpired:

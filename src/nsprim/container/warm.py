@@ -1,0 +1,254 @@
+"""Warm containers: what every start of a template needs, made ahead of time.
+
+Two things a container start pays for do not depend on the container itself:
+its network namespace (the most expensive namespace to create: the loopback
+device and the per-namespace tables, about 0.4 ms here) and its cgroup (a
+directory in each hierarchy, and the limits).  A :class:`WarmContainer` keeps
+a few of each ready, made by a background thread, so that a start joins a
+fresh, never used network namespace (one ``setns``) and takes a group whose
+limits are already in place, as serverless platforms keep warm sandboxes.
+Every container still gets its own namespaces and its own cgroup; nothing is
+reused.
+
+The pool applies where it can: network namespaces only for containers that
+create one and no user namespace (a user namespace must own its network
+namespace, so it cannot be made before it); cgroups only for an unnamed,
+attached container started as root.  Everything else starts as usual.  The
+prepared cgroups are registered with the cleanup watcher like any
+container's: if this process dies, they are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .. import _sys
+from .._sys import watcher
+from ..errors import ConfigError
+from ..namespace import NamespaceType
+
+if TYPE_CHECKING:
+    from ..cgroup import CGroup
+    from .config import ContainerConfig
+    from .running import ContainerResult, RunningContainer
+
+__all__ = ["WarmContainer"]
+
+_live: weakref.WeakSet[_Supply] = weakref.WeakSet()
+
+
+class _Supply:
+    """The prepared network namespaces and cgroups of one configuration, and the thread that makes them."""
+
+    def __init__(self, config: ContainerConfig, size: int, make_cgroup: Callable[[str], CGroup]) -> None:
+        ns = config.namespaces
+        self.wants_netns = NamespaceType.NET in ns and NamespaceType.USER not in ns and os.geteuid() == 0
+        self.wants_cgroups = os.geteuid() == 0 and config.name is None and not config.detach
+        self.size = size
+        self._make_cgroup = make_cgroup
+        self._netns: deque[int] = deque()
+        self._cgroups: deque[CGroup] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.error: BaseException | None = None
+        self.owner = os.getpid()
+        self.hits = 0
+        self.misses = 0
+        self._thread: threading.Thread | None = None
+        if self.wants_netns or self.wants_cgroups:
+            self._thread = threading.Thread(target=self._fill, name="nsprim-warm", daemon=True)
+            self._thread.start()
+        _live.add(self)
+
+    # ---- the background thread --------------------------------------------------
+
+    def _short(self) -> tuple[bool, bool]:
+        return (
+            self.wants_netns and len(self._netns) < self.size,
+            self.wants_cgroups and len(self._cgroups) < self.size,
+        )
+
+    def _fill(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not any(self._short()):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                need_ns, need_cg = self._short()
+            try:
+                if need_ns:
+                    self._offer_netns(_sys.netns_new())
+                if need_cg:
+                    cg = self._make_cgroup(f"nsprim-{secrets.token_hex(6)}")
+                    self._offer_cgroup(cg)
+            except BaseException as exc:  # keep the reason; starts go on without the pool
+                with self._cond:
+                    self.error = exc
+                    self.wants_netns = self.wants_cgroups = False
+                return
+
+    def _offer_netns(self, fd: int) -> None:
+        with self._cond:
+            if not self._closed:
+                self._netns.append(fd)
+                return
+        os.close(fd)
+
+    def _offer_cgroup(self, cg: CGroup) -> None:
+        with self._cond:
+            if not self._closed:
+                self._cgroups.append(cg)
+                return
+        _discard(cg)
+
+    # ---- the starting side -------------------------------------------------------------
+
+    def take_netns(self) -> int | None:
+        """A ready network namespace's descriptor (the caller closes it), or None."""
+        with self._cond:
+            if not self._netns:
+                if self.wants_netns:
+                    self.misses += 1
+                return None
+            self.hits += 1
+            self._cond.notify()
+            return self._netns.popleft()
+
+    def take_cgroup(self) -> CGroup | None:
+        """A ready cgroup (registered with the watcher; the caller deletes it), or None."""
+        with self._cond:
+            if not self._cgroups:
+                if self.wants_cgroups:
+                    self.misses += 1
+                return None
+            self.hits += 1
+            self._cond.notify()
+            return self._cgroups.popleft()
+
+    def close(self) -> None:
+        """Stop the thread; close the namespaces and delete the groups not handed out."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        while self._netns:
+            os.close(self._netns.popleft())
+        errors: list[BaseException] = []
+        while self._cgroups:
+            try:
+                _discard(self._cgroups.popleft())
+            except BaseException as exc:
+                errors.append(exc)
+        _live.discard(self)
+        if errors:
+            raise errors[0]
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the thread is gone and the groups are the parent's; drop our copies."""
+        self._closed = True
+        self._thread = None
+        while self._netns:
+            with contextlib.suppress(OSError):
+                os.close(self._netns.popleft())
+        self._cgroups.clear()
+
+
+def _discard(cg: CGroup) -> None:
+    """Delete a prepared (never used, empty) group and drop its watcher registration."""
+    cg.delete()
+    watcher.forget_cgroups(cg.directories.values())
+
+
+def _after_fork_in_child() -> None:
+    for supply in list(_live):
+        supply.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class WarmContainer:
+    """A container template whose starts take a network namespace and a cgroup made ahead of time.
+
+    Made with :meth:`Container.warm() <nsprim.container.Container.warm>`; use
+    it as a context manager (or call :meth:`close`): on exit the background
+    thread stops and what it prepared and no container used is removed.
+    :meth:`run` and :meth:`start` are those of :class:`~nsprim.container.Container`.
+
+    >>> from nsprim.container import Container
+    >>> with Container(["true"]).host_root().warm(2) as box:
+    ...     [box.run().returncode for _ in range(3)]
+    [0, 0, 0]
+    """
+
+    def __init__(self, config: ContainerConfig, size: int = 2) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"warm: the pool size must be a positive number, not `{size!r}`", what="warm")
+        from .running import _create_cgroup, _watched
+
+        config.validate()
+        self.config = config
+        self._supply = _Supply(config, size, lambda name: _watched(_create_cgroup(name, config)))
+
+    @property
+    def hits(self) -> int:
+        """How many prepared namespaces and cgroups starts have taken."""
+        return self._supply.hits
+
+    @property
+    def misses(self) -> int:
+        """How many times a start found none ready (it then made its own)."""
+        return self._supply.misses
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the background thread stopped preparing, if it failed (starts then make their own)."""
+        return self._supply.error
+
+    def start(self, **stdio: Any) -> RunningContainer:
+        """Start one container (see :meth:`Container.start <nsprim.container.Container.start>`)."""
+        from .running import start_container
+
+        return start_container(self.config, warm=self._usable(), **stdio)
+
+    def run(
+        self, *, capture_output: bool = False, input: bytes | None = None, timeout: float | None = None, **stdio: Any
+    ) -> ContainerResult:
+        """Run one container to completion (see :meth:`Container.run <nsprim.container.Container.run>`)."""
+        from .running import run_container
+
+        return run_container(
+            self.config, capture_output=capture_output, input=input, timeout=timeout, warm=self._usable(), **stdio
+        )
+
+    def _usable(self) -> _Supply | None:
+        s = self._supply
+        if s.owner != os.getpid():  # a forked child starts containers the ordinary way
+            return None
+        return s
+
+    def close(self) -> None:
+        """Stop preparing; remove the prepared namespaces and cgroups no container took."""
+        if self._supply.owner == os.getpid():
+            self._supply.close()
+
+    def __enter__(self) -> WarmContainer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<WarmContainer {list(self.config.argv)!r} size={self._supply.size} hits={self.hits}>"

@@ -1,0 +1,125 @@
+"""Warm containers: network namespaces and cgroups made ahead, each used once, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nsprim.container import Container, WarmContainer
+from nsprim.errors import ConfigError, ExecutableNotFoundError
+
+from ..conftest import requires_root
+
+pytestmark = requires_root
+
+TRUE = ["/bin/sh", "-c", "exit 0"]
+SHOW = "readlink /proc/self/ns/net; cat /sys/class/net/lo/operstate; ls /sys/class/net; cat /proc/self/cgroup"
+
+
+def _netns_fds() -> set[str]:
+    """Our descriptors open on network namespaces."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("net:["):
+            found.add(target)
+    return found
+
+
+def _wait_ready(box: WarmContainer, timeout: float = 5.0) -> None:
+    """Until the pool thread has filled the pool (it starts empty)."""
+    supply = box._supply
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (not supply.wants_netns or len(supply._netns) >= supply.size) and (
+            not supply.wants_cgroups or len(supply._cgroups) >= supply.size
+        ):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the pool did not fill: {box.error!r}")
+
+
+def test_each_warm_container_gets_its_own_fresh_network_namespace_and_cgroup(rootfs: Path) -> None:
+    host_net = os.readlink("/proc/self/ns/net")
+    fds_before = _netns_fds()
+    seen_net, seen_cg = set(), set()
+    with Container(["/bin/sh", "-c", SHOW]).rootfs(rootfs).memory("64M").pids(32).warm(2) as box:
+        _wait_ready(box)
+        for _ in range(4):
+            r = box.run(capture_output=True)
+            assert r.returncode == 0, r.stderr
+            net, state, ifaces, *cgroup_lines = r.stdout.decode().split("\n")
+            assert net.startswith("net:[") and net != host_net
+            assert state in ("unknown", "up")  # the loopback is up ("unknown" is how lo reports it)
+            assert ifaces == "lo"  # nothing else: no host interface
+            seen_net.add(net)
+            seen_cg.add(tuple(cgroup_lines))
+            assert r.stats is not None and r.stats.pids is not None and r.stats.pids.max == 32
+            assert r.stats.memory is not None and r.stats.memory.limit == 64 << 20
+        assert box.hits >= 2, (box.hits, box.misses)
+        assert box.error is None
+    assert len(seen_net) == 4  # never reused
+    assert _netns_fds() == fds_before  # every prepared namespace closed: used ones by the start, the rest by close()
+
+
+def test_close_removes_what_no_container_used(rootfs: Path) -> None:
+    box = Container(TRUE).rootfs(rootfs).memory("64M").warm(3)
+    _wait_ready(box)
+    ready = list(box._supply._cgroups)
+    assert len(ready) == 3 and all(cg.exists() for cg in ready)
+    for cg in ready:  # made with the limits already in place
+        assert cg.stats().memory is not None and cg.stats().memory.limit == 64 << 20  # type: ignore[union-attr]
+    box.close()
+    assert not any(cg.exists() for cg in ready)
+    box.close()  # idempotent
+
+
+def test_a_failed_start_from_the_pool_leaves_nothing(rootfs: Path) -> None:
+    fds_before = _netns_fds()
+    with Container(["/bin/no-such-program"]).rootfs(rootfs).warm(1) as box:
+        _wait_ready(box)
+        with pytest.raises(ExecutableNotFoundError):
+            box.run()
+        assert box.hits == 2  # the namespace and the group were taken, and are gone again
+    assert _netns_fds() == fds_before
+
+
+def test_the_pool_applies_only_where_it_can(rootfs: Path) -> None:
+    named = Container(TRUE).rootfs(rootfs).name(f"nsprim-warm-named-{os.getpid()}")
+    with named.warm(1) as box:
+        assert not box._supply.wants_cgroups and box._supply.wants_netns
+        assert box.run().returncode == 0
+    with Container(TRUE).rootfs(rootfs).network("host").warm(1) as box:
+        assert not box._supply.wants_netns
+        assert box.run().returncode == 0
+    with Container(TRUE).rootfs(rootfs).user_namespace().warm(1) as box:
+        assert not box._supply.wants_netns  # a user namespace must own its network namespace
+        assert box.run().returncode == 0
+
+
+def test_a_forked_child_starts_the_ordinary_way(rootfs: Path) -> None:
+    with Container(TRUE).rootfs(rootfs).warm(1) as box:
+        _wait_ready(box)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its status
+            try:
+                ok = box._usable() is None and box._supply._closed and not box._supply._netns
+                ok = ok and box.run().returncode == 0
+                os._exit(0 if ok else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert box.run().returncode == 0  # the parent's pool is intact
+
+
+def test_bad_pool_size() -> None:
+    for size in (0, -1, True, 1.5):
+        with pytest.raises(ConfigError, match="pool size"):
+            Container(["/bin/true"]).host_root().warm(size)  # type: ignore[arg-type]
