@@ -123,3 +123,23 @@ def test_bad_pool_size() -> None:
     for size in (0, -1, True, 1.5):
         with pytest.raises(ConfigError, match="pool size"):
             Container(["/bin/true"]).host_root().warm(size)  # type: ignore[arg-type]
+
+
+def test_ended_containers_groups_are_removed_by_the_pool(rootfs: Path) -> None:
+    with Container(["/bin/sh", "-c", "sleep 0.1"]).rootfs(rootfs).memory("64M").warm(1) as box:
+        _wait_ready(box)
+        with box.start() as c:
+            assert c.cgroup is not None
+            dirs = list(c.cgroup.directories.values())
+            assert all(d.is_dir() for d in dirs)
+            assert c.wait() == 0
+        assert c.cgroup is None  # handed to the pool's thread
+        deadline = time.monotonic() + 2.0
+        while any(d.exists() for d in dirs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(d.exists() for d in dirs)
+        # a container that is still running when closed: killed, then removed the same way
+        c = box.start()
+        dirs = list(c.cgroup.directories.values())  # type: ignore[union-attr]
+        c.close()
+    assert not any(d.exists() for d in dirs)  # close() waits for the pool's removals

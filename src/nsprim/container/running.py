@@ -136,6 +136,8 @@ class _Prepared:
             with contextlib.suppress(NsprimError, OSError):
                 watcher.forget_pid(self.watched_pid)
             self.watched_pid = None
+        if self.cgroup is not None and self.warm is not None and self.watching and self.warm.finished(self.cgroup):
+            self.cgroup = None  # the warm pool's thread removes it (it stays watched until then)
         if self.cgroup is not None:
             try:
                 if self.cgroup.exists():

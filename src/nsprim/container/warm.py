@@ -10,7 +10,10 @@ limits are already in place, as serverless platforms keep warm sandboxes.
 Every container still gets its own namespaces and its own cgroup; nothing is
 reused.
 
-The pool applies where it can: network namespaces only for containers that
+The same thread removes the cgroups of ended containers, after their
+statistics were read: ``run()`` returns without waiting for the ``rmdir``
+calls, and the groups go within moments (or when the pool is closed, which
+waits for them).  The pool applies where it can: network namespaces only for containers that
 create one and no user namespace (a user namespace must own its network
 namespace, so it cannot be made before it); cgroups only for an unnamed,
 attached container started as root.  Everything else starts as usual.  The
@@ -56,12 +59,14 @@ class _Supply:
         self._make_cgroup = make_cgroup
         self._netns: deque[int] = deque()
         self._cgroups: deque[CGroup] = deque()
+        self._finished: deque[CGroup] = deque()  # groups of ended containers, to remove
         self._cond = threading.Condition()
         self._closed = False
         self.error: BaseException | None = None
         self.owner = os.getpid()
         self.hits = 0
         self.misses = 0
+        self.alive = True  # the thread runs (until close() or a failure)
         self._thread: threading.Thread | None = None
         if self.wants_netns or self.wants_cgroups:
             self._thread = threading.Thread(target=self._fill, name="nsprim-warm", daemon=True)
@@ -79,21 +84,26 @@ class _Supply:
     def _fill(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and not any(self._short()):
+                while not self._closed and not any(self._short()) and not self._finished:
                     self._cond.wait()
                 if self._closed:
                     return
                 need_ns, need_cg = self._short()
+                done = self._finished.popleft() if self._finished else None
             try:
+                # What the next start waits for comes first; removals after.
                 if need_ns:
                     self._offer_netns(_sys.netns_new())
                 if need_cg:
                     cg = self._make_cgroup(f"nsprim-{secrets.token_hex(6)}")
                     self._offer_cgroup(cg)
+                if done is not None:
+                    _remove(done)
             except BaseException as exc:  # keep the reason; starts go on without the pool
                 with self._cond:
                     self.error = exc
                     self.wants_netns = self.wants_cgroups = False
+                    self.alive = False
                 return
 
     def _offer_netns(self, fd: int) -> None:
@@ -108,7 +118,7 @@ class _Supply:
             if not self._closed:
                 self._cgroups.append(cg)
                 return
-        _discard(cg)
+        _remove(cg)
 
     # ---- the starting side -------------------------------------------------------------
 
@@ -134,8 +144,20 @@ class _Supply:
             self._cond.notify()
             return self._cgroups.popleft()
 
+    def finished(self, cg: CGroup) -> bool:
+        """Hand over the (watched) group of an ended container for removal by the thread.
+
+        False if the thread is not running: the caller removes it itself.
+        """
+        with self._cond:
+            if self._closed or not self.alive or self._thread is None:
+                return False
+            self._finished.append(cg)
+            self._cond.notify()
+            return True
+
     def close(self) -> None:
-        """Stop the thread; close the namespaces and delete the groups not handed out."""
+        """Stop the thread; close the namespaces, delete the groups not handed out and those handed back."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -144,11 +166,12 @@ class _Supply:
         while self._netns:
             os.close(self._netns.popleft())
         errors: list[BaseException] = []
-        while self._cgroups:
-            try:
-                _discard(self._cgroups.popleft())
-            except BaseException as exc:
-                errors.append(exc)
+        for queue in (self._cgroups, self._finished):
+            while queue:
+                try:
+                    _remove(queue.popleft())
+                except BaseException as exc:
+                    errors.append(exc)
         _live.discard(self)
         if errors:
             raise errors[0]
@@ -161,11 +184,19 @@ class _Supply:
             with contextlib.suppress(OSError):
                 os.close(self._netns.popleft())
         self._cgroups.clear()
+        self._finished.clear()
 
 
-def _discard(cg: CGroup) -> None:
-    """Delete a prepared (never used, empty) group and drop its watcher registration."""
-    cg.delete()
+def _remove(cg: CGroup) -> None:
+    """Delete a group (prepared and unused, or of an ended container) and drop its watcher registration."""
+    from ..cgroup import CGroupBusyError
+
+    if cg.exists():
+        try:
+            cg.delete(recursive=True)
+        except CGroupBusyError:  # an ended container's stragglers (processes it moved away from its init)
+            cg.kill()
+            cg.delete(recursive=True)
     watcher.forget_cgroups(cg.directories.values())
 
 
