@@ -74,6 +74,7 @@ def test_over_the_memory_limit_is_oom_killed_and_seen(base: CGroup, children: Ch
     assert child.wait() == -9
     events = cg.memory_events()
     assert events.oom_kill >= before + 1
+    assert cg.oom_kills() == events.oom_kill  # the one-file read agrees
     stats = cg.stats().memory
     assert stats is not None and stats.limit == 48 << 20
     if stats.peak is not None:

@@ -23,7 +23,15 @@ from typing import Final
 from nsprim.cgroup import _fs
 from nsprim.errors import TimeoutExpired
 
-__all__ = ["MemoryEvents", "CGroupTimeout", "FileWatcher", "wait_until", "read_memory_events", "wait_oom_kill"]
+__all__ = [
+    "MemoryEvents",
+    "CGroupTimeout",
+    "FileWatcher",
+    "wait_until",
+    "read_memory_events",
+    "read_oom_kills",
+    "wait_oom_kill",
+]
 
 _IN_MODIFY: Final = 0x00000002
 _IN_CLOEXEC: Final = 0o2000000
@@ -182,6 +190,12 @@ def read_memory_events(version: int, directory: Path) -> MemoryEvents:
     oc = _fs.read_keyed(directory / "memory.oom_control")
     failcnt = _fs.read_int(directory / "memory.failcnt")
     return MemoryEvents(oom_kill=oc.get("oom_kill", 0), max=failcnt, under_oom=bool(oc.get("under_oom", 0)))
+
+
+def read_oom_kills(version: int, directory: Path) -> int:
+    """The OOM-kill counter alone (v2 ``memory.events``, v1 ``memory.oom_control``)."""
+    name = "memory.events" if version == 2 else "memory.oom_control"
+    return _fs.read_keyed(directory / name).get("oom_kill", 0)
 
 
 def wait_oom_kill(version: int, directory: Path, *, since: int | None, timeout: float | None) -> int:

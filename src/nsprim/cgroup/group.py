@@ -509,6 +509,10 @@ class CGroup:
         """The group's OOM and limit counters (v2 ``memory.events``, v1 ``memory.oom_control``/``memory.failcnt``)."""
         return _events.read_memory_events(*self.directory_of_memory())
 
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer has killed in the group (one file read; see :meth:`memory_events`)."""
+        return _events.read_oom_kills(*self.directory_of_memory())
+
     def wait_oom_kill(self, since: int | None = None, timeout: float | None = None) -> int:
         """Wait until the OOM-kill counter exceeds *since* (default: its value now); return the new count."""
         return _events.wait_oom_kill(*self.directory_of_memory(), since=since, timeout=timeout)

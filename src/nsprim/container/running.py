@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .._sys import watcher
 from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
 from ..cgroup.host import HostInfo
-from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired
+from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired, UnsupportedError
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import PIPE, Process, open_streams, start
 from .build import ChildPlan, build_plan, cached_host_info
@@ -140,12 +140,11 @@ class _Prepared:
             self.cgroup = None  # the warm pool's thread removes it (it stays watched until then)
         if self.cgroup is not None:
             try:
-                if self.cgroup.exists():
-                    try:  # usually empty by now: try the removal first
-                        self.cgroup.delete(recursive=True)
-                    except CGroupBusyError:
-                        self.cgroup.kill()  # waits until the group is empty
-                        self.cgroup.delete(recursive=True)
+                try:  # usually empty by now: try the removal first (a group already gone is fine)
+                    self.cgroup.delete(recursive=True)
+                except CGroupBusyError:
+                    self.cgroup.kill()  # waits until the group is empty
+                    self.cgroup.delete(recursive=True)
                 if self.watching:
                     watcher.forget_cgroups(self.cgroup.directories.values())
             except BaseException as exc:
@@ -354,11 +353,11 @@ class RunningContainer:
             return
         self._closed = True
         cg = self.cgroup
-        if cg is not None and cg.exists():
+        if cg is not None:  # a group removed meanwhile by someone else reads as an error: no stats then
             with contextlib.suppress(NsprimError, OSError):
                 self.final_stats = cg.stats(full=False)  # the totals: a quarter of the files
-            with contextlib.suppress(NsprimError, OSError):
-                self.oom_killed = cg.memory_events().oom_kill > 0
+            with contextlib.suppress(NsprimError, OSError, UnsupportedError):
+                self.oom_killed = cg.oom_kills() > 0
         for ns in self._ns.values():
             ns.close()
         self._ns.clear()
