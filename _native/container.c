@@ -109,7 +109,7 @@ struct watch_entry {
 
 static struct watch_entry *entries;
 
-static void watch_add(const struct nsp_watch_record *r)
+static void watch_add(const struct nsp_watch_record *r, const char *path)
 {
     for (int i = 0; i < WATCH_MAX; i++) {
         if (entries[i].op == 0) {
@@ -117,20 +117,19 @@ static void watch_add(const struct nsp_watch_record *r)
             entries[i].pidfd = -1;
             if (r->op == NSP_WATCH_PID)
                 entries[i].pidfd = (int)syscall(__NR_pidfd_open, r->pid, 0);
-            memcpy(entries[i].path, r->path, sizeof entries[i].path);
-            entries[i].path[sizeof entries[i].path - 1] = 0;
+            memcpy(entries[i].path, path, (size_t)r->len + 1);
             return;
         }
     }
 }
 
-static void watch_forget(const struct nsp_watch_record *r)
+static void watch_forget(const struct nsp_watch_record *r, const char *path)
 {
     int op = r->op - (NSP_WATCH_FORGET_CGROUP - NSP_WATCH_CGROUP);
     for (int i = 0; i < WATCH_MAX; i++) {
         if (entries[i].op != op)
             continue;
-        if (op == NSP_WATCH_PID ? 0 : strcmp(entries[i].path, r->path) != 0)
+        if (op == NSP_WATCH_PID ? 0 : strcmp(entries[i].path, path) != 0)
             continue;
         if (entries[i].pidfd >= 0)
             close(entries[i].pidfd);
@@ -261,6 +260,21 @@ static void remove_tree(const char *path)
     rmdir(path);
 }
 
+/* Read exactly len bytes unless EOF or an error comes first; returns what was read. */
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
 static __attribute__((noreturn)) void watcher_main(int owner_pidfd, int pipe_r)
 {
     setsid(); /* keep out of the owner's terminal signals (^C) */
@@ -270,6 +284,7 @@ static __attribute__((noreturn)) void watcher_main(int owner_pidfd, int pipe_r)
     if (entries == MAP_FAILED)
         _exit(1);
     struct nsp_watch_record rec;
+    char path[sizeof entries[0].path];
     int pipe_open = 1;
     for (;;) {
         struct pollfd fds[2] = {{owner_pidfd, POLLIN, 0}, {pipe_r, POLLIN, 0}};
@@ -280,16 +295,20 @@ static __attribute__((noreturn)) void watcher_main(int owner_pidfd, int pipe_r)
             break;
         }
         if (pipe_open && (fds[1].revents & POLLIN)) {
-            ssize_t got = read(pipe_r, &rec, sizeof rec);
-            if (got == (ssize_t)sizeof rec) {
+            ssize_t got = read_full(pipe_r, &rec, sizeof rec);
+            if (got == (ssize_t)sizeof rec && rec.len >= 0 && (size_t)rec.len < sizeof path
+                && read_full(pipe_r, path, (size_t)rec.len) == rec.len) {
+                path[rec.len] = 0;
                 if (rec.op >= NSP_WATCH_FORGET_CGROUP)
-                    watch_forget(&rec);
+                    watch_forget(&rec, path);
                 else
-                    watch_add(&rec);
+                    watch_add(&rec, path);
                 continue;
             }
-            if (got == 0)
+            if (got <= 0)
                 pipe_open = 0; /* the owner closed it: it is exiting */
+            else
+                break; /* a torn or malformed record: the owner died writing it */
         } else if (pipe_open && (fds[1].revents & (POLLHUP | POLLERR))) {
             pipe_open = 0;
         }

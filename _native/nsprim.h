@@ -171,10 +171,12 @@ enum nsp_watch_op {
     NSP_WATCH_FORGET_TREE
 };
 
+/* A record on the registration pipe: this header, then `len` bytes of path
+ * (no terminating NUL; len < 4088).  Several records may share one write. */
 struct nsp_watch_record {
     int op;
     int pid;
-    char path[4088];
+    int len;
 };
 
 /* Read one report from report_fd: returns 1 if a step failed (*report is

@@ -34,7 +34,8 @@ __all__ = [
     "forget_tree",
 ]
 
-_RECORD = struct.Struct("ii4088s")
+_HEADER = struct.Struct("iii")  # op, pid, length of the path that follows
+_PATH_MAX = 4088
 _lock = threading.Lock()
 _state: dict[str, int] = {}  # "fd" and "owner" (the pid that started it)
 
@@ -55,11 +56,14 @@ def _fd() -> int:
 
 def _record(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> bytes:
     raw = os.fsencode(os.fspath(path))
-    if len(raw) >= 4088:
+    if len(raw) >= _PATH_MAX or b"\0" in raw:
         raise SyscallError(
-            errno.ENAMETOOLONG, "watcher", path, detail=f"register `{os.fsdecode(raw)}` with the cleanup watcher"
+            errno.ENAMETOOLONG if len(raw) >= _PATH_MAX else errno.EINVAL,
+            "watcher",
+            path,
+            detail=f"register `{os.fsdecode(raw)}` with the cleanup watcher",
         )
-    return _RECORD.pack(op, pid, raw)
+    return _HEADER.pack(op, pid, len(raw)) + raw
 
 
 def _send(*records: bytes) -> None:
