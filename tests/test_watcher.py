@@ -19,7 +19,8 @@ SRC = str(Path(nsprim.__file__).resolve().parent.parent)
 def _killed_owner(script: str) -> list[str]:
     """Run *script* (it prints one line, then sleeps), SIGKILL it, return that line's words."""
     env = {**os.environ, "PYTHONPATH": SRC}
-    owner = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, env=env, text=True)
+    argv = [sys.executable, "-c", textwrap.dedent(script)]
+    owner = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True)
     try:
         assert owner.stdout is not None
         words = owner.stdout.readline().split()
