@@ -42,6 +42,7 @@ struct child_ctx {
     int report_fd;
     int sync_fd;
     sigset_t mask; /* the caller's signal mask, restored before exec */
+    struct nsp_root_cache root; /* descriptors shared by consecutive in-root steps */
 };
 
 static void write_all(int fd, const void *buf, size_t len)
@@ -70,6 +71,7 @@ static __attribute__((noreturn)) void child_fail(struct child_ctx *ctx, int inde
         r.kind = ctx->cfg->steps[index - ctx->cfg->nprefix].kind;
     r.err = err > 0 ? err : EIO;
     r.pad = 0;
+    nsp_root_cache_drop(&ctx->root);
     write_all(ctx->report_fd, &r, sizeof r);
     _exit(127);
 }
@@ -355,9 +357,9 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     case NSP_STEP_MASK:
         return nsp_child_mask(s->path);
     case NSP_STEP_MOUNT_IN_ROOT:
-        return nsp_root_mount(s);
+        return nsp_root_mount(&ctx->root, s);
     case NSP_STEP_CREATE_IN_ROOT:
-        return nsp_root_create(s);
+        return nsp_root_create(&ctx->root, s);
     case NSP_STEP_ENTER_ROOT:
         return nsp_root_enter(s);
     case NSP_STEP_MOUNT_FS:
@@ -384,6 +386,8 @@ static int child_main(void *arg)
         times[1] = clock_ns();
     for (int i = 0; i < cfg->nprefix + cfg->nsteps; i++) {
         const struct nsp_step *s = i < cfg->nprefix ? &cfg->prefix[i] : &cfg->steps[i - cfg->nprefix];
+        if (s->kind != NSP_STEP_MOUNT_IN_ROOT && s->kind != NSP_STEP_CREATE_IN_ROOT)
+            nsp_root_cache_drop(&ctx->root); /* see rootfs.h: not across other steps */
         int r = run_step(ctx, s);
         if (times)
             times[i + 2] = clock_ns();
@@ -398,6 +402,7 @@ static int child_main(void *arg)
         }
     }
     /* A plan without an exec step: the setup itself was the job. */
+    nsp_root_cache_drop(&ctx->root);
     _exit(0);
 }
 
@@ -588,6 +593,7 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
     ctx.cfg = cfg;
     ctx.report_fd = report[1];
     ctx.sync_fd = sync[0];
+    nsp_root_cache_init(&ctx.root);
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &ctx.mask);

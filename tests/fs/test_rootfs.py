@@ -360,3 +360,28 @@ def test_a_mask_must_be_the_null_device(tmp_path: Path, source: str) -> None:
     with pytest.raises(StepError) as info:
         nsprim.run(["true"], new={"mnt"}, steps=[step])
     assert info.value.errno == errno.EPERM
+
+
+@pytest.mark.parametrize("target", ["/", "/self"])
+def test_steps_after_a_mount_onto_the_root_itself_land_in_the_new_mount(tmp_path: Path, target: str) -> None:
+    """The core keeps the root open across in-root steps: a mount onto the root (here a tmpfs, named
+    directly or through a symlink resolving to it) must send the next steps into the new mount."""
+    from nsprim.plan import Mount
+    from nsprim.rootfs_steps import EnterRoot
+
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("/", root / "self")
+    host_bin = busybox_root(tmp_path / "host") / "bin"
+    steps = [
+        Mount(None, "/", None, 0x4000 | 0x40000),  # MS_REC | MS_PRIVATE
+        MountInRoot(root, "tmpfs", target, fstype="tmpfs", data="mode=755"),
+        CreateInRoot(root, "/dev/marker", stat.S_IFREG | 0o600),
+        CreateInRoot(root, "/dev/other", stat.S_IFREG | 0o600),
+        MountInRoot(root, host_bin, "/bin", flags=0x1000, create="dir"),  # MS_BIND
+        EnterRoot(root, "pivot_root"),
+    ]
+    r = nsprim.run(["/bin/busybox", "ls", "/", "/dev"], new={"mnt"}, steps=steps, capture_output=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout or b"").decode().split() == ["/:", "bin", "dev", "/dev:", "marker", "other"]
+    assert sorted(os.listdir(root)) == ["self"]  # nothing went below the tmpfs

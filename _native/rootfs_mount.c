@@ -1,0 +1,176 @@
+/*
+ * NSP_STEP_MOUNT_IN_ROOT (see rootfs.h): a mount whose target, and source
+ * with SRC_IN_ROOT, is resolved inside the new root by rootfs.c, then mounted
+ * onto the descriptor that was opened: no second lookup an attacker could
+ * race.
+ */
+#include "rootfs.h"
+
+#include <sys/sysmacros.h>
+
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+
+/* The flags a remount must keep (the kernel refuses to clear locked ones). */
+static unsigned long locked_flags(int fd)
+{
+    struct statfs st;
+    if (fstatfs(fd, &st) < 0)
+        return 0;
+    unsigned long keep = 0;
+    if (st.f_flags & ST_NOSUID)
+        keep |= MS_NOSUID;
+    if (st.f_flags & ST_NODEV)
+        keep |= MS_NODEV;
+    if (st.f_flags & ST_NOEXEC)
+        keep |= MS_NOEXEC;
+    if (st.f_flags & ST_RDONLY)
+        keep |= MS_RDONLY;
+    if (st.f_flags & ST_NOATIME)
+        keep |= MS_NOATIME;
+    if (st.f_flags & ST_NODIRATIME)
+        keep |= MS_NODIRATIME;
+    if (st.f_flags & ST_RELATIME)
+        keep |= MS_RELATIME;
+    return keep;
+}
+
+struct root_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+
+/* mount_setattr(AT_RECURSIVE) with the MOUNT_ATTR_* equivalents of `flags`. */
+static int setattr_recursive(int fd, unsigned long flags)
+{
+    struct root_mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    if (flags & MS_RDONLY)
+        attr.attr_set |= MOUNT_ATTR_RDONLY;
+    if (flags & MS_NOSUID)
+        attr.attr_set |= MOUNT_ATTR_NOSUID;
+    if (flags & MS_NODEV)
+        attr.attr_set |= MOUNT_ATTR_NODEV;
+    if (flags & MS_NOEXEC)
+        attr.attr_set |= MOUNT_ATTR_NOEXEC;
+    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Hide `target` (st: what it is): the null device over a file, an empty
+ * read-only tmpfs over a directory. */
+static int mask(struct nsp_root_cache *c, const char *source, int target, const struct stat *st)
+{
+    char tbuf[32], nbuf[32];
+    const char *tpath = nsp_fd_path(tbuf, target);
+    if (S_ISDIR(st->st_mode)) {
+        if (mount("tmpfs", tpath, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000") < 0)
+            return -errno;
+        return 0;
+    }
+    /* The mask must be the null device itself, checked through the
+     * descriptor that is then bound (CVE-2025-31133: a /dev/null replaced
+     * by a symlink turned runc's mask into a writable bind of its target). */
+    int null_fd = open(source ? source : "/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (null_fd < 0)
+        return -errno;
+    struct stat nst;
+    if (fstat(null_fd, &nst) < 0 || !S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3)) {
+        close(null_fd);
+        return -EPERM;
+    }
+    int ret = mount(nsp_fd_path(nbuf, null_fd), tpath, NULL, MS_BIND, NULL) < 0 ? -errno : 0;
+    close(null_fd);
+    return ret;
+}
+
+static int mount_onto(struct nsp_root_cache *c, int rootfd, const struct nsp_step *s, const char *source,
+                      int target)
+{
+    char tbuf[32];
+    int nofollow = (s->flags & NSP_ROOT_NOFOLLOW) != 0;
+    if (mount(source, nsp_fd_path(tbuf, target), s->str, (unsigned long)s->a, s->str2) < 0)
+        return -errno;
+    if (!s->b)
+        return 0;
+    /* Reopen: the old descriptor still points below the new mount. */
+    int fd = nsp_open_in_root(rootfd, s->path2, nofollow, 0);
+    if (fd < 0)
+        return fd;
+    int ret;
+    if (s->a & MS_REC) {
+        /* A recursive bind: make every mount of the tree read-only (and
+         * the rest), not just the top one, where the kernel can (5.12+). */
+        ret = setattr_recursive(fd, (unsigned long)s->b);
+        if (ret != -ENOSYS)
+            goto out;
+    }
+    unsigned long fl = MS_REMOUNT | MS_BIND | (unsigned long)s->b | locked_flags(fd);
+    ret = mount(NULL, nsp_fd_path(tbuf, fd), NULL, fl, NULL) < 0 ? -errno : 0;
+out:
+    close(fd);
+    return ret;
+}
+
+int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
+{
+    char sbuf[32];
+    int nofollow = (s->flags & NSP_ROOT_NOFOLLOW) != 0;
+    int rootfd = nsp_root_fd(c, s);
+    if (rootfd < 0)
+        return rootfd;
+    int srcfd = -1, target = -1, ret = 0;
+    const char *source = s->path;
+
+    if (source && (s->flags & NSP_ROOT_SRC_IN_ROOT)) {
+        srcfd = nsp_open_in_root(rootfd, source, nofollow, 0);
+        if (srcfd < 0) {
+            ret = srcfd;
+            goto out;
+        }
+        source = nsp_fd_path(sbuf, srcfd);
+    }
+
+    target = nsp_open_in_root(rootfd, s->path2, nofollow, 0);
+    if (target == -ENOENT && (s->flags & (NSP_ROOT_MKDIR | NSP_ROOT_MKFILE))) {
+        int as_dir = (s->flags & NSP_ROOT_MKDIR) != 0;
+        if ((s->flags & NSP_ROOT_MKDIR) && (s->flags & NSP_ROOT_MKFILE)) {
+            struct stat st; /* whichever the source is */
+            if (!source || stat(source, &st) < 0)
+                as_dir = 1;
+            else
+                as_dir = S_ISDIR(st.st_mode);
+        }
+        if (as_dir) {
+            target = nsp_mkdir_in_root(rootfd, s->path2, nofollow);
+        } else {
+            int r = nsp_create_in_root(c, rootfd, s->path2, S_IFREG | 0644, 0, NULL, nofollow, 1);
+            target = r < 0 ? r : nsp_open_in_root(rootfd, s->path2, nofollow, 0);
+        }
+    }
+    if (target < 0) {
+        ret = target;
+        goto out;
+    }
+
+    struct stat st;
+    if (fstat(target, &st) < 0) {
+        ret = -errno;
+        goto out;
+    }
+    if (s->flags & NSP_ROOT_MASK)
+        ret = mask(c, s->path, target, &st);
+    else
+        ret = mount_onto(c, rootfd, s, source, target);
+    nsp_root_mounted_on(c, &st); /* even on failure: a second call may be what failed */
+out:
+    if (target >= 0)
+        close(target);
+    if (srcfd >= 0)
+        close(srcfd);
+    return ret;
+}
