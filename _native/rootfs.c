@@ -125,8 +125,10 @@ int nsp_open_in_root(int rootfd, const char *path, int nofollow, int oflags)
 }
 
 /* Split `path` (inside the root) into its parent, copied to buf, and its last
- * component; returns the last component or NULL if there is none. */
-static const char *split_last(const char *path, char *buf, size_t size)
+ * component; returns the last component or NULL if there is none.  *plen:
+ * the length of the parent's text at the start of the path with its slash
+ * ("dev/" of "/dev/null"), 0 for the root. */
+static const char *split_last(const char *path, char *buf, size_t size, size_t *plen)
 {
     const char *rel = skip_slashes(path);
     size_t len = strlen(rel);
@@ -141,9 +143,11 @@ static const char *split_last(const char *path, char *buf, size_t size)
         memmove(buf + 2, buf, len + 1);
         buf[0] = '.';
         buf[1] = '\0';
+        *plen = 0;
         return buf + 2;
     }
     *slash = '\0';
+    *plen = (size_t)(slash + 1 - buf);
     return slash + 1;
 }
 
@@ -195,52 +199,6 @@ int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow)
     return parent;
 }
 
-/* Create the last component of `path` with `mode` (type bits included). */
-int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, mode_t mode, dev_t dev,
-                       const char *link_target, int nofollow, int exist_ok)
-{
-    char buf[PATH_MAX];
-    const char *last = split_last(path, buf, sizeof buf);
-    if (!last)
-        return exist_ok && S_ISDIR(mode) ? 0 : -EEXIST; /* the root itself */
-    if (strcmp(last, "..") == 0 || strcmp(last, ".") == 0)
-        return -EINVAL;
-    int parent = nsp_mkdir_in_root(rootfd, buf, nofollow);
-    if (parent < 0)
-        return parent;
-    int r = 0;
-    switch (mode & S_IFMT) {
-    case S_IFDIR:
-        r = mkdirat(parent, last, mode & 07777);
-        break;
-    case S_IFLNK:
-        r = symlinkat(link_target ? link_target : "", parent, last);
-        break;
-    case S_IFREG: {
-        int fd = openat(parent, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
-        if (fd < 0)
-            r = -1;
-        else
-            close(fd);
-        break;
-    }
-    default:
-        r = mknodat(parent, last, mode, dev);
-    }
-    int err = r < 0 ? errno : 0;
-    if (r < 0 && !(err == EEXIST && exist_ok)) {
-        close(parent);
-        return -err;
-    }
-    if (r == 0 && !S_ISLNK(mode) && fchmodat(parent, last, mode & 07777, 0) < 0) {
-        err = errno;
-        close(parent);
-        return -err;
-    }
-    close(parent);
-    return 0;
-}
-
 /* ---- the per-spawn cache ---- */
 
 void nsp_root_cache_init(struct nsp_root_cache *c)
@@ -271,6 +229,61 @@ void nsp_root_cache_drop(struct nsp_root_cache *c)
     c->null_path = NULL;
 }
 
+/* Create the last component of `path` with `mode` (type bits included). */
+int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, mode_t mode, dev_t dev,
+                       const char *link_target, int nofollow, int exist_ok)
+{
+    char buf[PATH_MAX];
+    size_t plen;
+    const char *last = split_last(path, buf, sizeof buf, &plen);
+    if (!last)
+        return exist_ok && S_ISDIR(mode) ? 0 : -EEXIST; /* the root itself */
+    if (strcmp(last, "..") == 0 || strcmp(last, ".") == 0)
+        return -EINVAL;
+    /* Consecutive creates in one directory (/dev/null, /dev/zero...) share
+     * its descriptor until the next mount; the key is the parent's text. */
+    const char *rel = skip_slashes(path);
+    int parent;
+    if (c->parentfd >= 0 && c->parent_nofollow == nofollow && c->parent_len == plen
+        && memcmp(c->parent, rel, plen) == 0) {
+        parent = c->parentfd;
+    } else {
+        parent = nsp_mkdir_in_root(rootfd, buf, nofollow);
+        if (parent < 0)
+            return parent;
+        close_fd(&c->parentfd);
+        c->parentfd = parent;
+        c->parent = rel;
+        c->parent_len = plen;
+        c->parent_nofollow = nofollow;
+    }
+    int r = 0;
+    switch (mode & S_IFMT) {
+    case S_IFDIR:
+        r = mkdirat(parent, last, mode & 07777);
+        break;
+    case S_IFLNK:
+        r = symlinkat(link_target ? link_target : "", parent, last);
+        break;
+    case S_IFREG: {
+        int fd = openat(parent, last, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
+        if (fd < 0)
+            r = -1;
+        else
+            close(fd);
+        break;
+    }
+    default:
+        r = mknodat(parent, last, mode, dev);
+    }
+    int err = r < 0 ? errno : 0;
+    if (r < 0 && !(err == EEXIST && exist_ok))
+        return -err;
+    if (r == 0 && !S_ISLNK(mode) && fchmodat(parent, last, mode & 07777, 0) < 0)
+        return -errno;
+    return 0;
+}
+
 int nsp_root_fd(struct nsp_root_cache *c, const struct nsp_step *s)
 {
     if (!s->strv || !s->strv[0])
@@ -296,8 +309,11 @@ int nsp_root_fd(struct nsp_root_cache *c, const struct nsp_step *s)
 
 void nsp_root_mounted_on(struct nsp_root_cache *c, const struct stat *st)
 {
-    /* The same inode may be reachable elsewhere (a bind of the root inside
-     * it): then the root is opened again for nothing, which is harmless. */
+    /* A mount may cover the cached parent directory (or one of its
+     * ancestors): resolve again.  The same inode as the root's may be
+     * reachable elsewhere (a bind of the root inside it): then the root is
+     * opened again for nothing, which is harmless. */
+    close_fd(&c->parentfd);
     if (c->rootfd >= 0 && st->st_dev == c->root_dev && st->st_ino == c->root_ino)
         drop_root(c);
 }

@@ -74,7 +74,8 @@ int nsp_root_mount_fs(const struct nsp_step *s);
 /* The root of step s (strv[0]), from the cache or opened anew; not to be
  * closed by the caller. */
 int nsp_root_fd(struct nsp_root_cache *c, const struct nsp_step *s);
-/* After a mount onto `st` (the target): forget the root if it was covered. */
+/* After a mount onto `st` (the target): forget the parent directory of the
+ * last create, and the root if it was covered. */
 void nsp_root_mounted_on(struct nsp_root_cache *c, const struct stat *st);
 /* "/proc/self/fd/N" into buf (at least 32 bytes). */
 const char *nsp_fd_path(char *buf, int fd);

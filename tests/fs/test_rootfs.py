@@ -385,3 +385,24 @@ def test_steps_after_a_mount_onto_the_root_itself_land_in_the_new_mount(tmp_path
     assert r.returncode == 0, r.stderr
     assert (r.stdout or b"").decode().split() == ["/:", "bin", "dev", "/dev:", "marker", "other"]
     assert sorted(os.listdir(root)) == ["self"]  # nothing went below the tmpfs
+
+
+def test_creates_after_a_mount_on_their_directory_land_in_the_new_mount(tmp_path: Path) -> None:
+    """Creates in one directory share its descriptor, but never across a mount on that directory."""
+    from nsprim.plan import Mount
+    from nsprim.rootfs_steps import EnterRoot
+
+    root = busybox_root(tmp_path / "root")
+    steps = [
+        Mount(None, "/", None, 0x4000 | 0x40000),  # MS_REC | MS_PRIVATE
+        Mount(root, root, None, 0x1000 | 0x4000),  # MS_BIND | MS_REC: the root a mount point
+        CreateInRoot(root, "/d/a", stat.S_IFIFO | 0o600),
+        MountInRoot(root, "tmpfs", "/d", fstype="tmpfs"),
+        CreateInRoot(root, "/d/b", stat.S_IFIFO | 0o600),
+        CreateInRoot(root, "/d/c", stat.S_IFLNK | 0o777, link_target="b"),
+        EnterRoot(root, "pivot_root"),
+    ]
+    r = nsprim.run(["/bin/busybox", "ls", "/d"], new={"mnt"}, steps=steps, capture_output=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout or b"").decode().split() == ["b", "c"]
+    assert os.listdir(root / "d") == ["a"]
