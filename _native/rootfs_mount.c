@@ -61,31 +61,131 @@ static int setattr_recursive(int fd, unsigned long flags)
     return 0;
 }
 
+/* Attach the detached mount `tree` onto `target` (a descriptor). */
+static int move_tree(int tree, int target)
+{
+    if (syscall(__NR_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return -errno;
+    return 0;
+}
+
+/* A bind without a path walk: a copy of the mount at `from` (AT_RECURSIVE:
+ * with its submounts) attached onto `target`. */
+static int attach_copy(int from, int target, unsigned recursive)
+{
+    int tree = (int)syscall(__NR_open_tree, from, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | recursive);
+    if (tree < 0)
+        return -errno;
+    int r = move_tree(tree, target);
+    close(tree);
+    return r;
+}
+
+/* Where the new mount API is missing (ENOSYS), refuses a case the classic
+ * call handles (EINVAL), or is denied by a filter that knows only mount(2)
+ * (EPERM): do it the classic way, which reports its own error if any. */
+static int classic_instead(int r)
+{
+    return r == -ENOSYS || r == -EINVAL || r == -EPERM;
+}
+
+/* The null device of masks, opened and checked once per spawn.  It must be
+ * the device itself, checked through the descriptor that is then bound
+ * (CVE-2025-31133: a /dev/null replaced by a symlink turned runc's mask into
+ * a writable bind of its target). */
+static int null_device(struct nsp_root_cache *c, const char *source)
+{
+    if (!source)
+        source = "/dev/null";
+    if (c->nullfd >= 0 && strcmp(c->null_path, source) == 0)
+        return c->nullfd;
+    int fd = open(source, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) {
+        close(fd);
+        return -EPERM;
+    }
+    if (c->nullfd >= 0)
+        close(c->nullfd);
+    c->nullfd = fd;
+    c->null_path = source;
+    return fd;
+}
+
+/* A new empty read-only tmpfs, detached (fsmount), or -errno. */
+static int empty_tmpfs(void)
+{
+    int fd = (int)syscall(__NR_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int mfd = -1;
+    if (syscall(__NR_fsconfig, fd, FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0
+        || syscall(__NR_fsconfig, fd, FSCONFIG_SET_STRING, "size", "0", 0) < 0
+        || syscall(__NR_fsconfig, fd, FSCONFIG_SET_STRING, "mode", "000", 0) < 0
+        || syscall(__NR_fsconfig, fd, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0
+        || syscall(__NR_fsconfig, fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        mfd = -errno;
+    else
+        mfd = (int)syscall(__NR_fsmount, fd, FSMOUNT_CLOEXEC,
+                           MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (mfd == -1)
+        mfd = -errno;
+    close(fd);
+    return mfd;
+}
+
+/* An empty read-only tmpfs (mode 000) over the directory `target`.  All the
+ * masked directories of a spawn share one: the first is attached, the others
+ * are copies of that mount (no new superblock to make, nor to tear down when
+ * the container ends).  The classic way makes one per directory. */
+static int mask_dir(struct nsp_root_cache *c, int target)
+{
+    int r;
+    if (c->maskfd >= 0) {
+        r = attach_copy(c->maskfd, target, 0);
+        if (!classic_instead(r))
+            return r;
+        close(c->maskfd); /* its mount may be gone: start again */
+        c->maskfd = -1;
+    }
+    int mfd = empty_tmpfs();
+    if (mfd >= 0) {
+        r = move_tree(mfd, target);
+        if (r == 0) {
+            c->maskfd = mfd; /* now names the attached mount */
+            return 0;
+        }
+        close(mfd);
+    } else {
+        r = mfd;
+    }
+    if (!classic_instead(r))
+        return r;
+    char tbuf[32];
+    if (mount("tmpfs", nsp_fd_path(tbuf, target), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "size=0,mode=000") < 0)
+        return -errno;
+    return 0;
+}
+
 /* Hide `target` (st: what it is): the null device over a file, an empty
  * read-only tmpfs over a directory. */
 static int mask(struct nsp_root_cache *c, const char *source, int target, const struct stat *st)
 {
-    char tbuf[32], nbuf[32];
-    const char *tpath = nsp_fd_path(tbuf, target);
-    if (S_ISDIR(st->st_mode)) {
-        if (mount("tmpfs", tpath, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000") < 0)
-            return -errno;
-        return 0;
-    }
-    /* The mask must be the null device itself, checked through the
-     * descriptor that is then bound (CVE-2025-31133: a /dev/null replaced
-     * by a symlink turned runc's mask into a writable bind of its target). */
-    int null_fd = open(source ? source : "/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (S_ISDIR(st->st_mode))
+        return mask_dir(c, target);
+    int null_fd = null_device(c, source);
     if (null_fd < 0)
+        return null_fd;
+    int r = attach_copy(null_fd, target, 0);
+    if (!classic_instead(r))
+        return r;
+    char tbuf[32], nbuf[32];
+    if (mount(nsp_fd_path(nbuf, null_fd), nsp_fd_path(tbuf, target), NULL, MS_BIND, NULL) < 0)
         return -errno;
-    struct stat nst;
-    if (fstat(null_fd, &nst) < 0 || !S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3)) {
-        close(null_fd);
-        return -EPERM;
-    }
-    int ret = mount(nsp_fd_path(nbuf, null_fd), tpath, NULL, MS_BIND, NULL) < 0 ? -errno : 0;
-    close(null_fd);
-    return ret;
+    return 0;
 }
 
 static int mount_onto(struct nsp_root_cache *c, int rootfd, const struct nsp_step *s, const char *source,
