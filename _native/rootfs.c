@@ -7,8 +7,9 @@
  * are refused.  With NSP_ROOT_NOFOLLOW no symlink is followed at all.  On
  * kernels without openat2 (before 5.6) a careful walk opens one component at
  * a time with O_NOFOLLOW and refuses symlinks and "..".  A mount then goes
- * onto /proc/self/fd/N of the opened target, which is exactly the inode that
- * was checked: no second lookup an attacker could race.
+ * onto the opened target itself, which is exactly the inode that was checked
+ * (move_mount to the descriptor, or mount(2) onto /proc/self/fd/N): no
+ * second lookup an attacker could race.
  *
  * The mounts themselves are in rootfs_mount.c.  Here: resolving, creating,
  * the per-spawn cache of descriptors (struct nsp_root_cache), entering the

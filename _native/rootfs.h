@@ -42,6 +42,7 @@ struct nsp_root_cache {
     int nullfd;
     int maskfd;            /* an empty read-only tmpfs, attached once: cloned
                               over every further masked directory           */
+    int classic;           /* the new mount API said ENOSYS: mount(2) only  */
 };
 
 void nsp_root_cache_init(struct nsp_root_cache *c);
@@ -50,7 +51,10 @@ void nsp_root_cache_drop(struct nsp_root_cache *c);
 /* NSP_STEP_MOUNT_IN_ROOT: strv[0] = root; path = source (host path, or in the
  * root with SRC_IN_ROOT; may be NULL); path2 = target inside the root; str =
  * fstype; str2 = data; a = mount flags; b = flags for a second, remounting
- * call (MS_REMOUNT|MS_BIND|b, keeping the flags the kernel locks), 0: none. */
+ * call (MS_REMOUNT|MS_BIND|b, keeping the flags the kernel locks), 0: none;
+ * for a bind whose b is among MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC, where
+ * the kernel can, mount_setattr on the new mount instead (with MS_REC: on
+ * all of its tree). */
 int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s);
 
 /* NSP_STEP_CREATE_IN_ROOT: strv[0] = root; path2 = path inside the root;

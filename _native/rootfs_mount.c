@@ -3,6 +3,14 @@
  * with SRC_IN_ROOT, is resolved inside the new root by rootfs.c, then mounted
  * onto the descriptor that was opened: no second lookup an attacker could
  * race.
+ *
+ * Binds and masks use the new mount API where the kernel has it (5.2+;
+ * mount_setattr 5.12+): open_tree(OPEN_TREE_CLONE) of the source descriptor,
+ * mount_setattr on that detached copy, move_mount onto the target descriptor.
+ * That saves the two path walks through /proc/self/fd of a mount(2), the
+ * reopen of the target for the read-only second call, and, for masked
+ * directories, a new tmpfs each.  Everything else, and every case the new
+ * API refuses, is mount(2) onto /proc/self/fd/N as before.
  */
 #include "rootfs.h"
 
@@ -43,8 +51,12 @@ struct root_mount_attr {
     uint64_t userns_fd;
 };
 
-/* mount_setattr(AT_RECURSIVE) with the MOUNT_ATTR_* equivalents of `flags`. */
-static int setattr_recursive(int fd, unsigned long flags)
+/* The per-mount flags a bind's second call may set with mount_setattr. */
+#define SETATTR_FLAGS (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+/* mount_setattr (at: AT_RECURSIVE or 0) of the mount `fd` names, with the
+ * MOUNT_ATTR_* equivalents of `flags` (others are ignored). */
+static int setattr(int fd, unsigned long flags, unsigned at)
 {
     struct root_mount_attr attr;
     memset(&attr, 0, sizeof attr);
@@ -56,7 +68,7 @@ static int setattr_recursive(int fd, unsigned long flags)
         attr.attr_set |= MOUNT_ATTR_NODEV;
     if (flags & MS_NOEXEC)
         attr.attr_set |= MOUNT_ATTR_NOEXEC;
-    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | at, &attr, sizeof attr) < 0)
         return -errno;
     return 0;
 }
@@ -81,11 +93,14 @@ static int attach_copy(int from, int target, unsigned recursive)
     return r;
 }
 
-/* Where the new mount API is missing (ENOSYS), refuses a case the classic
- * call handles (EINVAL), or is denied by a filter that knows only mount(2)
- * (EPERM): do it the classic way, which reports its own error if any. */
-static int classic_instead(int r)
+/* Where the new mount API is missing (ENOSYS: not tried again in this
+ * spawn), refuses a case the classic call handles (EINVAL), or is denied by a
+ * filter that knows only mount(2) (EPERM): do it the classic way, which
+ * reports its own error if any. */
+static int classic_instead(struct nsp_root_cache *c, int r)
 {
+    if (r == -ENOSYS)
+        c->classic = 1;
     return r == -ENOSYS || r == -EINVAL || r == -EPERM;
 }
 
@@ -145,12 +160,12 @@ static int mask_dir(struct nsp_root_cache *c, int target)
     int r;
     if (c->maskfd >= 0) {
         r = attach_copy(c->maskfd, target, 0);
-        if (!classic_instead(r))
+        if (!classic_instead(c, r))
             return r;
         close(c->maskfd); /* its mount may be gone: start again */
         c->maskfd = -1;
     }
-    int mfd = empty_tmpfs();
+    int mfd = c->classic ? -ENOSYS : empty_tmpfs();
     if (mfd >= 0) {
         r = move_tree(mfd, target);
         if (r == 0) {
@@ -161,7 +176,7 @@ static int mask_dir(struct nsp_root_cache *c, int target)
     } else {
         r = mfd;
     }
-    if (!classic_instead(r))
+    if (!classic_instead(c, r))
         return r;
     char tbuf[32];
     if (mount("tmpfs", nsp_fd_path(tbuf, target), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -179,13 +194,34 @@ static int mask(struct nsp_root_cache *c, const char *source, int target, const 
     int null_fd = null_device(c, source);
     if (null_fd < 0)
         return null_fd;
-    int r = attach_copy(null_fd, target, 0);
-    if (!classic_instead(r))
+    int r = c->classic ? -ENOSYS : attach_copy(null_fd, target, 0);
+    if (!classic_instead(c, r))
         return r;
     char tbuf[32], nbuf[32];
     if (mount(nsp_fd_path(nbuf, null_fd), nsp_fd_path(tbuf, target), NULL, MS_BIND, NULL) < 0)
         return -errno;
     return 0;
+}
+
+/* A bind (MS_BIND, maybe MS_REC) of `srcfd`, or of the host path `source`
+ * if srcfd < 0, onto `target`, its second call's flags (s->b) set on the
+ * copy before it is attached: no path walk through /proc/self/fd, no reopen
+ * of the target.  The copy keeps the source's other flags (the locked ones
+ * among them).  -ENOSYS etc. (classic_instead) where it cannot. */
+static int bind_onto(struct nsp_root_cache *c, const struct nsp_step *s, int srcfd, const char *source, int target)
+{
+    if (c->classic)
+        return -ENOSYS;
+    unsigned rec = (s->a & MS_REC) ? AT_RECURSIVE : 0;
+    int tree = srcfd >= 0 ? (int)syscall(__NR_open_tree, srcfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | rec)
+                          : (int)syscall(__NR_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+    if (tree < 0)
+        return -errno;
+    int r = s->b ? setattr(tree, (unsigned long)s->b, rec) : 0;
+    if (r == 0)
+        r = move_tree(tree, target);
+    close(tree); /* (not attached: freed, at some cost, on this error path only) */
+    return r;
 }
 
 static int mount_onto(struct nsp_root_cache *c, int rootfd, const struct nsp_step *s, const char *source,
@@ -205,7 +241,7 @@ static int mount_onto(struct nsp_root_cache *c, int rootfd, const struct nsp_ste
     if (s->a & MS_REC) {
         /* A recursive bind: make every mount of the tree read-only (and
          * the rest), not just the top one, where the kernel can (5.12+). */
-        ret = setattr_recursive(fd, (unsigned long)s->b);
+        ret = setattr(fd, (unsigned long)s->b, AT_RECURSIVE);
         if (ret != -ENOSYS)
             goto out;
     }
@@ -235,7 +271,10 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
         source = nsp_fd_path(sbuf, srcfd);
     }
 
-    target = nsp_open_in_root(rootfd, s->path2, nofollow, 0);
+    if (srcfd >= 0 && strcmp(s->path, s->path2) == 0)
+        target = srcfd; /* a path bound onto itself (read-only paths): one lookup */
+    else
+        target = nsp_open_in_root(rootfd, s->path2, nofollow, 0);
     if (target == -ENOENT && (s->flags & (NSP_ROOT_MKDIR | NSP_ROOT_MKFILE))) {
         int as_dir = (s->flags & NSP_ROOT_MKDIR) != 0;
         if ((s->flags & NSP_ROOT_MKDIR) && (s->flags & NSP_ROOT_MKFILE)) {
@@ -262,13 +301,17 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
         ret = -errno;
         goto out;
     }
-    if (s->flags & NSP_ROOT_MASK)
+    if (s->flags & NSP_ROOT_MASK) {
         ret = mask(c, s->path, target, &st);
-    else
-        ret = mount_onto(c, rootfd, s, source, target);
+    } else {
+        int bind = (s->a & (MS_BIND | MS_REMOUNT)) == MS_BIND && s->path && !(s->b & ~(long long)SETATTR_FLAGS);
+        ret = bind ? bind_onto(c, s, srcfd, s->path, target) : -ENOSYS;
+        if (!bind || classic_instead(c, ret))
+            ret = mount_onto(c, rootfd, s, source, target);
+    }
     nsp_root_mounted_on(c, &st); /* even on failure: a second call may be what failed */
 out:
-    if (target >= 0)
+    if (target >= 0 && target != srcfd)
         close(target);
     if (srcfd >= 0)
         close(srcfd);

@@ -476,3 +476,30 @@ def test_without_the_new_mount_api_masks_and_binds_are_classic_mounts(tmp_path: 
     by_point = {m.mount_point: m for m in parse_mountinfo(out["mountinfo"])}
     assert by_point["/data"].readonly and "nosuid" in by_point["/data"].options
     assert by_point["/proc/sys"].readonly and not by_point["/rw"].readonly
+
+
+def test_non_recursive_read_only_bind(tmp_path: Path) -> None:
+    """A bind without its submounts: the top mount read-only (and nosuid), the submount left out."""
+    from nsprim.mount import tmpfs, umount
+
+    root = busybox_root(tmp_path / "root")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    tmpfs(data / "sub")
+    (data / "sub" / "in-submount").write_text("x")
+    try:
+        rootfs = RootFS(root, binds=(Bind(data, "/data", readonly=True, nosuid=True, recursive=False),))
+        out = sections(
+            run_in(
+                rootfs,
+                'echo "=== ls"; ls -A /data/sub\n'
+                'echo "=== w"; touch /data/x 2>/dev/null && echo WROTE || echo refused\n'
+                'echo "=== mountinfo"; cat /proc/self/mountinfo',
+            )
+        )
+    finally:
+        umount(data / "sub")
+    assert out["ls"].split() == [] and out["w"].strip() == "refused"
+    by_point = {m.mount_point: m for m in parse_mountinfo(out["mountinfo"])}
+    assert by_point["/data"].readonly and "nosuid" in by_point["/data"].options
+    assert "/data/sub" not in by_point
