@@ -154,13 +154,18 @@ static const char *split_last(const char *path, char *buf, size_t size, size_t *
 
 /* mkdir -p inside the root, one component at a time (no recursion: this may
  * run on the small stack of a vfork child); returns an O_PATH descriptor of
- * the directory.  Each prefix is resolved from the root again, so a symlink
- * on the way is followed inside the root (or refused with nofollow). */
-int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow)
+ * the directory.  Each existing prefix is resolved from the root again, so a
+ * symlink on the way is followed inside the root (or refused with nofollow);
+ * a directory just made is opened in its parent with O_NOFOLLOW, and what
+ * follows it is missing too: no lookups that cannot find anything.
+ * `missing`: the caller saw the whole path missing (ENOENT). */
+int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow, int missing)
 {
-    int fd = nsp_open_in_root(rootfd, path, nofollow, O_DIRECTORY);
-    if (fd != -ENOENT)
-        return fd;
+    if (!missing) {
+        int fd = nsp_open_in_root(rootfd, path, nofollow, O_DIRECTORY);
+        if (fd != -ENOENT)
+            return fd;
+    }
     char buf[PATH_MAX];
     const char *rel = skip_slashes(path);
     size_t len = strlen(rel);
@@ -169,7 +174,10 @@ int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow)
     memcpy(buf, rel, len + 1);
     while (len > 0 && buf[len - 1] == '/')
         buf[--len] = '\0';
-    int parent = nsp_open_in_root(rootfd, ".", nofollow, O_DIRECTORY);
+    if (len == 0)
+        return nsp_open_in_root(rootfd, ".", nofollow, O_DIRECTORY);
+    int parent = rootfd; /* borrowed: never closed here */
+    int created = 0;
     size_t start = 0;
     while (parent >= 0 && start < len) {
         size_t end = start;
@@ -182,15 +190,22 @@ int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow)
         if (strcmp(comp, "..") == 0) {
             next = -EINVAL; /* never climb while creating */
         } else {
-            next = nsp_open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
+            next = created || end == len ? -ENOENT : nsp_open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
             if (next == -ENOENT) {
-                if (mkdirat(parent, comp, 0755) < 0 && errno != EEXIST)
-                    next = -errno;
-                else
-                    next = nsp_open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
+                if (mkdirat(parent, comp, 0755) == 0) {
+                    created = 1;
+                    next = openat(parent, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                    if (next < 0)
+                        next = -errno;
+                } else {
+                    /* EEXIST: there after all (a race, a dangling symlink):
+                     * resolve it as any other prefix. */
+                    next = errno == EEXIST ? nsp_open_in_root(rootfd, buf, nofollow, O_DIRECTORY) : -errno;
+                }
             }
         }
-        close(parent);
+        if (parent != rootfd)
+            close(parent);
         parent = next;
         buf[end] = saved;
         start = end;
@@ -249,7 +264,7 @@ int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, m
         && memcmp(c->parent, rel, plen) == 0) {
         parent = c->parentfd;
     } else {
-        parent = nsp_mkdir_in_root(rootfd, buf, nofollow);
+        parent = nsp_mkdir_in_root(rootfd, buf, nofollow, 0);
         if (parent < 0)
             return parent;
         close_fd(&c->parentfd);

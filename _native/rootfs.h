@@ -85,8 +85,9 @@ void nsp_root_mounted_on(struct nsp_root_cache *c, const struct stat *st);
 const char *nsp_fd_path(char *buf, int fd);
 /* An O_PATH descriptor of `path` inside the root `rootfd` (see rootfs.c). */
 int nsp_open_in_root(int rootfd, const char *path, int nofollow, int oflags);
-/* mkdir -p inside the root; an O_PATH descriptor of the directory. */
-int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow);
+/* mkdir -p inside the root; an O_PATH descriptor of the directory.
+ * missing: the whole path was just seen missing. */
+int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow, int missing);
 /* Create the last component of `path` (parents as needed), mode exact. */
 int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, mode_t mode, dev_t dev,
                        const char *link_target, int nofollow, int exist_ok);

@@ -285,7 +285,7 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
                 as_dir = S_ISDIR(st.st_mode);
         }
         if (as_dir) {
-            target = nsp_mkdir_in_root(rootfd, s->path2, nofollow);
+            target = nsp_mkdir_in_root(rootfd, s->path2, nofollow, 1);
         } else {
             int r = nsp_create_in_root(c, rootfd, s->path2, S_IFREG | 0644, 0, NULL, nofollow, 1);
             target = r < 0 ? r : nsp_open_in_root(rootfd, s->path2, nofollow, 0);

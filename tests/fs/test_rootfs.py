@@ -503,3 +503,24 @@ def test_non_recursive_read_only_bind(tmp_path: Path) -> None:
     by_point = {m.mount_point: m for m in parse_mountinfo(out["mountinfo"])}
     assert by_point["/data"].readonly and "nosuid" in by_point["/data"].options
     assert "/data/sub" not in by_point
+
+
+def test_missing_targets_are_made_inside_the_root_and_dangling_links_are_not_followed_out(tmp_path: Path) -> None:
+    root = busybox_root(tmp_path / "root")
+    (root / "etc").mkdir()
+    os.symlink("/etc", root / "conf")
+    os.symlink("/nowhere", root / "dangling")
+    steps = [
+        MountInRoot(root, "tmpfs", "/a/b/c", fstype="tmpfs", create="dir"),
+        MountInRoot(root, "tmpfs", "/conf/x/y", fstype="tmpfs", create="dir"),
+        CreateInRoot(root, "/d/e/f", stat.S_IFIFO | 0o600),
+    ]
+    r = nsprim.run(["/bin/true"], new={"mnt"}, steps=steps)
+    assert r.returncode == 0
+    assert (root / "a" / "b" / "c").is_dir() and (root / "etc" / "x" / "y").is_dir()
+    assert stat.S_ISFIFO(os.lstat(root / "d" / "e" / "f").st_mode)
+    with pytest.raises(StepError, match=r"on `/dangling/x` in root .*: No such file or directory"):
+        nsprim.run(
+            ["/bin/true"], new={"mnt"}, steps=[MountInRoot(root, "tmpfs", "/dangling/x", fstype="tmpfs", create="dir")]
+        )
+    assert not (root / "nowhere").exists() and not Path("/nowhere").exists()
