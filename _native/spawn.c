@@ -13,10 +13,13 @@
  *   - fork-like clone3 (the default): the child gets a copy of the address
  *     space, so it may wait for the parent at SYNC steps.  CLONE_INTO_CGROUP
  *     and a pidfd come from clone3 itself.
- *   - vfork-like clone(CLONE_VM|CLONE_VFORK): no page tables to copy, which
- *     matters for a large Python process; the parent is suspended until exec,
- *     so plans with SYNC steps or an unshare of a user namespace (refused
- *     while memory is shared) cannot use it.  Python chooses.
+ *   - vfork-like CLONE_VM|CLONE_VFORK (clone3 on a stack of ours where it
+ *     exists, else glibc's clone): no page tables to copy, which matters for
+ *     a large Python process; the parent is suspended until exec, so plans
+ *     with SYNC steps or an unshare of a user namespace (refused while memory
+ *     is shared) cannot use it.  Python chooses.
+ * Both ask for CLONE_CLEAR_SIGHAND where the kernel has it (5.5+): the
+ * caller's handlers are reset at clone, not by the child one by one.
  *
  * Between clone and exec the child only makes system calls: no allocation, no
  * locks, no Python.  It is therefore safe to call from a threaded program.
@@ -505,8 +508,9 @@ static int clone_child(struct child_ctx *ctx, int *pidfd)
     /* clone3 first wherever it serves: CLONE_CLEAR_SIGHAND (5.5+) resets the
      * handlers in the kernel, EINVAL before (then without it). */
 #ifdef NSP_HAVE_CLONE3_VFORK
-    /* A cgroup placement (no attach, hence no wait for an RCU grace period)
-     * or a time namespace, and still no copy of our page tables. */
+    /* Also what a cgroup placement (no attach, hence no wait for an RCU
+     * grace period) or a time namespace needs, still without a copy of our
+     * page tables. */
     if (cfg->use_vfork && nsp_have_clone3()) {
         ctx->handlers_cleared = 1;
         int r = clone3_vfork(ctx, pidfd, exit_signal, CLONE_CLEAR_SIGHAND);
