@@ -213,8 +213,9 @@ static int bind_onto(struct nsp_root_cache *c, const struct nsp_step *s, int src
     if (c->classic)
         return -ENOSYS;
     unsigned rec = (s->a & MS_REC) ? AT_RECURSIVE : 0;
-    int tree = srcfd >= 0 ? (int)syscall(__NR_open_tree, srcfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | rec)
-                          : (int)syscall(__NR_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+    unsigned fl = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec;
+    int tree = srcfd >= 0 ? (int)syscall(__NR_open_tree, srcfd, "", fl | AT_EMPTY_PATH)
+                          : (int)syscall(__NR_open_tree, AT_FDCWD, source, fl);
     if (tree < 0)
         return -errno;
     int r = s->b ? setattr(tree, (unsigned long)s->b, rec) : 0;
@@ -224,8 +225,9 @@ static int bind_onto(struct nsp_root_cache *c, const struct nsp_step *s, int src
     return r;
 }
 
-static int mount_onto(struct nsp_root_cache *c, int rootfd, const struct nsp_step *s, const char *source,
-                      int target)
+/* The classic way: mount(2) onto /proc/self/fd/N of the target, then the
+ * second call (s->b) on the new mount, reopened. */
+static int mount_onto(int rootfd, const struct nsp_step *s, const char *source, int target)
 {
     char tbuf[32];
     int nofollow = (s->flags & NSP_ROOT_NOFOLLOW) != 0;
@@ -307,7 +309,7 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
         int bind = (s->a & (MS_BIND | MS_REMOUNT)) == MS_BIND && s->path && !(s->b & ~(long long)SETATTR_FLAGS);
         ret = bind ? bind_onto(c, s, srcfd, s->path, target) : -ENOSYS;
         if (!bind || classic_instead(c, ret))
-            ret = mount_onto(c, rootfd, s, source, target);
+            ret = mount_onto(rootfd, s, source, target);
     }
     nsp_root_mounted_on(c, &st); /* even on failure: a second call may be what failed */
 out:
