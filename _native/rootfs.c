@@ -7,17 +7,19 @@
  * are refused.  With NSP_ROOT_NOFOLLOW no symlink is followed at all.  On
  * kernels without openat2 (before 5.6) a careful walk opens one component at
  * a time with O_NOFOLLOW and refuses symlinks and "..".  A mount then goes
- * onto /proc/self/fd/N of the opened target, which is exactly the inode that
- * was checked: no second lookup an attacker could race.
+ * onto the opened target itself, which is exactly the inode that was checked
+ * (move_mount to the descriptor, or mount(2) onto /proc/self/fd/N): no
+ * second lookup an attacker could race.
+ *
+ * The mounts themselves are in rootfs_mount.c.  Here: resolving, creating,
+ * the per-spawn cache of descriptors (struct nsp_root_cache), entering the
+ * root and the new mount API's MOUNT_FS.
  */
 #include "rootfs.h"
-
-#include <sys/sysmacros.h>
 
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/statvfs.h>
 
 struct root_open_how {
     uint64_t flags;
@@ -25,8 +27,8 @@ struct root_open_how {
     uint64_t resolve;
 };
 
-/* "/proc/self/fd/N" into buf (at least 32 bytes), without snprintf. */
-static const char *fd_path(char *buf, int fd)
+/* Without snprintf. */
+const char *nsp_fd_path(char *buf, int fd)
 {
     static const char prefix[] = "/proc/self/fd/";
     char digits[12];
@@ -106,8 +108,7 @@ static int walk_nofollow(int dirfd, const char *path, int oflags)
     return cur;
 }
 
-/* An O_PATH descriptor of `path` inside the root `rootfd`. */
-static int open_in_root(int rootfd, const char *path, int nofollow, int oflags)
+int nsp_open_in_root(int rootfd, const char *path, int nofollow, int oflags)
 {
     struct root_open_how how;
     memset(&how, 0, sizeof how);
@@ -125,8 +126,10 @@ static int open_in_root(int rootfd, const char *path, int nofollow, int oflags)
 }
 
 /* Split `path` (inside the root) into its parent, copied to buf, and its last
- * component; returns the last component or NULL if there is none. */
-static const char *split_last(const char *path, char *buf, size_t size)
+ * component; returns the last component or NULL if there is none.  *plen:
+ * the length of the parent's text at the start of the path with its slash
+ * ("dev/" of "/dev/null"), 0 for the root. */
+static const char *split_last(const char *path, char *buf, size_t size, size_t *plen)
 {
     const char *rel = skip_slashes(path);
     size_t len = strlen(rel);
@@ -141,21 +144,28 @@ static const char *split_last(const char *path, char *buf, size_t size)
         memmove(buf + 2, buf, len + 1);
         buf[0] = '.';
         buf[1] = '\0';
+        *plen = 0;
         return buf + 2;
     }
     *slash = '\0';
+    *plen = (size_t)(slash + 1 - buf);
     return slash + 1;
 }
 
 /* mkdir -p inside the root, one component at a time (no recursion: this may
  * run on the small stack of a vfork child); returns an O_PATH descriptor of
- * the directory.  Each prefix is resolved from the root again, so a symlink
- * on the way is followed inside the root (or refused with nofollow). */
-static int mkdir_p(int rootfd, const char *path, int nofollow)
+ * the directory.  Each existing prefix is resolved from the root again, so a
+ * symlink on the way is followed inside the root (or refused with nofollow);
+ * a directory just made is opened in its parent with O_NOFOLLOW, and what
+ * follows it is missing too: no lookups that cannot find anything.
+ * `missing`: the caller saw the whole path missing (ENOENT). */
+int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow, int missing)
 {
-    int fd = open_in_root(rootfd, path, nofollow, O_DIRECTORY);
-    if (fd != -ENOENT)
-        return fd;
+    if (!missing) {
+        int fd = nsp_open_in_root(rootfd, path, nofollow, O_DIRECTORY);
+        if (fd != -ENOENT)
+            return fd;
+    }
     char buf[PATH_MAX];
     const char *rel = skip_slashes(path);
     size_t len = strlen(rel);
@@ -164,7 +174,10 @@ static int mkdir_p(int rootfd, const char *path, int nofollow)
     memcpy(buf, rel, len + 1);
     while (len > 0 && buf[len - 1] == '/')
         buf[--len] = '\0';
-    int parent = open_in_root(rootfd, ".", nofollow, O_DIRECTORY);
+    if (len == 0)
+        return nsp_open_in_root(rootfd, ".", nofollow, O_DIRECTORY);
+    int parent = rootfd; /* borrowed: never closed here */
+    int created = 0;
     size_t start = 0;
     while (parent >= 0 && start < len) {
         size_t end = start;
@@ -177,15 +190,22 @@ static int mkdir_p(int rootfd, const char *path, int nofollow)
         if (strcmp(comp, "..") == 0) {
             next = -EINVAL; /* never climb while creating */
         } else {
-            next = open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
+            next = created || end == len ? -ENOENT : nsp_open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
             if (next == -ENOENT) {
-                if (mkdirat(parent, comp, 0755) < 0 && errno != EEXIST)
-                    next = -errno;
-                else
-                    next = open_in_root(rootfd, buf, nofollow, O_DIRECTORY);
+                if (mkdirat(parent, comp, 0755) == 0) {
+                    created = 1;
+                    next = openat(parent, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                    if (next < 0)
+                        next = -errno;
+                } else {
+                    /* EEXIST: there after all (a race, a dangling symlink):
+                     * resolve it as any other prefix. */
+                    next = errno == EEXIST ? nsp_open_in_root(rootfd, buf, nofollow, O_DIRECTORY) : -errno;
+                }
             }
         }
-        close(parent);
+        if (parent != rootfd)
+            close(parent);
         parent = next;
         buf[end] = saved;
         start = end;
@@ -195,19 +215,64 @@ static int mkdir_p(int rootfd, const char *path, int nofollow)
     return parent;
 }
 
+/* ---- the per-spawn cache ---- */
+
+void nsp_root_cache_init(struct nsp_root_cache *c)
+{
+    memset(c, 0, sizeof *c);
+    c->rootfd = c->parentfd = c->nullfd = c->maskfd = -1;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void drop_root(struct nsp_root_cache *c)
+{
+    close_fd(&c->parentfd);
+    close_fd(&c->rootfd);
+    c->root = NULL;
+}
+
+void nsp_root_cache_drop(struct nsp_root_cache *c)
+{
+    drop_root(c);
+    close_fd(&c->nullfd);
+    close_fd(&c->maskfd);
+    c->null_path = NULL;
+}
+
 /* Create the last component of `path` with `mode` (type bits included). */
-static int create_at(int rootfd, const char *path, mode_t mode, dev_t dev, const char *link_target,
-                     int nofollow, int exist_ok)
+int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, mode_t mode, dev_t dev,
+                       const char *link_target, int nofollow, int exist_ok)
 {
     char buf[PATH_MAX];
-    const char *last = split_last(path, buf, sizeof buf);
+    size_t plen;
+    const char *last = split_last(path, buf, sizeof buf, &plen);
     if (!last)
         return exist_ok && S_ISDIR(mode) ? 0 : -EEXIST; /* the root itself */
     if (strcmp(last, "..") == 0 || strcmp(last, ".") == 0)
         return -EINVAL;
-    int parent = mkdir_p(rootfd, buf, nofollow);
-    if (parent < 0)
-        return parent;
+    /* Consecutive creates in one directory (/dev/null, /dev/zero...) share
+     * its descriptor until the next mount; the key is the parent's text. */
+    const char *rel = skip_slashes(path);
+    int parent;
+    if (c->parentfd >= 0 && c->parent_nofollow == nofollow && c->parent_len == plen
+        && memcmp(c->parent, rel, plen) == 0) {
+        parent = c->parentfd;
+    } else {
+        parent = nsp_mkdir_in_root(rootfd, buf, nofollow, 0);
+        if (parent < 0)
+            return parent;
+        close_fd(&c->parentfd);
+        c->parentfd = parent;
+        c->parent = rel;
+        c->parent_len = plen;
+        c->parent_nofollow = nofollow;
+    }
     int r = 0;
     switch (mode & S_IFMT) {
     case S_IFDIR:
@@ -228,194 +293,54 @@ static int create_at(int rootfd, const char *path, mode_t mode, dev_t dev, const
         r = mknodat(parent, last, mode, dev);
     }
     int err = r < 0 ? errno : 0;
-    if (r < 0 && !(err == EEXIST && exist_ok)) {
-        close(parent);
+    if (r < 0 && !(err == EEXIST && exist_ok))
         return -err;
-    }
-    if (r == 0 && !S_ISLNK(mode) && fchmodat(parent, last, mode & 07777, 0) < 0) {
-        err = errno;
-        close(parent);
-        return -err;
-    }
-    close(parent);
-    return 0;
-}
-
-static int open_root(const struct nsp_step *s)
-{
-    if (!s->strv || !s->strv[0])
-        return -EINVAL;
-    int fd = open(s->strv[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
-/* The flags a remount must keep (the kernel refuses to clear locked ones). */
-static unsigned long locked_flags(int fd)
-{
-    struct statfs st;
-    if (fstatfs(fd, &st) < 0)
-        return 0;
-    unsigned long keep = 0;
-    if (st.f_flags & ST_NOSUID)
-        keep |= MS_NOSUID;
-    if (st.f_flags & ST_NODEV)
-        keep |= MS_NODEV;
-    if (st.f_flags & ST_NOEXEC)
-        keep |= MS_NOEXEC;
-    if (st.f_flags & ST_RDONLY)
-        keep |= MS_RDONLY;
-    if (st.f_flags & ST_NOATIME)
-        keep |= MS_NOATIME;
-    if (st.f_flags & ST_NODIRATIME)
-        keep |= MS_NODIRATIME;
-    if (st.f_flags & ST_RELATIME)
-        keep |= MS_RELATIME;
-    return keep;
-}
-
-struct root_mount_attr {
-    uint64_t attr_set;
-    uint64_t attr_clr;
-    uint64_t propagation;
-    uint64_t userns_fd;
-};
-
-/* mount_setattr(AT_RECURSIVE) with the MOUNT_ATTR_* equivalents of `flags`. */
-static int setattr_recursive(int fd, unsigned long flags)
-{
-    struct root_mount_attr attr;
-    memset(&attr, 0, sizeof attr);
-    if (flags & MS_RDONLY)
-        attr.attr_set |= MOUNT_ATTR_RDONLY;
-    if (flags & MS_NOSUID)
-        attr.attr_set |= MOUNT_ATTR_NOSUID;
-    if (flags & MS_NODEV)
-        attr.attr_set |= MOUNT_ATTR_NODEV;
-    if (flags & MS_NOEXEC)
-        attr.attr_set |= MOUNT_ATTR_NOEXEC;
-    if (syscall(__NR_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+    if (r == 0 && !S_ISLNK(mode) && fchmodat(parent, last, mode & 07777, 0) < 0)
         return -errno;
     return 0;
 }
 
-int nsp_root_mount(const struct nsp_step *s)
+int nsp_root_fd(struct nsp_root_cache *c, const struct nsp_step *s)
 {
-    char tbuf[32], sbuf[32];
-    int nofollow = (s->flags & NSP_ROOT_NOFOLLOW) != 0;
-    int rootfd = open_root(s);
-    if (rootfd < 0)
-        return rootfd;
-    int srcfd = -1, target = -1, ret = 0;
-    const char *source = s->path;
-
-    if (source && (s->flags & NSP_ROOT_SRC_IN_ROOT)) {
-        srcfd = open_in_root(rootfd, source, nofollow, 0);
-        if (srcfd < 0) {
-            ret = srcfd;
-            goto out;
-        }
-        source = fd_path(sbuf, srcfd);
+    if (!s->strv || !s->strv[0])
+        return -EINVAL;
+    if (c->rootfd >= 0 && strcmp(c->root, s->strv[0]) == 0)
+        return c->rootfd;
+    drop_root(c);
+    int fd = open(s->strv[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
     }
-
-    target = open_in_root(rootfd, s->path2, nofollow, 0);
-    if (target == -ENOENT && (s->flags & (NSP_ROOT_MKDIR | NSP_ROOT_MKFILE))) {
-        int as_dir = (s->flags & NSP_ROOT_MKDIR) != 0;
-        if ((s->flags & NSP_ROOT_MKDIR) && (s->flags & NSP_ROOT_MKFILE)) {
-            struct stat st; /* whichever the source is */
-            if (!source || stat(source, &st) < 0)
-                as_dir = 1;
-            else
-                as_dir = S_ISDIR(st.st_mode);
-        }
-        if (as_dir) {
-            target = mkdir_p(rootfd, s->path2, nofollow);
-        } else {
-            int r = create_at(rootfd, s->path2, S_IFREG | 0644, 0, NULL, nofollow, 1);
-            target = r < 0 ? r : open_in_root(rootfd, s->path2, nofollow, 0);
-        }
-    }
-    if (target < 0) {
-        ret = target;
-        goto out;
-    }
-
-    const char *tpath = fd_path(tbuf, target);
-    if (s->flags & NSP_ROOT_MASK) {
-        struct stat st;
-        if (fstat(target, &st) < 0) {
-            ret = -errno;
-            goto out;
-        }
-        if (S_ISDIR(st.st_mode)) {
-            ret = mount("tmpfs", tpath, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000");
-            ret = ret < 0 ? -errno : 0;
-            goto out;
-        }
-        /* The mask must be the null device itself, checked through the
-         * descriptor that is then bound (CVE-2025-31133: a /dev/null replaced
-         * by a symlink turned runc's mask into a writable bind of its target). */
-        int null_fd = open(source ? source : "/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        if (null_fd < 0) {
-            ret = -errno;
-            goto out;
-        }
-        struct stat nst;
-        if (fstat(null_fd, &nst) < 0 || !S_ISCHR(nst.st_mode) || nst.st_rdev != makedev(1, 3)) {
-            close(null_fd);
-            ret = -EPERM;
-            goto out;
-        }
-        char nbuf[64];
-        ret = mount(fd_path(nbuf, null_fd), tpath, NULL, MS_BIND, NULL);
-        ret = ret < 0 ? -errno : 0;
-        close(null_fd);
-        goto out;
-    }
-
-    if (mount(source, tpath, s->str, (unsigned long)s->a, s->str2) < 0) {
-        ret = -errno;
-        goto out;
-    }
-    if (s->b) {
-        /* Reopen: the old descriptor still points below the new mount. */
-        close(target);
-        target = open_in_root(rootfd, s->path2, nofollow, 0);
-        if (target < 0) {
-            ret = target;
-            goto out;
-        }
-        tpath = fd_path(tbuf, target);
-        if (s->a & MS_REC) {
-            /* A recursive bind: make every mount of the tree read-only (and
-             * the rest), not just the top one, where the kernel can (5.12+). */
-            int r = setattr_recursive(target, (unsigned long)s->b);
-            if (r != -ENOSYS) {
-                ret = r;
-                goto out;
-            }
-        }
-        unsigned long fl = MS_REMOUNT | MS_BIND | (unsigned long)s->b | locked_flags(target);
-        if (mount(NULL, tpath, NULL, fl, NULL) < 0)
-            ret = -errno;
-    }
-out:
-    if (target >= 0)
-        close(target);
-    if (srcfd >= 0)
-        close(srcfd);
-    close(rootfd);
-    return ret;
+    c->rootfd = fd;
+    c->root = s->strv[0];
+    c->root_dev = st.st_dev;
+    c->root_ino = st.st_ino;
+    return fd;
 }
 
-int nsp_root_create(const struct nsp_step *s)
+void nsp_root_mounted_on(struct nsp_root_cache *c, const struct stat *st)
 {
-    int rootfd = open_root(s);
+    /* A mount may cover the cached parent directory (or one of its
+     * ancestors): resolve again.  The same inode as the root's may be
+     * reachable elsewhere (a bind of the root inside it): then the root is
+     * opened again for nothing, which is harmless. */
+    close_fd(&c->parentfd);
+    if (c->rootfd >= 0 && st->st_dev == c->root_dev && st->st_ino == c->root_ino)
+        drop_root(c);
+}
+
+int nsp_root_create(struct nsp_root_cache *c, const struct nsp_step *s)
+{
+    int rootfd = nsp_root_fd(c, s);
     if (rootfd < 0)
         return rootfd;
-    int r = create_at(rootfd, s->path2, (mode_t)s->a, (dev_t)s->b, s->path, (s->flags & NSP_ROOT_NOFOLLOW) != 0,
-                      (s->flags & NSP_ROOT_EXIST_OK) != 0);
-    close(rootfd);
-    return r;
+    return nsp_create_in_root(c, rootfd, s->path2, (mode_t)s->a, (dev_t)s->b, s->path,
+                              (s->flags & NSP_ROOT_NOFOLLOW) != 0, (s->flags & NSP_ROOT_EXIST_OK) != 0);
 }
 
 static int move_and_chroot(const char *root)

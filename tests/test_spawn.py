@@ -197,3 +197,60 @@ def test_python_payload_sees_default_signal_dispositions() -> None:
     out = nsprim.run(["grep", "SigIgn", "/proc/self/status"], capture_output=True).stdout or b""
     ignored = int(out.split()[1], 16)
     assert not ignored & (1 << (signal.SIGPIPE - 1))
+
+
+def _signal_masks(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {
+        k: int(v, 16)
+        for k, v in (line.split(":\t") for line in status.splitlines() if line[:6] in ("SigIgn", "SigCgt"))
+    }
+
+
+def _children() -> set[int]:
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat_line = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                out.add(int(entry.name))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["vfork", "fork"])
+def test_between_clone_and_exec_no_handler_of_the_caller_is_left(tmp_path: Path, mode: str) -> None:
+    """The child runs no handler of ours before exec (CLONE_CLEAR_SIGHAND, or a reset in the child); what
+    the caller ignores stays ignored, except SIGPIPE and SIGXFSZ, which Python ignores for itself."""
+    from nsprim.plan import Init, WriteFile
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    bit = {s: 1 << (s - 1) for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGPIPE)}
+    plan = Plan(((Init(),) if mode == "fork" else ()) + (WriteFile(fifo, b"go"), Exec("/bin/true", ["true"], {})))
+    assert plan.vfork_safe == (mode == "vfork")
+    old = signal.signal(signal.SIGUSR1, signal.SIG_IGN), signal.signal(signal.SIGUSR2, lambda *_: None)
+    before = _children()
+    started: list[nsprim.Process] = []
+    spawner = threading.Thread(target=lambda: started.append(nsprim.start(plan)))  # vfork: held until exec
+    try:
+        assert _signal_masks(os.getpid())["SigCgt"] & bit[signal.SIGUSR2]
+        spawner.start()
+        deadline = time.monotonic() + 10
+        while not (_children() - before) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        (child,) = _children() - before  # blocked in the FIFO step: before exec
+        masks = _signal_masks(child)
+        with open(fifo, "rb") as f:
+            assert f.read() == b"go"
+    finally:
+        spawner.join(10)
+        signal.signal(signal.SIGUSR1, old[0])
+        signal.signal(signal.SIGUSR2, old[1])
+    assert started[0].wait() == 0
+    internal = (1 << 31) | (1 << 32)  # glibc's own (32, 33): its sigaction cannot reset them, the kernel's can
+    assert masks["SigCgt"] & ~internal == 0
+    assert masks["SigIgn"] & bit[signal.SIGUSR1]
+    assert not masks["SigIgn"] & bit[signal.SIGPIPE]

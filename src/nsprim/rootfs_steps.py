@@ -6,9 +6,10 @@ never resolve a path inside the root the ordinary way.  The native core opens
 the root, then the path with ``openat2(RESOLVE_IN_ROOT |
 RESOLVE_NO_MAGICLINKS)`` (absolute symlinks and ``..`` stay inside the root)
 or, with ``follow_symlinks=False``, ``RESOLVE_NO_SYMLINKS`` (any symlink is
-an error, ``ELOOP``); then it mounts onto ``/proc/self/fd/N`` of what it
-opened.  Kernels without ``openat2`` (before 5.6) get a component-by-component
-walk with ``O_NOFOLLOW`` that refuses symlinks and ``..`` altogether.
+an error, ``ELOOP``); then it mounts onto what it opened (``move_mount`` to
+the descriptor, or ``mount`` onto ``/proc/self/fd/N``).  Kernels without
+``openat2`` (before 5.6) get a component-by-component walk with
+``O_NOFOLLOW`` that refuses symlinks and ``..`` altogether.
 
 :class:`~nsprim.rootfs.RootFS` composes these steps; they are usable alone
 with :func:`nsprim.spawn` (``steps=[...]``) as well.
@@ -51,8 +52,10 @@ class MountInRoot(Step):
 
     *source* is a host path (or, with *source_in_root*, another path inside
     the root), or a name such as ``"proc"``.  *remount_flags* (``MS_RDONLY``,
-    ``MS_NOSUID``...) are applied by a second, bind-remounting call, as
-    read-only bind mounts need; the flags the kernel locks are kept.
+    ``MS_NOSUID``...) are applied after the mount, as read-only bind mounts
+    need: to a bind's new mount with ``mount_setattr`` before it is attached
+    (recursively with ``MS_REC``), else by a second, bind-remounting call;
+    the flags the kernel locks are kept.
     *create* makes a missing target: ``"dir"``, ``"file"``, or ``"auto"``
     (whichever the source is).  *mask* hides the target instead: *source*
     (``/dev/null``) bound over a file, an empty read-only tmpfs over a

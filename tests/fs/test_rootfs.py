@@ -6,14 +6,17 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 import nsprim
+from nsprim import _sys
 from nsprim.errors import ConfigError, StepError
 from nsprim.mount import parse_mountinfo
 from nsprim.overlay import OverlayMount
+from nsprim.plan import Step
 from nsprim.rootfs import Bind, RootFS, Tmpfs
 from nsprim.rootfs_steps import CreateInRoot, MountInRoot
 
@@ -34,11 +37,11 @@ def busybox_root(path: Path) -> Path:
     return path
 
 
-def run_in(rootfs: RootFS, script: str, **kw: object) -> str:
+def run_in(rootfs: RootFS, script: str, before: Sequence[Step] = (), **kw: object) -> str:
     r = nsprim.run(
         ["/bin/busybox", "sh", "-c", script],
         new=NEW,
-        steps=rootfs.steps(),
+        steps=[*before, *rootfs.steps()],
         env={"PATH": "/bin"},
         capture_output=True,
         timeout=20,
@@ -360,3 +363,164 @@ def test_a_mask_must_be_the_null_device(tmp_path: Path, source: str) -> None:
     with pytest.raises(StepError) as info:
         nsprim.run(["true"], new={"mnt"}, steps=[step])
     assert info.value.errno == errno.EPERM
+
+
+@pytest.mark.parametrize("target", ["/", "/self"])
+def test_steps_after_a_mount_onto_the_root_itself_land_in_the_new_mount(tmp_path: Path, target: str) -> None:
+    """The core keeps the root open across in-root steps: a mount onto the root (here a tmpfs, named
+    directly or through a symlink resolving to it) must send the next steps into the new mount."""
+    from nsprim.plan import Mount
+    from nsprim.rootfs_steps import EnterRoot
+
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("/", root / "self")
+    host_bin = busybox_root(tmp_path / "host") / "bin"
+    steps = [
+        Mount(None, "/", None, 0x4000 | 0x40000),  # MS_REC | MS_PRIVATE
+        MountInRoot(root, "tmpfs", target, fstype="tmpfs", data="mode=755"),
+        CreateInRoot(root, "/dev/marker", stat.S_IFREG | 0o600),
+        CreateInRoot(root, "/dev/other", stat.S_IFREG | 0o600),
+        MountInRoot(root, host_bin, "/bin", flags=0x1000, create="dir"),  # MS_BIND
+        EnterRoot(root, "pivot_root"),
+    ]
+    r = nsprim.run(["/bin/busybox", "ls", "/", "/dev"], new={"mnt"}, steps=steps, capture_output=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout or b"").decode().split() == ["/:", "bin", "dev", "/dev:", "marker", "other"]
+    assert sorted(os.listdir(root)) == ["self"]  # nothing went below the tmpfs
+
+
+def test_creates_after_a_mount_on_their_directory_land_in_the_new_mount(tmp_path: Path) -> None:
+    """Creates in one directory share its descriptor, but never across a mount on that directory."""
+    from nsprim.plan import Mount
+    from nsprim.rootfs_steps import EnterRoot
+
+    root = busybox_root(tmp_path / "root")
+    steps = [
+        Mount(None, "/", None, 0x4000 | 0x40000),  # MS_REC | MS_PRIVATE
+        Mount(root, root, None, 0x1000 | 0x4000),  # MS_BIND | MS_REC: the root a mount point
+        CreateInRoot(root, "/d/a", stat.S_IFIFO | 0o600),
+        MountInRoot(root, "tmpfs", "/d", fstype="tmpfs"),
+        CreateInRoot(root, "/d/b", stat.S_IFIFO | 0o600),
+        CreateInRoot(root, "/d/c", stat.S_IFLNK | 0o777, link_target="b"),
+        EnterRoot(root, "pivot_root"),
+    ]
+    r = nsprim.run(["/bin/busybox", "ls", "/d"], new={"mnt"}, steps=steps, capture_output=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout or b"").decode().split() == ["b", "c"]
+    assert os.listdir(root / "d") == ["a"]
+
+
+MASK_SCRIPT = r"""
+for d in /m1 /m2 /m3/sub; do
+  echo "=== $d"; stat -c '%a %F' $d; ls -A $d | wc -l
+  touch $d/x 2>/dev/null && echo WROTE || echo refused; mkdir $d/y 2>/dev/null && echo WROTE || echo refused
+done
+echo "=== devs"; stat -c %d /m1 /m2 /m3/sub | sort -u | wc -l
+echo "=== file"; stat -c '%F %t:%T' /f; cat /f | wc -c; echo x > /f && echo written
+echo "=== mountinfo"; cat /proc/self/mountinfo
+"""
+
+
+def _mask_root(tmp_path: Path) -> Path:
+    root = busybox_root(tmp_path / "root")
+    for d in ("m1", "m2", "m3/sub"):
+        (root / d).mkdir(parents=True)
+        (root / d / "secret").write_text("hidden")
+    (root / "f").write_text("hidden file")
+    return root
+
+
+def _check_masks(out: dict[str, str]) -> list[str]:
+    for d in ("/m1", "/m2", "/m3/sub"):
+        assert out[d].split() == ["0", "directory", "0", "refused", "refused"], (d, out[d])
+    assert out["file"].split() == ["character", "special", "file", "1:3", "0", "written"]
+    by_point = {m.mount_point: m for m in parse_mountinfo(out["mountinfo"])}
+    for d in ("/m1", "/m2", "/m3/sub"):
+        m = by_point[d]
+        assert m.readonly and {"nosuid", "nodev", "noexec"} <= set(m.options), m
+        assert m.fstype == "tmpfs" and m.source == "tmpfs" and m.super_option("mode") == "000", m
+        assert "ro" in m.super_options, m
+    return [out["devs"].strip()]
+
+
+def test_masked_directories_share_one_empty_read_only_tmpfs(tmp_path: Path) -> None:
+    """One read-only empty tmpfs (mode 000) per spawn, attached over every masked directory; a masked
+    file is the null device."""
+    root = _mask_root(tmp_path)
+    rootfs = RootFS(root, masked_paths=("/m1", "/m2", "/m3/sub", "/f", "/missing"), readonly_paths=())
+    out = sections(run_in(rootfs, MASK_SCRIPT))
+    assert _check_masks(out) == ["1" if _sys.have_new_mount_api() else "3"]
+    assert (root / "m1" / "secret").read_text() == "hidden"
+
+
+def test_without_the_new_mount_api_masks_and_binds_are_classic_mounts(tmp_path: Path) -> None:
+    """Where open_tree/move_mount/fsopen/mount_setattr are missing (ENOSYS, from a seccomp filter here),
+    masks and read-only binds look the same from inside; each masked directory gets its own tmpfs."""
+    seccomp = pytest.importorskip("nsprim.security.seccomp")
+    steps_mod = pytest.importorskip("nsprim.security.steps")
+    names = ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "mount_setattr")
+    no_new_api = steps_mod.LoadSeccomp(seccomp.Seccomp.deny(*names, errno=errno.ENOSYS).compile())
+    root = _mask_root(tmp_path)
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    rootfs = RootFS(
+        root,
+        masked_paths=("/m1", "/m2", "/m3/sub", "/f"),
+        binds=(Bind(data, "/data", readonly=True, nosuid=True), Bind(data / "sub", "/rw")),
+    )
+    script = MASK_SCRIPT + 'echo "=== ro"; touch /data/x 2>/dev/null && echo WROTE || echo refused; touch /rw/y\n'
+    out = sections(run_in(rootfs, script, before=[no_new_api]))
+    assert _check_masks(out) == ["3"]
+    assert out["ro"].strip() == "refused" and (data / "sub" / "y").exists()
+    by_point = {m.mount_point: m for m in parse_mountinfo(out["mountinfo"])}
+    assert by_point["/data"].readonly and "nosuid" in by_point["/data"].options
+    assert by_point["/proc/sys"].readonly and not by_point["/rw"].readonly
+
+
+def test_non_recursive_read_only_bind(tmp_path: Path) -> None:
+    """A bind without its submounts: the top mount read-only (and nosuid), the submount left out."""
+    from nsprim.mount import tmpfs, umount
+
+    root = busybox_root(tmp_path / "root")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    tmpfs(data / "sub")
+    (data / "sub" / "in-submount").write_text("x")
+    try:
+        rootfs = RootFS(root, binds=(Bind(data, "/data", readonly=True, nosuid=True, recursive=False),))
+        out = sections(
+            run_in(
+                rootfs,
+                'echo "=== ls"; ls -A /data/sub\n'
+                'echo "=== w"; touch /data/x 2>/dev/null && echo WROTE || echo refused\n'
+                'echo "=== mountinfo"; cat /proc/self/mountinfo',
+            )
+        )
+    finally:
+        umount(data / "sub")
+    assert out["ls"].split() == [] and out["w"].strip() == "refused"
+    by_point = {m.mount_point: m for m in parse_mountinfo(out["mountinfo"])}
+    assert by_point["/data"].readonly and "nosuid" in by_point["/data"].options
+    assert "/data/sub" not in by_point
+
+
+def test_missing_targets_are_made_inside_the_root_and_dangling_links_are_not_followed_out(tmp_path: Path) -> None:
+    root = busybox_root(tmp_path / "root")
+    (root / "etc").mkdir()
+    os.symlink("/etc", root / "conf")
+    os.symlink("/nowhere", root / "dangling")
+    steps = [
+        MountInRoot(root, "tmpfs", "/a/b/c", fstype="tmpfs", create="dir"),
+        MountInRoot(root, "tmpfs", "/conf/x/y", fstype="tmpfs", create="dir"),
+        CreateInRoot(root, "/d/e/f", stat.S_IFIFO | 0o600),
+    ]
+    r = nsprim.run(["/bin/true"], new={"mnt"}, steps=steps)
+    assert r.returncode == 0
+    assert (root / "a" / "b" / "c").is_dir() and (root / "etc" / "x" / "y").is_dir()
+    assert stat.S_ISFIFO(os.lstat(root / "d" / "e" / "f").st_mode)
+    with pytest.raises(StepError, match=r"on `/dangling/x` in root .*: No such file or directory"):
+        nsprim.run(
+            ["/bin/true"], new={"mnt"}, steps=[MountInRoot(root, "tmpfs", "/dangling/x", fstype="tmpfs", create="dir")]
+        )
+    assert not (root / "nowhere").exists() and not Path("/nowhere").exists()
