@@ -1,7 +1,7 @@
 /*
  * Root file system assembly in the child: mounts and files whose path must be
  * resolved *inside* the new root, so that a symlink in an image can never
- * point a mount at the host.  Private to the core; used by spawn.c.
+ * point a mount at the host.  Private to the core; used by child.c.
  *
  * Every function runs between clone and exec: system calls only, stack
  * buffers, no allocation; each returns 0 or -errno.

@@ -1,0 +1,369 @@
+/*
+ * The plan runner of a spawned child (see child.h and spawn.c's protocol):
+ * each step is a few system calls; the first failure is reported to the
+ * parent as (step index, errno) and the child exits.
+ */
+#include "child.h"
+
+#include <limits.h>
+
+#include "container.h"
+#include "security.h"
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static __attribute__((noreturn)) void child_fail(struct child_ctx *ctx, int index, int err)
+{
+    struct nsp_report r;
+    r.index = index;
+    r.kind = 0;
+    if (index >= 0 && index < ctx->cfg->nprefix)
+        r.kind = ctx->cfg->prefix[index].kind;
+    else if (index >= ctx->cfg->nprefix && index < ctx->cfg->nprefix + ctx->cfg->nsteps)
+        r.kind = ctx->cfg->steps[index - ctx->cfg->nprefix].kind;
+    r.err = err > 0 ? err : EIO;
+    r.pad = 0;
+    nsp_root_cache_drop(&ctx->root);
+    write_all(ctx->report_fd, &r, sizeof r);
+    _exit(127);
+}
+
+static void reset_signals(int cleared)
+{
+    struct sigaction dfl, old;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        /* CLONE_CLEAR_SIGHAND did the rest (handled -> default, ignored
+         * kept) instead of ~60 sigaction calls, 9 us of a spawn. */
+        if (cleared && sig != SIGPIPE && sig != SIGXFSZ)
+            continue;
+        if (sigaction(sig, NULL, &old) < 0)
+            continue;
+        /* Keep what the caller ignores, except the two Python ignores for
+         * itself (as subprocess' restore_signals does). */
+        if (old.sa_handler == SIG_IGN && sig != SIGPIPE && sig != SIGXFSZ)
+            continue;
+        if (old.sa_handler != SIG_DFL)
+            sigaction(sig, &dfl, NULL);
+    }
+}
+
+/* Move fd above 'floor' if it is at or below it; returns the fd to use. */
+static int lift_fd(int fd, int floor)
+{
+    if (fd < 0 || fd > floor)
+        return fd;
+    int n = fcntl(fd, F_DUPFD_CLOEXEC, floor + 1);
+    return n < 0 ? -errno : n;
+}
+
+static int mark_cloexec_from(int first)
+{
+    if (syscall(__NR_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    /* Kernels before 5.11: walk the plausible range. */
+    struct rlimit rl;
+    long max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < max)
+        max = (long)rl.rlim_cur;
+    for (int fd = first; fd < max; fd++) {
+        int fl = fcntl(fd, F_GETFD);
+        if (fl >= 0 && !(fl & FD_CLOEXEC))
+            fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
+{
+    int npairs = s->nints / 2;
+    int maxdst = 2;
+    for (int i = 0; i < npairs; i++)
+        if (s->ints[2 * i + 1] > maxdst)
+            maxdst = s->ints[2 * i + 1];
+    /* Our own pipes must survive the renumbering. */
+    int r = lift_fd(ctx->report_fd, maxdst); /* the report fd is always open */
+    if (r < 0)
+        return r;
+    ctx->report_fd = r;
+    if (ctx->sync_fd >= 0) {
+        r = lift_fd(ctx->sync_fd, maxdst);
+        if (r < 0)
+            return r;
+        ctx->sync_fd = r;
+    }
+    /* Stage every source above all targets first, so that a target never
+     * overwrites a source still to be used (e.g. 3->4 and 4->3). */
+    int tmp[npairs > 0 ? npairs : 1];
+    for (int i = 0; i < npairs; i++) {
+        tmp[i] = fcntl(s->ints[2 * i], F_DUPFD_CLOEXEC, maxdst + 1);
+        if (tmp[i] < 0)
+            return -errno;
+    }
+    if (!(s->flags & 1))
+        mark_cloexec_from(3);
+    for (int i = 0; i < npairs; i++) {
+        if (dup3(tmp[i], s->ints[2 * i + 1], 0) < 0)
+            return -errno;
+        close(tmp[i]);
+    }
+    return 0;
+}
+
+extern char **environ;
+
+static int do_exec(const struct nsp_step *s)
+{
+    /* No environment given: the caller's own, as CPython's subprocess does. */
+    char *const *envp = s->strv2 ? s->strv2 : environ;
+    const char *file = s->path;
+    if (strchr(file, '/') || s->str == NULL) {
+        execve(file, s->strv, envp);
+        return -errno;
+    }
+    /* PATH search, as execvpe does, without allocating. */
+    char buf[PATH_MAX];
+    size_t flen = strlen(file);
+    int seen_eacces = 0, last = ENOENT;
+    const char *p = s->str;
+    for (;;) {
+        const char *colon = strchr(p, ':');
+        size_t dlen = colon ? (size_t)(colon - p) : strlen(p);
+        if (dlen == 0) {
+            dlen = 1;
+            p = "."; /* an empty entry means the current directory */
+        }
+        if (dlen + 1 + flen + 1 <= sizeof buf) {
+            memcpy(buf, p, dlen);
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, s->strv, envp);
+            switch (errno) {
+            case EACCES:
+                seen_eacces = 1;
+                break;
+            case ENOENT:
+            case ENOTDIR:
+            case ELOOP:
+            case ENAMETOOLONG:
+            case ENODEV:
+            case ETIMEDOUT:
+            case ESTALE:
+                break;
+            default:
+                return -errno;
+            }
+            last = errno;
+        }
+        if (!colon)
+            break;
+        p = colon + 1;
+    }
+    return seen_eacces ? -EACCES : -last;
+}
+
+static int do_pivot_root(const char *new_root)
+{
+    /* pivot_root(".", "."): the old root is stacked under the new one and
+     * detached right away, so no put_old directory is needed. */
+    if (chdir(new_root) < 0)
+        return -errno;
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return -errno;
+    if (umount2(".", MNT_DETACH) < 0)
+        return -errno;
+    if (chdir("/") < 0)
+        return -errno;
+    return 0;
+}
+
+static int do_write_file(const struct nsp_step *s)
+{
+    int fd = open(s->path, O_WRONLY | O_CLOEXEC | ((s->flags & 1) ? O_CREAT | O_TRUNC : 0), 0644);
+    if (fd < 0)
+        return -errno;
+    const char *p = s->str;
+    size_t len = (size_t)s->a;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (close(fd) < 0)
+        return -errno;
+    return 0;
+}
+
+static int wait_for_parent(struct child_ctx *ctx)
+{
+    char c;
+    for (;;) {
+        ssize_t n = read(ctx->sync_fd, &c, 1);
+        if (n == 1)
+            return 0;
+        if (n == 0)
+            return -ECANCELED; /* the parent gave up */
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+#define CHECK(expr) ((expr) < 0 ? -errno : 0)
+
+static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
+{
+    switch (s->kind) {
+    case NSP_STEP_SYNC:
+        return wait_for_parent(ctx);
+    case NSP_STEP_SETNS:
+        return CHECK(setns((int)s->a, (int)s->b));
+    case NSP_STEP_UNSHARE:
+        return CHECK(unshare((int)s->a));
+    case NSP_STEP_SETHOSTNAME:
+        return CHECK(sethostname(s->str, strlen(s->str)));
+    case NSP_STEP_SETDOMAINNAME:
+        return CHECK(setdomainname(s->str, strlen(s->str)));
+    case NSP_STEP_MOUNT:
+        return CHECK(mount(s->path, s->path2, s->str, (unsigned long)s->a, s->str2));
+    case NSP_STEP_UMOUNT:
+        return CHECK(umount2(s->path, (int)s->a));
+    case NSP_STEP_MKDIR:
+        if (mkdir(s->path, (mode_t)s->a) < 0 && !((s->flags & 1) && errno == EEXIST))
+            return -errno;
+        return 0;
+    case NSP_STEP_PIVOT_ROOT:
+        return do_pivot_root(s->path);
+    case NSP_STEP_CHROOT:
+        if (chroot(s->path) < 0)
+            return -errno;
+        return CHECK(chdir("/"));
+    case NSP_STEP_CHDIR:
+        return CHECK(chdir(s->path));
+    case NSP_STEP_WRITE_FILE:
+        return do_write_file(s);
+    case NSP_STEP_SETGROUPS: {
+        gid_t groups[s->nints > 0 ? s->nints : 1];
+        for (int i = 0; i < s->nints; i++)
+            groups[i] = (gid_t)s->ints[i];
+        /* The raw call: glibc's setgroups broadcasts to all threads. */
+        return CHECK(syscall(SYS_setgroups, (size_t)s->nints, groups));
+    }
+    case NSP_STEP_SETRESGID:
+        return CHECK(syscall(SYS_setresgid, (gid_t)s->a, (gid_t)s->a, (gid_t)s->a));
+    case NSP_STEP_SETRESUID:
+        return CHECK(syscall(SYS_setresuid, (uid_t)s->a, (uid_t)s->a, (uid_t)s->a));
+    case NSP_STEP_FDMAP:
+        return do_fdmap(ctx, s);
+    case NSP_STEP_SETSID:
+        return CHECK(setsid());
+    case NSP_STEP_SETCTTY:
+        return CHECK(ioctl((int)s->a, TIOCSCTTY, 0));
+    case NSP_STEP_PDEATHSIG:
+        return CHECK(prctl(PR_SET_PDEATHSIG, (unsigned long)s->a, 0, 0, 0));
+    case NSP_STEP_NO_NEW_PRIVS:
+        return CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    case NSP_STEP_RLIMIT: {
+        struct rlimit rl;
+        rl.rlim_cur = s->b < 0 ? RLIM_INFINITY : (rlim_t)s->b;
+        rl.rlim_max = s->c < 0 ? RLIM_INFINITY : (rlim_t)s->c;
+        return CHECK(setrlimit((int)s->a, &rl));
+    }
+    case NSP_STEP_UMASK:
+        umask((mode_t)s->a);
+        return 0;
+    case NSP_STEP_SYMLINK:
+        if (symlink(s->path, s->path2) < 0 && !((s->flags & 1) && errno == EEXIST))
+            return -errno;
+        return 0;
+    case NSP_STEP_MKNOD:
+        if (mknod(s->path, (mode_t)s->a, (dev_t)s->b) < 0 && !((s->flags & 1) && errno == EEXIST))
+            return -errno;
+        return 0;
+    case NSP_STEP_CLOSE_FD:
+        return CHECK(close((int)s->a));
+    case NSP_STEP_EXEC:
+        /* The caller's signal mask comes back only now: until here no
+         * handler of the parent's may run in the child. */
+        sigprocmask(SIG_SETMASK, &ctx->mask, NULL);
+        return do_exec(s);
+    case NSP_STEP_DUMPABLE:
+        return CHECK(prctl(PR_SET_DUMPABLE, (unsigned long)s->a, 0, 0, 0));
+    case NSP_STEP_CAPS:
+        return nsp_child_set_caps(s);
+    case NSP_STEP_SECCOMP:
+        return nsp_child_seccomp(s);
+    case NSP_STEP_IFUP:
+        return nsp_child_ifup(s->str);
+    case NSP_STEP_INIT: {
+        /* Only the payload side returns; pid 1 must not hold our pipes, or
+         * the parent would never see EOF on exec. */
+        int r = nsp_child_become_init(ctx->report_fd, ctx->sync_fd);
+        return r;
+    }
+    case NSP_STEP_MASK:
+        return nsp_child_mask(s->path);
+    case NSP_STEP_MOUNT_IN_ROOT:
+        return nsp_root_mount(&ctx->root, s);
+    case NSP_STEP_CREATE_IN_ROOT:
+        return nsp_root_create(&ctx->root, s);
+    case NSP_STEP_ENTER_ROOT:
+        return nsp_root_enter(s);
+    case NSP_STEP_MOUNT_FS:
+        return nsp_root_mount_fs(s);
+    default:
+        return -EINVAL;
+    }
+}
+
+int nsp_child_main(void *arg)
+{
+    struct child_ctx *ctx = arg;
+    const struct nsp_spawn_config *cfg = ctx->cfg;
+    long long *times = cfg->use_vfork ? cfg->step_ns : NULL; /* shared memory only */
+    reset_signals(ctx->handlers_cleared);
+    if (times)
+        times[1] = nsp_clock_ns();
+    for (int i = 0; i < cfg->nprefix + cfg->nsteps; i++) {
+        const struct nsp_step *s = i < cfg->nprefix ? &cfg->prefix[i] : &cfg->steps[i - cfg->nprefix];
+        if (s->kind != NSP_STEP_MOUNT_IN_ROOT && s->kind != NSP_STEP_CREATE_IN_ROOT)
+            nsp_root_cache_drop(&ctx->root); /* see rootfs.h: not across other steps */
+        int r = run_step(ctx, s);
+        if (times)
+            times[i + 2] = nsp_clock_ns();
+        if (r == -ENOENT && (s->flags & NSP_STEP_OPTIONAL))
+            continue;
+        if (r < 0) {
+            /* exec may have restored the mask before failing */
+            sigset_t all;
+            sigfillset(&all);
+            sigprocmask(SIG_SETMASK, &all, NULL);
+            child_fail(ctx, i, -r);
+        }
+    }
+    /* A plan without an exec step: the setup itself was the job. */
+    nsp_root_cache_drop(&ctx->root);
+    _exit(0);
+}
