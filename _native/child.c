@@ -333,6 +333,17 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         return nsp_root_enter(s);
     case NSP_STEP_MOUNT_FS:
         return nsp_root_mount_fs(s);
+    case NSP_STEP_KEEP_FD: {
+        /* Only a child that shares the parent's memory and descriptor table
+         * can leave it a descriptor this way. */
+        if (!ctx->cfg->kept_fd || !ctx->cfg->use_vfork || !(ctx->cfg->clone_flags & CLONE_FILES))
+            return -EINVAL;
+        int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        *ctx->cfg->kept_fd = fd;
+        return 0;
+    }
     default:
         return -EINVAL;
     }

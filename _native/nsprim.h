@@ -93,8 +93,11 @@ enum nsp_step_kind {
                                  strv[0] (see rootfs.h for all fields)        */
     NSP_STEP_CREATE_IN_ROOT,  /* mkdir/mknod/symlink/file inside root strv[0] */
     NSP_STEP_ENTER_ROOT,      /* path: pivot_root (flags 1: or chroot), detach */
-    NSP_STEP_MOUNT_FS         /* new mount API: str = fstype, strv = params,
+    NSP_STEP_MOUNT_FS,        /* new mount API: str = fstype, strv = params,
                                  path2 = target, a = MOUNT_ATTR_* flags       */
+    NSP_STEP_KEEP_FD          /* path: open it (O_RDONLY) and leave the
+                                 descriptor to the parent in config->kept_fd
+                                 (vfork mode with CLONE_FILES only)          */
 };
 
 /* In any step's flags: a missing path (ENOENT) is not a failure. */
@@ -126,6 +129,7 @@ struct nsp_spawn_config {
     const struct nsp_step *steps;
     int nsteps;
     int use_vfork;                   /* share memory until exec (no SYNC steps) */
+    int *kept_fd;                    /* where NSP_STEP_KEEP_FD stores its fd */
     long long *step_ns;              /* NULL, or nprefix + nsteps + 3 clock
                                         readings (CLOCK_MONOTONIC, ns): before
                                         clone, child start, after each step,

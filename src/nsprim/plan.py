@@ -31,6 +31,7 @@ __all__ = [
     "Plan",
     "Sync",
     "SetNs",
+    "KeepFd",
     "Unshare",
     "SetHostname",
     "SetDomainname",
@@ -512,6 +513,26 @@ class Exec(Step):
             strv=tuple(a if isinstance(a, bytes) else a.encode() for a in self.argv),
             strv2=envp,
         )
+
+
+@dataclass(frozen=True)
+class KeepFd(Step):
+    """Open *file* and leave the descriptor to the parent (``start(keep_fd=True)``).
+
+    For a child that shares the parent's memory and descriptor table (vfork
+    mode with ``CLONE_FILES``): how a short-lived child hands over a
+    namespace it made, say ``/proc/thread-self/ns/mnt``, before it exits.
+    """
+
+    file: StrPath
+    operation: ClassVar[str] = "open"
+
+    @property
+    def path(self) -> str | None:
+        return os.fspath(self.file)
+
+    def lower(self) -> RawStep:
+        return RawStep(StepKind.KEEP_FD, path=_b(self.file))
 
 
 @dataclass(frozen=True)

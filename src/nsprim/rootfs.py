@@ -297,18 +297,17 @@ class RootFS:
         runs.  Needs a new mount namespace (``new={"mnt", ...}``), and a new
         pid namespace for ``/proc`` to show only the container's processes.
         """
+        return self.prepare_steps() + self.finish_steps()
+
+    def prepare_steps(self) -> list[Step]:
+        """The first part of :meth:`steps`: the root, ``/sys`` and ``/dev``.
+
+        None of it depends on the pid, cgroup or user namespace of the process
+        that runs it (``/sys`` shows the network namespace it runs in), so it
+        can be done ahead of time in a mount namespace made for it, which the
+        container's process then joins to run :meth:`finish_steps`.
+        """
         steps = self._root_steps()
-        if self.proc:
-            steps.append(
-                self._in(
-                    "/proc",
-                    source="proc",
-                    fstype="proc",
-                    flags=int(_KERNEL_FS_FLAGS),
-                    create="dir",
-                    follow_symlinks=False,
-                )
-            )
         if self.sysfs:
             steps.append(
                 self._in(
@@ -322,6 +321,22 @@ class RootFS:
             )
         if self.dev:
             steps += self._dev_steps()
+        return steps
+
+    def finish_steps(self) -> list[Step]:
+        """The rest of :meth:`steps`: ``/proc``, the mounts asked for, masks, read-only paths, entering."""
+        steps: list[Step] = []
+        if self.proc:  # shows the pid namespace of the process that mounts it
+            steps.append(
+                self._in(
+                    "/proc",
+                    source="proc",
+                    fstype="proc",
+                    flags=int(_KERNEL_FS_FLAGS),
+                    create="dir",
+                    follow_symlinks=False,
+                )
+            )
         for t in self.tmpfs:
             steps.append(
                 self._in(t.target, source="tmpfs", fstype="tmpfs", flags=int(t.flags), data=t.data, create="dir")

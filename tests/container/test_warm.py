@@ -143,3 +143,42 @@ def test_ended_containers_groups_are_removed_by_the_pool(rootfs: Path) -> None:
         dirs = list(c.cgroup.directories.values())  # type: ignore[union-attr]
         c.close()
     assert not any(d.exists() for d in dirs)  # close() waits for the pool's removals
+
+
+def _mount_shape(mountinfo: str) -> list[str]:
+    """mountinfo without the ids and device numbers that differ from one container to the next."""
+    return sorted(" ".join(line.split()[3:]) for line in mountinfo.splitlines())
+
+
+def test_a_root_made_ahead_looks_exactly_like_one_made_at_start(rootfs: Path) -> None:
+    show = [
+        "/bin/sh",
+        "-c",
+        "cat /proc/self/mountinfo; echo; ls /dev; readlink /proc/self/ns/mnt; echo hi > /x; cat /x",
+    ]
+    box = Container(show).image([rootfs]).memory("64M")  # an overlay with a throwaway upper layer
+    cold = box.run(capture_output=True)
+    assert cold.returncode == 0, cold.stderr
+    seen = set()
+    with box.warm(2) as w:
+        _wait_ready(w)
+        assert all(mnt >= 0 for _net, mnt in w._supply._netns)  # the roots were made ahead
+        for _ in range(3):
+            r = w.run(capture_output=True)
+            assert r.returncode == 0, r.stderr
+            mounts, rest = r.stdout.decode().split("\n\n")
+            assert _mount_shape(mounts) == _mount_shape(cold.stdout.decode().split("\n\n")[0])
+            *_dev, mnt, hi = rest.split()
+            assert rest.split()[:-2] == cold.stdout.decode().split("\n\n")[1].split()[:-2]  # the same /dev
+            assert hi == "hi"
+            seen.add(mnt)
+    assert len(seen) == 3  # a mount namespace of its own for each
+
+
+def test_keep_fd_needs_a_shared_descriptor_table() -> None:
+    import nsprim
+    from nsprim.errors import StepError
+    from nsprim.plan import KeepFd, Plan
+
+    with pytest.raises(StepError, match="open `/proc/thread-self/ns/mnt`: Invalid argument"):
+        nsprim.start(Plan((KeepFd("/proc/thread-self/ns/mnt"),)), keep_fd=True)

@@ -524,3 +524,18 @@ def test_missing_targets_are_made_inside_the_root_and_dangling_links_are_not_fol
             ["/bin/true"], new={"mnt"}, steps=[MountInRoot(root, "tmpfs", "/dangling/x", fstype="tmpfs", create="dir")]
         )
     assert not (root / "nowhere").exists() and not Path("/nowhere").exists()
+
+
+def test_the_root_in_two_parts(tmp_path: Path) -> None:
+    """prepare_steps (root, /sys, /dev: independent of the pid namespace) then finish_steps is steps()."""
+    from nsprim.plan import Mount
+    from nsprim.rootfs_steps import EnterRoot
+
+    root = busybox_root(tmp_path / "root")
+    rootfs = RootFS(root, binds=(Bind(root / "bin", "/mnt"),))
+    first, rest = rootfs.prepare_steps(), rootfs.finish_steps()
+    assert first + rest == rootfs.steps()
+    described = [s.describe() for s in first]
+    assert any("`/sys`" in d for d in described) and any("`/dev`" in d for d in described)
+    assert not any("`/proc`" in d or "`/mnt`" in d for d in described)  # /proc and the binds come after
+    assert isinstance(first[0], Mount) and any(isinstance(s, EnterRoot) for s in rest)

@@ -58,6 +58,7 @@ class C:
     CLONE_NEWUSER: Final[int] = lib.CLONE_NEWUSER
     CLONE_NEWCGROUP: Final[int] = lib.CLONE_NEWCGROUP
     CLONE_NEWTIME: Final[int] = lib.CLONE_NEWTIME
+    CLONE_FILES: Final[int] = lib.CLONE_FILES
     SIGCHLD: Final[int] = lib.SIGCHLD
 
     MS_RDONLY: Final[int] = lib.MS_RDONLY

@@ -96,6 +96,7 @@ class NativeLib(Protocol):
     NSP_STEP_CREATE_IN_ROOT: int
     NSP_STEP_ENTER_ROOT: int
     NSP_STEP_MOUNT_FS: int
+    NSP_STEP_KEEP_FD: int
     NSP_STEP_OPTIONAL: int
     NSP_WATCH_CGROUP: int
     NSP_WATCH_PID: int
@@ -113,6 +114,7 @@ class NativeLib(Protocol):
     CLONE_NEWUSER: int
     CLONE_NEWCGROUP: int
     CLONE_NEWTIME: int
+    CLONE_FILES: int
     SIGCHLD: int
     MS_RDONLY: int
     MS_NOSUID: int

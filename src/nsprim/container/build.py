@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import _sys
 from .._sys import C
@@ -35,6 +35,7 @@ from ..plan import (
     FdMap,
     Init,
     InterfaceUp,
+    KeepFd,
     Mount,
     Plan,
     SetGid,
@@ -99,6 +100,14 @@ def _id_maps(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:
     return IdMap.single(0, os.geteuid()), IdMap.single(0, os.getegid())
 
 
+def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
+    """The first part of *cfg*'s root, made ahead of time by a child cloned into a new mount
+    namespace (and joined to the container's network namespace, for ``/sys``), which
+    leaves that namespace to its parent (:class:`~nsprim.plan.KeepFd`) and exits."""
+    steps = root_steps(cfg, state, userns=False, part="prepare")
+    return Plan((*steps, KeepFd("/proc/thread-self/ns/mnt")))
+
+
 def _veth_action(cfg: ContainerConfig) -> ParentAction:
     veth = cfg.veth
     assert veth is not None
@@ -143,8 +152,13 @@ def _body(
     proc_view: ProcView | None,
     cgroup_by_write: bool,
     for_exec: bool,
+    prepared: bool = False,
 ) -> tuple[Plan, int]:
-    """The configuration-dependent part of the plan, and the clone flags."""
+    """The configuration-dependent part of the plan, and the clone flags.
+
+    *prepared*: the child joins a mount namespace in which the first part of
+    the root is already made (:func:`prepare_plan`), instead of a new one.
+    """
     steps: list[Step] = []
     create = set(cfg.namespaces)
     clone_types = set(create) - {NamespaceType.TIME}
@@ -171,7 +185,10 @@ def _body(
         if cfg.root is None:  # (RootFS starts with this itself)
             steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
         userns = NamespaceType.USER in create
-        steps += root_steps(cfg, state, userns=userns, proc_view=proc_view, hierarchies=hierarchies)
+        part: Literal["all", "finish"] = "finish" if prepared else "all"
+        steps += root_steps(cfg, state, userns=userns, proc_view=proc_view, hierarchies=hierarchies, part=part)
+        if prepared:
+            clone_types.discard(NamespaceType.MNT)
     if cfg.hostname is not None:
         steps.append(SetHostname(cfg.hostname))
     if cfg.network is Network.NONE and NamespaceType.NET in create:
@@ -229,6 +246,7 @@ def build_plan(
     proc_view: ProcView | None = None,
     for_exec: bool = False,
     netns_fd: int = -1,
+    mntns_fd: int = -1,
 ) -> ChildPlan:
     """The child's plan, clone flags, cgroup descriptor and parent actions for *cfg*.
 
@@ -236,7 +254,9 @@ def build_plan(
     (``CLONE_INTO_CGROUP``, with a vfork-like clone3 where the plan allows)
     and joins v1 groups by writing ``0`` to their ``tasks`` first thing.
     *netns_fd*, a fresh network namespace made ahead of time, is joined
-    first instead of creating one at clone time (the plan body is the same).
+    first instead of creating one at clone time (the plan body is the same);
+    *mntns_fd*, a mount namespace made by :func:`prepare_plan` in that network
+    namespace, is joined instead of a new one, and the body only finishes the root.
     """
     dirs = cgroup.directories if cgroup is not None else {}
     v2 = [d for h, d in dirs.items() if h.version == 2]
@@ -256,12 +276,15 @@ def build_plan(
         prefix.insert(0, SetNs(netns_fd, NamespaceType.NET.flag))
     # The standard streams first: the descriptors differ for every container.
     prefix.append(FdMap(tuple(stdio)))
+    prepared = mntns_fd >= 0
+    if prepared:  # after the cgroup joins: their paths are the host's
+        prefix.append(SetNs(mntns_fd, NamespaceType.MNT.flag))
     hierarchies = tuple(h.mount_point for h in dirs)
-    args = (cfg, state, hierarchies, tuple(joined), proc_view, cgroup_by_write, for_exec)
+    args = (cfg, state, hierarchies, tuple(joined), proc_view, cgroup_by_write, for_exec, prepared)
     if joined or proc_view is not None or for_exec:
         body, flags = _body(*args)  # descriptors or paths of this container only
     else:
-        key = (cfg, state, hierarchies, cgroup_by_write, os.geteuid(), id(cached_host_info()))
+        key = (cfg, state, hierarchies, cgroup_by_write, prepared, os.geteuid(), id(cached_host_info()))
         body, flags = _cached_body(key, lambda: _body(*args))
     if netns_fd >= 0:
         flags &= ~NamespaceType.NET.flag

@@ -12,7 +12,7 @@ at the host.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .._sys import C
 from ..plan import Mkdir, Mount, Step
@@ -128,13 +128,20 @@ def root_steps(
     userns: bool,
     proc_view: ProcView | None = None,
     hierarchies: tuple[Path, ...] = (),
+    part: Literal["all", "prepare", "finish"] = "all",
 ) -> list[Step]:
     """The steps that build and enter the container's root (none without one).
 
     *proc_view*: its files are bound over ``/proc/meminfo``... after ``/proc``
-    and ``/sys`` are mounted, before entering the root.
+    and ``/sys`` are mounted, before entering the root.  *part* ``prepare`` is
+    what can be made ahead of time in a mount namespace of its own (the root,
+    ``/sys``, ``/dev``: see :meth:`RootFS.prepare_steps
+    <nsprim.rootfs.RootFS.prepare_steps>`), ``finish`` the rest, run by the
+    container's process once it joined that namespace.
     """
     if cfg.root is None or state is None:
+        if part == "prepare":
+            return []
         # No root of its own: the host's view, private to the container's mount namespace.
         plain = [s for m in cfg.mounts for s in _plain_mount_steps(m)]
         return plain + (proc_view.steps(None) if proc_view is not None else [])  # nsprim: proc_view
@@ -151,12 +158,17 @@ def root_steps(
         tmpfs=tmpfs,
         readonly_paths=(*DEFAULT_READONLY_PATHS, *cfg.readonly_paths),
     )
-    steps = rootfs.steps()
-    # The overlay (or bind) must exist before RootFS binds the root onto itself.
-    steps[1:1] = make_root
-    enter = next(i for i, s in enumerate(steps) if isinstance(s, EnterRoot))
+    prepare: list[Step] = []
+    if part != "finish":
+        prepare = rootfs.prepare_steps()
+        # The overlay (or bind) must exist before RootFS binds the root onto itself.
+        prepare[1:1] = make_root
+        if part == "prepare":
+            return prepare
+    finish = rootfs.finish_steps()
+    enter = next(i for i, s in enumerate(finish) if isinstance(s, EnterRoot))
     extra = _cgroup_fs_steps(root, userns=userns, hierarchies=hierarchies)
     if proc_view is not None:  # nsprim: proc_view
         extra += proc_view.steps(root)
-    steps[enter:enter] = extra
-    return steps
+    finish[enter:enter] = extra
+    return prepare + finish

@@ -404,11 +404,11 @@ def start_container(
     config.validate()
     config = config.resolve_user()
     prep = _Prepared(config, warm)
-    netns_fd = -1
+    netns_fd = mntns_fd = -1
     try:
         prep.setup()
-        if warm is not None and not any(t is NamespaceType.NET for t, _p in config.join):
-            netns_fd = warm.take_netns() or -1
+        if warm is not None:
+            netns_fd, mntns_fd = warm.take_namespaces() or (-1, -1)
         proc = _launch(
             config,
             lambda pairs: build_plan(
@@ -419,6 +419,7 @@ def start_container(
                 joined=prep.namespaces,
                 proc_view=prep.proc_view,
                 netns_fd=netns_fd,
+                mntns_fd=mntns_fd,
             ),
             stdin,
             stdout,
@@ -429,8 +430,9 @@ def start_container(
         prep.release()
         raise
     finally:
-        if netns_fd >= 0:  # the child holds it now, or starting failed
-            os.close(netns_fd)
+        for fd in (netns_fd, mntns_fd):  # the child holds them now, or starting failed
+            if fd >= 0:
+                os.close(fd)
     if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
         prep.proc_view.start_refresher(config.proc_view_refresh)
     if not config.detach and prep.cgroup is None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _sys
 from .._sys import watcher
-from ..errors import ConfigError
+from ..errors import ConfigError, NsprimError
 from ..namespace import NamespaceType
 
 if TYPE_CHECKING:
@@ -51,13 +51,24 @@ _live: weakref.WeakSet[_Supply] = weakref.WeakSet()
 class _Supply:
     """The prepared network namespaces and cgroups of one configuration, and the thread that makes them."""
 
-    def __init__(self, config: ContainerConfig, size: int, make_cgroup: Callable[[str], CGroup]) -> None:
+    def __init__(
+        self,
+        config: ContainerConfig,
+        size: int,
+        make_cgroup: Callable[[str], CGroup],
+        prepare_root: Callable[[int], int] | None = None,
+    ) -> None:
         ns = config.namespaces
-        self.wants_netns = NamespaceType.NET in ns and NamespaceType.USER not in ns and os.geteuid() == 0
+        joins = {t for t, _p in config.join}
+        self.wants_netns = (
+            NamespaceType.NET in ns and NamespaceType.USER not in ns and NamespaceType.NET not in joins
+        ) and os.geteuid() == 0
         self.wants_cgroups = os.geteuid() == 0 and config.name is None and not config.detach
         self.size = size
         self._make_cgroup = make_cgroup
-        self._netns: deque[int] = deque()
+        # A root made ahead needs the network namespace it is made in (for /sys).
+        self._prepare_root = prepare_root if self.wants_netns else None
+        self._netns: deque[tuple[int, int]] = deque()  # (network namespace, prepared mount namespace or -1)
         self._cgroups: deque[CGroup] = deque()
         self._finished: deque[CGroup] = deque()  # groups of ended containers, to remove
         self._cond = threading.Condition()
@@ -82,6 +93,10 @@ class _Supply:
         )
 
     def _fill(self) -> None:
+        # Second to every other thread: this work must not take a CPU from a start in progress (with a
+        # non-preemptible kernel, a waking start would wait for a namespace creation to finish).
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         while True:
             with self._cond:
                 while not self._closed and not any(self._short()) and not self._finished:
@@ -93,7 +108,7 @@ class _Supply:
             try:
                 # What the next start waits for comes first; removals after.
                 if need_ns:
-                    self._offer_netns(_sys.netns_new())
+                    self._offer_netns(self._make_namespaces())
                 if need_cg:
                     cg = self._make_cgroup(f"nsprim-{secrets.token_hex(6)}")
                     self._offer_cgroup(cg)
@@ -106,12 +121,22 @@ class _Supply:
                     self.alive = False
                 return
 
-    def _offer_netns(self, fd: int) -> None:
+    def _make_namespaces(self) -> tuple[int, int]:
+        net = _sys.netns_new()
+        if self._prepare_root is None:
+            return net, -1
+        try:
+            return net, self._prepare_root(net)
+        except BaseException:
+            os.close(net)
+            raise
+
+    def _offer_netns(self, fds: tuple[int, int]) -> None:
         with self._cond:
             if not self._closed:
-                self._netns.append(fd)
+                self._netns.append(fds)
                 return
-        os.close(fd)
+        _close_pair(fds)
 
     def _offer_cgroup(self, cg: CGroup) -> None:
         with self._cond:
@@ -122,8 +147,9 @@ class _Supply:
 
     # ---- the starting side -------------------------------------------------------------
 
-    def take_netns(self) -> int | None:
-        """A ready network namespace's descriptor (the caller closes it), or None."""
+    def take_namespaces(self) -> tuple[int, int] | None:
+        """A ready (network namespace, prepared mount namespace or -1) pair of descriptors
+        (the caller closes them), or None."""
         with self._cond:
             if not self._netns:
                 if self.wants_netns:
@@ -164,7 +190,7 @@ class _Supply:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         while self._netns:
-            os.close(self._netns.popleft())
+            _close_pair(self._netns.popleft())
         errors: list[BaseException] = []
         for queue in (self._cgroups, self._finished):
             while queue:
@@ -182,9 +208,46 @@ class _Supply:
         self._thread = None
         while self._netns:
             with contextlib.suppress(OSError):
-                os.close(self._netns.popleft())
+                _close_pair(self._netns.popleft())
         self._cgroups.clear()
         self._finished.clear()
+
+
+def _close_pair(fds: tuple[int, int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _root_preparer(config: ContainerConfig) -> Callable[[int], int] | None:
+    """For a container with a root of its own in a new mount namespace: a function that makes the
+    first part of that root (the overlay, ``/sys``, ``/dev``) in a new mount namespace, in the given
+    network namespace, and returns a descriptor of it."""
+    if config.root is None or NamespaceType.MNT not in config.namespaces or config.join:
+        return None
+    from ..plan import Plan, SetNs
+    from ..process import start
+    from .build import prepare_plan
+    from .rootfs import host_dirs
+    from .running import state_dir
+
+    state = state_dir()
+    for d in host_dirs(config, state):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    plan = prepare_plan(config, state)
+    flags = _sys.C.CLONE_NEWNS | _sys.C.CLONE_FILES
+
+    def prepare(netns_fd: int) -> int:
+        proc = start(plan, prefix=Plan((SetNs(netns_fd, NamespaceType.NET.flag),)), clone_flags=flags, keep_fd=True)
+        with proc:
+            status = proc.wait()
+        if status != 0 or proc.kept_fd < 0:  # cannot happen: a failed step raises in start()
+            if proc.kept_fd >= 0:
+                os.close(proc.kept_fd)
+            raise NsprimError(f"preparing a root: the child exited with {status}")
+        return proc.kept_fd
+
+    return prepare
 
 
 def _remove(cg: CGroup) -> None:
@@ -229,7 +292,9 @@ class WarmContainer:
 
         config.validate()
         self.config = config
-        self._supply = _Supply(config, size, lambda name: _watched(_create_cgroup(name, config)))
+        self._supply = _Supply(
+            config, size, lambda name: _watched(_create_cgroup(name, config)), _root_preparer(config)
+        )
 
     @property
     def hits(self) -> int:
