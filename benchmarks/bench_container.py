@@ -9,9 +9,10 @@ with ``true`` and ``sh``, built once per run in a temporary directory):
   as lower layer, an ephemeral upper) entered with pivot_root, /proc and /dev, a cgroup with memory and pids
   limits, created and deleted per container (under a parent ``nsprim-test-bench-<random>``)
 * ``nsprim warm`` — the same template through ``Container.warm(2)``: a background thread keeps two fresh
-  network namespaces (loopback up) and two cgroups with the limits applied ready; each start joins one and
-  takes one (every container still gets its own new ones; the thread's work is not in the timing, but it runs
-  on this same 2-core machine during the run)
+  network namespaces (loopback up), each with a mount namespace holding the first part of the root (overlay,
+  /sys, /dev), and two cgroups with the limits applied ready, and removes ended containers' groups; each start
+  joins one pair and takes one group (every container still gets its own new ones; the thread's work is not in
+  the timing, but it runs on this same 2-core machine during the run)
 * ``bwrap``  — ``subprocess.run(["bwrap", "--unshare-all", "--die-with-parent", ROOT..., "--proc", "/proc",
   "--dev", "/dev", "/bin/true"])``; the root an overlay (``--overlay-src ROOT --tmp-overlay /``) when this
   bwrap has it, else ``--ro-bind ROOT /``.  bwrap sets no cgroup limits at all
@@ -688,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             h.Case(
                 "nsprim warm",
                 h.timed(nsprim_case(warm), pace),
-                f"Container.warm({WARM_SIZE}).run(): the same, network namespace and cgroup made ahead",
+                f"Container.warm({WARM_SIZE}).run(): the same, namespaces, root part and cgroup made ahead",
             )
         )
         bwrap = h.tool("bwrap")

@@ -1,14 +1,20 @@
 """Warm containers: what every start of a template needs, made ahead of time.
 
-Two things a container start pays for do not depend on the container itself:
-its network namespace (the most expensive namespace to create: the loopback
-device and the per-namespace tables, about 0.4 ms here) and its cgroup (a
-directory in each hierarchy, and the limits).  A :class:`WarmContainer` keeps
-a few of each ready, made by a background thread, so that a start joins a
-fresh, never used network namespace (one ``setns``) and takes a group whose
-limits are already in place, as serverless platforms keep warm sandboxes.
-Every container still gets its own namespaces and its own cgroup; nothing is
-reused.
+Three things a container start pays for do not depend on the container's
+processes: its network namespace (the most expensive namespace to create: the
+loopback device and the per-namespace tables, about 0.4 ms here), the first
+part of its root file system (the overlay, ``/sys`` and ``/dev``: nothing in
+them depends on the pid namespace) and its cgroup (a directory in each
+hierarchy, and the limits).  A :class:`WarmContainer` keeps a few of each
+ready, made by a background thread, so that a start joins a fresh, never used
+network namespace and a mount namespace with that part of the root already
+mounted (two ``setns``), and takes a group whose limits are already in place,
+as serverless platforms keep warm sandboxes.  Every container still gets its
+own namespaces, root and cgroup; nothing is reused.  The root is made by a
+short-lived child cloned into a new mount namespace inside the prepared
+network namespace, running the same plan steps a start would
+(:meth:`RootFS.prepare_steps <nsprim.rootfs.RootFS.prepare_steps>`); the start
+runs the rest (``/proc``, masks, cgroup file systems, ``pivot_root``...).
 
 The same thread removes the cgroups of ended containers, after their
 statistics were read: ``run()`` returns without waiting for the ``rmdir``
