@@ -20,14 +20,14 @@ SHOW = "readlink /proc/self/ns/net; cat /sys/class/net/lo/operstate; ls /sys/cla
 
 
 def _netns_fds() -> set[str]:
-    """Our descriptors open on network namespaces."""
+    """Our descriptors open on network and mount namespaces."""
     found = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if target.startswith("net:["):
+        if target.startswith(("net:[", "mnt:[")):
             found.add(target)
     return found
 

@@ -94,6 +94,7 @@ class _Prepared:
         self.namespaces: list[Namespace] = []
         self.proc_view: ProcView | None = None  # nsprim: proc_view
         self.watched_pid: int | None = None  # registered with the watcher (no cgroup to do it)
+        self.mntns_fd = -1  # a warm pool's prepared mount namespace, held until the end
 
     def setup(self) -> None:
         cfg = self.config
@@ -136,8 +137,16 @@ class _Prepared:
             with contextlib.suppress(NsprimError, OSError):
                 watcher.forget_pid(self.watched_pid)
             self.watched_pid = None
-        if self.cgroup is not None and self.warm is not None and self.watching and self.warm.finished(self.cgroup):
-            self.cgroup = None  # the warm pool's thread removes it (it stays watched until then)
+        if self.warm is not None and (self.mntns_fd >= 0 or (self.cgroup is not None and self.watching)):
+            # The warm pool's thread closes the namespace and removes the group (watched until then).
+            cg = self.cgroup if self.watching else None
+            if self.warm.finished(cg, self.mntns_fd):
+                self.mntns_fd = -1
+                if cg is not None:
+                    self.cgroup = None
+        if self.mntns_fd >= 0:
+            os.close(self.mntns_fd)
+            self.mntns_fd = -1
         if self.cgroup is not None:
             try:
                 try:  # usually empty by now: try the removal first (a group already gone is fine)
@@ -409,6 +418,9 @@ def start_container(
         prep.setup()
         if warm is not None:
             netns_fd, mntns_fd = warm.take_namespaces() or (-1, -1)
+            # Kept until the container ended, then closed by the pool's thread: the
+            # namespace's mounts are taken down there, not by the payload's exit.
+            prep.mntns_fd = mntns_fd
         proc = _launch(
             config,
             lambda pairs: build_plan(
@@ -430,9 +442,8 @@ def start_container(
         prep.release()
         raise
     finally:
-        for fd in (netns_fd, mntns_fd):  # the child holds them now, or starting failed
-            if fd >= 0:
-                os.close(fd)
+        if netns_fd >= 0:  # the child holds it now, or starting failed
+            os.close(netns_fd)
     if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
         prep.proc_view.start_refresher(config.proc_view_refresh)
     if not config.detach and prep.cgroup is None:

@@ -76,7 +76,8 @@ class _Supply:
         self._prepare_root = prepare_root if self.wants_netns else None
         self._netns: deque[tuple[int, int]] = deque()  # (network namespace, prepared mount namespace or -1)
         self._cgroups: deque[CGroup] = deque()
-        self._finished: deque[CGroup] = deque()  # groups of ended containers, to remove
+        # Ended containers' groups to remove and prepared mount namespaces to close (-1: none).
+        self._finished: deque[tuple[CGroup | None, int]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self.error: BaseException | None = None
@@ -119,7 +120,7 @@ class _Supply:
                     cg = self._make_cgroup(f"nsprim-{secrets.token_hex(6)}")
                     self._offer_cgroup(cg)
                 if done is not None:
-                    _remove(done)
+                    _dispose(done)
             except BaseException as exc:  # keep the reason; starts go on without the pool
                 with self._cond:
                     self.error = exc
@@ -176,15 +177,16 @@ class _Supply:
             self._cond.notify()
             return self._cgroups.popleft()
 
-    def finished(self, cg: CGroup) -> bool:
-        """Hand over the (watched) group of an ended container for removal by the thread.
+    def finished(self, cg: CGroup | None, mntns_fd: int = -1) -> bool:
+        """Hand over what an ended container used: its (watched) group to remove, its
+        prepared mount namespace to close (the thread then takes its mounts down).
 
-        False if the thread is not running: the caller removes it itself.
+        False if the thread is not running: the caller disposes of them itself.
         """
         with self._cond:
             if self._closed or not self.alive or self._thread is None:
                 return False
-            self._finished.append(cg)
+            self._finished.append((cg, mntns_fd))
             self._cond.notify()
             return True
 
@@ -198,12 +200,14 @@ class _Supply:
         while self._netns:
             _close_pair(self._netns.popleft())
         errors: list[BaseException] = []
-        for queue in (self._cgroups, self._finished):
-            while queue:
-                try:
-                    _remove(queue.popleft())
-                except BaseException as exc:
-                    errors.append(exc)
+        while self._finished or self._cgroups:
+            try:
+                if self._finished:
+                    _dispose(self._finished.popleft())
+                else:
+                    _remove(self._cgroups.popleft())
+            except BaseException as exc:
+                errors.append(exc)
         _live.discard(self)
         if errors:
             raise errors[0]
@@ -216,7 +220,11 @@ class _Supply:
             with contextlib.suppress(OSError):
                 _close_pair(self._netns.popleft())
         self._cgroups.clear()
-        self._finished.clear()
+        while self._finished:
+            fd = self._finished.popleft()[1]
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def _close_pair(fds: tuple[int, int]) -> None:
@@ -254,6 +262,15 @@ def _root_preparer(config: ContainerConfig) -> Callable[[int], int] | None:
         return proc.kept_fd
 
     return prepare
+
+
+def _dispose(done: tuple[CGroup | None, int]) -> None:
+    """Close an ended container's mount namespace (its mounts go), then remove its group."""
+    cg, fd = done
+    if fd >= 0:
+        os.close(fd)
+    if cg is not None:
+        _remove(cg)
 
 
 def _remove(cg: CGroup) -> None:
