@@ -182,3 +182,26 @@ def test_keep_fd_needs_a_shared_descriptor_table() -> None:
 
     with pytest.raises(StepError, match="open `/proc/thread-self/ns/mnt`: Invalid argument"):
         nsprim.start(Plan((KeepFd("/proc/thread-self/ns/mnt"),)), keep_fd=True)
+
+
+def test_a_pool_left_open_is_closed_at_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import nsprim
+
+    script = (
+        "import time\n"
+        "from nsprim.container import Container\n"
+        "box = Container(['true']).host_root().memory('64M').warm(2)\n"
+        "deadline = time.monotonic() + 10\n"
+        "while len(box._supply._cgroups) < 2 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print(*(d for cg in box._supply._cgroups for d in cg.directories.values()))\n"
+    )
+    src = str(Path(nsprim.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": src}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    dirs = [Path(d) for d in out.stdout.split()]
+    assert dirs and not any(d.exists() for d in dirs)  # removed at exit, not later by the watcher

@@ -29,6 +29,7 @@ container's: if this process dies, they are removed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
@@ -291,7 +292,17 @@ def _after_fork_in_child() -> None:
         supply.forget_after_fork()
 
 
+def _close_all_at_exit() -> None:
+    """A pool not closed by its owner: stop its thread and remove what it holds before the
+    interpreter goes (the watcher would remove the groups anyway, once this process is gone)."""
+    for supply in list(_live):
+        if supply.owner == os.getpid():
+            with contextlib.suppress(Exception):
+                supply.close()
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)
 
 
 class WarmContainer:
