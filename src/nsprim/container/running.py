@@ -149,13 +149,7 @@ class _Prepared:
             self.mntns_fd = -1
         if self.cgroup is not None:
             try:
-                try:  # usually empty by now: try the removal first (a group already gone is fine)
-                    self.cgroup.delete(recursive=True)
-                except CGroupBusyError:
-                    self.cgroup.kill()  # waits until the group is empty
-                    self.cgroup.delete(recursive=True)
-                if self.watching:
-                    watcher.forget_cgroups(self.cgroup.directories.values())
+                remove_group(self.cgroup, forget=self.watching)
             except BaseException as exc:
                 errors.append(exc)
             self.cgroup = None
@@ -196,6 +190,18 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
 
 
 _parents: dict[str, tuple[HostInfo, CGroup]] = {}
+
+
+def remove_group(cg: CGroup, *, forget: bool = True) -> None:
+    """Delete an ended container's group (a group already gone is fine) and, with *forget*,
+    its registration with the cleanup watcher."""
+    try:  # usually empty by now: try the removal first
+        cg.delete(recursive=True)
+    except CGroupBusyError:  # stragglers (processes moved away from its pid namespace)
+        cg.kill()  # waits until the group is empty
+        cg.delete(recursive=True)
+    if forget:
+        watcher.forget_cgroups(cg.directories.values())
 
 
 def _watched(cg: CGroup) -> CGroup:

@@ -41,7 +41,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .. import _sys
-from .._sys import watcher
 from ..errors import ConfigError, NsprimError
 from ..namespace import NamespaceType
 
@@ -276,15 +275,9 @@ def _dispose(done: tuple[CGroup | None, int]) -> None:
 
 def _remove(cg: CGroup) -> None:
     """Delete a group (prepared and unused, or of an ended container) and drop its watcher registration."""
-    from ..cgroup import CGroupBusyError
+    from .running import remove_group
 
-    if cg.exists():
-        try:
-            cg.delete(recursive=True)
-        except CGroupBusyError:  # an ended container's stragglers (processes it moved away from its init)
-            cg.kill()
-            cg.delete(recursive=True)
-    watcher.forget_cgroups(cg.directories.values())
+    remove_group(cg)
 
 
 def _after_fork_in_child() -> None:
