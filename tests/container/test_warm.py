@@ -205,3 +205,22 @@ def test_a_pool_left_open_is_closed_at_exit(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     dirs = [Path(d) for d in out.stdout.split()]
     assert dirs and not any(d.exists() for d in dirs)  # removed at exit, not later by the watcher
+
+
+def test_a_failing_pool_falls_back_and_leaves_nothing(rootfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsprim import _sys
+    from nsprim.errors import SyscallError
+
+    def refuse(*, lo_up: bool = True) -> int:
+        raise SyscallError(1, "unshare", detail="make a network namespace")
+
+    monkeypatch.setattr(_sys, "netns_new", refuse)
+    fds_before = _netns_fds()
+    with Container(TRUE).rootfs(rootfs).memory("64M").warm(2) as box:
+        deadline = time.monotonic() + 5
+        while box.error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert isinstance(box.error, SyscallError) and "network namespace" in str(box.error)
+        for _ in range(2):  # the ordinary way now, all of it
+            assert box.run().returncode == 0
+    assert _netns_fds() == fds_before

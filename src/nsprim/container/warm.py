@@ -119,14 +119,20 @@ class _Supply:
                 if need_cg:
                     cg = self._make_cgroup(f"nsprim-{secrets.token_hex(6)}")
                     self._offer_cgroup(cg)
-                if done is not None:
-                    _dispose(done)
             except BaseException as exc:  # keep the reason; starts go on without the pool
                 with self._cond:
                     self.error = exc
                     self.wants_netns = self.wants_cgroups = False
                     self.alive = False
+                    if done is not None:
+                        self._finished.appendleft(done)  # for close()
                 return
+            if done is not None:
+                try:
+                    _dispose(done)
+                except BaseException as exc:  # a group that would not go: the watcher removes it at our exit
+                    with self._cond:
+                        self.error = exc
 
     def _make_namespaces(self) -> tuple[int, int]:
         net = _sys.netns_new()
