@@ -411,8 +411,9 @@ def start_container(
 ) -> RunningContainer:
     """Prepare the host side, start the plan, and return the handle.
 
-    With *warm*, a network namespace and a cgroup made ahead of time are used
-    where they are ready and apply (see :mod:`nsprim.container.warm`)."""
+    With *warm*, a network namespace, a mount namespace with the first part of
+    the root, and a cgroup made ahead of time are used where they are ready and
+    apply (see :mod:`nsprim.container.warm`)."""
     if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
         # Rootless: a user namespace gives the privileges the rest needs.
         config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
