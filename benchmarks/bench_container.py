@@ -25,14 +25,29 @@ with ``true`` and ``sh``, built once per run in a temporary directory):
   ``--cgroup-manager=disabled`` and no limits; failing that it is skipped with the reason
 * ``C loop`` — ``floor.c``: clone(NEWNS|NEWUTS|NEWIPC|NEWPID|NEWNET|NEWCGROUP, vfork) + execve("/bin/true")
   + waitpid, timed inside C: the floor of the namespace part alone (no mounts, no cgroup)
-* ``C sandbox`` — ``container_floor.c``: nsprim's sandbox written directly in C (cgroup mkdir, limits, attach
-  and rmdir; overlay, /proc, /dev, pivot_root, lo up), without what nsprim adds on top: a reference
+* ``C sandbox`` — ``container_floor.c``: a reduced sandbox in C (cgroup mkdir, limits, attach through
+  cgroup.procs, rmdir; overlay, /proc, /dev with 6 nodes, pivot_root, lo up).  It leaves out much of what
+  nsprim does: /sys, devpts, /dev/shm, the /dev symlinks, the masks and read-only /proc paths, the cgroup file
+  systems, the capability drop, no_new_privs, seccomp, the exit statistics
+* ``C same steps`` — ``container_same.c``: exactly the steps of nsprim's default container, one for one, as
+  plain system calls: the same cgroup hierarchies (memory, pids, cgroup2 here), the same limit writes, the v1
+  groups joined through ``tasks`` and the v2 one with CLONE_INTO_CGROUP, a vfork-like clone3, every mount,
+  mask, read-only path, device, link and cgroup file system, pivot_root, lo, umask, the capability drop to
+  Docker's set less MKNOD, setgroups/setresgid/setresuid, no_new_privs, nsprim's own compiled default seccomp
+  program (written to a file here by :meth:`SecurityPolicy.program <nsprim.security.SecurityPolicy.program>`),
+  and after the wait the exit statistics nsprim reads and its delete (stat, cgroup.procs, rmdir).  Not in it:
+  nsprim's path resolution inside the root (openat2 + mounting onto the descriptor; the C uses plain paths and
+  mount(2)), its report pipe (the C's exit status names the failing step) and its cleanup watcher (a pipe write
+  per container to a helper process that removes the groups if Python dies)
 
 Printed ratios of medians: **nsprim / bwrap (target <= 0.6)**, nsprim / crun and nsprim / runc (information),
-**nsprim / C loop (target <= 1.5)**, nsprim / C sandbox and C sandbox / bwrap (reference).  ``--breakdown``
-then times nsprim's internal phases per sandbox (Python-side preparation, the spawn call — the child's setup
-until exec —, wait, cleanup) by wrapping the library's functions with timers, interleaved with what-if
-variants (one change each, monkeypatched in this process: the library on disk is not changed).
+nsprim / C loop (kept as before, with its old 1.5 mark), nsprim / C sandbox and C sandbox / bwrap (reference),
+and issue #5's target, "within 1.5x of the same steps done by a C loop": **nsprim / C same steps and nsprim
+warm / C same steps (target <= 1.5)**, with C same steps / C sandbox (what nsprim's extra steps cost in C).
+
+``--breakdown`` then times nsprim's internal phases per sandbox (Python-side preparation, the spawn call — the
+child's setup until exec —, wait, cleanup) by wrapping the library's functions with timers, interleaved with
+what-if variants (one change each, monkeypatched in this process: the library on disk is not changed).
 
 Run as root: ``python benchmarks/bench_container.py [--quick] [--breakdown] [--pace-us N] [--json out.json]
 [--wait-quiet S] [--no-oci]``.
@@ -69,6 +84,7 @@ import _harness as h  # after the path set-up above
 
 from nsprim.cgroup import ROOT, CGroup
 from nsprim.container import Container, WarmContainer
+from nsprim.container.build import _default_security, cached_host_info
 
 PAYLOAD = "/bin/true"
 MEMORY = "64M"
@@ -371,6 +387,55 @@ def sandbox_floor_runner(binary: Path, root: Path, state: Path, parent: CGroup, 
         out = subprocess.run(argv, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"container_floor failed: {out.stderr.strip()}")
+        return [float(x) for x in json.loads(out.stdout)["us"]]
+
+    return run
+
+
+def nsprim_hierarchies(parent: CGroup) -> list[str]:
+    """The parent's directories in the hierarchies nsprim's container groups span on this host, in its order.
+
+    As ``running._create_cgroup`` chooses them: the v1 memory and pids hierarchies (freezer too on a pure v1
+    host) and the v2 tree.
+    """
+    info = cached_host_info()
+    wanted = {"memory", "pids"}
+    if info.version_of("freezer") == 1 and info.unified is None:
+        wanted.add("freezer")
+    return [
+        str(d)
+        for hier, d in parent.directories.items()
+        if hier.version == 2 or {c.value for c in hier.controllers} & wanted
+    ]
+
+
+def write_default_seccomp(path: Path) -> tuple[int, int]:
+    """Write nsprim's default seccomp program (``struct sock_filter`` array) to *path*.
+
+    The container's default policy (Docker's capabilities less CAP_MKNOD) compiled by
+    :meth:`SecurityPolicy.program <nsprim.security.SecurityPolicy.program>`, as nsprim loads it.  Returns
+    (instructions, the capability mask that policy keeps for uid 0).
+    """
+    policy = _default_security()
+    program = policy.program()
+    if program is None:
+        raise RuntimeError("nsprim's default security policy has no seccomp program")
+    path.write_bytes(program.to_bytes())
+    return len(program), policy.caps.for_user(0).clamped().bounding.mask
+
+
+def same_steps_runner(
+    binary: Path, root: Path, state: Path, parent: CGroup, seccomp: Path, caps: int, pace_us: int = 0
+) -> h.BatchRunner:
+    """A batch of container_same.c: nsprim's default container's steps one for one, in C."""
+    dirs = nsprim_hierarchies(parent)
+    state.mkdir(exist_ok=True)
+    argv = [str(binary), f"--pace-us={pace_us}", f"--seccomp={seccomp}", f"--caps={caps:x}"]
+
+    def run(count: int) -> list[float]:
+        out = subprocess.run([*argv, str(count), str(root), str(state), *dirs], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"container_same failed: {out.stderr.strip()}")
         return [float(x) for x in json.loads(out.stdout)["us"]]
 
     return run
@@ -717,6 +782,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "container_floor.c: cgroup+limits, overlay, pivot_root, /proc, /dev, lo (reference)",
             )
         )
+        try:
+            same = h.build_c("container_same.c")
+        except RuntimeError as exc:
+            print(f"skipped: C same steps ({exc})")
+        else:
+            insns, caps = write_default_seccomp(tmp / "seccomp.bpf")
+            cases.append(
+                h.Case(
+                    "C same steps",
+                    same_steps_runner(same, root, tmp / "sstate", parent, tmp / "seccomp.bpf", caps, args.pace_us),
+                    f"container_same.c: nsprim's {len(nsprim_hierarchies(parent))} cgroups, mounts, masks, caps, "
+                    f"no_new_privs, seccomp ({insns} insns), stats, in C",
+                )
+            )
         print(
             f"{cfg.iterations} sandboxes per case in {cfg.rounds} interleaved rounds after {cfg.warmup} warm-up"
             f"{' (quick: rough numbers)' if args.quick else ''}; python {sys.version.split()[0]}, "
@@ -741,6 +820,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratios.append(h.Ratio("nsprim / C loop", results["nsprim"], results["C loop"], TARGET_VS_C))
         ratios.append(h.Ratio("nsprim warm / C loop", results["nsprim warm"], results["C loop"], TARGET_VS_C))
         ratios.append(h.Ratio("nsprim / C sandbox", results["nsprim"], results["C sandbox"]))
+        if "C same steps" in results:
+            same_stats = results["C same steps"]
+            ratios.append(h.Ratio("nsprim / C same steps", results["nsprim"], same_stats, TARGET_VS_C))
+            ratios.append(h.Ratio("nsprim warm / C same steps", results["nsprim warm"], same_stats, TARGET_VS_C))
+            ratios.append(h.Ratio("C same steps / C sandbox", same_stats, results["C sandbox"]))
         if "bwrap" in results:
             ratios.append(h.Ratio("C sandbox / bwrap", results["C sandbox"], results["bwrap"]))
         h.print_ratios(ratios)
