@@ -58,8 +58,11 @@ def _raw_writes(parent: CGroup) -> list[tuple[Path, str, str, bool]]:
             writes.append((d, "pids.max", "64", False))
         if Controller.CPU in hier.controllers:
             if v1:
-                writes += [(d, "cpu.cfs_quota_us", "-1", False), (d, "cpu.cfs_period_us", "100000", False),
-                           (d, "cpu.cfs_quota_us", "50000", False)]
+                writes += [
+                    (d, "cpu.cfs_quota_us", "-1", False),
+                    (d, "cpu.cfs_period_us", "100000", False),
+                    (d, "cpu.cfs_quota_us", "50000", False),
+                ]
             else:
                 writes.append((d, "cpu.max", "50000 100000", False))
     return writes
@@ -111,12 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for d in dirs:
                 os.rmdir(d / name)
 
-        print(f"host mode {parent.host.mode.value}; one group spans {len(dirs)} directories; "
-              f"{cfg.iterations} iterations per case in {cfg.rounds} rounds"
-              f"{' (quick: rough numbers)' if args.quick else ''}")
+        print(
+            f"host mode {parent.host.mode.value}; one group spans {len(dirs)} directories; "
+            f"{cfg.iterations} iterations per case in {cfg.rounds} rounds"
+            f"{' (quick: rough numbers)' if args.quick else ''}"
+        )
         with h.LoadMonitor() as load:
-            results = h.run_interleaved([h.Case("nsprim", h.timed(nsprim_once)), h.Case("raw", h.timed(raw_once))],
-                                        cfg)
+            results = h.run_interleaved([h.Case("nsprim", h.timed(nsprim_once)), h.Case("raw", h.timed(raw_once))], cfg)
         h.print_table(results, "create + limits + add + move out + delete, per group")
         ratio = h.Ratio("nsprim / raw", results["nsprim"], results["raw"])
         h.print_ratios([ratio])

@@ -188,6 +188,21 @@ def test_live_update_of_memory_max(base: CGroup, children: Children) -> None:
     assert stats is not None and stats.limit is None
 
 
+def test_memory_and_swap_limits_up_and_down_in_any_order(base: CGroup) -> None:
+    need(base.host, "memory")
+    cg = base.child("memsw", Resources(memory=MemoryResources(max="64M", swap=0)))
+    version, d = cg.directory_of_memory()
+    for mx in ("128M", "32M", "96M"):  # above, below, between the current limits
+        cg.update(Resources(memory=MemoryResources(max=mx, swap=0)))
+        limit = cg.stats().memory.limit  # type: ignore[union-attr]
+        assert limit == int(mx[:-1]) << 20
+        if version == 1 and (d / "memory.memsw.limit_in_bytes").exists():
+            assert int((d / "memory.memsw.limit_in_bytes").read_text()) == limit  # swap 0: memsw = the limit
+        elif version == 2 and (d / "memory.swap.max").exists():
+            assert (d / "memory.swap.max").read_text().strip() == "0"
+    cg.delete()
+
+
 def test_stats_and_pressure(base: CGroup, children: Children) -> None:
     child = children.start("x = b'y' * (8 << 20)\nprint('ok', flush=True)\nimport time\ntime.sleep(60)\n", base)
     assert child.readline() == "ok"

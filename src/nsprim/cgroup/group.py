@@ -342,7 +342,13 @@ class CGroup:
 
     # ----------------------------------------------------------------- resources
     def _apply(self, plan: list[Write]) -> None:
+        # A plan may repeat a write for ordering's sake (v1: memory limit, memsw, limit again, as
+        # limit <= memsw must hold at every moment); once the first one took, the repeat is a no-op.
+        done: set[tuple[Controller, tuple[str, ...], str]] = set()
         for w in plan:
+            key = (w.controller, w.names, w.value)
+            if key in done:
+                continue
             where = self.locate(w.controller)
             if where is None:
                 raise UnsupportedError(
@@ -354,6 +360,7 @@ class CGroup:
             for name in w.names:  # alternatives: the first file that exists
                 try:
                     _fs.write_text(d / name, w.value, hint=w.hint)
+                    done.add(key)
                     break
                 except SyscallError as exc:
                     if exc.operation == "open" and exc.errno == errno.ENOENT:
