@@ -43,3 +43,19 @@ def test_freeze_exec_and_kill_the_whole_group() -> None:
         assert p.wait(timeout=10) == -signal.SIGKILL  # reaped with the container
     assert not group.exists()
     assert isinstance(p, nsprim.Process)
+
+
+def test_warm_starts_take_prepared_groups_and_namespaces() -> None:
+    import time
+
+    show = ["sh", "-c", "echo $$; tail -n 1 /proc/self/cgroup; readlink /proc/self/ns/net"]
+    with Container(show).rootfs("/").memory("48M").pids(16).warm(2) as box:
+        deadline = time.monotonic() + 20  # a slow VM: the pool fills in the background
+        while box.hits == 0 and time.monotonic() < deadline:
+            r = box.run(capture_output=True)
+            assert r.returncode == 0, r.stderr
+            pid, cgroup_line, net = (r.stdout or b"").decode().split()
+            assert pid == "1" and cgroup_line.endswith(":/") and net != os.readlink("/proc/self/ns/net")
+            assert r.stats is not None and r.stats.pids is not None and r.stats.pids.max == 16
+            time.sleep(0.2)
+        assert box.hits > 0 and box.error is None
