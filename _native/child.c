@@ -239,7 +239,15 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     case NSP_STEP_SYNC:
         return wait_for_parent(ctx);
     case NSP_STEP_SETNS:
-        return CHECK(setns((int)s->a, (int)s->b));
+        if (setns((int)s->a, (int)s->b) < 0)
+            return -errno;
+        if (s->c > 0) {
+            /* setns into a mount namespace puts the root (and cwd) at the
+             * namespace's own root: a chrooted caller's root is elsewhere. */
+            if (fchdir((int)(s->c - 1)) < 0 || chroot(".") < 0 || chdir("/") < 0)
+                return -errno;
+        }
+        return 0;
     case NSP_STEP_UNSHARE:
         return CHECK(unshare((int)s->a));
     case NSP_STEP_SETHOSTNAME:
@@ -336,12 +344,13 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     case NSP_STEP_KEEP_FD: {
         /* Only a child that shares the parent's memory and descriptor table
          * can leave it a descriptor this way. */
-        if (!ctx->cfg->kept_fd || !ctx->cfg->use_vfork || !(ctx->cfg->clone_flags & CLONE_FILES))
+        const struct nsp_spawn_config *cfg = ctx->cfg;
+        if (!cfg->kept_fds || s->a < 0 || s->a >= cfg->nkept || !cfg->use_vfork || !(cfg->clone_flags & CLONE_FILES))
             return -EINVAL;
-        int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+        int fd = open(s->path, O_RDONLY | O_CLOEXEC | (int)s->b);
         if (fd < 0)
             return -errno;
-        *ctx->cfg->kept_fd = fd;
+        cfg->kept_fds[s->a] = fd;
         return 0;
     }
     default:

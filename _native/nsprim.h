@@ -50,7 +50,9 @@ int nsp_have_new_mount_api(void);
 /* Kinds of plan steps.  Python mirrors these through the compiled enum. */
 enum nsp_step_kind {
     NSP_STEP_SYNC = 1,        /* wait until the parent says go (uid maps...) */
-    NSP_STEP_SETNS,           /* a = fd, b = nstype (0: any; pidfd: flags)    */
+    NSP_STEP_SETNS,           /* a = fd, b = nstype (0: any; pidfd: flags);
+                                 c > 0: then make directory fd c-1 the root
+                                 (joining a mount namespace resets it)        */
     NSP_STEP_UNSHARE,         /* a = CLONE_NEW* flags                          */
     NSP_STEP_SETHOSTNAME,     /* str                                           */
     NSP_STEP_SETDOMAINNAME,   /* str                                           */
@@ -95,8 +97,8 @@ enum nsp_step_kind {
     NSP_STEP_ENTER_ROOT,      /* path: pivot_root (flags 1: or chroot), detach */
     NSP_STEP_MOUNT_FS,        /* new mount API: str = fstype, strv = params,
                                  path2 = target, a = MOUNT_ATTR_* flags       */
-    NSP_STEP_KEEP_FD          /* path: open it (O_RDONLY) and leave the
-                                 descriptor to the parent in config->kept_fd
+    NSP_STEP_KEEP_FD          /* path: open it (O_RDONLY | b) and leave the
+                                 descriptor to the parent in kept_fds[a]
                                  (vfork mode with CLONE_FILES only)          */
 };
 
@@ -129,7 +131,8 @@ struct nsp_spawn_config {
     const struct nsp_step *steps;
     int nsteps;
     int use_vfork;                   /* share memory until exec (no SYNC steps) */
-    int *kept_fd;                    /* where NSP_STEP_KEEP_FD stores its fd */
+    int *kept_fds;                   /* where NSP_STEP_KEEP_FD stores its fds */
+    int nkept;
     long long *step_ns;              /* NULL, or nprefix + nsteps + 3 clock
                                         readings (CLOCK_MONOTONIC, ns): before
                                         clone, child start, after each step,

@@ -116,11 +116,17 @@ class Sync(Step):
 
 @dataclass(frozen=True)
 class SetNs(Step):
-    """Join the namespace open as *fd* (or, for a pidfd, the namespaces in *nstype*)."""
+    """Join the namespace open as *fd* (or, for a pidfd, the namespaces in *nstype*).
+
+    *root_fd*: a directory to make the root afterwards (as ``nsenter --root``
+    does): joining a mount namespace puts the root at the namespace's own,
+    which is not the caller's when the caller is chrooted.
+    """
 
     fd: int
     nstype: int = 0
     source: str = ""
+    root_fd: int = -1
     operation: ClassVar[str] = "setns"
 
     @property
@@ -128,7 +134,7 @@ class SetNs(Step):
         return self.source or None
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.SETNS, a=self.fd, b=self.nstype)
+        return RawStep(StepKind.SETNS, a=self.fd, b=self.nstype, c=self.root_fd + 1 if self.root_fd >= 0 else 0)
 
 
 @dataclass(frozen=True)
@@ -517,7 +523,8 @@ class Exec(Step):
 
 @dataclass(frozen=True)
 class KeepFd(Step):
-    """Open *file* and leave the descriptor to the parent (``start(keep_fd=True)``).
+    """Open *file* (``O_RDONLY | flags``) and leave the descriptor to the parent in slot *slot*
+    (``start(keep_fds=N)``).
 
     For a child that shares the parent's memory and descriptor table (vfork
     mode with ``CLONE_FILES``): how a short-lived child hands over a
@@ -525,6 +532,8 @@ class KeepFd(Step):
     """
 
     file: StrPath
+    slot: int = 0
+    flags: int = 0
     operation: ClassVar[str] = "open"
 
     @property
@@ -532,7 +541,7 @@ class KeepFd(Step):
         return os.fspath(self.file)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.KEEP_FD, path=_b(self.file))
+        return RawStep(StepKind.KEEP_FD, a=self.slot, b=self.flags, path=_b(self.file))
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,8 @@ class Process:
         #: µs each setup step took in the child, when :func:`start` was asked for ``timings``:
         #: the clone itself first, then one entry per step (the exec last: until it returned).
         self.setup_us: tuple[float, ...] = ()
-        #: The descriptor a :class:`~nsprim.plan.KeepFd` step left (``start(keep_fd=True)``), else -1.
-        self.kept_fd = -1
+        #: The descriptors :class:`~nsprim.plan.KeepFd` steps left, by slot (``start(keep_fds=N)``; -1: none).
+        self.kept_fds: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"returncode={self.returncode}"
@@ -315,7 +315,7 @@ def start(
     parent_actions: Sequence[ParentAction] = (),
     close_after: Iterable[int] = (),
     timings: bool = False,
-    keep_fd: bool = False,
+    keep_fds: int = 0,
 ) -> Process:
     """Start *plan* in a child cloned into *clone_flags* namespaces.
 
@@ -332,9 +332,9 @@ def start(
     :class:`~nsprim.errors.StepError` raised; nothing is left running.
     With *timings*, the returned process's :attr:`~Process.setup_us` says how
     long the clone and each step took (vfork-mode plans only; else empty).
-    With *keep_fd* (a vfork-mode plan and ``CLONE_FILES`` in *clone_flags*),
-    the descriptor a :class:`~nsprim.plan.KeepFd` step opened is the
-    process's :attr:`~Process.kept_fd`, the caller's to close.
+    With *keep_fds* slots (a vfork-mode plan and ``CLONE_FILES`` in
+    *clone_flags*), the descriptors :class:`~nsprim.plan.KeepFd` steps opened
+    are the process's :attr:`~Process.kept_fds`, the caller's to close.
     """
     head = prefix.steps if prefix is not None else ()
     try:
@@ -349,7 +349,7 @@ def start(
             pidns_fd=pidns_fd,
             use_vfork=plan.vfork_safe and (prefix is None or prefix.vfork_safe),
             timings=timings,
-            keep_fd=keep_fd,
+            keep_fds=keep_fds,
         )
     finally:
         # Ours to close on every path, once: the child has its copies now.
@@ -375,8 +375,9 @@ def start(
     finally:
         os.close(handles.report_fd)
     if report is not None or action_error is not None:
-        if handles.kept_fd >= 0:
-            os.close(handles.kept_fd)
+        for fd in handles.kept_fds:
+            if fd >= 0:
+                os.close(fd)
         _reap(handles.pidfd)
         if report is not None:
             step = (*head, *plan.steps)[report.index]
@@ -385,7 +386,7 @@ def start(
         assert action_error is not None
         raise action_error
     proc = Process(handles.pid, handles.pidfd, args)
-    proc.kept_fd = handles.kept_fd
+    proc.kept_fds = handles.kept_fds
     if handles.step_ns:
         proc.setup_us = _step_durations(handles.step_ns)
     return proc

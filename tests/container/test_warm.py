@@ -10,6 +10,7 @@ import pytest
 
 from nsprim.container import Container, WarmContainer
 from nsprim.errors import ConfigError, ExecutableNotFoundError
+from nsprim.namespace import NamespaceType
 
 from ..conftest import requires_root
 
@@ -162,7 +163,7 @@ def test_a_root_made_ahead_looks_exactly_like_one_made_at_start(rootfs: Path) ->
     seen = set()
     with box.warm(2) as w:
         _wait_ready(w)
-        assert all(mnt >= 0 for _net, mnt in w._supply._netns)  # the roots were made ahead
+        assert all(mnt >= 0 and root >= 0 for _net, mnt, root in w._supply._netns)  # the roots were made ahead
         for _ in range(3):
             r = w.run(capture_output=True)
             assert r.returncode == 0, r.stderr
@@ -181,7 +182,7 @@ def test_keep_fd_needs_a_shared_descriptor_table() -> None:
     from nsprim.plan import KeepFd, Plan
 
     with pytest.raises(StepError, match="open `/proc/thread-self/ns/mnt`: Invalid argument"):
-        nsprim.start(Plan((KeepFd("/proc/thread-self/ns/mnt"),)), keep_fd=True)
+        nsprim.start(Plan((KeepFd("/proc/thread-self/ns/mnt"),)), keep_fds=1)
 
 
 def test_a_pool_left_open_is_closed_at_exit(tmp_path: Path) -> None:
@@ -224,3 +225,26 @@ def test_a_failing_pool_falls_back_and_leaves_nothing(rootfs: Path, monkeypatch:
         for _ in range(2):  # the ordinary way now, all of it
             assert box.run().returncode == 0
     assert _netns_fds() == fds_before
+
+
+def test_joining_a_mount_namespace_puts_the_root_where_asked(rootfs: Path) -> None:
+    import nsprim
+    from nsprim.plan import Exec, FdMap, Plan, SetNs
+
+    mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        plan = Plan(
+            (
+                SetNs(mnt, NamespaceType.MNT.flag, root_fd=root),  # as a chrooted caller's pool needs
+                FdMap(((w, 1),)),
+                Exec("/bin/sh", ["sh", "-c", "cat /marker; pwd"], {}),
+            )
+        )
+        with nsprim.start(plan, close_after=[w]) as p:
+            assert p.wait() == 0
+        assert os.read(r, 100) == b"inside\n/\n"  # the busybox root's own file, from its /
+    finally:
+        for fd in (mnt, root, r):
+            os.close(fd)

@@ -150,8 +150,8 @@ class SpawnHandles:
     #: With ``timings``: CLOCK_MONOTONIC ns before clone, at the child's start, after each step (0: not
     #: reached, or the exec that succeeded), when clone returned.  Empty in fork mode.
     step_ns: tuple[int, ...] = ()
-    #: With ``keep_fd``: the descriptor a KEEP_FD step left in our table, or -1.
-    kept_fd: int = -1
+    #: With ``keep_fds``: the descriptors KEEP_FD steps left in our table (-1: none), by slot.
+    kept_fds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,7 @@ def spawn(
     pidns_fd: int = -1,
     use_vfork: bool = False,
     timings: bool = False,
-    keep_fd: bool = False,
+    keep_fds: int = 0,
 ) -> SpawnHandles:
     """Clone a child into *clone_flags* namespaces and start *plan* in it.
 
@@ -183,9 +183,9 @@ def spawn(
     mode).  The caller must read the report pipe (:func:`read_report`) and
     close the descriptors.  With *timings* (vfork mode only: the child writes
     them into memory it shares with us) the handles carry when each step ended.
-    With *keep_fd* (vfork mode and ``CLONE_FILES`` in *clone_flags*: the child
-    shares our memory and descriptor table) a KEEP_FD step's descriptor is
-    returned as ``kept_fd``.
+    With *keep_fds* slots (vfork mode and ``CLONE_FILES`` in *clone_flags*:
+    the child shares our memory and descriptor table) the descriptors KEEP_FD
+    steps opened are returned as ``kept_fds``.
     """
     config = _ffi.new("struct nsp_spawn_config *")
     config.clone_flags = clone_flags
@@ -204,16 +204,17 @@ def spawn(
         times = _ffi.new("long long[]", config.nprefix + config.nsteps + 3)
         config.step_ns = times
     kept = None
-    if keep_fd:
-        kept = _ffi.new("int *", -1)
-        config.kept_fd = kept
+    if keep_fds:
+        kept = _ffi.new("int[]", [-1] * keep_fds)
+        config.kept_fds = kept
+        config.nkept = keep_fds
     result = _ffi.new("struct nsp_spawn_result *")
     ret = lib.nsp_spawn(config, result)
     if ret < 0:
         raise SyscallError(-ret, "clone", hint=_clone_hint(-ret, clone_flags))
     step_ns = tuple(int(t) for t in times) if times is not None else ()
-    kept_fd = int(kept[0]) if kept is not None else -1
-    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd, step_ns, kept_fd)
+    kept_fds = tuple(int(fd) for fd in kept) if kept is not None else ()
+    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd, step_ns, kept_fds)
 
 
 def _clone_hint(err: int, flags: int) -> str | None:

@@ -105,7 +105,10 @@ def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
     namespace (and joined to the container's network namespace, for ``/sys``), which
     leaves that namespace to its parent (:class:`~nsprim.plan.KeepFd`) and exits."""
     steps = root_steps(cfg, state, userns=False, part="prepare")
-    return Plan((*steps, KeepFd("/proc/thread-self/ns/mnt")))
+    # The namespace, and the directory that is the child's root in it (the caller's root, copied
+    # by clone): a process that joins the namespace must be put there again (chrooted callers).
+    root = KeepFd("/", slot=1, flags=os.O_PATH | os.O_DIRECTORY)
+    return Plan((*steps, KeepFd("/proc/thread-self/ns/mnt", slot=0), root))
 
 
 def _veth_action(cfg: ContainerConfig) -> ParentAction:
@@ -247,6 +250,7 @@ def build_plan(
     for_exec: bool = False,
     netns_fd: int = -1,
     mntns_fd: int = -1,
+    mntns_root_fd: int = -1,
 ) -> ChildPlan:
     """The child's plan, clone flags, cgroup descriptor and parent actions for *cfg*.
 
@@ -256,7 +260,8 @@ def build_plan(
     *netns_fd*, a fresh network namespace made ahead of time, is joined
     first instead of creating one at clone time (the plan body is the same);
     *mntns_fd*, a mount namespace made by :func:`prepare_plan` in that network
-    namespace, is joined instead of a new one, and the body only finishes the root.
+    namespace, is joined instead of a new one (the root put back at
+    *mntns_root_fd*), and the body only finishes the root.
     """
     dirs = cgroup.directories if cgroup is not None else {}
     v2 = [d for h, d in dirs.items() if h.version == 2]
@@ -278,7 +283,7 @@ def build_plan(
     prefix.append(FdMap(tuple(stdio)))
     prepared = mntns_fd >= 0
     if prepared:  # after the cgroup joins: their paths are the host's
-        prefix.append(SetNs(mntns_fd, NamespaceType.MNT.flag))
+        prefix.append(SetNs(mntns_fd, NamespaceType.MNT.flag, root_fd=mntns_root_fd))
     hierarchies = tuple(h.mount_point for h in dirs)
     args = (cfg, state, hierarchies, tuple(joined), proc_view, cgroup_by_write, for_exec, prepared)
     if joined or proc_view is not None or for_exec:

@@ -420,11 +420,11 @@ def start_container(
     config.validate()
     config = config.resolve_user()
     prep = _Prepared(config, warm)
-    netns_fd = mntns_fd = -1
+    netns_fd = mntns_fd = root_fd = -1
     try:
         prep.setup()
         if warm is not None:
-            netns_fd, mntns_fd = warm.take_namespaces() or (-1, -1)
+            netns_fd, mntns_fd, root_fd = warm.take_namespaces() or (-1, -1, -1)
             # Kept until the container ended, then closed by the pool's thread: the
             # namespace's mounts are taken down there, not by the payload's exit.
             prep.mntns_fd = mntns_fd
@@ -439,6 +439,7 @@ def start_container(
                 proc_view=prep.proc_view,
                 netns_fd=netns_fd,
                 mntns_fd=mntns_fd,
+                mntns_root_fd=root_fd,
             ),
             stdin,
             stdout,
@@ -449,8 +450,9 @@ def start_container(
         prep.release()
         raise
     finally:
-        if netns_fd >= 0:  # the child holds it now, or starting failed
-            os.close(netns_fd)
+        for fd in (netns_fd, root_fd):  # the child holds them now, or starting failed
+            if fd >= 0:
+                os.close(fd)
     if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
         prep.proc_view.start_refresher(config.proc_view_refresh)
     if not config.detach and prep.cgroup is None:

@@ -62,7 +62,7 @@ class _Supply:
         config: ContainerConfig,
         size: int,
         make_cgroup: Callable[[str], CGroup],
-        prepare_root: Callable[[int], int] | None = None,
+        prepare_root: Callable[[int], tuple[int, int]] | None = None,
     ) -> None:
         ns = config.namespaces
         joins = {t for t, _p in config.join}
@@ -74,7 +74,8 @@ class _Supply:
         self._make_cgroup = make_cgroup
         # A root made ahead needs the network namespace it is made in (for /sys).
         self._prepare_root = prepare_root if self.wants_netns else None
-        self._netns: deque[tuple[int, int]] = deque()  # (network namespace, prepared mount namespace or -1)
+        # (network namespace, prepared mount namespace, its root directory); -1 without a prepared root
+        self._netns: deque[tuple[int, int, int]] = deque()
         self._cgroups: deque[CGroup] = deque()
         # Ended containers' groups to remove and prepared mount namespaces to close (-1: none).
         self._finished: deque[tuple[CGroup | None, int]] = deque()
@@ -134,22 +135,22 @@ class _Supply:
                     with self._cond:
                         self.error = exc
 
-    def _make_namespaces(self) -> tuple[int, int]:
+    def _make_namespaces(self) -> tuple[int, int, int]:
         net = _sys.netns_new()
         if self._prepare_root is None:
-            return net, -1
+            return net, -1, -1
         try:
-            return net, self._prepare_root(net)
+            return (net, *self._prepare_root(net))
         except BaseException:
             os.close(net)
             raise
 
-    def _offer_netns(self, fds: tuple[int, int]) -> None:
+    def _offer_netns(self, fds: tuple[int, int, int]) -> None:
         with self._cond:
             if not self._closed:
                 self._netns.append(fds)
                 return
-        _close_pair(fds)
+        _close_fds(fds)
 
     def _offer_cgroup(self, cg: CGroup) -> None:
         with self._cond:
@@ -160,9 +161,9 @@ class _Supply:
 
     # ---- the starting side -------------------------------------------------------------
 
-    def take_namespaces(self) -> tuple[int, int] | None:
-        """A ready (network namespace, prepared mount namespace or -1) pair of descriptors
-        (the caller closes them), or None."""
+    def take_namespaces(self) -> tuple[int, int, int] | None:
+        """Descriptors of a ready network namespace, prepared mount namespace and its root
+        directory (-1, -1 without a prepared root; the caller closes them), or None."""
         with self._cond:
             if not self._netns:
                 if self.wants_netns:
@@ -204,7 +205,7 @@ class _Supply:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         while self._netns:
-            _close_pair(self._netns.popleft())
+            _close_fds(self._netns.popleft())
         errors: list[BaseException] = []
         while self._finished or self._cgroups:
             try:
@@ -224,7 +225,7 @@ class _Supply:
         self._thread = None
         while self._netns:
             with contextlib.suppress(OSError):
-                _close_pair(self._netns.popleft())
+                _close_fds(self._netns.popleft())
         self._cgroups.clear()
         while self._finished:
             fd = self._finished.popleft()[1]
@@ -233,16 +234,16 @@ class _Supply:
                     os.close(fd)
 
 
-def _close_pair(fds: tuple[int, int]) -> None:
+def _close_fds(fds: tuple[int, ...]) -> None:
     for fd in fds:
         if fd >= 0:
             os.close(fd)
 
 
-def _root_preparer(config: ContainerConfig) -> Callable[[int], int] | None:
+def _root_preparer(config: ContainerConfig) -> Callable[[int], tuple[int, int]] | None:
     """For a container with a root of its own in a new mount namespace: a function that makes the
     first part of that root (the overlay, ``/sys``, ``/dev``) in a new mount namespace, in the given
-    network namespace, and returns a descriptor of it."""
+    network namespace, and returns descriptors of it and of the root directory to use in it."""
     if config.root is None or NamespaceType.MNT not in config.namespaces or config.join:
         return None
     from ..plan import Plan, SetNs
@@ -257,15 +258,15 @@ def _root_preparer(config: ContainerConfig) -> Callable[[int], int] | None:
     plan = prepare_plan(config, state)
     flags = _sys.C.CLONE_NEWNS | _sys.C.CLONE_FILES
 
-    def prepare(netns_fd: int) -> int:
-        proc = start(plan, prefix=Plan((SetNs(netns_fd, NamespaceType.NET.flag),)), clone_flags=flags, keep_fd=True)
+    def prepare(netns_fd: int) -> tuple[int, int]:
+        proc = start(plan, prefix=Plan((SetNs(netns_fd, NamespaceType.NET.flag),)), clone_flags=flags, keep_fds=2)
         with proc:
             status = proc.wait()
-        if status != 0 or proc.kept_fd < 0:  # cannot happen: a failed step raises in start()
-            if proc.kept_fd >= 0:
-                os.close(proc.kept_fd)
+        mnt, root = proc.kept_fds
+        if status != 0 or mnt < 0 or root < 0:  # cannot happen: a failed step raises in start()
+            _close_fds((mnt, root))
             raise NsprimError(f"preparing a root: the child exited with {status}")
-        return proc.kept_fd
+        return mnt, root
 
     return prepare
 
