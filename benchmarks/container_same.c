@@ -12,7 +12,7 @@
  *   host   mkdir STATE/root (it exists: EEXIST, stat); mkdir CGDIR/cs-K in every CGDIR (a parent group right
  *          below a hierarchy's mount point: nsprim's memory, pids and cgroup2 directories here); limits as
  *          nsprim writes them: memory.limit_in_bytes, memory.memsw.limit_in_bytes (where present), and
- *          memory.limit_in_bytes again (64M; a v2 group with the memory controller: memory.max and
+ *          memory.limit_in_bytes again if the first was refused (64M; a v2 group with memory: memory.max and
  *          memory.swap.max 0), pids.max 64; open the cgroup2 group O_PATH; block all signals, save the
  *          dumpable flag; clone3(CLONE_NEWNS|NEWUTS|NEWIPC|NEWPID|NEWNET | CLONE_VM|CLONE_VFORK|CLONE_PIDFD
  *          |CLONE_CLEAR_SIGHAND|CLONE_INTO_CGROUP) on a stack of ours
@@ -563,15 +563,17 @@ static int remove_groups(int made)
 static int apply_limits(const struct cgdir *c)
 {
     char path[PATH_MAX];
-    if (c->kind == CG_MEMORY) { /* limit <= memsw.limit at every moment: limit, memsw, limit again */
+    if (c->kind == CG_MEMORY) { /* limit <= memsw.limit at every moment: limit, memsw, and the limit
+                                   again only if the first write was refused (as nsprim does) */
         snprintf(path, sizeof path, "%s/memory.limit_in_bytes", c->group);
-        if (write_file(path, "67108864") < 0 && errno != EINVAL)
+        int first = write_file(path, "67108864");
+        if (first < 0 && errno != EINVAL)
             return -1;
         snprintf(path, sizeof path, "%s/memory.memsw.limit_in_bytes", c->group);
         if (write_file(path, "67108864") < 0 && errno != ENOENT)
             return -1;
         snprintf(path, sizeof path, "%s/memory.limit_in_bytes", c->group);
-        return write_file(path, "67108864");
+        return first == 0 ? 0 : write_file(path, "67108864");
     }
     if (c->v2 && c->has_memory) {
         snprintf(path, sizeof path, "%s/memory.max", c->group);
