@@ -138,8 +138,9 @@ class _Prepared:
                 watcher.forget_pid(self.watched_pid)
             self.watched_pid = None
         if self.warm is not None and (self.mntns_fd >= 0 or (self.cgroup is not None and self.watching)):
-            # The warm pool's thread closes the namespace and removes the group (watched until then).
-            cg = self.cgroup if self.watching else None
+            # The warm pool's thread closes the namespace and removes the group (watched until then);
+            # not a named container's group: its name must be free again when run() returns.
+            cg = self.cgroup if self.watching and self.config.name is None else None
             if self.warm.finished(cg, self.mntns_fd):
                 self.mntns_fd = -1
                 if cg is not None:
