@@ -809,6 +809,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         h.print_table(results, f"µs per sandbox running {PAYLOAD} (root: static busybox, the same for all)")
         print(f"  {load.describe()}")
+        if warm is not None:
+            print(
+                f"  nsprim warm: {warm.hits} prepared parts taken (network+mount namespaces, cgroups), "
+                f"{warm.misses} times none was ready (that start made its own)"
+                + (f"; the pool stopped: {warm.error}" if warm.error is not None else "")
+            )
         if "bwrap" in results:
             print("  note: bwrap sets no cgroup limits (nsprim creates, limits and deletes a cgroup per sandbox)")
         ratios: list[h.Ratio] = []
