@@ -286,3 +286,27 @@ def test_many_threads_share_one_warm_template(rootfs: Path) -> None:
     assert not errors, errors
     assert results == [0] * 48
     assert all(n and n.startswith(b"net:[") for n in nets)
+
+
+def test_removing_an_ended_containers_group_handles_stragglers_and_children() -> None:
+    import subprocess
+
+    from nsprim.cgroup import CGroup
+    from nsprim.container.running import remove_group
+
+    parent = os.environ.get("NSPRIM_CGROUP_PARENT")
+    if not parent:
+        pytest.skip("no cgroup parent for this run")
+    cg = CGroup.create(f"nsprim-{os.getpid():x}rm", parent=parent)
+    cg.child("sub")
+    straggler = subprocess.Popen(["sleep", "60"])
+    try:
+        cg.add(straggler.pid)
+        dirs = list(cg.directories.values())
+        remove_group(cg, forget=False)  # the fast path refuses: members and a child group
+        assert straggler.wait(timeout=10) == -9
+        assert not any(d.exists() for d in dirs)
+    finally:
+        if straggler.poll() is None:
+            straggler.kill()
+            straggler.wait()

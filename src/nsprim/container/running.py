@@ -195,12 +195,27 @@ _parents: dict[str, tuple[HostInfo, CGroup]] = {}
 
 def remove_group(cg: CGroup, *, forget: bool = True) -> None:
     """Delete an ended container's group (a group already gone is fine) and, with *forget*,
-    its registration with the cleanup watcher."""
-    try:  # usually empty by now: try the removal first
-        cg.delete(recursive=True)
-    except CGroupBusyError:  # stragglers (processes moved away from its pid namespace)
-        cg.kill()  # waits until the group is empty
-        cg.delete(recursive=True)
+    its registration with the cleanup watcher.
+
+    Its pid namespace is gone with its init, so the group is empty and a leaf
+    nearly always: one ``rmdir`` per hierarchy.  Should one refuse (processes
+    that left the pid namespace's init behind, or child groups), the members
+    are killed and :meth:`CGroup.delete` removes the rest, children first.
+    """
+    try:
+        for d in cg.directories.values():
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+    except OSError as exc:
+        if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+            raise SyscallError(exc.errno or errno.EIO, "rmdir", exc.filename) from exc
+        try:
+            cg.delete(recursive=True)
+        except CGroupBusyError:
+            cg.kill()  # waits until the group is empty
+            cg.delete(recursive=True)
     if forget:
         watcher.forget_cgroups(cg.directories.values())
 
