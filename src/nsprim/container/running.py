@@ -204,10 +204,8 @@ def remove_group(cg: CGroup, *, forget: bool = True) -> None:
     """
     try:
         for d in cg.directories.values():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.rmdir(d)
-            except FileNotFoundError:
-                pass
     except OSError as exc:
         if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
             raise SyscallError(exc.errno or errno.EIO, "rmdir", exc.filename) from exc
