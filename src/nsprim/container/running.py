@@ -103,12 +103,7 @@ class _Prepared:
         if cfg.root is not None:
             # Shared by every container: each child covers it with a tmpfs of
             # its own, so nothing per container is made (or left) on the host.
-            self.state = state_dir()
-            for d in host_dirs(cfg, self.state):
-                try:
-                    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-                except OSError as exc:
-                    raise SyscallError(exc.errno, "mkdir", d, hint="set NSPRIM_STATE_DIR to a writable place") from None
+            self.state = ready_state_dir(cfg)
         if os.geteuid() == 0:
             ready = self.warm.take_cgroup() if self.warm is not None else None
             if ready is not None:  # made ahead, limits applied, already watched
@@ -191,6 +186,17 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
 
 
 _parents: dict[str, tuple[HostInfo, CGroup]] = {}
+
+
+def ready_state_dir(cfg: ContainerConfig) -> Path:
+    """The state directory, with what *cfg*'s children expect in it on the host."""
+    state = state_dir()
+    for d in host_dirs(cfg, state):
+        try:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise SyscallError(exc.errno, "mkdir", d, hint="set NSPRIM_STATE_DIR to a writable place") from None
+    return state
 
 
 def remove_group(cg: CGroup, *, forget: bool = True) -> None:

@@ -38,7 +38,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _sys
 from ..errors import ConfigError, NsprimError
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from .running import ContainerResult, RunningContainer
 
 __all__ = ["WarmContainer"]
+
+T = TypeVar("T")
 
 _live: weakref.WeakSet[_Supply] = weakref.WeakSet()
 
@@ -164,25 +166,23 @@ class _Supply:
     def take_namespaces(self) -> tuple[int, int, int] | None:
         """Descriptors of a ready network namespace, prepared mount namespace and its root
         directory (-1, -1 without a prepared root; the caller closes them), or None."""
-        with self._cond:
-            if not self._netns:
-                if self.wants_netns:
-                    self.misses += 1
-                return None
-            self.hits += 1
-            self._cond.notify()
-            return self._netns.popleft()
+        return self._take(self._netns, self.wants_netns)
 
     def take_cgroup(self) -> CGroup | None:
         """A ready cgroup (registered with the watcher; the caller deletes it), or None."""
+        return self._take(self._cgroups, self.wants_cgroups)
+
+    def _take(self, ready: deque[T], wanted: bool) -> T | None:
+        """The oldest of *ready*, counted as a hit (and the thread told to make another), or None:
+        a miss when the pool makes such things."""
         with self._cond:
-            if not self._cgroups:
-                if self.wants_cgroups:
+            if not ready:
+                if wanted:
                     self.misses += 1
                 return None
             self.hits += 1
             self._cond.notify()
-            return self._cgroups.popleft()
+            return ready.popleft()
 
     def finished(self, cg: CGroup | None, mntns_fd: int = -1) -> bool:
         """Hand over what an ended container used: its (watched) group to remove, its
@@ -249,12 +249,9 @@ def _root_preparer(config: ContainerConfig) -> Callable[[int], tuple[int, int]] 
     from ..plan import Plan, SetNs
     from ..process import start
     from .build import prepare_plan
-    from .rootfs import host_dirs
-    from .running import state_dir
+    from .running import ready_state_dir
 
-    state = state_dir()
-    for d in host_dirs(config, state):
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = ready_state_dir(config)
     plan = prepare_plan(config, state)
     flags = _sys.C.CLONE_NEWNS | _sys.C.CLONE_FILES
 
