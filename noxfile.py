@@ -49,6 +49,8 @@ def vm(session: nox.Session) -> None:
         str(ROOT / "tools" / "vm" / "run.py"),
         "-e",
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1",
+        "-e",
+        "CI",
         "--",
         _venv_python(session),
         "-m",

@@ -16,10 +16,15 @@ fi
 
 # System packages: a C compiler and Python headers for the cffi core, the tools
 # the tests compare against or drive (iproute2, util-linux, uidmap), and for the
-# cgroup v2 VM: QEMU, a stock Debian kernel and busybox.
-packages=(gcc python3 python3-dev python3-venv iproute2 util-linux uidmap procps)
+# cgroup v2 VM: QEMU, a stock Debian kernel and busybox.  Every tool any test
+# uses is listed here: under CI=true a test skipped for a missing tool fails.
+packages=(gcc libc6-dev python3 python3-dev python3-venv iproute2 util-linux uidmap procps)
 if [ "$what" = test ] || [ "$what" = bench ]; then
-    packages+=(qemu-system-x86 busybox-static kmod xz-utils zstd cpio)
+    # busybox-static: the tests' root file systems; linux-libc-dev: the syscall and
+    # capability tables are checked against the kernel headers; libseccomp2: the
+    # seccomp compiler is checked against libseccomp; tar: GNU tar reads our layers.
+    packages+=(linux-libc-dev libseccomp2 tar busybox-static)
+    packages+=(qemu-system-x86 kmod xz-utils zstd cpio)
     if grep -qi debian /etc/os-release; then packages+=(linux-image-amd64); else packages+=(linux-image-generic); fi
 fi
 if [ "$what" = bench ]; then

@@ -6,16 +6,22 @@
 * Every test is checked for leftovers: mounts added to our namespace,
   child processes (zombies included), and ``nsprim``-named files in
   ``/run/netns``.  A test that leaks fails.
+* Under ``CI=true`` a test skipped for a missing tool or library is a
+  failure: every tool a test needs is installed by ``scripts/quickstart.sh``,
+  and a missing install step must show up red.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from .tools import MissingTool, in_ci
 
 IS_ROOT = os.geteuid() == 0
 
@@ -29,6 +35,25 @@ def pytest_configure(config: pytest.Config) -> None:
         # Single-threaded here, as unshare(CLONE_NEWNS) requires.
         nsprim.unshare("mnt")
         os.environ["NSPRIM_TEST_PRIVATE_MNT"] = str(os.getpid())
+
+
+# Skip reasons that mean "something is not installed", whoever raised them.
+_MISSING = re.compile(r"missing tool|not installed|could not import|No module named", re.I)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    excinfo = call.excinfo
+    if (excinfo is not None and excinfo.errisinstance(MissingTool)) or _MISSING.search(reason):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"CI=true: skipped for a missing dependency, which scripts/quickstart.sh must install: {reason}"
+        )
 
 
 def _mount_ids() -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -18,6 +17,7 @@ from nsprim.errors import ConfigError, NamespaceError, NamespaceTypeError, Proce
 from nsprim.plan import SetNs
 
 from .conftest import requires_root
+from .tools import need_tool
 
 pytestmark = requires_root
 
@@ -135,8 +135,7 @@ def test_join_as_step_with_wrong_type_is_a_step_error(sleeper: nsprim.Process) -
 
 
 def test_persist_network_namespace_for_iproute2(sleeper: nsprim.Process) -> None:
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 not installed")
+    need_tool("ip", "iproute2")
     name = f"nsprim-test-{uuid.uuid4().hex[:8]}"
     with sleeper.namespace("net") as net:
         path = net.persist_net(name)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ..tools import static_busybox
+
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 APPLETS = (
     "sh", "ls", "cat", "echo", "hostname", "id", "sleep", "mount", "mknod", "touch", "ps", "wc", "grep", "head",
@@ -21,8 +23,7 @@ MINIMAL_DEV = frozenset(
 @pytest.fixture(scope="session")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A minimal root file system: a static busybox and nothing of the host."""
-    if not Path(BUSYBOX).exists():
-        pytest.skip("busybox (static) not installed")
+    static_busybox()
     root = tmp_path_factory.mktemp("rootfs")
     root.chmod(0o755)
     for d in ("bin", "etc", "proc", "dev", "sys", "tmp", "root", "mnt"):

@@ -20,6 +20,7 @@ from nsprim.container import Container
 from nsprim.errors import ConfigError, ExecutableNotFoundError
 
 from ..conftest import requires_root, run_as_nobody
+from ..tools import need_tool, static_busybox
 from .conftest import BUSYBOX
 
 pytestmark = requires_root
@@ -288,8 +289,8 @@ def test_rootless_host_root_with_tmpfs() -> None:
 def test_veth_network_reaches_the_host_side() -> None:
     """A veth pair between a container and its creator — the creator itself in a
     network namespace made for the test, so no traffic touches the host's."""
-    if shutil.which("ip") is None or not Path(BUSYBOX).exists():
-        pytest.skip("needs iproute2 and busybox (for ping)")
+    need_tool("ip", "iproute2")
+    static_busybox()
     code = textwrap.dedent(
         f"""
         from nsprim.container import Container

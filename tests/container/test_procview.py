@@ -22,6 +22,7 @@ from nsprim.container.running import state_dir
 from nsprim.errors import ConfigError
 
 from ..conftest import requires_root
+from ..tools import static_busybox
 
 pytestmark = requires_root
 
@@ -142,9 +143,7 @@ def test_background_refresher_updates_the_file() -> None:
 
 
 def test_busybox_root_and_exec_see_the_view(tmp_path: Path) -> None:
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox not installed")
+    busybox = static_busybox()
     root = tmp_path / "root"
     for d in ("bin", "proc", "sys", "dev", "tmp"):
         (root / d).mkdir(parents=True)
@@ -191,7 +190,9 @@ def test_cleanup_after_the_parent_is_sigkilled() -> None:
         """
     )
     src = str(Path(nsprim.__file__).resolve().parent.parent)
-    parent = subprocess.Popen([PYTHON, "-c", script], stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": src})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": src}
+    )
     try:
         assert parent.stdout is not None
         cid = parent.stdout.readline().decode().strip()

@@ -12,13 +12,19 @@ import pytest
 
 from nsprim.layers import commit, extract_layer
 
+from ..tools import missing, need_tool
 from .helpers import make_tree, snapshot
 
-TAR = shutil.which("tar")
-pytestmark = pytest.mark.skipif(
-    TAR is None or b"GNU tar" not in subprocess.run([TAR or "tar", "--version"], capture_output=True).stdout,
-    reason="needs GNU tar",
-)
+TAR = shutil.which("tar") or "tar"
+
+
+@pytest.fixture(autouse=True)
+def _gnu_tar() -> None:
+    need_tool("tar", "tar")
+    if b"GNU tar" not in subprocess.run([TAR, "--version"], capture_output=True).stdout:
+        raise missing("GNU tar", "tar")
+
+
 XATTRS = ["--xattrs", "--xattrs-include=*"]
 
 

@@ -20,10 +20,17 @@ from nsprim.plan import Step
 from nsprim.rootfs import Bind, RootFS, Tmpfs
 from nsprim.rootfs_steps import CreateInRoot, MountInRoot
 
+from ..tools import static_busybox
+
 BUSYBOX = shutil.which("busybox")
-pytestmark = pytest.mark.skipif(
-    BUSYBOX is None or "statically linked" not in os.popen(f"file {BUSYBOX}").read(), reason="needs a static busybox"
-)
+
+
+@pytest.fixture(autouse=True)
+def _static_busybox() -> None:
+    global BUSYBOX
+    BUSYBOX = static_busybox()
+
+
 APPLETS = ("sh", "ls", "cat", "echo", "touch", "wc", "grep", "readlink", "mkdir", "stat", "id", "sort", "tr")
 NEW = {"mnt", "pid", "uts", "ipc"}
 

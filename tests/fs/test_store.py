@@ -13,6 +13,7 @@ import pytest
 from nsprim.errors import ConfigError
 from nsprim.layers import LayerStore, UnsafeTarEntry, commit
 
+from ..tools import static_busybox
 from .helpers import make_tree, snapshot
 
 
@@ -123,9 +124,7 @@ def test_container_root_mounted_in_the_child_only(tmp_path: Path, store: LayerSt
     import nsprim
     from nsprim.mount import find_mount
 
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("needs busybox")
+    busybox = static_busybox()
     src = make_tree(tmp_path / "src", {"etc/motd": "base\n"})
     (src / "bin").mkdir()
     shutil.copy2(busybox, src / "bin" / "busybox")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ import pytest
 from nsprim.security.seccomp import ARCHES, native_arch
 from nsprim.security.seccomp.arch import known_syscall
 
+from ..tools import missing, need_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +22,7 @@ def _libseccomp() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL("libseccomp.so.2")
     except OSError:
-        pytest.skip("libseccomp.so.2 is not installed")
+        raise missing("libseccomp.so.2", "libseccomp2") from None
     lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
     lib.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
     lib.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
@@ -29,11 +30,10 @@ def _libseccomp() -> ctypes.CDLL:
     return lib
 
 
-@pytest.mark.skipif(
-    shutil.which("cc") is None or not Path("/usr/include/asm-generic/unistd.h").exists(),
-    reason="needs a C compiler and the kernel headers",
-)
 def test_generated_tables_are_fresh() -> None:
+    need_tool("cc", "gcc")
+    if not Path("/usr/include/asm-generic/unistd.h").exists():
+        raise missing("/usr/include/asm-generic/unistd.h", "linux-libc-dev")
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_syscalls.py"), "--check"], capture_output=True)
     assert r.returncode == 0, r.stderr.decode()
 
