@@ -197,3 +197,48 @@ def test_interpreter_rejects_bad_programs() -> None:
     with pytest.raises(BPFError):
         run([(0x20, 0, 0, 3), (RET_K, 0, 0, 0)], b"\0" * 64)  # misaligned load
     assert run([(0x20, 0, 0, 4), (0x06 | 0x10, 0, 0, 0)], bytes(range(64))) == 0x07060504  # ret A
+
+
+# A small pool of actions, so that rules often have the profile's default action.
+few_actions = st.sampled_from([Action.allow(), Action.errno(errno.EPERM), Action.kill_process()])
+few_names = st.lists(st.sampled_from(["read", "uname", "mount", "getpid", "fchmodat2"]), min_size=1, max_size=3)
+overlapping_profiles = st.builds(
+    Profile,
+    few_actions,
+    st.lists(st.builds(Rule, few_names.map(tuple), few_actions, st.lists(cmps, max_size=1).map(tuple)), max_size=6).map(
+        tuple
+    ),
+    st.just(("x86_64",)),
+    st.just(Action.kill_process()),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), overlapping_profiles)
+def test_rules_with_the_default_action_decide_as_any_rule(data: st.DataObject, profile: Profile) -> None:
+    program = compile_profile(profile)
+    for _ in range(25):
+        arch, nr, args = data.draw(calls(profile))
+        assert program.run(arch, nr, args) == profile.evaluate(arch, nr, args), (arch, nr, args)
+
+
+def test_denying_with_the_default_errno_takes_effect() -> None:
+    tok, nr = X86_64.audit_arch, X86_64.syscalls["uname"]
+    # Docker's default denies with EPERM and allows uname: a rule in front denies it again.
+    prog = compile_profile(docker_default_profile().denying("uname"), arches=["x86_64"])
+    assert prog.run(tok, nr) == EPERM
+    assert prog.run(tok, X86_64.syscalls["getpid"]) == ALLOW
+    # Allowing by default: an allow rule in front of a deny rule lets the call through.
+    allow_first = Profile.deny("uname", "mount").with_rules(Rule(("uname",), Action.allow()))
+    prog = compile_profile(allow_first, arches=["x86_64"])
+    assert prog.run(tok, nr) == ALLOW and prog.run(tok, X86_64.syscalls["mount"]) == EPERM
+
+
+def test_a_denied_call_is_never_newer_than_the_profile() -> None:
+    # uname is numbered above read: without counting the deny rule, it would be "newer" (ENOSYS).
+    profile = Profile.allow_only("read").denying("uname")
+    tok = X86_64.audit_arch
+    prog = compile_profile(profile, arches=["x86_64"])
+    assert prog.run(tok, X86_64.syscalls["uname"]) == EPERM
+    assert prog.run(tok, X86_64.syscalls["uname"] + 1) == ENOSYS

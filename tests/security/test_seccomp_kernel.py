@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,27 @@ def test_filter_for_every_arch_loads() -> None:
     r = sh("echo ok", SecurityPolicy(seccomp=prog))
     assert r.stdout == b"ok\n", r.stderr
     assert native_arch().name in ("x86_64", "aarch64")
+
+
+@pytest.mark.parametrize(
+    ("profile", "uname_errno"),
+    [
+        (Seccomp.default().denying("uname"), errno.EPERM),  # the default's own errno
+        (Seccomp.default().denying("uname", errno=errno.EACCES), errno.EACCES),
+        (Seccomp.deny("mount").denying("uname"), errno.EPERM),  # allowing by default
+        (Seccomp.deny("uname", "mount").with_rules(Rule(("uname",), Action.allow())), 0),  # allowed, then denied
+    ],
+    ids=["default-eperm", "default-eacces", "allowing-deny", "allowing-allow-first"],
+)
+def test_rules_take_effect_in_a_container(profile: Profile, uname_errno: int) -> None:
+    from nsprim.container import Container
+
+    code = "import os\ntry:\n os.uname(); print(0)\nexcept OSError as e: print(e.errno)\n"
+    policy = SecurityPolicy(Capabilities.docker_default(), profile)
+    r = Container([PYTHON, "-c", code]).host_root().security(policy).run(capture_output=True)
+    assert (r.returncode, r.stdout) == (0, f"{uname_errno}\n".encode()), r.stderr
+    r = Container(["uname", "-s"]).host_root().security(policy).run(capture_output=True)
+    if uname_errno:
+        assert r.returncode != 0 and os.strerror(uname_errno).encode() in r.stderr, r.stderr
+    else:
+        assert (r.returncode, r.stdout) == (0, b"Linux\n"), r.stderr

@@ -9,8 +9,11 @@ directly:
    ABI: bit 30 set in the number, except for -1) gets
    :attr:`Profile.foreign_action` (kill the process);
 2. the rules are tried in order; a rule applies when it names the call and
-   all its argument comparisons hold; the first that applies decides.  Rules
-   whose action is the default action are skipped (as runc does);
+   all its argument comparisons hold; the first that applies decides.  A
+   rule whose action is the default action decides too: it keeps a call
+   from reaching a later rule (``Seccomp.default().denying("uname")``
+   denies ``uname`` with ``EPERM``, the default's own errno, although a
+   later rule allows it);
 3. with :attr:`Profile.enosys_newer`, a call numbered above every call the
    rules name for that architecture fails with ``ENOSYS`` (a newer call the
    profile cannot know about: the C library then falls back, as runc does);
@@ -317,12 +320,28 @@ class Profile:
                     raise UnknownSyscallError(name, first, f"syscalls[{i}].names[{j}]")
 
     def effective_rules(self) -> tuple[Rule, ...]:
-        """The rules that can decide anything (not those with the default action)."""
-        return tuple(r for r in self.rules if r.action != self.default_action)
+        """The rules whose absence would change a decision, in order.
+
+        A rule with the default action matters only where it shadows a later
+        rule with another action for one of its calls; without such a rule
+        after it, a call it matches would end at the default action anyway.
+        """
+        kept: list[Rule] = []
+        shadowed: set[str] = set()  # calls a later rule decides otherwise than the default
+        for rule in reversed(self.rules):
+            if rule.action != self.default_action:
+                kept.append(rule)
+                shadowed.update(rule.names)
+            elif shadowed.intersection(rule.names):
+                kept.append(rule)
+        return tuple(reversed(kept))
 
     def max_number(self, arch: Arch) -> int:
-        """The highest number of a call the effective rules name on *arch* (-1 if none)."""
-        nrs = [arch.syscalls[n] for r in self.effective_rules() for n in r.names if n in arch.syscalls]
+        """The highest number of a call any rule names on *arch* (-1 if none).
+
+        Every rule counts, those with the default action too: a call the
+        profile names is one it knows, never "newer than the profile"."""
+        nrs = [arch.syscalls[n] for r in self.rules for n in r.names if n in arch.syscalls]
         return max(nrs, default=-1)
 
     def uses_enosys_stub(self) -> bool:
@@ -346,7 +365,7 @@ class Profile:
         arch = next((a for a in self.arches() if a.audit_arch == audit_arch), None)
         if arch is None or (nr >= arch.nr_limit and nr != 0xFFFFFFFF):
             return self.foreign_action.ret
-        for rule in self.effective_rules():
+        for rule in self.rules:  # all of them: this states the meaning, effective_rules() is the compiler's
             if rule.includes is not None or rule.excludes is not None:
                 raise SeccompProfileError("", "resolve() the profile's includes/excludes before evaluating it")
             if any(arch.syscalls.get(n) == nr for n in rule.names) and rule.matches_args(args):
