@@ -22,7 +22,7 @@ from nsprim.security.seccomp import (
     docker_default_profile,
     native_arch,
 )
-from nsprim.security.seccomp.bpf import BPF_MAXINSNS, JMP_JA, RET_K
+from nsprim.security.seccomp.bpf import BPF_MAXINSNS, JMP_JA, RET_K, Insn
 from nsprim.security.seccomp.interp import BPFError, run, seccomp_data
 
 X86_64 = ARCHES["x86_64"]
@@ -242,3 +242,26 @@ def test_a_denied_call_is_never_newer_than_the_profile() -> None:
     prog = compile_profile(profile, arches=["x86_64"])
     assert prog.run(tok, X86_64.syscalls["uname"]) == EPERM
     assert prog.run(tok, X86_64.syscalls["uname"] + 1) == ENOSYS
+
+
+def test_bad_programs_are_typed_errors() -> None:
+    from nsprim.errors import ConfigError, NsprimError
+
+    assert issubclass(BPFError, ConfigError) and issubclass(BPFError, NsprimError)
+    bad_programs: list[list[tuple[int, int, int, int]]] = [
+        [(0x02, 0, 0, 16), (RET_K, 0, 0, 0)],  # store to scratch word 16 (there are 16)
+        [(0x60, 0, 0, 99), (RET_K, 0, 0, 0)],  # load scratch word 99
+        [(RET_K, 0, 0, 1 << 32)],  # k wider than 32 bits
+        [(RET_K, 0, 0)],  # type: ignore[list-item]  # three fields
+        [(RET_K, 0, 0, 0)] * 4097,  # longer than the kernel takes
+    ]
+    for prog in bad_programs:
+        with pytest.raises(BPFError):
+            run(prog, b"\0" * 64)
+    for data in (b"\0" * 7, "text", None):
+        with pytest.raises(BPFError):
+            Program.from_bytes(data)  # type: ignore[arg-type]
+    with pytest.raises(BPFError):
+        Program((Insn(0x10000, 0, 0, 0),))
+    with pytest.raises(BPFError):
+        seccomp_data(0, 0, [0] * 7)

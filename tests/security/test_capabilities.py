@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsprim.errors import ConfigError, StepError
+from nsprim.errors import ConfigError, NsprimError, StepError
 from nsprim.security import (
     DOCKER_DEFAULT_CAPS,
     Capabilities,
     Capability,
     CapabilitySet,
     CapsPhase,
+    SecurityConfigError,
     SecurityPolicy,
     SetCapabilities,
     UnknownCapabilityError,
@@ -206,3 +207,51 @@ def test_capabilities_cannot_be_regained_in_the_payload() -> None:
     )
     r = run(["python3", "-c", code], SecurityPolicy())
     assert r.stdout.split() == [b"-1", b"1"], r.stderr
+
+
+# ---- bad input is a typed error ----------------------------------------------------------------
+
+hex_like = st.one_of(
+    st.text(),
+    st.text(alphabet="0123456789abcdefABCDEF_x- \t\n+", max_size=24),
+    st.integers().map(lambda n: f"{n:x}" if n >= 0 else str(n)),
+    st.sampled_from(["", " ", "0x1f", "1_0", "-1", "+1", "00000000a80425fb", "1" * 17, "ff" * 9, "\u0663", "\uff11"]),
+    st.none(),
+    st.integers(),
+    st.binary(max_size=8),
+)
+
+
+@given(hex_like)
+def test_from_hex_gives_a_set_or_a_typed_error(text: object) -> None:
+    try:
+        caps = CapabilitySet.from_hex(text)  # type: ignore[arg-type]
+    except NsprimError as exc:
+        assert isinstance(exc, SecurityConfigError) and "hexadecimal" in str(exc)
+        return
+    assert isinstance(text, str) and re.fullmatch(r"\s*[0-9a-fA-F]{1,16}\s*", text)
+    assert caps.mask == int(text, 16)
+
+
+def test_from_hex_reads_proc_status_values() -> None:
+    assert CapabilitySet.from_hex("00000000a80425fb\n") == DOCKER_DEFAULT_CAPS
+    for bad in ("", "zz", "0x1f", "1_0", "-1", "1" * 17, "\u0661"):
+        with pytest.raises(SecurityConfigError, match="hexadecimal"):
+            CapabilitySet.from_hex(bad)
+
+
+@pytest.mark.parametrize("bad", [None, 1.5, b"\x15", True, object(), [None], ["CAP_CHOWN", 2.0], {"CAP_CHOWN": 1}])
+def test_bad_capability_names_are_unknown_capability_errors(bad: object) -> None:
+    for call in (
+        lambda: Capabilities.docker_default().add(bad),  # type: ignore[arg-type]
+        lambda: Capabilities.docker_default().drop(bad),  # type: ignore[arg-type]
+        lambda: CapabilitySet.of(bad),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(UnknownCapabilityError):
+            call()
+
+
+@pytest.mark.parametrize("mask", [-1, 1 << 64, "3", 1.0, None])
+def test_bad_masks_are_typed_errors(mask: object) -> None:
+    with pytest.raises(SecurityConfigError, match="capability mask"):
+        CapabilitySet(mask)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 from dataclasses import replace
@@ -12,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nsprim.errors import ConfigError
+from nsprim.errors import ConfigError, NsprimError, SyscallError
 from nsprim.security import (
+    DOCKER_DEFAULT_CAPS,
     Capability,
     CapabilitySet,
     SeccompProfileError,
@@ -25,8 +27,10 @@ from nsprim.security.seccomp import (
     ARCHES,
     Action,
     ActionKind,
+    ArgCmp,
     Op,
     Profile,
+    Rule,
     Seccomp,
     compile_profile,
     docker_default_profile,
@@ -319,3 +323,164 @@ def test_garbage_gives_a_config_error_or_a_profile(doc: Any) -> None:
     except SecurityConfigError:
         return
     compile_profile(profile)
+
+
+# ---- any input: a profile or a typed error -------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+scmp_words = st.sampled_from(
+    ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_NOTIFY", "SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+     "SCMP_ARCH_AARCH64", "SCMP_ARCH_MIPS", "SCMP_CMP_EQ", "SCMP_CMP_MASKED_EQ", "==", "read", "uname", "nosuch",
+     "CAP_SYS_ADMIN", "CAP_NOPE", "amd64", "4.8", "99999.1", "SECCOMP_FILTER_FLAG_LOG", ""]
+)  # fmt: skip
+field_values = st.one_of(scmp_words, json_values, st.lists(scmp_words, max_size=3), st.integers(-2, 1 << 65))
+arg_entries = st.fixed_dictionaries(
+    {}, optional={"index": field_values, "value": field_values, "valueTwo": field_values, "op": field_values}
+)
+syscall_entries = st.fixed_dictionaries(
+    {},
+    optional={
+        "names": st.one_of(st.lists(scmp_words, max_size=3), field_values),
+        "name": field_values,
+        "action": field_values,
+        "errnoRet": field_values,
+        "args": st.one_of(st.lists(arg_entries, max_size=2), field_values),
+        "includes": st.one_of(st.fixed_dictionaries({}, optional={"caps": field_values, "arches": field_values,
+                                                                  "minKernel": field_values}), field_values),
+        "excludes": field_values,
+        "comment": field_values,
+    },
+)  # fmt: skip
+profile_shaped = st.fixed_dictionaries(
+    {},
+    optional={
+        "defaultAction": field_values,
+        "defaultErrnoRet": field_values,
+        "architectures": st.one_of(st.lists(scmp_words, max_size=3), field_values),
+        "archMap": st.one_of(
+            st.lists(st.fixed_dictionaries({}, optional={"architecture": field_values,
+                                                         "subArchitectures": field_values}), max_size=2),
+            field_values,
+        ),
+        "flags": st.one_of(st.lists(scmp_words, max_size=2), field_values),
+        "syscalls": st.one_of(st.lists(syscall_entries, max_size=4), field_values),
+    },
+)  # fmt: skip
+
+
+def mostly(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """*valid* seven times in eight, anything else the eighth."""
+    return st.integers(0, 7).flatmap(lambda i: field_values if i == 0 else valid)
+
+
+CALLS = ["read", "uname", "mount", "socket", "clone", "chown32"]
+ACTIONS = ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG"]
+near_valid_rules = st.fixed_dictionaries(
+    {"names": mostly(st.lists(st.sampled_from(CALLS), max_size=3)), "action": mostly(st.sampled_from(ACTIONS))},
+    optional={
+        "errnoRet": mostly(st.integers(0, 70_000)),
+        "args": st.lists(
+            st.fixed_dictionaries(
+                {"index": mostly(st.integers(0, 7)), "value": mostly(st.integers(0, 1 << 64)),
+                 "op": mostly(st.sampled_from([op.value for op in Op]))},
+                optional={"valueTwo": mostly(st.integers(0, 1 << 64))},
+            ),
+            max_size=2,
+        ),
+        "includes": st.fixed_dictionaries(
+            {}, optional={"caps": mostly(st.lists(st.sampled_from(["CAP_SYS_ADMIN", "CAP_CHOWN"]), max_size=2)),
+                          "arches": mostly(st.lists(st.sampled_from(["amd64", "arm64"]), max_size=2)),
+                          "minKernel": mostly(st.sampled_from(["4.8", "5.10", "6.1"]))}
+        ),
+    },
+)  # fmt: skip
+near_valid = st.fixed_dictionaries(
+    {"defaultAction": mostly(st.sampled_from(["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS"]))},
+    optional={
+        "defaultErrnoRet": mostly(st.integers(0, 70_000)),
+        "architectures": mostly(st.lists(st.sampled_from(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]))),
+        "syscalls": st.lists(near_valid_rules, max_size=5),
+    },
+)
+nested = st.tuples(st.integers(1, 3000), st.sampled_from(["[", '{"a":', '{"syscalls":'])).map(lambda t: t[1] * t[0])
+documents = st.one_of(
+    profile_shaped,
+    json_values,
+    profile_shaped.map(json.dumps),
+    profile_shaped.map(lambda d: json.dumps(d).encode("utf-16")),
+    st.text(alphabet='[]{}":,\\ 0a', max_size=60),
+    st.text(),
+    st.binary(max_size=40),
+    nested,
+    nested.map(str.encode),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents)
+def test_any_document_parses_and_compiles_or_is_a_typed_error(doc: Any) -> None:
+    try:
+        profile = parse_profile(doc)
+    except NsprimError as exc:
+        assert isinstance(exc, SeccompProfileError | UnknownCapabilityError), repr(exc)
+        return
+    assert isinstance(profile, Profile)
+    with contextlib.suppress(NsprimError):
+        compile_profile(profile)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(near_valid, near_valid.map(json.dumps)))
+def test_nearly_valid_profiles_parse_and_compile_or_are_typed_errors(doc: Any) -> None:
+    try:
+        profile = parse_profile(doc)
+    except NsprimError as exc:
+        assert isinstance(exc, SeccompProfileError | UnknownCapabilityError), repr(exc)
+        return
+    try:
+        program = compile_profile(profile)
+    except NsprimError:
+        return
+    arch = profile.arches()[0]
+    resolved = profile.resolve(DOCKER_DEFAULT_CAPS)
+    for nr in (0, arch.syscalls["uname"], arch.syscalls["mount"], 1000):
+        assert program.run(arch.audit_arch, nr) == resolved.evaluate(arch.audit_arch, nr)
+
+
+def test_deep_nesting_is_refused_before_parsing() -> None:
+    for doc in ("[" * 100_000, '{"a":' * 100_000, b"[" * 100_000, '{"syscalls": ' + "[" * 40 + "]" * 40 + "}"):
+        with pytest.raises(SeccompProfileError, match="nested deeper than"):
+            parse_profile(doc)
+    # Brackets inside strings do not count.
+    assert parse_profile('{"defaultAction": "SCMP_ACT_ALLOW", "comment": "' + "[" * 100 + '"}').rules == ()
+
+
+def test_a_missing_profile_file_is_a_syscall_error(tmp_path: Path) -> None:
+    with pytest.raises(SyscallError, match=r"read seccomp profile `.*/nope.json`: No such file or directory"):
+        load_profile(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Action(ActionKind.ERRNO, 70_000),
+        lambda: Action.errno("EPERM"),  # type: ignore[arg-type]
+        lambda: Seccomp.default().denying("unamee"),
+        lambda: Seccomp.default().denying(["uname"]),  # type: ignore[arg-type]
+        lambda: Seccomp.deny(None),  # type: ignore[arg-type]
+        lambda: Rule("uname", Action.errno()),  # type: ignore[arg-type]
+        lambda: Profile("allow"),  # type: ignore[arg-type]
+        lambda: ArgCmp("0", Op.EQ, 1),  # type: ignore[arg-type]
+        lambda: ArgCmp(0, "==", 1),  # type: ignore[arg-type]
+        lambda: Seccomp.deny("mount").resolve(host=7),  # type: ignore[arg-type]
+        lambda: parse_profile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"],
+                               "action": "SCMP_ACT_ALLOW", "comment": ["x"] * 3}]}),
+    ],
+)  # fmt: skip
+def test_bad_profile_parts_are_typed_errors(make: Any) -> None:
+    with pytest.raises(SeccompProfileError):
+        make()

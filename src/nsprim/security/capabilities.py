@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -93,11 +94,13 @@ class Capability(enum.IntEnum):
         """
         if isinstance(name, Capability):
             return name
-        if isinstance(name, int):
+        if isinstance(name, int) and not isinstance(name, bool):
             try:
                 return cls(name)
             except ValueError:
                 raise UnknownCapabilityError(str(name), where=where) from None
+        if not isinstance(name, str):
+            raise UnknownCapabilityError(repr(name), where=where)
         key = name.strip().upper()
         if key.startswith("CAP_"):
             key = key[4:]
@@ -120,6 +123,9 @@ def last_cap() -> int:
         return max(Capability)
 
 
+_HEX_MASK = re.compile(r"[0-9a-fA-F]{1,16}")
+
+
 def _mask_all() -> int:
     return (1 << (last_cap() + 1)) - 1
 
@@ -131,8 +137,11 @@ class CapabilitySet:
     mask: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.mask, bool) or not isinstance(self.mask, int):
+            kind = type(self.mask).__name__
+            raise SecurityConfigError(f"capability mask: expected an integer, got {kind}", what="mask")
         if not 0 <= self.mask < 1 << 64:
-            raise ValueError(f"capability mask out of range: {self.mask:#x}")
+            raise SecurityConfigError(f"capability mask out of the 64-bit range: {self.mask:#x}", what="mask")
 
     @classmethod
     def of(cls, *names: CapNames | Iterable[CapNames], where: str | None = None) -> CapabilitySet:
@@ -140,7 +149,12 @@ class CapabilitySet:
         iterables of them; ``"ALL"`` means every capability of this kernel."""
         mask = 0
         for item in names:
-            items: Iterable[CapNames] = [item] if isinstance(item, (str, int)) else item
+            if isinstance(item, (str, int)):
+                items: Iterable[CapNames] = [item]
+            elif isinstance(item, Iterable) and not isinstance(item, (bytes, bytearray, Mapping)):
+                items = item
+            else:  # None, a float, bytes (whose items would read as numbers)
+                raise UnknownCapabilityError(repr(item), where=where)
             for name in items:
                 if isinstance(name, str) and name.strip().upper() in ("ALL", "CAP_ALL"):
                     mask |= _mask_all()
@@ -155,8 +169,17 @@ class CapabilitySet:
 
     @classmethod
     def from_hex(cls, text: str) -> CapabilitySet:
-        """Parse a ``/proc/<pid>/status`` value such as ``00000000a80425fb``."""
-        return cls(int(text, 16))
+        """Parse a ``/proc/<pid>/status`` value such as ``00000000a80425fb``.
+
+        One to sixteen hexadecimal digits (surrounding blanks allowed);
+        anything else raises :class:`~nsprim.security.errors.SecurityConfigError`.
+        """
+        if not isinstance(text, str) or _HEX_MASK.fullmatch(text.strip()) is None:
+            shown = text if isinstance(text, str) else type(text).__name__
+            raise SecurityConfigError(
+                f"capability mask `{shown!s:.40}`: expected 1 to 16 hexadecimal digits", what="mask"
+            )
+        return cls(int(text.strip(), 16))
 
     def __iter__(self) -> Iterator[Capability]:
         for bit in range(64):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 
-__all__ = ["SecurityConfigError", "UnknownCapabilityError", "SeccompProfileError", "UnknownSyscallError"]
+__all__ = ["SecurityConfigError", "UnknownCapabilityError", "SeccompProfileError", "UnknownSyscallError", "BPFError"]
 
 
 class SecurityConfigError(ConfigError):
@@ -42,3 +42,12 @@ class UnknownSyscallError(SeccompProfileError):
         super().__init__(where, f"unknown syscall `{name}` for {arch}")
         self.name = name
         self.arch = arch
+
+
+class BPFError(SecurityConfigError):
+    """A classic-BPF program the kernel's checker would refuse (a jump out of the
+    program, an instruction seccomp does not allow, a bad load offset)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"BPF program: {reason}", what="program")
+        self.reason = reason

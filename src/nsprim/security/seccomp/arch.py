@@ -160,7 +160,7 @@ def _all_names() -> frozenset[str]:
 
 def known_syscall(name: str) -> bool:
     """Whether *name* is a system call of some architecture nsprim knows."""
-    return name in _all_names()
+    return isinstance(name, str) and name in _all_names()
 
 
 def native_arch() -> Arch:
@@ -177,6 +177,8 @@ def get_arch(name: str | Arch) -> Arch:
     """An :class:`Arch` by nsprim name (``x86_64``), libseccomp name or Go name."""
     if isinstance(name, Arch):
         return name
+    if not isinstance(name, str):
+        raise SeccompProfileError("", f"unknown architecture `{name!r:.40}`")
     key = name.strip()
     if key in ARCHES:
         return ARCHES[key]
@@ -188,6 +190,8 @@ def get_arch(name: str | Arch) -> Arch:
 
 def arch_from_scmp(name: str, where: str) -> Arch | None:
     """Map a libseccomp ``SCMP_ARCH_*`` name; ``None`` for a known but unsupported one."""
+    if not isinstance(name, str):
+        raise SeccompProfileError(where, f"unknown architecture `{name!r:.40}`")
     key = name.strip().upper()
     for arch in ARCHES.values():
         if key == arch.scmp_name:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..capabilities import CapabilitySet
-from ..errors import SeccompProfileError
+from ..errors import BPFError, SeccompProfileError
 from .arch import Arch
+from .interp import _checked
 from .profile import Action, ArgCmp, Op, Profile
 
 __all__ = ["Insn", "Program", "compile_profile", "assemble", "Label", "BPF_MAXINSNS"]
@@ -65,6 +66,10 @@ class Program:
 
     insns: tuple[Insn, ...]
 
+    def __post_init__(self) -> None:
+        # Fields too wide for struct sock_filter would fail only when packed, in a child's plan.
+        object.__setattr__(self, "insns", tuple(Insn(*i) for i in _checked(self.insns)))
+
     def __len__(self) -> int:
         return len(self.insns)
 
@@ -86,8 +91,8 @@ class Program:
     @classmethod
     def from_bytes(cls, data: bytes) -> Program:
         """Parse a ``struct sock_filter`` array (e.g. from ``seccomp_export_bpf``)."""
-        if len(data) % 8:
-            raise ValueError("a BPF program is a multiple of 8 bytes")
+        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) % 8:
+            raise BPFError("a BPF program is bytes, a multiple of 8 of them")
         return cls(tuple(Insn(*struct.unpack_from("=HBBI", data, off)) for off in range(0, len(data), 8)))
 
     def run(self, arch: int, nr: int, args: Sequence[int] = (0,) * 6, ip: int = 0) -> int:

@@ -10,30 +10,55 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
+from ..errors import BPFError
+
 __all__ = ["BPFError", "seccomp_data", "run", "run_seccomp"]
 
 U32 = 0xFFFFFFFF
-
-
-class BPFError(Exception):
-    """The program is invalid (as the kernel's checker would say)."""
+BPF_MAXINSNS = 4096
+BPF_MEMWORDS = 16
 
 
 def seccomp_data(arch: int, nr: int, args: Sequence[int] = (0,) * 6, ip: int = 0) -> bytes:
     """Pack ``struct seccomp_data`` (native byte order)."""
+    if len(args) > 6:
+        raise BPFError(f"a system call has 6 arguments, not {len(args)}")
     a = [int(x) & 0xFFFFFFFFFFFFFFFF for x in args] + [0] * (6 - len(args))
     return struct.pack("=IIQ6Q", nr & U32, arch & U32, ip & 0xFFFFFFFFFFFFFFFF, *a[:6])
+
+
+def _checked(insns: Iterable[tuple[int, int, int, int]], max_len: int | None = None) -> list[tuple[int, int, int, int]]:
+    """The instructions as ``(code, jt, jf, k)`` of the kernel's field widths, at most *max_len*."""
+    prog: list[tuple[int, int, int, int]] = []
+    for pc, insn in enumerate(insns):
+        fields = tuple(insn) if isinstance(insn, (tuple, list)) else ()
+        widths = (0xFFFF, 0xFF, 0xFF, U32)
+        if len(fields) != 4 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= top
+            for v, top in zip(fields, widths, strict=True)
+        ):
+            raise BPFError(f"instruction {pc} is not (code, jt, jf, k) of 16, 8, 8 and 32 bits: {insn!r:.60}")
+        prog.append((fields[0], fields[1], fields[2], fields[3]))
+        if max_len is not None and len(prog) > max_len:
+            raise BPFError(f"more than {max_len} instructions")
+    return prog
 
 
 def run(
     insns: Iterable[tuple[int, int, int, int]], data: bytes, max_steps: int = 1 << 16, trace: list[int] | None = None
 ) -> int:
     """Run a program on *data*; return the value of its ``ret``.  *trace* collects the executed pcs."""
-    prog = list(insns)
+    from .bpf import Program  # (bpf imports this module)
+
+    # A Program's instructions were checked when it was made; only its length is left.
+    if isinstance(insns, Program) and len(insns) <= BPF_MAXINSNS:
+        prog: Sequence[tuple[int, int, int, int]] = insns.insns
+    else:
+        prog = _checked(insns, BPF_MAXINSNS)
     if not prog:
         raise BPFError("empty program")
     a = x = 0
-    mem = [0] * 16
+    mem = [0] * BPF_MEMWORDS
     pc = 0
     for _ in range(max_steps):
         if not 0 <= pc < len(prog):
@@ -54,7 +79,7 @@ def run(
             elif mode == 0x00:  # IMM
                 a = k
             elif mode == 0x60:  # MEM
-                a = mem[k]
+                a = mem[_slot(k)]
             else:
                 raise BPFError(f"unsupported load {code:#x}")
         elif cls == 0x01:  # BPF_LDX
@@ -64,13 +89,13 @@ def run(
             elif mode == 0x80:
                 x = len(data)
             elif mode == 0x60:
-                x = mem[k]
+                x = mem[_slot(k)]
             else:
                 raise BPFError(f"unsupported ldx {code:#x}")
         elif cls == 0x02:  # BPF_ST
-            mem[k] = a
+            mem[_slot(k)] = a
         elif cls == 0x03:  # BPF_STX
-            mem[k] = x
+            mem[_slot(k)] = x
         elif cls == 0x04:  # BPF_ALU
             op, src = code & 0xF0, code & 0x08
             v = x if src else k
@@ -129,6 +154,12 @@ def run(
             else:
                 raise BPFError(f"unsupported misc {code:#x}")
     raise BPFError("step limit reached (a loop?)")
+
+
+def _slot(k: int) -> int:
+    if k >= BPF_MEMWORDS:
+        raise BPFError(f"scratch memory word {k} out of range 0..{BPF_MEMWORDS - 1}")
+    return k
 
 
 def run_seccomp(

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from ...errors import SyscallError
 from ..capabilities import CapabilitySet
 from ..errors import SeccompProfileError, UnknownCapabilityError, UnknownSyscallError
 from .arch import Arch, arch_from_scmp, get_arch, known_syscall, native_arch
@@ -36,6 +38,34 @@ FILTER_FLAGS: Mapping[str, int] = {
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32,
 }
+
+
+#: Nesting a profile needs: object > syscalls > entry > args > comparison (includes: 4).
+MAX_DEPTH = 32
+# A string (escapes included), or one bracket; anything else is skipped over.
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _loads(data: str | bytes | bytearray) -> Any:
+    """``json.loads``, refusing documents nested deeper than :data:`MAX_DEPTH`
+    before the parser recurses into them (it would raise ``RecursionError``)."""
+    try:
+        text = data if isinstance(data, str) else bytes(data).decode(json.detect_encoding(data))
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise SeccompProfileError("", f"invalid JSON: {exc}") from None
+    depth = 0
+    for m in _STRUCTURE.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SeccompProfileError("", f"invalid profile: nested deeper than {MAX_DEPTH} levels")
+        elif c in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # (a bracket the scan took for a string's)
+        raise SeccompProfileError("", f"invalid JSON: {exc}") from None
 
 
 def _expect(value: object, kind: type | tuple[type, ...], where: str, what: str) -> Any:
@@ -141,11 +171,8 @@ def parse_profile(
     ``archMap`` entry.  With *strict*, a system call name that no known
     architecture has is an error (runc ignores such names: ``strict=False``).
     """
-    if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise SeccompProfileError("", f"invalid JSON: {exc}") from None
+    if isinstance(data, (str, bytes, bytearray)):
+        data = _loads(data)
     obj = _expect(data, dict, "", "a JSON object")
     host_arch = get_arch(host) if host is not None else native_arch()
     default = _action(obj, "defaultAction", "defaultErrnoRet", "", None)
@@ -185,7 +212,7 @@ def parse_profile(
                 args,
                 _condition(entry.get("includes"), f"{where}.includes"),
                 _condition(entry.get("excludes"), f"{where}.excludes"),
-                str(entry.get("comment") or ""),
+                _expect(entry.get("comment") or "", str, f"{where}.comment", "a string"),
             )
         )
     return Profile(default, tuple(rules), architectures, flags=flags)
@@ -193,8 +220,11 @@ def parse_profile(
 
 def load_profile(path: str | os.PathLike[str], **kwargs: Any) -> Profile:
     """Read and parse a JSON profile file (see :func:`parse_profile`)."""
-    with open(path, "rb") as f:
-        text = f.read()
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as exc:
+        raise SyscallError(exc.errno, "read seccomp profile", path) from None
     try:
         return parse_profile(text, **kwargs)
     except SeccompProfileError as exc:

@@ -80,8 +80,10 @@ class Action:
     data: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.data <= 0xFFFF:
-            raise ValueError(f"seccomp action data out of range: {self.data}")
+        if not isinstance(self.kind, ActionKind):
+            raise SeccompProfileError("action", f"expected an ActionKind, got {type(self.kind).__name__}")
+        if isinstance(self.data, bool) or not isinstance(self.data, int) or not 0 <= self.data <= 0xFFFF:
+            raise SeccompProfileError("action", f"action data (an errno) must be 0..65535, not {self.data!r:.40}")
 
     @classmethod
     def allow(cls) -> Action:
@@ -162,10 +164,12 @@ class ArgCmp:
     value_two: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.index <= 5:
-            raise SeccompProfileError("index", f"argument index {self.index} out of range 0..5")
+        if not _is_int(self.index) or not 0 <= self.index <= 5:
+            raise SeccompProfileError("index", f"argument index {self.index!r} out of range 0..5")
+        if not isinstance(self.op, Op):
+            raise SeccompProfileError("op", f"expected an Op, got {type(self.op).__name__}")
         for v in (self.value, self.value_two):
-            if not 0 <= v <= U64:
+            if not _is_int(v) or not 0 <= v <= U64:
                 raise SeccompProfileError("value", f"argument value {v} out of the unsigned 64-bit range")
 
     def matches(self, args: Sequence[int]) -> bool:
@@ -187,9 +191,14 @@ class ArgCmp:
         return a & v == self.value_two & v  # libseccomp masks the datum too
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def kernel_version(release: str | None = None) -> tuple[int, int]:
-    """``(major, minor)`` of *release* (default: the running kernel)."""
-    m = re.match(r"(\d+)\.(\d+)", release if release is not None else os.uname().release)
+    """``(major, minor)`` of *release* (default: the running kernel); ``(0, 0)`` if it is none."""
+    text = release if release is not None else os.uname().release
+    m = re.match(r"(\d{1,9})\.(\d{1,9})(?!\d)", text) if isinstance(text, str) else None
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
@@ -216,6 +225,18 @@ class Rule:
     includes: Condition | None = None
     excludes: Condition | None = None
     comment: str = ""
+
+    def __post_init__(self) -> None:
+        # A bare string would be taken for its letters, each an unknown call: refuse it.
+        if not isinstance(self.names, tuple) or not all(isinstance(n, str) and n for n in self.names):
+            raise SeccompProfileError("names", f"expected a tuple of system call names, got {self.names!r:.60}")
+        if not isinstance(self.action, Action):
+            raise SeccompProfileError("action", f"expected an Action, got {type(self.action).__name__}")
+        if not isinstance(self.args, tuple) or not all(isinstance(a, ArgCmp) for a in self.args):
+            raise SeccompProfileError("args", f"expected a tuple of ArgCmp, got {self.args!r:.60}")
+        for cond in (self.includes, self.excludes):
+            if cond is not None and not isinstance(cond, Condition):
+                raise SeccompProfileError("includes", f"expected a Condition, got {type(cond).__name__}")
 
     def matches_args(self, args: Sequence[int]) -> bool:
         """Whether all argument comparisons hold."""
@@ -252,6 +273,17 @@ class Profile:
     enosys_newer: bool = True
     flags: int = 0
 
+    def __post_init__(self) -> None:
+        for what, action in (("defaultAction", self.default_action), ("foreign_action", self.foreign_action)):
+            if not isinstance(action, Action):
+                raise SeccompProfileError(what, f"expected an Action, got {type(action).__name__}")
+        if not isinstance(self.rules, tuple) or not all(isinstance(r, Rule) for r in self.rules):
+            raise SeccompProfileError("syscalls", f"expected a tuple of Rule, got {self.rules!r:.60}")
+        if not isinstance(self.architectures, tuple) or not all(isinstance(a, str) for a in self.architectures):
+            raise SeccompProfileError("architectures", f"expected a tuple of names, got {self.architectures!r:.60}")
+        if not _is_int(self.flags) or not 0 <= self.flags < 1 << 32:
+            raise SeccompProfileError("flags", f"expected seccomp filter flags, got {self.flags!r:.60}")
+
     # ---- constructors ---------------------------------------------------------------
 
     @classmethod
@@ -273,8 +305,12 @@ class Profile:
         return replace(self, rules=rules + self.rules if first else self.rules + rules)
 
     def denying(self, *names: str, errno: int = _errno.EPERM) -> Profile:
-        """A copy that also denies *names* (before any other rule)."""
-        return self.with_rules(Rule(tuple(names), Action.errno(errno)))
+        """A copy that also denies *names* (before any other rule), whatever
+        the default action: the rule takes effect even when *errno* is the
+        default's own."""
+        rule = Rule(tuple(names), Action.errno(errno))
+        _check_rule_names(rule, "denying")
+        return self.with_rules(rule)
 
     # ---- resolution -------------------------------------------------------------------
 
@@ -313,11 +349,8 @@ class Profile:
         """Raise :class:`UnknownSyscallError` for a name no known architecture has."""
         if not strict:
             return
-        first = self.arches()[0].name
         for i, rule in enumerate(self.rules):
-            for j, name in enumerate(rule.names):
-                if not known_syscall(name):
-                    raise UnknownSyscallError(name, first, f"syscalls[{i}].names[{j}]")
+            _check_rule_names(rule, f"syscalls[{i}]", self.arches()[0].name)
 
     def effective_rules(self) -> tuple[Rule, ...]:
         """The rules whose absence would change a decision, in order.
@@ -374,3 +407,9 @@ class Profile:
         if self.uses_enosys_stub() and top >= 0 and nr > top:
             return Action.errno(_errno.ENOSYS).ret
         return self.default_action.ret
+
+
+def _check_rule_names(rule: Rule, where: str, arch: str | None = None) -> None:
+    for j, name in enumerate(rule.names):
+        if not known_syscall(name):
+            raise UnknownSyscallError(name, arch or native_arch().name, f"{where}.names[{j}]")
