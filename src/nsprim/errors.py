@@ -34,6 +34,7 @@ __all__ = [
     "ProcessLookupFailed",
     "ExecutableNotFoundError",
     "TimeoutExpired",
+    "SpecError",
     "describe_errno",
 ]
 
@@ -190,3 +191,15 @@ class TimeoutExpired(NsprimError, TimeoutError):
         super().__init__(f"process {pid} still running after {timeout:g} s")
         self.pid = pid
         self.timeout = timeout
+
+
+class SpecError(ConfigError):
+    """An OCI document (``config.json``, a process or resources file) is invalid.
+
+    ``field`` is the path of the offending field from the document's root
+    (``linux.namespaces[2].type``), or ``None`` for the document as a whole.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, what=field)
+        self.field = field
