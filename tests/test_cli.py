@@ -100,3 +100,33 @@ def test_cgroup_info_limits_and_doctor() -> None:
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["ns", "exec", "--help"]])
 def test_help(argv: list[str]) -> None:
     assert cli(*argv).returncode == 0
+
+
+NS_PROBE = "for t in mnt uts ipc pid net cgroup; do readlink /proc/self/ns/$t; done; hostname"
+
+
+def _ns_links(pid: int | str) -> list[str]:
+    return [os.readlink(f"/proc/{pid}/ns/{t}") for t in ("mnt", "uts", "ipc", "pid", "net", "cgroup")]
+
+
+def test_ns_exec_enters_what_it_is_told_and_by_default_every_unshared_namespace() -> None:
+    from nsprim.container import Container
+
+    box = Container(["sleep", "60"]).host_root().hostname("execbox").start()
+    with box:
+        theirs, ours = _ns_links(box.pid), _ns_links("self")
+        assert all(a != b for a, b in zip(theirs, ours, strict=True))  # a container: none shared
+        for flags in ([], ["--all"]):
+            r = cli("ns", "exec", str(box.pid), *flags, "--", "sh", "-c", NS_PROBE)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.split() == [*theirs, "execbox"], flags
+        # --pid alone: its pid namespace (the flag no longer clobbers the positional PID) and nothing else.
+        r = cli("ns", "exec", str(box.pid), "--pid", "--", "sh", "-c", NS_PROBE)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[:6] == [*ours[:3], theirs[3], *ours[4:]]
+        # --uts alone: not its pid namespace as well.
+        r = cli("ns", "exec", str(box.pid), "--uts", "--", "sh", "-c", NS_PROBE)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [ours[0], theirs[1], *ours[2:], "execbox"]
+        r = cli("ns", "exec", str(box.pid), "--net", "--ipc", "--", "sh", "-c", NS_PROBE)
+        assert r.stdout.split()[:6] == [ours[0], ours[1], theirs[2], ours[3], theirs[4], ours[5]], r.stderr

@@ -3,7 +3,7 @@
     nsprim run [--rootfs DIR] [--memory 256M] [--cpus 0.5] [--pids 64] [--net none|host|veth]
                [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--user] [--init] -- CMD...
     nsprim ns list PID
-    nsprim ns exec PID [--net] [--mnt] [--pid] [--uts] [--ipc] [--user] [--cgroup] [--time] -- CMD...
+    nsprim ns exec PID [--all | --net --mnt --pid --uts --ipc --user --cgroup --time] -- CMD...
     nsprim cgroup info
     nsprim limits
     nsprim doctor
@@ -57,11 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     ns_sub = ns.add_subparsers(dest="ns_command", required=True, metavar="SUBCOMMAND")
     ls = ns_sub.add_parser("list", help="the namespaces of a process, against your own")
     ls.add_argument("pid", type=int)
-    ex = ns_sub.add_parser("exec", help="run a command in namespaces of a process (like nsenter)", parents=[debug])
+    ex = ns_sub.add_parser(
+        "exec",
+        help="run a command in namespaces of a process (like nsenter)",
+        description="Without namespace options, enter every namespace of PID that you do not share (as --all).",
+        parents=[debug],
+    )
     ex.add_argument("pid", type=int)
     for t in NS_TYPES:
-        ex.add_argument(f"--{t}", action="store_true", help=f"enter its {t} namespace")
-    ex.add_argument("--all", action="store_true", help="enter every namespace it does not share with you")
+        # Not dest=t: `--pid` would overwrite the positional pid with True.
+        ex.add_argument(f"--{t}", action="store_true", dest=f"enter_{t}", help=f"enter its {t} namespace")
+    ex.add_argument("--all", action="store_true", help="enter every namespace it does not share with you (default)")
     ex.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command, after `--`")
 
     cg = sub.add_parser("cgroup", help="cgroups on this host")
@@ -141,15 +147,15 @@ def _cmd_ns(args: argparse.Namespace) -> int:
         for t, nsid in theirs.items():
             print(f"{t.value:8} {nsid!s:24} {'yes' if ours.get(t) == nsid else 'no'}")
         return 0
-    chosen = [t for t in NS_TYPES if getattr(args, t)]
-    if args.all:
+    cmd = _command(args)
+    chosen = [t for t in NS_TYPES if getattr(args, f"enter_{t}")]
+    if args.all or not chosen:
+        # As `nsenter --all` and `docker exec`: the namespaces that make it a container.
         theirs, ours = nsprim.namespace_ids(args.pid), nsprim.namespace_ids()
         chosen = [t.value for t, nsid in theirs.items() if ours.get(t) != nsid]
-    if not chosen:
-        raise ConfigError("name the namespaces to enter (--net, --mnt, ...) or --all", what="namespaces")
     handles = [nsprim.Namespace.of_pid(args.pid, t) for t in chosen]
     try:
-        return _status(nsprim.run(_command(args), join=handles).returncode)
+        return _status(nsprim.run(cmd, join=handles).returncode)
     finally:
         for h in handles:
             h.close()
