@@ -27,6 +27,7 @@ masked and read-only paths refuse symlinks altogether.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -46,6 +47,8 @@ __all__ = [
     "DEFAULT_MASKED_PATHS",
     "DEFAULT_READONLY_PATHS",
     "DEFAULT_DEVICES",
+    "parse_tmpfs_size",
+    "tmpfs_size_max",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -89,6 +92,50 @@ _DEV_LINKS = (
     ("ptmx", "pts/ptmx"),
 )
 _KERNEL_FS_FLAGS = MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC
+_TMPFS_SIZE_RE = re.compile(r"([0-9]+)([kmgtpe]?)", re.IGNORECASE | re.ASCII)
+
+
+def tmpfs_size_max() -> int:
+    """The largest tmpfs size in bytes: the kernel rounds a size up to whole pages in 64 bits,
+    and anything larger wraps around to 0, which is a tmpfs without any limit."""
+    return 2**64 - os.sysconf("SC_PAGE_SIZE")
+
+
+def parse_tmpfs_size(value: int | str, what: str = "tmpfs size") -> int:
+    """A tmpfs ``size=`` as a number of bytes, 1 to :func:`tmpfs_size_max`.
+
+    An int is bytes; a string is ASCII digits with an optional suffix the
+    kernel takes (``k``, ``m``, ``g``, also ``t``, ``p``, ``e``; binary).  No
+    fractions and no ``Ki``/``MB`` forms (the kernel refuses them), no
+    leading zero (the kernel would read octal), and never 0 or more than the
+    maximum: the kernel would make either a tmpfs without any limit.  Raises
+    :class:`~nsprim.errors.ConfigError` naming *what*.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{what} `{value!r}`: not a size (an int of bytes or a string like '64m')", what=what)
+    if isinstance(value, int):
+        size = value
+    else:
+        m = _TMPFS_SIZE_RE.fullmatch(value)
+        if m is None:
+            raise ConfigError(
+                f"{what} `{value}`: not a size the kernel takes (whole bytes, or with a k, m or g suffix: "
+                "'4096', '64m', '1g')",
+                what=what,
+            )
+        digits, unit = m.groups()
+        if len(digits) > 1 and digits.startswith("0"):
+            raise ConfigError(f"{what} `{value}`: a leading zero (the kernel would read it as octal)", what=what)
+        size = int(digits) << (10 * " kmgtpe".index(unit.lower() or " "))
+    if size < 1:
+        raise ConfigError(f"{what} `{value}`: must be at least 1 byte (0 would be a tmpfs without a limit)", what=what)
+    if size > tmpfs_size_max():
+        raise ConfigError(
+            f"{what} `{value}`: more than the kernel's largest, {tmpfs_size_max()} bytes "
+            "(beyond it the size wraps around to no limit at all)",
+            what=what,
+        )
+    return size
 
 
 def _inside(path: str, what: str) -> str:
@@ -153,13 +200,15 @@ class Tmpfs:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _inside(self.target, "tmpfs target"))
+        if self.size is not None:
+            parse_tmpfs_size(self.size, f"tmpfs `{self.target}` size")
 
     @property
     def data(self) -> str:
-        """The tmpfs option string."""
+        """The tmpfs option string (the size in bytes, as the kernel cannot misread them)."""
         opts = [f"mode={self.mode:o}"]
         if self.size is not None:
-            opts.append(f"size={self.size}")
+            opts.append(f"size={parse_tmpfs_size(self.size)}")
         if self.options:
             opts.append(self.options)
         return ",".join(opts)
@@ -209,6 +258,9 @@ class RootFS:
             _inside(p, "read-only path")
         if self.devices not in ("mknod", "bind"):
             raise ConfigError("devices must be 'mknod' or 'bind'", what="devices")
+        parse_tmpfs_size(self.dev_size, "dev_size")
+        if self.shm_size is not None:
+            parse_tmpfs_size(self.shm_size, "shm_size")
 
     @classmethod
     def from_overlay(cls, overlay: OverlayMount, **kwargs: object) -> RootFS:
@@ -251,7 +303,7 @@ class RootFS:
                 source="tmpfs",
                 fstype="tmpfs",
                 flags=int(MountFlags.NOSUID | MountFlags.NOEXEC),
-                data=f"mode=755,size={self.dev_size}",
+                data=f"mode=755,size={parse_tmpfs_size(self.dev_size)}",
                 create="dir",
                 follow_symlinks=False,
             )

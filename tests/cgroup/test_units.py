@@ -36,7 +36,7 @@ def test_format_then_parse_round_trips(n: int) -> None:
     assert parse_size(format_size(n)) == n
 
 
-@given(st.integers(min_value=0, max_value=2**40), st.sampled_from(sorted(UNITS)))
+@given(st.integers(min_value=0, max_value=2**23), st.sampled_from(sorted(UNITS)))
 def test_units_are_binary(k: int, unit: str) -> None:
     assert parse_size(f"{k}{unit}") == k * 1024 ** UNITS[unit]
 
@@ -55,6 +55,39 @@ def test_bad_sizes_name_the_value(bad: object) -> None:
         parse_size(bad, "memory.max")  # type: ignore[arg-type]
     assert "memory.max" in str(info.value)
     assert repr(bad) in str(info.value) or str(bad) in str(info.value)
+
+
+# What a size looks like, written with \d and \s: Hypothesis draws any script's digits and spaces for them.
+SIZE_LIKE = r"\s*\d{1,22}(\.\d{1,3})?\s*[kmgtpeKMGTPE]?i?[bB]?\s*"
+SIZE_MAX = 2**64 - 1  # what the kernel keeps sizes in
+NON_ASCII_DIGITS = st.characters(categories=("Nd",)).filter(lambda c: not c.isascii())
+
+
+@given(st.one_of(st.from_regex(SIZE_LIKE, fullmatch=True), st.text(max_size=12)))
+def test_every_size_accepted_is_ascii_and_round_trips_within_range(text: str) -> None:
+    try:
+        n = parse_size(text)
+    except ConfigError:
+        return
+    assert text.isascii(), f"{text!r} accepted as {n}"
+    assert 0 <= n <= SIZE_MAX
+    assert parse_size(format_size(n)) == n == parse_size(str(n))
+
+
+@given(st.text(st.one_of(NON_ASCII_DIGITS, st.sampled_from("0123456789")), min_size=1, max_size=8), st.data())
+def test_non_ascii_digits_are_refused(digits: str, data: st.DataObject) -> None:
+    if digits.isascii():  # at least one digit of another script
+        digits += data.draw(NON_ASCII_DIGITS)
+    unit = data.draw(st.sampled_from(["", "M", "Ki", "G"]))
+    with pytest.raises(ConfigError, match=r"memory\.max"):
+        parse_size(digits + unit, "memory.max")
+
+
+@pytest.mark.parametrize("big", [2**64, "16E", "16384P", "17179869184G", f"{2**64}"])
+def test_sizes_beyond_64_bits_are_refused(big: int | str) -> None:
+    assert parse_size(SIZE_MAX) == SIZE_MAX
+    with pytest.raises(ConfigError, match=r"memory.max: .* more than 2\*\*64 - 1 bytes"):
+        parse_size(big, "memory.max")
 
 
 def test_limit_words() -> None:

@@ -11,7 +11,11 @@ Sizes
     and so on, case-insensitive) meaning 1024**n, or ``B`` for bytes.  The
     result must be a whole number of bytes: ``"1.5G"`` is accepted
     (1610612736), ``"0.3K"`` is not.  Negative numbers, empty strings, unknown
-    units, ``bool`` and ``float`` values are rejected.  The word ``"max"``
+    units, ``bool`` and ``float`` values are rejected, and so are digits and
+    spaces other than ASCII ones (Arabic-Indic or fullwidth digits), which the
+    kernel does not read.  The result is at most :data:`SIZE_MAX` (the
+    largest 64-bit value: beyond it the kernel's own parsing wraps around).
+    The word ``"max"``
     (also ``"unlimited"``, ``-1`` is *not* accepted) means no limit and is
     returned as :data:`MAX`.
 
@@ -31,6 +35,7 @@ from nsprim.errors import ConfigError
 
 __all__ = [
     "MAX",
+    "SIZE_MAX",
     "Limit",
     "parse_size",
     "parse_limit",
@@ -49,6 +54,9 @@ __all__ = [
 MAX: Final = "max"
 """The value meaning "no limit" (written as ``max`` on cgroup v2)."""
 
+SIZE_MAX: Final = 2**64 - 1
+"""The largest size :func:`parse_size` accepts (the kernel keeps sizes in 64 bits)."""
+
 Limit = int | Literal["max"]
 """A normalised limit: a non-negative int, or :data:`MAX`."""
 
@@ -61,7 +69,8 @@ V1_UNLIMITED: Final = 9223372036854771712
 """What cgroup v1 reports for an unlimited memory limit (PAGE_COUNTER_MAX * 4096)."""
 
 _UNITS: Final[dict[str, int]] = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
-_SIZE_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmgtpe]?)(i?)(b?)\s*$", re.IGNORECASE)
+# ASCII only: in a str pattern, \d and \s would also match other scripts' digits and spaces.
+_SIZE_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmgtpe]?)(i?)(b?)\s*$", re.IGNORECASE | re.ASCII)
 
 
 def parse_size(value: int | str, what: str = "size") -> int:
@@ -71,14 +80,14 @@ def parse_size(value: int | str, what: str = "size") -> int:
     (1610612736, 536870912, 1024, 42)
 
     Raises :class:`ConfigError` naming *what* and the value when it is
-    negative, malformed or not a whole number of bytes.
+    negative, malformed, not a whole number of bytes or above :data:`SIZE_MAX`.
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ConfigError(f"{what}: `{value!r}` is not a size (an int of bytes or a string like '512M')", what=what)
     if isinstance(value, int):
         if value < 0:
             raise ConfigError(f"{what}: `{value}` is negative", what=what)
-        return value
+        return _in_range(value, value, what)
     m = _SIZE_RE.match(value)
     if m is None:
         raise ConfigError(f"{what}: `{value}` is not a size (expected e.g. '4096', '512M', '1.5G', '1Ki')", what=what)
@@ -89,7 +98,13 @@ def parse_size(value: int | str, what: str = "size") -> int:
         raise ConfigError(f"{what}: `{value}` is not a number", what=what) from exc
     if amount.denominator != 1:
         raise ConfigError(f"{what}: `{value}` is not a whole number of bytes", what=what)
-    return int(amount)
+    return _in_range(int(amount), value, what)
+
+
+def _in_range(size: int, value: int | str, what: str) -> int:
+    if size > SIZE_MAX:
+        raise ConfigError(f"{what}: `{value}` is more than 2**64 - 1 bytes", what=what)
+    return size
 
 
 def parse_limit(value: int | str, what: str = "limit") -> Limit:

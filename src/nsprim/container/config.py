@@ -273,9 +273,8 @@ class Container:
         return self._with(mounts=(*self.config.mounts, m))
 
     def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777) -> Container:
-        """A tmpfs at *target* (say ``/tmp``), optionally size-limited."""
-        if size is not None:
-            _size_ok(size)
+        """A tmpfs at *target* (say ``/tmp``), optionally size-limited: bytes, or a
+        string with a ``k``, ``m`` or ``g`` suffix (see :func:`nsprim.rootfs.parse_tmpfs_size`)."""
         return self._with(mounts=(*self.config.mounts, Tmpfs(os.fspath(target), size, mode)))
 
     # nsprim: proc_view (issue #6)
