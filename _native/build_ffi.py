@@ -29,7 +29,7 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
-SOURCES = ["syscalls.c", "spawn.c", "security.c", "container.c", "rootfs.c", "rootfs_mount.c", "netns.c", "child.c"]
+SOURCES = ["syscalls.c", "spawn.c", "security.c", "container.c", "rootfs.c", "rootfs_mount.c", "netns.c", "child.c", "monitor.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef(_strip_comments((HERE / "nsprim.h").read_text()))

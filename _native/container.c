@@ -260,6 +260,16 @@ static void remove_tree(const char *path)
     rmdir(path);
 }
 
+void nsp_cgroup_kill_remove(const char *dir)
+{
+    remove_cgroup(dir);
+}
+
+void nsp_tree_remove(const char *path)
+{
+    remove_tree(path);
+}
+
 /* Read exactly len bytes unless EOF or an error comes first; returns what was read. */
 static ssize_t read_full(int fd, void *buf, size_t len)
 {

@@ -186,6 +186,41 @@ struct nsp_watch_record {
     int len;
 };
 
+/* A detached container's monitor (monitor.c): a process of the core, not a
+ * child of the caller, that clones the container with `spawn` and stays its
+ * parent: it reaps it, records how it ended and removes its cgroup. */
+struct nsp_monitor_config {
+    int state_dirfd;             /* the container's state directory (state.json is rewritten in it) */
+    const char *state_dir;       /* its path: removed with remove_state, or if the caller dies starting */
+    const char *state_prefix;    /* the state's JSON object up to the fields only the monitor knows, */
+    long long state_prefix_len;  /* ending in ", " */
+    char *const *cgroup_dirs;    /* NULL-terminated: killed and removed once the container ended */
+    const char *oom_file;        /* memory.events or memory.oom_control (oom_kill N), or NULL */
+    int remove_state;            /* remove state_dir too when the container ended */
+};
+
+struct nsp_monitor_result {
+    int control_fd;              /* send 'g' (started, state written) or 'a' (failed); then read */
+    int monitor_pid;             /* one struct nsp_monitor_exit when the container ended */
+    long long starttime;         /* /proc/PID/stat start times, against pid reuse */
+    long long monitor_starttime;
+};
+
+/* What the monitor sends on control_fd after the container ended (waitid's
+ * si_code and si_status; whether the OOM killer struck in its group). */
+struct nsp_monitor_exit {
+    int code;
+    int status;
+    int oom_killed;
+    int pad;
+};
+
+/* Start the monitor and, in it, nsp_spawn(spawn): *res is filled as by
+ * nsp_spawn (pidfd, report and sync pipe ends, passed over from the monitor),
+ * *mres with the monitor's side.  Returns 0 or -errno. */
+int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_monitor_config *mon,
+                      struct nsp_spawn_result *res, struct nsp_monitor_result *mres);
+
 /* Read one report from report_fd: returns 1 if a step failed (*report is
  * filled), 0 on EOF (the child exec'd), or -errno. Blocks, without the GIL. */
 int nsp_read_report(int report_fd, struct nsp_report *report);

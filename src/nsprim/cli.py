@@ -2,6 +2,7 @@
 
     nsprim run [--rootfs DIR] [--memory 256M] [--cpus 0.5] [--pids 64] [--net none|host|veth]
                [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--user] [--init] -- CMD...
+    nsprim run -d [--name NAME] [--rm] ... -- CMD...     (detached: nsprim ps [-a], stop, rm, logs)
     nsprim ns list PID
     nsprim ns exec PID [--all | --net --mnt --pid --uts --ipc --user --cgroup --time] -- CMD...
     nsprim cgroup info
@@ -19,8 +20,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, NsprimError
+
+if TYPE_CHECKING:
+    from .container import DetachedContainer
 
 __all__ = ["main", "build_parser"]
 
@@ -51,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--init", action="store_true", help="a minimal init as pid 1 (reaps zombies, forwards signals)")
     run.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE", help="set a variable")
     run.add_argument("--cwd", default="/", metavar="DIR", help="working directory inside")
+    run.add_argument("--name", metavar="NAME", help="the container's name (for ps, stop, rm)")
+    run.add_argument("-d", "--detach", action="store_true", help="run in the background; print the name")
+    run.add_argument("--rm", action="store_true", help="with -d: remove the container's entry when it ends")
     run.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command, after `--`")
 
     ns = sub.add_parser("ns", help="inspect and enter namespaces")
@@ -74,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     cg_sub = cg.add_subparsers(dest="cgroup_command", required=True, metavar="SUBCOMMAND")
     cg_sub.add_parser("info", help="the host's cgroup mode and controllers")
 
+    _add_detached_commands(sub, debug)
     sub.add_parser("limits", help="the CPU and memory limits in force for this process")
     sub.add_parser("doctor", help="what works on this host for this user, and how to fix what does not")
     return p
@@ -128,6 +137,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if env:
         box = box.env(env)
     box = box.cwd(args.cwd)
+    if args.name:
+        box = box.name(args.name)
+    if args.detach:
+        started = box.detach(remove=args.rm).start()
+        print(started.id)
+        started.close()  # the container goes on under its monitor
+        return 0
     result = box.run()
     if result.oom_killed:
         limit = args.memory or "its memory limit"
@@ -163,6 +179,86 @@ def _cmd_ns(args: argparse.Namespace) -> int:
 
 def _status(code: int) -> int:
     return 128 - code if code < 0 else code
+
+
+def _add_detached_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], debug: argparse.ArgumentParser
+) -> None:
+    ps = sub.add_parser("ps", help="list detached containers", parents=[debug])
+    ps.add_argument("-a", "--all", action="store_true", help="ended ones too")
+    ps.add_argument("-q", "--quiet", action="store_true", help="names only")
+    stop = sub.add_parser("stop", help="stop detached containers: SIGTERM, then SIGKILL", parents=[debug])
+    stop.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS", help="wait before SIGKILL (10)")
+    stop.add_argument("names", nargs="+", metavar="NAME")
+    rm = sub.add_parser("rm", help="remove ended detached containers", parents=[debug])
+    rm.add_argument("-f", "--force", action="store_true", help="kill a running one first")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    logs = sub.add_parser("logs", help="the output of a detached container", parents=[debug])
+    logs.add_argument("name", metavar="NAME")
+
+
+def _describe(box: DetachedContainer) -> str:
+    from .container.registry import ContainerStatus
+
+    status = box.status
+    if status is not ContainerStatus.EXITED:
+        return str(status.value)
+    state = box.state
+    if state.exit_code is None:
+        return "exited"
+    return f"exited ({state.exit_code}{', out of memory' if state.oom_killed else ''})"
+
+
+def _cmd_ps(args: argparse.Namespace) -> int:
+    import time
+
+    from .container import list_containers
+
+    boxes = list_containers(running_only=not args.all)
+    if args.quiet:
+        for box in boxes:
+            print(box.name)
+        return 0
+    print(f"{'NAME':24} {'STATUS':26} {'PID':>8}  {'CREATED':19}  COMMAND")
+    for box in boxes:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(box.state.created))
+        command = " ".join(box.state.command)
+        print(f"{box.name:24} {_describe(box):26} {box.pid:>8}  {created:19}  {command}")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from .container import find
+
+    boxes = [find(name) for name in args.names]  # every name checked before anything is stopped
+    for box in boxes:
+        box.stop(timeout=args.time)
+        print(box.name)
+    return 0
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    from .container import find
+
+    boxes = [find(name) for name in args.names]
+    for box in boxes:
+        box.remove(force=args.force)
+        print(box.name)
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from .container import find
+
+    box = find(args.name)
+    try:
+        with open(box.log_path, "rb") as f:
+            while chunk := f.read(65536):
+                sys.stdout.buffer.write(chunk)
+    except FileNotFoundError:
+        pass  # its starter gave it other streams
+    sys.stdout.flush()
+    return 0
 
 
 def _cmd_cgroup(args: argparse.Namespace) -> int:
@@ -208,7 +304,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="nsprim: %(message)s", stream=sys.stderr)
     if hasattr(args, "cmd"):
         args.cmd = [*args.cmd, *cmd]
-    handlers = {"run": _cmd_run, "ns": _cmd_ns, "cgroup": _cmd_cgroup, "limits": _cmd_limits, "doctor": _cmd_doctor}
+    handlers = {
+        "run": _cmd_run,
+        "ns": _cmd_ns,
+        "cgroup": _cmd_cgroup,
+        "limits": _cmd_limits,
+        "doctor": _cmd_doctor,
+        "ps": _cmd_ps,
+        "stop": _cmd_stop,
+        "rm": _cmd_rm,
+        "logs": _cmd_logs,
+    }
     try:
         return handlers[args.command](args)
     except NsprimError as exc:

@@ -126,6 +126,9 @@ class Process:
         self.setup_us: tuple[float, ...] = ()
         #: The descriptors :class:`~nsprim.plan.KeepFd` steps left, by slot (``start(keep_fds=N)``; -1: none).
         self.kept_fds: tuple[int, ...] = ()
+        #: With ``start(monitor=...)``: the link to the monitor that is the process's parent (we
+        #: are not): waiting asks it, and :meth:`close` lets the process go on instead of killing it.
+        self.monitor: _spawn.MonitorLink | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"returncode={self.returncode}"
@@ -141,6 +144,12 @@ class Process:
     def _reap(self, options: int) -> int | None:
         if self.returncode is not None:
             return self.returncode
+        if self.monitor is not None:
+            status = self.monitor.exit_status(block=not options & os.WNOHANG)
+            if status is not None:
+                self.returncode = status
+                self._close_pidfd()
+            return status
         try:
             res = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | options)
         except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler, say)
@@ -170,7 +179,9 @@ class Process:
         if timeout is not None:
             deadline = time.monotonic() + timeout
             poller = select.poll()
-            poller.register(self._pidfd, select.POLLIN)
+            # A monitored process has ended for us once its monitor says so (after its cleanup).
+            watched = self.monitor.fd if self.monitor is not None and self.monitor.fd >= 0 else self._pidfd
+            poller.register(watched, select.POLLIN)
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0 or not poller.poll(left * 1000):
@@ -261,12 +272,16 @@ class Process:
             os.close(fd)
 
     def close(self) -> None:
-        """Close the pipes; kill and reap the process if it still runs."""
+        """Close the pipes; kill and reap the process if it still runs (a monitored
+        process goes on: only our descriptors are closed)."""
         for f in (self.stdin, self.stdout, self.stderr):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
-        if self.returncode is None and self._pidfd >= 0:
+        if self.monitor is not None:
+            self.monitor.close()
+            self._close_pidfd()
+        elif self.returncode is None and self._pidfd >= 0:
             self.kill()
             self.wait()
 
@@ -281,7 +296,9 @@ class Process:
     def __del__(self) -> None:
         # Never kill from a finaliser; just do not leak the descriptor.
         with contextlib.suppress(Exception):
-            if self.returncode is None and self._pidfd >= 0:
+            if self.monitor is not None:
+                self.monitor.close()
+            elif self.returncode is None and self._pidfd >= 0:
                 self.poll()
             self._close_pidfd()
 
@@ -316,6 +333,7 @@ def start(
     close_after: Iterable[int] = (),
     timings: bool = False,
     keep_fds: int = 0,
+    monitor: _spawn.MonitorSpec | None = None,
 ) -> Process:
     """Start *plan* in a child cloned into *clone_flags* namespaces.
 
@@ -335,6 +353,9 @@ def start(
     With *keep_fds* slots (a vfork-mode plan and ``CLONE_FILES`` in
     *clone_flags*), the descriptors :class:`~nsprim.plan.KeepFd` steps opened
     are the process's :attr:`~Process.kept_fds`, the caller's to close.
+    With *monitor*, a monitor process of the core clones the child and stays
+    its parent (a detached container): the process's :attr:`~Process.monitor`
+    is the link to it, which the caller must commit (or abort).
     """
     head = prefix.steps if prefix is not None else ()
     try:
@@ -350,6 +371,7 @@ def start(
             use_vfork=plan.vfork_safe and (prefix is None or prefix.vfork_safe),
             timings=timings,
             keep_fds=keep_fds,
+            monitor=monitor,
         )
     finally:
         # Ours to close on every path, once: the child has its copies now.
@@ -370,6 +392,8 @@ def start(
                 os.close(handles.sync_fd)
         report = _spawn.read_report(handles.report_fd)
     except BaseException:
+        if handles.monitor is not None:
+            handles.monitor.abort()  # it kills and reaps the child
         _kill_and_reap(handles.pidfd)
         raise
     finally:
@@ -378,6 +402,8 @@ def start(
         for fd in handles.kept_fds:
             if fd >= 0:
                 os.close(fd)
+        if handles.monitor is not None:
+            handles.monitor.abort()
         _reap(handles.pidfd)
         if report is not None:
             step = (*head, *plan.steps)[report.index]
@@ -387,6 +413,7 @@ def start(
         raise action_error
     proc = Process(handles.pid, handles.pidfd, args)
     proc.kept_fds = handles.kept_fds
+    proc.monitor = handles.monitor
     if handles.step_ns:
         proc.setup_us = _step_durations(handles.step_ns)
     return proc

@@ -9,8 +9,12 @@ spawned many times.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
+import os
+import select
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +23,19 @@ from ..errors import SyscallError
 from ._lib import ffi as _ffi
 from ._lib import lib
 
-__all__ = ["OPTIONAL", "StepKind", "RawStep", "EncodedPlan", "SpawnHandles", "encode", "spawn", "read_report", "Report"]
+__all__ = [
+    "OPTIONAL",
+    "StepKind",
+    "RawStep",
+    "EncodedPlan",
+    "SpawnHandles",
+    "MonitorSpec",
+    "MonitorLink",
+    "encode",
+    "spawn",
+    "read_report",
+    "Report",
+]
 
 
 class StepKind(enum.IntEnum):
@@ -152,6 +168,78 @@ class SpawnHandles:
     step_ns: tuple[int, ...] = ()
     #: With ``keep_fds``: the descriptors KEEP_FD steps left in our table (-1: none), by slot.
     kept_fds: tuple[int, ...] = ()
+    #: With ``monitor``: the link to the monitor, the child's parent (we are not).
+    monitor: MonitorLink | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSpec:
+    """What a detached container's monitor needs (``struct nsp_monitor_config``)."""
+
+    state_dirfd: int
+    state_dir: bytes
+    state_prefix: bytes  # the state's JSON object up to the monitor's fields, ending in ", "
+    cgroup_dirs: tuple[bytes, ...]
+    oom_file: bytes | None
+    remove_state: bool
+
+
+_EXIT = struct.Struct("iiii")  # struct nsp_monitor_exit: si_code, si_status, oom_killed, pad
+
+
+class MonitorLink:
+    """Our end of a monitored start (``_native/monitor.c``): the monitor, not we,
+    is the child's parent.  :meth:`commit` or :meth:`abort` the start; after a
+    commit, :meth:`exit_status` tells how the child ended, if we still listen."""
+
+    def __init__(self, fd: int, pid: int, starttime: int, monitor_pid: int, monitor_starttime: int) -> None:
+        self.fd = fd
+        self.pid = pid
+        self.starttime = starttime
+        self.monitor_pid = monitor_pid
+        self.monitor_starttime = monitor_starttime
+        self.oom_killed = False
+        self._returncode: int | None = None
+
+    def commit(self) -> None:
+        """The start went through and is recorded: from now on the monitor owns the child."""
+        os.write(self.fd, b"g")
+
+    def abort(self) -> None:
+        """The start failed and we clean up: the monitor kills and reaps the child, then exits."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, b"a")
+            self.close()
+
+    def exit_status(self, block: bool) -> int | None:
+        """The child's status (``-N`` for signal N) once it ended and the monitor recorded it
+        and removed its cgroup; ``None`` while it runs (without *block*).  255 if the
+        monitor died without saying."""
+        if self._returncode is not None or self.fd < 0:
+            return self._returncode
+        if not block and not select.select([self.fd], [], [], 0)[0]:
+            return None
+        while True:
+            try:
+                data = os.read(self.fd, _EXIT.size)
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+        if len(data) == _EXIT.size:
+            code, status, oom, _ = _EXIT.unpack(data)
+            self._returncode = status if code == os.CLD_EXITED else -status
+            self.oom_killed = bool(oom)
+        else:
+            self._returncode = 255
+        self.close()
+        return self._returncode
+
+    def close(self) -> None:
+        """Stop listening; the child and its monitor go on."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +261,7 @@ def spawn(
     use_vfork: bool = False,
     timings: bool = False,
     keep_fds: int = 0,
+    monitor: MonitorSpec | None = None,
 ) -> SpawnHandles:
     """Clone a child into *clone_flags* namespaces and start *plan* in it.
 
@@ -186,6 +275,9 @@ def spawn(
     With *keep_fds* slots (vfork mode and ``CLONE_FILES`` in *clone_flags*:
     the child shares our memory and descriptor table) the descriptors KEEP_FD
     steps opened are returned as ``kept_fds``.
+    With *monitor*, a monitor process of the core clones the child and stays
+    its parent (fork mode; no timings or kept descriptors); the handles carry
+    the :class:`MonitorLink`.
     """
     config = _ffi.new("struct nsp_spawn_config *")
     config.clone_flags = clone_flags
@@ -209,12 +301,38 @@ def spawn(
         config.kept_fds = kept
         config.nkept = keep_fds
     result = _ffi.new("struct nsp_spawn_result *")
-    ret = lib.nsp_spawn(config, result)
+    link = None
+    if monitor is None:
+        ret = lib.nsp_spawn(config, result)
+    else:
+        config.step_ns = _ffi.NULL
+        ret, link = _monitor_spawn(config, result, monitor)
     if ret < 0:
         raise SyscallError(-ret, "clone", hint=_clone_hint(-ret, clone_flags))
-    step_ns = tuple(int(t) for t in times) if times is not None else ()
+    step_ns = tuple(int(t) for t in times) if times is not None and link is None else ()
     kept_fds = tuple(int(fd) for fd in kept) if kept is not None else ()
-    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd, step_ns, kept_fds)
+    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd, step_ns, kept_fds, link)
+
+
+def _monitor_spawn(config: Any, result: Any, spec: MonitorSpec) -> tuple[int, MonitorLink | None]:
+    mon = _ffi.new("struct nsp_monitor_config *")
+    keep = [_ffi.new("char[]", spec.state_dir), _ffi.new("char[]", spec.state_prefix)]
+    dirs = [_ffi.new("char[]", d) for d in spec.cgroup_dirs]
+    vec = _ffi.new("char *[]", [*dirs, _ffi.NULL])
+    mon.state_dirfd = spec.state_dirfd
+    mon.state_dir = keep[0]
+    mon.state_prefix = keep[1]
+    mon.state_prefix_len = len(spec.state_prefix)
+    mon.cgroup_dirs = vec
+    oom = _ffi.new("char[]", spec.oom_file) if spec.oom_file is not None else _ffi.NULL
+    mon.oom_file = oom
+    mon.remove_state = 1 if spec.remove_state else 0
+    mres = _ffi.new("struct nsp_monitor_result *")
+    ret = lib.nsp_monitor_spawn(config, mon, result, mres)
+    if ret < 0:
+        return ret, None
+    link = MonitorLink(mres.control_fd, result.pid, mres.starttime, mres.monitor_pid, mres.monitor_starttime)
+    return ret, link
 
 
 def _clone_hint(err: int, flags: int) -> str | None:

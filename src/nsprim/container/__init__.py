@@ -8,6 +8,7 @@ b'1\\n'
 
 from ..rootfs import Bind, Tmpfs
 from .config import Container, ContainerConfig, Network, Rlimit, RootSpec, Veth
+from .registry import ContainerStatus, DetachedContainer, find, list_containers
 from .running import ContainerResult, RunningContainer
 from .warm import WarmContainer
 
@@ -17,6 +18,10 @@ __all__ = [
     "ContainerResult",
     "RunningContainer",
     "WarmContainer",
+    "DetachedContainer",
+    "ContainerStatus",
+    "find",
+    "list_containers",
     "Network",
     "Veth",
     "Bind",

@@ -108,6 +108,7 @@ class ContainerConfig:
     umask: int | None = 0o022
     init: bool = False
     detach: bool = False
+    auto_remove: bool = False  # a detached container's state goes when it ends (`run -d --rm`)
     security: Any = None  # a nsprim.security.SecurityPolicy, when that module is present
     name: str | None = None
     mount_proc: bool = True
@@ -371,9 +372,13 @@ class Container:
         """A :class:`nsprim.security.SecurityPolicy` (default: the secure defaults)."""
         return self._with(security=policy)
 
-    def detach(self, detached: bool = True) -> Container:
-        """Let the container outlive this process (no cleanup watcher)."""
-        return self._with(detach=detached)
+    def detach(self, detached: bool = True, *, remove: bool = False) -> Container:
+        """Let the container outlive this process: a monitor of its own reaps it,
+        records how it ended and removes its cgroup; find it again by name with
+        :func:`nsprim.container.find`.  Its state entry stays until it is removed
+        (``nsprim rm``), or with *remove* goes as soon as it ends.  See
+        :mod:`nsprim.container.registry`."""
+        return self._with(detach=detached, auto_remove=remove)
 
     # ---- running -----------------------------------------------------------------
 

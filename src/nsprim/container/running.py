@@ -36,6 +36,8 @@ from .procview import ProcView, view_directory
 from .rootfs import host_dirs
 
 if TYPE_CHECKING:
+    from .._sys.spawn import MonitorSpec
+    from .registry import Registration
     from .warm import _Supply
 
 __all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "state_dir"]
@@ -90,7 +92,9 @@ class _Prepared:
         self.id = config.name or f"nsprim-{secrets.token_hex(6)}"
         self.state: Path | None = None
         self.cgroup: CGroup | None = None
-        self.watching = not config.detach
+        self.watching = True  # registered with the cleanup watcher (a detached one until its monitor owns it)
+        self.registration: Registration | None = None  # a detached container's entry
+        self.handed_over = False  # a detached container's monitor owns its cgroup and entry
         self.namespaces: list[Namespace] = []
         self.proc_view: ProcView | None = None  # nsprim: proc_view
         self.watched_pid: int | None = None  # registered with the watcher (no cgroup to do it)
@@ -104,6 +108,12 @@ class _Prepared:
             # Shared by every container: each child covers it with a tmpfs of
             # its own, so nothing per container is made (or left) on the host.
             self.state = ready_state_dir(cfg)
+        if cfg.detach:
+            from .registry import Registration
+
+            registration = Registration(self.id)
+            registration.create()  # a name in use is refused here, and that entry is not ours
+            self.registration = registration
         if os.geteuid() == 0:
             ready = self.warm.take_cgroup() if self.warm is not None else None
             if ready is not None:  # made ahead, limits applied, already watched
@@ -122,6 +132,9 @@ class _Prepared:
         errors: list[BaseException] = []
         for ns in self.namespaces:
             ns.close()
+        if self.registration is not None and not self.handed_over:
+            self.registration.abandon()
+        self.registration = None
         if self.proc_view is not None:  # nsprim: proc_view
             try:
                 self.proc_view.remove()
@@ -143,7 +156,7 @@ class _Prepared:
         if self.mntns_fd >= 0:
             os.close(self.mntns_fd)
             self.mntns_fd = -1
-        if self.cgroup is not None:
+        if self.cgroup is not None and not self.handed_over:
             try:
                 remove_group(self.cgroup, forget=self.watching)
             except BaseException as exc:
@@ -309,8 +322,8 @@ class RunningContainer:
     def kill(self) -> None:
         """SIGKILL every process of the container (the whole cgroup), and reap
         the processes :meth:`exec` started."""
-        if self.cgroup is not None and self.cgroup.exists():
-            self.cgroup.kill()
+        if self.cgroup is not None and not self.config.detach and self.cgroup.exists():
+            self.cgroup.kill()  # a detached container's monitor kills the rest when pid 1 died
         self.process.kill()
         for p in self._execs:
             p.kill()
@@ -387,7 +400,9 @@ class RunningContainer:
         if self._closed:
             return
         self._closed = True
-        cg = self.cgroup
+        cg = self.cgroup if not self._prep.handed_over else None  # the monitor removes that one
+        if self.process.monitor is not None:
+            self.oom_killed = self.process.monitor.oom_killed
         if cg is not None:  # a group removed meanwhile by someone else reads as an error: no stats then
             with contextlib.suppress(NsprimError, OSError):
                 self.final_stats = cg.stats(full=False)  # the totals: a quarter of the files
@@ -399,9 +414,11 @@ class RunningContainer:
         self._prep.release()
 
     def close(self) -> None:
-        """Kill the container if it still runs, reap it, and remove what it used."""
+        """Kill the container if it still runs, reap it, and remove what it used.
+
+        A detached container goes on: only this handle's descriptors are closed."""
         try:
-            if self.process.returncode is None:
+            if self.process.returncode is None and self.process.monitor is None:
                 self.kill()
                 self.process.wait()
         finally:
@@ -439,10 +456,18 @@ def start_container(
         config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
     config.validate()
     config = config.resolve_user()
+    if config.detach:
+        from .registry import Registration
+
+        Registration.check(config, warm)
     prep = _Prepared(config, warm)
     netns_fd = mntns_fd = root_fd = -1
     try:
         prep.setup()
+        monitor = None
+        if prep.registration is not None:
+            stdin, stdout, stderr = prep.registration.stdio(stdin, stdout, stderr)
+            monitor = prep.registration.monitor_spec(config, prep.cgroup)
         if warm is not None:
             netns_fd, mntns_fd, root_fd = warm.take_namespaces() or (-1, -1, -1)
             # Kept until the container ended, then closed by the pool's thread: the
@@ -465,7 +490,11 @@ def start_container(
             stdout,
             stderr,
             log_id=prep.id,
+            monitor=monitor,
         )
+        if prep.registration is not None:
+            prep.registration.commit(proc, prep.cgroup)
+            prep.watching, prep.handed_over = False, True
     except BaseException:
         prep.release()
         raise
@@ -489,6 +518,7 @@ def _launch(
     stderr: Any,
     *,
     log_id: str | None = None,
+    monitor: MonitorSpec | None = None,
 ) -> Process:
     """Set up the standard streams, build the plan for them, start it; on any
     failure close every descriptor made here.  The cgroup descriptor of
@@ -512,6 +542,7 @@ def _launch(
             parent_actions=child.actions,
             close_after=streams.hand_over(),
             timings=debug,
+            monitor=monitor,
         )
     except BaseException:
         streams.abandon()

@@ -1,0 +1,345 @@
+"""Detached containers: reaped and recorded by their monitor, found by name from other processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import nsprim
+from nsprim import _sys
+from nsprim._sys.spawn import MonitorSpec
+from nsprim.cgroup import CGroup
+from nsprim.container import Container, ContainerStatus, find, list_containers
+from nsprim.container.registry import ContainerRunningError, NoSuchContainerError, containers_dir
+from nsprim.errors import ConfigError, ExecutableNotFoundError
+from nsprim.plan import Exec, Plan
+
+from ..conftest import requires_root
+
+pytestmark = requires_root
+
+SRC = str(Path(nsprim.__file__).resolve().parent.parent)
+SLEEP_FOREVER = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]  # ignores SIGTERM
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A state directory of this test's own (the CLI subprocesses inherit it); empty at the end."""
+    d = tmp_path / "state"
+    monkeypatch.setenv("NSPRIM_STATE_DIR", str(d))
+    yield d
+    for box in list_containers():  # a failed test must not leave running containers behind
+        box.remove(force=True)
+    assert not (d / "containers").exists() or not list((d / "containers").iterdir())
+
+
+def unique(prefix: str = "box") -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run(
+        [sys.executable, "-m", "nsprim", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def starttime(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def process_state(pid: int, start: int) -> str | None:
+    """The state letter of the process that is *pid* and started at *start* ("Z": a zombie), or None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat[0].decode() if int(stat[19]) == start else None
+
+
+def assert_gone(box: nsprim.container.DetachedContainer) -> None:
+    """Nothing of *box* left: processes, cgroups, entry."""
+    s = box.state
+    assert process_state(s.pid, s.starttime) is None, "the container's pid 1 is still there"
+    # Ended; a zombie until init reaps it (the monitor is nobody's child: init's to reap, not ours).
+    assert process_state(s.monitor_pid, s.monitor_starttime) in (None, "Z"), "the monitor is still there"
+    assert not [d for d in s.cgroup_dirs if os.path.exists(d)]
+    assert not box.directory.exists()
+
+
+def test_a_detached_payload_that_exits_leaves_no_zombie() -> None:
+    box = Container(["sh", "-c", "exit 0"]).name(unique()).detach().start()
+    pid, start = box.pid, starttime(box.pid)  # None: already ended and reaped
+    box.close()  # let go: nobody in this process waits for it
+    deadline = time.monotonic() + 30
+    while start is not None and process_state(pid, start) is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert start is None or process_state(pid, start) is None, f"pid {pid} is still there (a zombie?)"
+    handle = find(box.id)
+    assert handle.wait(30) == 0
+    handle.remove()
+
+
+def test_the_monitor_records_the_end_and_removes_the_cgroup_but_keeps_the_entry() -> None:
+    argv = ["sh", "-c", "echo out; echo err >&2; exit 3", "sh", 'a "quoted\\" arg', "ü\nnew line"]
+    with Container(argv).name(unique()).detach().start() as box:
+        assert box.cgroup is not None
+        dirs = [str(d) for d in box.cgroup.directories.values()]
+        assert all(os.path.isdir(d) for d in dirs)
+        assert box.wait(30) == 3
+    handle = find(box.id)
+    record = json.loads((handle.directory / "state.json").read_text())
+    assert record["command"] == argv  # the monitor's part keeps the record valid JSON
+    assert (record["status"], record["exit_code"], record["signal"], record["oom_killed"]) == ("exited", 3, None, False)
+    assert record["finished"] >= record["created"]
+    assert handle.status is ContainerStatus.EXITED
+    assert not [d for d in dirs if os.path.exists(d)]  # the group went when the container ended
+    assert handle.log_path.read_text() == "out\nerr\n"
+    assert [b.name for b in list_containers()] == [box.id]
+    assert list_containers(running_only=True) == []
+    handle.remove()
+    assert_gone(handle)
+
+
+def test_ps_stop_rm_by_name_from_other_processes() -> None:
+    name, init_name = unique("cli"), unique("cli-init")
+    r = cli("run", "-d", "--name", name, "--", *SLEEP_FOREVER)
+    assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
+    r = cli("run", "-d", "--init", "--name", init_name, "--", "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    r = cli("ps")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()[1:]}
+    assert rows == {name: "running", init_name: "running"}
+    boxes = {n: find(n) for n in (name, init_name)}
+
+    r = cli("rm", name)
+    assert r.returncode == 1 and "is running" in r.stderr and r.stderr.count("\n") == 1
+    r = cli("stop", "-t", "0.5", name, init_name)
+    assert (r.returncode, r.stdout.split()) == (0, [name, init_name]), r.stderr
+    r = cli("ps")
+    assert r.stdout.splitlines()[1:] == []
+    r = cli("ps", "-a")
+    rows = {line.split()[0]: " ".join(line.split()[1:3]) for line in r.stdout.splitlines()[1:]}
+    # The shell ignores SIGTERM and was killed after the timeout; the init forwards it to sleep.
+    assert rows == {name: "exited (137)", init_name: "exited (143)"}
+    assert boxes[name].returncode == -signal.SIGKILL
+    r = cli("rm", name, init_name)
+    assert r.returncode == 0, r.stderr
+    assert cli("ps", "-a", "-q").stdout == ""
+    for box in boxes.values():
+        assert_gone(box)
+    r = cli("stop", name)
+    assert r.returncode == 1 and f"no container named `{name}`" in r.stderr
+
+
+def test_rm_force_kills_a_running_container() -> None:
+    name = unique()
+    Container(SLEEP_FOREVER).name(name).detach().start().close()
+    box = find(name)
+    with pytest.raises(ContainerRunningError):
+        box.remove()
+    assert box.status is ContainerStatus.RUNNING
+    r = cli("rm", "-f", name)
+    assert r.returncode == 0, r.stderr
+    assert_gone(box)
+
+
+@pytest.mark.parametrize("how", ["exits", "is killed"])
+def test_a_detached_container_outlives_its_starter(tmp_path: Path, how: str) -> None:
+    name = unique()
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from nsprim._sys import watcher
+        from nsprim.container import Container
+        box = Container({SLEEP_FOREVER!r}).name({name!r}).detach().start()
+        # Removed by this process's cleanup watcher when it dies, after everything else it was given.
+        watcher.watch_tree({str(canary)!r})
+        print(box.pid, flush=True)
+        if {how!r} == "exits":
+            sys.exit(0)
+        time.sleep(1000)
+    """)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert starter.stdout is not None
+        pid = int(starter.stdout.readline())
+        if how == "is killed":
+            starter.kill()
+    finally:
+        starter.wait(30)
+    deadline = time.monotonic() + 30
+    while canary.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not canary.exists(), "the starter's watcher never ran"
+    box = find(name)
+    assert box.pid == pid
+    assert box.status is ContainerStatus.RUNNING
+    assert process_state(pid, box.state.starttime) in ("S", "R")
+    assert all(os.path.isdir(d) for d in box.state.cgroup_dirs)
+    box.stop(timeout=0)
+    assert box.returncode == -signal.SIGKILL
+    box.remove()
+    assert_gone(box)
+
+
+def test_an_out_of_memory_end_is_recorded() -> None:
+    code = "x = bytearray(400 << 20); print('survived')"
+    name = unique()
+    box = Container([sys.executable, "-c", code]).host_root().memory("64M").name(name).detach().start()
+    box.close()
+    handle = find(name)
+    assert handle.wait(60) == -signal.SIGKILL
+    assert handle.oom_killed
+    r = cli("ps", "-a")
+    assert f"{name} " in r.stdout and "exited (137, out of memory)" in r.stdout, r.stdout
+    handle.remove()
+    assert_gone(handle)
+
+
+def test_auto_remove_leaves_nothing_once_it_ended() -> None:
+    name = unique()
+    r = cli("run", "-d", "--rm", "--name", name, "--", "sh", "-c", "exit 5")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30
+    while (containers_dir() / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not (containers_dir() / name).exists()
+    with pytest.raises(NoSuchContainerError):
+        find(name)
+
+
+def test_the_starter_waits_and_learns_the_status_from_the_monitor() -> None:
+    box = Container(SLEEP_FOREVER).detach(remove=True).start()
+    box.kill()
+    assert box.wait(30) == -signal.SIGKILL
+    assert box.returncode == -signal.SIGKILL and not box.oom_killed
+    assert not (containers_dir() / box.id).exists()  # auto-removed before the monitor said so
+    box.close()
+
+
+def test_a_failed_start_leaves_nothing() -> None:
+    name = unique()
+    with pytest.raises(ExecutableNotFoundError):
+        Container(["/no/such/program"]).name(name).detach().start()
+    assert not (containers_dir() / name).exists()
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/**/{name}"))
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _comm(p) == "nsprim-monitor" and _is_ours(p, name)]
+
+
+def _comm(p: Path) -> str:
+    try:
+        return (p / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _is_ours(p: Path, name: str) -> bool:
+    """A monitor holds its container's state directory open as descriptor 5."""
+    try:
+        return os.readlink(p / "fd" / "5").endswith(f"/containers/{name}")
+    except OSError:
+        return False
+
+
+def test_the_monitor_cleans_up_if_the_starter_dies_before_the_verdict(tmp_path: Path) -> None:
+    """No 'g' nor 'a' on the control socket (the starter died while starting): the
+    monitor kills the child and removes its cgroup and state directory."""
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    (entry / "state.json").write_text("{}")
+    parent = os.environ.get("NSPRIM_CGROUP_PARENT", "/")
+    cg = CGroup.create(unique("monitor-eof"), parent=parent)
+    dirfd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        spec = MonitorSpec(
+            state_dirfd=dirfd,
+            state_dir=os.fsencode(entry),
+            state_prefix=b"{",
+            cgroup_dirs=tuple(os.fsencode(d) for d in cg.directories.values()),
+            oom_file=None,
+            remove_state=False,
+        )
+        plan = Plan((Exec("/bin/sleep", ("sleep", "1000")),))
+        proc = nsprim.process.start(plan, monitor=spec)
+    finally:
+        os.close(dirfd)
+    assert proc.monitor is not None
+    pid, start, monitor = proc.pid, proc.monitor.starttime, proc.monitor.monitor_pid
+    assert process_state(pid, start) in ("S", "R")
+    monitor_fd = _sys.pidfd_open(monitor)
+    try:
+        proc.monitor.close()  # EOF without a verdict
+        _ended_within(monitor_fd, 30)
+    finally:
+        os.close(monitor_fd)
+        proc.close()
+    assert process_state(pid, start) is None
+    assert not cg.exists()
+    assert not entry.exists()
+
+
+def _ended_within(pidfd: int, timeout: float) -> None:
+    import select
+
+    assert select.select([pidfd], [], [], timeout)[0], "still running"
+
+
+def test_a_reused_pid_is_never_signalled() -> None:
+    """A record whose pid now belongs to another process (its start time differs) is lost, not ours to kill."""
+    name = unique()
+    d = containers_dir() / name
+    d.mkdir(parents=True)
+    me = os.getpid()
+    record = {
+        "name": name, "command": ["x"], "created": time.time(), "cgroup": None, "cgroup_dirs": [],
+        "pid": me, "starttime": (starttime(me) or 0) + 1, "monitor_pid": me, "monitor_starttime": 1,
+        "status": "running",
+    }  # fmt: skip
+    (d / "state.json").write_text(json.dumps(record))
+    box = find(name)
+    box.kill()  # would end this test run if it trusted the pid
+    box.stop(timeout=0)
+    assert box.status is ContainerStatus.LOST
+    assert "lost" in cli("ps", "-a").stdout
+    box.remove()
+    assert not d.exists()
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a/b", "..", "x" * 129, "sp ace"])
+def test_a_bad_name_is_refused_before_anything_is_made(name: str) -> None:
+    with pytest.raises(ConfigError, match="container name"):
+        Container(["true"]).name(name).detach().start()
+    assert not containers_dir().exists()
+
+
+def test_a_name_in_use_is_refused() -> None:
+    name = unique()
+    first = Container(SLEEP_FOREVER).name(name).detach().start()
+    first.close()
+    with pytest.raises(ConfigError, match=f"container name `{name}` is already in use"):
+        Container(["true"]).name(name).detach().start()
+    assert find(name).status is ContainerStatus.RUNNING  # the first one is untouched
+    find(name).remove(force=True)
+
+
+def test_detach_refuses_what_needs_the_starter() -> None:
+    with pytest.raises(ConfigError, match="proc"):
+        Container(["true"]).host_root().proc_view().detach().start()
+    assert not containers_dir().exists()
