@@ -35,7 +35,7 @@ static __attribute__((noreturn)) void child_fail(struct child_ctx *ctx, int inde
     else if (index >= ctx->cfg->nprefix && index < ctx->cfg->nprefix + ctx->cfg->nsteps)
         r.kind = ctx->cfg->steps[index - ctx->cfg->nprefix].kind;
     r.err = err > 0 ? err : EIO;
-    r.pad = 0;
+    r.part = ctx->part;
     nsp_root_cache_drop(&ctx->root);
     write_all(ctx->report_fd, &r, sizeof r);
     _exit(127);
@@ -334,13 +334,13 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     case NSP_STEP_MASK:
         return nsp_child_mask(s->path);
     case NSP_STEP_MOUNT_IN_ROOT:
-        return nsp_root_mount(&ctx->root, s);
+        return nsp_root_mount(&ctx->root, s, &ctx->part);
     case NSP_STEP_CREATE_IN_ROOT:
-        return nsp_root_create(&ctx->root, s);
+        return nsp_root_create(&ctx->root, s, &ctx->part);
     case NSP_STEP_ENTER_ROOT:
         return nsp_root_enter(s);
     case NSP_STEP_MOUNT_FS:
-        return nsp_root_mount_fs(s);
+        return nsp_root_mount_fs(s, &ctx->part);
     case NSP_STEP_KEEP_FD: {
         /* Only a child that shares the parent's memory and descriptor table
          * can leave it a descriptor this way. */
@@ -370,6 +370,7 @@ int nsp_child_main(void *arg)
         const struct nsp_step *s = i < cfg->nprefix ? &cfg->prefix[i] : &cfg->steps[i - cfg->nprefix];
         if (s->kind != NSP_STEP_MOUNT_IN_ROOT && s->kind != NSP_STEP_CREATE_IN_ROOT)
             nsp_root_cache_drop(&ctx->root); /* see rootfs.h: not across other steps */
+        ctx->part = NSP_PART_NONE;
         int r = run_step(ctx, s);
         if (times)
             times[i + 2] = nsp_clock_ns();

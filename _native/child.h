@@ -22,6 +22,7 @@ struct child_ctx {
     sigset_t mask; /* the caller's signal mask, restored before exec */
     int handlers_cleared; /* cloned with CLONE_CLEAR_SIGHAND (set before clone) */
     struct nsp_root_cache root; /* descriptors shared by consecutive in-root steps */
+    int part; /* the part of the running step that failed (enum nsp_step_part) */
 };
 
 /* Run the plan of ctx->cfg (prefix, then body); never returns: exec, or

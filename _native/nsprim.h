@@ -147,12 +147,31 @@ struct nsp_spawn_result {
 };
 
 /* What the child sends when a step fails; 0-based step index (prefix steps
- * first, then the body's), positive errno. */
+ * first, then the body's), the step's kind, positive errno, and which part
+ * of a composite step failed (enum nsp_step_part; 0 for the others). */
 struct nsp_report {
     int index;
     int kind;
     int err;
-    int pad;
+    int part;
+};
+
+/* The parts of the composite steps (MOUNT_IN_ROOT, CREATE_IN_ROOT,
+ * MOUNT_FS), so that an error says which one failed. */
+enum nsp_step_part {
+    NSP_PART_NONE = 0,        /* the step as a whole                          */
+    NSP_PART_ROOT,            /* opening the root (strv[0])                   */
+    NSP_PART_SOURCE,          /* resolving the source                         */
+    NSP_PART_TARGET,          /* resolving the target inside the root         */
+    NSP_PART_CREATE,          /* creating the missing target                  */
+    NSP_PART_PARENT,          /* creating the parent directories of a target  */
+    NSP_PART_NULL,            /* checking the null device a mask binds        */
+    NSP_PART_ATTACH,          /* the mount itself (mount(2), move_mount)      */
+    NSP_PART_REMOUNT,         /* applying the flags of the second call        */
+    NSP_PART_FS_OPEN,         /* MOUNT_FS: fsopen                             */
+    NSP_PART_FS_CREATE,       /* MOUNT_FS: creating the superblock            */
+    NSP_PART_FS_MOUNT,        /* MOUNT_FS: fsmount                            */
+    NSP_PART_FS_PARAM = 64    /* MOUNT_FS: setting parameter strv[part - 64]  */
 };
 
 int nsp_spawn(const struct nsp_spawn_config *config, struct nsp_spawn_result *result);

@@ -247,8 +247,9 @@ void nsp_root_cache_drop(struct nsp_root_cache *c)
 
 /* Create the last component of `path` with `mode` (type bits included). */
 int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, mode_t mode, dev_t dev,
-                       const char *link_target, int nofollow, int exist_ok)
+                       const char *link_target, int nofollow, int exist_ok, int *part)
 {
+    *part = NSP_PART_PARENT;
     char buf[PATH_MAX];
     size_t plen;
     const char *last = split_last(path, buf, sizeof buf, &plen);
@@ -273,6 +274,7 @@ int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, m
         c->parent_len = plen;
         c->parent_nofollow = nofollow;
     }
+    *part = NSP_PART_CREATE;
     int r = 0;
     switch (mode & S_IFMT) {
     case S_IFDIR:
@@ -334,13 +336,14 @@ void nsp_root_mounted_on(struct nsp_root_cache *c, const struct stat *st)
         drop_root(c);
 }
 
-int nsp_root_create(struct nsp_root_cache *c, const struct nsp_step *s)
+int nsp_root_create(struct nsp_root_cache *c, const struct nsp_step *s, int *part)
 {
+    *part = NSP_PART_ROOT;
     int rootfd = nsp_root_fd(c, s);
     if (rootfd < 0)
         return rootfd;
     return nsp_create_in_root(c, rootfd, s->path2, (mode_t)s->a, (dev_t)s->b, s->path,
-                              (s->flags & NSP_ROOT_NOFOLLOW) != 0, (s->flags & NSP_ROOT_EXIST_OK) != 0);
+                              (s->flags & NSP_ROOT_NOFOLLOW) != 0, (s->flags & NSP_ROOT_EXIST_OK) != 0, part);
 }
 
 static int move_and_chroot(const char *root)
@@ -385,14 +388,16 @@ int nsp_root_enter(const struct nsp_step *s)
     return chdir("/") < 0 ? -errno : 0;
 }
 
-int nsp_root_mount_fs(const struct nsp_step *s)
+int nsp_root_mount_fs(const struct nsp_step *s, int *part)
 {
     char key[256];
+    *part = NSP_PART_FS_OPEN;
     int fd = (int)syscall(__NR_fsopen, s->str, FSOPEN_CLOEXEC);
     if (fd < 0)
         return -errno;
     int ret = 0, mfd = -1;
     for (char *const *kv = s->strv; kv && *kv; kv++) {
+        *part = NSP_PART_FS_PARAM + (int)(kv - s->strv); /* which one: a layer's path, say */
         const char *eq = strchr(*kv, '=');
         size_t klen = eq ? (size_t)(eq - *kv) : strlen(*kv);
         if (klen >= sizeof key) {
@@ -408,15 +413,18 @@ int nsp_root_mount_fs(const struct nsp_step *s)
             goto out;
         }
     }
+    *part = NSP_PART_FS_CREATE;
     if (syscall(__NR_fsconfig, fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
         ret = -errno;
         goto out;
     }
+    *part = NSP_PART_FS_MOUNT;
     mfd = (int)syscall(__NR_fsmount, fd, FSMOUNT_CLOEXEC, (unsigned)s->a);
     if (mfd < 0) {
         ret = -errno;
         goto out;
     }
+    *part = NSP_PART_ATTACH;
     if (syscall(__NR_move_mount, mfd, "", AT_FDCWD, s->path2, MOVE_MOUNT_F_EMPTY_PATH) < 0)
         ret = -errno;
 out:

@@ -48,6 +48,9 @@ struct nsp_root_cache {
 void nsp_root_cache_init(struct nsp_root_cache *c);
 void nsp_root_cache_drop(struct nsp_root_cache *c);
 
+/* The step functions below store in *part (enum nsp_step_part, nsprim.h)
+ * what they are doing, so that a failure reports which part it was. */
+
 /* NSP_STEP_MOUNT_IN_ROOT: strv[0] = root; path = source (host path, or in the
  * root with SRC_IN_ROOT; may be NULL); path2 = target inside the root; str =
  * fstype; str2 = data; a = mount flags; b = flags for a second, remounting
@@ -55,13 +58,13 @@ void nsp_root_cache_drop(struct nsp_root_cache *c);
  * for a bind whose b is among MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC, where
  * the kernel can, mount_setattr on the new mount instead (with MS_REC: on
  * all of its tree). */
-int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s);
+int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s, int *part);
 
 /* NSP_STEP_CREATE_IN_ROOT: strv[0] = root; path2 = path inside the root;
  * a = mode with the type bits (S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK,
  * S_IFIFO); b = device; path = symlink target.  Parents are created (0755).
  * The mode is set exactly (the umask does not apply). */
-int nsp_root_create(struct nsp_root_cache *c, const struct nsp_step *s);
+int nsp_root_create(struct nsp_root_cache *c, const struct nsp_step *s, int *part);
 
 /* NSP_STEP_ENTER_ROOT: path = new root (a mount point).  flags 0: pivot_root,
  * the old root detached; 1: pivot_root, falling back to move + chroot when the
@@ -71,7 +74,7 @@ int nsp_root_enter(const struct nsp_step *s);
 /* NSP_STEP_MOUNT_FS: the new mount API.  str = fstype; strv = "key=value" or
  * "key" (a flag) parameters, in order (repeatable keys such as lowerdir+);
  * path2 = target; a = MOUNT_ATTR_* flags for fsmount. */
-int nsp_root_mount_fs(const struct nsp_step *s);
+int nsp_root_mount_fs(const struct nsp_step *s, int *part);
 
 /* ---- shared by rootfs.c and rootfs_mount.c only ---- */
 
@@ -88,8 +91,9 @@ int nsp_open_in_root(int rootfd, const char *path, int nofollow, int oflags);
 /* mkdir -p inside the root; an O_PATH descriptor of the directory.
  * missing: the whole path was just seen missing. */
 int nsp_mkdir_in_root(int rootfd, const char *path, int nofollow, int missing);
-/* Create the last component of `path` (parents as needed), mode exact. */
+/* Create the last component of `path` (parents as needed), mode exact;
+ * *part: NSP_PART_PARENT while making the parents, then NSP_PART_CREATE. */
 int nsp_create_in_root(struct nsp_root_cache *c, int rootfd, const char *path, mode_t mode, dev_t dev,
-                       const char *link_target, int nofollow, int exist_ok);
+                       const char *link_target, int nofollow, int exist_ok, int *part);
 
 #endif

@@ -187,13 +187,16 @@ static int mask_dir(struct nsp_root_cache *c, int target)
 
 /* Hide `target` (st: what it is): the null device over a file, an empty
  * read-only tmpfs over a directory. */
-static int mask(struct nsp_root_cache *c, const char *source, int target, const struct stat *st)
+static int mask(struct nsp_root_cache *c, const char *source, int target, const struct stat *st, int *part)
 {
+    *part = NSP_PART_ATTACH;
     if (S_ISDIR(st->st_mode))
         return mask_dir(c, target);
+    *part = NSP_PART_NULL;
     int null_fd = null_device(c, source);
     if (null_fd < 0)
         return null_fd;
+    *part = NSP_PART_ATTACH;
     int r = c->classic ? -ENOSYS : attach_copy(null_fd, target, 0);
     if (!classic_instead(c, r))
         return r;
@@ -208,37 +211,46 @@ static int mask(struct nsp_root_cache *c, const char *source, int target, const 
  * copy before it is attached: no path walk through /proc/self/fd, no reopen
  * of the target.  The copy keeps the source's other flags (the locked ones
  * among them).  -ENOSYS etc. (classic_instead) where it cannot. */
-static int bind_onto(struct nsp_root_cache *c, const struct nsp_step *s, int srcfd, const char *source, int target)
+static int bind_onto(struct nsp_root_cache *c, const struct nsp_step *s, int srcfd, const char *source, int target,
+                     int *part)
 {
     if (c->classic)
         return -ENOSYS;
     unsigned rec = (s->a & MS_REC) ? AT_RECURSIVE : 0;
     unsigned fl = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec;
+    /* A host path is looked up here: a missing one is the source's fault. */
+    *part = srcfd >= 0 ? NSP_PART_ATTACH : NSP_PART_SOURCE;
     int tree = srcfd >= 0 ? (int)syscall(__NR_open_tree, srcfd, "", fl | AT_EMPTY_PATH)
                           : (int)syscall(__NR_open_tree, AT_FDCWD, source, fl);
     if (tree < 0)
         return -errno;
+    *part = NSP_PART_REMOUNT;
     int r = s->b ? setattr(tree, (unsigned long)s->b, rec) : 0;
-    if (r == 0)
+    if (r == 0) {
+        *part = NSP_PART_ATTACH;
         r = move_tree(tree, target);
+    }
     close(tree); /* (not attached: freed, at some cost, on this error path only) */
     return r;
 }
 
 /* The classic way: mount(2) onto /proc/self/fd/N of the target, then the
  * second call (s->b) on the new mount, reopened. */
-static int mount_onto(int rootfd, const struct nsp_step *s, const char *source, int target)
+static int mount_onto(int rootfd, const struct nsp_step *s, const char *source, int target, int *part)
 {
     char tbuf[32];
     int nofollow = (s->flags & NSP_ROOT_NOFOLLOW) != 0;
+    *part = NSP_PART_ATTACH;
     if (mount(source, nsp_fd_path(tbuf, target), s->str, (unsigned long)s->a, s->str2) < 0)
         return -errno;
     if (!s->b)
         return 0;
     /* Reopen: the old descriptor still points below the new mount. */
+    *part = NSP_PART_TARGET;
     int fd = nsp_open_in_root(rootfd, s->path2, nofollow, 0);
     if (fd < 0)
         return fd;
+    *part = NSP_PART_REMOUNT;
     int ret;
     if (s->a & MS_REC) {
         /* A recursive bind: make every mount of the tree read-only (and
@@ -254,10 +266,11 @@ out:
     return ret;
 }
 
-int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
+int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s, int *part)
 {
     char sbuf[32];
     int nofollow = (s->flags & NSP_ROOT_NOFOLLOW) != 0;
+    *part = NSP_PART_ROOT;
     int rootfd = nsp_root_fd(c, s);
     if (rootfd < 0)
         return rootfd;
@@ -265,6 +278,7 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
     const char *source = s->path;
 
     if (source && (s->flags & NSP_ROOT_SRC_IN_ROOT)) {
+        *part = NSP_PART_SOURCE;
         srcfd = nsp_open_in_root(rootfd, source, nofollow, 0);
         if (srcfd < 0) {
             ret = srcfd;
@@ -273,11 +287,13 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
         source = nsp_fd_path(sbuf, srcfd);
     }
 
+    *part = NSP_PART_TARGET;
     if (srcfd >= 0 && strcmp(s->path, s->path2) == 0)
         target = srcfd; /* a path bound onto itself (read-only paths): one lookup */
     else
         target = nsp_open_in_root(rootfd, s->path2, nofollow, 0);
     if (target == -ENOENT && (s->flags & (NSP_ROOT_MKDIR | NSP_ROOT_MKFILE))) {
+        *part = NSP_PART_CREATE;
         int as_dir = (s->flags & NSP_ROOT_MKDIR) != 0;
         if ((s->flags & NSP_ROOT_MKDIR) && (s->flags & NSP_ROOT_MKFILE)) {
             struct stat st; /* whichever the source is */
@@ -289,7 +305,7 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
         if (as_dir) {
             target = nsp_mkdir_in_root(rootfd, s->path2, nofollow, 1);
         } else {
-            int r = nsp_create_in_root(c, rootfd, s->path2, S_IFREG | 0644, 0, NULL, nofollow, 1);
+            int r = nsp_create_in_root(c, rootfd, s->path2, S_IFREG | 0644, 0, NULL, nofollow, 1, part);
             target = r < 0 ? r : nsp_open_in_root(rootfd, s->path2, nofollow, 0);
         }
     }
@@ -304,12 +320,12 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s)
         goto out;
     }
     if (s->flags & NSP_ROOT_MASK) {
-        ret = mask(c, s->path, target, &st);
+        ret = mask(c, s->path, target, &st, part);
     } else {
         int bind = (s->a & (MS_BIND | MS_REMOUNT)) == MS_BIND && s->path && !(s->b & ~(long long)SETATTR_FLAGS);
-        ret = bind ? bind_onto(c, s, srcfd, s->path, target) : -ENOSYS;
+        ret = bind ? bind_onto(c, s, srcfd, s->path, target, part) : -ENOSYS;
         if (!bind || classic_instead(c, ret))
-            ret = mount_onto(rootfd, s, source, target);
+            ret = mount_onto(rootfd, s, source, target, part);
     }
     nsp_root_mounted_on(c, &st); /* even on failure: a second call may be what failed */
 out:

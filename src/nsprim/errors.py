@@ -140,24 +140,31 @@ class StepError(SyscallError):
     """A step of a spawn plan failed in the child before ``exec``.
 
     ``step`` is the step object (see :mod:`nsprim.plan`), ``index`` its
-    position in the plan.  The message names the step and its path, e.g.
-    "mount `proc` on `/newroot/proc`: Operation not permitted (step 3)".
+    position in the plan, ``part`` which part of a composite step failed
+    (``nsprim._sys.spawn.StepPart``; 0 for a step of one part).  The message
+    names the step and its path, or the part that failed, e.g.
+    "mount in root: resolving target `/proc`: No such file or directory".
     """
 
-    def __init__(self, err: int, step: Any, index: int) -> None:
-        describe = getattr(step, "describe", None)
-        detail = describe() if callable(describe) else str(step)
+    def __init__(self, err: int, step: Any, index: int, part: int = 0) -> None:
+        describe = getattr(step, "describe_failure", None)
+        if callable(describe):
+            detail = describe(part, err)
+        else:
+            describe = getattr(step, "describe", None)
+            detail = describe() if callable(describe) else str(step)
         operation = getattr(step, "operation", type(step).__name__.lower())
         path = getattr(step, "path", None)
         super().__init__(err, operation, path if isinstance(path, (str, os.PathLike)) else None, detail=detail)
         self.step = step
         self.index = index
+        self.part = part
 
     def __str__(self) -> str:
         return f"{super().__str__()} [plan step {self.index}]"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.errno, self.step, self.index))
+        return (type(self), (self.errno, self.step, self.index, self.part))
 
 
 class ExecutableNotFoundError(StepError, FileNotFoundError):

@@ -406,9 +406,9 @@ def start(
             handles.monitor.abort()
         _reap(handles.pidfd)
         if report is not None:
-            step = (*head, *plan.steps)[report.index]
+            step = _reported_step(report, (*head, *plan.steps), prefix, plan)
             cls = ExecutableNotFoundError if isinstance(step, Exec) and report.errno == errno.ENOENT else StepError
-            raise cls(report.errno, step, report.index) from action_error
+            raise cls(report.errno, step, report.index, report.part) from action_error
         assert action_error is not None
         raise action_error
     proc = Process(handles.pid, handles.pidfd, args)
@@ -417,6 +417,22 @@ def start(
     if handles.step_ns:
         proc.setup_us = _step_durations(handles.step_ns)
     return proc
+
+
+def _reported_step(report: _spawn.Report, steps: Sequence[Step], prefix: Plan | None, plan: Plan) -> Step:
+    """The step a failure report names, once its index and kind agree with the plan."""
+    kinds = (*(prefix.encoded.kinds if prefix is not None else ()), *plan.encoded.kinds)
+    if 0 <= report.index < len(steps) and kinds[report.index] == report.kind:
+        return steps[report.index]
+    known = (
+        f"step {report.index} is of kind {kinds[report.index]}" if 0 <= report.index < len(steps) else "no such step"
+    )
+    raise SyscallError(
+        report.errno,
+        "spawn",
+        detail=f"spawn: the child reported a failure of step {report.index}, of kind {report.kind}, "
+        f"which does not match the plan ({known})",
+    )
 
 
 def _step_durations(ns: Sequence[int]) -> tuple[float, ...]:

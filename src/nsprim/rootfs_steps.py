@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from ._sys.spawn import OPTIONAL, RawStep, StepKind
+from ._sys import C
+from ._sys.spawn import OPTIONAL, RawStep, StepKind, StepPart
 from .plan import Step
 
 __all__ = ["MountInRoot", "CreateInRoot", "EnterRoot", "MountFs", "CreateMode"]
@@ -44,6 +45,9 @@ def _b(path: StrPath) -> bytes:
 
 def _inside(target: str) -> str:
     return "/" + target.lstrip("/")
+
+
+_FLAG_NAMES = ((C.MS_RDONLY, "read-only"), (C.MS_NOSUID, "nosuid"), (C.MS_NODEV, "nodev"), (C.MS_NOEXEC, "noexec"))
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,33 @@ class MountInRoot(Step):
             src = _inside(src)
         return f"mount `{src}` on `{_inside(self.target)}` in root `{os.fspath(self.root)}`"
 
+    def describe_failure(self, part: int, err: int = 0) -> str:
+        """The part that failed (a :class:`~nsprim._sys.spawn.StepPart`), as error messages show it."""
+        verb = "mask in root" if self.mask else "mount in root"
+        target = _inside(self.target)
+        src = os.fspath(self.source) if self.source is not None else (self.fstype or "none")
+        if self.source_in_root:
+            src = _inside(src)
+        if part == StepPart.ROOT:
+            return f"{verb}: opening root `{os.fspath(self.root)}`"
+        if part == StepPart.SOURCE:
+            return f"{verb}: resolving source `{src}`"
+        if part == StepPart.TARGET:
+            return f"{verb}: resolving target `{target}`"
+        if part in (StepPart.CREATE, StepPart.PARENT):
+            return f"{verb}: creating target `{target}`"
+        if part == StepPart.NULL:
+            return f"{verb}: checking the null device `{src}`"
+        if part == StepPart.ATTACH:
+            if self.mask:
+                return f"{verb}: masking `{target}`"
+            what = "binding" if self.flags & C.MS_BIND else "mounting"
+            return f"{verb}: {what} `{src}` on `{target}`"
+        if part == StepPart.REMOUNT:
+            names = [name for flag, name in _FLAG_NAMES if self.remount_flags & flag] or [hex(self.remount_flags)]
+            return f"{verb}: making `{target}` {', '.join(names)}"
+        return self.describe()
+
     def lower(self) -> RawStep:
         flags = {"none": 0, "dir": _MKDIR, "file": _MKFILE, "auto": _MKDIR | _MKFILE}[self.create]
         flags |= (_SRC_IN_ROOT if self.source_in_root else 0) | (_MASK if self.mask else 0)
@@ -130,6 +161,17 @@ class CreateInRoot(Step):
     def describe(self) -> str:
         what = f"symlink -> `{self.link_target}`" if self.link_target is not None else f"mode {self.mode:o}"
         return f"create `{_inside(self.target)}` ({what}) in root `{os.fspath(self.root)}`"
+
+    def describe_failure(self, part: int, err: int = 0) -> str:
+        """The part that failed (a :class:`~nsprim._sys.spawn.StepPart`), as error messages show it."""
+        target = _inside(self.target)
+        if part == StepPart.ROOT:
+            return f"create in root: opening root `{os.fspath(self.root)}`"
+        if part == StepPart.PARENT:
+            return f"create in root: creating the directories above `{target}`"
+        if part == StepPart.CREATE:
+            return f"create in root: creating `{target}`"
+        return self.describe()
 
     def lower(self) -> RawStep:
         flags = (_EXIST_OK if self.exist_ok else 0) | (0 if self.follow_symlinks else _NOFOLLOW)
@@ -197,6 +239,22 @@ class MountFs(Step):
 
     def describe(self) -> str:
         return f"mount `{self.fstype}` on `{os.fspath(self.target)}` (new mount API)"
+
+    def describe_failure(self, part: int, err: int = 0) -> str:
+        """The part that failed (a :class:`~nsprim._sys.spawn.StepPart`): which parameter, say."""
+        head = f"mount `{self.fstype}` on `{os.fspath(self.target)}`"
+        if 0 <= part - StepPart.FS_PARAM < len(self.params):
+            key, value = self.params[part - StepPart.FS_PARAM]
+            return f"{head}: setting `{key}`" + (f" to `{value}`" if value is not None else "")
+        if part == StepPart.FS_OPEN:
+            return f"{head}: fsopen `{self.fstype}`"
+        if part == StepPart.FS_CREATE:
+            return f"{head}: creating the file system"
+        if part == StepPart.FS_MOUNT:
+            return f"{head}: fsmount"
+        if part == StepPart.ATTACH:
+            return f"{head}: attaching it"
+        return self.describe()
 
     def lower(self) -> RawStep:
         strv = tuple(k.encode() if v is None else f"{k}={v}".encode() for k, v in self.params)

@@ -60,6 +60,21 @@ class NativeLib(Protocol):
     def nsp_watcher_start(self, register_fd: CData) -> int: ...
     def nsp_netns_new(self, lo_up: int) -> int: ...
 
+    # the failing parts of composite steps
+    NSP_PART_NONE: int
+    NSP_PART_ROOT: int
+    NSP_PART_SOURCE: int
+    NSP_PART_TARGET: int
+    NSP_PART_CREATE: int
+    NSP_PART_PARENT: int
+    NSP_PART_NULL: int
+    NSP_PART_ATTACH: int
+    NSP_PART_REMOUNT: int
+    NSP_PART_FS_OPEN: int
+    NSP_PART_FS_CREATE: int
+    NSP_PART_FS_MOUNT: int
+    NSP_PART_FS_PARAM: int
+
     # plan step kinds
     NSP_STEP_SYNC: int
     NSP_STEP_SETNS: int

@@ -26,6 +26,7 @@ from ._lib import lib
 __all__ = [
     "OPTIONAL",
     "StepKind",
+    "StepPart",
     "RawStep",
     "EncodedPlan",
     "SpawnHandles",
@@ -83,6 +84,24 @@ class StepKind(enum.IntEnum):
 OPTIONAL: int = lib.NSP_STEP_OPTIONAL  # a step flag: a missing path is no failure
 
 
+class StepPart(enum.IntEnum):
+    """Which part of a composite step failed (``enum nsp_step_part``); ``FS_PARAM + i``: parameter *i*."""
+
+    NONE = lib.NSP_PART_NONE
+    ROOT = lib.NSP_PART_ROOT
+    SOURCE = lib.NSP_PART_SOURCE
+    TARGET = lib.NSP_PART_TARGET
+    CREATE = lib.NSP_PART_CREATE
+    PARENT = lib.NSP_PART_PARENT
+    NULL = lib.NSP_PART_NULL
+    ATTACH = lib.NSP_PART_ATTACH
+    REMOUNT = lib.NSP_PART_REMOUNT
+    FS_OPEN = lib.NSP_PART_FS_OPEN
+    FS_CREATE = lib.NSP_PART_FS_CREATE
+    FS_MOUNT = lib.NSP_PART_FS_MOUNT
+    FS_PARAM = lib.NSP_PART_FS_PARAM
+
+
 @dataclass(frozen=True, slots=True)
 class RawStep:
     """One step as the native core sees it.  Field meanings depend on *kind*
@@ -105,7 +124,7 @@ class RawStep:
 class EncodedPlan:
     """A C array of steps plus everything it points to.  Immutable once built."""
 
-    __slots__ = ("_keep", "count", "has_sync", "steps")
+    __slots__ = ("_keep", "count", "has_sync", "kinds", "steps")
 
     def __init__(self, raw: Sequence[RawStep]) -> None:
         keep: list[Any] = []
@@ -147,6 +166,7 @@ class EncodedPlan:
         self.steps = steps
         self.count = len(raw)
         self.has_sync = any(step.kind == StepKind.SYNC for step in raw)
+        self.kinds = tuple(int(step.kind) for step in raw)  # to check a report against
         self._keep = keep
 
 
@@ -249,6 +269,7 @@ class Report:
     index: int
     kind: int
     errno: int
+    part: int = 0  # a StepPart, or FS_PARAM + the parameter's index
 
 
 def spawn(
@@ -355,4 +376,4 @@ def read_report(report_fd: int) -> Report | None:
         raise SyscallError(-ret, "read", detail="read the child's report pipe")
     if ret == 0:
         return None
-    return Report(report.index, report.kind, report.err)
+    return Report(report.index, report.kind, report.err, report.part)
