@@ -105,6 +105,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         store = LayerStore(Path(args.store))
         box = box.image(store.lower_dirs(args.image))
     elif args.rootfs:
+        if not os.path.isdir(args.rootfs):  # (without --ro it becomes an overlay's one layer: say what was given)
+            why = "not a directory" if os.path.lexists(args.rootfs) else "No such file or directory"
+            raise ConfigError(f"--rootfs `{args.rootfs}`: {why}", what="rootfs")
         box = box.rootfs(args.rootfs) if args.ro else box.image([args.rootfs])
     else:
         box = box.rootfs("/") if args.ro else box.host_root()

@@ -38,7 +38,7 @@ from .errors import ConfigError
 from .mount import MountFlags, Propagation
 from .overlay import OverlayMount
 from .plan import Mount, Step
-from .rootfs_steps import CreateInRoot, EnterRoot, MountFs, MountInRoot
+from .rootfs_steps import CreateInRoot, EnterRoot, MountInRoot
 
 __all__ = [
     "Bind",
@@ -281,19 +281,7 @@ class RootFS:
             steps.append(Mount(self.root, self.root, None, C.MS_BIND | C.MS_REC))
             return steps
         ov.check()
-        if ov.choose_api() == "classic":
-            steps.append(Mount("overlay", self.root, "overlay", int(ov.flags), ov.options_string()))
-        else:
-            attrs = 0
-            for flag, name in (
-                (MountFlags.RDONLY, "MOUNT_ATTR_RDONLY"),
-                (MountFlags.NOSUID, "MOUNT_ATTR_NOSUID"),
-                (MountFlags.NODEV, "MOUNT_ATTR_NODEV"),
-                (MountFlags.NOEXEC, "MOUNT_ATTR_NOEXEC"),
-            ):
-                if ov.flags & flag:
-                    attrs |= getattr(C, name)
-            steps.append(MountFs("overlay", tuple(ov.fs_params()), self.root, attrs))
+        steps.append(ov.mount_step())
         return steps
 
     def _dev_steps(self) -> list[Step]:

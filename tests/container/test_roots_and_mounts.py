@@ -3,12 +3,25 @@ tmpfs sizes the kernel would misread, and errors that say which part failed."""
 
 from __future__ import annotations
 
+import errno
+import pickle
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
+import nsprim
+from nsprim._sys import C
+from nsprim._sys.spawn import Report, StepKind, StepPart
 from nsprim.container import Container
-from nsprim.errors import ConfigError
+from nsprim.errors import ConfigError, StepError, SyscallError
 from nsprim.mount import parse_mountinfo
+from nsprim.overlay import OverlayMount
+from nsprim.plan import Chdir, Plan, Step
+from nsprim.process import _reported_step
 from nsprim.rootfs import Tmpfs, tmpfs_size_max
+from nsprim.rootfs_steps import CreateInRoot, MountFs, MountInRoot
 
 from ..conftest import requires_root
 
@@ -65,3 +78,125 @@ def test_a_sized_tmpfs_in_a_container_is_that_size() -> None:
     assert r.returncode == 0, r.stderr
     (tmp,) = [m for m in parse_mountinfo(out(r)) if m.mount_point == "/tmp"]
     assert tmp.super_option("size") == "3072k"
+
+
+# ---- image layers with any name -------------------------------------------------------------
+
+
+def _layer(path: Path, marker: str) -> Path:
+    path.mkdir(parents=True)
+    (path / marker).write_text(marker)
+    return path
+
+
+@requires_root
+def test_layer_names_with_colons_and_commas_stay_one_layer_each(rootfs: Path, tmp_path: Path) -> None:
+    _layer(tmp_path / "x:y,z", "from-x-y-z")
+    _layer(tmp_path / "a:", "from-a")
+    _layer(tmp_path / "a", "split-a")  # what a split at the colon would take as a layer
+    box = Container(["ls", "/"]).image([tmp_path / "x:y,z", f"{tmp_path}/a:/", rootfs])
+    r = box.run(capture_output=True)
+    assert r.returncode == 0, r.stderr
+    listing = out(r).split()
+    assert "from-x-y-z" in listing and "from-a" in listing and "marker" in listing
+    assert "split-a" not in listing and "usr" not in listing  # nothing of the host's /
+
+
+@requires_root
+def test_a_layer_name_cannot_smuggle_in_the_host_root(rootfs: Path, tmp_path: Path) -> None:
+    # ".../x:/:.../y" split at its colons would be ".../x", "/" and ".../y": the host's / as a layer.
+    hostile = _layer(Path(f"{tmp_path}/x:/:{tmp_path}/y"), "hostile-layer")
+    _layer(tmp_path / "x", "split-x")
+    _layer(tmp_path / "y", "split-y")
+    r = Container(["ls", "/"]).image([hostile, rootfs]).run(capture_output=True)
+    assert r.returncode == 0, r.stderr
+    listing = out(r).split()
+    assert "hostile-layer" in listing and "marker" in listing
+    assert not {"usr", "split-x", "split-y"} & set(listing), listing
+
+
+# ---- which part failed ----------------------------------------------------------------------
+
+
+def _parts_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "mnt").mkdir(parents=True)
+    (root / "file").write_text("")
+    (root / "dangling").symlink_to("/nowhere")  # followed inside the root: to a missing /nowhere
+    (tmp_path / "not-null").write_text("")
+    return root
+
+
+PART_CASES = [
+    # (the step, given root and tmp_path; the part; how the message starts)
+    (lambda r, t: MountInRoot(r, "proc", "/proc", fstype="proc"), StepPart.TARGET,
+     "mount in root: resolving target `/proc`: No such file or directory"),
+    (lambda r, t: MountInRoot(r, t / "gone", "/mnt", flags=C.MS_BIND), StepPart.SOURCE,
+     "mount in root: resolving source `{t}/gone`: No such file or directory"),
+    (lambda r, t: MountInRoot(r, "tmpfs", "/file/x", fstype="tmpfs", create="dir"), StepPart.TARGET,
+     "mount in root: resolving target `/file/x`: Not a directory"),
+    (lambda r, t: MountInRoot(r, "tmpfs", "/dangling/x", fstype="tmpfs", create="dir"), StepPart.CREATE,
+     "mount in root: creating target `/dangling/x`: No such file or directory"),
+    (lambda r, t: MountInRoot(r, "none", "/mnt", fstype="nsprim-no-such-fs"), StepPart.ATTACH,
+     "mount in root: mounting `none` on `/mnt`: No such device"),
+    (lambda r, t: MountInRoot(t / "no-root", "tmpfs", "/mnt", fstype="tmpfs"), StepPart.ROOT,
+     "mount in root: opening root `{t}/no-root`: No such file or directory"),
+    (lambda r, t: MountInRoot(r, t / "not-null", "/file", mask=True), StepPart.NULL,
+     "mask in root: checking the null device `{t}/not-null`: Operation not permitted"),
+    (lambda r, t: CreateInRoot(r, "/file/x", stat.S_IFREG | 0o644), StepPart.PARENT,
+     "create in root: creating the directories above `/file/x`: Not a directory"),
+    (lambda r, t: MountFs("overlay", (("source", "overlay"), ("lowerdir+", f"{t}/gone:/")), r / "mnt"),
+     StepPart.FS_PARAM + 1, "mount `overlay` on `{r}/mnt`: setting `lowerdir+` to `{t}/gone:/`: No such file"),
+]  # fmt: skip
+
+
+@requires_root
+@pytest.mark.parametrize(("make", "part", "message"), PART_CASES)
+def test_a_composite_step_says_which_of_its_parts_failed(
+    tmp_path: Path, make: Callable[[Path, Path], Step], part: int, message: str
+) -> None:
+    root = _parts_root(tmp_path)
+    step = make(root, tmp_path)
+    with pytest.raises(StepError) as info:
+        nsprim.run(["/bin/true"], new={"mnt"}, steps=[step])
+    assert str(info.value).startswith(message.format(t=tmp_path, r=root)), str(info.value)
+    assert info.value.part == part and info.value.step is step
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value) and again.part == part
+
+
+def test_a_report_that_does_not_match_its_step_is_refused() -> None:
+    plan = Plan((Chdir("/"),))
+    with pytest.raises(SyscallError, match=r"does not match the plan \(step 0 is of kind"):
+        _reported_step(Report(0, int(StepKind.MOUNT), errno.ENOENT), plan.steps, None, plan)
+    with pytest.raises(SyscallError, match=r"no such step"):
+        _reported_step(Report(3, int(StepKind.CHDIR), errno.ENOENT), plan.steps, None, plan)
+    assert _reported_step(Report(0, int(StepKind.CHDIR), errno.ENOENT), plan.steps, None, plan) == Chdir("/")
+
+
+@requires_root
+def test_an_overlay_that_fails_in_the_child_names_the_missing_layer(tmp_path: Path) -> None:
+    layers = [_layer(tmp_path / "top", "t"), _layer(tmp_path / "gone", "g")]
+    for name in ("upper", "work", "merged"):
+        (tmp_path / name).mkdir()
+    step = OverlayMount(tmp_path / "merged", layers, tmp_path / "upper", tmp_path / "work").mount_step()
+    (tmp_path / "gone" / "g").unlink()
+    (tmp_path / "gone").rmdir()  # after the plan was made, before the child mounts
+    with pytest.raises(StepError) as info:
+        nsprim.run(["/bin/true"], new={"mnt"}, steps=[step])
+    assert str(info.value).startswith(
+        f"mount `overlay` on `{tmp_path}/merged`: lower dir `{tmp_path}/gone`: No such file or directory"
+    )
+
+
+@pytest.mark.parametrize("ro", [[], ["--ro"]])
+def test_cli_rootfs_that_is_not_a_directory_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ro: list[str]
+) -> None:
+    from nsprim.cli import main
+
+    (tmp_path / "file").write_text("not a root")
+    assert main(["run", *ro, "--rootfs", str(tmp_path / "file"), "--", "/bin/true"]) == 125
+    assert capsys.readouterr().err == f"nsprim run: --rootfs `{tmp_path}/file`: not a directory\n"
+    assert main(["run", *ro, "--rootfs", str(tmp_path / "nothing"), "--", "/bin/true"]) == 125
+    assert capsys.readouterr().err == f"nsprim run: --rootfs `{tmp_path}/nothing`: No such file or directory\n"

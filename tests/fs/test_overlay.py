@@ -131,17 +131,47 @@ def test_kernel_refusal_names_target_and_reason(dirs: dict[str, Path], api: str)
     assert find_mount(dirs["merged"]) is None
 
 
-def test_path_with_comma_goes_through_new_api(tmp_path: Path) -> None:
-    low1, low2, merged = tmp_path / "a,b:c", tmp_path / "l2", tmp_path / "m"
-    for p in (low1, low2, merged):
-        p.mkdir()
-    (low1 / "f").write_text("x")
-    ov = OverlayMount(merged, [low1, low2])
-    assert ov.choose_api() == "new"
-    with pytest.raises(ConfigError):
-        ov.options_string()
+def test_options_escape_what_the_kernel_splits_at() -> None:
+    ov = OverlayMount("/m", ["/l/x:/", "/l/a,b", "/l/b\\c"], "/u/up:1,\\", "/u/work")
+    assert ov.options_string() == ("lowerdir=/l/x\\::/l/a\\,b:/l/b\\\\c,upperdir=/u/up\\:1\\,\\\\,workdir=/u/work")
+    # lowerdir+ takes a path as it is; upperdir and workdir are unescaped by the kernel
+    assert ov.fs_params()[1:4] == [("lowerdir+", "/l/x:"), ("lowerdir+", "/l/a,b"), ("lowerdir+", "/l/b\\c")]
+    assert ("upperdir", "/u/up\\:1\\,\\\\") in ov.fs_params()
+    with pytest.raises(ConfigError, match="NUL"):
+        OverlayMount("/m", ["/l/a\0b"], "/u/u", "/u/w")
+
+
+@pytest.mark.parametrize("api", ["classic", "new"])
+def test_layer_names_with_colons_commas_and_backslashes_stay_one_layer(tmp_path: Path, api: str) -> None:
+    if api == "new" and not has_lowerdir_append():
+        pytest.skip("this kernel lacks lowerdir+ (Linux 6.8+)")
+    names = ["x:y,z", "a:", "b\\c", "x", "a"]  # x and a: what a split at the colon would find
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"in-{name.replace(chr(92), '_')}").write_text(name)
+    upper, work, merged = tmp_path / "up:1,\\", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    lower = [tmp_path / "x:y,z", f"{tmp_path}/a:/", tmp_path / "b\\c"]
+    ov = OverlayMount(merged, lower, upper, work, api=api)  # type: ignore[arg-type]
     with ov:
-        assert (merged / "f").read_text() == "x"
+        assert sorted(os.listdir(merged)) == ["in-a:", "in-b_c", "in-x:y,z"]
+        (merged / "new").write_text("up")
+        assert (upper / "new").read_text() == "up"
+
+
+def test_a_path_neither_interface_can_carry_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    short = [tmp_path / f"{i:03d}-{'s' * 150}" for i in range(20)]  # 20 x ~240 bytes: past mount(2)'s page
+    long = tmp_path / ("l" * 200) / ("m" * 100)  # one path of more than 255 bytes: past fsconfig's
+    for d in (*short, long, tmp_path / "u", tmp_path / "w", tmp_path / "m"):
+        d.mkdir(parents=True)
+    ov = OverlayMount(tmp_path / "m", [*short, long], tmp_path / "u", tmp_path / "w")
+    with pytest.raises(ConfigError, match=f"overlay lower dir `{long}`: {len(str(long))} bytes, more than") as info:
+        ov.mount()
+    assert info.value.what == "lower dir" and "mount(2)" in str(info.value)
+    with pytest.raises(ConfigError, match=f"`{long}`"):
+        ov.mount_step()
+    assert find_mount(tmp_path / "m") is None
 
 
 # ---- deep stacks -----------------------------------------------------------------------

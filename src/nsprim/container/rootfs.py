@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .._sys import C
+from ..overlay import OverlayMount, OverlayOptions
 from ..plan import Mkdir, Mount, Step
 from ..rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
 from ..rootfs_steps import EnterRoot
@@ -70,11 +71,11 @@ def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, l
     else:
         upper, work = scratch / "upper", scratch / "work"
         steps += [Mkdir(upper, 0o755), Mkdir(work, 0o700)]
-    lower = "/" if spec.kind == "host" else ":".join(str(p) for p in spec.layers)
-    data = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    if userns:
-        data += ",userxattr"  # trusted.* xattrs are out of reach in a user namespace
-    steps.append(Mount("overlay", root, "overlay", 0, data))
+    lower = [Path("/")] if spec.kind == "host" else list(spec.layers)
+    # (userxattr: trusted.* xattrs are out of reach in a user namespace)
+    overlay = OverlayMount(root, lower, upper, work, options=OverlayOptions(userxattr=userns))
+    overlay.check_lower()  # the rest is made by the steps before it
+    steps.append(overlay.mount_step())
     return root, steps, False
 
 
