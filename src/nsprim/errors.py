@@ -12,6 +12,11 @@ Every error nsprim raises derives from :class:`NsprimError`.  The classes say
   in the child, between ``clone`` and ``exec``.  ``step`` is the failed step
   and ``index`` its position in the plan.
 * :class:`UnsupportedError`: the kernel or host lacks a feature.
+* :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be
+  used as given: :class:`CorruptLayerError` (not a tar, truncated),
+  :class:`LayerLimitError` (over an extraction limit) and
+  ``nsprim.layers.UnsafeTarEntry``.  ``layer`` names the tar, ``entry`` the
+  member.
 
 Messages follow crun's style: verb, backticked path, reason, and where it
 helps, a hint — "pivot_root `/x/rootfs`: Invalid argument (is it a mount point?)".
@@ -35,6 +40,9 @@ __all__ = [
     "ExecutableNotFoundError",
     "TimeoutExpired",
     "SpecError",
+    "LayerError",
+    "CorruptLayerError",
+    "LayerLimitError",
     "describe_errno",
 ]
 
@@ -210,3 +218,63 @@ class SpecError(ConfigError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message, what=field)
         self.field = field
+
+
+class LayerError(ConfigError):
+    """A layer tar that cannot be extracted as given.
+
+    ``layer`` names the tar (its path, or its digest in a layer store) and
+    ``entry`` the member, where known.  Extraction into a new layer is all or
+    nothing, so nothing is left behind when one is raised.
+    """
+
+    def __init__(self, message: str, *, layer: str | None = None, entry: str | None = None) -> None:
+        super().__init__(message, what="layer")
+        self.layer = layer
+        self.entry = entry
+        self.path = entry
+        self._reason = message
+
+    def in_layer(self, layer: str) -> LayerError:
+        """Name *layer* in the message, as "extract layer `layer`: ...", unless one is named already."""
+        if self.layer is None:
+            self.layer = layer
+            self.args = (f"extract layer `{layer}`: {self._reason}",)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # subclasses take other arguments: keep the state as it is
+        return (_rebuild_layer_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_layer_error(cls: type[LayerError], args: tuple[Any, ...], state: dict[str, Any]) -> LayerError:
+    err = Exception.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+class CorruptLayerError(LayerError):
+    """The tar cannot be read: not a tar (or of an unknown compression), truncated, or malformed."""
+
+
+class LayerLimitError(LayerError):
+    """A layer tar goes over one of its extraction limits (``nsprim.layers.ExtractLimits``).
+
+    ``limit`` is the name of the limit (a field of ``ExtractLimits``, such as
+    ``"max_size"``), ``value`` what the tar needed and ``maximum`` the limit.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        value: float,
+        maximum: float,
+        layer: str | None = None,
+        entry: str | None = None,
+    ) -> None:
+        super().__init__(message, layer=layer, entry=entry)
+        self.limit = limit
+        self.value = value
+        self.maximum = maximum

@@ -2,13 +2,14 @@
 
 * :mod:`nsprim.layers.tar`: :func:`commit` an overlay upper dir to an OCI
   layer tar, :func:`extract_layer` a tar into an overlay layer directory,
-  :func:`apply_layer` a tar onto a plain tree.
+  :func:`apply_layer` a tar onto a plain tree, within :class:`ExtractLimits`.
 * :mod:`nsprim.layers.store`: :class:`LayerStore` of immutable layers named
   by the sha256 of their tar, :class:`Image` as an ordered list of layers,
   and :class:`ContainerRoot` (an image plus a fresh upper dir, mounted).
 """
 
 from .digest import Digest, parse_digest
+from .limits import ExtractLimits
 from .store import ContainerRoot, Image, Layer, LayerStore, disk_usage
 from .tar import LayerStats, UnsafeTarEntry, apply_layer, commit, extract_layer
 
@@ -16,6 +17,7 @@ __all__ = [
     "Digest",
     "parse_digest",
     "LayerStats",
+    "ExtractLimits",
     "UnsafeTarEntry",
     "commit",
     "extract_layer",

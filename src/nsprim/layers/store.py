@@ -9,6 +9,9 @@ Layout of a :class:`LayerStore` at ``ROOT``::
     ROOT/containers/<id>/          upper/, work/ and merged/ of one container root
     ROOT/tmp/                      staging: everything is built here, then renamed
 
+``ROOT`` is 0700, made so when the store is opened: layers keep their device
+nodes, setuid binaries and file capabilities, which only root may reach.
+
 A layer is added whole or not at all (built in ``tmp/`` and renamed), and is
 never written to again: containers stack it read-only under their own upper
 dir, so any number of containers of an image share one copy of its layers::
@@ -30,7 +33,7 @@ import contextlib
 import json
 import os
 import re
-import shutil
+import stat
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,10 +41,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LayerError, LayerLimitError, SyscallError
 from ..overlay import OverlayMount, OverlayOptions
 from .digest import Digest, HashingWriter, parse_digest
+from .limits import DEFAULT_LIMITS, ExtractLimits
 from .tar import TarSource, commit, extract_layer
+from .tree import remove_tree, walk
 
 if TYPE_CHECKING:
     from ..rootfs import RootFS
@@ -109,7 +114,7 @@ def disk_usage(path: StrPath) -> int:
 
     count(os.fspath(path))
     dev = os.lstat(path).st_dev
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, dirnames, filenames in walk(path):
         # stay on one file system (du -x): a mounted container root is not disk use
         dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == dev]
         for name in (*dirnames, *filenames):
@@ -117,13 +122,53 @@ def disk_usage(path: StrPath) -> int:
     return total
 
 
-class LayerStore:
-    """Immutable layers named by the sha256 of their tar, and images made of them."""
+def _private_root(root: Path) -> None:
+    """Create *root* 0700, or make an existing one 0700; refuse one another user owns.
 
-    def __init__(self, root: StrPath) -> None:
+    Layers keep what the image's tars hold: setuid-root binaries, file
+    capabilities, device nodes (0666 ``/dev/mem`` if a tar says so).  Below a
+    root only its owner can enter, no other user can run or open them (as
+    Docker's ``/var/lib/docker`` is 0700).
+    """
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root, 0o700)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SyscallError(exc.errno, "open", root, detail=f"open layer store `{root}`") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise ConfigError(
+                f"open layer store `{root}`: owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}), "
+                "who could change its layers",
+                what="root",
+            )
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+class LayerStore:
+    """Immutable layers named by the sha256 of their tar, and images made of them.
+
+    Opening a store makes its root 0700 (see the module's docs).  *limits*
+    bound what each tar added may unpack to (default
+    :class:`~nsprim.layers.ExtractLimits()`); ``add_tar`` and ``add_dir``
+    take their own too.
+    """
+
+    def __init__(self, root: StrPath, *, limits: ExtractLimits | None = None) -> None:
         self.root = Path(os.path.abspath(os.fspath(root)))
+        self.limits = limits or DEFAULT_LIMITS
+        _private_root(self.root)
         for sub in ("layers", "images", "containers", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            try:
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise SyscallError(exc.errno, "mkdir", self.root / sub) from None
 
     def __repr__(self) -> str:
         return f"<LayerStore {self.root}>"
@@ -158,14 +203,18 @@ class LayerStore:
         try:
             yield tmp
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(tmp)
 
-    def _install(self, staged: Path, tar: Path, digest: Digest, size: int) -> Layer:
+    def _install(
+        self, staged: Path, tar: Path, digest: Digest, size: int, limits: ExtractLimits | None, label: str
+    ) -> Layer:
         """Extract *tar* (already in *staged*) and rename the whole layer into place."""
         final = self._layer_dir(digest)
         if self.has_layer(digest):
             return self.layer(digest)
-        extract_layer(tar, staged / "diff")
+        # below the 0700 root: the layer may keep its devices, setuid bits and capabilities
+        extract_layer(tar, staged / "diff", preserve_special=True, limits=limits or self.limits, label=label)
         os.chmod(tar, 0o444)
         (staged / "layer.json").write_text(json.dumps({"digest": digest, "size": size}) + "\n")
         try:
@@ -176,33 +225,49 @@ class LayerStore:
             raise
         return Layer(digest, final, size)
 
-    def add_tar(self, src: TarSource) -> Layer:
+    def add_tar(self, src: TarSource, *, limits: ExtractLimits | None = None) -> Layer:
         """Add the OCI layer tar *src* (a path or a binary file); return the layer.
 
         The tar is copied into the store while its sha256 is computed, then
-        extracted safely (see :func:`~nsprim.layers.tar.extract_layer`).
-        Adding a layer the store has is a no-op.  On any error nothing is left.
+        extracted safely (see :func:`~nsprim.layers.tar.extract_layer`),
+        within *limits* (default: the store's).  Adding a layer the store has
+        is a no-op.  On any error nothing is left.
         """
+        lim = limits or self.limits
+        label = os.fspath(src) if isinstance(src, (str, os.PathLike)) else None
         with self._staging() as staged:
             tar = staged / "layer.tar"
-            with contextlib.ExitStack() as stack:
-                f = stack.enter_context(open(src, "rb")) if isinstance(src, (str, os.PathLike)) else src
-                with open(tar, "wb") as out:
-                    hw = HashingWriter(out)
-                    while chunk := f.read(_CHUNK):
-                        hw.write(chunk)
-            return self._install(staged, tar, hw.digest, hw.size)
+            try:
+                with contextlib.ExitStack() as stack:
+                    f = stack.enter_context(open(src, "rb")) if isinstance(src, (str, os.PathLike)) else src
+                    with open(tar, "wb") as out:
+                        hw = HashingWriter(out)
+                        while chunk := f.read(_CHUNK):
+                            hw.write(chunk)
+                            if hw.size > lim.max_tar_size:
+                                raise LayerLimitError(
+                                    f"a tar of more than {lim.max_tar_size} bytes, more than contents of max_size="
+                                    f"{lim.max_size} and headers take (raise it with ExtractLimits(max_size=...))",
+                                    limit="max_size",
+                                    value=hw.size,
+                                    maximum=lim.max_tar_size,
+                                )
+            except LayerError as exc:
+                raise exc.in_layer(label or "<stream>") from None
+            except OSError as exc:
+                raise SyscallError(exc.errno, "read", label, detail=f"add layer `{label or '<stream>'}`") from None
+            return self._install(staged, tar, hw.digest, hw.size, lim, label or hw.digest)
 
-    def add_dir(self, upper: StrPath, *, merged: StrPath | None = None) -> Layer:
+    def add_dir(self, upper: StrPath, *, merged: StrPath | None = None, limits: ExtractLimits | None = None) -> Layer:
         """Commit directory *upper* (an overlay upper dir, or any tree) as a new layer.
 
-        See :func:`~nsprim.layers.tar.commit` for *merged*.
+        See :func:`~nsprim.layers.tar.commit` for *merged*; *limits* as for :meth:`add_tar`.
         """
         with self._staging() as staged:
             tar = staged / "layer.tar"
             stats = commit(upper, tar, merged=merged)
             assert stats.digest is not None
-            return self._install(staged, tar, stats.digest, stats.size)
+            return self._install(staged, tar, stats.digest, stats.size, limits, os.fspath(upper))
 
     def remove_layer(self, digest: str) -> None:
         """Delete layer *digest*; refused while an image uses it."""
@@ -215,7 +280,7 @@ class LayerStore:
             raise ConfigError(f"layer `{d}` is not in the store `{self.root}`", what="digest")
         trash = self.root / "tmp" / ("rm-" + uuid.uuid4().hex)
         os.rename(path, trash)  # gone from the store at once, then deleted
-        shutil.rmtree(trash)
+        remove_tree(trash)
 
     # ---- images -----------------------------------------------------------------------------
 
@@ -341,7 +406,7 @@ class ContainerRoot:
     def remove(self) -> None:
         """Unmount and delete the container's own directories (never the layers)."""
         self.unmount()
-        shutil.rmtree(self.path)
+        remove_tree(self.path)
 
     def __enter__(self) -> ContainerRoot:
         return self.mount()

@@ -23,53 +23,71 @@ be written *through* a symlink, and overlay's own xattrs in a tar are
 dropped.  A refused entry raises :class:`UnsafeTarEntry` naming it, before
 anything is written when the name alone gives it away; :func:`extract_layer`
 is all-or-nothing (it extracts into a temporary sibling and renames).
+
+Nothing in a tar gains privilege on the host: device nodes, setuid/setgid
+bits and file capabilities are kept only with ``preserve_special=True``
+(a :class:`~nsprim.layers.LayerStore`, whose root no other user can
+enter), and only ``user.*`` xattrs and ``security.capability`` are ever
+restored.  Every tar is held to :class:`~nsprim.layers.ExtractLimits`, and
+whatever is wrong with it comes back as a :class:`~nsprim.errors.LayerError`
+(or a :class:`~nsprim.errors.SyscallError` naming the entry).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
-import shutil
 import stat
 import tarfile
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 from .. import _sys
 from .._sys import C
-from ..errors import ConfigError, SyscallError, UnsupportedError
+from ..errors import ConfigError, LayerError, NsprimError, SyscallError, UnsupportedError
 from ..overlay import OPAQUE_XATTR, USER_OPAQUE_XATTR
 from .digest import Digest, HashingWriter
+from .limits import DEFAULT_LIMITS, ExtractLimits, LimitCounter
+from .members import (
+    CAPABILITY_XATTR,
+    CHUNK,
+    OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
+    XATTR_PAX,
+    Member,
+    TarSource,
+    UnsafeTarEntry,
+    clean_name,
+    open_tar,
+    plan,
+    reading,
+    restorable,
+)
+from .tree import remove_tree, remove_tree_at, walk
 
 __all__ = [
     "WHITEOUT_PREFIX",
     "OPAQUE_MARKER",
     "UnsafeTarEntry",
     "LayerStats",
+    "ExtractLimits",
     "commit",
     "extract_layer",
     "apply_layer",
     "clean_name",
+    "TarSource",
 ]
 
 StrPath = str | os.PathLike[str]
-TarSource = StrPath | IO[bytes]
 
-#: OCI whiteout file prefix: ``.wh.x`` deletes ``x`` of the layers below.
-WHITEOUT_PREFIX = ".wh."
-#: OCI opaque marker: ``d/.wh..wh..opq`` hides everything below ``d`` in lower layers.
-OPAQUE_MARKER = ".wh..wh..opq"
-
-_OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
-_XATTR_PAX = "SCHILY.xattr."
 _REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
 _METACOPY_XATTRS = ("trusted.overlay.metacopy", "user.overlay.metacopy")
-_CHUNK = 1 << 20
+_SETID = stat.S_ISUID | stat.S_ISGID
 
 
 def _tar_mtime(st: os.stat_result) -> float:
@@ -78,20 +96,10 @@ def _tar_mtime(st: os.stat_result) -> float:
 
 
 def _mtime_ns(mtime: float) -> int:
-    """A tar mtime back to nanoseconds (the inverse of :func:`_tar_mtime`)."""
-    return round(mtime * 1_000_000) * 1000
-
-
-class UnsafeTarEntry(ConfigError):
-    """A tar entry that would write outside the layer, or that this format cannot hold.
-
-    ``entry`` is the entry's name as found in the tar.
-    """
-
-    def __init__(self, entry: str, reason: str) -> None:
-        super().__init__(f"tar entry `{entry}`: {reason}", what="tar entry")
-        self.entry = entry
-        self.path = entry
+    """A tar mtime back to nanoseconds (the inverse of :func:`_tar_mtime`), within what the kernel takes."""
+    if not math.isfinite(mtime):
+        return 0
+    return max(-(1 << 62), min(round(mtime * 1_000_000) * 1000, 1 << 62))
 
 
 @dataclass(frozen=True)
@@ -103,40 +111,10 @@ class LayerStats:
     entries: int
     whiteouts: int
     opaque_dirs: int
-
-
-# ---- names ----------------------------------------------------------------------------------
-
-
-def clean_name(name: str, *, entry: str | None = None) -> tuple[str, ...]:
-    """Split a tar member name into safe components, or raise :class:`UnsafeTarEntry`.
-
-    ``./a//b/`` becomes ``("a", "b")``; absolute names and ``..`` are refused.
-    """
-    shown = entry if entry is not None else name
-    if name.startswith("/"):
-        raise UnsafeTarEntry(shown, f"absolute path `{name}` would be written outside the layer")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if ".." in parts:
-        raise UnsafeTarEntry(shown, f"`..` in `{name}` would leave the layer")
-    if any("\0" in p for p in parts):
-        raise UnsafeTarEntry(shown, "NUL byte in name")
-    return parts
-
-
-def _symlink_escapes(parts: tuple[str, ...], target: str) -> bool:
-    """Whether a symlink at *parts* pointing at *target* resolves outside its root."""
-    if target.startswith("/"):
-        return True
-    depth = len(parts) - 1
-    for comp in target.split("/"):
-        if comp == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif comp not in ("", "."):
-            depth += 1
-    return False
+    #: setuid/setgid bits and file capabilities not restored (without *preserve_special*)
+    stripped: int = 0
+    #: xattrs of namespaces never restored from a tar (``trusted.*``, ``system.*``, most of ``security.*``)
+    dropped_xattrs: int = 0
 
 
 # ---- commit: upper dir -> tar ------------------------------------------------------------------
@@ -161,11 +139,8 @@ def _is_opaque(xattrs: dict[str, bytes]) -> bool:
 
 
 def _pax_xattrs(xattrs: dict[str, bytes]) -> dict[str, str]:
-    return {
-        _XATTR_PAX + k: v.decode("utf-8", "surrogateescape")
-        for k, v in xattrs.items()
-        if not k.startswith(_OVERLAY_XATTR_PREFIXES)
-    }
+    # only what extraction restores: the tar then says the same on any host (no SELinux labels)
+    return {XATTR_PAX + k: v.decode("utf-8", "surrogateescape") for k, v in xattrs.items() if restorable(k)}
 
 
 class _Committer:
@@ -203,37 +178,49 @@ class _Committer:
             self.tf.addfile(ti)
         self.entries += 1
 
-    def walk(self, rel: str = "") -> None:
-        base = self.upper / rel if rel else self.upper
-        for name in sorted(os.listdir(base)):
-            arc = f"{rel}/{name}" if rel else name
-            path = os.fspath(base / name)
-            st = os.lstat(path)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                parent = f"{rel}/" if rel else ""
-                self._marker(parent + WHITEOUT_PREFIX + name, _tar_mtime(st))
-                self.whiteouts += 1
+    def walk(self) -> None:
+        """Add the upper dir's entries, depth first, names sorted; a stack, not recursion (any depth)."""
+        stack: list[tuple[str, Iterator[str]]] = [("", iter(sorted(os.listdir(self.upper))))]
+        while stack:
+            rel, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
                 continue
-            xattrs = _xattrs(path)
-            if stat.S_ISDIR(st.st_mode):
-                if any(k in xattrs for k in _REDIRECT_XATTRS):
-                    self._renamed_dir(path, arc, xattrs)
-                    continue
-                self._add(path, arc, xattrs)
-                if _is_opaque(xattrs):
-                    self._marker(f"{arc}/{OPAQUE_MARKER}", _tar_mtime(st))
-                    self.opaque += 1
-                self.walk(arc)
-            elif stat.S_ISREG(st.st_mode) and any(k in xattrs for k in _METACOPY_XATTRS):
-                if self.merged is None:
-                    raise UnsupportedError(
-                        f"commit `{self.upper}`: `{arc}` holds metadata only (metacopy=on); "
-                        "pass the mounted overlay as merged= to read its data",
-                        feature="metacopy",
-                    )
-                self._add(path, arc, xattrs, data_from=os.fspath(self.merged / arc))
-            else:
-                self._add(path, arc, xattrs)
+            arc = f"{rel}/{name}" if rel else name
+            path = os.fspath(self.upper / arc)
+            if (sub := self._one(rel, name, arc, path)) is not None:
+                stack.append((sub, iter(sorted(os.listdir(path)))))
+
+    def _one(self, rel: str, name: str, arc: str, path: str) -> str | None:
+        """Add one entry; return *arc* when it is a directory whose entries come next."""
+        st = os.lstat(path)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            parent = f"{rel}/" if rel else ""
+            self._marker(parent + WHITEOUT_PREFIX + name, _tar_mtime(st))
+            self.whiteouts += 1
+            return None
+        xattrs = _xattrs(path)
+        if stat.S_ISDIR(st.st_mode):
+            if any(k in xattrs for k in _REDIRECT_XATTRS):
+                self._renamed_dir(path, arc, xattrs)
+                return None
+            self._add(path, arc, xattrs)
+            if _is_opaque(xattrs):
+                self._marker(f"{arc}/{OPAQUE_MARKER}", _tar_mtime(st))
+                self.opaque += 1
+            return arc
+        elif stat.S_ISREG(st.st_mode) and any(k in xattrs for k in _METACOPY_XATTRS):
+            if self.merged is None:
+                raise UnsupportedError(
+                    f"commit `{self.upper}`: `{arc}` holds metadata only (metacopy=on); "
+                    "pass the mounted overlay as merged= to read its data",
+                    feature="metacopy",
+                )
+            self._add(path, arc, xattrs, data_from=os.fspath(self.merged / arc))
+        else:
+            self._add(path, arc, xattrs)
+        return None
 
     def _renamed_dir(self, path: str, arc: str, xattrs: dict[str, bytes]) -> None:
         """A directory renamed from a lower layer (redirect_dir=on): emit it whole, opaque."""
@@ -247,8 +234,7 @@ class _Committer:
         self._marker(f"{arc}/{OPAQUE_MARKER}", _tar_mtime(os.lstat(path)))
         self.opaque += 1
         src = self.merged / arc
-        for dirpath, dirnames, filenames in os.walk(src):
-            dirnames.sort()
+        for dirpath, dirnames, filenames in walk(src):
             for name in sorted(dirnames + filenames):
                 p = os.path.join(dirpath, name)
                 sub = f"{arc}/{os.path.relpath(p, src)}"
@@ -259,7 +245,9 @@ def commit(upper: StrPath, out: StrPath | IO[bytes], *, merged: StrPath | None =
     """Write the changes recorded in overlay upper dir *upper* as an OCI layer tar to *out*.
 
     Whiteouts become ``.wh.<name>`` entries and opaque directories get a
-    ``.wh..wh..opq`` entry; overlay's own xattrs are left out.  An upper dir
+    ``.wh..wh..opq`` entry; of the xattrs, only ``user.*`` (but overlay's
+    own) and ``security.capability`` are written, as extraction restores no
+    others.  An upper dir
     made with ``metacopy=on`` or ``redirect_dir=on`` needs the mounted
     overlay as *merged* to read data and renamed directories from; without
     it such entries raise :class:`~nsprim.errors.UnsupportedError`.  Entries
@@ -269,13 +257,19 @@ def commit(upper: StrPath, out: StrPath | IO[bytes], *, merged: StrPath | None =
     root = Path(upper)
     if not root.is_dir():
         raise ConfigError(f"commit `{root}`: not a directory", what="upper")
-    with contextlib.ExitStack() as stack:
-        raw: IO[bytes] = out if not isinstance(out, (str, os.PathLike)) else stack.enter_context(open(out, "wb"))
-        hw = HashingWriter(raw)
-        with tarfile.open(fileobj=hw, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
-            c = _Committer(tf, root, Path(merged) if merged is not None else None)
-            c.walk()
-        hw.flush()
+    try:
+        with contextlib.ExitStack() as stack:
+            raw: IO[bytes] = out if not isinstance(out, (str, os.PathLike)) else stack.enter_context(open(out, "wb"))
+            hw = HashingWriter(raw)
+            with tarfile.open(fileobj=hw, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+                c = _Committer(tf, root, Path(merged) if merged is not None else None)
+                c.walk()
+            hw.flush()
+    except NsprimError:
+        raise
+    except OSError as exc:
+        where = f"commit `{root}`" + (f": `{exc.filename}`" if exc.filename else "")
+        raise SyscallError(exc.errno, "commit", root, detail=where) from None
     return LayerStats(hw.digest, hw.size, c.entries, c.whiteouts, c.opaque)
 
 
@@ -324,86 +318,19 @@ def _open_beneath(dir_fd: int, path: str) -> int:
         raise
 
 
-def _rmtree_at(dir_fd: int, name: str) -> None:
-    """Remove *name* below *dir_fd*, recursively, never following a symlink."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=dir_fd)
-        return
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        for child in os.listdir(fd):
-            _rmtree_at(fd, child)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=dir_fd)
-
-
-@contextlib.contextmanager
-def _open_tar(src: TarSource) -> Iterator[tarfile.TarFile]:
-    if isinstance(src, (str, os.PathLike)):
-        with tarfile.open(os.fspath(src), "r:*") as tf:
-            yield tf
-        return
-    seekable = False
-    with contextlib.suppress(AttributeError, OSError):
-        seekable = src.seekable()
-    if seekable:
-        with tarfile.open(fileobj=src, mode="r:*") as tf:
-            yield tf
-        return
-    with tempfile.TemporaryFile() as spool:  # two passes need random access
-        shutil.copyfileobj(src, spool, _CHUNK)
-        spool.seek(0)
-        with tarfile.open(fileobj=spool, mode="r:*") as tf:
-            yield tf
-
-
-@dataclass(frozen=True)
-class _Member:
-    info: tarfile.TarInfo
-    parts: tuple[str, ...]
-    kind: Literal["entry", "whiteout", "opaque"]
-
-
-def _plan(tf: tarfile.TarFile, strict_symlinks: bool) -> list[_Member]:
-    """Check every member's name before anything is written."""
-    out = []
-    for m in tf.getmembers():
-        parts = clean_name(m.name, entry=m.name)
-        if not parts:
-            if m.isdir():
-                continue  # "./": the root itself
-            raise UnsafeTarEntry(m.name, "an entry must have a name")
-        base = parts[-1]
-        if m.islnk() and not clean_name(m.linkname, entry=m.name):
-            raise UnsafeTarEntry(m.name, "a hard link to the layer root")
-        if m.issym() and strict_symlinks and _symlink_escapes(parts, m.linkname):
-            raise UnsafeTarEntry(m.name, f"symlink to `{m.linkname}` points outside the layer")
-        if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.ischr() or m.isblk() or m.isfifo()):
-            raise UnsafeTarEntry(m.name, f"unsupported member type {m.type!r}")
-        if base == OPAQUE_MARKER:
-            out.append(_Member(m, parts[:-1], "opaque"))
-        elif base.startswith(WHITEOUT_PREFIX):
-            gone = base[len(WHITEOUT_PREFIX) :]
-            if gone in ("", ".", "..") or gone.startswith(WHITEOUT_PREFIX):
-                raise UnsafeTarEntry(m.name, "a whiteout of nothing")
-            out.append(_Member(m, (*parts[:-1], gone), "whiteout"))
-        else:
-            out.append(_Member(m, parts, "entry"))
-    return out
-
-
 class _Extractor:
     """Writes members below one root directory file descriptor, safely."""
 
-    def __init__(self, root_fd: int, *, opaque_xattr: str, same_owner: bool) -> None:
+    def __init__(
+        self, root_fd: int, *, opaque_xattr: str, same_owner: bool, preserve_special: bool, counter: LimitCounter
+    ) -> None:
         self.root_fd = root_fd
         self.opaque_xattr = opaque_xattr
         self.same_owner = same_owner
+        self.preserve_special = preserve_special
+        self.counter = counter
+        self.stripped = 0
+        self.dropped_xattrs = 0
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
 
     def _open(self, entry: str, parts: tuple[str, ...]) -> int:
@@ -445,11 +372,11 @@ class _Extractor:
             return UnsafeTarEntry(entry, f"`{where}` does not exist in the layer")
         return exc
 
-    def whiteout(self, mem: _Member) -> None:
+    def whiteout(self, mem: Member) -> None:
         """Overlay form: a 0/0 character device in place of the entry."""
         pfd = self.parent(mem.info.name, mem.parts)
         try:
-            _rmtree_at(pfd, mem.parts[-1])
+            remove_tree_at(pfd, mem.parts[-1])
             os.mknod(mem.parts[-1], stat.S_IFCHR | 0o000, 0, dir_fd=pfd)
             ns = _mtime_ns(mem.info.mtime)
             os.utime(mem.parts[-1], ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
@@ -457,7 +384,7 @@ class _Extractor:
             os.close(pfd)
         self.dir_times.append((mem.parts[:-1], -1))
 
-    def opaque(self, mem: _Member) -> None:
+    def opaque(self, mem: Member) -> None:
         """Overlay form: the opaque xattr on the directory."""
         if not mem.parts:
             raise UnsafeTarEntry(mem.info.name, "the layer root cannot be opaque")
@@ -467,7 +394,7 @@ class _Extractor:
         finally:
             os.close(pfd)
 
-    def remove(self, mem: _Member, tf: tarfile.TarFile) -> None:
+    def remove(self, mem: Member, tf: tarfile.TarFile) -> None:
         """Applied form: delete what a whiteout names, or empty an opaque directory."""
         try:
             pfd = self.parent(mem.info.name, mem.parts, create=False)
@@ -475,7 +402,7 @@ class _Extractor:
             return  # nothing there to delete
         try:
             if mem.kind == "whiteout":
-                _rmtree_at(pfd, mem.parts[-1])
+                remove_tree_at(pfd, mem.parts[-1])
             elif mem.parts:
                 try:
                     dfd = _open_beneath(pfd, mem.parts[-1])
@@ -483,13 +410,28 @@ class _Extractor:
                     return
                 try:
                     for child in os.listdir(f"/proc/self/fd/{dfd}"):
-                        _rmtree_at(dfd, child)
+                        remove_tree_at(dfd, child)
                 finally:
                     os.close(dfd)
         finally:
             os.close(pfd)
 
-    def entry(self, mem: _Member, tf: tarfile.TarFile) -> None:
+    def _write(self, fd: int, m: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
+        with reading(None, entry=m.name):
+            src = tf.extractfile(m)
+        if src is None:
+            return
+        while True:
+            with reading(None, entry=m.name):
+                chunk = src.read(CHUNK)
+            if not chunk:
+                return
+            self.counter.wrote(m.name, len(chunk))
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+
+    def entry(self, mem: Member, tf: tarfile.TarFile) -> None:
         """Create one member (replacing what is there, unless both are directories)."""
         m, parts = mem.info, mem.parts
         pfd = self.parent(m.name, parts)
@@ -500,7 +442,7 @@ class _Extractor:
             except FileNotFoundError:
                 old = None
             if old is not None and not (m.isdir() and stat.S_ISDIR(old.st_mode)):
-                _rmtree_at(pfd, name)
+                remove_tree_at(pfd, name)
             if m.isdir():
                 if old is None or not stat.S_ISDIR(old.st_mode):
                     os.mkdir(name, 0o700, dir_fd=pfd)
@@ -510,10 +452,7 @@ class _Extractor:
                     name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd
                 )
                 try:
-                    src = tf.extractfile(m)
-                    if src is not None:
-                        while chunk := src.read(_CHUNK):
-                            os.write(fd, chunk)
+                    self._write(fd, m, tf)
                 finally:
                     os.close(fd)
             elif m.issym():
@@ -537,20 +476,28 @@ class _Extractor:
 
     def _metadata(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
         path = f"/proc/self/fd/{pfd}/{name}"
-        if self.same_owner:
+        if self.same_owner:  # first: chown clears setuid bits and file capabilities
             os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         for key, value in m.pax_headers.items():
-            if key.startswith(_XATTR_PAX):
-                xname = key[len(_XATTR_PAX) :]
-                if xname.startswith(_OVERLAY_XATTR_PREFIXES):
-                    continue  # never let a tar forge overlay metadata (redirects, opaque)
-                os.setxattr(path, xname, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+            if key.startswith(XATTR_PAX):
+                xname = key[len(XATTR_PAX) :]
+                if not restorable(xname):
+                    self.dropped_xattrs += 1
+                elif xname == CAPABILITY_XATTR and not self.preserve_special:
+                    self.stripped += 1
+                else:
+                    os.setxattr(path, xname, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+        mtime = (_mtime_ns(m.mtime),) * 2
         if not m.issym():
-            os.chmod(name, m.mode & 0o7777, dir_fd=pfd)
+            mode = m.mode & 0o7777
+            if mode & _SETID and not m.isdir() and not self.preserve_special:
+                mode &= ~_SETID  # on a directory, setgid only passes its group on
+                self.stripped += 1
+            os.chmod(name, mode, dir_fd=pfd)
             if not m.isdir():
-                os.utime(name, ns=(_mtime_ns(m.mtime),) * 2, dir_fd=pfd, follow_symlinks=False)
+                os.utime(name, ns=mtime, dir_fd=pfd, follow_symlinks=False)
         else:
-            os.utime(name, ns=(_mtime_ns(m.mtime),) * 2, dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=mtime, dir_fd=pfd, follow_symlinks=False)
 
     def finish(self) -> None:
         """Set directory mtimes, deepest first (creating entries changed them)."""
@@ -566,6 +513,22 @@ class _Extractor:
                 os.close(pfd)
 
 
+@contextlib.contextmanager
+def _writing(entry: str) -> Iterator[None]:
+    """Name the entry in what the kernel refuses while writing it."""
+    try:
+        yield
+    except LayerError:
+        raise
+    except SyscallError as exc:
+        if type(exc) is not SyscallError:
+            raise
+        what = f"{exc.operation} `{exc.path}`" if exc.path else exc.operation
+        raise SyscallError(exc.errno, exc.operation, exc.path, detail=f"tar entry `{entry}`: {what}") from None
+    except OSError as exc:
+        raise SyscallError(exc.errno, "extract", entry, detail=f"extract tar entry `{entry}`") from None
+
+
 def _extract(
     tf: tarfile.TarFile,
     root: Path,
@@ -574,25 +537,37 @@ def _extract(
     opaque_xattr: str,
     strict_symlinks: bool,
     same_owner: bool,
+    preserve_special: bool,
+    counter: LimitCounter,
 ) -> LayerStats:
-    members = _plan(tf, strict_symlinks)
+    members = plan(tf, counter, strict_symlinks, preserve_special)
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        ex = _Extractor(root_fd, opaque_xattr=opaque_xattr, same_owner=same_owner)
+        ex = _Extractor(
+            root_fd,
+            opaque_xattr=opaque_xattr,
+            same_owner=same_owner,
+            preserve_special=preserve_special,
+            counter=counter,
+        )
         if not overlay_form:
             for mem in members:  # whiteouts act on lower layers only: delete first, then add
                 if mem.kind != "entry":
-                    ex.remove(mem, tf)
+                    with _writing(mem.info.name):
+                        ex.remove(mem, tf)
         for mem in members:
-            if mem.kind == "entry":
-                ex.entry(mem, tf)
-            elif overlay_form and mem.kind == "whiteout":
-                ex.whiteout(mem)
+            with _writing(mem.info.name):
+                if mem.kind == "entry":
+                    ex.entry(mem, tf)
+                elif overlay_form and mem.kind == "whiteout":
+                    ex.whiteout(mem)
         if overlay_form:  # after the directories exist
             for mem in members:
                 if mem.kind == "opaque":
-                    ex.opaque(mem)
-        ex.finish()
+                    with _writing(mem.info.name):
+                        ex.opaque(mem)
+        with _writing("."):
+            ex.finish()
     finally:
         os.close(root_fd)
     return LayerStats(
@@ -601,7 +576,16 @@ def _extract(
         sum(1 for m in members if m.kind == "entry"),
         sum(1 for m in members if m.kind == "whiteout"),
         sum(1 for m in members if m.kind == "opaque"),
+        ex.stripped,
+        ex.dropped_xattrs,
     )
+
+
+def _label(tar: TarSource) -> str:
+    if isinstance(tar, (str, os.PathLike)):
+        return os.fspath(tar)
+    name = getattr(tar, "name", None)
+    return name if isinstance(name, str) else "<stream>"
 
 
 def extract_layer(
@@ -611,6 +595,9 @@ def extract_layer(
     userxattr: bool = False,
     strict_symlinks: bool = False,
     same_owner: bool | None = None,
+    preserve_special: bool = False,
+    limits: ExtractLimits | None = None,
+    label: str | None = None,
 ) -> LayerStats:
     """Extract OCI layer tar *tar* into the new directory *dest*, in overlay form.
 
@@ -623,14 +610,31 @@ def extract_layer(
     ``..``); by default they are kept, since they resolve inside the
     container, and only writing through one is refused.  *same_owner*
     (default: when root) restores numeric owners.
+
+    Device nodes are refused, and setuid/setgid bits and file capabilities
+    (``security.capability``) dropped, unless *preserve_special*: pass it
+    only for a *dest* no other user can reach, as a
+    :class:`~nsprim.layers.LayerStore` does (its root is 0700).  Of the
+    xattrs only ``user.*`` ones (and with *preserve_special* the capability)
+    are restored.  *limits* (default :class:`ExtractLimits()
+    <nsprim.layers.ExtractLimits>`) bound what the tar may unpack to;
+    *label* names the tar in errors (default: its path).  Raises
+    :class:`~nsprim.errors.LayerError` (:class:`UnsafeTarEntry`,
+    :class:`~nsprim.errors.LayerLimitError`,
+    :class:`~nsprim.errors.CorruptLayerError`) or
+    :class:`~nsprim.errors.SyscallError`.
     """
     target = Path(dest)
+    shown = label if label is not None else _label(tar)
     if os.path.lexists(target):
         raise ConfigError(f"extract layer to `{target}`: File exists", what="dest")
     tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir(mode=0o755)
     try:
-        with _open_tar(tar) as tf:
+        tmp.mkdir(mode=0o755)
+    except OSError as exc:
+        raise SyscallError(exc.errno, "mkdir", tmp) from None
+    try:
+        with open_tar(tar, limits or DEFAULT_LIMITS) as (tf, size):
             stats = _extract(
                 tf,
                 tmp,
@@ -638,33 +642,55 @@ def extract_layer(
                 opaque_xattr=USER_OPAQUE_XATTR if userxattr else OPAQUE_XATTR,
                 strict_symlinks=strict_symlinks,
                 same_owner=os.geteuid() == 0 if same_owner is None else same_owner,
+                preserve_special=preserve_special,
+                counter=LimitCounter(limits or DEFAULT_LIMITS, size),
             )
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except OSError as exc:
+            raise SyscallError(exc.errno, "rename", tmp, detail=f"rename `{tmp}` to `{target}`") from None
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            remove_tree(tmp)
+        if isinstance(exc, LayerError):
+            exc.in_layer(shown)
         raise
     return stats
 
 
 def apply_layer(
-    tar: TarSource, root: StrPath, *, strict_symlinks: bool = False, same_owner: bool | None = None
+    tar: TarSource,
+    root: StrPath,
+    *,
+    strict_symlinks: bool = False,
+    same_owner: bool | None = None,
+    preserve_special: bool = False,
+    limits: ExtractLimits | None = None,
+    label: str | None = None,
 ) -> LayerStats:
     """Apply OCI layer tar *tar* onto the plain directory tree *root* (a flattened image).
 
     Whiteouts delete what they name, opaque markers empty their directory
-    (of what the layers below had), then the entries are written.  Names
-    are all checked before the first change; an entry found to go through a
-    symlink during extraction stops it with :class:`UnsafeTarEntry`.
+    (of what the layers below had), then the entries are written.  Names,
+    types and limits are all checked before the first change; an entry
+    found to go through a symlink during extraction stops it with
+    :class:`UnsafeTarEntry`.  *preserve_special*, *limits* and *label* as
+    for :func:`extract_layer`.
     """
     target = Path(root)
     if not target.is_dir():
         raise ConfigError(f"apply layer to `{target}`: not a directory", what="root")
-    with _open_tar(tar) as tf:
-        return _extract(
-            tf,
-            target,
-            overlay_form=False,
-            opaque_xattr=OPAQUE_XATTR,
-            strict_symlinks=strict_symlinks,
-            same_owner=os.geteuid() == 0 if same_owner is None else same_owner,
-        )
+    try:
+        with open_tar(tar, limits or DEFAULT_LIMITS) as (tf, size):
+            return _extract(
+                tf,
+                target,
+                overlay_form=False,
+                opaque_xattr=OPAQUE_XATTR,
+                strict_symlinks=strict_symlinks,
+                same_owner=os.geteuid() == 0 if same_owner is None else same_owner,
+                preserve_special=preserve_special,
+                counter=LimitCounter(limits or DEFAULT_LIMITS, size),
+            )
+    except LayerError as exc:
+        raise exc.in_layer(label if label is not None else _label(tar)) from None
