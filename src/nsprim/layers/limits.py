@@ -2,9 +2,9 @@
 
 A tar is untrusted input and compresses well: a 2 MiB gzip stream of zeros
 unpacks to 2 GiB.  The limits are checked on each member's header, which
-declares its size, during the pass that checks every name, so a tar over a
-limit is refused before anything is written (and the bytes written are
-counted again while extracting).
+declares its size (tarfile reads no more and no less for it), during the
+pass that checks every name, so a tar over a limit is refused before
+anything is written.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ class LimitCounter:
         self.tar_size = tar_size
         self.entries = 0
         self.declared = 0
-        self.written = 0
 
     def _over(self, entry: str, limit: str, what: str, value: float) -> LayerLimitError:
         maximum = getattr(self.limits, limit)
@@ -121,9 +120,3 @@ class LimitCounter:
                     f"({ratio:.0f} to 1, past ratio_grace={_human(lim.ratio_grace)})"
                 )
                 raise self._over(entry, "max_ratio", what, ratio)
-
-    def wrote(self, entry: str, n: int) -> None:
-        """Count *n* bytes written: the contents as read, whatever the headers declared."""
-        self.written += n
-        if self.written > self.limits.max_size:
-            raise self._over(entry, "max_size", f"{_human(self.written)} of contents written", self.written)

@@ -321,14 +321,11 @@ def _open_beneath(dir_fd: int, path: str) -> int:
 class _Extractor:
     """Writes members below one root directory file descriptor, safely."""
 
-    def __init__(
-        self, root_fd: int, *, opaque_xattr: str, same_owner: bool, preserve_special: bool, counter: LimitCounter
-    ) -> None:
+    def __init__(self, root_fd: int, *, opaque_xattr: str, same_owner: bool, preserve_special: bool) -> None:
         self.root_fd = root_fd
         self.opaque_xattr = opaque_xattr
         self.same_owner = same_owner
         self.preserve_special = preserve_special
-        self.counter = counter
         self.stripped = 0
         self.dropped_xattrs = 0
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
@@ -426,7 +423,6 @@ class _Extractor:
                 chunk = src.read(CHUNK)
             if not chunk:
                 return
-            self.counter.wrote(m.name, len(chunk))
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
@@ -464,6 +460,10 @@ class _Extractor:
                     os.link(tparts[-1], name, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
                 except FileNotFoundError:
                     raise UnsafeTarEntry(m.name, f"hard link target `{m.linkname}` is not in the layer") from None
+                except PermissionError:
+                    if stat.S_ISDIR(os.stat(tparts[-1], dir_fd=tpfd, follow_symlinks=False).st_mode):
+                        raise UnsafeTarEntry(m.name, f"hard link to the directory `{m.linkname}`") from None
+                    raise
                 finally:
                     os.close(tpfd)
                 return  # a hard link shares its target's metadata
@@ -514,8 +514,8 @@ class _Extractor:
 
 
 @contextlib.contextmanager
-def _writing(entry: str) -> Iterator[None]:
-    """Name the entry in what the kernel refuses while writing it."""
+def _writing(label: str, entry: str) -> Iterator[None]:
+    """Name the layer and the entry in what the kernel refuses while writing it."""
     try:
         yield
     except LayerError:
@@ -524,9 +524,12 @@ def _writing(entry: str) -> Iterator[None]:
         if type(exc) is not SyscallError:
             raise
         what = f"{exc.operation} `{exc.path}`" if exc.path else exc.operation
-        raise SyscallError(exc.errno, exc.operation, exc.path, detail=f"tar entry `{entry}`: {what}") from None
+        where = f"extract layer `{label}`: tar entry `{entry}`: {what}"
+        raise SyscallError(exc.errno, exc.operation, exc.path, detail=where) from None
     except OSError as exc:
-        raise SyscallError(exc.errno, "extract", entry, detail=f"extract tar entry `{entry}`") from None
+        raise SyscallError(
+            exc.errno, "extract", entry, detail=f"extract layer `{label}`: tar entry `{entry}`"
+        ) from None
 
 
 def _extract(
@@ -539,6 +542,7 @@ def _extract(
     same_owner: bool,
     preserve_special: bool,
     counter: LimitCounter,
+    label: str,
 ) -> LayerStats:
     members = plan(tf, counter, strict_symlinks, preserve_special)
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -548,15 +552,14 @@ def _extract(
             opaque_xattr=opaque_xattr,
             same_owner=same_owner,
             preserve_special=preserve_special,
-            counter=counter,
         )
         if not overlay_form:
             for mem in members:  # whiteouts act on lower layers only: delete first, then add
                 if mem.kind != "entry":
-                    with _writing(mem.info.name):
+                    with _writing(label, mem.info.name):
                         ex.remove(mem, tf)
         for mem in members:
-            with _writing(mem.info.name):
+            with _writing(label, mem.info.name):
                 if mem.kind == "entry":
                     ex.entry(mem, tf)
                 elif overlay_form and mem.kind == "whiteout":
@@ -564,9 +567,9 @@ def _extract(
         if overlay_form:  # after the directories exist
             for mem in members:
                 if mem.kind == "opaque":
-                    with _writing(mem.info.name):
+                    with _writing(label, mem.info.name):
                         ex.opaque(mem)
-        with _writing("."):
+        with _writing(label, "."):
             ex.finish()
     finally:
         os.close(root_fd)
@@ -644,6 +647,7 @@ def extract_layer(
                 same_owner=os.geteuid() == 0 if same_owner is None else same_owner,
                 preserve_special=preserve_special,
                 counter=LimitCounter(limits or DEFAULT_LIMITS, size),
+                label=shown,
             )
         try:
             os.rename(tmp, target)
@@ -680,6 +684,7 @@ def apply_layer(
     target = Path(root)
     if not target.is_dir():
         raise ConfigError(f"apply layer to `{target}`: not a directory", what="root")
+    shown = label if label is not None else _label(tar)
     try:
         with open_tar(tar, limits or DEFAULT_LIMITS) as (tf, size):
             return _extract(
@@ -691,6 +696,7 @@ def apply_layer(
                 same_owner=os.geteuid() == 0 if same_owner is None else same_owner,
                 preserve_special=preserve_special,
                 counter=LimitCounter(limits or DEFAULT_LIMITS, size),
+                label=shown,
             )
     except LayerError as exc:
-        raise exc.in_layer(label if label is not None else _label(tar)) from None
+        raise exc.in_layer(shown) from None
