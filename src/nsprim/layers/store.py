@@ -45,7 +45,8 @@ from ..errors import ConfigError, LayerError, LayerLimitError, SyscallError
 from ..overlay import OverlayMount, OverlayOptions
 from .digest import Digest, HashingWriter, parse_digest
 from .limits import DEFAULT_LIMITS, ExtractLimits
-from .tar import TarSource, commit, extract_layer
+from .members import TarSource
+from .tar import commit, extract_layer
 from .tree import remove_tree, walk
 
 if TYPE_CHECKING:

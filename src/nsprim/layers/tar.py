@@ -75,12 +75,10 @@ __all__ = [
     "OPAQUE_MARKER",
     "UnsafeTarEntry",
     "LayerStats",
-    "ExtractLimits",
     "commit",
     "extract_layer",
     "apply_layer",
     "clean_name",
-    "TarSource",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -247,10 +245,10 @@ def commit(upper: StrPath, out: StrPath | IO[bytes], *, merged: StrPath | None =
     Whiteouts become ``.wh.<name>`` entries and opaque directories get a
     ``.wh..wh..opq`` entry; of the xattrs, only ``user.*`` (but overlay's
     own) and ``security.capability`` are written, as extraction restores no
-    others.  An upper dir
-    made with ``metacopy=on`` or ``redirect_dir=on`` needs the mounted
-    overlay as *merged* to read data and renamed directories from; without
-    it such entries raise :class:`~nsprim.errors.UnsupportedError`.  Entries
+    others.  An upper dir made with ``metacopy=on`` or ``redirect_dir=on``
+    needs the mounted overlay as *merged* to read data and renamed
+    directories from; without it such entries raise
+    :class:`~nsprim.errors.UnsupportedError`.  Entries
     are sorted and owner names left empty, so equal trees give equal tars
     (and digests).  Returns the digest (``sha256:`` of the tar) and counts.
     """
