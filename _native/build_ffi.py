@@ -29,7 +29,7 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
-SOURCES = ["syscalls.c", "spawn.c", "security.c", "container.c", "rootfs.c", "rootfs_mount.c", "netns.c", "child.c", "monitor.c"]
+SOURCES = ["syscalls.c", "spawn.c", "security.c", "container.c", "rootfs.c", "rootfs_mount.c", "netns.c", "child.c", "monitor.c", "monitor_image.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef(_strip_comments((HERE / "nsprim.h").read_text()))
@@ -41,6 +41,8 @@ ffibuilder.set_source(
     include_dirs=[str(HERE)],
     define_macros=[("NSPRIM_VERSION", f'"{_version()}"')],
     extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing"],
+    # The file also runs as a program, the detached containers' monitor (monitor_image.c).
+    extra_link_args=["-Wl,-e,nsp_monitor_entry"],
 )
 
 if __name__ == "__main__":

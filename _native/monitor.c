@@ -10,11 +10,11 @@
  * of its own descendants, so it would have to be an ancestor of the caller
  * (init, systemd) -- nothing nsprim can rely on.  The monitor is the parent
  * from the clone on, so there is no window in which the payload is nobody's.
- * It is a fork of the caller that never execs (no binary to install, no
- * interpreter): like the cleanup watcher and the init, it only makes system
- * calls, with no allocation and no locks, since the caller may be a threaded
- * Python program.  It holds a copy-on-write image of the caller's memory,
- * which it never touches; that memory is the price of needing no binary.
+ * It is a fork of the caller (no binary to install, no interpreter): like
+ * the cleanup watcher and the init, it only makes system calls, with no
+ * allocation and no locks, since the caller may be a threaded Python program.
+ * Once the container is cloned it sheds its copy of the caller's memory by
+ * running the core's own file as a program (monitor_image.c), where that works.
  *
  * Protocol with the caller (a SOCK_SEQPACKET pair):
  *   monitor -> caller: struct monitor_hello, with the container's pidfd, the
@@ -36,15 +36,8 @@
 #include <time.h>
 
 #include "container.h"
+#include "monitor.h"
 
-struct monitor_hello {
-    int err; /* positive errno: the spawn failed, no descriptors follow */
-    int pid;
-    int monitor_pid;
-    int has_sync;
-    long long starttime;
-    long long monitor_starttime;
-};
 
 static pid_t raw_fork(void)
 {
@@ -213,9 +206,67 @@ static int move_to(int fd, int slot)
     return dup3(fd, slot, O_CLOEXEC) < 0 ? -1 : slot;
 }
 
+/* Wait for the verdict, then for the end; record it, remove the group.  The
+ * pidfd is descriptor 3, the socket 4 (ctl: -1 if the hello was not sent),
+ * the state directory 5 if open.  Runs in the forked monitor, or in the
+ * re-executed one (monitor_image.c). */
+__attribute__((noreturn)) void nsp_monitor_loop(const struct nsp_monitor_config *mon,
+                                                const struct monitor_hello *h, int ctl)
+{
+    int pidfd = 3;
+    int dirfd = fcntl(5, F_GETFD) >= 0 ? 5 : -1;
+    siginfo_t si;
+    int ended = 0;
+    char verdict = 0;
+    while (ctl >= 0) {
+        struct pollfd pf[2] = {{ctl, POLLIN, 0}, {pidfd, POLLIN, 0}};
+        if (poll(pf, ended ? 1 : 2, -1) < 0)
+            continue; /* EINTR only: every signal is blocked */
+        if (!ended && (pf[1].revents & POLLIN)) {
+            reap(pidfd, &si); /* ended before the verdict: no zombie meanwhile */
+            ended = 1;
+            continue;
+        }
+        if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = recv(ctl, &verdict, 1, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n != 1)
+                verdict = 0;
+            break;
+        }
+    }
+    if (verdict != 'g') {
+        if (!ended) {
+            syscall(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+            reap(pidfd, &si);
+        }
+        if (verdict != 'a') { /* the caller died while starting: clean up after it */
+            remove_cgroups(mon);
+            if (mon->state_dir != NULL)
+                nsp_tree_remove(mon->state_dir);
+        }
+        _exit(0);
+    }
+    if (!ended)
+        reap(pidfd, &si);
+    long long oom_kills = read_oom_kills(mon->oom_file); /* before the group goes */
+    write_state(mon, dirfd, h, &si, oom_kills);
+    remove_cgroups(mon);
+    if (mon->remove_state && mon->state_dir != NULL)
+        nsp_tree_remove(mon->state_dir);
+    struct nsp_monitor_exit e;
+    e.code = si.si_code;
+    e.status = si.si_status;
+    e.oom_killed = oom_kills > 0;
+    e.pad = 0;
+    send(ctl, &e, sizeof e, MSG_NOSIGNAL | MSG_DONTWAIT); /* nobody may listen: fine */
+    _exit(0);
+}
+
 static __attribute__((noreturn)) void monitor_main(const struct nsp_spawn_config *spawn,
                                                    const struct nsp_monitor_config *mon, int ctl,
-                                                   const sigset_t *caller_mask)
+                                                   const sigset_t *caller_mask, const char *loader)
 {
     /* A session of its own: the caller's terminal (^C, hang-up) reaches
      * neither the monitor nor the container. */
@@ -284,13 +335,18 @@ static __attribute__((noreturn)) void monitor_main(const struct nsp_spawn_config
         close(r.sync_fd);
 
     /* Keep the pidfd, the socket and the state directory as 3, 4, 5; lifted
-     * above the low slots first so that no dup3 overwrites another keeper. */
+     * above the low slots first so that no dup3 overwrites another keeper,
+     * and every other descriptor of the caller's closed. */
     int pidfd = fcntl(r.pidfd, F_DUPFD_CLOEXEC, 16);
     int sock = fcntl(ctl, F_DUPFD_CLOEXEC, 16);
     int dirfd = mon->state_dirfd >= 0 ? fcntl(mon->state_dirfd, F_DUPFD_CLOEXEC, 16) : -1;
-    pidfd = move_to(pidfd, 3);
-    ctl = move_to(sock, 4);
-    dirfd = move_to(dirfd, 5);
+    if (pidfd < 0 || sock < 0 || move_to(pidfd, 3) < 0 || move_to(sock, 4) < 0) {
+        /* Cannot happen with a table this small; the container must not run unwatched. */
+        syscall(__NR_pidfd_send_signal, r.pidfd, SIGKILL, NULL, 0);
+        _exit(1);
+    }
+    if (move_to(dirfd, 5) < 0)
+        close(5);
     if (syscall(__NR_close_range, 6U, ~0U, 0U) < 0)
         for (int fd = 6; fd < 65536; fd++)
             close(fd);
@@ -301,63 +357,16 @@ static __attribute__((noreturn)) void monitor_main(const struct nsp_spawn_config
         close(null);
     if (chdir("/") < 0) /* hold no directory of the caller's busy */
         null = -1;
-    if (pidfd < 0)
-        _exit(1); /* cannot happen with a descriptor table this small; the caller sees EOF */
-
-    siginfo_t si;
-    int ended = 0;
-    char verdict = 0;
-    if (!sent)
-        ctl = -1;
-    while (ctl >= 0) {
-        struct pollfd pf[2] = {{ctl, POLLIN, 0}, {pidfd, POLLIN, 0}};
-        if (poll(pf, ended ? 1 : 2, -1) < 0)
-            continue; /* EINTR only: every signal is blocked */
-        if (!ended && (pf[1].revents & POLLIN)) {
-            reap(pidfd, &si); /* ended before the verdict: no zombie meanwhile */
-            ended = 1;
-            continue;
-        }
-        if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            ssize_t n = recv(ctl, &verdict, 1, 0);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n != 1)
-                verdict = 0;
-            break;
-        }
-    }
-    if (verdict != 'g') {
-        if (!ended) {
-            syscall(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-            reap(pidfd, &si);
-        }
-        if (verdict != 'a') { /* the caller died while starting: clean up after it */
-            remove_cgroups(mon);
-            if (mon->state_dir != NULL)
-                nsp_tree_remove(mon->state_dir);
-        }
-        _exit(0);
-    }
-    if (!ended)
-        reap(pidfd, &si);
-    long long oom_kills = read_oom_kills(mon->oom_file); /* before the group goes */
-    write_state(mon, dirfd, &h, &si, oom_kills);
-    remove_cgroups(mon);
-    if (mon->remove_state && mon->state_dir != NULL)
-        nsp_tree_remove(mon->state_dir);
-    struct nsp_monitor_exit e;
-    e.code = si.si_code;
-    e.status = si.si_status;
-    e.oom_killed = oom_kills > 0;
-    e.pad = 0;
-    send(ctl, &e, sizeof e, MSG_NOSIGNAL | MSG_DONTWAIT); /* nobody may listen: fine */
-    _exit(0);
+    if (sent && loader != NULL)
+        nsp_monitor_reexec(loader, mon, &h); /* returns only if it failed: go on as we are */
+    nsp_monitor_loop(mon, &h, sent ? 4 : -1);
 }
 
 int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_monitor_config *mon,
                       struct nsp_spawn_result *res, struct nsp_monitor_result *mres)
 {
+    /* Found before the fork: looking for it may run a probe process. */
+    const char *loader = mon->exe != NULL ? nsp_monitor_loader(mon->exe) : NULL;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
@@ -370,7 +379,7 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
         close(sv[0]);
         pid_t m = raw_fork();
         if (m == 0)
-            monitor_main(spawn, mon, sv[1], &old);
+            monitor_main(spawn, mon, sv[1], &old, loader);
         _exit(m < 0 ? 1 : 0);
     }
     int err = mid < 0 ? errno : 0;

@@ -216,6 +216,9 @@ struct nsp_monitor_config {
     char *const *cgroup_dirs;    /* NULL-terminated: killed and removed once the container ended */
     const char *oom_file;        /* memory.events or memory.oom_control (oom_kill N), or NULL */
     int remove_state;            /* remove state_dir too when the container ended */
+    const char *exe;             /* the core's own file: the monitor re-executes it (through the
+                                    dynamic loader) to drop its copy of the caller's memory; NULL:
+                                    it stays a fork */
 };
 
 struct nsp_monitor_result {

@@ -17,7 +17,7 @@ import pytest
 
 import nsprim
 from nsprim import _sys
-from nsprim._sys.spawn import MonitorSpec
+from nsprim._sys.spawn import MonitorSpec, core_file
 from nsprim.cgroup import CGroup
 from nsprim.container import Container, ContainerStatus, find, list_containers
 from nsprim.container.registry import ContainerRunningError, NoSuchContainerError, containers_dir
@@ -258,28 +258,59 @@ def _is_ours(p: Path, name: str) -> bool:
         return False
 
 
-def test_the_monitor_cleans_up_if_the_starter_dies_before_the_verdict(tmp_path: Path) -> None:
-    """No 'g' nor 'a' on the control socket (the starter died while starting): the
-    monitor kills the child and removes its cgroup and state directory."""
-    entry = tmp_path / "entry"
-    entry.mkdir()
-    (entry / "state.json").write_text("{}")
-    parent = os.environ.get("NSPRIM_CGROUP_PARENT", "/")
-    cg = CGroup.create(unique("monitor-eof"), parent=parent)
+IMAGES = {"own image": core_file(), "fork": None}  # the re-executed monitor, and the fork it falls back to
+
+
+def monitored_sleep(entry: Path, cg: CGroup, exe: bytes | None) -> nsprim.Process:
+    """`sleep 1000` under a monitor, with *entry* as its state directory and *cg* as its group."""
     dirfd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         spec = MonitorSpec(
             state_dirfd=dirfd,
             state_dir=os.fsencode(entry),
-            state_prefix=b"{",
+            state_prefix=b'{"name": "x", ',
             cgroup_dirs=tuple(os.fsencode(d) for d in cg.directories.values()),
             oom_file=None,
             remove_state=False,
+            exe=exe,
         )
-        plan = Plan((Exec("/bin/sleep", ("sleep", "1000")),))
-        proc = nsprim.process.start(plan, monitor=spec)
+        return nsprim.process.start(Plan((Exec("/bin/sleep", ("sleep", "1000")),)), monitor=spec)
     finally:
         os.close(dirfd)
+
+
+@pytest.mark.parametrize("exe", IMAGES.values(), ids=IMAGES.keys())
+def test_the_monitor_records_and_cleans_up_after_a_commit(tmp_path: Path, exe: bytes | None) -> None:
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    cg = CGroup.create(unique("monitor-g"), parent=os.environ.get("NSPRIM_CGROUP_PARENT", "/"))
+    proc = monitored_sleep(entry, cg, exe)
+    assert proc.monitor is not None
+    proc.monitor.commit()
+    monitor, python = proc.monitor.monitor_pid, os.path.realpath(sys.executable)
+    deadline = time.monotonic() + 30  # it executes its image once it has told us about the child
+    while exe is not None and os.readlink(f"/proc/{monitor}/exe") == python and time.monotonic() < deadline:
+        time.sleep(0.01)
+    maps = Path(f"/proc/{monitor}/maps").read_text()
+    assert (python in maps) == (exe is None)  # its own image holds nothing of ours
+    proc.kill()
+    assert proc.wait(30) == -signal.SIGKILL
+    record = json.loads((entry / "state.json").read_text())
+    assert (record["name"], record["pid"], record["status"], record["exit_code"]) == ("x", proc.pid, "exited", 137)
+    assert record["monitor_pid"] == monitor
+    assert not cg.exists()
+    assert entry.exists()  # kept: not remove_state
+    proc.close()
+
+
+@pytest.mark.parametrize("exe", IMAGES.values(), ids=IMAGES.keys())
+def test_the_monitor_cleans_up_if_the_starter_dies_before_the_verdict(tmp_path: Path, exe: bytes | None) -> None:
+    """No 'g' nor 'a' on the control socket (the starter died while starting): the
+    monitor kills the child and removes its cgroup and state directory."""
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    cg = CGroup.create(unique("monitor-eof"), parent=os.environ.get("NSPRIM_CGROUP_PARENT", "/"))
+    proc = monitored_sleep(entry, cg, exe)
     assert proc.monitor is not None
     pid, start, monitor = proc.pid, proc.monitor.starttime, proc.monitor.monitor_pid
     assert process_state(pid, start) in ("S", "R")

@@ -32,6 +32,7 @@ __all__ = [
     "SpawnHandles",
     "MonitorSpec",
     "MonitorLink",
+    "core_file",
     "encode",
     "spawn",
     "read_report",
@@ -202,6 +203,14 @@ class MonitorSpec:
     cgroup_dirs: tuple[bytes, ...]
     oom_file: bytes | None
     remove_state: bool
+    exe: bytes | None = None  # the core's file, which the monitor re-executes to drop our memory
+
+
+def core_file() -> bytes:
+    """The file of the native core (the monitor's program, see ``_native/monitor_image.c``)."""
+    from .. import _nsprim_native
+
+    return os.fsencode(os.path.realpath(_nsprim_native.__file__))
 
 
 _EXIT = struct.Struct("iiii")  # struct nsp_monitor_exit: si_code, si_status, oom_killed, pad
@@ -348,6 +357,8 @@ def _monitor_spawn(config: Any, result: Any, spec: MonitorSpec) -> tuple[int, Mo
     oom = _ffi.new("char[]", spec.oom_file) if spec.oom_file is not None else _ffi.NULL
     mon.oom_file = oom
     mon.remove_state = 1 if spec.remove_state else 0
+    exe = _ffi.new("char[]", spec.exe) if spec.exe is not None else _ffi.NULL
+    mon.exe = exe
     mres = _ffi.new("struct nsp_monitor_result *")
     ret = lib.nsp_monitor_spawn(config, mon, result, mres)
     if ret < 0:

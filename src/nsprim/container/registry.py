@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _sys
 from .._sys import watcher
-from .._sys.spawn import MonitorSpec
+from .._sys.spawn import MonitorSpec, core_file
 from ..cgroup import CGroup
 from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired, UnsupportedError
 from ..process import DEVNULL
@@ -468,6 +468,7 @@ class Registration:
             cgroup_dirs=tuple(os.fsencode(d) for d in dirs),
             oom_file=oom_file,
             remove_state=config.auto_remove,
+            exe=core_file(),
         )
 
     def commit(self, proc: Process, cgroup: CGroup | None) -> None:
