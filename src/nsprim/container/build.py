@@ -10,23 +10,18 @@ costs no Python plan work beyond its prefix.
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
-import shutil
-import subprocess
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _sys
 from .._sys import C
 from ..cgroup import CGroup
 from ..cgroup.host import HostInfo, host_info
-from ..errors import ConfigError, SyscallError
 from ..idmap import IdMap, write_id_maps
 from ..namespace import Namespace, NamespaceType
 from ..plan import (
@@ -51,9 +46,12 @@ from ..plan import (
     WriteFile,
 )
 from ..process import ParentAction, join_namespaces
-from .config import ContainerConfig, Network
+from .config import ContainerConfig, Network, Veth
 from .procview import ProcView
 from .rootfs import root_steps
+
+if TYPE_CHECKING:
+    from .veth import VethLink
 
 __all__ = ["ChildPlan", "build_plan", "cached_host_info"]
 
@@ -109,31 +107,6 @@ def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
     # by clone): a process that joins the namespace must be put there again (chrooted callers).
     root = KeepFd("/", slot=1, flags=os.O_PATH | os.O_DIRECTORY)
     return Plan((*steps, KeepFd("/proc/thread-self/ns/mnt", slot=0), root))
-
-
-def _veth_action(cfg: ContainerConfig) -> ParentAction:
-    veth = cfg.veth
-    assert veth is not None
-    host_if = f"nsv{secrets.token_hex(3)}"
-
-    def action(pid: int) -> None:
-        def ip(*args: str) -> None:
-            r = subprocess.run(["ip", *args], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise SyscallError(errno.EIO, "ip", detail=f"ip {' '.join(args)}", hint=r.stderr.strip())
-
-        if shutil.which("ip") is None:
-            raise ConfigError("network `veth` needs iproute2 (`ip`) on the host", what="network")
-        ip("link", "add", host_if, "type", "veth", "peer", "name", veth.container_interface, "netns", str(pid))
-        ip("addr", "add", veth.host_address, "dev", host_if)
-        ip("link", "set", host_if, "up")
-        with Namespace.from_path(f"/proc/{pid}/ns/net", "net") as net, net.entered():
-            ip("addr", "add", veth.container_address, "dev", veth.container_interface)
-            ip("link", "set", veth.container_interface, "up")
-            if veth.default_route:
-                ip("route", "add", "default", "via", veth.host_address.split("/")[0])
-
-    return action
 
 
 def _default_security() -> Any:
@@ -194,7 +167,7 @@ def _body(
             clone_types.discard(NamespaceType.MNT)
     if cfg.hostname is not None:
         steps.append(SetHostname(cfg.hostname))
-    if cfg.network is Network.NONE and NamespaceType.NET in create:
+    if cfg.network in (Network.NONE, Network.VETH) and NamespaceType.NET in create:
         steps.append(InterfaceUp("lo"))
     if cfg.init and NamespaceType.PID in create and not for_exec:
         steps.append(Init())
@@ -251,6 +224,7 @@ def build_plan(
     netns_fd: int = -1,
     mntns_fd: int = -1,
     mntns_root_fd: int = -1,
+    veth: VethLink | None = None,
 ) -> ChildPlan:
     """The child's plan, clone flags, cgroup descriptor and parent actions for *cfg*.
 
@@ -261,7 +235,8 @@ def build_plan(
     first instead of creating one at clone time (the plan body is the same);
     *mntns_fd*, a mount namespace made by :func:`prepare_plan` in that network
     namespace, is joined instead of a new one (the root put back at
-    *mntns_root_fd*), and the body only finishes the root.
+    *mntns_root_fd*), and the body only finishes the root.  *veth* links a
+    ``network("veth")`` container to the host (its owner removes it at the end).
     """
     dirs = cgroup.directories if cgroup is not None else {}
     v2 = [d for h, d in dirs.items() if h.version == 2]
@@ -303,7 +278,12 @@ def build_plan(
 
         actions.append(maps)
     if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:
-        actions.append(_veth_action(cfg))
+        if veth is None:  # (a caller that removes no pair: the kernel does, with the namespace)
+            from .running import state_dir
+            from .veth import VethLink
+
+            veth = VethLink(cfg.veth or Veth(), state_dir())
+        actions.append(veth.link)
     cgroup_fd = -1
     if into_cgroup:
         cgroup_fd = os.open(v2[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -41,17 +41,30 @@ class Network(enum.Enum):
 
     NONE = "none"  # a new network namespace with only a loopback, brought up
     HOST = "host"  # the host's network namespace
-    VETH = "veth"  # a new namespace linked to the host by a veth pair
+    VETH = "veth"  # a new namespace (its loopback up) linked to the host by a veth pair
 
 
 @dataclass(frozen=True)
 class Veth:
-    """Addresses of a veth link between host and container (``--net veth``)."""
+    """A veth link between host and container (``--net veth``).
 
-    host_address: str = "10.200.0.1/30"
-    container_address: str = "10.200.0.2/30"
+    Without addresses, the container gets a free /30 of *pool* (see
+    :mod:`nsprim.container.veth`): the host side has its first address, the
+    container its second.  Given addresses (``"10.1.2.1/30"``, both of one
+    network) are used as they are, and refused if they overlap a network of
+    the host.  Checked when made (:class:`~nsprim.errors.ConfigError`).
+    """
+
+    host_address: str | None = None
+    container_address: str | None = None
     container_interface: str = "eth0"
     default_route: bool = True
+    pool: str = "10.200.0.0/16"
+
+    def __post_init__(self) -> None:
+        from .veth import check_veth
+
+        check_veth(self)
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,21 @@ class ContainerConfig:
             raise ConfigError("network `host` conflicts with a new network namespace", what="network")
         if self.network is not Network.HOST and NamespaceType.NET not in self.namespaces | joined:
             raise ConfigError(f"network `{self.network.value}` needs a network namespace", what="network")
+        if self.network is Network.VETH and os.geteuid() != 0:
+            raise ConfigError(
+                "network `veth` needs root: linking the container to the host takes CAP_NET_ADMIN "
+                "in the host's network namespace (run as root, or use network `none`: --net none)",
+                what="network",
+            )
+        if self.network is Network.HOST and NamespaceType.USER in self.namespaces and self.root is not None:
+            # sysfs may be mounted only by the user namespace that owns the network namespace.
+            other = "run as root" if os.geteuid() != 0 else "no user namespace"
+            fix = f"use network `none`: --net none, or {other}"
+            raise ConfigError(
+                "network `host` with a user namespace: its /sys cannot be mounted for the host's "
+                f"network namespace ({fix})",
+                what="network",
+            )
         if (self.uid_map or self.gid_map) and NamespaceType.USER not in self.namespaces:
             raise ConfigError("id maps need a new user namespace", what="uid_map")
         if (self.root is not None or self.mounts) and NamespaceType.MNT not in self.namespaces:

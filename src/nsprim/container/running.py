@@ -31,13 +31,14 @@ from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired, Uns
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import PIPE, Process, open_streams, start
 from .build import ChildPlan, build_plan, cached_host_info
-from .config import ContainerConfig, Network
+from .config import ContainerConfig, Network, Veth
 from .procview import ProcView, view_directory
 from .rootfs import host_dirs
 
 if TYPE_CHECKING:
     from .._sys.spawn import MonitorSpec
     from .registry import Registration
+    from .veth import VethLink
     from .warm import _Supply
 
 __all__ = ["RunningContainer", "ContainerResult", "start_container", "run_container", "state_dir"]
@@ -99,11 +100,16 @@ class _Prepared:
         self.proc_view: ProcView | None = None  # nsprim: proc_view
         self.watched_pid: int | None = None  # registered with the watcher (no cgroup to do it)
         self.mntns_fd = -1  # a warm pool's prepared mount namespace, held until the end
+        self.veth: VethLink | None = None  # network("veth"): the pair, linked by the plan's parent action
 
     def setup(self) -> None:
         cfg = self.config
         for t, path in cfg.join:
             self.namespaces.append(Namespace.from_path(path, t))
+        if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:
+            from .veth import VethLink
+
+            self.veth = VethLink(cfg.veth or Veth(), state_dir())
         if cfg.root is not None:
             # Shared by every container: each child covers it with a tmpfs of
             # its own, so nothing per container is made (or left) on the host.
@@ -135,6 +141,11 @@ class _Prepared:
         if self.registration is not None and not self.handed_over:
             self.registration.abandon()
         self.registration = None
+        if self.veth is not None:
+            try:  # its /30 is free again; a detached container's when its network namespace goes
+                self.veth.remove(keep_address=self.handed_over)
+            except BaseException as exc:
+                errors.append(exc)
         if self.proc_view is not None:  # nsprim: proc_view
             try:
                 self.proc_view.remove()
@@ -269,6 +280,11 @@ class RunningContainer:
     def cgroup(self) -> CGroup | None:
         """The container's cgroup (None when running without one)."""
         return self._prep.cgroup
+
+    @property
+    def veth(self) -> VethLink | None:
+        """A ``network("veth")`` container's link: its host interface and the addresses of both sides."""
+        return self._prep.veth
 
     @property
     def returncode(self) -> int | None:
@@ -485,6 +501,7 @@ def start_container(
                 netns_fd=netns_fd,
                 mntns_fd=mntns_fd,
                 mntns_root_fd=root_fd,
+                veth=prep.veth,
             ),
             stdin,
             stdout,
