@@ -306,3 +306,29 @@ def test_the_chosen_subnet_is_the_first_free_one(used: list[HostNetwork]) -> Non
     subnets = list(pool.subnets(new_prefix=30))
     free = [s for s in subnets if not any(s.overlaps(u.network) for u in used)]
     assert chosen == (free[0] if free else None)
+
+
+@requires_root
+def test_a_detached_container_keeps_its_address_until_it_ends() -> None:
+    result = in_test_netns(
+        HOST_PART
+        + """
+import secrets
+from nsprim.container import find
+name = f"nsprim-veth-test-{secrets.token_hex(4)}"
+box = Container(["sleep", "60"]).name(name).host_root().network("veth").detach().start()
+address = str(box.veth.host_address)
+box.close()  # only the handle: the container goes on, and keeps its /30
+kept = ours()[0]
+found = find(name)
+found.stop(timeout=10)
+found.remove()
+import time
+deadline = time.monotonic() + 60  # freed with its network namespace, which the kernel frees in the background
+while ours() != ([], []) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps(dict(address=address, kept=kept, after=ours())))
+"""
+    )
+    net = str(ipaddress.IPv4Interface(str(result["address"])).network)
+    assert result["kept"] == [net] and result["after"] == [[], []]
