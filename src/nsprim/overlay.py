@@ -147,6 +147,7 @@ def escape_option(path: str) -> str:
     at unescaped colons, then removes the escapes from every ``lowerdir``,
     ``upperdir`` and ``workdir`` path (``lowerdir+`` is taken as it is).
 
+    >>> from nsprim.overlay import escape_option
     >>> escape_option("/layers/x:/")
     '/layers/x\\\\:/'
     """

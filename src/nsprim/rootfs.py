@@ -10,7 +10,8 @@ A :class:`RootFS` describes what a container's ``/`` is made of; its
     nsprim.run(["/bin/sh"], new={"mnt", "pid", "uts", "ipc"}, steps=rootfs.steps())
 
 In order, the steps: make ``/`` recursively private (or slave); mount the
-overlay (or bind the directory onto itself) as the new root; mount ``proc``
+overlay (or bind the directory onto itself: read-only at once for a
+read-only root, in which no mount point is ever created) as the new root; mount ``proc``
 (of the new pid namespace), read-only ``sysfs``, and a minimal ``/dev``
 (``null zero full random urandom tty``, a new ``devpts`` instance with
 ``/dev/ptmx``, ``/dev/shm``, and the ``fd``/``stdin``/``stdout``/``stderr``
@@ -26,6 +27,7 @@ masked and read-only paths refuse symlinks altogether.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -33,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from . import _sys
 from ._sys import C
-from .errors import ConfigError
+from .errors import ConfigError, SyscallError
 from .mount import MountFlags, Propagation
 from .overlay import OverlayMount
 from .plan import Mount, Step
-from .rootfs_steps import CreateInRoot, EnterRoot, MountInRoot
+from .rootfs_steps import CreateInRoot, CreateMode, EnterRoot, MountInRoot
 
 __all__ = [
     "Bind",
@@ -148,6 +151,20 @@ def _inside(path: str, what: str) -> str:
     return str(PurePosixPath(*parts))
 
 
+def _missing(rootfd: int, path: str, nofollow: bool) -> bool:
+    """Whether *path* is missing in the root open as *rootfd*, resolved as the child will."""
+    rel = path.lstrip("/") or "."
+    links = C.RESOLVE_NO_SYMLINKS | C.RESOLVE_BENEATH if nofollow else C.RESOLVE_IN_ROOT
+    try:
+        os.close(_sys.openat2(rootfd, rel, os.O_PATH | os.O_CLOEXEC, resolve=C.RESOLVE_NO_MAGICLINKS | links))
+    except SyscallError as exc:
+        if exc.errno != errno.ENOSYS:
+            return exc.errno == errno.ENOENT
+        # Before openat2 (5.6) the child refuses symlinks on the way: only a plain lookup is left.
+        return not os.path.lexists(os.path.join(f"/proc/self/fd/{rootfd}", rel))
+    return False
+
+
 @dataclass(frozen=True)
 class Bind:
     """A bind mount of host path *source* on *target* inside the root.
@@ -224,6 +241,17 @@ class RootFS:
     system itself (say, shipped in an image) unopenable; ``/dev`` is a mount
     of its own and keeps working.  See the module documentation for the
     order of the steps and the meaning of the other fields.
+
+    *mount_points*: what to do with a mount point (``/proc``, a tmpfs or
+    bind target) the root lacks.  ``"create"`` makes it in the root;
+    ``"refuse"`` never writes to the root: it is bound read-only (with
+    everything mounted below it) before anything is mounted in it, and a
+    missing mount point is a :class:`~nsprim.errors.ConfigError` naming it.
+    ``"auto"`` refuses for a *readonly* root without an overlay (a read-only
+    source stays untouched) and creates otherwise (in an overlay's upper
+    layer, or a writable root).  *source* is where the root's files are on
+    the host when earlier steps bind them at *root* (default: *root*): what
+    ``"refuse"`` checks.
     """
 
     root: Path
@@ -243,6 +271,8 @@ class RootFS:
     readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
     enter: Literal["pivot_root", "auto", "chroot"] = "auto"
     extra_devices: tuple[tuple[str, int, int], ...] = field(default=())
+    mount_points: Literal["auto", "create", "refuse"] = "auto"
+    source: Path | None = None
 
     def __post_init__(self) -> None:
         root = Path(os.path.abspath(os.fspath(self.root)))
@@ -261,6 +291,76 @@ class RootFS:
         parse_tmpfs_size(self.dev_size, "dev_size")
         if self.shm_size is not None:
             parse_tmpfs_size(self.shm_size, "shm_size")
+        if self.mount_points not in ("auto", "create", "refuse"):
+            raise ConfigError("mount_points must be 'auto', 'create' or 'refuse'", what="mount_points")
+        if self.mount_points == "refuse" and self.overlay is not None:
+            raise ConfigError("an overlay root makes its mount points in its upper layer", what="mount_points")
+        if self.source is not None:
+            object.__setattr__(self, "source", Path(os.path.abspath(os.fspath(self.source))))
+
+    @property
+    def refuses_mount_points(self) -> bool:
+        """Whether nothing is created in the root (see *mount_points*)."""
+        if self.mount_points == "auto":
+            return self.readonly and self.overlay is None
+        return self.mount_points == "refuse"
+
+    def mount_points_in_root(self, *, all_of_them: bool = False) -> list[tuple[str, str]]:
+        """The mount points that lie in the root itself, in the order they are mounted, as
+        ``(path, what)`` ("tmpfs target"): not those on a file system mounted before them
+        (``/dev/shm`` on ``/dev``).  Optional binds whose source is missing (skipped) are left out
+        unless *all_of_them*."""
+        mounts: list[tuple[str, str]] = []
+        if self.sysfs:
+            mounts.append(("/sys", "sysfs mount point"))
+        if self.dev:
+            mounts.append(("/dev", "/dev mount point"))
+        if self.proc:
+            mounts.append(("/proc", "proc mount point"))
+        mounts += [(t.target, "tmpfs target") for t in self.tmpfs]
+        mounts += [(b.target, "bind target") for b in self.binds]
+        skipped = {b.target for b in self.binds if b.optional and not b.source.exists()}
+        out: list[tuple[str, str]] = []
+        for i, (target, what) in enumerate(mounts):
+            if not any(target == t or target.startswith(t.rstrip("/") + "/") for t, _ in mounts[:i]):
+                out.append((target, what))
+        return out if all_of_them else [(t, what) for t, what in out if t not in skipped or what != "bind target"]
+
+    def missing_mount_points(self) -> list[tuple[str, str]]:
+        """Those of :meth:`mount_points_in_root` that *source* (or *root*) lacks, looked up as the
+        child will (symlinks followed inside the root, never out of it)."""
+        base = self.source if self.source is not None else self.root
+        try:
+            rootfd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConfigError(f"root `{base}`: {exc.strerror}", what="root") from None
+        try:
+            return [
+                (t, what)
+                for t, what in self.mount_points_in_root()
+                if _missing(rootfd, t, what != "tmpfs target" and what != "bind target")
+            ]
+        finally:
+            os.close(rootfd)
+
+    def _check_mount_points(self) -> None:
+        if not self.refuses_mount_points:
+            return
+        missing = self.missing_mount_points()
+        if missing:
+            target, what = missing[0]
+            base = self.source if self.source is not None else self.root
+            raise ConfigError(
+                f"{what} `{target}`: No such file or directory in the read-only root `{base}` (nothing is "
+                "created in a read-only root: make it there, or mount an overlay or a writable root)",
+                what="mount_points",
+            )
+
+    def _create(self, target: str, create: CreateMode) -> CreateMode:
+        """*create*, unless the target lies in a root that refuses mount points."""
+        if self.refuses_mount_points and any(target == t for t, _ in self.mount_points_in_root(all_of_them=True)):
+            return "none"
+        return create
 
     @classmethod
     def from_overlay(cls, overlay: OverlayMount, **kwargs: object) -> RootFS:
@@ -278,7 +378,15 @@ class RootFS:
         if ov is None:
             if not self.root.is_dir():
                 raise ConfigError(f"root `{self.root}`: not a directory", what="root")
-            steps.append(Mount(self.root, self.root, None, C.MS_BIND | C.MS_REC))
+            if self.refuses_mount_points:
+                # Read-only (all of its tree) before anything is mounted in it: not even a
+                # mount point the checks missed can be made in it.
+                bind = MountInRoot(
+                    "/", self.root, str(self.root), flags=C.MS_BIND | C.MS_REC, remount_flags=C.MS_RDONLY
+                )
+                steps.append(bind)
+            else:
+                steps.append(Mount(self.root, self.root, None, C.MS_BIND | C.MS_REC))
             return steps
         ov.check()
         steps.append(ov.mount_step())
@@ -292,7 +400,7 @@ class RootFS:
                 fstype="tmpfs",
                 flags=int(MountFlags.NOSUID | MountFlags.NOEXEC),
                 data=f"mode=755,size={parse_tmpfs_size(self.dev_size)}",
-                create="dir",
+                create=self._create("/dev", "dir"),
                 follow_symlinks=False,
             )
         ]
@@ -347,6 +455,7 @@ class RootFS:
         can be done ahead of time in a mount namespace made for it, which the
         container's process then joins to run :meth:`finish_steps`.
         """
+        self._check_mount_points()
         steps = self._root_steps()
         if self.sysfs:
             steps.append(
@@ -355,7 +464,7 @@ class RootFS:
                     source="sysfs",
                     fstype="sysfs",
                     flags=int(_KERNEL_FS_FLAGS | MountFlags.RDONLY),
-                    create="dir",
+                    create=self._create("/sys", "dir"),
                     follow_symlinks=False,
                 )
             )
@@ -365,6 +474,7 @@ class RootFS:
 
     def finish_steps(self) -> list[Step]:
         """The rest of :meth:`steps`: ``/proc``, the mounts asked for, masks, read-only paths, entering."""
+        self._check_mount_points()
         steps: list[Step] = []
         if self.proc:  # shows the pid namespace of the process that mounts it
             steps.append(
@@ -373,13 +483,14 @@ class RootFS:
                     source="proc",
                     fstype="proc",
                     flags=int(_KERNEL_FS_FLAGS),
-                    create="dir",
+                    create=self._create("/proc", "dir"),
                     follow_symlinks=False,
                 )
             )
         for t in self.tmpfs:
+            create = self._create(t.target, "dir")
             steps.append(
-                self._in(t.target, source="tmpfs", fstype="tmpfs", flags=int(t.flags), data=t.data, create="dir")
+                self._in(t.target, source="tmpfs", fstype="tmpfs", flags=int(t.flags), data=t.data, create=create)
             )
         for b in self.binds:
             if not b.optional and not b.source.exists():
@@ -390,7 +501,7 @@ class RootFS:
                     source=b.source,
                     flags=C.MS_BIND | (C.MS_REC if b.recursive else 0),
                     remount_flags=int(b.remount_flags),
-                    create="auto",
+                    create=self._create(b.target, "auto"),
                     optional=b.optional,
                 )
             )

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import errno
 import pickle
+import secrets
+import shutil
 import stat
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +23,10 @@ from nsprim.mount import parse_mountinfo
 from nsprim.overlay import OverlayMount
 from nsprim.plan import Chdir, Plan, Step
 from nsprim.process import _reported_step
-from nsprim.rootfs import Tmpfs, tmpfs_size_max
+from nsprim.rootfs import RootFS, Tmpfs, tmpfs_size_max
 from nsprim.rootfs_steps import CreateInRoot, MountFs, MountInRoot
 
-from ..conftest import requires_root
+from ..conftest import requires_root, run_as_nobody
 
 
 def out(result: object) -> str:
@@ -200,3 +203,118 @@ def test_cli_rootfs_that_is_not_a_directory_says_so(
     assert capsys.readouterr().err == f"nsprim run: --rootfs `{tmp_path}/file`: not a directory\n"
     assert main(["run", *ro, "--rootfs", str(tmp_path / "nothing"), "--", "/bin/true"]) == 125
     assert capsys.readouterr().err == f"nsprim run: --rootfs `{tmp_path}/nothing`: No such file or directory\n"
+
+
+# ---- read-only roots are never written ------------------------------------------------------
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture
+def image(rootfs: Path) -> Iterator[Path]:
+    """A copy of the busybox root without /proc, /sys and /dev, where an unprivileged user can reach it."""
+    top = Path(tempfile.mkdtemp(prefix="nsprim-test-image-"))
+    try:
+        top.chmod(0o755)
+        shutil.copytree(rootfs, top / "image", symlinks=True)
+        for name in ("proc", "sys", "dev"):
+            (top / "image" / name).rmdir()
+        yield top / "image"
+    finally:
+        shutil.rmtree(top)
+
+
+SHOW_NEW = "grep -c ' /new ' /proc/self/mountinfo; cat /new/data 2>/dev/null; touch /x 2>/dev/null || echo ro"
+
+
+@requires_root
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+def test_a_read_only_directory_root_gets_its_missing_mount_points_without_being_written(
+    image: Path, tmp_path: Path, kind: str
+) -> None:
+    before = _tree(image)
+    box = Container(["sh", "-c", SHOW_NEW]).rootfs(image)
+    if kind == "tmpfs":
+        box = box.tmpfs("/new")
+    else:
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "data").write_text("bound\n")
+        box = box.bind(tmp_path / "src", "/new")
+    r = box.run(capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert out(r).split() == ["1", "bound", "ro"] if kind == "bind" else ["1", "ro"]
+    assert _tree(image) == before  # no /new, no /proc, /sys or /dev made in it
+
+
+@requires_root
+def test_a_read_only_root_with_every_mount_point_stays_a_read_only_bind(rootfs: Path) -> None:
+    r = Container(["sh", "-c", "cat /proc/self/mountinfo"]).rootfs(rootfs).tmpfs("/tmp").run(capture_output=True)
+    assert r.returncode == 0, r.stderr
+    (top,) = [m for m in parse_mountinfo(out(r)) if m.mount_point == "/"]
+    assert top.fstype != "overlay" and top.readonly  # nothing was missing: no overlay needed
+
+
+@requires_root
+def test_a_rootless_read_only_root_gets_its_mount_points_too(image: Path) -> None:
+    before = _tree(image)
+
+    def body() -> str:
+        r = Container(["sh", "-c", SHOW_NEW]).rootfs(image).tmpfs("/new").run(capture_output=True)
+        return out(r) + f"rc={r.returncode}"
+
+    assert run_as_nobody(body).split() == ["1", "ro", "rc=0"]
+    assert _tree(image) == before
+
+
+@requires_root
+def test_cli_ro_with_a_tmpfs_the_host_root_lacks_is_refused_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nsprim.cli import main
+
+    target = Path(f"/nsprim-test-{secrets.token_hex(4)}")
+    try:
+        assert main(["run", "--ro", "--tmpfs", str(target), "--", "/bin/true"]) == 125
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"nsprim run: tmpfs target `{target}`: No such file or directory in the read-only root `/`"
+        )
+        assert not target.exists()
+    finally:
+        if target.is_dir():  # (only where nsprim wrongly made it)
+            target.rmdir()
+
+
+@requires_root
+def test_read_only_root_fs_refuses_a_missing_mount_point_and_the_kernel_backs_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for d in ("proc", "sys", "dev", "bin"):
+        (root / d).mkdir(parents=True)
+    with pytest.raises(
+        ConfigError, match=f"tmpfs target `/new`: No such file or directory in the read-only root `{root}`"
+    ):
+        RootFS(root, readonly=True, tmpfs=(Tmpfs("/new"),)).steps()
+    assert not (root / "new").exists()
+    # Made while the plan is built, gone before the child mounts: still nothing written.
+    (root / "new").mkdir()
+    steps = RootFS(root, readonly=True, tmpfs=(Tmpfs("/new"),)).steps()
+    (root / "new").rmdir()
+    with pytest.raises(StepError, match=r"^mount in root: resolving target `/new`: No such file or directory"):
+        nsprim.run(["/bin/true"], new={"mnt", "pid"}, steps=steps)
+    assert not (root / "new").exists()
+    # Asked for: made in the root.
+    RootFS(root, readonly=True, mount_points="create", tmpfs=(Tmpfs("/made"),), proc=False).steps()
+
+
+@requires_root
+def test_a_container_without_a_root_creates_nothing_on_the_host() -> None:
+    target = Path(f"/nsprim-test-{secrets.token_hex(4)}")
+    try:
+        with pytest.raises(ConfigError, match=f"tmpfs target `{target}`: No such file or directory"):
+            Container(["/bin/true"]).tmpfs(target).run()
+        assert not target.exists()
+    finally:
+        if target.is_dir():  # (only where nsprim wrongly made it)
+            target.rmdir()

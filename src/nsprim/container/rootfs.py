@@ -6,15 +6,21 @@ throwaway upper layer on a private tmpfs, or a directory), whether it is in
 a user namespace, and the cgroup file systems it should see at
 ``/sys/fs/cgroup``.  Everything placed inside the root is resolved inside it
 by :mod:`nsprim.rootfs_steps`, so a symlink in an image cannot aim a mount
-at the host.
+at the host.  A read-only directory is never written: the mount points it
+lacks are made in a throwaway overlay over it, or refused where an overlay
+would hide mounts below it.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .._sys import C
+from ..errors import ConfigError
+from ..mount import mountinfo
 from ..overlay import OverlayMount, OverlayOptions
 from ..plan import Mkdir, Mount, Step
 from ..rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
@@ -40,43 +46,76 @@ def host_dirs(cfg: ContainerConfig, state: Path) -> list[Path]:
     return [state / "root"]
 
 
-def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, list[Step], bool]:
-    """(the root directory, steps that make it, whether it is read-only)."""
-    spec = cfg.root
-    assert spec is not None
-    root, scratch = state / "root", state / "scratch"
+def _state_steps(state: Path) -> list[Step]:
     # The child covers the (shared, long-lived) state directory with a tmpfs
     # of its own and makes its mount points there: nothing per container
     # exists on the host, so there is nothing to remove afterwards (removing a
     # former mount point costs an RCU grace period).  The upper and work dirs
     # live on that tmpfs too: a file system apart from every lower layer, and
     # gone with the container.
-    steps: list[Step] = [
+    return [
         Mount("tmpfs", state, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=700"),
-        Mkdir(root, 0o755),
-        Mkdir(scratch, 0o700),
+        Mkdir(state / "root", 0o755),
+        Mkdir(state / "scratch", 0o700),
     ]
+
+
+def _overlay_steps(state: Path, lower: list[Path], upper: Path | None, *, userns: bool) -> list[Step]:
+    """An overlay of *lower* at the root, with *upper* or a throwaway upper on the private tmpfs."""
+    if upper is not None:
+        work = upper.parent / f".{upper.name}.work"
+        steps: list[Step] = [Mkdir(work, 0o700)]
+    else:
+        upper, work = state / "scratch" / "upper", state / "scratch" / "work"
+        steps = [Mkdir(upper, 0o755), Mkdir(work, 0o700)]
+    # (userxattr: trusted.* xattrs are out of reach in a user namespace)
+    overlay = OverlayMount(state / "root", lower, upper, work, options=OverlayOptions(userxattr=userns))
+    overlay.check_lower()  # the rest is made by the steps before it
+    return [*steps, overlay.mount_step()]
+
+
+def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, list[Step], Path | None]:
+    """(the root directory, steps that make it, the read-only host directory it shows, if it is one)."""
+    spec = cfg.root
+    assert spec is not None
+    root, steps = state / "root", _state_steps(state)
     if spec.kind == "directory":
         # Bound at the state directory's root rather than in place: a directory
         # that is itself a root (``/``) cannot be pivoted into where it stands.
         assert spec.path is not None
-        return root, [*steps, Mount(spec.path, root, None, C.MS_BIND | C.MS_REC)], not spec.writable
+        bind = Mount(spec.path, root, None, C.MS_BIND | C.MS_REC)
+        return root, [*steps, bind], None if spec.writable else spec.path
     if spec.kind == "host" and userns:
         # In a user namespace the host's / has locked submounts, which overlay
         # refuses as a lower layer ("failed to clone lowerpath"): bind it read-only.
-        return root, [*steps, Mount("/", root, None, C.MS_BIND | C.MS_REC)], True
-    if spec.kind == "overlay" and spec.upper is not None:
-        upper, work = spec.upper, spec.upper.parent / f".{spec.upper.name}.work"
-        steps.append(Mkdir(work, 0o700))
-    else:
-        upper, work = scratch / "upper", scratch / "work"
-        steps += [Mkdir(upper, 0o755), Mkdir(work, 0o700)]
+        return root, [*steps, Mount("/", root, None, C.MS_BIND | C.MS_REC)], Path("/")
     lower = [Path("/")] if spec.kind == "host" else list(spec.layers)
-    # (userxattr: trusted.* xattrs are out of reach in a user namespace)
-    overlay = OverlayMount(root, lower, upper, work, options=OverlayOptions(userxattr=userns))
-    overlay.check_lower()  # the rest is made by the steps before it
-    steps.append(overlay.mount_step())
-    return root, steps, False
+    upper = spec.upper if spec.kind == "overlay" else None
+    return root, steps + _overlay_steps(state, lower, upper, userns=userns), None
+
+
+def _mounts_below(path: Path) -> list[str]:
+    """The mount points strictly below *path*: what an overlay of it would not show."""
+    real = os.path.realpath(path)
+    prefix = real.rstrip("/") + "/"
+    return [m.mount_point for m in mountinfo() if m.mount_point != real and m.mount_point.startswith(prefix)]
+
+
+def _read_only_copy(state: Path, source: Path, missing: list[tuple[str, str]], *, userns: bool) -> list[Step]:
+    """Steps that make the root an overlay of the read-only *source* under a throwaway upper,
+    in which the mount points it lacks are made (the root is read-only again at the end):
+    the source itself is never written.  Refused where the overlay would show less than a
+    bind: below a source with mounts of its own (a user namespace could not stack it either)."""
+    below = _mounts_below(source)
+    if below:
+        target, what = missing[0]
+        raise ConfigError(
+            f"{what} `{target}`: No such file or directory in the read-only root `{source}`, and nothing is "
+            f"created in a read-only root (an overlay over it would hide `{below[0]}` and the other mounts "
+            "below it): make it there, or use a writable root (host_root(), image(), rootfs(writable=True))",
+            what="mounts",
+        )
+    return _state_steps(state) + _overlay_steps(state, [source], None, userns=userns)
 
 
 def _cgroup_fs_steps(root: Path, *, userns: bool, hierarchies: tuple[Path, ...]) -> list[Step]:
@@ -114,8 +153,15 @@ def _cgroup_fs_steps(root: Path, *, userns: bool, hierarchies: tuple[Path, ...])
 def _plain_mount_steps(m: Bind | Tmpfs) -> list[Step]:
     """A mount into the host's own view (a container without a root of its own)."""
     target = "/" + m.target.lstrip("/")
+    if not os.path.lexists(target):
+        what = "tmpfs target" if isinstance(m, Tmpfs) else "bind target"
+        raise ConfigError(
+            f"{what} `{target}`: No such file or directory (a container without a root of its own sees the "
+            "host's files, and nothing is created in them)",
+            what="mounts",
+        )
     if isinstance(m, Tmpfs):
-        return [Mkdir(target), Mount("tmpfs", target, "tmpfs", int(m.flags), m.data)]
+        return [Mount("tmpfs", target, "tmpfs", int(m.flags), m.data)]
     steps: list[Step] = [Mount(m.source, target, None, C.MS_BIND | (C.MS_REC if m.recursive else 0))]
     if m.remount_flags:
         steps.append(Mount(None, target, None, C.MS_REMOUNT | C.MS_BIND | int(m.remount_flags)))
@@ -146,12 +192,13 @@ def root_steps(
         # No root of its own: the host's view, private to the container's mount namespace.
         plain = [s for m in cfg.mounts for s in _plain_mount_steps(m)]
         return plain + (proc_view.steps(None) if proc_view is not None else [])  # nsprim: proc_view
-    root, make_root, readonly = _source(cfg, state, userns=userns)
+    root, make_root, source = _source(cfg, state, userns=userns)
     binds = tuple(m for m in cfg.mounts if isinstance(m, Bind))
     tmpfs = tuple(m for m in cfg.mounts if isinstance(m, Tmpfs))
     rootfs = RootFS(
         root,
-        readonly=readonly,
+        readonly=source is not None,  # (then nothing is created in it: see RootFS.mount_points)
+        source=source,
         nodev=True,  # an image's device nodes must not open host devices
         proc=cfg.mount_proc,
         devices="bind" if userns else "mknod",
@@ -159,6 +206,9 @@ def root_steps(
         tmpfs=tmpfs,
         readonly_paths=(*DEFAULT_READONLY_PATHS, *cfg.readonly_paths),
     )
+    if source is not None and (missing := rootfs.missing_mount_points()):
+        make_root = _read_only_copy(state, source, missing, userns=userns)
+        rootfs = replace(rootfs, source=None, mount_points="create")
     prepare: list[Step] = []
     if part != "finish":
         prepare = rootfs.prepare_steps()
