@@ -161,8 +161,11 @@ class Child:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
-    def readline(self, timeout: float = 20.0) -> str:
-        """The next line of output; fails the test after *timeout* seconds."""
+    def readline(self, timeout: float = 90.0) -> str:
+        """The next line of output; fails the test after *timeout* seconds.
+
+        Generous: a Python child under a CPU quota in the emulated VM, on a busy
+        host, can take tens of seconds to start; only a hung child should fail."""
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not ready:
