@@ -40,7 +40,10 @@ ffibuilder.set_source(
     sources=[str((HERE / name).relative_to(ROOT)) if Path.cwd() == ROOT else str(HERE / name) for name in SOURCES],
     include_dirs=[str(HERE)],
     define_macros=[("NSPRIM_VERSION", f'"{_version()}"')],
-    extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing"],
+    # No variable-length arrays: child code may run on a vfork child's small stack, in the caller's frame.
+    extra_compile_args=[
+        "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing", "-Werror=vla",
+    ],  # fmt: skip
     # The file also runs as a program, the detached containers' monitor (monitor_image.c).
     extra_link_args=["-Wl,-e,nsp_monitor_entry"],
 )

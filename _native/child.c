@@ -10,6 +10,8 @@
 #include "container.h"
 #include "security.h"
 
+#define CHECK(expr) ((expr) < 0 ? -errno : 0)
+
 static void write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
@@ -92,8 +94,16 @@ static int mark_cloexec_from(int first)
 
 static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
 {
+    /* A fixed array: this may run on the 64 KiB stack of a vfork child,
+     * which lies in the suspended caller's frame. */
+    int tmp[NSP_MAX_FDMAP_PAIRS];
+    if (s->nints < 0 || s->nints % 2 != 0 || s->nints / 2 > NSP_MAX_FDMAP_PAIRS || (s->nints > 0 && !s->ints))
+        return -EINVAL;
     int npairs = s->nints / 2;
     int maxdst = 2;
+    for (int i = 0; i < 2 * npairs; i++)
+        if (s->ints[i] < 0)
+            return -EBADF;
     for (int i = 0; i < npairs; i++)
         if (s->ints[2 * i + 1] > maxdst)
             maxdst = s->ints[2 * i + 1];
@@ -110,7 +120,6 @@ static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
     }
     /* Stage every source above all targets first, so that a target never
      * overwrites a source still to be used (e.g. 3->4 and 4->3). */
-    int tmp[npairs > 0 ? npairs : 1];
     for (int i = 0; i < npairs; i++) {
         tmp[i] = fcntl(s->ints[2 * i], F_DUPFD_CLOEXEC, maxdst + 1);
         if (tmp[i] < 0)
@@ -124,6 +133,27 @@ static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
         close(tmp[i]);
     }
     return 0;
+}
+
+static int id_ok(long long id)
+{
+    return id >= 0 && id <= NSP_MAX_ID;
+}
+
+_Static_assert(sizeof(gid_t) == sizeof(int), "SETGROUPS passes its ints as the gid_t array");
+
+static int do_setgroups(const struct nsp_step *s)
+{
+    if (s->nints < 0 || s->nints > NSP_MAX_GROUPS || (s->nints > 0 && !s->ints))
+        return -EINVAL;
+    /* The ints are the gids' bit patterns: handed to the kernel as they are,
+     * with no copy (up to 256 KiB, far more than a vfork child's stack). */
+    const gid_t *groups = (const gid_t *)s->ints;
+    for (int i = 0; i < s->nints; i++)
+        if (groups[i] == (gid_t)-1)
+            return -EINVAL;
+    /* The raw call: glibc's setgroups broadcasts to all threads. */
+    return CHECK(syscall(SYS_setgroups, (size_t)s->nints, s->nints > 0 ? groups : NULL));
 }
 
 extern char **environ;
@@ -231,8 +261,6 @@ static int wait_for_parent(struct child_ctx *ctx)
     }
 }
 
-#define CHECK(expr) ((expr) < 0 ? -errno : 0)
-
 static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
 {
     switch (s->kind) {
@@ -272,16 +300,16 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         return CHECK(chdir(s->path));
     case NSP_STEP_WRITE_FILE:
         return do_write_file(s);
-    case NSP_STEP_SETGROUPS: {
-        gid_t groups[s->nints > 0 ? s->nints : 1];
-        for (int i = 0; i < s->nints; i++)
-            groups[i] = (gid_t)s->ints[i];
-        /* The raw call: glibc's setgroups broadcasts to all threads. */
-        return CHECK(syscall(SYS_setgroups, (size_t)s->nints, groups));
-    }
+    case NSP_STEP_SETGROUPS:
+        return do_setgroups(s);
     case NSP_STEP_SETRESGID:
+        /* A value past gid_t would wrap (2**32 to root, -1 to "unchanged"). */
+        if (!id_ok(s->a))
+            return -EINVAL;
         return CHECK(syscall(SYS_setresgid, (gid_t)s->a, (gid_t)s->a, (gid_t)s->a));
     case NSP_STEP_SETRESUID:
+        if (!id_ok(s->a))
+            return -EINVAL;
         return CHECK(syscall(SYS_setresuid, (uid_t)s->a, (uid_t)s->a, (uid_t)s->a));
     case NSP_STEP_FDMAP:
         return do_fdmap(ctx, s);

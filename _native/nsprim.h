@@ -64,10 +64,12 @@ enum nsp_step_kind {
     NSP_STEP_CHROOT,          /* path                                          */
     NSP_STEP_CHDIR,           /* path                                          */
     NSP_STEP_WRITE_FILE,      /* path, str = contents, a = length              */
-    NSP_STEP_SETGROUPS,       /* ints[nints]                                   */
-    NSP_STEP_SETRESGID,       /* a = gid                                       */
-    NSP_STEP_SETRESUID,       /* a = uid                                       */
-    NSP_STEP_FDMAP,           /* ints = src0, dst0, src1, dst1, ...; then all
+    NSP_STEP_SETGROUPS,       /* ints[nints] (gid_t bit patterns), nints at
+                                 most NSP_MAX_GROUPS                          */
+    NSP_STEP_SETRESGID,       /* a = gid, 0..NSP_MAX_ID                        */
+    NSP_STEP_SETRESUID,       /* a = uid, 0..NSP_MAX_ID                        */
+    NSP_STEP_FDMAP,           /* ints = src0, dst0, src1, dst1, ... (at most
+                                 NSP_MAX_FDMAP_PAIRS pairs); then all
                                  other fds >= 3 become close-on-exec          */
     NSP_STEP_SETSID,
     NSP_STEP_SETCTTY,         /* a = fd                                        */
@@ -104,6 +106,13 @@ enum nsp_step_kind {
 
 /* In any step's flags: a missing path (ENOENT) is not a failure. */
 #define NSP_STEP_OPTIONAL 256
+
+/* Bounds the child checks again (Python checks them first): the largest
+ * uid/gid ((uid_t)-1 means "unchanged" to the kernel), the kernel's
+ * NGROUPS_MAX, and the descriptors one FDMAP step may place. */
+#define NSP_MAX_ID 4294967294
+#define NSP_MAX_GROUPS 65536
+#define NSP_MAX_FDMAP_PAIRS 1024
 
 struct nsp_step {
     int kind;

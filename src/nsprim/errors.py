@@ -176,7 +176,23 @@ class StepError(SyscallError):
 
 
 class ExecutableNotFoundError(StepError, FileNotFoundError):
-    """The program to execute does not exist (a failed ``exec`` step)."""
+    """The program to execute does not exist (a failed ``exec`` step).
+
+    For a name searched in a ``PATH`` the message says which, e.g.
+    "exec `cmd`: not found in the container's PATH `/usr/bin:/bin`".
+    """
+
+    def __init__(self, err: int, step: Any, index: int) -> None:
+        super().__init__(err, step, index)
+        searched = getattr(step, "searched", None)
+        path = searched() if callable(searched) else None
+        owner = getattr(step, "search_owner", "PATH")
+        self.reason = f"not found in {owner} `{path}`" if isinstance(path, str) else None
+
+    def __str__(self) -> str:
+        if self.reason is None:
+            return super().__str__()
+        return f"{self.detail}: {self.reason} [plan step {self.index}]"
 
 
 class UnsupportedError(NsprimError):
@@ -200,12 +216,28 @@ class ProcessLookupFailed(SyscallError, ProcessLookupError):
 
 
 class TimeoutExpired(NsprimError, TimeoutError):
-    """A wait ran out of time; the process is still running."""
+    """A wait ran out of time.
 
-    def __init__(self, pid: int, timeout: float) -> None:
-        super().__init__(f"process {pid} still running after {timeout:g} s")
+    ``killed`` says what happened next: ``False``, the process is still
+    running (a plain wait); ``True``, it was killed for it (``run(timeout=)``).
+    ``name`` names a container instead of the bare pid.
+    """
+
+    def __init__(self, pid: int, timeout: float, *, killed: bool = False, name: str | None = None) -> None:
+        who = f"container `{name}`" if name else f"process {pid}"
+        text = f"{who} killed after {timeout:g} s timeout" if killed else f"{who} still running after {timeout:g} s"
+        super().__init__(text)
         self.pid = pid
         self.timeout = timeout
+        self.killed = killed
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_timeout, (self.pid, self.timeout, self.killed, self.name))
+
+
+def _rebuild_timeout(pid: int, timeout: float, killed: bool, name: str | None) -> TimeoutExpired:
+    return TimeoutExpired(pid, timeout, killed=killed, name=name)
 
 
 class SpecError(ConfigError):

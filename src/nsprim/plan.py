@@ -24,7 +24,9 @@ from functools import cached_property
 from typing import ClassVar
 
 from ._sys import C
-from ._sys.spawn import OPTIONAL, EncodedPlan, RawStep, StepKind, encode
+from ._sys.spawn import MAX_FDMAP_PAIRS, OPTIONAL, EncodedPlan, RawStep, StepKind, encode
+from .checks import check_argv, check_env, check_groups, check_id, check_uts_name
+from .errors import ConfigError
 
 __all__ = [
     "Step",
@@ -159,6 +161,9 @@ class SetHostname(Step):
     name: str
     operation: ClassVar[str] = "sethostname"
 
+    def __post_init__(self) -> None:
+        check_uts_name(self.name, "hostname")
+
     def describe(self) -> str:
         return f"sethostname `{self.name}`"
 
@@ -172,6 +177,9 @@ class SetDomainname(Step):
 
     name: str
     operation: ClassVar[str] = "setdomainname"
+
+    def __post_init__(self) -> None:
+        check_uts_name(self.name, "domainname")
 
     def describe(self) -> str:
         return f"setdomainname `{self.name}`"
@@ -319,8 +327,12 @@ class SetGroups(Step):
     groups: tuple[int, ...]
     operation: ClassVar[str] = "setgroups"
 
+    def __post_init__(self) -> None:
+        check_groups(self.groups)
+
     def lower(self) -> RawStep:
-        return RawStep(StepKind.SETGROUPS, ints=self.groups)
+        # C ints carry the gid_t bit patterns (gids above 2**31 included).
+        return RawStep(StepKind.SETGROUPS, ints=tuple(g - (1 << 32) if g >= 1 << 31 else g for g in self.groups))
 
 
 @dataclass(frozen=True)
@@ -329,6 +341,9 @@ class SetGid(Step):
 
     gid: int
     operation: ClassVar[str] = "setgid"
+
+    def __post_init__(self) -> None:
+        check_id(self.gid, "gid")
 
     def describe(self) -> str:
         return f"setgid {self.gid}"
@@ -343,6 +358,9 @@ class SetUid(Step):
 
     uid: int
     operation: ClassVar[str] = "setuid"
+
+    def __post_init__(self) -> None:
+        check_id(self.uid, "uid")
 
     def describe(self) -> str:
         return f"setuid {self.uid}"
@@ -362,6 +380,12 @@ class FdMap(Step):
     pairs: tuple[tuple[int, int], ...]
     keep_others: bool = False
     operation: ClassVar[str] = "dup"
+
+    def __post_init__(self) -> None:
+        if len(self.pairs) > MAX_FDMAP_PAIRS:
+            raise ConfigError(f"{len(self.pairs)} descriptors to place: at most {MAX_FDMAP_PAIRS}", what="pass_fds")
+        if any(fd < 0 for pair in self.pairs for fd in pair):
+            raise ConfigError(f"negative file descriptor in {self.pairs}", what="pass_fds")
 
     def describe(self) -> str:
         return "set up file descriptors " + ", ".join(f"{s}->{d}" for s, d in self.pairs)
@@ -500,18 +524,30 @@ class Exec(Step):
     argv: Sequence[str | bytes]
     env: Mapping[str, str] | None = None
     search_path: str | None = None
+    search_owner: str = "PATH"  # whose PATH it is, for messages ("the container's PATH")
     operation: ClassVar[str] = "exec"
+
+    def __post_init__(self) -> None:
+        check_argv((os.fspath(self.file), *self.argv))
+        if self.env is not None:
+            check_env(self.env)
 
     @property
     def path(self) -> str | None:
         return os.fspath(self.file)
 
+    def searched(self) -> str | None:
+        """The PATH the child searches for the file, or ``None`` when the file has a ``/``."""
+        if "/" in os.fspath(self.file):
+            return None
+        if self.search_path is not None:
+            return self.search_path
+        return (os.environ if self.env is None else self.env).get("PATH", os.defpath)
+
     def lower(self) -> RawStep:
         # env None: the child passes on the environment it has (the caller's).
         envp = None if self.env is None else tuple(f"{k}={v}".encode() for k, v in self.env.items())
-        search = self.search_path
-        if search is None and "/" not in os.fspath(self.file):
-            search = (os.environ if self.env is None else self.env).get("PATH", os.defpath)
+        search = self.searched()
         return RawStep(
             StepKind.EXEC,
             path=_b(self.file),

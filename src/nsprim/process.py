@@ -29,6 +29,7 @@ from typing import IO, Any
 from . import _sys
 from ._sys import C
 from ._sys import spawn as _spawn
+from .checks import check_argv, check_env, check_groups, check_id, check_uts_name
 from .errors import ConfigError, ExecutableNotFoundError, StepError, SyscallError, TimeoutExpired
 from .idmap import IdMap, write_id_maps
 from .namespace import Namespace, NamespaceId, NamespaceType, namespace_ids
@@ -596,6 +597,18 @@ def spawn(
     """
     if not argv:
         raise ConfigError("argv must name a program", what="argv")
+    # Everything the kernel would truncate or wrap is refused before the first system call.
+    check_argv([os.fsencode(a) for a in argv])
+    if env is not None:
+        check_env(env)
+    for name, what in ((hostname, "hostname"), (domainname, "domainname")):
+        if name is not None:
+            check_uts_name(name, what)
+    for ident, what in ((uid, "uid"), (gid, "gid")):
+        if ident is not None:
+            check_id(ident, what)
+    if groups is not None:
+        groups = check_groups(groups)
     types = {NamespaceType.parse(t) for t in new}
     if time_offsets is not None:
         types.add(NamespaceType.TIME)
@@ -715,6 +728,10 @@ def run(
     with spawn(argv, **kwargs) as proc:
         try:
             out, err = proc.communicate(input, timeout)
+        except TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise TimeoutExpired(proc.pid, timeout or 0.0, killed=True) from None
         except BaseException:
             proc.kill()
             proc.wait()

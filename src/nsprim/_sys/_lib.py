@@ -114,6 +114,9 @@ class NativeLib(Protocol):
     NSP_STEP_MOUNT_FS: int
     NSP_STEP_KEEP_FD: int
     NSP_STEP_OPTIONAL: int
+    NSP_MAX_ID: int
+    NSP_MAX_GROUPS: int
+    NSP_MAX_FDMAP_PAIRS: int
     NSP_WATCH_CGROUP: int
     NSP_WATCH_PID: int
     NSP_WATCH_TREE: int

@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SyscallError
+from ..errors import ConfigError, SyscallError
 from ._lib import ffi as _ffi
 from ._lib import lib
 
 __all__ = [
     "OPTIONAL",
+    "MAX_GROUPS",
+    "MAX_FDMAP_PAIRS",
     "StepKind",
     "StepPart",
     "RawStep",
@@ -83,6 +85,11 @@ class StepKind(enum.IntEnum):
 
 
 OPTIONAL: int = lib.NSP_STEP_OPTIONAL  # a step flag: a missing path is no failure
+MAX_GROUPS: int = lib.NSP_MAX_GROUPS  # supplementary groups one SETGROUPS step may set (the kernel's NGROUPS_MAX)
+MAX_FDMAP_PAIRS: int = lib.NSP_MAX_FDMAP_PAIRS  # descriptors one FDMAP step may place
+
+# Steps whose `str` is data of length `a`, not a C string.
+_BINARY_STR = frozenset({StepKind.WRITE_FILE, StepKind.SECCOMP})
 
 
 class StepPart(enum.IntEnum):
@@ -131,17 +138,20 @@ class EncodedPlan:
         keep: list[Any] = []
         steps = _ffi.new("struct nsp_step[]", max(len(raw), 1))
 
-        def cstr(value: bytes | None) -> Any:
+        def cstr(value: bytes | None, field: str = "", kind: StepKind | None = None) -> Any:
             if value is None:
                 return _ffi.NULL
+            if kind is not None and b"\0" in value:
+                # C would read up to the first NUL: refuse rather than truncate.
+                raise ConfigError(f"a NUL byte in the {field} of a {kind.name.lower()} step", what=field)
             buf = _ffi.new("char[]", value)
             keep.append(buf)
             return buf
 
-        def cvec(values: tuple[bytes, ...] | None) -> Any:
+        def cvec(values: tuple[bytes, ...] | None, field: str, kind: StepKind) -> Any:
             if values is None:
                 return _ffi.NULL
-            items = [cstr(v) for v in values]
+            items = [cstr(v, field, kind) for v in values]
             vec = _ffi.new("char *[]", [*items, _ffi.NULL])
             keep.append(vec)
             return vec
@@ -153,12 +163,13 @@ class EncodedPlan:
             s.a = step.a
             s.b = step.b
             s.c = step.c
-            s.path = cstr(step.path)
-            s.path2 = cstr(step.path2)
-            s.str = cstr(step.str)
-            s.str2 = cstr(step.str2)
-            s.strv = cvec(step.strv)
-            s.strv2 = cvec(step.strv2)
+            kind = step.kind
+            s.path = cstr(step.path, "path", kind)
+            s.path2 = cstr(step.path2, "path2", kind)
+            s.str = cstr(step.str, "str", None if kind in _BINARY_STR else kind)
+            s.str2 = cstr(step.str2, "str2", kind)
+            s.strv = cvec(step.strv, "strv", kind)
+            s.strv2 = cvec(step.strv2, "strv2", kind)
             if step.ints:
                 ints = _ffi.new("int[]", list(step.ints))
                 keep.append(ints)

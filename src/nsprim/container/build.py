@@ -190,7 +190,8 @@ def _body(
     # chdir as the user the payload runs as, as runc does.
     steps.append(Chdir(cfg.cwd))
     env = dict(cfg.env)
-    steps.append(Exec(cfg.argv[0], list(cfg.argv), env, env.get("PATH", "/usr/bin:/bin")))
+    search = env.get("PATH", "/usr/bin:/bin")
+    steps.append(Exec(cfg.argv[0], list(cfg.argv), env, search, search_owner="the container's PATH"))
     return Plan(tuple(steps)), NamespaceType.mask(clone_types)
 
 

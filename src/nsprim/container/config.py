@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cgroup import CpuResources, MemoryResources, PidsResources, Resources
+from ..checks import check_argv, check_env, check_groups, check_id, check_uts_name
 from ..errors import ConfigError
 from ..idmap import IdMap
 from ..namespace import Namespace, NamespaceType
@@ -155,13 +156,29 @@ class ContainerConfig:
             fields = line.split(":")
             if len(fields) >= 4 and fields[0] == self.user_name:
                 gid = int(fields[3]) if self.gid < 0 else self.gid
-                return replace(self, uid=int(fields[2]), gid=gid, user_name=None)
+                found = replace(self, uid=int(fields[2]), gid=gid, user_name=None)
+                check_id(found.uid, "uid")  # the file's ids are no more trusted than the caller's
+                check_id(found.gid, "gid")
+                return found
         raise ConfigError(f"unknown user `{self.user_name}`: not in the container's `{path}`", what="user")
 
     def validate(self) -> None:
         """Check the combination before any system call (raises :class:`ConfigError`)."""
         if not self.argv:
             raise ConfigError("the container has no command: use .command(...) or pass argv", what="argv")
+        check_argv(self.argv)
+        check_env(self.env)
+        if self.user_name is None or self.gid != -1:  # (-1: the gid comes from the container's passwd)
+            check_id(self.gid, "gid")
+        if self.user_name is None:
+            check_id(self.uid, "uid")
+        elif "\0" in self.user_name:
+            raise ConfigError(f"user `{self.user_name!r}` contains a NUL byte", what="user")
+        check_groups(self.groups)
+        if self.hostname is not None:
+            check_uts_name(self.hostname, "hostname")
+        if "\0" in self.cwd:
+            raise ConfigError(f"working directory {self.cwd!r} contains a NUL byte", what="cwd")
         joined = {t for t, _ in self.join}
         both = joined & self.namespaces
         if both:
@@ -258,9 +275,13 @@ class Container:
 
         A name is looked up in the container's ``/etc/passwd`` when it starts.
         """
+        checked = check_groups(groups)
+        if gid is not None:
+            check_id(gid, "gid")
         if isinstance(uid, str):
-            return self._with(user_name=uid, gid=gid if gid is not None else -1, groups=tuple(groups))
-        return self._with(uid=uid, gid=uid if gid is None else gid, groups=tuple(groups), user_name=None)
+            return self._with(user_name=uid, gid=gid if gid is not None else -1, groups=checked)
+        check_id(uid, "uid")
+        return self._with(uid=uid, gid=uid if gid is None else gid, groups=checked, user_name=None)
 
     def rlimit(self, resource: int, soft: int, hard: int | None = None) -> Container:
         """Add a resource limit (``resource.RLIMIT_*``)."""

@@ -597,7 +597,7 @@ def run_container(
             out, err = box.process.communicate(input, timeout)
         except TimeoutExpired:
             box.kill()
-            raise
+            raise TimeoutExpired(box.pid, timeout or 0.0, killed=True, name=box.id) from None
         box.wait()
         status = box.returncode
         assert status is not None
