@@ -369,6 +369,10 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         return nsp_root_enter(s);
     case NSP_STEP_MOUNT_FS:
         return nsp_root_mount_fs(s, &ctx->part);
+    case NSP_STEP_TERMINAL:
+        if ((s->b != -1 && !id_ok(s->b)) || (s->c != -1 && !id_ok(s->c)))
+            return -EINVAL;
+        return nsp_child_terminal((int)s->a, s->b, s->c);
     case NSP_STEP_KEEP_FD: {
         /* Only a child that shares the parent's memory and descriptor table
          * can leave it a descriptor this way. */

@@ -168,6 +168,10 @@
 #define MS_UNBINDABLE (1 << 17)
 #endif
 
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
 #include "nsprim.h"
 
 #endif

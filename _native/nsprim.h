@@ -99,9 +99,16 @@ enum nsp_step_kind {
     NSP_STEP_ENTER_ROOT,      /* path: pivot_root (flags 1: or chroot), detach */
     NSP_STEP_MOUNT_FS,        /* new mount API: str = fstype, strv = params,
                                  path2 = target, a = MOUNT_ATTR_* flags       */
-    NSP_STEP_KEEP_FD          /* path: open it (O_RDONLY | b) and leave the
+    NSP_STEP_KEEP_FD,         /* path: open it (O_RDONLY | b) and leave the
                                  descriptor to the parent in kept_fds[a]
                                  (vfork mode with CLONE_FILES only)          */
+    NSP_STEP_TERMINAL         /* a new pseudo-terminal from /dev/ptmx: its
+                                 size read from socket a (a struct winsize),
+                                 the slave chowned to uid b / gid c (-1: keep)
+                                 made the controlling terminal (in a new
+                                 session if need be) and fds 0-2; the master
+                                 sent back over socket a (SCM_RIGHTS), which
+                                 is then closed                              */
 };
 
 /* In any step's flags: a missing path (ENOENT) is not a failure. */

@@ -193,6 +193,7 @@ class _Raw(Step):
         raw.RawStep(raw.StepKind.SETGROUPS, ints=(5, -1)),  # (gid_t)-1
         raw.RawStep(raw.StepKind.SETGROUPS, ints=(0,) * (raw.MAX_GROUPS + 1)),
         raw.RawStep(raw.StepKind.FDMAP, ints=(1, 1) * (raw.MAX_FDMAP_PAIRS + 1)),
+        raw.RawStep(raw.StepKind.TERMINAL, a=3, b=2**32),
     ],
 )
 def test_c_refuses_what_python_would(step: raw.RawStep) -> None:

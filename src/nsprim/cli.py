@@ -1,7 +1,7 @@
 """The ``nsprim`` command line, in the idiom of unshare, nsenter and bwrap.
 
     nsprim run [--rootfs DIR] [--memory 256M] [--cpus 0.5] [--pids 64] [--net none|host|veth]
-               [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--user] [--init] -- CMD...
+               [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--user] [--init] [-t] -- CMD...
     nsprim run -d [--name NAME] [--rm] ... -- CMD...     (detached: nsprim ps [-a], stop, rm, logs)
     nsprim ns list PID
     nsprim ns exec PID [--all | --net --mnt --pid --uts --ipc --user --cgroup --time] -- CMD...
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from .errors import ConfigError, NsprimError
 
 if TYPE_CHECKING:
-    from .container import DetachedContainer
+    from .container import Container, DetachedContainer
 
 __all__ = ["main", "build_parser"]
 
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hostname", metavar="NAME", help="host name inside")
     run.add_argument("--user", action="store_true", help="a user namespace: you are root inside, yourself outside")
     run.add_argument("--init", action="store_true", help="a minimal init as pid 1 (reaps zombies, forwards signals)")
+    run.add_argument(
+        "--tty", "-t", action="store_true", help="a terminal of its own, attached to yours (as docker run -it)"
+    )
     run.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE", help="set a variable")
     run.add_argument("--cwd", default="/", metavar="DIR", help="working directory inside")
     run.add_argument("--name", metavar="NAME", help="the container's name (for ps, stop, rm)")
@@ -142,18 +145,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     box = box.cwd(args.cwd)
     if args.name:
         box = box.name(args.name)
+    if args.tty:
+        box = box.tty()
     if args.detach:
         started = box.detach(remove=args.rm).start()
         print(started.id)
         started.close()  # the container goes on under its monitor
         return 0
-    result = box.run()
-    if result.oom_killed:
+    return _run_forwarding_signals(box, args)
+
+
+def _run_forwarding_signals(box: Container, args: argparse.Namespace) -> int:
+    """Run *box* with the signals ``docker run`` forwards passed on to it (SIGWINCH resizes its
+    terminal instead, with ``-t``); exit with its status."""
+    import signal
+
+    from .container.terminal import FORWARDED_SIGNALS, SignalForwarder
+
+    forwarded = [s for s in FORWARDED_SIGNALS if not (args.tty and s == signal.SIGWINCH)]
+    with SignalForwarder(forwarded) as forwarder, box.start() as running:
+        forwarder.target = running
+        status = running.attach() if args.tty else running.wait()
+        oom_killed = running.oom_killed
+    if oom_killed:
         limit = args.memory or "its memory limit"
         print(f"nsprim: the container ran out of memory ({limit}) and the kernel killed it", file=sys.stderr)
-    if result.returncode < 0:
-        return 128 - result.returncode
-    return result.returncode
+    return _status(status)
 
 
 def _cmd_ns(args: argparse.Namespace) -> int:

@@ -113,6 +113,7 @@ class NativeLib(Protocol):
     NSP_STEP_ENTER_ROOT: int
     NSP_STEP_MOUNT_FS: int
     NSP_STEP_KEEP_FD: int
+    NSP_STEP_TERMINAL: int
     NSP_STEP_OPTIONAL: int
     NSP_MAX_ID: int
     NSP_MAX_GROUPS: int

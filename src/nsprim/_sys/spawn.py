@@ -82,6 +82,7 @@ class StepKind(enum.IntEnum):
     ENTER_ROOT = lib.NSP_STEP_ENTER_ROOT
     MOUNT_FS = lib.NSP_STEP_MOUNT_FS
     KEEP_FD = lib.NSP_STEP_KEEP_FD
+    TERMINAL = lib.NSP_STEP_TERMINAL
 
 
 OPTIONAL: int = lib.NSP_STEP_OPTIONAL  # a step flag: a missing path is no failure

@@ -38,6 +38,7 @@ from ..plan import (
     SetHostname,
     SetNs,
     SetRlimit,
+    SetSid,
     SetUid,
     Step,
     Sync,
@@ -49,6 +50,7 @@ from ..process import ParentAction, join_namespaces
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView
 from .rootfs import root_steps
+from .terminal import TERMINAL_FD, OpenTerminal
 
 if TYPE_CHECKING:
     from .veth import VethLink
@@ -135,7 +137,9 @@ def _body(
     *prepared*: the child joins a mount namespace in which the first part of
     the root is already made (:func:`prepare_plan`), instead of a new one.
     """
-    steps: list[Step] = []
+    # Out of the caller's session first: a payload sharing it could push keystrokes
+    # into the caller's terminal (TIOCSTI), as runc and crun also prevent.
+    steps: list[Step] = [SetSid()]
     create = set(cfg.namespaces)
     clone_types = set(create) - {NamespaceType.TIME}
     if NamespaceType.CGROUP in create and cgroup_by_write:
@@ -171,6 +175,8 @@ def _body(
         steps.append(InterfaceUp("lo"))
     if cfg.init and NamespaceType.PID in create and not for_exec:
         steps.append(Init())
+    if cfg.tty:  # after the root (its devpts) and the init (the payload's terminal), as root still
+        steps.append(OpenTerminal(TERMINAL_FD, uid=cfg.uid, gid=cfg.gid))
     for lim in cfg.rlimits:
         steps.append(SetRlimit(lim.resource, lim.soft, lim.hard))
     if security is not None:

@@ -131,6 +131,8 @@ class ContainerConfig:
     # nsprim: proc_view (issue #6) -- generated /proc/meminfo, /proc/cpuinfo, cpu/online; see procview.py
     proc_view: bool = False
     proc_view_refresh: float | None = 1.0  # seconds between background refreshes; None: only by hand
+    tty: bool = False  # a pseudo-terminal of its own as the payload's controlling terminal and fds 0-2
+    tty_size: tuple[int, int] | None = None  # (rows, columns) at start; None: the caller's terminal's
 
     def etc_passwd(self) -> Path:
         """Where the container's ``/etc/passwd`` is, seen from the host."""
@@ -177,6 +179,8 @@ class ContainerConfig:
         check_groups(self.groups)
         if self.hostname is not None:
             check_uts_name(self.hostname, "hostname")
+        if self.tty and self.detach:
+            raise ConfigError("a detached container cannot keep a terminal: no tty with detach", what="tty")
         if "\0" in self.cwd:
             raise ConfigError(f"working directory {self.cwd!r} contains a NUL byte", what="cwd")
         joined = {t for t, _ in self.join}
@@ -291,6 +295,23 @@ class Container:
     def umask(self, mask: int | None) -> Container:
         """The file mode creation mask (``None``: inherit)."""
         return self._with(umask=mask)
+
+    def tty(self, enabled: bool = True, *, size: tuple[int, int] | None = None) -> Container:
+        """Give the payload a pseudo-terminal of its own, as ``docker run -t`` does.
+
+        The terminal comes from the container's own ``devpts``; it is the
+        payload's controlling terminal and its fds 0-2, and the master side is
+        :attr:`RunningContainer.terminal <nsprim.container.RunningContainer.terminal>`.
+        Its window size starts as *size* (rows, columns), else as this process'
+        terminal's.  :meth:`run` relays this process' terminal to it (raw mode,
+        window size kept in sync, modes restored on exit); see
+        :mod:`nsprim.container.terminal`.
+        """
+        if size is not None:
+            from .terminal import check_size
+
+            size = check_size(size)
+        return self._with(tty=enabled, tty_size=size)
 
     def init(self, enabled: bool = True) -> Container:
         """Run a minimal init as pid 1 that reaps zombies and forwards signals."""

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from io import FileIO
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -29,11 +30,12 @@ from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
 from ..cgroup.host import HostInfo
 from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired, UnsupportedError
 from ..namespace import Namespace, NamespaceId, NamespaceType
-from ..process import PIPE, Process, open_streams, start
+from ..process import DEVNULL, PIPE, Process, open_streams, start
 from .build import ChildPlan, build_plan, cached_host_info
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView, view_directory
 from .rootfs import host_dirs
+from .terminal import TERMINAL_FD, TerminalChannel, attach, relay, set_terminal_size, terminal_size
 
 if TYPE_CHECKING:
     from .._sys.spawn import MonitorSpec
@@ -268,6 +270,8 @@ class RunningContainer:
         self._execs: list[Process] = []  # exec()'d processes: our children, in its pid namespace
         self.oom_killed = False
         self.final_stats: Stats | None = None
+        #: The master side of the container's terminal (:meth:`Container.tty`), else ``None``.
+        self.terminal: FileIO | None = None
 
     # ---- identity --------------------------------------------------------------
 
@@ -330,6 +334,29 @@ class RunningContainer:
 
     def _reap_execs(self) -> None:
         self._execs = [p for p in self._execs if p.poll() is None]
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the window size of the container's terminal (its payload gets SIGWINCH)."""
+        set_terminal_size(self._need_terminal("resize").fileno(), rows, cols)
+
+    def attach(self, stdin: int | None = 0, stdout: int | None = 1) -> int:
+        """Connect this process' terminal to the container's until its pid 1 exits; return its status.
+
+        What *stdin* gives goes to the container's terminal, what it writes goes
+        to *stdout*.  A terminal on *stdin* is in raw mode meanwhile (keys, ``^C``
+        included, go to the container) and gets its modes back on every way out;
+        the container's window size follows the caller's, on every SIGWINCH when
+        called from the main thread.
+        """
+        master = self._need_terminal("attach").fileno()
+        if self.process.returncode is None:
+            attach(master, self.process.pidfd, stdin, stdout)
+        return self.wait()
+
+    def _need_terminal(self, what: str) -> FileIO:
+        if self.terminal is None:
+            raise ConfigError(f"{what} needs the container's terminal: use .tty()", what="tty")
+        return self.terminal
 
     def send_signal(self, sig: int) -> None:
         """Signal the container's pid 1 (with ``init``, it forwards to the payload)."""
@@ -438,6 +465,8 @@ class RunningContainer:
                 self.kill()
                 self.process.wait()
         finally:
+            if self.terminal is not None:
+                self.terminal.close()
             self.process.close()
             self._finish()
 
@@ -472,12 +501,18 @@ def start_container(
         config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
     config.validate()
     config = config.resolve_user()
+    if config.tty:
+        if stdin is not None or stdout is not None or stderr is not None:
+            raise ConfigError("a container with a tty has its terminal as stdin, stdout and stderr", what="tty")
+        stdin = stdout = stderr = DEVNULL  # the setup never holds the caller's streams either
     if config.detach:
         from .registry import Registration
 
         Registration.check(config, warm)
     prep = _Prepared(config, warm)
     netns_fd = mntns_fd = root_fd = -1
+    channel: TerminalChannel | None = None
+    master = -1
     try:
         prep.setup()
         monitor = None
@@ -489,13 +524,16 @@ def start_container(
             # Kept until the container ended, then closed by the pool's thread: the
             # namespace's mounts are taken down there, not by the payload's exit.
             prep.mntns_fd = mntns_fd
+        if config.tty:
+            channel = TerminalChannel(config.tty_size or terminal_size(1) or terminal_size(0))
+        placed = [(channel.child_fd, TERMINAL_FD)] if channel is not None else []
         proc = _launch(
             config,
             lambda pairs: build_plan(
                 config,
                 cgroup=prep.cgroup,
                 state=prep.state,
-                stdio=pairs,
+                stdio=[*pairs, *placed],
                 joined=prep.namespaces,
                 proc_view=prep.proc_view,
                 netns_fd=netns_fd,
@@ -509,6 +547,13 @@ def start_container(
             log_id=prep.id,
             monitor=monitor,
         )
+        if channel is not None:
+            channel.child_started()
+            try:
+                master = channel.receive()
+            except BaseException:
+                proc.close()  # kills and reaps it
+                raise
         if prep.registration is not None:
             prep.registration.commit(proc, prep.cgroup)
             prep.watching, prep.handed_over = False, True
@@ -519,12 +564,17 @@ def start_container(
         for fd in (netns_fd, root_fd):  # the child holds them now, or starting failed
             if fd >= 0:
                 os.close(fd)
+        if channel is not None:
+            channel.close()
     if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
         prep.proc_view.start_refresher(config.proc_view_refresh)
     if not config.detach and prep.cgroup is None:
         watcher.watch_pid(proc.pid)
         prep.watched_pid = proc.pid
-    return RunningContainer(config, prep, proc)
+    box = RunningContainer(config, prep, proc)
+    if master >= 0:
+        box.terminal = os.fdopen(master, "r+b", buffering=0)
+    return box
 
 
 def _launch(
@@ -586,7 +636,16 @@ def run_container(
     stderr: Any = None,
     warm: _Supply | None = None,
 ) -> ContainerResult:
-    """Start, feed *input*, collect output, wait, clean up."""
+    """Start, feed *input*, collect output, wait, clean up.
+
+    With a tty, *input* is typed into the container's terminal and
+    *capture_output* collects what it shows (as ``stdout``); with neither, this
+    process' own terminal is attached (:meth:`RunningContainer.attach`).
+    """
+    if config.tty:
+        if stdin is not None or stdout is not None or stderr is not None:
+            raise ConfigError("a container with a tty has its terminal as stdin, stdout and stderr", what="tty")
+        return _run_with_terminal(config, capture_output, input, timeout, warm)
     if capture_output:
         stdout = PIPE if stdout is None else stdout
         stderr = PIPE if stderr is None else stderr
@@ -602,3 +661,21 @@ def run_container(
         status = box.returncode
         assert status is not None
         return ContainerResult(status, out, err, box.final_stats, box.oom_killed)
+
+
+def _run_with_terminal(
+    config: ContainerConfig, capture: bool, input: bytes | None, timeout: float | None, warm: _Supply | None
+) -> ContainerResult:
+    with start_container(config, warm=warm) as box:
+        master = box._need_terminal("run").fileno()
+        collect: list[bytes] | None = [] if capture else None
+        if capture or input is not None:
+            ended = relay(master, box.process.pidfd, data=input or b"", collect=collect, timeout=timeout)
+        else:
+            ended = attach(master, box.process.pidfd, 0, 1, timeout=timeout)
+        if not ended:
+            box.kill()
+            raise TimeoutExpired(box.pid, timeout or 0.0, killed=True, name=box.id)
+        status = box.wait()
+        out = b"".join(collect) if collect is not None else None
+        return ContainerResult(status, out, None, box.final_stats, box.oom_killed)
