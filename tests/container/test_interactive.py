@@ -183,7 +183,9 @@ def test_cli_tty_failure_leaves_the_terminal_as_it_was(terminal: tuple[int, int]
 # ---- signals --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH], ids=lambda s: s.name
+)
 def test_cli_forwards_signals_to_the_payload(sig: signal.Signals) -> None:
     trap = f"trap 'exit 7' {sig.name[3:]}; echo ready; while :; do sleep 1 & wait $!; done"
     p = subprocess.Popen(
