@@ -182,8 +182,8 @@ class ExecutableNotFoundError(StepError, FileNotFoundError):
     "exec `cmd`: not found in the container's PATH `/usr/bin:/bin`".
     """
 
-    def __init__(self, err: int, step: Any, index: int) -> None:
-        super().__init__(err, step, index)
+    def __init__(self, err: int, step: Any, index: int, part: int = 0) -> None:
+        super().__init__(err, step, index, part)
         searched = getattr(step, "searched", None)
         path = searched() if callable(searched) else None
         owner = getattr(step, "search_owner", "PATH")

@@ -4,6 +4,7 @@ timeout says the container was killed."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ def test_not_found_names_the_containers_path() -> None:
     with pytest.raises(ExecutableNotFoundError) as exc:
         Container(["no-such-command-xyz"]).host_root().run()
     assert f"exec `no-such-command-xyz`: not found in the container's PATH `{DEFAULT_PATH}`" in str(exc.value)
+    assert str(pickle.loads(pickle.dumps(exc.value))) == str(exc.value)
     r = subprocess.run(
         [sys.executable, "-m", "nsprim", "run", "-e", "PATH=/usr/bin:/bin", "--", "no-such-command-xyz"],
         capture_output=True, text=True, env=ENV, timeout=120,
