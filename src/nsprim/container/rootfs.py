@@ -112,7 +112,7 @@ def _read_only_copy(state: Path, source: Path, missing: list[tuple[str, str]], *
         raise ConfigError(
             f"{what} `{target}`: No such file or directory in the read-only root `{source}`, and nothing is "
             f"created in a read-only root (an overlay over it would hide `{below[0]}` and the other mounts "
-            "below it): make it there, or use a writable root (host_root(), image(), rootfs(writable=True))",
+            "below it): make it there, or give the root a writable layer (run without --ro; host_root() or image())",
             what="mounts",
         )
     return _state_steps(state) + _overlay_steps(state, [source], None, userns=userns)
