@@ -13,6 +13,7 @@ import io
 import lzma
 import math
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,24 @@ def test_chains_of_extended_headers_and_huge_ones_are_corrupt(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tar.gz", "chain.tar"]
 
 
+_DEEP_TREES: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_deep_trees() -> Iterator[None]:
+    """pytest removes old temporary directories with shutil.rmtree, which recurses and
+    fails on a 1,500-deep tree (and then every later tmp_path test): remove them here."""
+    yield
+    from nsprim.layers.tree import remove_tree
+
+    while _DEEP_TREES:
+        tree = _DEEP_TREES.pop()
+        if tree.exists():
+            remove_tree(tree)
+
+
 def deep_tree(root: Path, depth: int = DEEP) -> Path:
+    _DEEP_TREES.append(root)
     p = root
     p.mkdir()
     for _ in range(depth):  # not os.makedirs, which recurses
