@@ -50,13 +50,13 @@ PAYLOAD = textwrap.dedent(
 )
 
 
-def in_test_netns(code: str, timeout: float = 120) -> dict[str, object]:
+def in_test_netns(code: str, timeout: float = 120, **env: str) -> dict[str, object]:
     """Run *code* as the host of the containers it starts, in a new network
-    namespace; it prints one JSON object, which is returned."""
+    namespace (with *env* added); it prints one JSON object, which is returned."""
     r = nsprim.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         new={"net"},
-        env={**os.environ, "PYTHONPATH": SRC},
+        env={**os.environ, "PYTHONPATH": SRC, **env},
         capture_output=True,
         timeout=timeout,
         steps=[nsprim.plan.InterfaceUp("lo")],
@@ -309,13 +309,14 @@ def test_the_chosen_subnet_is_the_first_free_one(used: list[HostNetwork]) -> Non
 
 
 @requires_root
-def test_a_detached_container_keeps_its_address_until_it_ends() -> None:
+def test_a_detached_container_keeps_its_address_until_it_ends(tmp_path: Path) -> None:
+    # A state directory of its own: other runs' checks look for leftovers in the shared one.
     result = in_test_netns(
         HOST_PART
         + """
 import secrets
 from nsprim.container import find
-name = f"nsprim-veth-test-{secrets.token_hex(4)}"
+name = f"veth-detached-{secrets.token_hex(4)}"
 box = Container(["sleep", "60"]).name(name).host_root().network("veth").detach().start()
 address = str(box.veth.host_address)
 box.close()  # only the handle: the container goes on, and keeps its /30
@@ -328,7 +329,9 @@ deadline = time.monotonic() + 60  # freed with its network namespace, which the 
 while ours() != ([], []) and time.monotonic() < deadline:
     time.sleep(0.05)
 print(json.dumps(dict(address=address, kept=kept, after=ours())))
-"""
+""",
+        NSPRIM_STATE_DIR=str(tmp_path / "state"),
     )
     net = str(ipaddress.IPv4Interface(str(result["address"])).network)
     assert result["kept"] == [net] and result["after"] == [[], []]
+    assert not (tmp_path / "state" / "containers").exists() or not any((tmp_path / "state" / "containers").iterdir())

@@ -328,3 +328,14 @@ def test_oci_policy_in_the_kernel() -> None:
     policy = SecurityPolicy.from_oci(process, linux)
     r = sh("grep -E 'CapBnd|NoNewPrivs' /proc/self/status; chroot / true || echo denied", policy)
     assert r.stdout.split() == [b"CapBnd:", b"0000000000000021", b"NoNewPrivs:", b"1", b"denied"], r.stderr
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"caps": "ALL"}, {"seccomp": "default"}, {"seccomp_flags": -1}, {"umask": 0o1000}, {"umask": "022"}],
+)
+def test_a_policy_of_wrong_parts_is_a_typed_error(kwargs: dict[str, object]) -> None:
+    from nsprim.security import SecurityConfigError
+
+    with pytest.raises(SecurityConfigError):
+        SecurityPolicy(**kwargs)  # type: ignore[arg-type]

@@ -154,6 +154,18 @@ class SecurityPolicy:
     #: the payload's umask (Docker's is 0o022); ``None`` keeps the caller's
     umask: int | None = 0o022
 
+    def __post_init__(self) -> None:
+        # A wrong type would otherwise fail only while the plan is built, as a TypeError.
+        if not isinstance(self.caps, Capabilities):
+            raise SecurityConfigError(f"caps: expected Capabilities, got {type(self.caps).__name__}", what="caps")
+        if self.seccomp is not None and not isinstance(self.seccomp, (Profile, Program)):
+            kind = type(self.seccomp).__name__
+            raise SecurityConfigError(f"seccomp: expected a Profile, a Program or None, got {kind}", what="seccomp")
+        if isinstance(self.seccomp_flags, bool) or not isinstance(self.seccomp_flags, int) or self.seccomp_flags < 0:
+            raise SecurityConfigError(f"seccomp_flags: expected filter flags, got {self.seccomp_flags!r}", what="flags")
+        if self.umask is not None and (not isinstance(self.umask, int) or not 0 <= self.umask <= 0o777):
+            raise SecurityConfigError(f"umask: expected 0 to 0o777 or None, got {self.umask!r}", what="umask")
+
     @classmethod
     def from_oci(cls, process: Mapping[str, Any], linux: Mapping[str, Any] | None = None) -> SecurityPolicy:
         """From an OCI bundle's ``process`` and ``linux`` objects (``config.json``).
