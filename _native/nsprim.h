@@ -36,7 +36,7 @@ int nsp_move_mount(int from_dfd, const char *from_path, int to_dfd,
 int nsp_open_tree(int dfd, const char *path, unsigned int flags);
 int nsp_mount_setattr(int dfd, const char *path, unsigned int flags,
                       unsigned long long attr_set, unsigned long long attr_clr,
-                      unsigned long long propagation);
+                      unsigned long long propagation, int userns_fd);
 int nsp_openat2(int dfd, const char *path, unsigned long long flags,
                 unsigned long long mode, unsigned long long resolve);
 int nsp_close_range(unsigned int first, unsigned int last, unsigned int flags);

@@ -77,9 +77,9 @@ struct nsp_mount_attr {
 };
 
 int nsp_mount_setattr(int dfd, const char *path, unsigned int flags, unsigned long long attr_set,
-                      unsigned long long attr_clr, unsigned long long propagation)
+                      unsigned long long attr_clr, unsigned long long propagation, int userns_fd)
 {
-    struct nsp_mount_attr attr = {attr_set, attr_clr, propagation, 0};
+    struct nsp_mount_attr attr = {attr_set, attr_clr, propagation, userns_fd < 0 ? 0 : (uint64_t)userns_fd};
     RET(syscall(__NR_mount_setattr, dfd, path, flags, &attr, sizeof attr));
 }
 

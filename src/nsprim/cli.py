@@ -1,7 +1,8 @@
 """The ``nsprim`` command line, in the idiom of unshare, nsenter and bwrap.
 
     nsprim run [--rootfs DIR] [--memory 256M] [--cpus 0.5] [--pids 64] [--net none|host|veth]
-               [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--user] [--init] [-t] -- CMD...
+               [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--userns auto|host]
+               [-u UID[:GID]] [--init] [-t] -- CMD...
     nsprim run -d [--name NAME] [--rm] ... -- CMD...     (detached: nsprim ps [-a], stop, rm, logs)
     nsprim ns list PID
     nsprim ns exec PID [--all | --net --mnt --pid --uts --ipc --user --cgroup --time] -- CMD...
@@ -52,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="bind a host path")
     run.add_argument("--tmpfs", action="append", default=[], metavar="DST", help="a tmpfs at DST")
     run.add_argument("--hostname", metavar="NAME", help="host name inside")
-    run.add_argument("--user", action="store_true", help="a user namespace: you are root inside, yourself outside")
+    run.add_argument(
+        "--userns",
+        choices=("auto", "host"),
+        help="auto: a user namespace on a free range of your /etc/subuid and /etc/subgid; "
+        "host: none (root's default; others always get one, with themselves as root inside)",
+    )
+    run.add_argument("-u", "--user", metavar="UID[:GID]", help="run the command as this user (a name: the root's)")
     run.add_argument("--init", action="store_true", help="a minimal init as pid 1 (reaps zombies, forwards signals)")
     run.add_argument(
         "--tty", "-t", action="store_true", help="a terminal of its own, attached to yours (as docker run -it)"
@@ -130,8 +137,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         box = box.tmpfs(target)
     if args.hostname:
         box = box.hostname(args.hostname)
-    if args.user or os.geteuid() != 0:
+    if args.userns == "auto":
+        box = box.user_namespace(auto=True)
+    elif args.userns == "host" and os.geteuid() != 0:
+        raise ConfigError("--userns=host needs root: without it a user namespace gives the privileges", what="userns")
+    elif args.userns is None and os.geteuid() != 0:
         box = box.user_namespace()
+    if args.user is not None:
+        box = _with_user(box, args.user)
     if args.init:
         box = box.init()
     env = {}
@@ -171,6 +184,15 @@ def _run_forwarding_signals(box: Container, args: argparse.Namespace) -> int:
         limit = args.memory or "its memory limit"
         print(f"nsprim: the container ran out of memory ({limit}) and the kernel killed it", file=sys.stderr)
     return _status(status)
+
+
+def _with_user(box: Container, spec: str) -> Container:
+    """``-u UID[:GID]``: a number or a name of the container's ``/etc/passwd``, and a numeric gid."""
+    name, sep, group = spec.partition(":")
+    if not name or (sep and not group.isdigit()):
+        raise ConfigError(f"--user `{spec}`: expected UID[:GID] (a user name or number, a group number)", what="user")
+    gid = int(group) if sep else None
+    return box.user(int(name) if name.isdigit() else name, gid)
 
 
 def _cmd_ns(args: argparse.Namespace) -> int:

@@ -100,6 +100,8 @@ class SyscallError(NsprimError, OSError):
         ("exec", _errno.ENOENT): "no such executable",
         ("exec", _errno.EACCES): "is it executable?",
         ("mkdir", _errno.EROFS): "the root is read-only: create the mount point in the image, or use an overlay root",
+        ("setuid", _errno.EINVAL): "that uid is not mapped in the user namespace",
+        ("setgid", _errno.EINVAL): "that gid is not mapped in the user namespace",
     }
 
     def __init__(
@@ -164,6 +166,11 @@ class StepError(SyscallError):
         operation = getattr(step, "operation", type(step).__name__.lower())
         path = getattr(step, "path", None)
         super().__init__(err, operation, path if isinstance(path, (str, os.PathLike)) else None, detail=detail)
+        if self.hint is None and err == _errno.EOVERFLOW:  # whatever the step: an id with no mapping
+            self.hint = (
+                "an id not mapped in the user namespace: the process' own uid or gid, or the owner of a file "
+                "it makes or uses, has no id in the namespace's uid_map or gid_map"
+            )
         self.step = step
         self.index = index
         self.part = part

@@ -159,8 +159,18 @@ class IdMap:
         """Whether the map is one range of one id."""
         return len(self.ranges) == 1 and self.ranges[0].count == 1
 
+    def summary(self, first: int = 3) -> str:
+        """The map in one line: its *first* ranges, then how many more (a map has up to 340).
+
+        >>> IdMap.of([(i, 1000 + i, 1) for i in range(5)]).summary()
+        '0->1000+1, 1->1001+1, 2->1002+1 ... and 2 more'
+        """
+        shown = ", ".join(f"{r.inside}->{r.outside}+{r.count}" for r in self.ranges[:first])
+        rest = len(self.ranges) - first
+        return f"{shown} ... and {rest} more" if rest > 0 else shown
+
     def __str__(self) -> str:
-        return ", ".join(f"{r.inside}->{r.outside}+{r.count}" for r in self.ranges)
+        return self.summary()
 
 
 def subordinate_ranges(user: str, kind: str = "uid") -> list[tuple[int, int]]:
@@ -206,7 +216,7 @@ def write_id_maps(pid: int, uid_map: IdMap | None, gid_map: IdMap | None, *, den
         if _needs_helper(idmap, kind):
             _run_helper(pid, kind, idmap)
         else:
-            _write(Path(f"/proc/{pid}/{kind}_map"), idmap.render())
+            _write(Path(f"/proc/{pid}/{kind}_map"), idmap.render(), shown=idmap.summary())
 
 
 def _needs_helper(idmap: IdMap, kind: str) -> bool:
@@ -236,7 +246,8 @@ def _run_helper(pid: int, kind: str, idmap: IdMap) -> None:
         )
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, *, shown: str | None = None) -> None:
+    """Write *text* to *path* in one call; an error shows *shown* for it (a map's summary)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -244,6 +255,7 @@ def _write(path: Path, text: str) -> None:
     try:
         os.write(fd, text.encode())
     except OSError as exc:
-        raise SyscallError(exc.errno or 0, "write", path, detail=f"write `{text.strip()}` to `{path}`") from None
+        what = shown if shown is not None else text.strip()
+        raise SyscallError(exc.errno or 0, "write", path, detail=f"write `{what}` to `{path}`") from None
     finally:
         os.close(fd)

@@ -59,6 +59,7 @@ class C:
     CLONE_NEWCGROUP: Final[int] = lib.CLONE_NEWCGROUP
     CLONE_NEWTIME: Final[int] = lib.CLONE_NEWTIME
     CLONE_FILES: Final[int] = lib.CLONE_FILES
+    CLONE_FS: Final[int] = lib.CLONE_FS
     SIGCHLD: Final[int] = lib.SIGCHLD
 
     MS_RDONLY: Final[int] = lib.MS_RDONLY
@@ -256,10 +257,19 @@ def open_tree(dfd: int, path: PathArg, flags: int) -> int:
 
 
 def mount_setattr(
-    dfd: int, path: PathArg, flags: int, attr_set: int = 0, attr_clr: int = 0, propagation: int = 0
+    dfd: int,
+    path: PathArg,
+    flags: int,
+    attr_set: int = 0,
+    attr_clr: int = 0,
+    propagation: int = 0,
+    userns_fd: int = -1,
 ) -> None:
-    """mount_setattr(2): change mount attributes, recursively with AT_RECURSIVE."""
-    ret = lib.nsp_mount_setattr(dfd, _b(path), flags, attr_set, attr_clr, propagation)
+    """mount_setattr(2): change mount attributes, recursively with AT_RECURSIVE.
+
+    *userns_fd*: the user namespace whose id maps ``MOUNT_ATTR_IDMAP`` applies.
+    """
+    ret = lib.nsp_mount_setattr(dfd, _b(path), flags, attr_set, attr_clr, propagation, userns_fd)
     check(ret, "mount_setattr", path)
 
 

@@ -48,7 +48,7 @@ class NativeLib(Protocol):
     def nsp_move_mount(self, from_dfd: int, from_path: bytes, to_dfd: int, to_path: bytes, flags: int) -> int: ...
     def nsp_open_tree(self, dfd: int, path: bytes, flags: int) -> int: ...
     def nsp_mount_setattr(
-        self, dfd: int, path: bytes, flags: int, attr_set: int, attr_clr: int, propagation: int
+        self, dfd: int, path: bytes, flags: int, attr_set: int, attr_clr: int, propagation: int, userns_fd: int
     ) -> int: ...
     def nsp_openat2(self, dfd: int, path: bytes, flags: int, mode: int, resolve: int) -> int: ...
     def nsp_close_range(self, first: int, last: int, flags: int) -> int: ...
@@ -135,6 +135,7 @@ class NativeLib(Protocol):
     CLONE_NEWCGROUP: int
     CLONE_NEWTIME: int
     CLONE_FILES: int
+    CLONE_FS: int
     SIGCHLD: int
     MS_RDONLY: int
     MS_NOSUID: int

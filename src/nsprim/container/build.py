@@ -51,6 +51,7 @@ from .config import ContainerConfig, Network, Veth
 from .procview import ProcView
 from .rootfs import root_steps
 from .terminal import TERMINAL_FD, OpenTerminal
+from .userns import attach_idmapped, idmapped_mounts
 
 if TYPE_CHECKING:
     from .veth import VethLink
@@ -100,6 +101,26 @@ def _id_maps(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:
     return IdMap.single(0, os.geteuid()), IdMap.single(0, os.getegid())
 
 
+def _become_root_inside(uid_map: IdMap | None, gid_map: IdMap | None) -> list[Step]:
+    """Switch to uid and gid 0 of the new user namespace, once its maps are written.
+
+    The child keeps its parent's ids across the clone: host root's 0 is unmapped under a
+    subordinate range (``0 100000 65536``), and whatever it makes on a file system of the
+    namespace (the tmpfs of the root's mount points) would have an owner with no id there
+    (EOVERFLOW).  As root of the namespace it keeps every capability in it.  Groups first
+    (setgroups needs the old gid's privilege, and is denied to a rootless parent's child),
+    then the gid, the uid last.
+    """
+    steps: list[Step] = []
+    if os.geteuid() == 0:
+        steps.append(SetGroups(()))
+    if gid_map is not None and gid_map.to_outside(0) is not None:
+        steps.append(SetGid(0))
+    if uid_map is not None and uid_map.to_outside(0) is not None:
+        steps.append(SetUid(0))
+    return steps
+
+
 def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
     """The first part of *cfg*'s root, made ahead of time by a child cloned into a new mount
     namespace (and joined to the container's network namespace, for ``/sys``), which
@@ -145,8 +166,10 @@ def _body(
     if NamespaceType.CGROUP in create and cgroup_by_write:
         # Only after joining the group, so that it is the namespace's root.
         clone_types.discard(NamespaceType.CGROUP)
-    if _id_maps(cfg) != (None, None):
+    uid_map, gid_map = _id_maps(cfg)
+    if (uid_map, gid_map) != (None, None):
         steps.append(Sync("the parent writes the id maps"))
+        steps += _become_root_inside(uid_map, gid_map)
     if cfg.network is Network.VETH and NamespaceType.NET in create:
         steps.append(Sync("the parent links the veth pair"))
     security = cfg.security if cfg.security is not None else _default_security()
@@ -166,7 +189,10 @@ def _body(
             steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
         userns = NamespaceType.USER in create
         part: Literal["all", "finish"] = "finish" if prepared else "all"
-        steps += root_steps(cfg, state, userns=userns, proc_view=proc_view, hierarchies=hierarchies, part=part)
+        idmapped = idmapped_mounts(cfg, state, uid_map, gid_map)
+        steps += root_steps(
+            cfg, state, userns=userns, proc_view=proc_view, hierarchies=hierarchies, part=part, idmapped=idmapped
+        )
         if prepared:
             clone_types.discard(NamespaceType.MNT)
     if cfg.hostname is not None:
@@ -279,9 +305,12 @@ def build_plan(
     uid_map, gid_map = _id_maps(cfg)
     if uid_map is not None or gid_map is not None:
         um, gm = uid_map, gid_map
+        idmapped = idmapped_mounts(cfg, state, uid_map, gid_map)
 
         def maps(pid: int) -> None:
             write_id_maps(pid, um, gm, deny_setgroups=os.geteuid() != 0)
+            if idmapped and state is not None:  # the child's state tmpfs with them, before it goes on
+                attach_idmapped(pid, state, idmapped, um, gm)
 
         actions.append(maps)
     if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:

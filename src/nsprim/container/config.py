@@ -108,6 +108,7 @@ class ContainerConfig:
     hostname: str | None = None
     uid_map: IdMap | None = None
     gid_map: IdMap | None = None
+    auto_id_maps: bool = False  # maps picked at start from /etc/subuid, /etc/subgid (userns.auto_id_maps)
     resources: Resources | None = None
     cgroup_parent: str | None = None
     network: Network = Network.NONE
@@ -207,8 +208,15 @@ class ContainerConfig:
                 f"network namespace ({fix})",
                 what="network",
             )
-        if (self.uid_map or self.gid_map) and NamespaceType.USER not in self.namespaces:
+        if (self.uid_map or self.gid_map or self.auto_id_maps) and NamespaceType.USER not in self.namespaces:
             raise ConfigError("id maps need a new user namespace", what="uid_map")
+        for kind, idmap in (("uid", self.uid_map), ("gid", self.gid_map)):
+            if idmap is not None and idmap.to_outside(0) is None:
+                raise ConfigError(
+                    f"the {kind} map {idmap.summary()} does not map 0: the container is set up as root of its "
+                    f"user namespace, and root must have an id outside (say `0 100000 65536`)",
+                    what=f"{kind}_map",
+                )
         if (self.root is not None or self.mounts) and NamespaceType.MNT not in self.namespaces:
             raise ConfigError("a root file system or mounts need a new mount namespace", what="root")
         if self.proc_view and NamespaceType.MNT not in self.namespaces:  # nsprim: proc_view
@@ -376,13 +384,27 @@ class Container:
         """The host name inside (a new uts namespace)."""
         return self._with(hostname=name)
 
-    def user_namespace(self, uid_map: IdMap | None = None, gid_map: IdMap | None = None) -> Container:
-        """A new user namespace; without maps, the caller's ids map to root inside."""
+    def user_namespace(
+        self, uid_map: IdMap | None = None, gid_map: IdMap | None = None, *, auto: bool = False
+    ) -> Container:
+        """A new user namespace; without maps, the caller's ids map to root inside.
+
+        *auto*: 65536 ids of the caller's subordinate ranges (``/etc/subuid``,
+        ``/etc/subgid``) that no running user namespace uses, picked when the
+        container starts (see :func:`nsprim.container.userns.auto_id_maps`).  Root
+        inside is then nobody on the host.
+        """
+        if auto:
+            if uid_map is not None or gid_map is not None:
+                raise ConfigError("give id maps or auto=True, not both", what="uid_map")
+            ns = self.config.namespaces | {NamespaceType.USER}
+            return self._with(namespaces=ns, uid_map=None, gid_map=None, auto_id_maps=True)
         if uid_map is None:
             uid_map = IdMap.single(0, os.geteuid())
         if gid_map is None:
             gid_map = IdMap.single(0, os.getegid())
-        return self._with(namespaces=self.config.namespaces | {NamespaceType.USER}, uid_map=uid_map, gid_map=gid_map)
+        ns = self.config.namespaces | {NamespaceType.USER}
+        return self._with(namespaces=ns, uid_map=uid_map, gid_map=gid_map, auto_id_maps=False)
 
     def network(self, mode: Network | str, veth: Veth | None = None) -> Container:
         """``"none"`` (loopback only, the default), ``"host"``, or ``"veth"``."""

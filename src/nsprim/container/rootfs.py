@@ -14,6 +14,7 @@ would hide mounts below it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -46,7 +47,8 @@ def host_dirs(cfg: ContainerConfig, state: Path) -> list[Path]:
     return [state / "root"]
 
 
-def _state_steps(state: Path) -> list[Step]:
+def _state_steps(state: Path, *, idmapped: bool = False) -> list[Step]:
+    # (With *idmapped*, the parent mounted that tmpfs: userns.attach_idmapped.)
     # The child covers the (shared, long-lived) state directory with a tmpfs
     # of its own and makes its mount points there: nothing per container
     # exists on the host, so there is nothing to remove afterwards (removing a
@@ -54,14 +56,17 @@ def _state_steps(state: Path) -> list[Step]:
     # live on that tmpfs too: a file system apart from every lower layer, and
     # gone with the container.
     return [
-        Mount("tmpfs", state, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=700"),
+        *([] if idmapped else [Mount("tmpfs", state, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=700")]),
         Mkdir(state / "root", 0o755),
         Mkdir(state / "scratch", 0o700),
     ]
 
 
-def _overlay_steps(state: Path, lower: list[Path], upper: Path | None, *, userns: bool) -> list[Step]:
-    """An overlay of *lower* at the root, with *upper* or a throwaway upper on the private tmpfs."""
+def _overlay_steps(
+    state: Path, lower: list[Path], upper: Path | None, *, userns: bool, copies: Sequence[Path] = ()
+) -> list[Step]:
+    """An overlay of *lower* at the root, with *upper* or a throwaway upper on the private tmpfs;
+    of their idmapped *copies* on the tmpfs where given (the same layers, checked on the host)."""
     if upper is not None:
         work = upper.parent / f".{upper.name}.work"
         steps: list[Step] = [Mkdir(work, 0o700)]
@@ -71,19 +76,29 @@ def _overlay_steps(state: Path, lower: list[Path], upper: Path | None, *, userns
     # (userxattr: trusted.* xattrs are out of reach in a user namespace)
     overlay = OverlayMount(state / "root", lower, upper, work, options=OverlayOptions(userxattr=userns))
     overlay.check_lower()  # the rest is made by the steps before it
+    if copies:
+        overlay = OverlayMount(state / "root", list(copies), upper, work, options=OverlayOptions(userxattr=userns))
     return [*steps, overlay.mount_step()]
 
 
-def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, list[Step], Path | None]:
-    """(the root directory, steps that make it, the read-only host directory it shows, if it is one)."""
+def _source(
+    cfg: ContainerConfig, state: Path, *, userns: bool, idmapped: Sequence[tuple[Path, Path]] = ()
+) -> tuple[Path, list[Step], Path | None]:
+    """(the root directory, steps that make it, the read-only host directory it shows, if it is one).
+
+    *idmapped*: the parent mounted the tmpfs over the state directory, with idmapped copies
+    of the directory root or the layers on these targets, at the sync step of the id maps
+    (:func:`~nsprim.container.userns.attach_idmapped`): the root is made from the copies.
+    """
     spec = cfg.root
     assert spec is not None
-    root, steps = state / "root", _state_steps(state)
+    copies = [target for _, target in idmapped]
+    root, steps = state / "root", _state_steps(state, idmapped=bool(idmapped))
     if spec.kind == "directory":
         # Bound at the state directory's root rather than in place: a directory
         # that is itself a root (``/``) cannot be pivoted into where it stands.
         assert spec.path is not None
-        bind = Mount(spec.path, root, None, C.MS_BIND | C.MS_REC)
+        bind = Mount(copies[0] if copies else spec.path, root, None, C.MS_BIND | C.MS_REC)
         return root, [*steps, bind], None if spec.writable else spec.path
     if spec.kind == "host" and userns:
         # In a user namespace the host's / has locked submounts, which overlay
@@ -91,7 +106,7 @@ def _source(cfg: ContainerConfig, state: Path, *, userns: bool) -> tuple[Path, l
         return root, [*steps, Mount("/", root, None, C.MS_BIND | C.MS_REC)], Path("/")
     lower = [Path("/")] if spec.kind == "host" else list(spec.layers)
     upper = spec.upper if spec.kind == "overlay" else None
-    return root, steps + _overlay_steps(state, lower, upper, userns=userns), None
+    return root, steps + _overlay_steps(state, lower, upper, userns=userns, copies=copies), None
 
 
 def _mounts_below(path: Path) -> list[str]:
@@ -101,7 +116,9 @@ def _mounts_below(path: Path) -> list[str]:
     return [m.mount_point for m in mountinfo() if m.mount_point != real and m.mount_point.startswith(prefix)]
 
 
-def _read_only_copy(state: Path, source: Path, missing: list[tuple[str, str]], *, userns: bool) -> list[Step]:
+def _read_only_copy(
+    state: Path, source: Path, missing: list[tuple[str, str]], *, userns: bool, idmapped: Sequence[tuple[Path, Path]]
+) -> list[Step]:
     """Steps that make the root an overlay of the read-only *source* under a throwaway upper,
     in which the mount points it lacks are made (the root is read-only again at the end):
     the source itself is never written.  Refused where the overlay would show less than a
@@ -115,7 +132,10 @@ def _read_only_copy(state: Path, source: Path, missing: list[tuple[str, str]], *
             "below it): make it there, or give the root a writable layer (run without --ro; host_root() or image())",
             what="mounts",
         )
-    return _state_steps(state) + _overlay_steps(state, [source], None, userns=userns)
+    copies = [target for _, target in idmapped]
+    return _state_steps(state, idmapped=bool(idmapped)) + _overlay_steps(
+        state, [source], None, userns=userns, copies=copies
+    )
 
 
 def _cgroup_fs_steps(root: Path, *, userns: bool, hierarchies: tuple[Path, ...]) -> list[Step]:
@@ -176,6 +196,7 @@ def root_steps(
     proc_view: ProcView | None = None,
     hierarchies: tuple[Path, ...] = (),
     part: Literal["all", "prepare", "finish"] = "all",
+    idmapped: Sequence[tuple[Path, Path]] = (),
 ) -> list[Step]:
     """The steps that build and enter the container's root (none without one).
 
@@ -184,7 +205,7 @@ def root_steps(
     what can be made ahead of time in a mount namespace of its own (the root,
     ``/sys``, ``/dev``: see :meth:`RootFS.prepare_steps
     <nsprim.rootfs.RootFS.prepare_steps>`), ``finish`` the rest, run by the
-    container's process once it joined that namespace.
+    container's process once it joined that namespace.  *idmapped*: see :func:`_source`.
     """
     if cfg.root is None or state is None:
         if part == "prepare":
@@ -192,7 +213,7 @@ def root_steps(
         # No root of its own: the host's view, private to the container's mount namespace.
         plain = [s for m in cfg.mounts for s in _plain_mount_steps(m)]
         return plain + (proc_view.steps(None) if proc_view is not None else [])  # nsprim: proc_view
-    root, make_root, source = _source(cfg, state, userns=userns)
+    root, make_root, source = _source(cfg, state, userns=userns, idmapped=idmapped)
     binds = tuple(m for m in cfg.mounts if isinstance(m, Bind))
     tmpfs = tuple(m for m in cfg.mounts if isinstance(m, Tmpfs))
     rootfs = RootFS(
@@ -207,7 +228,7 @@ def root_steps(
         readonly_paths=(*DEFAULT_READONLY_PATHS, *cfg.readonly_paths),
     )
     if source is not None and (missing := rootfs.missing_mount_points()):
-        make_root = _read_only_copy(state, source, missing, userns=userns)
+        make_root = _read_only_copy(state, source, missing, userns=userns, idmapped=idmapped)
         rootfs = replace(rootfs, source=None, mount_points="create")
     prepare: list[Step] = []
     if part != "finish":

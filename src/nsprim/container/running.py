@@ -31,11 +31,12 @@ from ..cgroup.host import HostInfo
 from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired, UnsupportedError
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import DEVNULL, PIPE, Process, open_streams, start
-from .build import ChildPlan, build_plan, cached_host_info
+from .build import ChildPlan, _id_maps, build_plan, cached_host_info
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView, view_directory
 from .rootfs import host_dirs
 from .terminal import TERMINAL_FD, TerminalChannel, attach, relay, set_terminal_size, terminal_size
+from .userns import auto_id_maps, check_payload_ids
 
 if TYPE_CHECKING:
     from .._sys.spawn import MonitorSpec
@@ -509,11 +510,16 @@ def start_container(
         from .registry import Registration
 
         Registration.check(config, warm)
+    id_maps = contextlib.ExitStack()  # an automatic map's slot stays locked until its maps are written
+    if config.auto_id_maps:
+        uid_map, gid_map = id_maps.enter_context(auto_id_maps(state_dir()))
+        config = replace(config, uid_map=uid_map, gid_map=gid_map, auto_id_maps=False)
     prep = _Prepared(config, warm)
     netns_fd = mntns_fd = root_fd = -1
     channel: TerminalChannel | None = None
     master = -1
     try:
+        check_payload_ids(config, *_id_maps(config))
         prep.setup()
         monitor = None
         if prep.registration is not None:
@@ -561,6 +567,7 @@ def start_container(
         prep.release()
         raise
     finally:
+        id_maps.close()
         for fd in (netns_fd, root_fd):  # the child holds them now, or starting failed
             if fd >= 0:
                 os.close(fd)
