@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: a user namespace on a free range of your /etc/subuid and /etc/subgid; "
         "host: none (root's default; others always get one, with themselves as root inside)",
     )
-    run.add_argument("-u", "--user", metavar="UID[:GID]", help="run the command as this user (a name: the root's)")
+    run.add_argument("-u", "--user", metavar="UID[:GID]", help="run the command as this user (of the root's passwd)")
     run.add_argument("--init", action="store_true", help="a minimal init as pid 1 (reaps zombies, forwards signals)")
     run.add_argument(
         "--tty", "-t", action="store_true", help="a terminal of its own, attached to yours (as docker run -it)"

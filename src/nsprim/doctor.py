@@ -168,6 +168,58 @@ def _overlay(root: bool) -> Iterator[Check]:
             )
 
 
+def _idmapped(root: bool) -> Iterator[Check]:
+    """What ``--userns=auto`` needs: subordinate ids for the caller, and (for root) idmapped mounts."""
+    import pwd
+    import signal
+
+    from .idmap import IdMap, subordinate_ranges
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    ranges = subordinate_ranges(user, "uid"), subordinate_ranges(user, "gid")
+    yield Check(
+        "subordinate ids",
+        all(ranges),
+        f"/etc/subuid and /etc/subgid give `{user}` {sum(n for _, n in ranges[0])} uids"
+        if all(ranges)
+        else f"no range for `{user}` in /etc/subuid or /etc/subgid: --userns=auto cannot work",
+        f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}",
+    )
+    if not root:
+        return
+    from .process import spawn
+
+    def probe() -> None:
+        ids = IdMap.single(0, 100000, 65536)  # a user namespace to map by: it only has to exist
+        with spawn(["sleep", "60"], new={"user"}, uid_map=ids, gid_map=ids) as proc:
+            try:
+                userns = os.open(f"/proc/{proc.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+        try:
+            with tempfile.TemporaryDirectory(prefix="nsprim-doctor-") as d:
+                tree = _sys.open_tree(_sys.C.AT_FDCWD, d, _sys.C.OPEN_TREE_CLONE | _sys.C.OPEN_TREE_CLOEXEC)
+                try:  # a detached copy, never attached: nothing changes on the host
+                    flags = _sys.C.AT_EMPTY_PATH
+                    _sys.mount_setattr(tree, "", flags, attr_set=_sys.C.MOUNT_ATTR_IDMAP, userns_fd=userns)
+                finally:
+                    os.close(tree)
+        finally:
+            os.close(userns)
+
+    err = _try(probe)
+    yield Check(
+        "idmapped mounts",
+        err is None,
+        f"work on {tempfile.gettempdir()}'s file system (image roots under --userns=auto)" if err is None else err,
+        "Linux 5.12+ and a file system that supports them (ext4, xfs, btrfs, tmpfs 6.3+)",
+    )
+
+
 def _seccomp() -> Iterator[Check]:
     status = _read("/proc/self/status") or ""
     line = next((x for x in status.splitlines() if x.startswith("Seccomp:")), None)
@@ -179,6 +231,7 @@ def diagnose() -> list[Check]:
     """Run every check and return the findings."""
     root = os.geteuid() == 0
     checks: list[Check] = [Check("user", True, "root" if root else f"uid {os.geteuid()} (rootless)")]
-    for part in (_kernel(), _namespaces(root), _userns(), _cgroups(root), _overlay(root), _seccomp()):
+    parts = (_kernel(), _namespaces(root), _userns(), _cgroups(root), _overlay(root), _idmapped(root), _seccomp())
+    for part in parts:
         checks.extend(part)
     return checks

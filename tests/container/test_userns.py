@@ -241,3 +241,9 @@ def test_rootless_auto_maps_itself_as_root_and_a_slot_through_newuidmap(
     out = run_as_nobody(run).split()
     slot = str(subids + 4 * 65536)
     assert out == ["0", "65534", "1", "1", slot, "65535", "0", "65534", "1", "1", slot, "65535"]
+
+
+def test_doctor_checks_what_auto_needs(subids: int) -> None:
+    r = cli("doctor")
+    assert "[ok  ] idmapped mounts: work on" in r.stdout, r.stdout
+    assert f"[ok  ] subordinate ids: /etc/subuid and /etc/subgid give `root` {4 * 65536} uids" in r.stdout

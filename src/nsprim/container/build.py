@@ -189,7 +189,7 @@ def _body(
             steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
         userns = NamespaceType.USER in create
         part: Literal["all", "finish"] = "finish" if prepared else "all"
-        idmapped = idmapped_mounts(cfg, state, uid_map, gid_map)
+        idmapped = idmapped_mounts(cfg, state, uid_map, gid_map) if not prepared else ()
         steps += root_steps(
             cfg, state, userns=userns, proc_view=proc_view, hierarchies=hierarchies, part=part, idmapped=idmapped
         )
@@ -305,7 +305,7 @@ def build_plan(
     uid_map, gid_map = _id_maps(cfg)
     if uid_map is not None or gid_map is not None:
         um, gm = uid_map, gid_map
-        idmapped = idmapped_mounts(cfg, state, uid_map, gid_map)
+        idmapped = idmapped_mounts(cfg, state, uid_map, gid_map) if not prepared else ()
 
         def maps(pid: int) -> None:
             write_id_maps(pid, um, gm, deny_setgroups=os.geteuid() != 0)
