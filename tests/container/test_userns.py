@@ -247,3 +247,15 @@ def test_doctor_checks_what_auto_needs(subids: int) -> None:
     r = cli("doctor")
     assert "[ok  ] idmapped mounts: work on" in r.stdout, r.stdout
     assert f"[ok  ] subordinate ids: /etc/subuid and /etc/subgid give `root` {4 * 65536} uids" in r.stdout
+
+
+def test_a_read_only_directory_lacking_a_mount_point(rootfs: Path, tmp_path: Path) -> None:
+    """The throwaway overlay that makes a read-only root's missing mount points is of the idmapped copy."""
+    root = layer_of(rootfs, tmp_path / "dir")
+    ids = IdMap.single(0, BASE, 65536)
+    box = Container(["sh", "-c", "ls -lnd /etc/passwd; touch /newdir/x && echo ok; touch /etc/y || echo ro"])
+    r = box.rootfs(root).tmpfs("/newdir").user_namespace(ids, ids).env(PATH="/bin").run(capture_output=True)
+    assert r.returncode == 0, r.stderr
+    lines = (r.stdout or b"").decode().splitlines()
+    assert lines[0].split()[2:4] == ["0", "0"] and lines[1:] == ["ok", "ro"], lines
+    assert not (root / "newdir").exists()

@@ -181,9 +181,9 @@ def idmapped_mounts(
     each layer of an image, or a directory root (other than the host's ``/``, which, like
     the ``host`` root, is bound read-only and shows the host's ids, unmapped, as nobody),
     goes to ``scratch/lower<k>`` on the tmpfs over the state directory (see
-    :func:`attach_idmapped`), and the root is made from them there.  Mount points of the container's own, not the directories
-    themselves: the path to an image may cross directories that the container's root,
-    nobody on the host, cannot search.  Not a
+    :func:`attach_idmapped`), and the root is made from them there.  Mount points of the
+    container's own, not the directories themselves: the path to an image may cross
+    directories that the container's root, nobody on the host, cannot search.  Not a
     persistent upper layer: what the container writes there keeps the namespace's outside
     ids, as in a bound directory.
     """
