@@ -4,8 +4,9 @@
   whose ``/`` is made recursively private: whatever a test mounts (persisted
   namespaces included) can never reach the host's mount table.
 * Every test is checked for leftovers: mounts added to our namespace,
-  child processes (zombies included), and ``nsprim``-named files in
-  ``/run/netns``.  A test that leaks fails.
+  child processes (zombies included), ``nsprim``-named files in
+  ``/run/netns``, cgroups, open file descriptors (pidfds, namespace
+  descriptors...) and threads (warm pools...).  A test that leaks fails.
 * Under ``CI=true`` a test skipped for a missing tool or library is a
   failure: every tool a test needs is installed by ``scripts/quickstart.sh``,
   and a missing install step must show up red.
@@ -13,8 +14,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,6 +98,24 @@ def _cgroups() -> set[str]:
     return found
 
 
+def _fds() -> set[str]:
+    """This process's open descriptors, as number and target, but the cleanup watcher's
+    (made on first use, kept for the life of the process)."""
+    from nsprim._sys import watcher
+
+    kept = watcher._state.get("fd") if watcher._state.get("owner") == os.getpid() else None
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        if fd != str(kept):
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                found.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+    return found
+
+
+def _threads() -> set[int]:
+    return {int(tid) for tid in os.listdir("/proc/self/task")}
+
+
 def _netns_files() -> set[str]:
     d = Path("/run/netns")
     return {p.name for p in d.iterdir() if "nsprim" in p.name} if d.is_dir() else set()
@@ -100,18 +123,27 @@ def _netns_files() -> set[str]:
 
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail the test if it leaves a mount, a child process or a netns file behind."""
+    """Fail the test if it leaves a mount, a child process, a netns file, a cgroup, a descriptor or a thread behind."""
     mounts, children, netns, cgroups = _mount_ids(), _children(), _netns_files(), _cgroups()
+    fds, threads = _fds(), _threads()
     yield
     if request.node.get_closest_marker("allow_leaks"):
         return
-    # A child killed at the very end may need a moment to be reaped by its test.
+    # A child killed at the very end may need a moment to be reaped by its test, a thread to end.
     deadline = time.monotonic() + 2.0
-    while (new_children := _children() - children) and time.monotonic() < deadline:
+    while True:
+        new_children, new_fds, new_threads = _children() - children, _fds() - fds, _threads() - threads
+        if not (new_children or new_fds or new_threads) or time.monotonic() > deadline:
+            break
         time.sleep(0.02)
     problems = []
     if new_children:
         problems.append(f"child processes left: {sorted(new_children)}")
+    if new_fds:
+        problems.append(f"file descriptors left: {sorted(new_fds)}")
+    if new_threads:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        problems.append(f"threads left: {sorted(f'{tid} ({names.get(tid)})' for tid in new_threads)}")
     if new_mounts := _mount_ids() - mounts:
         problems.append(f"mounts left: {sorted(new_mounts)}")
     if new_netns := _netns_files() - netns:
@@ -191,3 +223,20 @@ def run_as_nobody(fn: Callable[[], object]) -> str:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, text
     return text
+
+
+@contextlib.contextmanager
+def cpu_hogs(count: int = 2) -> Iterator[set[int]]:
+    """*count* busy-looping processes on the first *count* CPUs of this process, killed on exit;
+    yields those CPUs (pin what should compete with them there)."""
+    cpus = set(sorted(os.sched_getaffinity(0))[:count])
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+            os.sched_setaffinity(hogs[-1].pid, cpus)
+        yield cpus
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
