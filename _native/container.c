@@ -207,44 +207,119 @@ int nsp_child_become_init(int report_fd, int sync_fd)
 
 /* ---- the cleanup watcher ------------------------------------------------------ */
 
-#define WATCH_MAX 512
-
+/* What the owner registered, oldest first, packed in one anonymous mapping
+ * that grows (mremap) as needed: no fixed limit, and no malloc in a copy of a
+ * Python process.  A forgotten entry is marked free and squeezed out later. */
 struct watch_entry {
-    int op; /* NSP_WATCH_CGROUP / PID / TREE, or 0 when free */
+    int op; /* NSP_WATCH_CGROUP / PID / TREE, or 0 once forgotten or done */
+    int pid;
     int pidfd;
-    char path[4088];
+    int len; /* of path, without its NUL */
+    char path[];
 };
 
-static struct watch_entry *entries;
+static struct {
+    char *base;
+    size_t size; /* bytes mapped */
+    size_t used; /* bytes of entries, forgotten ones included */
+    size_t dead; /* bytes of forgotten entries */
+} table;
 
-static void watch_add(const struct nsp_watch_record *r, const char *path)
+#define TABLE_MIN_SIZE ((size_t)64 * 1024)
+
+static size_t entry_size(int len)
 {
-    for (int i = 0; i < WATCH_MAX; i++) {
-        if (entries[i].op == 0) {
-            entries[i].op = r->op;
-            entries[i].pidfd = -1;
-            if (r->op == NSP_WATCH_PID)
-                entries[i].pidfd = (int)syscall(__NR_pidfd_open, r->pid, 0);
-            memcpy(entries[i].path, path, (size_t)r->len + 1);
-            return;
+    return (sizeof(struct watch_entry) + (size_t)len + 1 + 7) & ~(size_t)7;
+}
+
+/* The entry at *off, with *off moved past it; NULL after the last one. */
+static struct watch_entry *next_entry(size_t *off)
+{
+    if (*off >= table.used)
+        return NULL;
+    struct watch_entry *e = (struct watch_entry *)(table.base + *off);
+    *off += entry_size(e->len);
+    return e;
+}
+
+static void table_compact(void)
+{
+    size_t to = 0, off = 0;
+    struct watch_entry *e;
+    while ((e = next_entry(&off)) != NULL) {
+        if (e->op == 0)
+            continue;
+        size_t n = entry_size(e->len);
+        if (table.base + to != (char *)e)
+            memmove(table.base + to, e, n);
+        to += n;
+    }
+    table.used = to;
+    table.dead = 0;
+}
+
+/* Room for `need` more bytes.  Without memory for it, wait for some rather
+ * than drop a registration (the owner's writes block meanwhile). */
+static void table_reserve(size_t need)
+{
+    while (table.used + need > table.size) {
+        if (table.dead >= need && table.dead * 2 >= table.used) {
+            table_compact();
+            continue;
+        }
+        size_t size = table.size ? table.size * 2 : TABLE_MIN_SIZE;
+        while (size < table.used + need)
+            size *= 2;
+        void *p = table.base == NULL
+                      ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                      : mremap(table.base, table.size, size, MREMAP_MAYMOVE);
+        if (p != MAP_FAILED) {
+            table.base = p;
+            table.size = size;
+        } else if (table.dead > 0) {
+            table_compact();
+        } else {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
         }
     }
 }
 
+static void watch_add(const struct nsp_watch_record *r, const char *path)
+{
+    size_t n = entry_size(r->len);
+    table_reserve(n);
+    struct watch_entry *e = (struct watch_entry *)(table.base + table.used);
+    e->op = r->op;
+    e->pid = r->pid;
+    e->pidfd = r->op == NSP_WATCH_PID ? (int)syscall(__NR_pidfd_open, r->pid, 0) : -1;
+    e->len = r->len;
+    memcpy(e->path, path, (size_t)r->len + 1);
+    table.used += n;
+}
+
+/* Undo the oldest matching registration: a pid or a path is registered again
+ * only once its first owner ended (a reused pid, a group of the same name),
+ * so the oldest one is what the owner has just cleaned up. */
 static void watch_forget(const struct nsp_watch_record *r, const char *path)
 {
     int op = r->op - (NSP_WATCH_FORGET_CGROUP - NSP_WATCH_CGROUP);
-    for (int i = 0; i < WATCH_MAX; i++) {
-        if (entries[i].op != op)
+    size_t off = 0;
+    struct watch_entry *e;
+    while ((e = next_entry(&off)) != NULL) {
+        if (e->op != op)
             continue;
-        if (op == NSP_WATCH_PID ? 0 : strcmp(entries[i].path, path) != 0)
+        if (op == NSP_WATCH_PID ? e->pid != r->pid
+                                : e->len != r->len || memcmp(e->path, path, (size_t)r->len) != 0)
             continue;
-        if (entries[i].pidfd >= 0)
-            close(entries[i].pidfd);
-        entries[i].op = 0;
-        entries[i].pidfd = -1;
-        if (op != NSP_WATCH_PID)
-            return;
+        if (e->pidfd >= 0)
+            close(e->pidfd);
+        e->op = 0;
+        e->pidfd = -1;
+        table.dead += entry_size(e->len);
+        if (table.dead >= TABLE_MIN_SIZE && table.dead * 2 >= table.used)
+            table_compact(); /* keep the scans short */
+        return;
     }
 }
 
@@ -259,6 +334,8 @@ static int join_path(char *out, size_t size, const char *dir, const char *name)
     return 0;
 }
 
+/* Signal every member of the group: cgroup.kill (v2), else each pid in
+ * cgroup.procs (v1), then thaw a v1 freezer (frozen tasks die only thawed). */
 static void kill_cgroup(const char *dir)
 {
     char path[4200];
@@ -272,38 +349,67 @@ static void kill_cgroup(const char *dir)
                 return;
         }
     }
-    /* cgroup v1: signal every member until none is left (new ones may fork
-     * in between, hence the loop). */
     if (join_path(path, sizeof path, dir, "cgroup.procs") != 0)
         return;
-    for (int round = 0; round < 200; round++) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            return;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return; /* not (or no longer, or not yet) there */
+    long pid = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
-            return;
-        buf[n] = 0;
-        for (char *p = buf; *p;) {
-            long pid = 0;
-            while (*p >= '0' && *p <= '9')
-                pid = pid * 10 + (*p++ - '0');
+            break;
+        for (ssize_t i = 0; i < n; i++) { /* a number may span two reads */
+            if (buf[i] >= '0' && buf[i] <= '9') {
+                pid = pid * 10 + (buf[i] - '0');
+                continue;
+            }
             if (pid > 0)
                 kill((pid_t)pid, SIGKILL);
-            while (*p && (*p < '0' || *p > '9'))
-                p++;
+            pid = 0;
         }
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    }
+    if (pid > 0)
+        kill((pid_t)pid, SIGKILL);
+    close(fd);
+    if (join_path(path, sizeof path, dir, "freezer.state") == 0) {
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = write(fd, "THAWED", 6);
+            (void)n;
+            close(fd);
+        }
     }
 }
 
-static void remove_cgroup(const char *dir)
+/* Kill the members of every registered group, then remove the groups in
+ * rounds until all are gone (or ~10 s passed): members take a moment to die, a
+ * parent goes once its children went, and a v1 member that forked meanwhile
+ * is signalled again.  A path that does not exist (any more) is done. */
+static void remove_cgroups(void)
 {
-    kill_cgroup(dir);
-    for (int i = 0; i < 400; i++) { /* up to ~2 s for the members to go */
-        if (rmdir(dir) == 0 || errno == ENOENT)
+    size_t off = 0;
+    struct watch_entry *e;
+    while ((e = next_entry(&off)) != NULL)
+        if (e->op == NSP_WATCH_CGROUP)
+            kill_cgroup(e->path);
+    for (int round = 1; round <= 2000; round++) {
+        int left = 0;
+        off = 0;
+        while ((e = next_entry(&off)) != NULL) {
+            if (e->op != NSP_WATCH_CGROUP)
+                continue;
+            if (rmdir(e->path) < 0 && errno == EBUSY) {
+                left = 1;
+                if (round % 20 == 0)
+                    kill_cgroup(e->path);
+                continue;
+            }
+            e->op = 0; /* removed, never made, or not ours to remove */
+        }
+        if (!left)
             return;
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -370,7 +476,15 @@ static void remove_tree(const char *path)
 
 void nsp_cgroup_kill_remove(const char *dir)
 {
-    remove_cgroup(dir);
+    kill_cgroup(dir);
+    for (int i = 1; i <= 400; i++) { /* up to ~2 s for the members to go */
+        if (rmdir(dir) == 0 || errno != EBUSY)
+            return;
+        if (i % 20 == 0)
+            kill_cgroup(dir); /* a v1 member that forked meanwhile */
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void nsp_tree_remove(const char *path)
@@ -397,12 +511,15 @@ static __attribute__((noreturn)) void watcher_main(int owner_pidfd, int pipe_r)
 {
     setsid(); /* keep out of the owner's terminal signals (^C) */
     prctl(PR_SET_NAME, (unsigned long)"nsprim-watcher", 0, 0, 0);
-    entries = mmap(NULL, sizeof(struct watch_entry) * WATCH_MAX, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (entries == MAP_FAILED)
-        _exit(1);
+    /* A pidfd per watched process: as many descriptors as we may have. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    table_reserve(TABLE_MIN_SIZE);
     struct nsp_watch_record rec;
-    char path[sizeof entries[0].path];
+    char path[4088];
     int pipe_open = 1;
     for (;;) {
         struct pollfd fds[2] = {{owner_pidfd, POLLIN, 0}, {pipe_r, POLLIN, 0}};
@@ -435,15 +552,21 @@ static __attribute__((noreturn)) void watcher_main(int owner_pidfd, int pipe_r)
     }
     /* Processes first (pid namespaces die with their init), then cgroups,
      * then directories no process uses any more. */
-    for (int i = 0; i < WATCH_MAX; i++)
-        if (entries[i].op == NSP_WATCH_PID && entries[i].pidfd >= 0)
-            syscall(__NR_pidfd_send_signal, entries[i].pidfd, SIGKILL, NULL, 0);
-    for (int i = 0; i < WATCH_MAX; i++)
-        if (entries[i].op == NSP_WATCH_CGROUP)
-            remove_cgroup(entries[i].path);
-    for (int i = 0; i < WATCH_MAX; i++)
-        if (entries[i].op == NSP_WATCH_TREE)
-            remove_tree(entries[i].path);
+    size_t off = 0;
+    struct watch_entry *e;
+    while ((e = next_entry(&off)) != NULL) {
+        if (e->op != NSP_WATCH_PID)
+            continue;
+        if (e->pidfd >= 0)
+            syscall(__NR_pidfd_send_signal, e->pidfd, SIGKILL, NULL, 0);
+        else if (e->pid > 0)
+            kill(e->pid, SIGKILL); /* no pidfd (out of descriptors): by its pid */
+    }
+    remove_cgroups();
+    off = 0;
+    while ((e = next_entry(&off)) != NULL)
+        if (e->op == NSP_WATCH_TREE)
+            remove_tree(e->path);
     _exit(0);
 }
 
