@@ -175,6 +175,51 @@ def test_a_killed_rootless_owner_takes_every_container_along_after_one_ended() -
         _kill_all(fds)
 
 
+# Each pauses the owner for good right after its first mkdir of a group (or of a /proc view directory):
+# registered only after making it, that directory would outlive the SIGKILL.
+_PAUSED_AFTER_MKDIR = {
+    "cold": ("from nsprim.cgroup import _fs as fs", "Container(['true']).host_root().run()"),
+    "warm": ("from nsprim.cgroup import _fs as fs", "Container(['true']).host_root().warm(1)"),
+    "proc_view": ("import pathlib as fs", "Container(['true']).host_root().proc_view().run()"),
+}
+
+
+@requires_root
+@pytest.mark.parametrize("where", sorted(_PAUSED_AFTER_MKDIR))
+def test_a_kill_right_after_a_mkdir_leaves_no_directory(where: str) -> None:
+    patched, start = _PAUSED_AFTER_MKDIR[where]
+    script = f"""
+        import sys, time
+        from nsprim.container import Container
+        {patched}
+
+        if fs.__name__ == "pathlib":
+            made = fs.Path.mkdir
+
+            def mkdir(self, *args, **kwargs):
+                made(self, *args, **kwargs)
+                if self.parent.name.endswith("-procview"):
+                    print(self, flush=True)
+                    time.sleep(600)
+
+            fs.Path.mkdir = mkdir
+        else:
+            made = fs.mkdir
+
+            def mkdir(path):
+                made(path)
+                print(path, flush=True)
+                time.sleep(600)
+
+            fs.mkdir = mkdir
+        box = {start}
+        time.sleep(600)
+    """
+    made = _killed_owner(script)
+    assert len(made) == 1 and Path(made[0]).is_absolute(), made
+    assert _gone([Path(made[0])])
+
+
 def _payloads(token: str) -> int:
     """How many processes run `sleep 3600.<token>`."""
     count = 0

@@ -13,7 +13,7 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -73,6 +73,7 @@ class CGroup:
         *,
         controllers: Iterable[Controller | str] | None = None,
         exist_ok: bool = False,
+        before_mkdir: Callable[[tuple[Path, ...]], object] | None = None,
     ) -> CGroup:
         """Create group *name* under *parent* and apply *resources*.
 
@@ -84,6 +85,11 @@ class CGroup:
         resources need are always included.  On v2 the needed controllers are
         enabled in each ancestor's ``cgroup.subtree_control``.  On any error
         every directory created so far is removed again.
+
+        *before_mkdir*, if given, is called with every directory of the group
+        before the first one is made: to register them with a cleanup that
+        must also cover a process killed half-way (the directories may then
+        not all exist).
         """
         validate_name(name)
         resources = resources if resources is not None else Resources()
@@ -120,6 +126,8 @@ class CGroup:
         v2_controllers = (wanted if wanted is not None else set(DEFAULT_V2_CONTROLLERS)) | set(needed)
         created: list[Path] = []
         dirs: list[tuple[Hierarchy, Path]] = []
+        if before_mkdir is not None:
+            before_mkdir(tuple(pdir / name for _h, pdir in parents))
         try:
             for h, pdir in parents:
                 if h.version == 2:

@@ -187,11 +187,17 @@ class ProcView:
     def create(self) -> None:
         """Make the directory (registered with the cleanup watcher), write the files, open them."""
         self.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.directory.mkdir(mode=0o755)  # per container: an existing one is an error (and not ours)
-        self._created = True
-        if self.watch:
+        if self.watch:  # before the mkdir: a kill right after it leaves nothing behind
             watcher.watch_tree(self.directory)
             self._watched = True
+        try:
+            self.directory.mkdir(mode=0o755)  # per container: an existing one is an error (and not ours)
+        except BaseException:
+            if self._watched:
+                self._watched = False
+                watcher.forget_tree(self.directory)
+            raise
+        self._created = True
         self.refresh(cpus=True)
 
     def refresh(self, *, cpus: bool = False) -> None:

@@ -128,9 +128,7 @@ class _Prepared:
             if ready is not None:  # made ahead, limits applied, already watched
                 self.cgroup, self.id = ready, ready.name
             else:
-                self.cgroup = _create_cgroup(self.id, cfg)
-                if self.watching:
-                    _watched(self.cgroup)
+                self.cgroup = _create_cgroup(self.id, cfg, watch=self.watching)
         if cfg.proc_view:  # nsprim: proc_view
             if self.cgroup is None:
                 raise ConfigError("a /proc view needs the container's cgroup (run as root)", what="proc_view")
@@ -180,7 +178,9 @@ class _Prepared:
             raise errors[0]
 
 
-def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
+def _create_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
+    """The container's group; with *watch*, registered with the cleanup watcher before
+    its first directory is made (a kill at any point leaves nothing behind)."""
     info = cached_host_info()
     resources = cfg.resources or Resources()
     wanted = {c.value for c in resources.controllers()}
@@ -202,14 +202,30 @@ def _create_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
         _parents.clear()
         parent = CGroup.open(parent_path, info=info)  # carries the host info into create()
         _parents[parent_path] = (info, parent)
+    registered: list[tuple[Path, ...]] = []
+
+    def register(dirs: tuple[Path, ...]) -> None:
+        watcher.watch_cgroups(dirs)
+        registered.append(dirs)
+
+    def create() -> CGroup:
+        return CGroup.create(
+            name, parent=parent, resources=resources, controllers=wanted, before_mkdir=register if watch else None
+        )
+
     try:
-        return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
-    except SyscallError as exc:
-        if exc.errno != errno.ENOENT:
-            raise
-        _parents.clear()
-        parent = CGroup.open(parent_path, info=info)
-        return CGroup.create(name, parent=parent, resources=resources, controllers=wanted)
+        try:
+            return create()
+        except SyscallError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            _parents.clear()
+            parent = CGroup.open(parent_path, info=info)
+            return create()
+    except BaseException:
+        for dirs in registered:  # create() removed what it made
+            watcher.forget_cgroups(dirs)
+        raise
 
 
 _parents: dict[str, tuple[HostInfo, CGroup]] = {}
@@ -249,12 +265,6 @@ def remove_group(cg: CGroup, *, forget: bool = True) -> None:
             cg.delete(recursive=True)
     if forget:
         watcher.forget_cgroups(cg.directories.values())
-
-
-def _watched(cg: CGroup) -> CGroup:
-    """Register *cg* with the cleanup watcher (removed if this process dies)."""
-    watcher.watch_cgroups(cg.directories.values())
-    return cg
 
 
 class RunningContainer:

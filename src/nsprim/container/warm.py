@@ -319,12 +319,12 @@ class WarmContainer:
     def __init__(self, config: ContainerConfig, size: int = 2) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"warm: the pool size must be a positive number, not `{size!r}`", what="warm")
-        from .running import _create_cgroup, _watched
+        from .running import _create_cgroup
 
         config.validate()
         self.config = config
         self._supply = _Supply(
-            config, size, lambda name: _watched(_create_cgroup(name, config)), _root_preparer(config)
+            config, size, lambda name: _create_cgroup(name, config, watch=True), _root_preparer(config)
         )
 
     @property
