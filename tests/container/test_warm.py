@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from nsprim.container import Container, WarmContainer
+from nsprim.container.warm import MAX_BACKLOG
 from nsprim.errors import ConfigError, ExecutableNotFoundError
 from nsprim.namespace import NamespaceType
 
-from ..conftest import requires_root
+from ..conftest import cpu_hogs, requires_root
 
 pytestmark = requires_root
 
@@ -310,3 +311,29 @@ def test_removing_an_ended_containers_group_handles_stragglers_and_children() ->
         if straggler.poll() is None:
             straggler.kill()
             straggler.wait()
+
+
+def _group_names() -> set[str]:
+    """The groups in this test run's cgroup (where containers go), by name."""
+    session = os.environ.get("NSPRIM_CGROUP_PARENT", "").lstrip("/")
+    assert session, "no cgroup for this test run"
+    return {g.name for h in Path("/sys/fs/cgroup").iterdir() if (h / session).is_dir() for g in (h / session).iterdir()}
+
+
+@pytest.mark.slow
+def test_a_pool_starved_of_cpu_owes_only_a_bounded_number_of_removals(rootfs: Path) -> None:
+    """Its thread runs only on an idle CPU: with the CPUs busy, ended groups must not pile up."""
+    before = _group_names()
+    most = 0
+    with cpu_hogs(2) as cpus:
+        affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, cpus)  # this thread, so the pool's thread and the containers too
+        try:
+            with Container(TRUE).rootfs(rootfs).warm(2) as box:
+                for _ in range(150):
+                    assert box.run().returncode == 0
+                    most = max(most, len(_group_names() - before))
+        finally:
+            os.sched_setaffinity(0, affinity)
+    # the pool's own, those it still has to remove, and the one it is removing
+    assert most <= 2 + MAX_BACKLOG + 1, f"{most} groups alive at once"

@@ -19,7 +19,9 @@ runs the rest (``/proc``, masks, cgroup file systems, ``pivot_root``...).
 The same thread removes the cgroups of ended containers, after their
 statistics were read: ``run()`` returns without waiting for the ``rmdir``
 calls, and the groups go within moments (or when the pool is closed, which
-waits for them).  The pool applies where it can: network namespaces only for containers that
+waits for them).  The thread runs only when a CPU is otherwise idle: while it
+is :data:`MAX_BACKLOG` removals behind, ``run()`` removes its group itself.
+The pool applies where it can: network namespaces only for containers that
 create one and no user namespace (a user namespace must own its network
 namespace, so it cannot be made before it); cgroups only for an unnamed,
 attached container started as root.  Everything else starts as usual.  The
@@ -54,6 +56,9 @@ __all__ = ["WarmContainer"]
 T = TypeVar("T")
 
 _live: weakref.WeakSet[_Supply] = weakref.WeakSet()
+
+#: Ended containers whose cleanup a pool's thread may owe at most; past it, ``run()`` cleans up itself.
+MAX_BACKLOG = 16
 
 
 class _Supply:
@@ -188,10 +193,12 @@ class _Supply:
         """Hand over what an ended container used: its (watched) group to remove, its
         prepared mount namespace to close (the thread then takes its mounts down).
 
-        False if the thread is not running: the caller disposes of them itself.
+        False if the thread is not running, or is this far behind: the caller disposes of
+        them itself.  The thread runs only on an otherwise idle CPU; on a busy machine it may
+        not run at all, and what it owes must stay bounded (starts are then cold ones).
         """
         with self._cond:
-            if self._closed or not self.alive or self._thread is None:
+            if self._closed or not self.alive or self._thread is None or len(self._finished) >= MAX_BACKLOG:
                 return False
             self._finished.append((cg, mntns_fd))
             self._cond.notify()
