@@ -24,7 +24,7 @@ from nsprim.container.registry import ContainerRunningError, NoSuchContainerErro
 from nsprim.errors import ConfigError, ExecutableNotFoundError
 from nsprim.plan import Exec, Plan
 
-from ..conftest import requires_root
+from ..conftest import requires_root, run_as_nobody
 
 pytestmark = requires_root
 
@@ -375,3 +375,37 @@ def test_detach_refuses_what_needs_the_starter() -> None:
     with pytest.raises(ConfigError, match="proc"):
         Container(["true"]).host_root().proc_view().detach().start()
     assert not containers_dir().exists()
+
+
+@pytest.fixture
+def user_state() -> Iterator[Path]:
+    """A state directory of nobody's, in a place nobody can reach."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="nsprim-test-state-"))
+    try:
+        d.chmod(0o755)
+        (d / "state").mkdir()
+        os.chown(d / "state", 65534, 65534)
+        yield d / "state"
+    finally:
+        shutil.rmtree(d)
+
+
+def test_a_rootless_detached_container(user_state: Path) -> None:
+    """Without root: no cgroup, a user namespace, the entry under a state directory of the user's."""
+    state = user_state
+    name = unique("rootless")
+
+    def scenario() -> str:
+        os.environ["NSPRIM_STATE_DIR"] = str(state)
+        Container(["sh", "-c", "id -u; exit 7"]).name(name).detach().start().close()
+        box = find(name)
+        code = box.wait(30)
+        text = f"{code} {box.status.value} {box.state.cgroup_dirs} {box.log_path.read_text().strip()}"
+        box.remove()
+        assert_gone(box)
+        return text
+
+    assert run_as_nobody(scenario) == "7 exited () 0"
