@@ -17,6 +17,7 @@
 #include "compat.h"
 
 #include <link.h>
+#include <poll.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 
@@ -33,6 +34,8 @@
 
 struct blob_header {
     unsigned int magic;
+    unsigned int size;   /* sizeof(struct blob_header) */
+    char version[32];    /* NSPRIM_VERSION: the file may have been replaced since the caller loaded it */
     int remove_state;
     struct monitor_hello hello;
     long long prefix_len;
@@ -138,6 +141,8 @@ void nsp_monitor_reexec(const char *loader, const struct nsp_monitor_config *mon
     struct blob_header b;
     memset(&b, 0, sizeof b);
     b.magic = BLOB_MAGIC;
+    b.size = sizeof b;
+    strncpy(b.version, NSPRIM_VERSION, sizeof b.version - 1);
     b.remove_state = mon->remove_state;
     b.hello = *h;
     b.prefix_len = mon->state_prefix_len;
@@ -201,7 +206,8 @@ static __attribute__((noreturn)) void entry_main(void)
     if (base == MAP_FAILED)
         goto broken;
     const struct blob_header *b = (const struct blob_header *)base;
-    if (b->magic != BLOB_MAGIC || b->ncgroups < 0 || b->ncgroups > BLOB_MAX_CGROUPS || b->prefix_len < 0)
+    if (b->magic != BLOB_MAGIC || b->size != sizeof *b || strncmp(b->version, NSPRIM_VERSION, sizeof b->version) != 0
+        || b->ncgroups < 0 || b->ncgroups > BLOB_MAX_CGROUPS || b->prefix_len < 0)
         goto broken;
     mon.state_dirfd = -1;
     mon.remove_state = b->remove_state;
@@ -219,9 +225,17 @@ static __attribute__((noreturn)) void entry_main(void)
     mon.state_prefix_len = b->prefix_len;
     nsp_monitor_loop(&mon, &b->hello, 4);
 broken:
-    /* Only a bug of ours gets here: the container must not run on unwatched. */
-    syscall(__NR_pidfd_send_signal, 3, SIGKILL, NULL, 0);
-    _exit(1);
+    /* Another build of the core (replaced since the caller loaded it) or a bug:
+     * without the record's part there is nothing to write, but the container is
+     * still ours to reap.  It is reported lost once it ended. */
+    for (;;) {
+        struct pollfd pf = {3, POLLIN, 0};
+        if (poll(&pf, 1, -1) > 0) {
+            siginfo_t si;
+            waitid((idtype_t)3 /* P_PIDFD */, 3, &si, WEXITED);
+            _exit(1);
+        }
+    }
 }
 
 /* The file's entry point when the loader runs it as a program (-Wl,-e): the

@@ -17,6 +17,7 @@ import pytest
 
 import nsprim
 from nsprim import _sys
+from nsprim._sys import watcher
 from nsprim._sys.spawn import MonitorSpec, core_file
 from nsprim.cgroup import CGroup
 from nsprim.container import Container, ContainerStatus, find, list_containers
@@ -29,7 +30,7 @@ from ..conftest import requires_root, run_as_nobody
 pytestmark = requires_root
 
 SRC = str(Path(nsprim.__file__).resolve().parent.parent)
-SLEEP_FOREVER = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]  # ignores SIGTERM
+SLEEP_IGNORING_TERM = ["sh", "-c", "trap '' TERM; sleep 1000"]  # ignores SIGTERM; ends at last should a test run die
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +117,7 @@ def test_the_monitor_records_the_end_and_removes_the_cgroup_but_keeps_the_entry(
 
 def test_ps_stop_rm_by_name_from_other_processes() -> None:
     name, init_name = unique("cli"), unique("cli-init")
-    r = cli("run", "-d", "--name", name, "--", *SLEEP_FOREVER)
+    r = cli("run", "-d", "--name", name, "--", *SLEEP_IGNORING_TERM)
     assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
     r = cli("run", "-d", "--init", "--name", init_name, "--", "sleep", "1000")
     assert r.returncode == 0, r.stderr
@@ -148,7 +149,7 @@ def test_ps_stop_rm_by_name_from_other_processes() -> None:
 
 def test_rm_force_kills_a_running_container() -> None:
     name = unique()
-    Container(SLEEP_FOREVER).name(name).detach().start().close()
+    Container(SLEEP_IGNORING_TERM).name(name).detach().start().close()
     box = find(name)
     with pytest.raises(ContainerRunningError):
         box.remove()
@@ -167,7 +168,7 @@ def test_a_detached_container_outlives_its_starter(tmp_path: Path, how: str) -> 
         import os, sys, time
         from nsprim._sys import watcher
         from nsprim.container import Container
-        box = Container({SLEEP_FOREVER!r}).name({name!r}).detach().start()
+        box = Container({SLEEP_IGNORING_TERM!r}).name({name!r}).detach().start()
         # Removed by this process's cleanup watcher when it dies, after everything else it was given.
         watcher.watch_tree({str(canary)!r})
         print(box.pid, flush=True)
@@ -191,7 +192,7 @@ def test_a_detached_container_outlives_its_starter(tmp_path: Path, how: str) -> 
     box = find(name)
     assert box.pid == pid
     assert box.status is ContainerStatus.RUNNING
-    assert process_state(pid, box.state.starttime) in ("S", "R")
+    assert process_state(pid, box.state.starttime) not in (None, "Z")
     assert all(os.path.isdir(d) for d in box.state.cgroup_dirs)
     box.stop(timeout=0)
     assert box.returncode == -signal.SIGKILL
@@ -226,7 +227,7 @@ def test_auto_remove_leaves_nothing_once_it_ended() -> None:
 
 
 def test_the_starter_waits_and_learns_the_status_from_the_monitor() -> None:
-    box = Container(SLEEP_FOREVER).detach(remove=True).start()
+    box = Container(SLEEP_IGNORING_TERM).detach(remove=True).start()
     box.kill()
     assert box.wait(30) == -signal.SIGKILL
     assert box.returncode == -signal.SIGKILL and not box.oom_killed
@@ -275,9 +276,11 @@ def monitored_sleep(entry: Path, cg: CGroup, exe: bytes | None) -> nsprim.Proces
             remove_state=False,
             exe=exe,
         )
-        return nsprim.process.start(Plan((Exec("/bin/sleep", ("sleep", "1000")),)), monitor=spec)
+        proc = nsprim.process.start(Plan((Exec("/bin/sleep", ("sleep", "1000")),)), monitor=spec)
     finally:
         os.close(dirfd)
+    watcher.watch_pid(proc.pid)  # should this test run die (the monitor would wait for it)
+    return proc
 
 
 @pytest.mark.parametrize("exe", IMAGES.values(), ids=IMAGES.keys())
@@ -289,13 +292,16 @@ def test_the_monitor_records_and_cleans_up_after_a_commit(tmp_path: Path, exe: b
     assert proc.monitor is not None
     proc.monitor.commit()
     monitor, python = proc.monitor.monitor_pid, os.path.realpath(sys.executable)
-    deadline = time.monotonic() + 30  # it executes its image once it has told us about the child
-    while exe is not None and os.readlink(f"/proc/{monitor}/exe") == python and time.monotonic() < deadline:
-        time.sleep(0.01)
-    maps = Path(f"/proc/{monitor}/maps").read_text()
-    assert (python in maps) == (exe is None)  # its own image holds nothing of ours
-    proc.kill()
+    try:
+        deadline = time.monotonic() + 30  # it executes its image once it has told us about the child
+        while exe is not None and os.readlink(f"/proc/{monitor}/exe") == python and time.monotonic() < deadline:
+            time.sleep(0.01)
+        maps = Path(f"/proc/{monitor}/maps").read_text()
+        assert (python in maps) == (exe is None)  # its own image holds nothing of ours
+    finally:
+        proc.kill()
     assert proc.wait(30) == -signal.SIGKILL
+    watcher.forget_pid(proc.pid)
     record = json.loads((entry / "state.json").read_text())
     assert (record["name"], record["pid"], record["status"], record["exit_code"]) == ("x", proc.pid, "exited", 137)
     assert record["monitor_pid"] == monitor
@@ -314,7 +320,7 @@ def test_the_monitor_cleans_up_if_the_starter_dies_before_the_verdict(tmp_path: 
     proc = monitored_sleep(entry, cg, exe)
     assert proc.monitor is not None
     pid, start, monitor = proc.pid, proc.monitor.starttime, proc.monitor.monitor_pid
-    assert process_state(pid, start) in ("S", "R")
+    assert process_state(pid, start) not in (None, "Z")
     monitor_fd = _sys.pidfd_open(monitor)
     try:
         proc.monitor.close()  # EOF without a verdict
@@ -322,6 +328,7 @@ def test_the_monitor_cleans_up_if_the_starter_dies_before_the_verdict(tmp_path: 
     finally:
         os.close(monitor_fd)
         proc.close()
+    watcher.forget_pid(pid)
     assert process_state(pid, start) is None
     assert not cg.exists()
     assert not entry.exists()
@@ -363,7 +370,7 @@ def test_a_bad_name_is_refused_before_anything_is_made(name: str) -> None:
 
 def test_a_name_in_use_is_refused() -> None:
     name = unique()
-    first = Container(SLEEP_FOREVER).name(name).detach().start()
+    first = Container(SLEEP_IGNORING_TERM).name(name).detach().start()
     first.close()
     with pytest.raises(ConfigError, match=f"container name `{name}` is already in use"):
         Container(["true"]).name(name).detach().start()
@@ -409,3 +416,60 @@ def test_a_rootless_detached_container(user_state: Path) -> None:
         return text
 
     assert run_as_nobody(scenario) == "7 exited () 0"
+
+
+def _interpreter(program: str) -> str:
+    """PT_INTERP of a 64-bit little-endian ELF program (x86-64, aarch64)."""
+    import struct
+
+    with open(program, "rb") as f:
+        data = f.read(1 << 16)
+    phoff = struct.unpack_from("<Q", data, 0x20)[0]
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        p_type, _flags, p_offset = struct.unpack_from("<IIQ", data, phoff + i * phentsize)
+        if p_type == 3:  # PT_INTERP
+            size = struct.unpack_from("<Q", data, phoff + i * phentsize + 32)[0]
+            return data[p_offset : p_offset + size].rstrip(b"\0").decode()
+    raise AssertionError(f"{program} has no interpreter")
+
+
+def test_the_monitor_image_of_another_build_still_reaps_its_container() -> None:
+    """What the monitor must know comes from a different build (the core's file was replaced
+    after the starter loaded it): nothing to record, but the container is reaped, not killed."""
+    loader = _interpreter(os.path.realpath(sys.executable))
+    image = os.fsdecode(core_file())
+    r, w = os.pipe()
+    monitor = os.fork()
+    if monitor == 0:  # pragma: no cover - the child: becomes the image, the parent of a sleep
+        try:
+            payload = os.fork()
+            if payload == 0:
+                os.execv("/bin/sleep", ["sleep", "1000"])
+            os.write(w, str(payload).encode())
+            os.dup2(os.pidfd_open(payload), 3)
+            blob = os.memfd_create("not-a-monitor-blob", 0)
+            os.write(blob, b"\x6e\x73\x70\x6d" + b"\0" * 200)  # the magic, then nothing that fits
+            os.dup2(blob, 6)
+            os.execve(loader, ["nsprim-monitor", image], {})
+        finally:
+            os._exit(127)
+    os.close(w)
+    payload = int(os.read(r, 32) or b"0")
+    os.close(r)
+    try:
+        assert payload > 0
+        deadline = time.monotonic() + 30
+        # The image has read its memfd once descriptor 6 is closed.
+        while time.monotonic() < deadline and (
+            _comm(Path(f"/proc/{monitor}")) != "nsprim-monitor" or os.path.exists(f"/proc/{monitor}/fd/6")
+        ):
+            time.sleep(0.01)
+        assert _comm(Path(f"/proc/{monitor}")) == "nsprim-monitor"
+        children = Path(f"/proc/{monitor}/task/{monitor}/children").read_text().split()
+        assert children == [str(payload)], "the image killed its container"
+    finally:
+        if payload > 0:
+            os.kill(payload, signal.SIGKILL)  # ours: started by our child
+        _, status = os.waitpid(monitor, 0)
+    assert os.waitstatus_to_exitcode(status) == 1  # it reaped the payload, then ended
