@@ -38,6 +38,10 @@ static __attribute__((noreturn)) void child_fail(struct child_ctx *ctx, int inde
         r.kind = ctx->cfg->steps[index - ctx->cfg->nprefix].kind;
     r.err = err > 0 ? err : EIO;
     r.part = ctx->part;
+    /* First where no allocation can fail: the pipe write below needs a
+     * buffer page, which a memory limit may refuse. */
+    __atomic_store_n(&ctx->progress->part, r.part, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctx->progress->err, r.err, __ATOMIC_RELEASE);
     nsp_root_cache_drop(&ctx->root);
     write_all(ctx->report_fd, &r, sizeof r);
     _exit(127);
@@ -403,6 +407,8 @@ int nsp_child_main(void *arg)
         if (s->kind != NSP_STEP_MOUNT_IN_ROOT && s->kind != NSP_STEP_CREATE_IN_ROOT)
             nsp_root_cache_drop(&ctx->root); /* see rootfs.h: not across other steps */
         ctx->part = NSP_PART_NONE;
+        __atomic_store_n(&ctx->progress->kind, s->kind, __ATOMIC_RELAXED);
+        __atomic_store_n(&ctx->progress->step, i, __ATOMIC_RELEASE);
         int r = run_step(ctx, s);
         if (times)
             times[i + 2] = nsp_clock_ns();
@@ -417,6 +423,8 @@ int nsp_child_main(void *arg)
         }
     }
     /* A plan without an exec step: the setup itself was the job. */
+    __atomic_store_n(&ctx->progress->kind, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&ctx->progress->step, cfg->nprefix + cfg->nsteps, __ATOMIC_RELEASE);
     nsp_root_cache_drop(&ctx->root);
     _exit(0);
 }

@@ -19,6 +19,7 @@ struct child_ctx {
     const struct nsp_spawn_config *cfg;
     int report_fd;
     int sync_fd;
+    struct nsp_progress *progress; /* shared with the parent (see nsprim.h) */
     sigset_t mask; /* the caller's signal mask, restored before exec */
     int handlers_cleared; /* cloned with CLONE_CLEAR_SIGHAND (set before clone) */
     struct nsp_root_cache root; /* descriptors shared by consecutive in-root steps */
@@ -28,6 +29,10 @@ struct child_ctx {
 /* Run the plan of ctx->cfg (prefix, then body); never returns: exec, or
  * _exit(127) after reporting the failed step, or _exit(0) without an exec. */
 int nsp_child_main(void *arg);
+
+/* A shared page for a child's progress record (see nsprim.h), or NULL with
+ * errno set: for a fork-mode child, or one started by a monitor. */
+struct nsp_progress *nsp_progress_map(void);
 
 /* CLOCK_MONOTONIC in ns, for the optional step timings. */
 static inline long long nsp_clock_ns(void)

@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "child.h" /* nsp_progress_map */
 #include "container.h"
 #include "monitor.h"
 
@@ -266,7 +267,8 @@ __attribute__((noreturn)) void nsp_monitor_loop(const struct nsp_monitor_config 
 
 static __attribute__((noreturn)) void monitor_main(const struct nsp_spawn_config *spawn,
                                                    const struct nsp_monitor_config *mon, int ctl,
-                                                   const sigset_t *caller_mask, const char *loader)
+                                                   const sigset_t *caller_mask, const char *loader,
+                                                   struct nsp_progress *progress)
 {
     /* A session of its own: the caller's terminal (^C, hang-up) reaches
      * neither the monitor nor the container. */
@@ -291,6 +293,8 @@ static __attribute__((noreturn)) void monitor_main(const struct nsp_spawn_config
     cfg.kept_fds = NULL;
     cfg.nkept = 0;
     struct nsp_spawn_result r;
+    memset(&r, 0, sizeof r);
+    r.progress = progress; /* the caller's page: it, not we, reads how far the child got */
     struct monitor_hello h;
     memset(&h, 0, sizeof h);
     /* nsp_spawn hands the mask it finds to the child for its exec. */
@@ -368,8 +372,15 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
     /* Found before the fork: looking for it may run a probe process. */
     const char *loader = mon->exe != NULL ? nsp_monitor_loader(mon->exe) : NULL;
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    /* Mapped before the forks, so that the monitor's child writes where we read. */
+    res->progress = nsp_progress_map();
+    if (!res->progress)
         return -errno;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        int e = errno;
+        nsp_spawn_release(res);
+        return -e;
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -379,7 +390,7 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
         close(sv[0]);
         pid_t m = raw_fork();
         if (m == 0)
-            monitor_main(spawn, mon, sv[1], &old, loader);
+            monitor_main(spawn, mon, sv[1], &old, loader, res->progress);
         _exit(m < 0 ? 1 : 0);
     }
     int err = mid < 0 ? errno : 0;
@@ -387,6 +398,7 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
     close(sv[1]);
     if (mid < 0) {
         close(sv[0]);
+        nsp_spawn_release(res);
         return -err;
     }
     int status;
@@ -419,6 +431,7 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
         close(sv[0]);
+        nsp_spawn_release(res);
         if (n == (ssize_t)sizeof h && h.err != 0)
             return -h.err;
         return e ? -e : -ECHILD; /* the monitor died before it could start the container */

@@ -155,11 +155,28 @@ struct nsp_spawn_config {
                                         clone returned; vfork mode only */
 };
 
+/* How far the child got, in memory it shares with the parent: EOF on the
+ * report pipe means exec *or* death, and a report the child could not write
+ * (a pipe buffer is memory, charged to the child's cgroup) must not read as
+ * an exec.  The child stores each step's index and kind before running it,
+ * and a failure's errno before it writes the report. */
+struct nsp_progress {
+    int step;   /* the step the child is at; -1 before the first            */
+    int kind;   /* that step's kind                                         */
+    int err;    /* > 0: that step failed with this errno                    */
+    int part;   /* and in this part of it (enum nsp_step_part)              */
+    int total;  /* nprefix + nsteps: step == total, the plan ran to its end */
+};
+
 struct nsp_spawn_result {
     int pid;
     int pidfd;
     int report_fd;  /* read end: a struct nsp_report on failure, EOF on exec */
     int sync_fd;    /* write end: one byte releases one SYNC step, or -1    */
+    struct nsp_progress *progress;  /* shared with the child: ours (vfork
+                                       mode) or a MAP_SHARED page; released
+                                       by nsp_read_report/nsp_spawn_release */
+    struct nsp_progress own;        /* the vfork-mode child writes here     */
 };
 
 /* What the child sends when a step fails; 0-based step index (prefix steps
@@ -259,6 +276,14 @@ struct nsp_monitor_exit {
 int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_monitor_config *mon,
                       struct nsp_spawn_result *res, struct nsp_monitor_result *mres);
 
-/* Read one report from report_fd: returns 1 if a step failed (*report is
- * filled), 0 on EOF (the child exec'd), or -errno. Blocks, without the GIL. */
-int nsp_read_report(int report_fd, struct nsp_report *report);
+/* Wait for the child's exec or failure (blocks, without the GIL): returns
+ * 1 if a step failed (*report filled: by the pipe, or from the shared
+ * progress when the child could not write), 0 if the child reached its exec
+ * (or ran its plan to the end), 2 if it died before exec without a report
+ * (report->index and kind: the step it was at; err 0), or -errno.  Then
+ * releases the progress memory, as nsp_spawn_release does. */
+int nsp_read_report(struct nsp_spawn_result *result, struct nsp_report *report);
+
+/* Release the progress memory of a spawn whose report is never read
+ * (idempotent; nsp_read_report does it itself). */
+void nsp_spawn_release(struct nsp_spawn_result *result);

@@ -5,7 +5,9 @@
  * Protocol with the parent:
  *   - report pipe (child -> parent, close-on-exec): on the first failed step
  *     the child writes one struct nsp_report and exits with status 127.  EOF
- *     without a record means exec succeeded.
+ *     means exec, or the child's death: which one, the shared progress
+ *     record (struct nsp_progress) says; it also keeps a failure whose
+ *     report could not be written.
  *   - sync pipe (parent -> child): a SYNC step blocks until the parent writes
  *     one byte (after writing uid/gid maps, say).  EOF means "give up".
  *
@@ -220,8 +222,29 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
         if (cfg->steps[i].kind == NSP_STEP_SYNC)
             need_sync = 1;
 
-    if (pipe2(report, O_CLOEXEC) < 0)
-        return -errno;
+    /* A vfork-mode child shares our memory; any other gets one shared page,
+     * faulted in here (and charged to us) so that the child's stores need no
+     * allocation of its own.  A page given (a monitor's, shared with its
+     * caller) is used as it is. */
+    if (!res->progress) {
+        res->progress = &res->own;
+        if (!cfg->use_vfork) {
+            void *page = nsp_progress_map();
+            if (!page)
+                return -errno;
+            res->progress = page;
+        }
+    }
+    res->progress->step = -1;
+    res->progress->kind = 0;
+    res->progress->err = 0;
+    res->progress->part = 0;
+    res->progress->total = cfg->nprefix + cfg->nsteps;
+
+    if (pipe2(report, O_CLOEXEC) < 0) {
+        ret = -errno;
+        goto fail;
+    }
     if (need_sync && pipe2(sync, O_CLOEXEC) < 0) {
         ret = -errno;
         goto fail;
@@ -244,6 +267,7 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
     ctx.cfg = cfg;
     ctx.report_fd = report[1];
     ctx.sync_fd = sync[0];
+    ctx.progress = res->progress;
     ctx.handlers_cleared = 0;
     nsp_root_cache_init(&ctx.root);
     sigset_t all;
@@ -291,15 +315,29 @@ fail:
         if (sync[i] >= 0)
             close(sync[i]);
     }
+    nsp_spawn_release(res);
     return ret;
 }
 
-int nsp_read_report(int report_fd, struct nsp_report *report)
+struct nsp_progress *nsp_progress_map(void)
+{
+    void *page = mmap(NULL, sizeof(struct nsp_progress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return page == MAP_FAILED ? NULL : page;
+}
+
+void nsp_spawn_release(struct nsp_spawn_result *res)
+{
+    if (res->progress && res->progress != &res->own)
+        munmap(res->progress, sizeof *res->progress);
+    res->progress = NULL;
+}
+
+int nsp_read_report(struct nsp_spawn_result *res, struct nsp_report *report)
 {
     size_t got = 0;
     char *p = (char *)report;
     while (got < sizeof *report) {
-        ssize_t n = read(report_fd, p + got, sizeof *report - got);
+        ssize_t n = read(res->report_fd, p + got, sizeof *report - got);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -309,9 +347,31 @@ int nsp_read_report(int report_fd, struct nsp_report *report)
             break;
         got += (size_t)n;
     }
-    if (got == 0)
-        return 0;
-    if (got < sizeof *report)
+    if (got == sizeof *report) {
+        nsp_spawn_release(res);
+        return 1;
+    }
+    if (got > 0 || !res->progress) {
+        nsp_spawn_release(res);
         return -EPROTO;
-    return 1;
+    }
+    /* EOF: every copy of the write end is closed, by exec or by exit. */
+    struct nsp_progress seen;
+    seen.step = __atomic_load_n(&res->progress->step, __ATOMIC_ACQUIRE);
+    seen.kind = __atomic_load_n(&res->progress->kind, __ATOMIC_RELAXED);
+    seen.err = __atomic_load_n(&res->progress->err, __ATOMIC_ACQUIRE);
+    seen.part = __atomic_load_n(&res->progress->part, __ATOMIC_RELAXED);
+    seen.total = res->progress->total;
+    nsp_spawn_release(res);
+    memset(report, 0, sizeof *report);
+    report->index = seen.step;
+    report->kind = seen.kind;
+    if (seen.err > 0) {
+        report->err = seen.err; /* failed, and the report did not get through */
+        report->part = seen.part;
+        return 1;
+    }
+    if (seen.kind == NSP_STEP_EXEC || seen.step == seen.total)
+        return 0;
+    return 2;
 }

@@ -105,7 +105,7 @@ def breakdown_cases(namespaces: Sequence[str]) -> list[h.Case]:
     def core(use_vfork: bool) -> Callable[[], None]:
         def once() -> None:
             hd = raw.spawn(encoded, clone_flags=flags, use_vfork=use_vfork)
-            rep = raw.read_report(hd.report_fd)
+            rep = raw.read_report(hd)
             os.close(hd.report_fd)
             res = os.waitid(os.P_PIDFD, hd.pidfd, os.WEXITED)
             os.close(hd.pidfd)

@@ -254,3 +254,24 @@ def test_between_clone_and_exec_no_handler_of_the_caller_is_left(tmp_path: Path,
     assert masks["SigCgt"] & ~internal == 0
     assert masks["SigIgn"] & bit[signal.SIGUSR1]
     assert not masks["SigIgn"] & bit[signal.SIGPIPE]
+
+
+def test_a_child_killed_during_setup_is_an_error_not_a_finished_process() -> None:
+    from nsprim.errors import ChildDiedError
+    from nsprim.plan import Sync
+
+    plan = Plan((Sync("the parent acts"), Chdir("/"), Exec("/bin/true", ["true"], {})))
+
+    def kill_it(pid: int) -> None:
+        # Once it waits at its sync step (asleep in read), as the OOM killer would kill it mid-setup.
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "S":
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(ChildDiedError) as info:
+        nsprim.start(plan, parent_actions=[kill_it])
+    err = info.value
+    assert isinstance(err, StepError) and err.index == 0 and err.signal == signal.SIGKILL
+    assert "died during setup, before exec (killed by SIGKILL)" in str(err) and "[plan step 0]" in str(err)

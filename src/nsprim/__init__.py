@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    ChildDiedError,
     ConfigError,
     ExecutableNotFoundError,
     NamespaceError,
@@ -84,6 +85,7 @@ __all__ = [
     "SyscallError",
     "StepError",
     "ExecutableNotFoundError",
+    "ChildDiedError",
     "UnsupportedError",
     "NamespaceError",
     "NamespaceTypeError",

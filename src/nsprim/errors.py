@@ -11,6 +11,8 @@ Every error nsprim raises derives from :class:`NsprimError`.  The classes say
 * :class:`StepError` (a :class:`SyscallError`): a step of a spawn plan failed
   in the child, between ``clone`` and ``exec``.  ``step`` is the failed step
   and ``index`` its position in the plan.
+* :class:`ChildDiedError` (a :class:`StepError`): the child died before
+  ``exec`` without reporting a failed step (killed, or out of memory).
 * :class:`UnsupportedError`: the kernel or host lacks a feature.
 * :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be
   used as given: :class:`CorruptLayerError` (not a tar, truncated),
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import signal as _signal
 from typing import Any, ClassVar
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "NamespaceTypeError",
     "ProcessLookupFailed",
     "ExecutableNotFoundError",
+    "ChildDiedError",
     "TimeoutExpired",
     "SpecError",
     "LayerError",
@@ -200,6 +204,60 @@ class ExecutableNotFoundError(StepError, FileNotFoundError):
         if self.reason is None:
             return super().__str__()
         return f"{self.detail}: {self.reason} [plan step {self.index}]"
+
+
+class ChildDiedError(StepError):
+    """The child died between ``clone`` and ``exec`` without reporting a failed step.
+
+    Killed by a signal (the OOM killer's ``SIGKILL`` when a memory limit is too
+    small for the setup, say) or exited.  ``step`` and ``index`` are the step
+    it was at, ``signal`` the signal that killed it (or None) and
+    ``exit_status`` its exit status otherwise; ``errno`` is ``ECHILD``.
+    """
+
+    def __init__(
+        self,
+        step: Any,
+        index: int,
+        *,
+        signal: int | None = None,
+        exit_status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(_errno.ECHILD, step, index)
+        self.signal = signal
+        self.exit_status = exit_status
+        self.hint = hint
+
+    @property
+    def cause(self) -> str:
+        """How the child ended: "killed by SIGKILL", "exit status 1"."""
+        if self.signal is not None:
+            try:
+                name = _signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            return f"killed by {name}"
+        if self.exit_status is None:  # not our child (a detached container's monitor is its parent)
+            return "killed, or exited"
+        return f"exit status {self.exit_status}"
+
+    def __str__(self) -> str:
+        if self.step is None:
+            text = f"the child died at its start, before its first step ({self.cause})"
+        else:
+            head = self.detail or self.operation
+            text = f"{head}: the child died during setup, before exec ({self.cause}) [plan step {self.index}]"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_child_died, (type(self), self.step, self.index, self.signal, self.exit_status, self.hint))
+
+
+def _rebuild_child_died(
+    cls: type[ChildDiedError], step: Any, index: int, sig: int | None, status: int | None, hint: str | None
+) -> ChildDiedError:
+    return cls(step, index, signal=sig, exit_status=status, hint=hint)
 
 
 class UnsupportedError(NsprimError):

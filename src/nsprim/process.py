@@ -30,7 +30,7 @@ from . import _sys
 from ._sys import C
 from ._sys import spawn as _spawn
 from .checks import check_argv, check_env, check_groups, check_id, check_uts_name
-from .errors import ConfigError, ExecutableNotFoundError, StepError, SyscallError, TimeoutExpired
+from .errors import ChildDiedError, ConfigError, ExecutableNotFoundError, StepError, SyscallError, TimeoutExpired
 from .idmap import IdMap, write_id_maps
 from .namespace import Namespace, NamespaceId, NamespaceType, namespace_ids
 from .plan import (
@@ -348,7 +348,9 @@ def start(
     exists once the child is cloned (its namespaces, its pid).
     *close_after* are parent-side descriptors (the child's ends of pipes):
     closed here once the child has them, or when starting fails.  On a failed step the child is reaped and
-    :class:`~nsprim.errors.StepError` raised; nothing is left running.
+    :class:`~nsprim.errors.StepError` raised; nothing is left running.  A child that dies before its
+    exec without a report (killed, say by the OOM killer) is a :class:`~nsprim.errors.ChildDiedError`
+    naming the step it was at, never a process that seems to have run.
     With *timings*, the returned process's :attr:`~Process.setup_us` says how
     long the clone and each step took (vfork-mode plans only; else empty).
     With *keep_fds* slots (a vfork-mode plan and ``CLONE_FILES`` in
@@ -385,19 +387,23 @@ def start(
             try:
                 for action in parent_actions:
                     action(handles.pid)
-                    os.write(handles.sync_fd, b"g")
+                    try:
+                        os.write(handles.sync_fd, b"g")
+                    except BrokenPipeError:
+                        break  # the child died: its report (or silence) says where
             except BaseException as exc:  # the child must not go on alone
                 action_error = exc
                 _sys.pidfd_send_signal(handles.pidfd, _signal.SIGKILL)
             finally:
                 os.close(handles.sync_fd)
-        report = _spawn.read_report(handles.report_fd)
+        report = _spawn.read_report(handles)
     except BaseException:
         if handles.monitor is not None:
             handles.monitor.abort()  # it kills and reaps the child
         _kill_and_reap(handles.pidfd)
         raise
     finally:
+        _spawn.release(handles)
         os.close(handles.report_fd)
     if report is not None or action_error is not None:
         for fd in handles.kept_fds:
@@ -405,9 +411,14 @@ def start(
                 os.close(fd)
         if handles.monitor is not None:
             handles.monitor.abort()
-        _reap(handles.pidfd)
-        if report is not None:
-            step = _reported_step(report, (*head, *plan.steps), prefix, plan)
+        sig, status = _reap(handles.pidfd)
+        if report is not None and not (report.died and action_error is not None):  # (we killed it then)
+            steps = (*head, *plan.steps)
+            if report.died:
+                # Silence is no exec: the child ended during its setup (the OOM killer, say).
+                at = steps[report.index] if 0 <= report.index < len(steps) else None
+                raise ChildDiedError(at, report.index, signal=sig, exit_status=status)
+            step = _reported_step(report, steps, prefix, plan)
             cls = ExecutableNotFoundError if isinstance(step, Exec) and report.errno == errno.ENOENT else StepError
             raise cls(report.errno, step, report.index, report.part) from action_error
         assert action_error is not None
@@ -451,10 +462,17 @@ def _step_durations(ns: Sequence[int]) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _reap(pidfd: int) -> None:
+def _reap(pidfd: int) -> tuple[int | None, int | None]:
+    """Reap the child; return (the signal that killed it, or None; its exit status, or None)."""
+    res = None
     with contextlib.suppress(ChildProcessError):
-        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+        res = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
     os.close(pidfd)
+    if res is None:
+        return None, None
+    if res.si_code == os.CLD_EXITED:
+        return None, res.si_status
+    return res.si_status, None
 
 
 def _kill_and_reap(pidfd: int) -> None:

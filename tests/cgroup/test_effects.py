@@ -226,3 +226,22 @@ def test_hugetlb_limit_applies_where_the_controller_lives(base: CGroup) -> None:
     name = "hugetlb.2MB.max" if cg.version_of("hugetlb") == 2 else "hugetlb.2MB.limit_in_bytes"
     assert (d / name).read_text().strip() == str(4 << 20)
     cg.delete()
+
+
+def test_a_setup_step_refused_memory_is_an_error_even_when_its_report_is_too(base: CGroup) -> None:
+    # The child joins a group with no memory to give: the next step's kernel allocation fails, and so
+    # does the write of its report (a pipe buffer is memory too).  Silence must not read as an exec.
+    import nsprim
+    from nsprim.errors import StepError
+    from nsprim.plan import Mount, WriteFile
+
+    version = need(base.host, "memory")
+    cg = base.child("nomem", Resources(memory=MemoryResources(max=0)))
+    join = cg.directory("memory") / ("tasks" if version == 1 else "cgroup.procs")
+    steps = [WriteFile(join, b"0"), Mount("tmpfs", "/tmp", "tmpfs", 0)]
+    with pytest.raises(StepError) as info:
+        nsprim.spawn(["/bin/true"], new={"mnt"}, steps=steps)
+    assert info.value.errno == 12 and "Cannot allocate memory" in str(info.value)  # ENOMEM
+    assert cg.procs() == []
+    cg.delete()
+

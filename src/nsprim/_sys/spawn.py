@@ -38,6 +38,7 @@ __all__ = [
     "encode",
     "spawn",
     "read_report",
+    "release",
     "Report",
 ]
 
@@ -203,6 +204,9 @@ class SpawnHandles:
     kept_fds: tuple[int, ...] = ()
     #: With ``monitor``: the link to the monitor, the child's parent (we are not).
     monitor: MonitorLink | None = None
+    #: The native result, which holds the progress record the child shares with us (see
+    #: :func:`read_report`); released by it, or by :func:`release`.
+    native: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +289,14 @@ class MonitorLink:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A failed step, as the child reported it."""
+    """A failed step, as the child reported it; or, with *died*, the step the child
+    was at when it died before exec without a report (*errno* 0)."""
 
     index: int
     kind: int
     errno: int
     part: int = 0  # a StepPart, or FS_PARAM + the parameter's index
+    died: bool = False
 
 
 def spawn(
@@ -353,7 +359,7 @@ def spawn(
         raise SyscallError(-ret, "clone", hint=_clone_hint(-ret, clone_flags))
     step_ns = tuple(int(t) for t in times) if times is not None and link is None else ()
     kept_fds = tuple(int(fd) for fd in kept) if kept is not None else ()
-    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd, step_ns, kept_fds, link)
+    return SpawnHandles(result.pid, result.pidfd, result.report_fd, result.sync_fd, step_ns, kept_fds, link, result)
 
 
 def _monitor_spawn(config: Any, result: Any, spec: MonitorSpec) -> tuple[int, MonitorLink | None]:
@@ -391,12 +397,23 @@ def _clone_hint(err: int, flags: int) -> str | None:
     return None
 
 
-def read_report(report_fd: int) -> Report | None:
-    """Block until the child exec'd (``None``) or reported a failed step."""
+def read_report(handles: SpawnHandles) -> Report | None:
+    """Block until the child exec'd (``None``), failed a step, or died before exec.
+
+    EOF on the report pipe alone cannot tell exec from death: the progress
+    record the child shares with us says which (and keeps a failure whose
+    report the child could not write, say for want of memory).
+    """
     report = _ffi.new("struct nsp_report *")
-    ret = lib.nsp_read_report(report_fd, report)
+    ret = lib.nsp_read_report(handles.native, report)
     if ret < 0:
         raise SyscallError(-ret, "read", detail="read the child's report pipe")
     if ret == 0:
         return None
-    return Report(report.index, report.kind, report.err, report.part)
+    return Report(report.index, report.kind, report.err, report.part, died=ret == 2)
+
+
+def release(handles: SpawnHandles) -> None:
+    """Free what :func:`read_report` would have, for a spawn whose report is not read."""
+    if handles.native is not None:
+        lib.nsp_spawn_release(handles.native)
