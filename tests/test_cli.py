@@ -66,6 +66,26 @@ def test_errors_are_one_line_with_docker_statuses() -> None:
     assert r.returncode == 125 and "no command" in r.stderr
 
 
+def test_run_checks_every_limit_it_is_given() -> None:
+    # `--cpus 0`/`--pids 0` meant "no limit", `--cpus inf` was a traceback, `--cpus 3` on 2 CPUs was taken.
+    too_many = str(len(os.sched_getaffinity(0)) + 1)
+    cases = {
+        ("--cpus", "0"): "positive, finite",
+        ("--cpus", "inf"): "positive, finite",
+        ("--cpus", "nan"): "positive, finite",
+        ("--cpus", "-1"): "positive, finite",
+        ("--cpus", "abc"): "--cpus `abc`: not a number",
+        ("--cpus", too_many): "CPUs available here",
+        ("--pids", "0"): "at least 1",
+        ("--pids", "1.5"): "--pids `1.5`: not a whole number",
+        ("--memory", "0"): "below the 6M",
+    }
+    for (flag, value), message in cases.items():
+        r = cli("run", flag, value, "--", "true")
+        assert r.returncode == 125, (flag, value, r.stderr)
+        assert r.stderr.count("\n") == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_debug_shows_the_plan() -> None:
     r = cli("run", "--debug", "--hostname", "h", "--", "true")
     assert r.returncode == 0

@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", metavar="DIR", default="/var/lib/nsprim/layers", help="layer store directory")
     run.add_argument("--ro", action="store_true", help="read-only root file system (no upper layer)")
     run.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 256M")
-    run.add_argument("--cpus", type=float, metavar="N", help="CPU quota in CPUs, e.g. 0.5")
-    run.add_argument("--pids", type=int, metavar="N", help="most processes at once")
+    run.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 0.5 (at most the CPUs you have)")
+    run.add_argument("--pids", metavar="N", help="most processes at once (1 at least)")
     run.add_argument("--net", choices=("none", "host", "veth"), default="none", help="network (default: none)")
     run.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="bind a host path")
     run.add_argument("--tmpfs", action="append", default=[], metavar="DST", help="a tmpfs at DST")
@@ -121,12 +121,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         box = box.rootfs(args.rootfs) if args.ro else box.image([args.rootfs])
     else:
         box = box.rootfs("/") if args.ro else box.host_root()
-    if args.memory:
+    # `is not None`: a 0 is a value to check (and refuse), not "no limit".
+    if args.memory is not None:
         box = box.memory(args.memory)
-    if args.cpus:
-        box = box.cpus(args.cpus)
-    if args.pids:
-        box = box.pids(args.pids)
+    if args.cpus is not None:
+        box = box.cpus(_number(args.cpus, "--cpus", float))
+    if args.pids is not None:
+        box = box.pids(int(_number(args.pids, "--pids", int)))
     box = box.network(args.net)
     for spec in args.bind:
         parts = spec.split(":")
@@ -193,6 +194,14 @@ def _with_user(box: Container, spec: str) -> Container:
         raise ConfigError(f"--user `{spec}`: expected UID[:GID] (a user name or number, a group number)", what="user")
     gid = int(group) if sep else None
     return box.user(int(name) if name.isdigit() else name, gid)
+
+
+def _number(text: str, flag: str, kind: type[float] | type[int]) -> float:
+    try:
+        return kind(text.strip())
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{flag} `{text}`: not {what}", what=flag) from None
 
 
 def _cmd_ns(args: argparse.Namespace) -> int:

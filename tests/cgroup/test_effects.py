@@ -19,6 +19,7 @@ from nsprim.cgroup import (
     Resources,
 )
 from nsprim.cgroup.events import CGroupTimeout
+from nsprim.cgroup.units import V1_UNLIMITED
 
 from .conftest import Children, need
 
@@ -245,3 +246,26 @@ def test_a_setup_step_refused_memory_is_an_error_even_when_its_report_is_too(bas
     assert cg.procs() == []
     cg.delete()
 
+
+def test_a_memory_limit_alone_moves_a_pinned_swap_limit_along(base: CGroup) -> None:
+    # v1: memsw pinned at the old limit (no swap) refused any higher limit; the swap allowed is kept.
+    version = need(base.host, "memory")
+    for swap in (0, 16 << 20):
+        cg = base.child(f"pinned{swap}", Resources(memory=MemoryResources(max="64M", swap=swap)))
+        d = cg.directory("memory")
+        for mx in (128 << 20, 32 << 20, 96 << 20, "max"):
+            cg.update(Resources(memory=MemoryResources(max=mx)))
+            if version == 1:
+                limit = int((d / "memory.limit_in_bytes").read_text())
+                memsw_file = d / "memory.memsw.limit_in_bytes"
+                if mx == "max":
+                    assert limit >= V1_UNLIMITED
+                    assert not memsw_file.exists() or int(memsw_file.read_text()) >= V1_UNLIMITED
+                else:
+                    assert limit == mx
+                    assert not memsw_file.exists() or int(memsw_file.read_text()) == mx + swap
+            else:
+                assert (d / "memory.max").read_text().strip() == str(mx)
+                if (d / "memory.swap.max").exists():
+                    assert (d / "memory.swap.max").read_text().strip() == str(swap)
+        cg.delete()

@@ -211,3 +211,46 @@ def IoResources_example() -> object:
     from nsprim.cgroup import IoResources
 
     return IoResources(limits=(IoDeviceLimit(8, 0, rbps="1M", wiops="max"),))
+
+
+_INF = float("inf")
+_MiB_OR_MAX = st.one_of(st.just("max"), st.integers(min_value=6, max_value=64).map(lambda n: n << 20))
+
+
+@given(_MiB_OR_MAX, st.one_of(st.none(), _MiB_OR_MAX), _MiB_OR_MAX, st.one_of(st.none(), _MiB_OR_MAX))
+def test_v1_memory_writes_keep_the_limit_under_memsw_at_every_moment(
+    limit: int | str, extra: int | str | None, new_max: int | str, swap: int | str | None
+) -> None:
+    """The kernel refuses memory.limit_in_bytes above memsw and memsw below the limit, so each write
+    of a plan made for the values in force must be accepted, and the last state be the one asked for."""
+    from nsprim.cgroup.v1 import MemoryNow
+
+    def num(v: int | str | None) -> float:
+        return _INF if v in ("max", None) else float(v)  # type: ignore[arg-type]
+
+    memsw = "max" if limit == "max" or extra in ("max", None) else limit + extra  # type: ignore[operator]
+    state = {"memory.limit_in_bytes": num(limit), "memory.memsw.limit_in_bytes": num(memsw)}
+    res = Resources(memory=MemoryResources(max=new_max, swap=swap))
+    for w in plan_v1(res, Controller.MEMORY, "hybrid", MemoryNow(limit, memsw)):  # type: ignore[arg-type]
+        value = _INF if w.value == "-1" else float(w.value)
+        if w.names[0] == "memory.limit_in_bytes":
+            assert value <= state["memory.memsw.limit_in_bytes"], "the kernel would refuse this limit"
+        else:
+            assert value >= state["memory.limit_in_bytes"], "the kernel would refuse this memsw"
+        state[w.names[0]] = value
+    assert state["memory.limit_in_bytes"] == num(new_max)
+    if swap is not None:
+        assert state["memory.memsw.limit_in_bytes"] == num(new_max) + num(swap)
+    elif memsw != "max" and limit != "max":  # a limit alone keeps the swap allowed
+        assert state["memory.memsw.limit_in_bytes"] == num(new_max) + (num(memsw) - num(limit))
+
+
+def test_memory_sizes_beyond_what_the_kernel_keeps_are_refused() -> None:
+    from nsprim.cgroup.resources import MEMORY_MAX_BYTES
+
+    assert MemoryResources(max=MEMORY_MAX_BYTES).max == MEMORY_MAX_BYTES
+    for too_big in (MEMORY_MAX_BYTES + 1, 2**63, 2**64):  # 2**64 would wrap around to 0 in the kernel
+        with pytest.raises(ConfigError, match="largest limit the kernel keeps"):
+            MemoryResources(max=too_big)
+        with pytest.raises(ConfigError, match=r"memory\.swap"):
+            MemoryResources(max="1G", swap=too_big)

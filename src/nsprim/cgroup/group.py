@@ -26,7 +26,7 @@ from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, proce
 from nsprim.cgroup.naming import validate_name, validate_path
 from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.stats import Stats, read_stats
-from nsprim.cgroup.v1 import plan_v1
+from nsprim.cgroup.v1 import MemoryNow, plan_v1
 from nsprim.cgroup.v2 import plan_v2
 from nsprim.errors import ConfigError, SyscallError, UnsupportedError
 
@@ -122,7 +122,7 @@ class CGroup:
             parents.append((h, cls._parent_dir(h, parent, info)))
         if not parents:
             raise UnsupportedError(f"no cgroup hierarchy is usable (mode: {info.mode.value})", feature="cgroup")
-        plan = cls._plan(resources, info, {h for h, _ in parents})
+        plan = cls._plan(resources, info, {h for h, _ in parents}, MemoryNow.fresh())
         v2_controllers = (wanted if wanted is not None else set(DEFAULT_V2_CONTROLLERS)) | set(needed)
         created: list[Path] = []
         dirs: list[tuple[Hierarchy, Path]] = []
@@ -144,6 +144,9 @@ class CGroup:
                     cls._init_cpuset(pdir, d, fresh=bool(created) and created[-1] == d)
                 dirs.append((h, d))
             group = cls(dirs, info)
+            memory = group.locate(Controller.MEMORY)
+            if memory is not None and memory[0] == 1 and memory[1] not in created:  # exist_ok: not fresh
+                plan = cls._plan(resources, info, {h for h, _ in dirs}, MemoryNow.read(memory[1]))
             group._apply(plan)
         except BaseException:
             for d in reversed(created):
@@ -241,7 +244,9 @@ class CGroup:
                         raise
 
     @staticmethod
-    def _plan(resources: Resources, info: HostInfo, spanned: set[Hierarchy]) -> list[Write]:
+    def _plan(
+        resources: Resources, info: HostInfo, spanned: set[Hierarchy], memory_now: MemoryNow | None = None
+    ) -> list[Write]:
         plan: list[Write] = []
         serving = info.controllers
         for c in sorted(resources.controllers(), key=lambda c: c.value):
@@ -251,7 +256,10 @@ class CGroup:
                     f"controller `{c.value}` is not available to this group (host mode: {info.mode.value})",
                     feature=c.value,
                 )
-            plan += (plan_v1 if h.version == 1 else plan_v2)(resources, c, info.mode.value)
+            if h.version == 1:
+                plan += plan_v1(resources, c, info.mode.value, memory_now)
+            else:
+                plan += plan_v2(resources, c, info.mode.value)
         return plan
 
     # ----------------------------------------------------------------- properties
@@ -387,11 +395,17 @@ class CGroup:
         """Apply *resources* to the running group (fields left None are unchanged).
 
         Validation happens first; the writes then run in order and stop at
-        the first failure (earlier writes stay in effect).
+        the first failure (earlier writes stay in effect).  On cgroup v1 a
+        memory limit given without ``swap`` keeps the swap the group allows:
+        ``memory.memsw.limit_in_bytes`` moves with the limit, written before
+        it when the limit rises and after it when it falls.
         """
         if not isinstance(resources, Resources):
             raise ConfigError(f"resources: `{resources!r}` is not a Resources", what="resources")
-        plan = self._plan(resources, self._info, {h for h, _ in self._dirs})
+        memory = self.locate(Controller.MEMORY) if resources.memory is not None else None
+        # v1 orders the limit and memsw writes by the values in force (limit <= memsw at every moment).
+        now = MemoryNow.read(memory[1]) if memory is not None and memory[0] == 1 else None
+        plan = self._plan(resources, self._info, {h for h, _ in self._dirs}, now)
         for h, d in self._dirs:
             if h.version == 2:
                 needed = {c for c in resources.controllers() if self._info.controllers.get(c) == h}

@@ -11,6 +11,7 @@ Fields left as ``None`` are not written; use ``"max"`` to remove a limit.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -42,10 +43,17 @@ __all__ = [
     "IoDeviceLimit",
     "HugetlbLimit",
     "limit_of",
+    "MEMORY_MAX_BYTES",
 ]
 
 DEFAULT_PERIOD_US: Final = 100_000
 _PAGE_SIZE_RE: Final = re.compile(r"^\d+(KB|MB|GB)$")
+PIDS_MAX: Final = 4 * 1024 * 1024
+"""The most tasks a pids limit can name (the kernel's PID_MAX_LIMIT on 64-bit)."""
+_PAGE: Final = os.sysconf("SC_PAGE_SIZE")
+MEMORY_MAX_BYTES: Final = (2**63 - 1) // _PAGE * _PAGE
+"""The largest memory limit the kernel keeps (its page counters hold at most 2**63-1 bytes, in
+whole pages); a larger value would be taken as "no limit", or wrap around to 0 beyond 2**64."""
 
 
 def limit_of(value: int | str | None) -> Limit | None:
@@ -96,9 +104,24 @@ class CpuResources:
         if self.cpus is not None:
             if self.quota_us is not None:
                 raise ConfigError("cpu: give either cpus or quota_us, not both", what="cpu.cpus")
-            if isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)) or not self.cpus > 0:
-                raise ConfigError(f"cpu.cpus: `{self.cpus!r}` must be a positive number of CPUs", what="cpu.cpus")
-            _set(self, "quota_us", max(1000, round(self.cpus * (self.period_us or DEFAULT_PERIOD_US))))
+            if (
+                isinstance(self.cpus, bool)
+                or not isinstance(self.cpus, (int, float))
+                or not math.isfinite(self.cpus)
+                or not self.cpus > 0
+            ):
+                raise ConfigError(
+                    f"cpu.cpus: `{self.cpus!r}` must be a positive, finite number of CPUs", what="cpu.cpus"
+                )
+            period = self.period_us or DEFAULT_PERIOD_US
+            cpus_quota = round(self.cpus * period)
+            if cpus_quota < 1000:  # the kernel's smallest quota: not raised to it behind the caller's back
+                raise ConfigError(
+                    f"cpu.cpus: `{self.cpus!r}` is a quota of {cpus_quota} us per {period} us, below the kernel's "
+                    f"1000 us (at least {1000 / period:g} CPUs)",
+                    what="cpu.cpus",
+                )
+            _set(self, "quota_us", cpus_quota)
         if self.quota_us is not None:
             quota = parse_limit(self.quota_us, "cpu quota_us")
             if isinstance(self.quota_us, str) and quota != "max":
@@ -187,7 +210,9 @@ class MemoryResources:
     ``max`` is the hard limit (v1 ``memory.limit_in_bytes``); ``swap`` the
     swap allowed *in addition* (v2 ``memory.swap.max``; on v1 it becomes
     ``memory.memsw.limit_in_bytes = max + swap``).  ``high``, ``low``,
-    ``min`` and ``oom_group`` exist on cgroup v2 only.
+    ``min`` and ``oom_group`` exist on cgroup v2 only.  The kernel rounds
+    each size down to whole pages; sizes above :data:`MEMORY_MAX_BYTES`
+    raise :class:`ConfigError` (``"max"`` is no limit).
     """
 
     max: int | str | None = None
@@ -201,7 +226,14 @@ class MemoryResources:
         for name in ("max", "high", "low", "min", "swap"):
             value = getattr(self, name)
             if value is not None:
-                _set(self, name, parse_limit(value, f"memory.{name}"))
+                limit = parse_limit(value, f"memory.{name}")
+                if limit != "max" and limit > MEMORY_MAX_BYTES:
+                    raise ConfigError(
+                        f"memory.{name}: `{value}` is above the largest limit the kernel keeps "
+                        f"({MEMORY_MAX_BYTES} bytes); use 'max' for no limit",
+                        what=f"memory.{name}",
+                    )
+                _set(self, name, limit)
         if self.oom_group is not None and not isinstance(self.oom_group, bool):
             raise ConfigError(f"memory.oom_group: `{self.oom_group!r}` must be a bool", what="memory.oom_group")
 
@@ -217,6 +249,11 @@ class PidsResources:
             value = parse_limit(self.max, "pids.max")
             if isinstance(self.max, str) and value != "max" and not self.max.strip().isdigit():
                 raise ConfigError(f"pids.max: `{self.max}` must be a count or 'max'", what="pids.max")
+            if value != "max" and value > PIDS_MAX:
+                raise ConfigError(
+                    f"pids.max: `{self.max}` is above the kernel's most tasks ({PIDS_MAX}); use 'max' for no limit",
+                    what="pids.max",
+                )
             _set(self, "max", value)
 
 

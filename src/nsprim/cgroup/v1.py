@@ -8,13 +8,17 @@ host mode rather than being dropped.
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
+from pathlib import Path
 
+from nsprim.cgroup import _fs
 from nsprim.cgroup._fs import Write
 from nsprim.cgroup.host import Controller
-from nsprim.cgroup.resources import CpuResources, MemoryResources, Resources, limit_of
+from nsprim.cgroup.resources import MEMORY_MAX_BYTES, CpuResources, MemoryResources, Resources, limit_of
+from nsprim.cgroup.units import V1_UNLIMITED, Limit
 from nsprim.errors import ConfigError, UnsupportedError
 
-__all__ = ["plan_v1", "io_weight_to_blkio", "blkio_weight_to_io"]
+__all__ = ["plan_v1", "MemoryNow", "io_weight_to_blkio", "blkio_weight_to_io"]
 
 _TOLERATE_EINVAL = frozenset({errno.EINVAL})
 _QUOTA_HINT = "on cgroup v1 a group's quota/period may not exceed its parent's"
@@ -52,7 +56,7 @@ def _cpu(cpu: CpuResources) -> list[Write]:
     return out
 
 
-def _memory(m: MemoryResources, mode: str) -> list[Write]:
+def _memory(m: MemoryResources, mode: str, now: MemoryNow | None) -> list[Write]:
     c = Controller.MEMORY
     for name in ("high", "low", "min"):
         if getattr(m, name) is not None:
@@ -64,23 +68,61 @@ def _memory(m: MemoryResources, mode: str) -> list[Write]:
         raise UnsupportedError(
             f"memory.oom_group: cgroup v1 always kills a single process (host mode: {mode})", feature="memory.oom.group"
         )
-    out: list[Write] = []
-    if m.swap is not None:
-        if m.max is None:
-            raise ConfigError("memory.swap on cgroup v1 needs memory.max too (memsw = max + swap)", what="memory.swap")
-        mx, sw = limit_of(m.max), limit_of(m.swap)
-        memsw = "-1" if mx == "max" or sw == "max" or mx is None or sw is None else str(mx + sw)
-        # limit_in_bytes <= memsw.limit_in_bytes at every moment: try the limit, set memsw, set the limit again.
-        out.append(Write(c, ("memory.limit_in_bytes",), _bytes(m.max), _TOLERATE_EINVAL))
-        out.append(Write(c, ("memory.memsw.limit_in_bytes",), memsw))
-        out.append(Write(c, ("memory.limit_in_bytes",), _bytes(m.max)))
-    elif m.max is not None:
-        out.append(Write(c, ("memory.limit_in_bytes",), _bytes(m.max)))
-    return out
+    if m.swap is not None and m.max is None:
+        raise ConfigError("memory.swap on cgroup v1 needs memory.max too (memsw = max + swap)", what="memory.swap")
+    mx = limit_of(m.max)
+    if mx is None:
+        return []
+    limit = Write(c, ("memory.limit_in_bytes",), _bytes(mx))
+    sw = limit_of(m.swap)
+    if sw is None and now is not None and isinstance(now.memsw, int) and isinstance(now.limit, int):
+        # A limit alone keeps the swap the group has: a memsw pinned at the old limit would refuse a higher one.
+        sw = now.memsw - now.limit
+    if sw is None:
+        return [limit]
+    total: Limit = "max" if mx == "max" or sw == "max" or mx + sw > MEMORY_MAX_BYTES else mx + sw
+    memsw = Write(c, ("memory.memsw.limit_in_bytes",), _bytes(total))
+    if now is None:  # the order is unknown: try the limit, set memsw, set the limit again
+        return [Write(c, limit.names, limit.value, _TOLERATE_EINVAL), memsw, limit]
+    # limit_in_bytes <= memsw.limit_in_bytes at every moment: memsw first if the current limit fits
+    # under the new memsw (raising), else the limit first (lowering).
+    memsw_first = total == "max" or (now.limit != "max" and now.limit <= total)
+    return [memsw, limit] if memsw_first else [limit, memsw]
 
 
-def plan_v1(resources: Resources, controller: Controller, mode: str) -> list[Write]:
-    """The writes that apply *resources*' part for *controller* on a v1 hierarchy."""
+@dataclass(frozen=True)
+class MemoryNow:
+    """A v1 group's current ``memory.limit_in_bytes`` and ``memory.memsw.limit_in_bytes``
+    (``"max"``: unlimited; memsw None: no swap accounting), for ordering the writes."""
+
+    limit: Limit
+    memsw: Limit | None
+
+    @classmethod
+    def fresh(cls) -> MemoryNow:
+        """A new group's: both unlimited."""
+        return cls("max", "max")
+
+    @classmethod
+    def read(cls, d: Path) -> MemoryNow:
+        """The values in directory *d*."""
+
+        def value(name: str) -> Limit | None:
+            raw = _fs.try_read_int(d / name)
+            if raw == _fs.MISSING:
+                return None
+            return "max" if raw is None or raw >= V1_UNLIMITED else raw
+
+        limit = value("memory.limit_in_bytes")
+        return cls("max" if limit is None else limit, value("memory.memsw.limit_in_bytes"))
+
+
+def plan_v1(resources: Resources, controller: Controller, mode: str, now: MemoryNow | None = None) -> list[Write]:
+    """The writes that apply *resources*' part for *controller* on a v1 hierarchy.
+
+    *now*, the group's current memory limits, orders the memory writes (without
+    it they are tried in an order that works whatever they are).
+    """
     out: list[Write] = []
     if controller is Controller.CPU and resources.cpu is not None:
         out += _cpu(resources.cpu)
@@ -91,7 +133,7 @@ def plan_v1(resources: Resources, controller: Controller, mode: str) -> list[Wri
         if cs.mems is not None:
             out.append(Write(controller, ("cpuset.mems",), cs.mems))
     elif controller is Controller.MEMORY and resources.memory is not None:
-        out += _memory(resources.memory, mode)
+        out += _memory(resources.memory, mode, now)
     elif controller is Controller.PIDS and resources.pids is not None and resources.pids.max is not None:
         limit = limit_of(resources.pids.max)
         out.append(Write(controller, ("pids.max",), "max" if limit == "max" else str(limit)))

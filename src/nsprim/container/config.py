@@ -11,6 +11,7 @@ changed, so a base template can be shared and varied::
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -236,6 +237,31 @@ class ContainerConfig:
             for layer in self.root.layers:
                 if not layer.is_dir():
                     raise ConfigError(f"image layer `{layer}` is not a directory", what="root")
+        if self.resources is not None:
+            check_memory_floor(self.resources)
+
+
+def check_memory_floor(resources: Resources) -> None:
+    """A memory limit below what a container's setup survives is refused (the setup would
+    fail for want of memory, or be killed, before the payload ever runs)."""
+    if not isinstance(resources, Resources):
+        raise ConfigError(f"resources: `{resources!r}` is not a Resources", what="resources")
+    limit = resources.memory.max if resources.memory is not None else None
+    if isinstance(limit, int) and limit < MIN_MEMORY:
+        from ..cgroup import format_size
+
+        raise ConfigError(
+            f"memory limit `{format_size(limit)}` is below the {MIN_MEMORY >> 20}M a container needs to start",
+            what="memory",
+        )
+
+
+def available_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask: what a cpuset leaves it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:  # pragma: no cover - no affinity call
+        return os.cpu_count() or 1
 
 
 def _size_ok(value: int | str) -> int | str:
@@ -419,7 +445,9 @@ class Container:
     # ---- resources -------------------------------------------------------------
 
     def resources(self, resources: Resources) -> Container:
-        """All cgroup limits at once (replacing any set before)."""
+        """All cgroup limits at once (replacing any set before); a memory limit is at least 6M, as
+        with :meth:`memory`."""
+        check_memory_floor(resources)
         return self._with(resources=resources)
 
     def _res(self) -> Resources:
@@ -428,7 +456,10 @@ class Container:
     def memory(self, limit: int | str, *, swap: int | str | None = None) -> Container:
         """A memory limit ("512M"); beyond it the kernel OOM-kills in the container.
 
-        At least 6M, as with Docker: below that not even a shell starts.
+        At least 6M, as with Docker: below that not even a shell starts.  At
+        most :data:`~nsprim.cgroup.resources.MEMORY_MAX_BYTES`; the kernel
+        rounds it down to whole pages.  Without root it needs a delegated
+        cgroup (see :doc:`/cgroups`), or the start is refused.
         """
         from ..cgroup import parse_size
 
@@ -442,16 +473,24 @@ class Container:
         return self._with(resources=replace(res, memory=mem))
 
     def cpus(self, count: float) -> Container:
-        """A CPU quota in CPUs (0.5 = half of one CPU)."""
-        if count <= 0:
-            raise ConfigError(f"cpus must be positive, not {count}", what="cpus")
+        """A CPU quota in CPUs (0.5 = half of one CPU): finite, at least 0.01 (the
+        kernel's smallest quota) and at most the CPUs this process may use."""
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count <= 0:
+            raise ConfigError(f"cpus: `{count!r}` must be a positive, finite number of CPUs", what="cpus")
+        cpus = available_cpus()
+        if count > cpus:
+            raise ConfigError(
+                f"cpus: `{count:g}` is more than the {cpus} CPU{'s' if cpus > 1 else ''} available here", what="cpus"
+            )
         res = self._res()
-        return self._with(resources=replace(res, cpu=replace(res.cpu or CpuResources(), cpus=count)))
+        # (quota_us is what an earlier cpus() turned into: this count replaces it)
+        cpu = replace(res.cpu or CpuResources(), cpus=count, quota_us=None)
+        return self._with(resources=replace(res, cpu=cpu))
 
     def pids(self, limit: int) -> Container:
-        """The most processes (and threads) the container may have at once."""
-        if limit < 1:
-            raise ConfigError(f"pids limit must be at least 1, not {limit}", what="pids")
+        """The most processes (and threads) the container may have at once (1 at least)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"pids: `{limit!r}` must be a whole number of processes, at least 1", what="pids")
         return self._with(resources=replace(self._res(), pids=PidsResources(max=limit)))
 
     def cgroup_parent(self, path: str) -> Container:

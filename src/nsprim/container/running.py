@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import secrets
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -26,9 +27,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._sys import watcher
-from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats
+from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats, format_size
 from ..cgroup.host import HostInfo
-from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired, UnsupportedError
+from ..errors import (
+    ChildDiedError,
+    ConfigError,
+    NsprimError,
+    StepError,
+    SyscallError,
+    TimeoutExpired,
+    UnsupportedError,
+)
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import DEVNULL, PIPE, Process, open_streams, start
 from .build import ChildPlan, _id_maps, build_plan, cached_host_info
@@ -229,6 +238,21 @@ def _create_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
 
 
 _parents: dict[str, tuple[HostInfo, CGroup]] = {}
+
+
+def _name_the_memory_limit(exc: BaseException, prep: _Prepared) -> None:
+    """A setup that failed for want of memory (a step refused it, or the OOM killer ended the
+    child) says so, and which limit it ran into."""
+    res = prep.config.resources
+    limit = res.memory.max if res is not None and res.memory is not None else None
+    if not isinstance(exc, StepError) or exc.hint or not isinstance(limit, int):
+        return
+    starved = exc.errno == errno.ENOMEM
+    if isinstance(exc, ChildDiedError) and exc.signal == signal.SIGKILL and prep.cgroup is not None:
+        with contextlib.suppress(NsprimError, OSError):
+            starved = prep.cgroup.oom_kills() > 0
+    if starved:
+        exc.hint = f"out of memory during setup: the container's memory limit is {format_size(limit)}"
 
 
 def ready_state_dir(cfg: ContainerConfig) -> Path:
@@ -573,7 +597,8 @@ def start_container(
         if prep.registration is not None:
             prep.registration.commit(proc, prep.cgroup)
             prep.watching, prep.handed_over = False, True
-    except BaseException:
+    except BaseException as exc:
+        _name_the_memory_limit(exc, prep)
         prep.release()
         raise
     finally:
