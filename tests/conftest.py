@@ -192,11 +192,12 @@ def container_cgroup_parent() -> Iterator[str | None]:
 requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
 
 
-def run_as_nobody(fn: Callable[[], object]) -> str:
+def run_as_nobody(fn: Callable[[], object], cgroup: Path | None = None) -> str:
     """Run *fn* in a forked child that dropped to uid/gid 65534; return what it returned, as text.
 
     The child makes itself dumpable again, as a real unprivileged process is
     (changing uid cleared it, which would leave its /proc files to root).
+    With *cgroup* (a cgroup v2 directory), it moves there first, while still root.
     """
     import ctypes
 
@@ -206,6 +207,8 @@ def run_as_nobody(fn: Callable[[], object]) -> str:
         code = 1
         try:
             os.close(r)
+            if cgroup is not None:
+                (cgroup / "cgroup.procs").write_text("0")
             os.setgroups([])
             os.setresgid(65534, 65534, 65534)
             os.setresuid(65534, 65534, 65534)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    CgroupUnavailableError,
     ChildDiedError,
     ConfigError,
     ExecutableNotFoundError,
@@ -87,6 +88,7 @@ __all__ = [
     "ExecutableNotFoundError",
     "ChildDiedError",
     "UnsupportedError",
+    "CgroupUnavailableError",
     "NamespaceError",
     "NamespaceTypeError",
     "ProcessLookupFailed",

@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NsprimError as exc:
         if args.debug:
             raise
-        print(f"nsprim {args.command}: {exc}", file=sys.stderr)
+        print(f"nsprim {args.command}: {_message(exc)}", file=sys.stderr)
         return _error_status(args.command, exc)
     except BrokenPipeError:
         # The reader went away (`nsprim ns list 1 | head`): not an error of ours.
@@ -379,6 +379,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except KeyboardInterrupt:
         return 130
+
+
+_FLAGS = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids"}
+
+
+def _message(exc: NsprimError) -> str:
+    """The error's one line, naming the options where the API names settings."""
+    from .errors import CgroupUnavailableError
+
+    if isinstance(exc, CgroupUnavailableError):
+        flags = ", ".join(_FLAGS.get(s, s) for s in exc.settings)
+        verb = "needs" if len(exc.settings) == 1 else "need"
+        return f"{flags} {verb} a cgroup you can write: {exc.reason}; {exc.fix}"
+    return str(exc)
 
 
 def _error_status(command: str, exc: NsprimError) -> int:

@@ -13,7 +13,9 @@ Every error nsprim raises derives from :class:`NsprimError`.  The classes say
   and ``index`` its position in the plan.
 * :class:`ChildDiedError` (a :class:`StepError`): the child died before
   ``exec`` without reporting a failed step (killed, or out of memory).
-* :class:`UnsupportedError`: the kernel or host lacks a feature.
+* :class:`UnsupportedError`: the kernel or host lacks a feature;
+  :class:`CgroupUnavailableError` when resource limits have no cgroup the
+  caller may write.
 * :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be
   used as given: :class:`CorruptLayerError` (not a tar, truncated),
   :class:`LayerLimitError` (over an extraction limit) and
@@ -42,6 +44,7 @@ __all__ = [
     "ProcessLookupFailed",
     "ExecutableNotFoundError",
     "ChildDiedError",
+    "CgroupUnavailableError",
     "TimeoutExpired",
     "SpecError",
     "LayerError",
@@ -266,6 +269,22 @@ class UnsupportedError(NsprimError):
     def __init__(self, message: str, *, feature: str | None = None) -> None:
         super().__init__(message)
         self.feature = feature
+
+
+class CgroupUnavailableError(UnsupportedError):
+    """Resource limits were asked for, and no cgroup the caller may write exists to enforce them.
+
+    ``settings`` names the limits (``"memory"``, ``"cpu"``, ``"pids"``...),
+    ``reason`` why no group can be made, ``fix`` what would make one possible.
+    """
+
+    def __init__(self, settings: tuple[str, ...], reason: str, fix: str) -> None:
+        names = ", ".join(f"the {s} limit" for s in settings)
+        verb = "needs" if len(settings) == 1 else "need"
+        super().__init__(f"{names} {verb} a cgroup you can write: {reason}; {fix}", feature="cgroup")
+        self.settings = settings
+        self.reason = reason
+        self.fix = fix
 
 
 class NamespaceError(SyscallError):

@@ -5,6 +5,7 @@ A directory root (the host's ``/``, read-only): the VM's kernel has no overlay m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ import pytest
 import nsprim
 from nsprim.container import Container
 
-from ..conftest import requires_root
+from ..conftest import requires_root, run_as_nobody
 
 pytestmark = [requires_root, pytest.mark.cgroup_v2]
 
@@ -59,3 +60,80 @@ def test_warm_starts_take_prepared_groups_and_namespaces() -> None:
             assert r.stats is not None and r.stats.pids is not None and r.stats.pids.max == 16
             time.sleep(0.2)
         assert box.hits > 0 and box.error is None
+
+
+def _each_limit_without_root() -> str:
+    """Run as uid 65534: a container per limit, then the CLI; one line of outcome each."""
+    import io
+
+    from nsprim import cli
+    from nsprim.errors import CgroupUnavailableError
+
+    lines = []
+    for limit in ("memory", "cpus", "pids"):
+        box = Container(["true"]).rootfs("/")
+        box = box.memory("64M") if limit == "memory" else box.cpus(1) if limit == "cpus" else box.pids(16)
+        try:
+            lines.append(f"ran: {box.run().returncode}")
+        except CgroupUnavailableError as exc:
+            lines.append(f"refused: {exc}")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli.main(["run", "--rootfs", "/", "--memory", "64M", "--", "true"])
+    return "\n".join([*lines, f"cli {status}: {err.getvalue()}"])
+
+
+def test_limits_without_root_and_without_a_delegated_cgroup_are_refused() -> None:
+    # uid 65534 in the test's cgroup, which nobody delegated to it (on a hybrid host, the memory,
+    # cpu and pids controllers are cgroup v1, whose groups are root's anyway).
+    lines = run_as_nobody(_each_limit_without_root).split("\n")
+    for line, name in zip(lines[:3], ("memory", "cpu", "pids"), strict=True):
+        assert line.startswith(f"refused: the {name} limit needs a cgroup you can write: "), line
+        assert "run as root, or delegate a cgroup v2 subtree" in line and "Delegate=yes" in line
+    assert lines[3].startswith("cli 125: nsprim run: --memory needs a cgroup you can write: ")
+    assert lines[4:] == [""]  # one line on stderr
+
+
+def test_limits_without_root_are_enforced_in_a_delegated_cgroup(container_cgroup_parent: str | None) -> None:
+    """A cgroup v2 group whose files belong to uid 65534, the caller in a leaf under it: the
+    container's group is made beside the leaf, and its limits hold."""
+    import secrets
+    from pathlib import Path
+
+    from nsprim.cgroup import CGroup, host_info
+
+    info = host_info()
+    if info.version_of("memory") != 2 or info.version_of("pids") != 2 or container_cgroup_parent is None:
+        pytest.skip(f"a delegation needs the memory and pids controllers on cgroup v2 (mode: {info.mode.value})")
+    v2 = info.unified
+    assert v2 is not None
+    base = CGroup([(v2, v2.mount_point / container_cgroup_parent.lstrip("/"))], info)
+    delegated = CGroup.create(f"delegated-{secrets.token_hex(4)}", base, controllers=["memory", "pids"])
+    d = delegated.unified_dir
+    assert d is not None
+    leaf = d / "leaf"
+    try:
+        leaf.mkdir()
+        for p in (d, d / "cgroup.procs", d / "cgroup.subtree_control", d / "cgroup.threads"):
+            os.chown(p, 65534, 65534)  # what systemd's Delegate=yes does
+
+        def body() -> str:
+            os.environ.pop("NSPRIM_CGROUP_PARENT", None)  # the suite's parent is root's: the delegated one instead
+            r = Container(["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"]).rootfs("/").memory("48M").run()
+            with Container(["sleep", "60"]).rootfs("/").memory("48M").pids(16).start() as box:
+                group = box.cgroup
+                assert group is not None and group.unified_dir is not None
+                seen = [
+                    str(group.unified_dir.parent == Path(d)),
+                    (group.unified_dir / "memory.max").read_text().strip(),
+                    (group.unified_dir / "pids.max").read_text().strip(),
+                ]
+                box.kill()
+            return " ".join([str(r.returncode), str(r.oom_killed), *seen, str(group.exists())])
+
+        out = run_as_nobody(body, cgroup=leaf)
+        assert out.split() == [str(-signal.SIGKILL), "True", "True", str(48 << 20), "16", "False"], out
+    finally:
+        with contextlib.suppress(OSError):
+            leaf.rmdir()
+        delegated.delete(recursive=True, timeout=5.0)

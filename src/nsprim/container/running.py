@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._sys import watcher
 from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats, format_size
+from ..cgroup.delegation import delegated_parent
 from ..cgroup.host import HostInfo
 from ..errors import (
     ChildDiedError,
@@ -116,6 +117,12 @@ class _Prepared:
 
     def setup(self) -> None:
         cfg = self.config
+        if os.geteuid() != 0 and cfg.resources is not None and cfg.resources.controllers():
+            # Without root, limits need a group the caller may write: enforced there, or refused here
+            # before anything is made.  Never a container without them.
+            self.cgroup = _create_delegated_cgroup(self.id, cfg)
+            if self.watching:
+                _watched(self.cgroup)
         for t, path in cfg.join:
             self.namespaces.append(Namespace.from_path(path, t))
         if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:
@@ -238,6 +245,18 @@ def _create_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
 
 
 _parents: dict[str, tuple[HostInfo, CGroup]] = {}
+
+
+def _create_delegated_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
+    """The group of a container started without root, in a cgroup v2 subtree delegated to
+    the caller (:func:`~nsprim.cgroup.delegation.delegated_parent` raises if there is none)."""
+    info = cached_host_info()
+    resources = cfg.resources or Resources()
+    needed = resources.controllers()
+    parent_path = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT")
+    hierarchy, directory = delegated_parent(info, needed, parent_path)
+    parent = CGroup([(hierarchy, directory)], info)  # the v2 tree only: v1 groups are root's
+    return CGroup.create(name, parent=parent, resources=resources, controllers=needed)
 
 
 def _name_the_memory_limit(exc: BaseException, prep: _Prepared) -> None:

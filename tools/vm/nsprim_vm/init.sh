@@ -59,9 +59,13 @@ mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || fail "cannot mount cg
 mkdir -p "$R$work" || fail "cannot create the mount point $work"  # needed if it lies under /tmp or /run
 mount -t 9p -o "$opts,rw,cache=$wcache" work "$R$work" || fail "cannot mount the project share at $work"
 
+script=$(cat /cmd.sh)
+# The new root is moved over / (as switch_root does), not merely chrooted into: the kernel refuses user
+# namespaces to a chrooted process.  This shell keeps the initramfs as its root (for poweroff).
+cd $R && mount --move . / || fail "cannot move the new root over /"
 echo "NSPRIM-VM-START"
 # PID 1 (this shell) reaps orphans: ash waits with waitpid(-1) while the command runs.
-chroot $R /bin/sh -c "$(cat /cmd.sh)"
+chroot . /bin/sh -c "$script"
 status=$?
 sync
 echo "NSPRIM-VM-EXIT=$status"
