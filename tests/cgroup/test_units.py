@@ -249,8 +249,10 @@ def test_memory_sizes_beyond_what_the_kernel_keeps_are_refused() -> None:
     from nsprim.cgroup.resources import MEMORY_MAX_BYTES
 
     assert MemoryResources(max=MEMORY_MAX_BYTES).max == MEMORY_MAX_BYTES
-    for too_big in (MEMORY_MAX_BYTES + 1, 2**63, 2**64):  # 2**64 would wrap around to 0 in the kernel
+    for too_big in (MEMORY_MAX_BYTES + 1, 2**63, 2**64 - 1):  # "no limit" to the kernel's page counters
         with pytest.raises(ConfigError, match="largest limit the kernel keeps"):
             MemoryResources(max=too_big)
         with pytest.raises(ConfigError, match=r"memory\.swap"):
             MemoryResources(max="1G", swap=too_big)
+    with pytest.raises(ConfigError):
+        MemoryResources(max=2**64)  # the kernel's parser would wrap it around to 0

@@ -16,7 +16,6 @@ import errno
 import logging
 import os
 import secrets
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,6 @@ from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats, format_siz
 from ..cgroup.delegation import delegated_parent
 from ..cgroup.host import HostInfo
 from ..errors import (
-    ChildDiedError,
     ConfigError,
     NsprimError,
     StepError,
@@ -260,17 +258,18 @@ def _create_delegated_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
 
 
 def _name_the_memory_limit(exc: BaseException, prep: _Prepared) -> None:
-    """A setup that failed for want of memory (a step refused it, or the OOM killer ended the
-    child) says so, and which limit it ran into."""
+    """A setup that failed in a group that hit its memory limit (a step refused memory -- as
+    ENOMEM, or ENFILE for a socket --, or the OOM killer ended the child) says so, and which
+    limit it ran into: the group is the container's own, so the setup hit it."""
     res = prep.config.resources
     limit = res.memory.max if res is not None and res.memory is not None else None
-    if not isinstance(exc, StepError) or exc.hint or not isinstance(limit, int):
+    if not isinstance(exc, StepError) or exc.hint or not isinstance(limit, int) or prep.cgroup is None:
         return
-    starved = exc.errno == errno.ENOMEM
-    if isinstance(exc, ChildDiedError) and exc.signal == signal.SIGKILL and prep.cgroup is not None:
-        with contextlib.suppress(NsprimError, OSError):
-            starved = prep.cgroup.oom_kills() > 0
-    if starved:
+    try:
+        events = prep.cgroup.memory_events()
+    except (NsprimError, OSError):
+        return
+    if (events.max or 0) > 0 or events.oom_kill > 0:
         exc.hint = f"out of memory during setup: the container's memory limit is {format_size(limit)}"
 
 
