@@ -131,6 +131,7 @@ def test_limits_without_root_are_enforced_in_a_delegated_cgroup(container_cgroup
                 box.kill()
             return " ".join([str(r.returncode), str(r.oom_killed), *seen, str(group.exists())])
 
+        Container(["true"]).rootfs("/").run()  # host facts cached here, where this process is, go with the fork
         out = run_as_nobody(body, cgroup=leaf)
         assert out.split() == [str(-signal.SIGKILL), "True", "True", str(48 << 20), "16", "False"], out
     finally:

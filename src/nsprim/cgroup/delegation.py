@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, read_v2_controllers
+from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, process_cgroups, read_v2_controllers
 from nsprim.errors import CgroupUnavailableError
 
 __all__ = ["delegated_parent", "DELEGATE_FIX"]
@@ -63,7 +63,8 @@ def delegated_parent(
             f"the {_names(on_v1)} {is_are} on cgroup v1 here (mode: {info.mode.value}), whose groups only root makes"
         )
     v2 = info.unified
-    own = info.cgroup_of(v2) if v2 is not None else None
+    # Where the caller is now (read again: a process may have moved since *info* was taken).
+    own = dict(process_cgroups(None, (v2,))).get(v2) if v2 is not None else None
     if v2 is None or own is None:
         raise refuse("this process has no place in a cgroup v2 tree")
     own_dir = v2.directory(own)
