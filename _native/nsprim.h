@@ -174,8 +174,9 @@ struct nsp_spawn_result {
     int report_fd;  /* read end: a struct nsp_report on failure, EOF on exec */
     int sync_fd;    /* write end: one byte releases one SYNC step, or -1    */
     struct nsp_progress *progress;  /* shared with the child: ours (vfork
-                                       mode) or a MAP_SHARED page; released
+                                       mode) or in a MAP_SHARED page; released
                                        by nsp_read_report/nsp_spawn_release */
+    int progress_slot;              /* 1: a slot of the process's shared page */
     struct nsp_progress own;        /* the vfork-mode child writes here     */
 };
 

@@ -211,6 +211,55 @@ static void dumpable_leave(void)
     pthread_mutex_unlock(&dumpable_lock);
 }
 
+/* The progress records of fork-mode spawns: slots of one shared page kept
+ * for the life of the process, as a page mapped and unmapped per spawn costs
+ * ~20 us of one.  A slot is free again once its report was read or given up
+ * (the child exec'd, or is dead or killed: nothing writes to it any more).
+ * A forked copy of this process takes a page of its own (the old one is
+ * shared with its parent).  Never waits: when the lock is held (or held
+ * forever, by a thread that is not in a forked copy), or every slot is in
+ * use, the caller maps a page of its own. */
+#define PROGRESS_SLOTS (4096 / (int)sizeof(struct nsp_progress))
+static struct nsp_progress *progress_pool;
+static pid_t progress_pool_pid;
+static unsigned long long progress_used[(PROGRESS_SLOTS + 63) / 64];
+static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct nsp_progress *progress_take(void)
+{
+    struct nsp_progress *slot = NULL;
+    if (pthread_mutex_trylock(&progress_lock) != 0)
+        return NULL;
+    pid_t me = getpid();
+    if (progress_pool_pid != me) {
+        void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        progress_pool = page == MAP_FAILED ? NULL : page;
+        memset(progress_used, 0, sizeof progress_used);
+        progress_pool_pid = me;
+    }
+    for (int w = 0; progress_pool && !slot && w < (PROGRESS_SLOTS + 63) / 64; w++) {
+        unsigned long long used = __atomic_load_n(&progress_used[w], __ATOMIC_ACQUIRE);
+        for (int b = 0; b < 64 && w * 64 + b < PROGRESS_SLOTS; b++) {
+            if (!(used & (1ULL << b))) {
+                __atomic_fetch_or(&progress_used[w], 1ULL << b, __ATOMIC_ACQ_REL);
+                slot = &progress_pool[w * 64 + b];
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&progress_lock);
+    return slot;
+}
+
+static void progress_give(struct nsp_progress *slot)
+{
+    /* A slot of a pool this process no longer uses (taken before a fork) stays taken. */
+    if (!progress_pool || progress_pool_pid != getpid() || slot < progress_pool || slot >= progress_pool + PROGRESS_SLOTS)
+        return;
+    int i = (int)(slot - progress_pool);
+    __atomic_fetch_and(&progress_used[i / 64], ~(1ULL << (i % 64)), __ATOMIC_ACQ_REL);
+}
+
 int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
 {
     int report[2] = {-1, -1}, sync[2] = {-1, -1};
@@ -228,11 +277,14 @@ int nsp_spawn(const struct nsp_spawn_config *cfg, struct nsp_spawn_result *res)
      * caller) is used as it is. */
     if (!res->progress) {
         res->progress = &res->own;
+        res->progress_slot = 0;
         if (!cfg->use_vfork) {
-            void *page = nsp_progress_map();
-            if (!page)
+            res->progress = progress_take();
+            res->progress_slot = res->progress != NULL;
+            if (!res->progress)
+                res->progress = nsp_progress_map();
+            if (!res->progress)
                 return -errno;
-            res->progress = page;
         }
     }
     res->progress->step = -1;
@@ -327,9 +379,12 @@ struct nsp_progress *nsp_progress_map(void)
 
 void nsp_spawn_release(struct nsp_spawn_result *res)
 {
-    if (res->progress && res->progress != &res->own)
+    if (res->progress_slot)
+        progress_give(res->progress);
+    else if (res->progress && res->progress != &res->own)
         munmap(res->progress, sizeof *res->progress);
     res->progress = NULL;
+    res->progress_slot = 0;
 }
 
 int nsp_read_report(struct nsp_spawn_result *res, struct nsp_report *report)

@@ -275,3 +275,35 @@ def test_a_child_killed_during_setup_is_an_error_not_a_finished_process() -> Non
     err = info.value
     assert isinstance(err, StepError) and err.index == 0 and err.signal == signal.SIGKILL
     assert "died during setup, before exec (killed by SIGKILL)" in str(err) and "[plan step 0]" in str(err)
+
+
+def test_fork_mode_outcomes_stay_apart_across_many_spawns_and_threads() -> None:
+    """Fork-mode children keep their progress records in slots of one shared page: reused
+    after each report, taken by several threads at once, each spawn reads its own."""
+    from nsprim.plan import Sync
+
+    ok = Plan((Sync("go"), Chdir("/"), Exec("/bin/true", ["true"], {})))
+    bad = Plan((Sync("go"), Chdir("/nonexistent-dir"), Exec("/bin/true", ["true"], {})))
+    errors: list[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(n):
+            try:
+                if i % 2:
+                    with pytest.raises(StepError) as info:
+                        nsprim.start(bad, parent_actions=[lambda pid: None])
+                    assert info.value.index == 1
+                else:
+                    with nsprim.start(ok, parent_actions=[lambda pid: None]) as p:
+                        assert p.wait() == 0
+            except BaseException as exc:  # reported below, from the main thread
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker, args=(80,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    worker(300)  # past the page's 256 slots in one thread: every slot is given back
+    assert errors == []
