@@ -286,5 +286,7 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
 int nsp_read_report(struct nsp_spawn_result *result, struct nsp_report *report);
 
 /* Release the progress memory of a spawn whose report is never read
- * (idempotent; nsp_read_report does it itself). */
-void nsp_spawn_release(struct nsp_spawn_result *result);
+ * (idempotent; nsp_read_report does it itself).  Returns 0: no function of
+ * the core returns void, whose wrapper would bind Python's None at load time,
+ * and the monitor runs this file as a program (monitor_image.c). */
+int nsp_spawn_release(struct nsp_spawn_result *result);

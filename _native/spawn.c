@@ -377,7 +377,7 @@ struct nsp_progress *nsp_progress_map(void)
     return page == MAP_FAILED ? NULL : page;
 }
 
-void nsp_spawn_release(struct nsp_spawn_result *res)
+int nsp_spawn_release(struct nsp_spawn_result *res)
 {
     if (res->progress_slot)
         progress_give(res->progress);
@@ -385,6 +385,7 @@ void nsp_spawn_release(struct nsp_spawn_result *res)
         munmap(res->progress, sizeof *res->progress);
     res->progress = NULL;
     res->progress_slot = 0;
+    return 0;
 }
 
 int nsp_read_report(struct nsp_spawn_result *res, struct nsp_report *report)
