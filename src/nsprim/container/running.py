@@ -118,9 +118,7 @@ class _Prepared:
         if os.geteuid() != 0 and cfg.resources is not None and cfg.resources.controllers():
             # Without root, limits need a group the caller may write: enforced there, or refused here
             # before anything is made.  Never a container without them.
-            self.cgroup = _create_delegated_cgroup(self.id, cfg)
-            if self.watching:
-                _watched(self.cgroup)
+            self.cgroup = _create_delegated_cgroup(self.id, cfg, watch=self.watching)
         for t, path in cfg.join:
             self.namespaces.append(Namespace.from_path(path, t))
         if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:
@@ -245,16 +243,30 @@ def _create_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
 _parents: dict[str, tuple[HostInfo, CGroup]] = {}
 
 
-def _create_delegated_cgroup(name: str, cfg: ContainerConfig) -> CGroup:
+def _create_delegated_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
     """The group of a container started without root, in a cgroup v2 subtree delegated to
-    the caller (:func:`~nsprim.cgroup.delegation.delegated_parent` raises if there is none)."""
+    the caller (:func:`~nsprim.cgroup.delegation.delegated_parent` raises if there is none);
+    with *watch*, registered with the cleanup watcher before it is made, as :func:`_create_cgroup`."""
     info = cached_host_info()
     resources = cfg.resources or Resources()
     needed = resources.controllers()
     parent_path = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT")
     hierarchy, directory = delegated_parent(info, needed, parent_path)
     parent = CGroup([(hierarchy, directory)], info)  # the v2 tree only: v1 groups are root's
-    return CGroup.create(name, parent=parent, resources=resources, controllers=needed)
+    registered: list[tuple[Path, ...]] = []
+
+    def register(dirs: tuple[Path, ...]) -> None:
+        watcher.watch_cgroups(dirs)
+        registered.append(dirs)
+
+    try:
+        return CGroup.create(
+            name, parent=parent, resources=resources, controllers=needed, before_mkdir=register if watch else None
+        )
+    except BaseException:
+        for dirs in registered:  # create() removed what it made
+            watcher.forget_cgroups(dirs)
+        raise
 
 
 def _name_the_memory_limit(exc: BaseException, prep: _Prepared) -> None:
