@@ -44,7 +44,7 @@ import _harness as h  # after the path set-up above
 
 import nsprim
 from nsprim import _sys
-from nsprim.overlay import OverlayMount
+from nsprim.fs.overlay import OverlayMount
 
 SIZES_MB = (10, 100)
 FULL_SIZES_MB = (10, 100, 1024)

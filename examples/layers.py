@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 import nsprim
-from nsprim.layers import ContainerRoot, LayerStore, disk_usage
-from nsprim.rootfs import RootFS
+from nsprim.fs.layers import ContainerRoot, LayerStore, disk_usage
+from nsprim.fs.rootfs import RootFS
 
 __all__ = ["main"]
 

@@ -39,10 +39,11 @@ from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets, 
 
 if TYPE_CHECKING:
     from .cgroup import CGroup, Resources, limits
-    from .layers import ContainerRoot, Image, Layer, LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
-    from .mount import MountFlags, MountInfo, mountinfo
-    from .overlay import OverlayMount, OverlayOptions
-    from .rootfs import Bind, RootFS, Tmpfs
+    from .fs.layers import ContainerRoot, Image, Layer, LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
+    from .fs.mount import MountFlags
+    from .fs.mountinfo import MountInfo, mountinfo
+    from .fs.overlay import OverlayMount, OverlayOptions
+    from .fs.rootfs import Bind, RootFS, Tmpfs
 
 # The other primitives load on first use, so that `import nsprim` stays cheap
 # for the many programs that only spawn into namespaces.
@@ -50,22 +51,22 @@ _LAZY = {
     "CGroup": "cgroup",
     "Resources": "cgroup",
     "limits": "cgroup",
-    "ContainerRoot": "layers",
-    "Image": "layers",
-    "Layer": "layers",
-    "LayerStore": "layers",
-    "UnsafeTarEntry": "layers",
-    "apply_layer": "layers",
-    "commit": "layers",
-    "extract_layer": "layers",
-    "MountFlags": "mount",
-    "MountInfo": "mount",
-    "mountinfo": "mount",
-    "OverlayMount": "overlay",
-    "OverlayOptions": "overlay",
-    "Bind": "rootfs",
-    "RootFS": "rootfs",
-    "Tmpfs": "rootfs",
+    "ContainerRoot": "fs.layers",
+    "Image": "fs.layers",
+    "Layer": "fs.layers",
+    "LayerStore": "fs.layers",
+    "UnsafeTarEntry": "fs.layers",
+    "apply_layer": "fs.layers",
+    "commit": "fs.layers",
+    "extract_layer": "fs.layers",
+    "MountFlags": "fs.mount",
+    "MountInfo": "fs.mountinfo",
+    "mountinfo": "fs.mountinfo",
+    "OverlayMount": "fs.overlay",
+    "OverlayOptions": "fs.overlay",
+    "Bind": "fs.rootfs",
+    "RootFS": "fs.rootfs",
+    "Tmpfs": "fs.rootfs",
 }
 
 

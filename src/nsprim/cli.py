@@ -110,7 +110,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     box = Container(_command(args))
     if args.image:
-        from .layers import LayerStore
+        from .fs.layers import LayerStore
 
         store = LayerStore(Path(args.store))
         box = box.image(store.lower_dirs(args.image))

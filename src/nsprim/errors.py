@@ -19,7 +19,7 @@ Every error nsprim raises derives from :class:`NsprimError`.  The classes say
 * :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be
   used as given: :class:`CorruptLayerError` (not a tar, truncated),
   :class:`LayerLimitError` (over an extraction limit) and
-  ``nsprim.layers.UnsafeTarEntry``.  ``layer`` names the tar, ``entry`` the
+  ``nsprim.fs.layers.UnsafeTarEntry``.  ``layer`` names the tar, ``entry`` the
   member.
 
 Messages follow crun's style: verb, backticked path, reason, and where it
@@ -374,7 +374,7 @@ class CorruptLayerError(LayerError):
 
 
 class LayerLimitError(LayerError):
-    """A layer tar goes over one of its extraction limits (``nsprim.layers.ExtractLimits``).
+    """A layer tar goes over one of its extraction limits (``nsprim.fs.layers.ExtractLimits``).
 
     ``limit`` is the name of the limit (a field of ``ExtractLimits``, such as
     ``"max_size"``), ``value`` what the tar needed and ``maximum`` the limit.

@@ -36,8 +36,8 @@ import pytest
 
 import nsprim.container.rootfs as container_rootfs
 from nsprim.container import Container
+from nsprim.fs.rootfs import RootFS
 from nsprim.namespace import NamespaceType
-from nsprim.rootfs import RootFS
 from nsprim.security import Capabilities, SecurityPolicy
 from nsprim.security.seccomp import native_arch
 

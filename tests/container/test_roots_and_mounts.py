@@ -19,12 +19,12 @@ from nsprim._sys import C
 from nsprim._sys.spawn import Report, StepKind, StepPart
 from nsprim.container import Container
 from nsprim.errors import ConfigError, StepError, SyscallError
-from nsprim.mount import parse_mountinfo
-from nsprim.overlay import OverlayMount
+from nsprim.fs.mountinfo import parse_mountinfo
+from nsprim.fs.overlay import OverlayMount
+from nsprim.fs.rootfs import RootFS, Tmpfs, tmpfs_size_max
+from nsprim.fs.steps import CreateInRoot, MountFs, MountInRoot
 from nsprim.plan import Chdir, Plan, Step
 from nsprim.process import _reported_step
-from nsprim.rootfs import RootFS, Tmpfs, tmpfs_size_max
-from nsprim.rootfs_steps import CreateInRoot, MountFs, MountInRoot
 
 from ..conftest import requires_root, run_as_nobody
 

@@ -20,8 +20,8 @@ import pytest
 
 import nsprim
 from nsprim.container import Container
+from nsprim.fs.mount import bind, umount
 from nsprim.idmap import IdMap
-from nsprim.mount import bind, umount
 
 from ..conftest import requires_root, run_as_nobody
 
@@ -150,7 +150,7 @@ def test_a_map_without_root_is_refused() -> None:
 
 
 def test_a_layer_that_cannot_be_idmapped_is_a_clear_error(rootfs: Path, tmp_path: Path) -> None:
-    from nsprim.mount import mounted
+    from nsprim.fs.mount import mounted
 
     ramfs = tmp_path / "ramfs"
     ramfs.mkdir()

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 import nsprim
-import nsprim.mount
-from nsprim.mount import mountinfo
+import nsprim.fs.mount
+from nsprim.fs.mountinfo import mountinfo
 
 IS_ROOT = os.geteuid() == 0
 
@@ -51,5 +51,5 @@ def private_mounts_only() -> Iterator[None]:
     if left:
         for _, point in sorted(left, reverse=True):  # clean up so that later tests start clean
             with contextlib.suppress(OSError):
-                nsprim.mount.umount(point, detach=True)
+                nsprim.fs.mount.umount(point, detach=True)
         pytest.fail(f"mounts left behind: {sorted(p for _, p in left)}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nsprim.layers import commit, extract_layer
+from nsprim.fs.layers import commit, extract_layer
 
 from ..tools import missing, need_tool
 from .helpers import make_tree, snapshot

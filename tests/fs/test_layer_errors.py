@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import CorruptLayerError, LayerLimitError, NsprimError, SyscallError
-from nsprim.layers import ExtractLimits, LayerStore, UnsafeTarEntry, commit, disk_usage, extract_layer
+from nsprim.fs.layers import ExtractLimits, LayerStore, UnsafeTarEntry, commit, disk_usage, extract_layer
 
 DEEP = 1500  # past Python's default recursion limit (1000)
 
@@ -157,7 +157,7 @@ def _remove_deep_trees() -> Iterator[None]:
     """pytest removes old temporary directories with shutil.rmtree, which recurses and
     fails on a 1,500-deep tree (and then every later tmp_path test): remove them here."""
     yield
-    from nsprim.layers.tree import remove_tree
+    from nsprim.fs.layers.tree import remove_tree
 
     while _DEEP_TREES:
         tree = _DEEP_TREES.pop()
@@ -218,7 +218,7 @@ def test_a_deep_container_upper_is_removed(tmp_path: Path) -> None:
 
 
 def test_removal_never_crosses_into_a_mount(tmp_path: Path) -> None:
-    from nsprim.mount import bind, umount
+    from nsprim.fs.mount import bind, umount
 
     store = LayerStore(tmp_path / "store")
     root = store.create_container(store.save_image("m", [store.add_dir(deep_tree(tmp_path / "base", 1))]))

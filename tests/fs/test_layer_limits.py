@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import ConfigError, LayerLimitError, NsprimError
-from nsprim.layers import ExtractLimits, LayerStore, apply_layer, extract_layer
+from nsprim.fs.layers import ExtractLimits, LayerStore, apply_layer, extract_layer
 
 MiB = 1 << 20
 

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nsprim.errors import NsprimError
-from nsprim.layers import UnsafeTarEntry, apply_layer, extract_layer
-from nsprim.layers.members import OPAQUE_MARKER, WHITEOUT_PREFIX, classify, clean_name, symlink_escapes
+from nsprim.fs.layers import UnsafeTarEntry, apply_layer, extract_layer
+from nsprim.fs.layers.members import OPAQUE_MARKER, WHITEOUT_PREFIX, classify, clean_name, symlink_escapes
 
 COMPONENTS = ["a", "b", ".", "..", "", "é", ".wh.a", ".wh.b", ".wh.", ".wh...", ".wh..wh.a", OPAQUE_MARKER, "a\0"]
 names = st.builds(

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import ConfigError
-from nsprim.layers import LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
+from nsprim.fs.layers import LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
 
 from ..conftest import run_as_nobody
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nsprim.layers import UnsafeTarEntry, apply_layer, commit, extract_layer
-from nsprim.overlay import OPAQUE_XATTR, OverlayMount
+from nsprim.fs.layers import UnsafeTarEntry, apply_layer, commit, extract_layer
+from nsprim.fs.overlay import OPAQUE_XATTR, OverlayMount
 
 from .helpers import make_tree, snapshot
 
@@ -220,7 +220,7 @@ def test_stream_input(tmp_path: Path) -> None:
 
 def test_renamed_lower_dir_needs_merged_view(tmp_path: Path, image: tuple[Path, Path]) -> None:
     from nsprim.errors import UnsupportedError
-    from nsprim.overlay import OverlayOptions
+    from nsprim.fs.overlay import OverlayOptions
 
     app, base = image
     for d in ("upper", "work", "merged"):
@@ -242,7 +242,7 @@ def test_renamed_lower_dir_needs_merged_view(tmp_path: Path, image: tuple[Path, 
 
 def test_metacopy_upper_reads_data_from_merged(tmp_path: Path, image: tuple[Path, Path]) -> None:
     from nsprim.errors import UnsupportedError
-    from nsprim.overlay import OverlayOptions
+    from nsprim.fs.overlay import OverlayOptions
 
     app, base = image
     for d in ("upper", "work", "merged"):
@@ -272,7 +272,7 @@ def test_metacopy_upper_reads_data_from_merged(tmp_path: Path, image: tuple[Path
 def test_without_openat2_the_walk_refuses_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[tuple[str, str, str]], why: str
 ) -> None:
-    import nsprim.layers.tar as tarmod
+    import nsprim.fs.layers.tar as tarmod
 
     monkeypatch.setattr(tarmod, "_have_openat2", False)  # as on a kernel before 5.6
     with pytest.raises(UnsafeTarEntry, match=why):

@@ -1,4 +1,4 @@
-"""nsprim.mount: the mountinfo parser and the mount helpers (in the test's private namespace)."""
+"""nsprim.fs.mount: the mountinfo parser and the mount helpers (in the test's private namespace)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,8 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import ConfigError, SyscallError
-from nsprim.mount import (
-    MountFlags,
-    Propagation,
-    bind,
-    find_mount,
-    is_mount_point,
-    mounted,
-    mountinfo,
-    parse_mountinfo,
-    remount,
-    tmpfs,
-    umount,
-)
+from nsprim.fs.mount import MountFlags, Propagation, bind, mounted, remount, tmpfs, umount
+from nsprim.fs.mountinfo import find_mount, is_mount_point, mountinfo, parse_mountinfo
 
 SAMPLE = (
     "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue\n"
@@ -81,6 +70,6 @@ def test_mounted_context_and_errors(tmp_path: Path) -> None:
     with pytest.raises(SyscallError, match=rf"mount `tmpfs` on `{tmp_path}/missing`: No such file or directory"):
         tmpfs(tmp_path / "missing")
     with pytest.raises(ConfigError):
-        from nsprim.mount import private_root
+        from nsprim.fs.mount import private_root
 
         private_root("shared")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import ConfigError, SyscallError, UnsupportedError
-from nsprim.mount import MountFlags, find_mount, mountinfo
-from nsprim.overlay import OPAQUE_XATTR, OverlayMount, OverlayOptions, has_lowerdir_append
+from nsprim.fs.mount import MountFlags
+from nsprim.fs.mountinfo import find_mount, mountinfo
+from nsprim.fs.overlay import OPAQUE_XATTR, OverlayMount, OverlayOptions, has_lowerdir_append
 
 from .helpers import make_tree, snapshot
 

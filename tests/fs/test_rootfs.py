@@ -14,11 +14,11 @@ import pytest
 import nsprim
 from nsprim import _sys
 from nsprim.errors import ConfigError, StepError
-from nsprim.mount import parse_mountinfo
-from nsprim.overlay import OverlayMount
+from nsprim.fs.mountinfo import parse_mountinfo
+from nsprim.fs.overlay import OverlayMount
+from nsprim.fs.rootfs import Bind, RootFS, Tmpfs
+from nsprim.fs.steps import CreateInRoot, MountInRoot
 from nsprim.plan import Step
-from nsprim.rootfs import Bind, RootFS, Tmpfs
-from nsprim.rootfs_steps import CreateInRoot, MountInRoot
 
 from ..tools import static_busybox
 
@@ -277,7 +277,7 @@ def test_in_a_user_namespace_devices_are_bound(tmp_path: Path) -> None:
 
 
 def test_recursive_readonly_bind_covers_submounts(tmp_path: Path) -> None:
-    from nsprim.mount import tmpfs, umount
+    from nsprim.fs.mount import tmpfs, umount
 
     root = busybox_root(tmp_path / "root")
     data = tmp_path / "data"
@@ -327,9 +327,9 @@ def test_without_openat2_the_careful_walk_refuses_symlinks(tmp_path: Path) -> No
 
 def test_auto_falls_back_to_chroot_only_from_a_ram_root(tmp_path: Path) -> None:
     """Chrooted into a tmpfs that is not a mount point, pivot_root says EINVAL, as from an initramfs."""
-    from nsprim.mount import tmpfs, umount
+    from nsprim.fs.mount import tmpfs, umount
+    from nsprim.fs.steps import EnterRoot
     from nsprim.plan import Chroot, Mount
-    from nsprim.rootfs_steps import EnterRoot
 
     ram = tmp_path / "ram"
     ram.mkdir()
@@ -353,8 +353,8 @@ def test_auto_falls_back_to_chroot_only_from_a_ram_root(tmp_path: Path) -> None:
 
 
 def test_auto_does_not_hide_other_pivot_errors(tmp_path: Path) -> None:
+    from nsprim.fs.steps import EnterRoot
     from nsprim.plan import Chroot
-    from nsprim.rootfs_steps import EnterRoot
 
     root = busybox_root(tmp_path / "sub" / "newroot")
     steps = [Chroot(tmp_path / "sub"), EnterRoot("/newroot", "auto")]  # not a mount point: pivot_root refuses
@@ -381,8 +381,8 @@ def test_a_mask_must_be_the_null_device(tmp_path: Path, source: str) -> None:
 def test_steps_after_a_mount_onto_the_root_itself_land_in_the_new_mount(tmp_path: Path, target: str) -> None:
     """The core keeps the root open across in-root steps: a mount onto the root (here a tmpfs, named
     directly or through a symlink resolving to it) must send the next steps into the new mount."""
+    from nsprim.fs.steps import EnterRoot
     from nsprim.plan import Mount
-    from nsprim.rootfs_steps import EnterRoot
 
     root = tmp_path / "root"
     root.mkdir()
@@ -404,8 +404,8 @@ def test_steps_after_a_mount_onto_the_root_itself_land_in_the_new_mount(tmp_path
 
 def test_creates_after_a_mount_on_their_directory_land_in_the_new_mount(tmp_path: Path) -> None:
     """Creates in one directory share its descriptor, but never across a mount on that directory."""
+    from nsprim.fs.steps import EnterRoot
     from nsprim.plan import Mount
-    from nsprim.rootfs_steps import EnterRoot
 
     root = busybox_root(tmp_path / "root")
     steps = [
@@ -492,7 +492,7 @@ def test_without_the_new_mount_api_masks_and_binds_are_classic_mounts(tmp_path: 
 
 def test_non_recursive_read_only_bind(tmp_path: Path) -> None:
     """A bind without its submounts: the top mount read-only (and nosuid), the submount left out."""
-    from nsprim.mount import tmpfs, umount
+    from nsprim.fs.mount import tmpfs, umount
 
     root = busybox_root(tmp_path / "root")
     data = tmp_path / "data"
@@ -540,8 +540,8 @@ def test_missing_targets_are_made_inside_the_root_and_dangling_links_are_not_fol
 
 def test_the_root_in_two_parts(tmp_path: Path) -> None:
     """prepare_steps (root, /sys, /dev: independent of the pid namespace) then finish_steps is steps()."""
+    from nsprim.fs.steps import EnterRoot
     from nsprim.plan import Mount
-    from nsprim.rootfs_steps import EnterRoot
 
     root = busybox_root(tmp_path / "root")
     rootfs = RootFS(root, binds=(Bind(root / "bin", "/mnt"),))

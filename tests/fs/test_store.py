@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import ConfigError
-from nsprim.layers import LayerStore, UnsafeTarEntry, commit
+from nsprim.fs.layers import LayerStore, UnsafeTarEntry, commit
 
 from ..tools import static_busybox
 from .helpers import make_tree, snapshot
@@ -122,7 +122,7 @@ def test_container_root_mounted_in_the_child_only(tmp_path: Path, store: LayerSt
     import shutil
 
     import nsprim
-    from nsprim.mount import find_mount
+    from nsprim.fs.mountinfo import find_mount
 
     busybox = static_busybox()
     src = make_tree(tmp_path / "src", {"etc/motd": "base\n"})

@@ -10,9 +10,9 @@ import textwrap
 from pathlib import Path
 
 import nsprim
+from nsprim.fs.layers import commit, extract_layer
+from nsprim.fs.overlay import USER_OPAQUE_XATTR
 from nsprim.idmap import IdMap
-from nsprim.layers import commit, extract_layer
-from nsprim.overlay import USER_OPAQUE_XATTR
 
 from .helpers import make_tree
 
@@ -20,7 +20,7 @@ CHILD = textwrap.dedent(
     """
     import os, shutil, sys
     from pathlib import Path
-    from nsprim.overlay import OverlayMount, OverlayOptions
+    from nsprim.fs.overlay import OverlayMount, OverlayOptions
     base = Path(sys.argv[1])
     ov = OverlayMount(base / "merged", [base / "lower"], base / "upper", base / "work",
                       options=OverlayOptions(userxattr=True))

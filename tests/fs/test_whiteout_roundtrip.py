@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nsprim.layers import apply_layer, commit, extract_layer
-from nsprim.overlay import OverlayMount
+from nsprim.fs.layers import apply_layer, commit, extract_layer
+from nsprim.fs.overlay import OverlayMount
 
 from .helpers import snapshot
 

@@ -6,7 +6,7 @@
 b'1\\n'
 """
 
-from ..rootfs import Bind, Tmpfs
+from ..fs.rootfs import Bind, Tmpfs
 from .config import Container, ContainerConfig, Network, Rlimit, RootSpec, Veth
 from .registry import ContainerStatus, DetachedContainer, find, list_containers
 from .running import ContainerResult, RunningContainer

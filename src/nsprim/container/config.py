@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from ..cgroup import CpuResources, MemoryResources, PidsResources, Resources
 from ..checks import check_argv, check_env, check_groups, check_id, check_uts_name
 from ..errors import ConfigError
+from ..fs.rootfs import Bind, Tmpfs
 from ..idmap import IdMap
 from ..namespace import Namespace, NamespaceType
-from ..rootfs import Bind, Tmpfs
 
 if TYPE_CHECKING:
     from .running import ContainerResult, RunningContainer
@@ -379,7 +379,7 @@ class Container:
 
     def tmpfs(self, target: StrPath, *, size: int | str | None = None, mode: int = 0o1777) -> Container:
         """A tmpfs at *target* (say ``/tmp``), optionally size-limited: bytes, or a
-        string with a ``k``, ``m`` or ``g`` suffix (see :func:`nsprim.rootfs.parse_tmpfs_size`)."""
+        string with a ``k``, ``m`` or ``g`` suffix (see :func:`nsprim.fs.rootfs.parse_tmpfs_size`)."""
         return self._with(mounts=(*self.config.mounts, Tmpfs(os.fspath(target), size, mode)))
 
     # nsprim: proc_view (issue #6)

@@ -38,8 +38,8 @@ from ..cgroup.limits import ancestors
 from ..cgroup.meminfo import meminfo_view
 from ..cgroup.units import format_cpuset, parse_cpuset
 from ..errors import NsprimError, SyscallError
+from ..fs.steps import MountInRoot
 from ..plan import Mount, Step
-from ..rootfs_steps import MountInRoot
 
 __all__ = ["ProcView", "VIEW_FILES", "view_directory", "cpu_view", "cpuinfo_view", "online_view"]
 

@@ -1,11 +1,11 @@
-"""The container's root file system as plan steps, built on :class:`nsprim.rootfs.RootFS`.
+"""The container's root file system as plan steps, built on :class:`nsprim.fs.rootfs.RootFS`.
 
-The container adds to :class:`~nsprim.rootfs.RootFS` what only it knows:
+The container adds to :class:`~nsprim.fs.rootfs.RootFS` what only it knows:
 where its root comes from (an image's layers or the host's ``/`` under a
 throwaway upper layer on a private tmpfs, or a directory), whether it is in
 a user namespace, and the cgroup file systems it should see at
 ``/sys/fs/cgroup``.  Everything placed inside the root is resolved inside it
-by :mod:`nsprim.rootfs_steps`, so a symlink in an image cannot aim a mount
+by :mod:`nsprim.fs.steps`, so a symlink in an image cannot aim a mount
 at the host.  A read-only directory is never written: the mount points it
 lacks are made in a throwaway overlay over it, or refused where an overlay
 would hide mounts below it.
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Literal
 
 from .._sys import C
 from ..errors import ConfigError
-from ..mount import mountinfo
-from ..overlay import OverlayMount, OverlayOptions
+from ..fs.mountinfo import mountinfo
+from ..fs.overlay import OverlayMount, OverlayOptions
+from ..fs.rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
+from ..fs.steps import EnterRoot
 from ..plan import Mkdir, Mount, Step
-from ..rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
-from ..rootfs_steps import EnterRoot
 from .config import ContainerConfig
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def root_steps(
     and ``/sys`` are mounted, before entering the root.  *part* ``prepare`` is
     what can be made ahead of time in a mount namespace of its own (the root,
     ``/sys``, ``/dev``: see :meth:`RootFS.prepare_steps
-    <nsprim.rootfs.RootFS.prepare_steps>`), ``finish`` the rest, run by the
+    <nsprim.fs.rootfs.RootFS.prepare_steps>`), ``finish`` the rest, run by the
     container's process once it joined that namespace.  *idmapped*: see :func:`_source`.
     """
     if cfg.root is None or state is None:

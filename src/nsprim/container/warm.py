@@ -13,7 +13,7 @@ as serverless platforms keep warm sandboxes.  Every container still gets its
 own namespaces, root and cgroup; nothing is reused.  The root is made by a
 short-lived child cloned into a new mount namespace inside the prepared
 network namespace, running the same plan steps a start would
-(:meth:`RootFS.prepare_steps <nsprim.rootfs.RootFS.prepare_steps>`); the start
+(:meth:`RootFS.prepare_steps <nsprim.fs.rootfs.RootFS.prepare_steps>`); the start
 runs the rest (``/proc``, masks, cgroup file systems, ``pivot_root``...).
 
 The same thread removes the cgroups of ended containers, after their

@@ -1,30 +1,21 @@
-"""Image layers: OCI layer tars, whiteout conversion and a content-addressed store.
+"""Deprecated: ``nsprim.layers`` moved to :mod:`nsprim.fs.layers`; this name goes in the next release."""
 
-* :mod:`nsprim.layers.tar`: :func:`commit` an overlay upper dir to an OCI
-  layer tar, :func:`extract_layer` a tar into an overlay layer directory,
-  :func:`apply_layer` a tar onto a plain tree, within :class:`ExtractLimits`.
-* :mod:`nsprim.layers.store`: :class:`LayerStore` of immutable layers named
-  by the sha256 of their tar, :class:`Image` as an ordered list of layers,
-  and :class:`ContainerRoot` (an image plus a fresh upper dir, mounted).
-"""
+import importlib as _importlib
+import sys as _sys
+import warnings
 
-from .digest import Digest, parse_digest
-from .limits import ExtractLimits
-from .store import ContainerRoot, Image, Layer, LayerStore, disk_usage
-from .tar import LayerStats, UnsafeTarEntry, apply_layer, commit, extract_layer
+from ..fs.layers import *  # noqa: F403
+from ..fs.layers import __all__ as _all0
 
-__all__ = [
-    "Digest",
-    "parse_digest",
-    "LayerStats",
-    "ExtractLimits",
-    "UnsafeTarEntry",
-    "commit",
-    "extract_layer",
-    "apply_layer",
-    "Layer",
-    "Image",
-    "LayerStore",
-    "ContainerRoot",
-    "disk_usage",
-]
+# Old submodule paths (nsprim.layers.store, ...) name the same module objects.
+for _name in ("digest", "limits", "members", "store", "tar", "tree"):
+    _sys.modules[f"{__name__}.{_name}"] = _importlib.import_module(f"..fs.layers.{_name}", __name__)
+
+
+__all__ = [*_all0]
+
+warnings.warn(
+    "nsprim.layers moved to nsprim.fs.layers",
+    DeprecationWarning,
+    stacklevel=2,
+)

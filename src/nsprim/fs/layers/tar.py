@@ -26,9 +26,9 @@ is all-or-nothing (it extracts into a temporary sibling and renames).
 
 Nothing in a tar gains privilege on the host: device nodes, setuid/setgid
 bits and file capabilities are kept only with ``preserve_special=True``
-(a :class:`~nsprim.layers.LayerStore`, whose root no other user can
+(a :class:`~nsprim.fs.layers.LayerStore`, whose root no other user can
 enter), and only ``user.*`` xattrs and ``security.capability`` are ever
-restored.  Every tar is held to :class:`~nsprim.layers.ExtractLimits`, and
+restored.  Every tar is held to :class:`~nsprim.fs.layers.ExtractLimits`, and
 whatever is wrong with it comes back as a :class:`~nsprim.errors.LayerError`
 (or a :class:`~nsprim.errors.SyscallError` naming the entry).
 """
@@ -47,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .. import _sys
-from .._sys import C
-from ..errors import ConfigError, LayerError, NsprimError, SyscallError, UnsupportedError
+from ... import _sys
+from ..._sys import C
+from ...errors import ConfigError, LayerError, NsprimError, SyscallError, UnsupportedError
 from ..overlay import OPAQUE_XATTR, USER_OPAQUE_XATTR
 from .digest import Digest, HashingWriter
 from .limits import DEFAULT_LIMITS, ExtractLimits, LimitCounter
@@ -615,10 +615,10 @@ def extract_layer(
     Device nodes are refused, and setuid/setgid bits and file capabilities
     (``security.capability``) dropped, unless *preserve_special*: pass it
     only for a *dest* no other user can reach, as a
-    :class:`~nsprim.layers.LayerStore` does (its root is 0700).  Of the
+    :class:`~nsprim.fs.layers.LayerStore` does (its root is 0700).  Of the
     xattrs only ``user.*`` ones (and with *preserve_special* the capability)
     are restored.  *limits* (default :class:`ExtractLimits()
-    <nsprim.layers.ExtractLimits>`) bound what the tar may unpack to;
+    <nsprim.fs.layers.ExtractLimits>`) bound what the tar may unpack to;
     *label* names the tar in errors (default: its path).  Raises
     :class:`~nsprim.errors.LayerError` (:class:`UnsafeTarEntry`,
     :class:`~nsprim.errors.LayerLimitError`,

@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import IO, NewType
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["Digest", "parse_digest", "HashingWriter", "sha256_file"]
 

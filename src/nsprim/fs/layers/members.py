@@ -2,7 +2,7 @@
 
 :func:`open_tar` opens a tar of any compression tarfile knows, with extended
 headers bounded; :func:`plan` reads every header and checks it (name, type,
-owner, device, xattr names, :class:`~nsprim.layers.ExtractLimits`), so that
+owner, device, xattr names, :class:`~nsprim.fs.layers.ExtractLimits`), so that
 a tar refused for what its headers say is refused before the first write.
 Whatever bad data makes tarfile or a decompressor raise comes back as
 :class:`~nsprim.errors.CorruptLayerError`.
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from ..errors import CorruptLayerError, LayerError, LayerLimitError, NsprimError, SyscallError
+from ...errors import CorruptLayerError, LayerError, LayerLimitError, NsprimError, SyscallError
 from .limits import ExtractLimits, LimitCounter
 
 __all__ = [

@@ -16,8 +16,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..errors import SyscallError
-from ..mount import mountinfo
+from ...errors import SyscallError
+from ..mountinfo import mountinfo
 
 __all__ = ["remove_tree", "remove_tree_at", "walk"]
 

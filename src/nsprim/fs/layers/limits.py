@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..errors import ConfigError, LayerLimitError
+from ...errors import ConfigError, LayerLimitError
 
 __all__ = ["ExtractLimits", "DEFAULT_LIMITS", "LimitCounter"]
 

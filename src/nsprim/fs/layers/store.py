@@ -41,7 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, LayerError, LayerLimitError, SyscallError
+from ...errors import ConfigError, LayerError, LayerLimitError, SyscallError
 from ..overlay import OverlayMount, OverlayOptions
 from .digest import Digest, HashingWriter, parse_digest
 from .limits import DEFAULT_LIMITS, ExtractLimits
@@ -157,7 +157,7 @@ class LayerStore:
 
     Opening a store makes its root 0700 (see the module's docs).  *limits*
     bound what each tar added may unpack to (default
-    :class:`~nsprim.layers.ExtractLimits()`); ``add_tar`` and ``add_dir``
+    :class:`~nsprim.fs.layers.ExtractLimits()`); ``add_tar`` and ``add_dir``
     take their own too.
     """
 
@@ -230,7 +230,7 @@ class LayerStore:
         """Add the OCI layer tar *src* (a path or a binary file); return the layer.
 
         The tar is copied into the store while its sha256 is computed, then
-        extracted safely (see :func:`~nsprim.layers.tar.extract_layer`),
+        extracted safely (see :func:`~nsprim.fs.layers.tar.extract_layer`),
         within *limits* (default: the store's).  Adding a layer the store has
         is a no-op.  On any error nothing is left.
         """
@@ -262,7 +262,7 @@ class LayerStore:
     def add_dir(self, upper: StrPath, *, merged: StrPath | None = None, limits: ExtractLimits | None = None) -> Layer:
         """Commit directory *upper* (an overlay upper dir, or any tree) as a new layer.
 
-        See :func:`~nsprim.layers.tar.commit` for *merged*; *limits* as for :meth:`add_tar`.
+        See :func:`~nsprim.fs.layers.tar.commit` for *merged*; *limits* as for :meth:`add_tar`.
         """
         with self._staging() as staged:
             tar = staged / "layer.tar"
@@ -384,11 +384,11 @@ class ContainerRoot:
         self.overlay.unmount(detach=True)
 
     def rootfs(self, **kwargs: Any) -> RootFS:
-        """A :class:`~nsprim.rootfs.RootFS` that mounts this container's overlay in the child.
+        """A :class:`~nsprim.fs.rootfs.RootFS` that mounts this container's overlay in the child.
 
         For ``nsprim.spawn(..., new={"mnt", "pid", ...}, steps=root.rootfs().steps())``:
         the overlay then exists only in the child's mount namespace.  *kwargs*
-        go to :class:`~nsprim.rootfs.RootFS` (binds, tmpfs, masked paths...).
+        go to :class:`~nsprim.fs.rootfs.RootFS` (binds, tmpfs, masked paths...).
         """
         from ..rootfs import RootFS
 
