@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,24 @@ def test_limits_without_root_are_enforced_in_a_delegated_cgroup(container_cgroup
         with contextlib.suppress(OSError):
             leaf.rmdir()
         delegated.delete(recursive=True, timeout=5.0)
+
+
+def test_a_detached_containers_monitor_records_an_oom_kill_and_removes_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secrets
+
+    from nsprim.container import find
+
+    monkeypatch.setenv("NSPRIM_STATE_DIR", str(tmp_path))
+    name = f"oom-{secrets.token_hex(4)}"
+    box = Container([PYTHON, "-c", "x = bytearray(200 << 20)"]).rootfs("/").memory("48M").name(name).detach().start()
+    assert box.cgroup is not None
+    dirs = list(box.cgroup.directories.values())
+    box.close()  # let go: the monitor records the end
+    handle = find(name)
+    assert handle.wait(60) == -signal.SIGKILL
+    assert handle.oom_killed
+    assert not any(d.exists() for d in dirs)
+    handle.remove()
+    assert not handle.directory.exists()

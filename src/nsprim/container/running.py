@@ -323,7 +323,9 @@ def remove_group(cg: CGroup, *, forget: bool = True) -> None:
 
 class RunningContainer:
     """A started container.  Use it as a context manager: on exit it is killed
-    (if still running) and everything it used on the host is removed."""
+    (if still running) and everything it used on the host is removed — except a
+    detached container, which goes on under its monitor (see
+    :mod:`nsprim.container.registry`)."""
 
     def __init__(self, config: ContainerConfig, prep: _Prepared, process: Process) -> None:
         self.config = config
