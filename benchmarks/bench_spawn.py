@@ -29,9 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 try:
     import nsprim
+    import nsprim.lowlevel
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
     import nsprim
+    import nsprim.lowlevel
 
 import _harness as h  # after the path set-up above
 
@@ -99,7 +101,7 @@ def breakdown_cases(namespaces: Sequence[str]) -> list[h.Case]:
     encoded = plan.encoded
 
     def start_cached() -> None:
-        if nsprim.start(plan, clone_flags=flags).wait() != 0:
+        if nsprim.lowlevel.start(plan, clone_flags=flags).wait() != 0:
             raise RuntimeError("start failed")
 
     def core(use_vfork: bool) -> Callable[[], None]:
@@ -126,7 +128,7 @@ def breakdown_cases(namespaces: Sequence[str]) -> list[h.Case]:
         _ = pl.encoded, pl.vfork_safe
 
     return [
-        h.Case("nsprim.start(cached plan)", h.timed(start_cached), "plan built and encoded once"),
+        h.Case("nsprim.lowlevel.start(cached plan)", h.timed(start_cached), "plan built and encoded once"),
         h.Case("core vfork (raw _sys.spawn)", h.timed(core(True)), "spawn + read_report + waitid"),
         h.Case("core fork (raw _sys.spawn)", h.timed(core(False)), "clone3 fork-like"),
         h.Case("python front only (no clone)", h.timed(front_only), "Plan+lower+encode, os.environ"),

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nsprim
+import nsprim.lowlevel
 from nsprim import IdMap, IdRange
 from nsprim._sys import spawn as raw
 from nsprim.checks import NGROUPS_MAX, UTS_NAME_MAX, check_env, check_groups, check_id, check_uts_name
@@ -199,7 +200,7 @@ class _Raw(Step):
 def test_c_refuses_what_python_would(step: raw.RawStep) -> None:
     plan = Plan((_Raw(step), Exec("/bin/true", ["true"])))
     with pytest.raises(StepError) as exc:
-        nsprim.start(plan)
+        nsprim.lowlevel.start(plan)
     assert exc.value.errno == errno.EINVAL and exc.value.index == 0
 
 

@@ -1,4 +1,4 @@
-"""The modules that moved into nsprim.fs keep working under their old names, with a warning."""
+"""Moved modules and names keep working under their old paths (with a warning where they go)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,50 @@ def test_old_layer_submodules_are_the_new_modules() -> None:
     from nsprim.fs.layers import store
 
     assert importlib.import_module("nsprim.layers.store") is store
+
+
+def test_nsprim_start_warns_and_is_lowlevel_start() -> None:
+    import nsprim
+    import nsprim.lowlevel
+
+    with pytest.warns(DeprecationWarning, match="nsprim.start moved to nsprim.lowlevel.start"):
+        old = nsprim.start  # type: ignore[attr-defined]
+    assert old is nsprim.lowlevel.start
+    assert "start" not in nsprim.__all__
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("spawn", "nsprim.spawning"),
+        ("run", "nsprim.spawning"),
+        ("open_streams", "nsprim.spawning"),
+        ("join_namespaces", "nsprim.spawning"),
+        ("Streams", "nsprim.spawning"),
+        ("start", "nsprim.lowlevel"),
+        ("ParentAction", "nsprim.lowlevel"),
+    ],
+)
+def test_process_creation_keeps_its_names_in_nsprim_process(name: str, module: str) -> None:
+    import warnings
+
+    import nsprim.process
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both modules are public: no warning
+        old = getattr(nsprim.process, name)
+    assert old is getattr(importlib.import_module(module), name)
+
+
+def test_headline_classes_are_exported_lazily() -> None:
+    import subprocess
+
+    code = (
+        "import sys, nsprim\n"
+        "assert 'nsprim.container' not in sys.modules and 'nsprim.security' not in sys.modules\n"
+        "from nsprim.container import Container\n"
+        "from nsprim.security import SecurityPolicy\n"
+        "assert nsprim.Container is Container and nsprim.SecurityPolicy is SecurityPolicy\n"
+        "assert {'Container', 'SecurityPolicy'} <= set(nsprim.__all__)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

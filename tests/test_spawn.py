@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import nsprim
+import nsprim.lowlevel
 from nsprim import IdMap
 from nsprim.errors import ConfigError, ExecutableNotFoundError, StepError, TimeoutExpired
 from nsprim.plan import Chdir, Exec, Mount, Plan
@@ -169,18 +170,18 @@ def test_id_map_without_user_namespace_is_refused() -> None:
 def test_low_level_plan_start_and_step_index() -> None:
     plan = Plan((Chdir("/"), Chdir("/nonexistent-dir"), Exec("/bin/true", ["true"], {})))
     with pytest.raises(StepError) as info:
-        nsprim.start(plan)
+        nsprim.lowlevel.start(plan)
     assert info.value.index == 1 and "chdir `/nonexistent-dir`" in str(info.value)
     ok = Plan((Chdir("/"), Exec("/bin/true", ["true"], {})))
-    with nsprim.start(ok) as p:
+    with nsprim.lowlevel.start(ok) as p:
         assert p.wait() == 0
-    with nsprim.start(ok) as p:  # a plan is encoded once and reusable
+    with nsprim.lowlevel.start(ok) as p:  # a plan is encoded once and reusable
         assert p.wait() == 0
 
 
 def test_setup_timings_cover_the_clone_and_every_step() -> None:
     plan = Plan((Chdir("/"), Chdir("/tmp"), Exec("/bin/true", ["true"], {})))
-    with nsprim.start(plan, timings=True) as p:
+    with nsprim.lowlevel.start(plan, timings=True) as p:
         assert p.wait() == 0
     if not plan.vfork_safe:
         assert p.setup_us == ()
@@ -188,7 +189,7 @@ def test_setup_timings_cover_the_clone_and_every_step() -> None:
     # the clone, then one duration per step; the exec ends when the parent resumes
     assert len(p.setup_us) == 1 + len(plan.steps)
     assert all(us >= 0 for us in p.setup_us) and p.setup_us[-1] > 0
-    with nsprim.start(plan) as q:  # off by default
+    with nsprim.lowlevel.start(plan) as q:  # off by default
         assert q.wait() == 0 and q.setup_us == ()
 
 
@@ -234,7 +235,7 @@ def test_between_clone_and_exec_no_handler_of_the_caller_is_left(tmp_path: Path,
     old = signal.signal(signal.SIGUSR1, signal.SIG_IGN), signal.signal(signal.SIGUSR2, lambda *_: None)
     before = _children()
     started: list[nsprim.Process] = []
-    spawner = threading.Thread(target=lambda: started.append(nsprim.start(plan)))  # vfork: held until exec
+    spawner = threading.Thread(target=lambda: started.append(nsprim.lowlevel.start(plan)))  # vfork: held until exec
     try:
         assert _signal_masks(os.getpid())["SigCgt"] & bit[signal.SIGUSR2]
         spawner.start()
@@ -271,7 +272,7 @@ def test_a_child_killed_during_setup_is_an_error_not_a_finished_process() -> Non
         os.kill(pid, signal.SIGKILL)
 
     with pytest.raises(ChildDiedError) as info:
-        nsprim.start(plan, parent_actions=[kill_it])
+        nsprim.lowlevel.start(plan, parent_actions=[kill_it])
     err = info.value
     assert isinstance(err, StepError) and err.index == 0 and err.signal == signal.SIGKILL
     assert "died during setup, before exec (killed by SIGKILL)" in str(err) and "[plan step 0]" in str(err)
@@ -291,10 +292,10 @@ def test_fork_mode_outcomes_stay_apart_across_many_spawns_and_threads() -> None:
             try:
                 if i % 2:
                     with pytest.raises(StepError) as info:
-                        nsprim.start(bad, parent_actions=[lambda pid: None])
+                        nsprim.lowlevel.start(bad, parent_actions=[lambda pid: None])
                     assert info.value.index == 1
                 else:
-                    with nsprim.start(ok, parent_actions=[lambda pid: None]) as p:
+                    with nsprim.lowlevel.start(ok, parent_actions=[lambda pid: None]) as p:
                         assert p.wait() == 0
             except BaseException as exc:  # reported below, from the main thread
                 errors.append(repr(exc))

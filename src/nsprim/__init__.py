@@ -35,15 +35,18 @@ from .namespace import (
     unshare,
 )
 from .plan import Plan
-from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets, run, spawn, start
+from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets
+from .spawning import run, spawn
 
 if TYPE_CHECKING:
     from .cgroup import CGroup, Resources, limits
+    from .container import Container
     from .fs.layers import ContainerRoot, Image, Layer, LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
     from .fs.mount import MountFlags
     from .fs.mountinfo import MountInfo, mountinfo
     from .fs.overlay import OverlayMount, OverlayOptions
     from .fs.rootfs import Bind, RootFS, Tmpfs
+    from .security import SecurityPolicy
 
 # The other primitives load on first use, so that `import nsprim` stays cheap
 # for the many programs that only spawn into namespaces.
@@ -67,10 +70,23 @@ _LAZY = {
     "Bind": "fs.rootfs",
     "RootFS": "fs.rootfs",
     "Tmpfs": "fs.rootfs",
+    "Container": "container",
+    "SecurityPolicy": "security",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "start":
+        import warnings
+
+        warnings.warn(
+            "nsprim.start moved to nsprim.lowlevel.start; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .lowlevel import start
+
+        return start
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nsprim' has no attribute {name!r}")
@@ -112,11 +128,13 @@ __all__ = [
     "CompletedRun",
     "TimeOffsets",
     "spawn",
-    "start",
     "run",
     "PIPE",
     "DEVNULL",
     "STDOUT",
+    # containers
+    "Container",
+    "SecurityPolicy",
     # cgroups
     "CGroup",
     "Resources",

@@ -50,7 +50,7 @@ def _try(fn: Callable[[], object]) -> str | None:
 
 
 def _run_true(new: set[str], **kw: object) -> None:
-    from .process import run
+    from .spawning import run
 
     r = run(["true"], new=new, **kw)  # type: ignore[arg-type]
     if r.returncode != 0:
@@ -190,7 +190,7 @@ def _idmapped(root: bool) -> Iterator[Check]:
     )
     if not root:
         return
-    from .process import spawn
+    from .spawning import spawn
 
     def probe() -> None:
         ids = IdMap.single(0, 100000, 65536)  # a user namespace to map by: it only has to exist

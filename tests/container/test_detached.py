@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import nsprim
+import nsprim.lowlevel
 from nsprim import _sys
 from nsprim._sys import watcher
 from nsprim._sys.spawn import MonitorSpec, core_file
@@ -276,7 +277,7 @@ def monitored_sleep(entry: Path, cg: CGroup, exe: bytes | None) -> nsprim.Proces
             remove_state=False,
             exe=exe,
         )
-        proc = nsprim.process.start(Plan((Exec("/bin/sleep", ("sleep", "1000")),)), monitor=spec)
+        proc = nsprim.lowlevel.start(Plan((Exec("/bin/sleep", ("sleep", "1000")),)), monitor=spec)
     finally:
         os.close(dirfd)
     watcher.watch_pid(proc.pid)  # should this test run die (the monitor would wait for it)

@@ -23,8 +23,8 @@ from nsprim.fs.mountinfo import parse_mountinfo
 from nsprim.fs.overlay import OverlayMount
 from nsprim.fs.rootfs import RootFS, Tmpfs, tmpfs_size_max
 from nsprim.fs.steps import CreateInRoot, MountFs, MountInRoot
+from nsprim.lowlevel import _reported_step
 from nsprim.plan import Chdir, Plan, Step
-from nsprim.process import _reported_step
 
 from ..conftest import requires_root, run_as_nobody
 

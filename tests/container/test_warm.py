@@ -189,12 +189,12 @@ def test_a_root_made_ahead_looks_exactly_like_one_made_at_start(rootfs: Path) ->
 
 
 def test_keep_fd_needs_a_shared_descriptor_table() -> None:
-    import nsprim
+    import nsprim.lowlevel
     from nsprim.errors import StepError
     from nsprim.plan import KeepFd, Plan
 
     with pytest.raises(StepError, match="open `/proc/thread-self/ns/mnt`: Invalid argument"):
-        nsprim.start(Plan((KeepFd("/proc/thread-self/ns/mnt"),)), keep_fds=1)
+        nsprim.lowlevel.start(Plan((KeepFd("/proc/thread-self/ns/mnt"),)), keep_fds=1)
 
 
 def test_a_pool_left_open_is_closed_at_exit(tmp_path: Path) -> None:
@@ -240,7 +240,7 @@ def test_a_failing_pool_falls_back_and_leaves_nothing(rootfs: Path, monkeypatch:
 
 
 def test_joining_a_mount_namespace_puts_the_root_where_asked(rootfs: Path) -> None:
-    import nsprim
+    import nsprim.lowlevel
     from nsprim.plan import Exec, FdMap, Plan, SetNs
 
     mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
@@ -254,7 +254,7 @@ def test_joining_a_mount_namespace_puts_the_root_where_asked(rootfs: Path) -> No
                 Exec("/bin/sh", ["sh", "-c", "cat /marker; pwd"], {}),
             )
         )
-        with nsprim.start(plan, close_after=[w]) as p:
+        with nsprim.lowlevel.start(plan, close_after=[w]) as p:
             assert p.wait() == 0
         assert os.read(r, 100) == b"inside\n/\n"  # the busybox root's own file, from its /
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import nsprim
+import nsprim.lowlevel
 from nsprim.errors import StepError
 from nsprim.idmap import IdMap, write_id_maps
 from nsprim.plan import Exec, NoNewPrivs, Plan, SetGid, SetGroups, SetUid, Sync, Umask
@@ -221,7 +222,7 @@ def _setup_owner(dumpable: bool) -> tuple[int, int, int]:
         )
     )
     flags = nsprim.NamespaceType.mask({nsprim.NamespaceType.USER, nsprim.NamespaceType.PID})
-    with nsprim.start(plan, args=["sleep"], clone_flags=flags, parent_actions=[maps, look]) as proc:
+    with nsprim.lowlevel.start(plan, args=["sleep"], clone_flags=flags, parent_actions=[maps, look]) as proc:
         for _ in range(200):  # until exec has happened
             if os.readlink(f"/proc/{proc.pid}/exe").endswith("sleep"):
                 break

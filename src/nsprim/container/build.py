@@ -23,6 +23,7 @@ from .._sys import C
 from ..cgroup import CGroup
 from ..cgroup.host import HostInfo, host_info
 from ..idmap import IdMap, write_id_maps
+from ..lowlevel import ParentAction
 from ..namespace import Namespace, NamespaceType
 from ..plan import (
     Chdir,
@@ -46,7 +47,7 @@ from ..plan import (
     Unshare,
     WriteFile,
 )
-from ..process import ParentAction, join_namespaces
+from ..spawning import join_namespaces
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView
 from .rootfs import root_steps
@@ -61,7 +62,7 @@ __all__ = ["ChildPlan", "build_plan", "cached_host_info"]
 
 @dataclass(frozen=True)
 class ChildPlan:
-    """Everything :func:`nsprim.process.start` needs for one container."""
+    """Everything :func:`nsprim.lowlevel.start` needs for one container."""
 
     prefix: Plan
     body: Plan

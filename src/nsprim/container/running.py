@@ -37,8 +37,10 @@ from ..errors import (
     TimeoutExpired,
     UnsupportedError,
 )
+from ..lowlevel import start
 from ..namespace import Namespace, NamespaceId, NamespaceType
-from ..process import DEVNULL, PIPE, Process, open_streams, start
+from ..process import DEVNULL, PIPE, Process
+from ..spawning import open_streams
 from .build import ChildPlan, _id_maps, build_plan, cached_host_info
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView, view_directory

@@ -253,8 +253,8 @@ def _root_preparer(config: ContainerConfig) -> Callable[[int], tuple[int, int]] 
     network namespace, and returns descriptors of it and of the root directory to use in it."""
     if config.root is None or NamespaceType.MNT not in config.namespaces or config.join:
         return None
+    from ..lowlevel import start
     from ..plan import Plan, SetNs
-    from ..process import start
     from .build import prepare_plan
     from .running import ready_state_dir
 

@@ -1,0 +1,186 @@
+"""Starting a :class:`~nsprim.plan.Plan` as it is: :func:`start`.
+
+Below :func:`nsprim.spawning.spawn`: the caller writes the plan's steps and
+gives the clone flags, the cgroup to be born in, and what the parent does at
+each :class:`~nsprim.plan.Sync` step.  The child runs the steps in C between
+clone and exec; a failed step is a :class:`~nsprim.errors.StepError` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal as _signal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from . import _sys
+from ._sys import spawn as _spawn
+from .errors import ChildDiedError, ConfigError, ExecutableNotFoundError, StepError, SyscallError
+from .plan import Exec, Plan, Step, Sync
+from .process import Process
+
+__all__ = ["start", "ParentAction"]
+
+#: What the parent does while the child waits at a :class:`~nsprim.plan.Sync` step: called with its pid.
+ParentAction = Callable[[int], None]
+
+
+def start(
+    plan: Plan,
+    *,
+    prefix: Plan | None = None,
+    args: Sequence[Any] = (),
+    clone_flags: int = 0,
+    cgroup_fd: int = -1,
+    pidns_fd: int = -1,
+    parent_actions: Sequence[ParentAction] = (),
+    close_after: Iterable[int] = (),
+    timings: bool = False,
+    keep_fds: int = 0,
+    monitor: _spawn.MonitorSpec | None = None,
+) -> Process:
+    """Start *plan* in a child cloned into *clone_flags* namespaces.
+
+    The steps of *prefix*, if given, run first: a small per-spawn part in
+    front of a plan that is encoded once and reused.
+
+    One *parent_actions* callable runs for each :class:`~nsprim.plan.Sync`
+    step, in order, with the child's pid; the child waits until it returns.
+    Action *k+1* starts as soon as action *k* released the child, not when
+    the child reaches the next sync step: an action must depend only on what
+    exists once the child is cloned (its namespaces, its pid).
+    *close_after* are parent-side descriptors (the child's ends of pipes):
+    closed here once the child has them, or when starting fails.  On a failed step the child is reaped and
+    :class:`~nsprim.errors.StepError` raised; nothing is left running.  A child that dies before its
+    exec without a report (killed, say by the OOM killer) is a :class:`~nsprim.errors.ChildDiedError`
+    naming the step it was at, never a process that seems to have run.
+    With *timings*, the returned process's :attr:`~Process.setup_us` says how
+    long the clone and each step took (vfork-mode plans only; else empty).
+    With *keep_fds* slots (a vfork-mode plan and ``CLONE_FILES`` in
+    *clone_flags*), the descriptors :class:`~nsprim.plan.KeepFd` steps opened
+    are the process's :attr:`~Process.kept_fds`, the caller's to close.
+    With *monitor*, a monitor process of the core clones the child and stays
+    its parent (a detached container): the process's :attr:`~Process.monitor`
+    is the link to it, which the caller must commit (or abort).
+    """
+    head = prefix.steps if prefix is not None else ()
+    try:
+        nsync = sum(1 for s in (*head, *plan.steps) if isinstance(s, Sync))
+        if nsync != len(parent_actions):
+            raise ConfigError(f"the plan has {nsync} sync steps but {len(parent_actions)} parent actions")
+        handles = _spawn.spawn(
+            plan.encoded,
+            prefix=prefix.encoded if prefix is not None else None,
+            clone_flags=clone_flags,
+            cgroup_fd=cgroup_fd,
+            pidns_fd=pidns_fd,
+            use_vfork=plan.vfork_safe and (prefix is None or prefix.vfork_safe),
+            timings=timings,
+            keep_fds=keep_fds,
+            monitor=monitor,
+        )
+    finally:
+        # Ours to close on every path, once: the child has its copies now.
+        for fd in close_after:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    try:
+        action_error: BaseException | None = None
+        if parent_actions:
+            try:
+                for action in parent_actions:
+                    action(handles.pid)
+                    try:
+                        os.write(handles.sync_fd, b"g")
+                    except BrokenPipeError:
+                        break  # the child died: its report (or silence) says where
+            except BaseException as exc:  # the child must not go on alone
+                action_error = exc
+                _sys.pidfd_send_signal(handles.pidfd, _signal.SIGKILL)
+            finally:
+                os.close(handles.sync_fd)
+        report = _spawn.read_report(handles)
+    except BaseException:
+        if handles.monitor is not None:
+            handles.monitor.abort()  # it kills and reaps the child
+        _kill_and_reap(handles.pidfd)
+        raise
+    finally:
+        _spawn.release(handles)
+        os.close(handles.report_fd)
+    if report is not None or action_error is not None:
+        for fd in handles.kept_fds:
+            if fd >= 0:
+                os.close(fd)
+        if handles.monitor is not None:
+            handles.monitor.abort()
+        sig, status = _reap(handles.pidfd)
+        if report is not None and not (report.died and action_error is not None):  # (we killed it then)
+            steps = (*head, *plan.steps)
+            if report.died:
+                # Silence is no exec: the child ended during its setup (the OOM killer, say).
+                at = steps[report.index] if 0 <= report.index < len(steps) else None
+                raise ChildDiedError(at, report.index, signal=sig, exit_status=status)
+            step = _reported_step(report, steps, prefix, plan)
+            cls = ExecutableNotFoundError if isinstance(step, Exec) and report.errno == errno.ENOENT else StepError
+            raise cls(report.errno, step, report.index, report.part) from action_error
+        assert action_error is not None
+        raise action_error
+    proc = Process(handles.pid, handles.pidfd, args)
+    proc.kept_fds = handles.kept_fds
+    proc.monitor = handles.monitor
+    if handles.step_ns:
+        proc.setup_us = _step_durations(handles.step_ns)
+    return proc
+
+
+def _reported_step(report: _spawn.Report, steps: Sequence[Step], prefix: Plan | None, plan: Plan) -> Step:
+    """The step a failure report names, once its index and kind agree with the plan."""
+    kinds = (*(prefix.encoded.kinds if prefix is not None else ()), *plan.encoded.kinds)
+    if 0 <= report.index < len(steps) and kinds[report.index] == report.kind:
+        return steps[report.index]
+    known = (
+        f"step {report.index} is of kind {kinds[report.index]}" if 0 <= report.index < len(steps) else "no such step"
+    )
+    raise SyscallError(
+        report.errno,
+        "spawn",
+        detail=f"spawn: the child reported a failure of step {report.index}, of kind {report.kind}, "
+        f"which does not match the plan ({known})",
+    )
+
+
+def _step_durations(ns: Sequence[int]) -> tuple[float, ...]:
+    """Clock readings (before clone, child start, after each step, clone returned) to µs per
+    phase: the clone, then each step; the exec, which never returns when it works, ends when
+    clone returned."""
+    marks = list(ns)
+    if marks[-2] == 0:
+        marks[-2] = marks[-1]
+    out = [(marks[1] - marks[0]) / 1000.0]
+    prev = marks[1]
+    for t in marks[2:-1]:
+        out.append((t - prev) / 1000.0)
+        prev = t
+    return tuple(out)
+
+
+def _reap(pidfd: int) -> tuple[int | None, int | None]:
+    """Reap the child; return (the signal that killed it, or None; its exit status, or None)."""
+    res = None
+    with contextlib.suppress(ChildProcessError):
+        res = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    os.close(pidfd)
+    if res is None:
+        return None, None
+    if res.si_code == os.CLD_EXITED:
+        return None, res.si_status
+    return res.si_status, None
+
+
+def _kill_and_reap(pidfd: int) -> None:
+    with contextlib.suppress(SyscallError):
+        _sys.pidfd_send_signal(pidfd, _signal.SIGKILL)
+    _reap(pidfd)
