@@ -13,7 +13,7 @@ import pytest
 
 import nsprim
 from nsprim import Namespace, NamespaceType
-from nsprim.errors import ConfigError, NamespaceError, NamespaceTypeError, ProcessLookupFailed, StepError
+from nsprim.errors import ConfigError, NamespaceError, NamespaceTypeError, NoSuchProcessError, StepError
 from nsprim.plan import SetNs
 
 from .conftest import requires_root
@@ -169,10 +169,10 @@ def test_persisted_namespace_outlives_its_processes(tmp_path: Path) -> None:
 
 
 def test_unknown_pid_is_a_lookup_error() -> None:
-    with pytest.raises(ProcessLookupFailed) as info:
+    with pytest.raises(NoSuchProcessError) as info:
         Namespace.of_pid(2**22 + 12345, "net")
     assert isinstance(info.value, ProcessLookupError)
-    with pytest.raises(ProcessLookupFailed):
+    with pytest.raises(NoSuchProcessError):
         nsprim.namespace_ids(2**22 + 12345)
     with pytest.raises(ConfigError):
         Namespace.of_pid(-3, "net")

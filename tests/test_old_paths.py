@@ -88,3 +88,37 @@ def test_headline_classes_are_exported_lazily() -> None:
         "assert {'Container', 'SecurityPolicy'} <= set(nsprim.__all__)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# (old path, old name) -> the class in nsprim.errors it now names
+OLD_ERRORS = {
+    ("nsprim", "ProcessLookupFailed"): "NoSuchProcessError",
+    ("nsprim.errors", "ProcessLookupFailed"): "NoSuchProcessError",
+    ("nsprim", "UnsafeTarEntry"): "UnsafeTarEntryError",
+    ("nsprim.errors", "UnsafeTarEntry"): "UnsafeTarEntryError",
+    ("nsprim.fs.layers", "UnsafeTarEntry"): "UnsafeTarEntryError",
+    ("nsprim.fs.layers.members", "UnsafeTarEntry"): "UnsafeTarEntryError",
+    ("nsprim.fs.layers.tar", "UnsafeTarEntry"): "UnsafeTarEntryError",
+    ("nsprim.errors", "CGroupTimeout"): "CGroupTimeoutError",
+    ("nsprim.cgroup", "CGroupTimeout"): "CGroupTimeoutError",
+    ("nsprim.cgroup.events", "CGroupTimeout"): "CGroupTimeoutError",
+    ("nsprim.cgroup", "CGroupBusyError"): "CGroupBusyError",
+    ("nsprim.cgroup.group", "CGroupBusyError"): "CGroupBusyError",
+    ("nsprim.container.registry", "NoSuchContainerError"): "NoSuchContainerError",
+    ("nsprim.container.registry", "ContainerRunningError"): "ContainerRunningError",
+    ("nsprim.security", "SecurityConfigError"): "SecurityConfigError",
+    ("nsprim.security", "UnknownCapabilityError"): "UnknownCapabilityError",
+    ("nsprim.security", "SeccompProfileError"): "SeccompProfileError",
+    ("nsprim.security", "UnknownSyscallError"): "UnknownSyscallError",
+    ("nsprim.security.errors", "BPFError"): "BPFError",
+    ("nsprim.security.seccomp.interp", "BPFError"): "BPFError",
+}
+
+
+@pytest.mark.parametrize(("old", "name"), sorted(OLD_ERRORS))
+def test_an_exception_keeps_its_old_path_and_name(old: str, name: str) -> None:
+    import nsprim.errors
+
+    new = getattr(nsprim.errors, OLD_ERRORS[old, name])
+    assert getattr(importlib.import_module(old), name) is new
+    assert issubclass(new, nsprim.errors.NsprimError) and new.__module__ == "nsprim.errors"

@@ -16,13 +16,16 @@ from .errors import (
     ExecutableNotFoundError,
     NamespaceError,
     NamespaceTypeError,
+    NoSuchProcessError,
     NsprimError,
-    ProcessLookupFailed,
     StepError,
     SyscallError,
     TimeoutExpired,
+    UnsafeTarEntryError,
     UnsupportedError,
 )
+from .errors import ProcessLookupFailed as ProcessLookupFailed  # deprecated aliases, kept for one release
+from .errors import UnsafeTarEntry as UnsafeTarEntry
 from .idmap import IdMap, IdRange
 from .namespace import (
     Namespace,
@@ -41,7 +44,7 @@ from .spawning import run, spawn
 if TYPE_CHECKING:
     from .cgroup import CGroup, Resources, limits
     from .container import Container
-    from .fs.layers import ContainerRoot, Image, Layer, LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
+    from .fs.layers import ContainerRoot, Image, Layer, LayerStore, apply_layer, commit, extract_layer
     from .fs.mount import MountFlags
     from .fs.mountinfo import MountInfo, mountinfo
     from .fs.overlay import OverlayMount, OverlayOptions
@@ -58,7 +61,6 @@ _LAZY = {
     "Image": "fs.layers",
     "Layer": "fs.layers",
     "LayerStore": "fs.layers",
-    "UnsafeTarEntry": "fs.layers",
     "apply_layer": "fs.layers",
     "commit": "fs.layers",
     "extract_layer": "fs.layers",
@@ -108,7 +110,7 @@ __all__ = [
     "CgroupUnavailableError",
     "NamespaceError",
     "NamespaceTypeError",
-    "ProcessLookupFailed",
+    "NoSuchProcessError",
     "TimeoutExpired",
     # namespaces
     "NamespaceType",
@@ -152,7 +154,7 @@ __all__ = [
     "commit",
     "extract_layer",
     "apply_layer",
-    "UnsafeTarEntry",
+    "UnsafeTarEntryError",
     "RootFS",
     "Bind",
     "Tmpfs",

@@ -19,8 +19,17 @@ Every error nsprim raises derives from :class:`NsprimError`.  The classes say
 * :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be
   used as given: :class:`CorruptLayerError` (not a tar, truncated),
   :class:`LayerLimitError` (over an extraction limit) and
-  ``nsprim.fs.layers.UnsafeTarEntry``.  ``layer`` names the tar, ``entry`` the
+  :class:`UnsafeTarEntryError`.  ``layer`` names the tar, ``entry`` the
   member.
+* :class:`SecurityConfigError` (a :class:`ConfigError`): a capability, seccomp
+  profile or BPF program that cannot be used.
+
+Every exception class of nsprim is defined here; the modules that raise them
+(``nsprim.cgroup``, ``nsprim.fs.layers``, ``nsprim.security``,
+``nsprim.container.registry``) re-export theirs.  ``ProcessLookupFailed``,
+``CGroupTimeout`` and ``UnsafeTarEntry`` are deprecated aliases of
+:class:`NoSuchProcessError`, :class:`CGroupTimeoutError` and
+:class:`UnsafeTarEntryError`, kept for one release.
 
 Messages follow crun's style: verb, backticked path, reason, and where it
 helps, a hint — "pivot_root `/x/rootfs`: Invalid argument (is it a mount point?)".
@@ -41,15 +50,25 @@ __all__ = [
     "UnsupportedError",
     "NamespaceError",
     "NamespaceTypeError",
-    "ProcessLookupFailed",
+    "NoSuchProcessError",
     "ExecutableNotFoundError",
     "ChildDiedError",
     "CgroupUnavailableError",
     "TimeoutExpired",
+    "CGroupTimeoutError",
+    "CGroupBusyError",
     "SpecError",
     "LayerError",
     "CorruptLayerError",
     "LayerLimitError",
+    "UnsafeTarEntryError",
+    "SecurityConfigError",
+    "UnknownCapabilityError",
+    "SeccompProfileError",
+    "UnknownSyscallError",
+    "BPFError",
+    "NoSuchContainerError",
+    "ContainerRunningError",
     "describe_errno",
 ]
 
@@ -295,8 +314,16 @@ class NamespaceTypeError(ConfigError):
     """A namespace of one type was given where another was expected."""
 
 
-class ProcessLookupFailed(SyscallError, ProcessLookupError):
+class NoSuchProcessError(SyscallError, ProcessLookupError):
     """No process has the given pid (or it exited)."""
+
+
+ProcessLookupFailed = NoSuchProcessError
+"""Deprecated alias of :class:`NoSuchProcessError`, kept for one release."""
+
+
+class CGroupBusyError(SyscallError):
+    """A group could not be deleted because processes (or child groups) remain (errno ``EBUSY``)."""
 
 
 class TimeoutExpired(NsprimError, TimeoutError):
@@ -322,6 +349,24 @@ class TimeoutExpired(NsprimError, TimeoutError):
 
 def _rebuild_timeout(pid: int, timeout: float, killed: bool, name: str | None) -> TimeoutExpired:
     return TimeoutExpired(pid, timeout, killed=killed, name=name)
+
+
+class CGroupTimeoutError(TimeoutExpired):
+    """A wait on a cgroup ran out of time (a :class:`TimeoutExpired`).
+
+    ``pid`` is -1 (no single process is meant); ``path`` names the cgroup
+    and ``what`` the awaited condition.
+    """
+
+    def __init__(self, what: str, path: str | os.PathLike[str], timeout: float) -> None:
+        super().__init__(-1, timeout)
+        self.what = what
+        self.path = os.fspath(path)
+        self.args = (f"wait for {what} of `{self.path}`: still not there after {timeout:g} s",)
+
+
+CGroupTimeout = CGroupTimeoutError
+"""Deprecated alias of :class:`CGroupTimeoutError`, kept for one release."""
 
 
 class SpecError(ConfigError):
@@ -394,3 +439,83 @@ class LayerLimitError(LayerError):
         self.limit = limit
         self.value = value
         self.maximum = maximum
+
+
+class UnsafeTarEntryError(LayerError):
+    """A tar entry that would write outside the layer, that this format cannot hold, or that is refused here.
+
+    ``entry`` is the entry's name as found in the tar.
+    """
+
+    def __init__(self, entry: str, reason: str) -> None:
+        super().__init__(f"tar entry `{entry}`: {reason}", entry=entry)
+        self.what = "tar entry"
+
+
+UnsafeTarEntry = UnsafeTarEntryError
+"""Deprecated alias of :class:`UnsafeTarEntryError`, kept for one release."""
+
+
+class SecurityConfigError(ConfigError):
+    """Base of the security layer's configuration errors.
+
+    Raised before anything reaches the kernel; ``what`` names the offending
+    entry, in the profile's own terms ("syscalls[3].names[1]").
+    """
+
+
+class UnknownCapabilityError(SecurityConfigError):
+    """A capability name that is not one of the kernel's (``CAP_FOO``)."""
+
+    def __init__(self, name: str, *, where: str | None = None) -> None:
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}unknown capability `{name}`", what=where or name)
+        self.name = name
+
+
+class SeccompProfileError(SecurityConfigError):
+    """A malformed seccomp profile; the message starts with the entry's path."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"seccomp profile: {where}: {reason}" if where else f"seccomp profile: {reason}", what=where)
+        self.where = where
+        self.reason = reason
+
+
+class UnknownSyscallError(SeccompProfileError):
+    """A system call name unknown for the filter's architectures."""
+
+    def __init__(self, name: str, arch: str, where: str = "") -> None:
+        super().__init__(where, f"unknown syscall `{name}` for {arch}")
+        self.name = name
+        self.arch = arch
+
+
+class BPFError(SecurityConfigError):
+    """A classic-BPF program the kernel's checker would refuse (a jump out of the
+    program, an instruction seccomp does not allow, a bad load offset)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"BPF program: {reason}", what="program")
+        self.reason = reason
+
+
+class NoSuchContainerError(NsprimError, LookupError):
+    """No detached container has this name.
+
+    ``name`` is the name looked for, ``directory`` where containers' entries are.
+    """
+
+    def __init__(self, name: str, directory: str | os.PathLike[str] | None = None) -> None:
+        where = f" in `{os.fspath(directory)}`" if directory is not None else ""
+        super().__init__(f"no container named `{name}`{where} (see `nsprim ps -a`)")
+        self.name = name
+        self.directory = None if directory is None else os.fspath(directory)
+
+
+class ContainerRunningError(NsprimError):
+    """The container still runs, and the operation needs it ended."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"remove `{name}`: the container is running (stop it first, or use -f)")
+        self.name = name

@@ -26,7 +26,7 @@ from typing import Final
 
 from . import _sys
 from ._sys import C
-from .errors import ConfigError, NamespaceError, NamespaceTypeError, ProcessLookupFailed, SyscallError
+from .errors import ConfigError, NamespaceError, NamespaceTypeError, NoSuchProcessError, SyscallError
 
 __all__ = [
     "NamespaceType",
@@ -134,7 +134,7 @@ def _open_ns(path: Path, pid: PidArg | None) -> int:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         if pid is not None and not Path(f"/proc/{pid}").exists():
-            raise ProcessLookupFailed(errno.ESRCH, "open", path, hint=f"no process {pid}") from exc
+            raise NoSuchProcessError(errno.ESRCH, "open", path, hint=f"no process {pid}") from exc
         raise NamespaceError(exc.errno, "open", path) from exc
     except OSError as exc:
         raise NamespaceError(exc.errno, "open", path) from exc
@@ -230,7 +230,7 @@ class Namespace:
     def fd(self) -> int:
         """The open file descriptor (owned by this object)."""
         if self._fd < 0:
-            raise ValueError("namespace handle is closed")
+            raise ConfigError("namespace handle is closed", what="namespace")
         return self._fd
 
     @property
@@ -382,7 +382,7 @@ def namespace_ids(pid: PidArg = "self") -> dict[NamespaceType, NamespaceId]:
             st = os.stat(path)
         except FileNotFoundError as exc:
             if not Path(f"/proc/{pid}").exists():
-                raise ProcessLookupFailed(errno.ESRCH, "stat", path, hint=f"no process {pid}") from exc
+                raise NoSuchProcessError(errno.ESRCH, "stat", path, hint=f"no process {pid}") from exc
             continue  # this kernel lacks the type
         except OSError as exc:
             raise NamespaceError(exc.errno, "stat", path) from exc
@@ -399,7 +399,7 @@ def shares_namespace(pid_a: PidArg, pid_b: PidArg, nstype: NamespaceType | str) 
         try:
             st = os.stat(path)
         except FileNotFoundError as exc:
-            raise ProcessLookupFailed(errno.ESRCH, "stat", path, hint=f"no process {pid}") from exc
+            raise NoSuchProcessError(errno.ESRCH, "stat", path, hint=f"no process {pid}") from exc
         ids.append((st.st_dev, st.st_ino))
     return ids[0] == ids[1]
 

@@ -18,7 +18,7 @@ from nsprim.cgroup import (
     PidsResources,
     Resources,
 )
-from nsprim.cgroup.events import CGroupTimeout
+from nsprim.cgroup.events import CGroupTimeoutError
 from nsprim.cgroup.units import V1_UNLIMITED
 
 from .conftest import Children, need
@@ -85,7 +85,7 @@ def test_over_the_memory_limit_is_oom_killed_and_seen(base: CGroup, children: Ch
 def test_wait_oom_kill_times_out_without_one(base: CGroup) -> None:
     need(base.host, "memory")
     cg = base.child("calm", Resources(memory=MemoryResources(max="48M")))
-    with pytest.raises(CGroupTimeout, match="OOM kill"):
+    with pytest.raises(CGroupTimeoutError, match="OOM kill"):
         cg.wait_oom_kill(timeout=0.2)
 
 

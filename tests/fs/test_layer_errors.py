@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import CorruptLayerError, LayerLimitError, NsprimError, SyscallError
-from nsprim.fs.layers import ExtractLimits, LayerStore, UnsafeTarEntry, commit, disk_usage, extract_layer
+from nsprim.fs.layers import ExtractLimits, LayerStore, UnsafeTarEntryError, commit, disk_usage, extract_layer
 
 DEEP = 1500  # past Python's default recursion limit (1000)
 
@@ -97,12 +97,17 @@ def one_member(path: Path, name: str, **attrs: object) -> Path:
 @pytest.mark.parametrize(
     ("name", "attrs", "error", "message"),
     [
-        ("d/" + "n" * 300, {}, UnsafeTarEntry, "a name component of 300 bytes \\(NAME_MAX is 255\\)"),
+        ("d/" + "n" * 300, {}, UnsafeTarEntryError, "a name component of 300 bytes \\(NAME_MAX is 255\\)"),
         ("/".join(["d" * 200] * 21), {}, LayerLimitError, "a name of 4220 bytes, over the limit max_path_length=4095"),
-        ("f", {"uid": 1 << 40}, UnsafeTarEntry, "owner 1099511627776:0 is out of range"),
-        ("link", {"type": tarfile.SYMTYPE, "pax_headers": {"linkpath": "x\0y"}}, UnsafeTarEntry, "NUL byte in link"),
-        ("dev", {"type": tarfile.CHRTYPE, "devmajor": 1 << 20}, UnsafeTarEntry, "device number .* out of range"),
-        ("x", {"pax_headers": {"SCHILY.xattr.user.a\0b": "1"}}, UnsafeTarEntry, "bad xattr name"),
+        ("f", {"uid": 1 << 40}, UnsafeTarEntryError, "owner 1099511627776:0 is out of range"),
+        (
+            "link",
+            {"type": tarfile.SYMTYPE, "pax_headers": {"linkpath": "x\0y"}},
+            UnsafeTarEntryError,
+            "NUL byte in link",
+        ),
+        ("dev", {"type": tarfile.CHRTYPE, "devmajor": 1 << 20}, UnsafeTarEntryError, "device number .* out of range"),
+        ("x", {"pax_headers": {"SCHILY.xattr.user.a\0b": "1"}}, UnsafeTarEntryError, "bad xattr name"),
     ],
 )
 def test_names_and_numbers_the_kernel_cannot_take_are_refused_first(
@@ -202,7 +207,7 @@ def test_a_deep_layer_that_fails_at_its_end_leaves_nothing(tmp_path: Path) -> No
         bad.type, bad.linkname = tarfile.LNKTYPE, "not/there"
         f.write(bad.tobuf(format=tarfile.PAX_FORMAT) + bytes(1024))
     (tmp_path / "out").mkdir()
-    with pytest.raises(UnsafeTarEntry, match="tar entry `hl`: `not` does not exist in the layer"):
+    with pytest.raises(UnsafeTarEntryError, match="tar entry `hl`: `not` does not exist in the layer"):
         extract_layer(tmp_path / "deep.tar", tmp_path / "out" / "layer", limits=ExtractLimits(max_depth=2 * DEEP))
     assert list((tmp_path / "out").iterdir()) == []  # the 1,500-deep temporary tree went too
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nsprim.errors import NsprimError
-from nsprim.fs.layers import UnsafeTarEntry, apply_layer, extract_layer
+from nsprim.fs.layers import UnsafeTarEntryError, apply_layer, extract_layer
 from nsprim.fs.layers.members import OPAQUE_MARKER, WHITEOUT_PREFIX, classify, clean_name, symlink_escapes
 
 COMPONENTS = ["a", "b", ".", "..", "", "é", ".wh.a", ".wh.b", ".wh.", ".wh...", ".wh..wh.a", OPAQUE_MARKER, "a\0"]
@@ -39,7 +39,7 @@ names = st.builds(
 def test_a_cleaned_name_stays_below_the_root(name: str) -> None:
     try:
         parts = clean_name(name)
-    except UnsafeTarEntry as exc:
+    except UnsafeTarEntryError as exc:
         assert exc.entry == name
         return
     assert all(p not in ("", ".", "..") and "/" not in p and "\0" not in p for p in parts)
@@ -67,7 +67,7 @@ def test_a_symlink_said_to_stay_inside_resolves_inside(parts: tuple[str, ...], t
 def test_whiteouts_name_what_they_delete(name: str) -> None:
     try:
         parts = clean_name(name)
-    except UnsafeTarEntry:
+    except UnsafeTarEntryError:
         return
     if not parts:
         return
@@ -75,7 +75,7 @@ def test_whiteouts_name_what_they_delete(name: str) -> None:
     base = parts[-1]
     try:
         mem = classify(info, parts)
-    except UnsafeTarEntry as exc:
+    except UnsafeTarEntryError as exc:
         gone = base[len(WHITEOUT_PREFIX) :]
         assert base.startswith(WHITEOUT_PREFIX) and (gone in ("", ".", "..") or gone.startswith(WHITEOUT_PREFIX))
         assert exc.entry == name
@@ -141,7 +141,7 @@ def planned(name: str) -> tuple[str, tuple[str, ...]] | None:
             if parts
             else None
         )
-    except UnsafeTarEntry:
+    except UnsafeTarEntryError:
         return None
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import ConfigError
-from nsprim.fs.layers import LayerStore, UnsafeTarEntry, apply_layer, commit, extract_layer
+from nsprim.fs.layers import LayerStore, UnsafeTarEntryError, apply_layer, commit, extract_layer
 
 from ..conftest import run_as_nobody
 
@@ -116,12 +116,14 @@ def test_a_store_root_is_made_private_at_open_and_must_be_ours(public_dir: Path)
 
 def test_outside_a_store_device_nodes_are_refused_before_anything_is_written(public_dir: Path) -> None:
     tar = special_tar(public_dir / "special.tar")
-    with pytest.raises(UnsafeTarEntry, match=r"tar entry `dev/null`: a character device 1:3.*preserve_special=True"):
+    with pytest.raises(
+        UnsafeTarEntryError, match=r"tar entry `dev/null`: a character device 1:3.*preserve_special=True"
+    ):
         extract_layer(tar, public_dir / "layer")
     assert sorted(p.name for p in public_dir.iterdir()) == ["special.tar"]
     root = public_dir / "root"
     root.mkdir()
-    with pytest.raises(UnsafeTarEntry, match="a character device 1:3"):
+    with pytest.raises(UnsafeTarEntryError, match="a character device 1:3"):
         apply_layer(tar, root)
     assert list(root.iterdir()) == []
     extract_layer(tar, public_dir / "layer", preserve_special=True)  # asked for: the caller's directory is private

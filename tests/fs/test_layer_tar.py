@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nsprim.fs.layers import UnsafeTarEntry, apply_layer, commit, extract_layer
+from nsprim.fs.layers import UnsafeTarEntryError, apply_layer, commit, extract_layer
 from nsprim.fs.overlay import OPAQUE_XATTR, OverlayMount
 
 from .helpers import make_tree, snapshot
@@ -149,7 +149,7 @@ def test_hostile_tar_is_refused_and_leaves_nothing(
     tar = make_tar(tmp_path / "bad.tar", entries)
     dest_parent = tmp_path / "store"
     dest_parent.mkdir()
-    with pytest.raises(UnsafeTarEntry, match=why) as info:
+    with pytest.raises(UnsafeTarEntryError, match=why) as info:
         extract_layer(tar, dest_parent / "layer")
     assert info.value.entry == bad
     assert f"tar entry `{bad}`" in str(info.value)
@@ -160,7 +160,7 @@ def test_hostile_tar_is_refused_and_leaves_nothing(
 def test_strict_symlinks_refuse_absolute_and_escaping_links(tmp_path: Path) -> None:
     for target in ("/etc/passwd", "../../x", "a/../../../x"):
         tar = make_tar(tmp_path / "t.tar", [("dir", "dir", ""), ("dir/link", "sym", target)])
-        with pytest.raises(UnsafeTarEntry, match="points outside the layer"):
+        with pytest.raises(UnsafeTarEntryError, match="points outside the layer"):
             extract_layer(tar, tmp_path / "layer", strict_symlinks=True)
         assert not (tmp_path / "layer").exists()
     tar = make_tar(tmp_path / "t.tar", [("dir", "dir", ""), ("dir/link", "sym", "../x")])
@@ -175,7 +175,7 @@ def test_apply_refuses_to_write_through_an_existing_symlink(tmp_path: Path) -> N
     outside.mkdir()
     os.symlink(outside, root / "lib")
     tar = make_tar(tmp_path / "t.tar", [("lib/evil.so", "file", "x")])
-    with pytest.raises(UnsafeTarEntry, match="`lib` is a symlink"):
+    with pytest.raises(UnsafeTarEntryError, match="`lib` is a symlink"):
         apply_layer(tar, root)
     assert list(outside.iterdir()) == []
 
@@ -275,7 +275,7 @@ def test_without_openat2_the_walk_refuses_the_same(
     import nsprim.fs.layers.tar as tarmod
 
     monkeypatch.setattr(tarmod, "_have_openat2", False)  # as on a kernel before 5.6
-    with pytest.raises(UnsafeTarEntry, match=why):
+    with pytest.raises(UnsafeTarEntryError, match=why):
         extract_layer(make_tar(tmp_path / "bad.tar", entries), tmp_path / "layer")
     assert not (tmp_path / "layer").exists()
     good = make_tar(tmp_path / "good.tar", [("a/b/c", "file", "x"), ("a/.wh.gone", "file", "")])

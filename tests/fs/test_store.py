@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nsprim.errors import ConfigError
-from nsprim.fs.layers import LayerStore, UnsafeTarEntry, commit
+from nsprim.fs.layers import LayerStore, UnsafeTarEntryError, commit
 
 from ..tools import static_busybox
 from .helpers import make_tree, snapshot
@@ -73,7 +73,7 @@ def test_bad_tar_leaves_nothing_in_the_store(tmp_path: Path, store: LayerStore) 
         tf.addfile(ok, io.BytesIO(b""))
         evil = tarfile.TarInfo("../../evil")
         tf.addfile(evil, io.BytesIO(b""))
-    with pytest.raises(UnsafeTarEntry, match=r"tar entry `\.\./\.\./evil`"):
+    with pytest.raises(UnsafeTarEntryError, match=r"tar entry `\.\./\.\./evil`"):
         store.add_tar(bad)
     assert store.layers() == []
     assert list((store.root / "tmp").iterdir()) == []

@@ -15,8 +15,8 @@ force for it, and :func:`meminfo_view` renders a ``/proc/meminfo`` that
 reflects a group's limit.
 """
 
-from nsprim.cgroup.events import CGroupTimeout, MemoryEvents
-from nsprim.cgroup.group import ROOT, CGroup, CGroupBusyError
+from nsprim.cgroup.events import MemoryEvents
+from nsprim.cgroup.group import ROOT, CGroup
 from nsprim.cgroup.host import CGroupMode, Controller, Hierarchy, HostInfo, host_info
 from nsprim.cgroup.limits import EffectiveLimits, limits
 from nsprim.cgroup.meminfo import meminfo_view
@@ -52,12 +52,14 @@ from nsprim.cgroup.units import (
     shares_to_weight,
     weight_to_shares,
 )
+from nsprim.errors import CGroupBusyError, CGroupTimeoutError
+from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
 
 __all__ = [
     "CGroup",
     "CGroupBusyError",
     "CGroupMode",
-    "CGroupTimeout",
+    "CGroupTimeoutError",
     "CgroupEntry",
     "Controller",
     "CpuResources",

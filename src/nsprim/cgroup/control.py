@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nsprim.cgroup import _fs
-from nsprim.cgroup.events import CGroupTimeout, wait_until
+from nsprim.cgroup.events import wait_until
 from nsprim.cgroup.host import Controller
-from nsprim.errors import ConfigError, UnsupportedError
+from nsprim.errors import CGroupTimeoutError, ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
     from nsprim.cgroup.group import CGroup
@@ -132,6 +132,6 @@ def kill(group: CGroup, sig: int, timeout: float | None, use_cgroup_kill: bool =
         try:
             group.wait_empty(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
             return
-        except CGroupTimeout:
+        except CGroupTimeoutError:
             if deadline is not None and time.monotonic() >= deadline:
                 raise

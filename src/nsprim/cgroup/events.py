@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Final
 
 from nsprim.cgroup import _fs
-from nsprim.errors import TimeoutExpired
+from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
+from nsprim.errors import CGroupTimeoutError
 
 __all__ = [
     "MemoryEvents",
-    "CGroupTimeout",
+    "CGroupTimeoutError",
     "FileWatcher",
     "wait_until",
     "read_memory_events",
@@ -38,20 +39,6 @@ _IN_CLOEXEC: Final = 0o2000000
 _IN_NONBLOCK: Final = 0o4000
 _POLL_INTERVAL_V1: Final = 0.01
 _POLL_INTERVAL_MAX: Final = 0.25
-
-
-class CGroupTimeout(TimeoutExpired):
-    """A wait on a cgroup ran out of time (a :class:`~nsprim.errors.TimeoutExpired`).
-
-    ``pid`` is -1 (no single process is meant); ``path`` names the cgroup
-    and ``what`` the awaited condition.
-    """
-
-    def __init__(self, what: str, path: Path | str, timeout: float) -> None:
-        super().__init__(-1, timeout)
-        self.what = what
-        self.path = os.fspath(path)
-        self.args = (f"wait for {what} of `{self.path}`: still not there after {timeout:g} s",)
 
 
 @dataclass(frozen=True)
@@ -158,7 +145,7 @@ def wait_until(
     """Return once *predicate* is true, re-checking when a file in *notify* changes.
 
     Without notifying files the predicate is polled every 10 ms.  With
-    ``timeout=None`` waits forever; otherwise raises :class:`CGroupTimeout`.
+    ``timeout=None`` waits forever; otherwise raises :class:`~nsprim.errors.CGroupTimeoutError`.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     watched = [p for p in notify if p.exists()]
@@ -170,7 +157,7 @@ def wait_until(
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise CGroupTimeout(what, path, timeout if timeout is not None else 0.0)
+                    raise CGroupTimeoutError(what, path, timeout if timeout is not None else 0.0)
                 step = min(interval, remaining)
             watcher.wait(step)
 

@@ -21,14 +21,14 @@ from typing import Final
 from nsprim.cgroup import _fs, control
 from nsprim.cgroup import events as _events
 from nsprim.cgroup._fs import Write
-from nsprim.cgroup.events import CGroupTimeout, MemoryEvents, wait_until
+from nsprim.cgroup.events import MemoryEvents, wait_until
 from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, process_cgroups, read_v2_controllers
 from nsprim.cgroup.naming import validate_name, validate_path
 from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.stats import Stats, read_stats
 from nsprim.cgroup.v1 import MemoryNow, plan_v1
 from nsprim.cgroup.v2 import plan_v2
-from nsprim.errors import ConfigError, SyscallError, UnsupportedError
+from nsprim.errors import CGroupBusyError, CGroupTimeoutError, ConfigError, SyscallError, UnsupportedError
 
 __all__ = ["CGroup", "CGroupBusyError", "ROOT"]
 
@@ -38,10 +38,6 @@ ROOT: Final = "/"
 DEFAULT_V2_CONTROLLERS: Final = frozenset({Controller.CPU, Controller.MEMORY, Controller.PIDS, Controller.IO})
 _RMDIR_RETRY: Final = 2.0
 _BUSY: Final = frozenset({errno.EBUSY, errno.EOPNOTSUPP})  # what the no-internal-processes rule answers
-
-
-class CGroupBusyError(SyscallError):
-    """A group could not be deleted because processes (or child groups) remain (errno ``EBUSY``)."""
 
 
 class CGroup:
@@ -523,7 +519,7 @@ class CGroup:
 
     # ----------------------------------------------------------------- waiting and events
     def wait_empty(self, timeout: float | None = None) -> None:
-        """Block until no process is in the group or its descendants; raise :class:`CGroupTimeout` after *timeout* s."""
+        """Block until no process is in the group or its descendants; :class:`CGroupTimeoutError` after *timeout* s."""
         u = self.unified_dir
         notify = [u / "cgroup.events"] if u is not None else []
         wait_until(
@@ -562,7 +558,7 @@ class CGroup:
         """Stop every process in the group (and descendants) and wait until they are frozen.
 
         Uses v2 ``cgroup.freeze`` where available, else v1 ``freezer.state``;
-        *version* forces one.  :class:`CGroupTimeout` after *timeout* seconds.
+        *version* forces one.  :class:`~nsprim.errors.CGroupTimeoutError` after *timeout* seconds.
         """
         self._refuse_root("freeze")
         control.freeze(self, timeout, version)
@@ -593,14 +589,14 @@ class CGroup:
         """Remove the group (and with *recursive* its descendants) from every hierarchy.
 
         Waits up to *timeout* seconds for the group to become empty; if
-        processes remain, raises :class:`CGroupBusyError` and removes nothing.
-        Without *recursive*, child groups also raise :class:`CGroupBusyError`.
+        processes remain, raises :class:`~nsprim.errors.CGroupBusyError` and removes nothing.
+        Without *recursive*, child groups also raise :class:`~nsprim.errors.CGroupBusyError`.
         """
         self._refuse_root("delete")
         if not self.exists():
             return
         if timeout > 0:
-            with contextlib.suppress(CGroupTimeout):
+            with contextlib.suppress(CGroupTimeoutError):
                 self.wait_empty(timeout)
         trees = [list(self._walk(d)) for _h, d in self._dirs]  # descendants first, the group itself last
         children = sorted({sub.name for tree in trees for sub in tree if sub.parent in (t[-1] for t in trees)})

@@ -48,7 +48,15 @@ from .. import _sys
 from .._sys import watcher
 from .._sys.spawn import MonitorSpec, core_file
 from ..cgroup import CGroup
-from ..errors import ConfigError, NsprimError, SyscallError, TimeoutExpired, UnsupportedError
+from ..errors import (
+    ConfigError,
+    ContainerRunningError,
+    NoSuchContainerError,
+    NsprimError,
+    SyscallError,
+    TimeoutExpired,
+    UnsupportedError,
+)
 from ..process import DEVNULL
 from .running import remove_group, state_dir
 
@@ -77,22 +85,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 def containers_dir() -> Path:
     """Where detached containers have their entries: ``<state dir>/containers``."""
     return state_dir() / "containers"
-
-
-class NoSuchContainerError(NsprimError, LookupError):
-    """No detached container has this name."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no container named `{name}` in `{containers_dir()}` (see `nsprim ps -a`)")
-        self.name = name
-
-
-class ContainerRunningError(NsprimError):
-    """The container still runs, and the operation needs it ended."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"remove `{name}`: the container is running (stop it first, or use -f)")
-        self.name = name
 
 
 class ContainerStatus(enum.Enum):
@@ -125,7 +117,7 @@ class ContainerState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ContainerState:
-        """Parse a record; :class:`ValueError` if a field is missing or of the wrong type."""
+        """Parse a record; :class:`~nsprim.errors.ConfigError` if a field is missing or of the wrong type."""
         try:
             return cls(
                 name=str(data["name"]),
@@ -145,7 +137,7 @@ class ContainerState:
                 finished=None if data.get("finished") is None else float(data["finished"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"malformed container state ({exc!r})") from None
+            raise ConfigError(f"malformed container state ({exc!r})", what="state") from None
 
 
 def _load(directory: Path) -> ContainerState | None:
@@ -381,11 +373,11 @@ def list_containers(*, running_only: bool = False) -> list[DetachedContainer]:
 def find(name: str) -> DetachedContainer:
     """The detached container called *name*; :class:`NoSuchContainerError` if there is none."""
     if not _NAME.fullmatch(name):
-        raise NoSuchContainerError(name)
+        raise NoSuchContainerError(name, containers_dir())
     directory = containers_dir() / name
     state = _load(directory)
     if state is None:
-        raise NoSuchContainerError(name)
+        raise NoSuchContainerError(name, containers_dir())
     return DetachedContainer(directory, state)
 
 

@@ -8,17 +8,19 @@
   and :class:`ContainerRoot` (an image plus a fresh upper dir, mounted).
 """
 
+from ...errors import UnsafeTarEntry as UnsafeTarEntry  # deprecated alias, kept for one release
+from ...errors import UnsafeTarEntryError
 from .digest import Digest, parse_digest
 from .limits import ExtractLimits
 from .store import ContainerRoot, Image, Layer, LayerStore, disk_usage
-from .tar import LayerStats, UnsafeTarEntry, apply_layer, commit, extract_layer
+from .tar import LayerStats, apply_layer, commit, extract_layer
 
 __all__ = [
     "Digest",
     "parse_digest",
     "LayerStats",
     "ExtractLimits",
-    "UnsafeTarEntry",
+    "UnsafeTarEntryError",
     "commit",
     "extract_layer",
     "apply_layer",

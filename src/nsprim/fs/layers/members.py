@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from ...errors import CorruptLayerError, LayerError, LayerLimitError, NsprimError, SyscallError
+from ...errors import CorruptLayerError, LayerLimitError, NsprimError, SyscallError, UnsafeTarEntryError
+from ...errors import UnsafeTarEntry as UnsafeTarEntry  # deprecated alias, kept for one release
 from .limits import ExtractLimits, LimitCounter
 
 __all__ = [
     "WHITEOUT_PREFIX",
     "OPAQUE_MARKER",
-    "UnsafeTarEntry",
+    "UnsafeTarEntryError",
     "clean_name",
     "symlink_escapes",
     "restorable",
@@ -64,36 +65,25 @@ def restorable(xattr: str) -> bool:
     return xattr.startswith("user.") or xattr == CAPABILITY_XATTR
 
 
-class UnsafeTarEntry(LayerError):
-    """A tar entry that would write outside the layer, that this format cannot hold, or that is refused here.
-
-    ``entry`` is the entry's name as found in the tar.
-    """
-
-    def __init__(self, entry: str, reason: str) -> None:
-        super().__init__(f"tar entry `{entry}`: {reason}", entry=entry)
-        self.what = "tar entry"
-
-
 # ---- names ----------------------------------------------------------------------------------
 
 
 def clean_name(name: str, *, entry: str | None = None) -> tuple[str, ...]:
-    """Split a tar member name into safe components, or raise :class:`UnsafeTarEntry`.
+    """Split a tar member name into safe components, or raise :class:`~nsprim.errors.UnsafeTarEntryError`.
 
     ``./a//b/`` becomes ``("a", "b")``; absolute names and ``..`` are refused.
     """
     shown = entry if entry is not None else name
     if name.startswith("/"):
-        raise UnsafeTarEntry(shown, f"absolute path `{name}` would be written outside the layer")
+        raise UnsafeTarEntryError(shown, f"absolute path `{name}` would be written outside the layer")
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
-        raise UnsafeTarEntry(shown, f"`..` in `{name}` would leave the layer")
+        raise UnsafeTarEntryError(shown, f"`..` in `{name}` would leave the layer")
     if any("\0" in p for p in parts):
-        raise UnsafeTarEntry(shown, "NUL byte in name")
+        raise UnsafeTarEntryError(shown, "NUL byte in name")
     for p in parts:
         if (n := len(p.encode("utf-8", "surrogateescape"))) > _NAME_MAX:
-            raise UnsafeTarEntry(shown, f"a name component of {n} bytes (NAME_MAX is {_NAME_MAX})")
+            raise UnsafeTarEntryError(shown, f"a name component of {n} bytes (NAME_MAX is {_NAME_MAX})")
     return parts
 
 
@@ -235,26 +225,26 @@ def check_member(
     if not parts:
         if m.isdir():
             return None  # "./": the root itself
-        raise UnsafeTarEntry(m.name, "an entry must have a name")
+        raise UnsafeTarEntryError(m.name, "an entry must have a name")
     if m.issym() or m.islnk():
         counter.path(m.name, m.linkname, link=True)
         if "\0" in m.linkname:
-            raise UnsafeTarEntry(m.name, "NUL byte in link target")
+            raise UnsafeTarEntryError(m.name, "NUL byte in link target")
     if m.islnk() and not clean_name(m.linkname, entry=m.name):
-        raise UnsafeTarEntry(m.name, "a hard link to the layer root")
+        raise UnsafeTarEntryError(m.name, "a hard link to the layer root")
     if m.issym() and strict_symlinks and symlink_escapes(parts, m.linkname):
-        raise UnsafeTarEntry(m.name, f"symlink to `{m.linkname}` points outside the layer")
+        raise UnsafeTarEntryError(m.name, f"symlink to `{m.linkname}` points outside the layer")
     if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.ischr() or m.isblk() or m.isfifo()):
-        raise UnsafeTarEntry(m.name, f"unsupported member type {m.type!r}")
+        raise UnsafeTarEntryError(m.name, f"unsupported member type {m.type!r}")
     if not (0 <= m.uid < 0xFFFFFFFF and 0 <= m.gid < 0xFFFFFFFF):
-        raise UnsafeTarEntry(m.name, f"owner {m.uid}:{m.gid} is out of range")
+        raise UnsafeTarEntryError(m.name, f"owner {m.uid}:{m.gid} is out of range")
     if m.ischr() or m.isblk():
         dev = f"{m.devmajor}:{m.devminor}"
         if not (0 <= m.devmajor < 1 << 12 and 0 <= m.devminor < 1 << 20):
-            raise UnsafeTarEntry(m.name, f"device number {dev} is out of range")
+            raise UnsafeTarEntryError(m.name, f"device number {dev} is out of range")
         if not preserve_special and not (m.ischr() and m.devmajor == m.devminor == 0):
             kind = "character" if m.ischr() else "block"
-            raise UnsafeTarEntry(
+            raise UnsafeTarEntryError(
                 m.name,
                 f"a {kind} device {dev}: device nodes are kept only with preserve_special=True, "
                 "in a directory no other user can enter (a layer store)",
@@ -262,7 +252,7 @@ def check_member(
     for key in m.pax_headers:
         xname = key[len(XATTR_PAX) :]
         if key.startswith(XATTR_PAX) and ("\0" in xname or len(xname.encode("utf-8", "surrogateescape")) > _NAME_MAX):
-            raise UnsafeTarEntry(m.name, f"bad xattr name {xname!r}")
+            raise UnsafeTarEntryError(m.name, f"bad xattr name {xname!r}")
     return classify(m, parts)
 
 
@@ -274,7 +264,7 @@ def classify(m: tarfile.TarInfo, parts: tuple[str, ...]) -> Member:
     if base.startswith(WHITEOUT_PREFIX):
         gone = base[len(WHITEOUT_PREFIX) :]
         if gone in ("", ".", "..") or gone.startswith(WHITEOUT_PREFIX):
-            raise UnsafeTarEntry(m.name, "a whiteout of nothing")
+            raise UnsafeTarEntryError(m.name, "a whiteout of nothing")
         return Member(m, (*parts[:-1], gone), "whiteout")
     return Member(m, parts, "entry")
 
