@@ -130,7 +130,7 @@ class ContainerConfig:
     mount_proc: bool = True
     readonly_paths: tuple[str, ...] = ()
     user_name: str | None = None
-    # nsprim: proc_view (issue #6) -- generated /proc/meminfo, /proc/cpuinfo, cpu/online; see procview.py
+    # generated /proc/meminfo, /proc/cpuinfo and cpu/online bound over the real ones; see procview.py
     proc_view: bool = False
     proc_view_refresh: float | None = 1.0  # seconds between background refreshes; None: only by hand
     tty: bool = False  # a pseudo-terminal of its own as the payload's controlling terminal and fds 0-2
@@ -220,7 +220,7 @@ class ContainerConfig:
                 )
         if (self.root is not None or self.mounts) and NamespaceType.MNT not in self.namespaces:
             raise ConfigError("a root file system or mounts need a new mount namespace", what="root")
-        if self.proc_view and NamespaceType.MNT not in self.namespaces:  # nsprim: proc_view
+        if self.proc_view and NamespaceType.MNT not in self.namespaces:
             raise ConfigError("a /proc view needs a new mount namespace", what="proc_view")
         if self.hostname is not None and NamespaceType.UTS not in self.namespaces:
             raise ConfigError("a hostname needs a new uts namespace", what="hostname")
@@ -382,7 +382,6 @@ class Container:
         string with a ``k``, ``m`` or ``g`` suffix (see :func:`nsprim.fs.rootfs.parse_tmpfs_size`)."""
         return self._with(mounts=(*self.config.mounts, Tmpfs(os.fspath(target), size, mode)))
 
-    # nsprim: proc_view (issue #6)
     def proc_view(self, enabled: bool = True, *, refresh: float | None = 1.0) -> Container:
         """Show the container's memory limit and CPUs in ``/proc/meminfo``, ``/proc/cpuinfo``
         and ``/sys/devices/system/cpu/online`` (generated files bound over them, LXCFS-style

@@ -212,7 +212,7 @@ def root_steps(
             return []
         # No root of its own: the host's view, private to the container's mount namespace.
         plain = [s for m in cfg.mounts for s in _plain_mount_steps(m)]
-        return plain + (proc_view.steps(None) if proc_view is not None else [])  # nsprim: proc_view
+        return plain + (proc_view.steps(None) if proc_view is not None else [])
     root, make_root, source = _source(cfg, state, userns=userns, idmapped=idmapped)
     binds = tuple(m for m in cfg.mounts if isinstance(m, Bind))
     tmpfs = tuple(m for m in cfg.mounts if isinstance(m, Tmpfs))
@@ -240,7 +240,7 @@ def root_steps(
     finish = rootfs.finish_steps()
     enter = next(i for i, s in enumerate(finish) if isinstance(s, EnterRoot))
     extra = _cgroup_fs_steps(root, userns=userns, hierarchies=hierarchies)
-    if proc_view is not None:  # nsprim: proc_view
+    if proc_view is not None:
         extra += proc_view.steps(root)
     finish[enter:enter] = extra
     return prepare + finish

@@ -110,7 +110,7 @@ class _Prepared:
         self.registration: Registration | None = None  # a detached container's entry
         self.handed_over = False  # a detached container's monitor owns its cgroup and entry
         self.namespaces: list[Namespace] = []
-        self.proc_view: ProcView | None = None  # nsprim: proc_view
+        self.proc_view: ProcView | None = None
         self.watched_pid: int | None = None  # registered with the watcher (no cgroup to do it)
         self.mntns_fd = -1  # a warm pool's prepared mount namespace, held until the end
         self.veth: VethLink | None = None  # network("veth"): the pair, linked by the plan's parent action
@@ -143,7 +143,7 @@ class _Prepared:
                 self.cgroup, self.id = ready, ready.name
             else:
                 self.cgroup = _create_cgroup(self.id, cfg, watch=self.watching)
-        if cfg.proc_view:  # nsprim: proc_view
+        if cfg.proc_view:
             if self.cgroup is None:
                 raise ConfigError("a /proc view needs the container's cgroup (run as root)", what="proc_view")
             self.proc_view = ProcView(view_directory(state_dir(), self.id), self.cgroup, watch=self.watching)
@@ -161,7 +161,7 @@ class _Prepared:
                 self.veth.remove(keep_address=self.handed_over)
             except BaseException as exc:
                 errors.append(exc)
-        if self.proc_view is not None:  # nsprim: proc_view
+        if self.proc_view is not None:
             try:
                 self.proc_view.remove()
             except BaseException as exc:
@@ -458,7 +458,7 @@ class RunningContainer:
         """Resource usage so far (memory, cpu, pids, io, pressure)."""
         return self._need_cgroup("stats").stats()
 
-    def refresh_proc_view(self) -> None:  # nsprim: proc_view
+    def refresh_proc_view(self) -> None:
         """Rewrite the container's ``/proc/meminfo`` now, and its CPU files (after an
         :meth:`update` of the cpuset or quota; see
         :meth:`Container.proc_view <nsprim.container.Container.proc_view>`)."""
@@ -642,7 +642,7 @@ def start_container(
                 os.close(fd)
         if channel is not None:
             channel.close()
-    if prep.proc_view is not None and config.proc_view_refresh is not None:  # nsprim: proc_view
+    if prep.proc_view is not None and config.proc_view_refresh is not None:
         prep.proc_view.start_refresher(config.proc_view_refresh)
     if not config.detach and prep.cgroup is None:
         watcher.watch_pid(proc.pid)
