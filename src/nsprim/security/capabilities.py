@@ -174,12 +174,13 @@ class CapabilitySet:
         One to sixteen hexadecimal digits (surrounding blanks allowed);
         anything else raises :class:`~nsprim.security.errors.SecurityConfigError`.
         """
-        if not isinstance(text, str) or _HEX_MASK.fullmatch(text.strip()) is None:
+        blanks = " \t\n\r\f\v"  # ASCII only: str.strip() would also take \x1c-\x1f, which int() refuses
+        if not isinstance(text, str) or _HEX_MASK.fullmatch(text.strip(blanks)) is None:
             shown = text if isinstance(text, str) else type(text).__name__
             raise SecurityConfigError(
                 f"capability mask `{shown!s:.40}`: expected 1 to 16 hexadecimal digits", what="mask"
             )
-        return cls(int(text.strip(), 16))
+        return cls(int(text.strip(blanks), 16))
 
     def __iter__(self) -> Iterator[Capability]:
         for bit in range(64):
