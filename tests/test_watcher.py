@@ -44,6 +44,8 @@ def _killed_owner(script: str, before_kill: Callable[[list[str]], object] | None
 def _killed_fork_as_nobody(fn: Callable[[], str], before_kill: Callable[[list[str]], object]) -> None:
     """Fork; the child drops to uid 65534, runs *fn* and sleeps; *before_kill* gets the words of
     what *fn* returned, then the child is SIGKILLed (a fork: no interpreter to find for nobody)."""
+    import nsprim.container  # noqa: F401  (loaded while the interpreter's library is readable: nobody may not read it)
+
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -171,6 +173,40 @@ def test_a_killed_rootless_owner_takes_every_container_along_after_one_ended() -
     try:
         assert len(fds) == 2
         assert all(_ended(fd, 10.0) for fd in fds), "a rootless container outlived its owner"
+    finally:
+        _kill_all(fds)
+
+
+@requires_root
+def test_a_rootless_owner_killed_before_its_start_returned_takes_the_container_along() -> None:
+    def owner() -> str:
+        import threading
+
+        from nsprim._sys import spawn as raw
+        from nsprim.container import Container
+
+        cloned: list[int] = []
+        paused = threading.Event()
+        read_report = raw.read_report
+
+        def read_report_then_pause(handles: raw.SpawnHandles) -> raw.Report | None:
+            # The child was released and has exec'd; start() would return next: the owner stops here.
+            report = read_report(handles)
+            cloned.append(handles.pid)
+            paused.set()
+            time.sleep(600)
+            return report
+
+        raw.read_report = read_report_then_pause  # type: ignore[assignment]
+        threading.Thread(target=lambda: Container(["sleep", "600"]).host_root().start(), daemon=True).start()
+        paused.wait(60)
+        return " ".join(str(pid) for pid in cloned) or "never cloned"
+
+    fds: list[int] = []
+    _killed_fork_as_nobody(owner, lambda pids: fds.extend(_pidfds(pids)))
+    try:
+        assert len(fds) == 1
+        assert _ended(fds[0], 10.0), "a rootless container outlived an owner killed inside its start()"
     finally:
         _kill_all(fds)
 

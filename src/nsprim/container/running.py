@@ -149,6 +149,11 @@ class _Prepared:
             self.proc_view = ProcView(view_directory(state_dir(), self.id), self.cgroup, watch=self.watching)
             self.proc_view.create()
 
+    def watch_pid(self, pid: int) -> None:
+        """Have the cleanup watcher kill *pid* if this process dies (a container without a cgroup)."""
+        watcher.watch_pid(pid)
+        self.watched_pid = pid
+
     def release(self) -> None:
         errors: list[BaseException] = []
         for ns in self.namespaces:
@@ -620,6 +625,7 @@ def start_container(
             stderr,
             log_id=prep.id,
             monitor=monitor,
+            on_clone=None if config.detach or prep.cgroup is not None else prep.watch_pid,
         )
         if channel is not None:
             channel.child_started()
@@ -644,9 +650,6 @@ def start_container(
             channel.close()
     if prep.proc_view is not None and config.proc_view_refresh is not None:
         prep.proc_view.start_refresher(config.proc_view_refresh)
-    if not config.detach and prep.cgroup is None:
-        watcher.watch_pid(proc.pid)
-        prep.watched_pid = proc.pid
     box = RunningContainer(config, prep, proc)
     if master >= 0:
         box.terminal = os.fdopen(master, "r+b", buffering=0)
@@ -662,10 +665,14 @@ def _launch(
     *,
     log_id: str | None = None,
     monitor: MonitorSpec | None = None,
+    on_clone: Callable[[int], None] | None = None,
 ) -> Process:
     """Set up the standard streams, build the plan for them, start it; on any
     failure close every descriptor made here.  The cgroup descriptor of
-    ``CLONE_INTO_CGROUP``, if any, is closed once the child exists."""
+    ``CLONE_INTO_CGROUP``, if any, is closed once the child exists.
+
+    *on_clone* gets the child's pid in the first parent action, before the child
+    is released from its first sync step (a plan without one: once it runs)."""
     streams = open_streams(stdin, stdout, stderr)
     child: ChildPlan | None = None
     debug = log_id is not None and log.isEnabledFor(logging.DEBUG)
@@ -675,6 +682,15 @@ def _launch(
             log.debug("container %s: clone flags %#x, %d plan steps", log_id, child.clone_flags, len(child.steps))
             for i, step in enumerate(child.steps):
                 log.debug("  %2d. %s", i, step.describe())
+        actions = child.actions
+        if on_clone is not None and actions:
+            first, clone_seen = actions[0], on_clone
+
+            def first_action(pid: int) -> None:
+                clone_seen(pid)  # while the child still waits: an owner killed from here on takes it along
+                first(pid)
+
+            actions = (first_action, *actions[1:])
         proc = start(
             child.body,
             prefix=child.prefix,
@@ -682,7 +698,7 @@ def _launch(
             clone_flags=child.clone_flags,
             cgroup_fd=child.cgroup_fd,
             pidns_fd=child.pidns_fd,
-            parent_actions=child.actions,
+            parent_actions=actions,
             close_after=streams.hand_over(),
             timings=debug,
             monitor=monitor,
@@ -693,6 +709,13 @@ def _launch(
     finally:
         if child is not None and child.cgroup_fd >= 0:
             os.close(child.cgroup_fd)
+    if on_clone is not None and child is not None and not child.actions:
+        try:
+            on_clone(proc.pid)
+        except BaseException:
+            streams.abandon()
+            proc.close()  # kills and reaps it
+            raise
     streams.attach(proc)
     if debug and proc.setup_us and child is not None:
         log.debug("container %s: set up in %.0f µs: clone %.0f µs, then", log_id, sum(proc.setup_us), proc.setup_us[0])
