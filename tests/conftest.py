@@ -2,11 +2,16 @@
 
 * As root, the whole pytest process first moves into a new mount namespace
   whose ``/`` is made recursively private: whatever a test mounts (persisted
-  namespaces included) can never reach the host's mount table.
-* Every test is checked for leftovers: mounts added to our namespace,
-  child processes (zombies included), ``nsprim``-named files in
-  ``/run/netns``, cgroups, open file descriptors (pidfds, namespace
-  descriptors...) and threads (warm pools...).  A test that leaks fails.
+  namespaces included) can never reach the host's mount table.  A test that
+  finds itself in the host's mount namespace fails before it starts.
+* Every test is checked for leftovers: mounts added to our namespace (they
+  are unmounted, so that later tests start clean), child processes (zombies
+  included), ``nsprim``-named files in ``/run/netns``, cgroups, open file
+  descriptors (pidfds, namespace descriptors...), threads (warm pools...),
+  entries in the state directories (``state_dir()`` and the proc view's
+  beside it; the shared lock files and directories excepted) and a changed
+  dumpability of the pytest process (a vfork-mode child's ``prctl`` or uid
+  switch that stuck to its parent).  A test that leaks fails.
 * Under ``CI=true`` a test skipped for a missing tool or library is a
   failure: every tool a test needs is installed by ``scripts/quickstart.sh``,
   and a missing install step must show up red.
@@ -15,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import subprocess
@@ -31,13 +37,24 @@ from .tools import MissingTool, in_ci
 IS_ROOT = os.geteuid() == 0
 
 
+def in_host_mount_ns() -> bool:
+    """Whether we share the mount namespace of pid 1 (or, if that is hidden, of our parent)."""
+    mine = os.stat("/proc/self/ns/mnt").st_ino
+    for pid in (1, os.getppid()):
+        try:
+            return os.stat(f"/proc/{pid}/ns/mnt").st_ino == mine
+        except OSError:
+            continue
+    return True  # cannot tell: assume the worst
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not IS_ROOT:
         return
     import nsprim
 
     if os.environ.get("NSPRIM_TEST_PRIVATE_MNT") != str(os.getpid()):
-        # Single-threaded here, as unshare(CLONE_NEWNS) requires.
+        # Single-threaded here, as unshare(CLONE_NEWNS) requires; also makes / recursively private.
         nsprim.unshare("mnt")
         os.environ["NSPRIM_TEST_PRIVATE_MNT"] = str(os.getpid())
 
@@ -121,12 +138,50 @@ def _netns_files() -> set[str]:
     return {p.name for p in d.iterdir() if "nsprim" in p.name} if d.is_dir() else set()
 
 
+# Made on first use and shared by every container from then on: never removed.
+SHARED_STATE = frozenset({"userns.lock", "veth.lock", "containers", "root"})
+
+
+def state_entries() -> set[str]:
+    """What is in the state directory (and one level into its shared directories) and in the
+    proc view's directory beside it, the shared lock files and directories themselves excepted."""
+    from nsprim.container.procview import view_directory
+    from nsprim.container.running import state_dir
+
+    state = state_dir()
+    found: set[str] = set()
+    for base in (state, view_directory(state, "-").parent):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(base):
+                if base != state or entry.name not in SHARED_STATE:
+                    found.add(entry.path)
+                elif entry.is_dir(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        found.update(sub.path for sub in os.scandir(entry.path))
+    return found
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+
+
+def get_dumpable() -> int:
+    """prctl(PR_GET_DUMPABLE) of the calling process."""
+    return int(_libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail the test if it leaves a mount, a child process, a netns file, a cgroup, a descriptor or a thread behind."""
+    """Fail the test if it leaves a mount, a child process, a netns file, a cgroup, a descriptor,
+    a thread or a state directory entry behind, or the pytest process's dumpability changed."""
+    if IS_ROOT and in_host_mount_ns():
+        pytest.fail("refusing to run: still in the host's mount namespace")
     mounts, children, netns, cgroups = _mount_ids(), _children(), _netns_files(), _cgroups()
-    fds, threads = _fds(), _threads()
+    fds, threads, state, dumpable = _fds(), _threads(), state_entries(), get_dumpable()
     yield
+    if (now := get_dumpable()) != dumpable:
+        _libc.prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0)  # later tests start as usual
     if request.node.get_closest_marker("allow_leaks"):
         return
     # A child killed at the very end may need a moment to be reaped by its test, a thread to end.
@@ -144,8 +199,13 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     if new_threads:
         names = {t.native_id: t.name for t in threading.enumerate()}
         problems.append(f"threads left: {sorted(f'{tid} ({names.get(tid)})' for tid in new_threads)}")
+    if now != dumpable:
+        problems.append(f"dumpability changed from {dumpable} to {now}")
     if new_mounts := _mount_ids() - mounts:
         problems.append(f"mounts left: {sorted(new_mounts)}")
+        _unmount(new_mounts)
+    if new_state := state_entries() - state:
+        problems.append(f"state directory entries left: {sorted(new_state)}")
     if new_netns := _netns_files() - netns:
         problems.append(f"/run/netns files left: {sorted(new_netns)}")
     deadline = time.monotonic() + 2.0  # the cleanup watcher may still be at work
@@ -155,6 +215,17 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"cgroups left: {sorted(new_cgroups)}")
     if problems:
         pytest.fail("leak: " + "; ".join(problems))
+
+
+def _unmount(mounts: set[str]) -> None:
+    """Detach the mounts that _mount_ids() listed, the latest first."""
+    import nsprim.fs.mount
+    from nsprim.fs.mountinfo import mountinfo
+
+    ids = {int(m.split(" ", 1)[0]) for m in mounts}
+    for m in sorted((m for m in mountinfo() if m.mount_id in ids), key=lambda m: m.mount_id, reverse=True):
+        with contextlib.suppress(OSError):
+            nsprim.fs.mount.umount(m.mount_point, detach=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -199,8 +270,6 @@ def run_as_nobody(fn: Callable[[], object], cgroup: Path | None = None) -> str:
     (changing uid cleared it, which would leave its /proc files to root).
     With *cgroup* (a cgroup v2 directory), it moves there first, while still root.
     """
-    import ctypes
-
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
