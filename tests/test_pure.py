@@ -80,3 +80,36 @@ def test_errors_read_like_crun_and_pickle() -> None:
     assert str(again) == str(err) and type(again) is SyscallError
     assert issubclass(StepError, SyscallError)
     assert isinstance(ConfigError("x"), ValueError)
+
+
+def test_namespace_steps_wait_for_the_maps_then_join_unshare_and_make_the_root_private() -> None:
+    from nsprim._sys import C
+    from nsprim.plan import Mount, SetGid, SetGroups, SetUid, Sync, Unshare, WriteFile
+    from nsprim.spawning import namespace_steps
+
+    types = {NamespaceType.USER, NamespaceType.MNT, NamespaceType.TIME, NamespaceType.CGROUP}
+    ns = namespace_steps(
+        types,
+        uid_map=IdMap.single(0, 100000),
+        gid_map=IdMap.single(0, 100000),
+        become_root=True,
+        unshare_cgroup=True,
+        time_offsets=TimeOffsets(monotonic=2.5),
+    )
+    assert ns.maps == (Sync("the parent writes the id maps"), SetGroups(()), SetGid(0), SetUid(0))
+    assert ns.write_maps is not None
+    assert ns.enter == (
+        Unshare(C.CLONE_NEWCGROUP),
+        Unshare(C.CLONE_NEWTIME),
+        WriteFile("/proc/self/timens_offsets", TimeOffsets(monotonic=2.5).render()),
+        Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE),
+    )
+    assert ns.clone_flags == NamespaceType.mask({NamespaceType.USER, NamespaceType.MNT})
+    assert ns.pidns_fd == -1
+
+    denied = namespace_steps(types, uid_map=IdMap.single(0, 1000), deny_setgroups=True, become_root=True)
+    assert denied.maps == (Sync("the parent writes the id maps"), SetUid(0))  # no gid map, no setgroups
+    assert NamespaceType.CGROUP.flag & denied.clone_flags  # made at clone time unless asked
+
+    plain = namespace_steps({NamespaceType.USER, NamespaceType.MNT}, private_root=False)
+    assert (plain.maps, plain.enter, plain.write_maps) == ((), (), None)

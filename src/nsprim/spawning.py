@@ -49,7 +49,19 @@ from .plan import (
 )
 from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets
 
-__all__ = ["spawn", "run", "open_streams", "join_namespaces", "Streams", "StdioArg"]
+__all__ = [
+    "spawn",
+    "run",
+    "open_streams",
+    "join_namespaces",
+    "namespace_steps",
+    "NamespaceSteps",
+    "credential_steps",
+    "root_inside",
+    "id_map_writer",
+    "Streams",
+    "StdioArg",
+]
 
 #: A standard stream as :func:`spawn` takes it (as :class:`subprocess.Popen` does).
 StdioArg = int | IO[Any] | None
@@ -144,6 +156,111 @@ def join_namespaces(join: Iterable[Namespace]) -> tuple[list[Step], int]:
     return steps, pidns_fd
 
 
+@dataclass(frozen=True)
+class NamespaceSteps:
+    """What takes a child into its namespaces (see :func:`namespace_steps`)."""
+
+    #: The wait for the parent to write the id maps (with ``become_root``, then the switch to root inside).
+    maps: tuple[Step, ...]
+    #: Joining namespaces, unsharing those made after the clone, and making ``/`` private.
+    enter: tuple[Step, ...]
+    #: The ``CLONE_NEW*`` flags of the namespaces made at clone time.
+    clone_flags: int
+    #: The pid namespace to join, entered by the parent thread around the clone, or -1.
+    pidns_fd: int
+    #: The parent action that writes the id maps (the one of the sync step in :attr:`maps`), or ``None``.
+    write_maps: ParentAction | None
+
+
+def root_inside(uid_map: IdMap | None, gid_map: IdMap | None) -> tuple[int | None, int | None]:
+    """The uid and gid 0 of a new user namespace where its maps have them (else ``None``).
+
+    The child keeps its parent's ids across the clone, which are usually unmapped there
+    (host root under a subordinate range): as root inside it owns what it makes there.
+    """
+    uid = 0 if uid_map is not None and uid_map.to_outside(0) is not None else None
+    gid = 0 if gid_map is not None and gid_map.to_outside(0) is not None else None
+    return uid, gid
+
+
+def credential_steps(uid: int | None, gid: int | None, groups: Sequence[int] | None) -> list[Step]:
+    """The switch to *groups*, *gid* and *uid*, each left alone when ``None``: groups first
+    (setgroups needs the old gid's privilege), then the gid, the uid last."""
+    steps: list[Step] = []
+    if groups is not None:
+        steps.append(SetGroups(tuple(groups)))
+    if gid is not None:
+        steps.append(SetGid(gid))
+    if uid is not None:
+        steps.append(SetUid(uid))
+    return steps
+
+
+def id_map_writer(
+    uid_map: IdMap | None,
+    gid_map: IdMap | None,
+    *,
+    deny_setgroups: bool,
+    then: ParentAction | None = None,
+) -> ParentAction:
+    """The parent action that writes a child's id maps (and runs *then*, while the child still waits)."""
+
+    def write_maps(pid: int) -> None:
+        write_id_maps(pid, uid_map, gid_map, deny_setgroups=deny_setgroups)
+        if then is not None:
+            then(pid)
+
+    return write_maps
+
+
+def namespace_steps(
+    create: Iterable[NamespaceType],
+    join: Iterable[Namespace] = (),
+    *,
+    uid_map: IdMap | None = None,
+    gid_map: IdMap | None = None,
+    deny_setgroups: bool = False,
+    become_root: bool = False,
+    time_offsets: TimeOffsets | None = None,
+    unshare_cgroup: bool = False,
+    private_root: bool = True,
+) -> NamespaceSteps:
+    """The steps that create the namespaces *create* and join those of *join*, for
+    :func:`spawn` and for containers alike.
+
+    A new user namespace with *uid_map* or *gid_map* waits at a sync step for the
+    parent to write them (:attr:`NamespaceSteps.write_maps`, setgroups denied with
+    *deny_setgroups*); with *become_root* the child then switches to the root the
+    maps have (:func:`root_inside`), groups dropped unless setgroups is denied.  A
+    time namespace is unshared after the clone, as its offsets (*time_offsets*) can
+    only be set before a process enters it: exec moves the child in.  With
+    *unshare_cgroup*, a cgroup namespace is too (once the child joined its groups,
+    so that it is the namespace's root).  A new mount namespace has ``/`` made
+    recursively private first, unless *private_root* is false (a root file system
+    that does it itself).
+    """
+    types = set(create)
+    maps: list[Step] = []
+    write_maps = None
+    if NamespaceType.USER in types and (uid_map is not None or gid_map is not None):
+        maps.append(Sync("the parent writes the id maps"))
+        write_maps = id_map_writer(uid_map, gid_map, deny_setgroups=deny_setgroups)
+        if become_root:
+            maps += credential_steps(*root_inside(uid_map, gid_map), None if deny_setgroups else ())
+    enter, pidns_fd = join_namespaces(join)
+    clone_types = types - {NamespaceType.TIME}
+    if NamespaceType.CGROUP in types and unshare_cgroup:
+        clone_types.discard(NamespaceType.CGROUP)
+        enter.append(Unshare(C.CLONE_NEWCGROUP))
+    if NamespaceType.TIME in types:
+        enter.append(Unshare(C.CLONE_NEWTIME))
+        if time_offsets is not None:
+            enter.append(WriteFile("/proc/self/timens_offsets", time_offsets.render()))
+    if NamespaceType.MNT in types and private_root:
+        enter.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
+    return NamespaceSteps(tuple(maps), tuple(enter), NamespaceType.mask(clone_types), pidns_fd, write_maps)
+
+
 def spawn(
     argv: Sequence[str | bytes | os.PathLike[str]],
     *,
@@ -217,43 +334,26 @@ def spawn(
     if (uid_map is not None or gid_map is not None) and NamespaceType.USER not in types:
         raise ConfigError("id maps need a new user namespace (new={'user', ...})", what="uid_map")
 
-    plan_steps: list[Step] = []
-    actions: list[ParentAction] = []
+    deny = bool(deny_setgroups)
     if NamespaceType.USER in types:
         if uid_map is None and gid_map is None and os.geteuid() != 0:
             uid_map = IdMap.single(0, os.geteuid())
             gid_map = IdMap.single(0, os.getegid())
         if uid_map is not None or gid_map is not None:
-            deny = bool(deny_setgroups) if deny_setgroups is not None else False
-            # Become root inside when the map has one: the caller's own ids
-            # (say, host root) are usually unmapped in the new namespace.
-            if uid is None and uid_map is not None and uid_map.to_outside(0) is not None:
-                uid = 0
-            if gid is None and gid_map is not None and gid_map.to_outside(0) is not None:
-                gid = 0
+            # Become root inside when the map has one, unless asked for other ids.
+            inside_uid, inside_gid = root_inside(uid_map, gid_map)
+            uid = inside_uid if uid is None else uid
+            if gid is None and inside_gid is not None:
+                gid = inside_gid
                 if groups is None and not deny and os.geteuid() == 0:
                     groups = ()
-            um, gm = uid_map, gid_map
-
-            def write_maps(pid: int) -> None:
-                write_id_maps(pid, um, gm, deny_setgroups=deny)
-
-            plan_steps.append(Sync("the parent writes the id maps"))
-            actions.append(write_maps)
-    join_steps, pidns_fd = join_namespaces(joined)
-    plan_steps += join_steps
-    clone_types = set(types)
-    if NamespaceType.TIME in types:
-        # Offsets can only be set before a process enters the namespace:
-        # unshare it for the children, set them, and let exec move us in.
-        clone_types.discard(NamespaceType.TIME)
-        plan_steps.append(Unshare(C.CLONE_NEWTIME))
-        if time_offsets is not None:
-            plan_steps.append(WriteFile("/proc/self/timens_offsets", time_offsets.render()))
-    if NamespaceType.MNT in types:
-        plan_steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
-        if mount_proc:
-            plan_steps.append(Mount("proc", "/proc", "proc", C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC))
+    ns = namespace_steps(
+        types, joined, uid_map=uid_map, gid_map=gid_map, deny_setgroups=deny, time_offsets=time_offsets
+    )
+    plan_steps: list[Step] = [*ns.maps, *ns.enter]
+    actions = [ns.write_maps] if ns.write_maps is not None else []
+    if mount_proc:
+        plan_steps.append(Mount("proc", "/proc", "proc", C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC))
     if hostname is not None:
         plan_steps.append(SetHostname(hostname))
     if domainname is not None:
@@ -268,12 +368,7 @@ def spawn(
         child_fds = [*streams.pairs, *((fd, fd) for fd in pass_fds)]
         plan_steps.append(FdMap(tuple(child_fds)))
         plan_steps += steps
-        if groups is not None:
-            plan_steps.append(SetGroups(tuple(groups)))
-        if gid is not None:
-            plan_steps.append(SetGid(gid))
-        if uid is not None:
-            plan_steps.append(SetUid(uid))
+        plan_steps += credential_steps(uid, gid, groups)
         if cwd is not None:
             plan_steps.append(Chdir(cwd))
         exec_env = None if env is None else dict(env)
@@ -282,9 +377,9 @@ def spawn(
         proc = start(
             Plan(tuple(plan_steps)),
             args=list(argv),
-            clone_flags=NamespaceType.mask(clone_types),
+            clone_flags=ns.clone_flags,
             cgroup_fd=cgroup_fd,
-            pidns_fd=pidns_fd,
+            pidns_fd=ns.pidns_fd,
             parent_actions=actions,
             close_after=streams.hand_over(),
         )
