@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
 
+from ._paths import StrPath, to_bytes
 from ._sys import C
 from ._sys.spawn import MAX_FDMAP_PAIRS, OPTIONAL, EncodedPlan, RawStep, StepKind, encode
 from .checks import check_argv, check_env, check_groups, check_id, check_uts_name
@@ -63,8 +64,6 @@ __all__ = [
     "Mask",
 ]
 
-StrPath = str | os.PathLike[str]
-
 
 _CLONE_NAMES = (
     ("mnt", C.CLONE_NEWNS),
@@ -76,10 +75,6 @@ _CLONE_NAMES = (
     ("cgroup", C.CLONE_NEWCGROUP),
     ("time", C.CLONE_NEWTIME),
 )
-
-
-def _b(path: StrPath) -> bytes:
-    return os.fsencode(os.fspath(path))
 
 
 class Step:
@@ -217,8 +212,8 @@ class Mount(Step):
             StepKind.MOUNT,
             flags=OPTIONAL if self.optional else 0,
             a=self.flags,
-            path=_b(self.source) if self.source is not None else None,
-            path2=_b(self.target),
+            path=to_bytes(self.source) if self.source is not None else None,
+            path2=to_bytes(self.target),
             str=self.fstype.encode() if self.fstype is not None else None,
             str2=self.data.encode() if self.data is not None else None,
         )
@@ -237,7 +232,7 @@ class Umount(Step):
         return os.fspath(self.target)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.UMOUNT, a=self.flags, path=_b(self.target))
+        return RawStep(StepKind.UMOUNT, a=self.flags, path=to_bytes(self.target))
 
 
 @dataclass(frozen=True)
@@ -254,7 +249,7 @@ class Mkdir(Step):
         return os.fspath(self.target)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.MKDIR, flags=int(self.exist_ok), a=self.mode, path=_b(self.target))
+        return RawStep(StepKind.MKDIR, flags=int(self.exist_ok), a=self.mode, path=to_bytes(self.target))
 
 
 @dataclass(frozen=True)
@@ -269,7 +264,7 @@ class PivotRoot(Step):
         return os.fspath(self.new_root)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.PIVOT_ROOT, path=_b(self.new_root))
+        return RawStep(StepKind.PIVOT_ROOT, path=to_bytes(self.new_root))
 
 
 @dataclass(frozen=True)
@@ -284,7 +279,7 @@ class Chroot(Step):
         return os.fspath(self.new_root)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.CHROOT, path=_b(self.new_root))
+        return RawStep(StepKind.CHROOT, path=to_bytes(self.new_root))
 
 
 @dataclass(frozen=True)
@@ -299,7 +294,7 @@ class Chdir(Step):
         return os.fspath(self.target)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.CHDIR, path=_b(self.target))
+        return RawStep(StepKind.CHDIR, path=to_bytes(self.target))
 
 
 @dataclass(frozen=True)
@@ -317,7 +312,7 @@ class WriteFile(Step):
 
     def lower(self) -> RawStep:
         flags = int(self.create)
-        return RawStep(StepKind.WRITE_FILE, flags=flags, a=len(self.data), path=_b(self.target), str=self.data)
+        return RawStep(StepKind.WRITE_FILE, flags=flags, a=len(self.data), path=to_bytes(self.target), str=self.data)
 
 
 @dataclass(frozen=True)
@@ -481,7 +476,7 @@ class Symlink(Step):
         return f"symlink `{os.fspath(self.link)}` -> `{self.target}`"
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.SYMLINK, flags=int(self.exist_ok), path=self.target.encode(), path2=_b(self.link))
+        return RawStep(StepKind.SYMLINK, flags=int(self.exist_ok), path=self.target.encode(), path2=to_bytes(self.link))
 
 
 @dataclass(frozen=True)
@@ -499,7 +494,7 @@ class Mknod(Step):
         return os.fspath(self.target)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.MKNOD, flags=int(self.exist_ok), a=self.mode, b=self.device, path=_b(self.target))
+        return RawStep(StepKind.MKNOD, flags=int(self.exist_ok), a=self.mode, b=self.device, path=to_bytes(self.target))
 
 
 @dataclass(frozen=True)
@@ -550,7 +545,7 @@ class Exec(Step):
         search = self.searched()
         return RawStep(
             StepKind.EXEC,
-            path=_b(self.file),
+            path=to_bytes(self.file),
             str=search.encode() if search is not None else None,
             strv=tuple(a if isinstance(a, bytes) else a.encode() for a in self.argv),
             strv2=envp,
@@ -577,7 +572,7 @@ class KeepFd(Step):
         return os.fspath(self.file)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.KEEP_FD, a=self.slot, b=self.flags, path=_b(self.file))
+        return RawStep(StepKind.KEEP_FD, a=self.slot, b=self.flags, path=to_bytes(self.file))
 
 
 @dataclass(frozen=True)
@@ -627,7 +622,7 @@ class Mask(Step):
         return os.fspath(self.target)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.MASK, flags=OPTIONAL, path=_b(self.target))
+        return RawStep(StepKind.MASK, flags=OPTIONAL, path=to_bytes(self.target))
 
 
 @dataclass(frozen=True)

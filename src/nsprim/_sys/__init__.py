@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Final
 
+from .._paths import PathArg, to_bytes
 from ..errors import SyscallError
 from ._lib import ffi, lib
 
@@ -43,8 +44,6 @@ __all__ = [
     "have_new_mount_api",
     "netns_new",
 ]
-
-PathArg = str | bytes | os.PathLike[str]
 
 
 class C:
@@ -137,12 +136,8 @@ def _display(path: PathArg | None) -> str | None:
     return os.fsdecode(os.fspath(path))
 
 
-def _b(path: PathArg) -> bytes:
-    return os.fsencode(os.fspath(path))
-
-
 def _opt(value: str | bytes | os.PathLike[str] | None) -> object:
-    return ffi.NULL if value is None else _b(value)
+    return ffi.NULL if value is None else to_bytes(value)
 
 
 def unshare(flags: int) -> None:
@@ -163,7 +158,7 @@ def mount(
     data: str | None = None,
 ) -> None:
     """mount(2).  The error names the source and target, as crun's do."""
-    ret = lib.nsp_mount(_opt(source), _b(target), _opt(fstype), flags, _opt(data))
+    ret = lib.nsp_mount(_opt(source), to_bytes(target), _opt(fstype), flags, _opt(data))
     if ret < 0:
         src = _display(source) if source is not None else fstype or "none"
         raise SyscallError(-ret, "mount", _display(target), detail=f"mount `{src}` on `{_display(target)}`")
@@ -171,12 +166,12 @@ def mount(
 
 def umount(target: PathArg, flags: int = 0) -> None:
     """umount2(2)."""
-    check(lib.nsp_umount2(_b(target), flags), "umount", target)
+    check(lib.nsp_umount2(to_bytes(target), flags), "umount", target)
 
 
 def pivot_root(new_root: PathArg, put_old: PathArg) -> None:
     """pivot_root(2)."""
-    check(lib.nsp_pivot_root(_b(new_root), _b(put_old)), "pivot_root", new_root)
+    check(lib.nsp_pivot_root(to_bytes(new_root), to_bytes(put_old)), "pivot_root", new_root)
 
 
 def sethostname(name: str) -> None:
@@ -247,13 +242,13 @@ def fsmount(fd: int, flags: int = C.FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int
 
 def move_mount(from_dfd: int, from_path: PathArg, to_dfd: int, to_path: PathArg, flags: int = 0) -> None:
     """move_mount(2): attach (or move) a mount."""
-    ret = lib.nsp_move_mount(from_dfd, _b(from_path), to_dfd, _b(to_path), flags)
+    ret = lib.nsp_move_mount(from_dfd, to_bytes(from_path), to_dfd, to_bytes(to_path), flags)
     check(ret, "move_mount", to_path)
 
 
 def open_tree(dfd: int, path: PathArg, flags: int) -> int:
     """open_tree(2): a handle on (or a detached copy of) a mount tree."""
-    return check(lib.nsp_open_tree(dfd, _b(path), flags), "open_tree", path)
+    return check(lib.nsp_open_tree(dfd, to_bytes(path), flags), "open_tree", path)
 
 
 def mount_setattr(
@@ -269,13 +264,13 @@ def mount_setattr(
 
     *userns_fd*: the user namespace whose id maps ``MOUNT_ATTR_IDMAP`` applies.
     """
-    ret = lib.nsp_mount_setattr(dfd, _b(path), flags, attr_set, attr_clr, propagation, userns_fd)
+    ret = lib.nsp_mount_setattr(dfd, to_bytes(path), flags, attr_set, attr_clr, propagation, userns_fd)
     check(ret, "mount_setattr", path)
 
 
 def openat2(dfd: int, path: PathArg, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2): open with path resolution restrictions (RESOLVE_IN_ROOT...)."""
-    return check(lib.nsp_openat2(dfd, _b(path), flags, mode, resolve), "openat2", path)
+    return check(lib.nsp_openat2(dfd, to_bytes(path), flags, mode, resolve), "openat2", path)
 
 
 def close_range(first: int, last: int, flags: int = 0) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import _sys
+from .._paths import StrPath
 from .._sys import C
 from ..errors import ConfigError
 
@@ -34,8 +35,6 @@ __all__ = [
     "private_root",
     "mounted",
 ]
-
-StrPath = str | os.PathLike[str]
 
 
 class MountFlags(enum.IntFlag):

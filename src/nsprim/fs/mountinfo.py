@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .._paths import StrPath
 from ..errors import ConfigError
 from .mount import Propagation
 
 __all__ = ["MountInfo", "mountinfo", "parse_mountinfo", "find_mount", "is_mount_point", "unescape"]
-
-StrPath = str | os.PathLike[str]
 
 
 def unescape(field: str) -> str:

@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import Literal
 
 from .. import _sys
+from .._paths import StrPath
 from .._sys import C
 from ..errors import ConfigError, SyscallError, UnsupportedError
 from ..plan import Mount, Step
@@ -64,7 +65,6 @@ __all__ = [
     "USER_OPAQUE_XATTR",
 ]
 
-StrPath = str | os.PathLike[str]
 MountApi = Literal["auto", "classic", "new"]
 
 #: The longest option string mount(2) accepts: one page, NUL included.

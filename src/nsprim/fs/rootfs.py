@@ -54,7 +54,6 @@ __all__ = [
     "tmpfs_size_max",
 ]
 
-StrPath = str | os.PathLike[str]
 
 #: Hidden by default (the OCI runtime spec's usual list).
 DEFAULT_MASKED_PATHS: tuple[str, ...] = (

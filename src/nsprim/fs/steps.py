@@ -21,13 +21,13 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from .._paths import StrPath, to_bytes
 from .._sys import C
 from .._sys.spawn import OPTIONAL, RawStep, StepKind, StepPart
 from ..plan import Step
 
 __all__ = ["MountInRoot", "CreateInRoot", "EnterRoot", "MountFs", "CreateMode"]
 
-StrPath = str | os.PathLike[str]
 CreateMode = Literal["none", "dir", "file", "auto"]
 
 # nsp_step.flags bits of the in-root steps (_native/rootfs.h)
@@ -37,10 +37,6 @@ _SRC_IN_ROOT = 4
 _MASK = 8
 _NOFOLLOW = 16
 _EXIST_OK = 32
-
-
-def _b(path: StrPath) -> bytes:
-    return os.fsencode(os.fspath(path))
 
 
 def _inside(target: str) -> str:
@@ -128,11 +124,11 @@ class MountInRoot(Step):
             flags=flags,
             a=self.flags,
             b=self.remount_flags,
-            path=_b(self.source) if self.source is not None else None,
-            path2=_b(self.target),
+            path=to_bytes(self.source) if self.source is not None else None,
+            path2=to_bytes(self.target),
             str=self.fstype.encode() if self.fstype is not None else None,
             str2=self.data.encode() if self.data is not None else None,
-            strv=(_b(self.root),),
+            strv=(to_bytes(self.root),),
         )
 
 
@@ -181,8 +177,8 @@ class CreateInRoot(Step):
             a=self.mode,
             b=self.device,
             path=self.link_target.encode() if self.link_target is not None else None,
-            path2=_b(self.target),
-            strv=(_b(self.root),),
+            path2=to_bytes(self.target),
+            strv=(to_bytes(self.root),),
         )
 
 
@@ -215,7 +211,7 @@ class EnterRoot(Step):
 
     def lower(self) -> RawStep:
         flags = {"pivot_root": 0, "auto": 1, "chroot": 2}[self.method]
-        return RawStep(StepKind.ENTER_ROOT, flags=flags, path=_b(self.new_root))
+        return RawStep(StepKind.ENTER_ROOT, flags=flags, path=to_bytes(self.new_root))
 
 
 @dataclass(frozen=True)
@@ -258,4 +254,6 @@ class MountFs(Step):
 
     def lower(self) -> RawStep:
         strv = tuple(k.encode() if v is None else f"{k}={v}".encode() for k, v in self.params)
-        return RawStep(StepKind.MOUNT_FS, a=self.attrs, str=self.fstype.encode(), path2=_b(self.target), strv=strv)
+        return RawStep(
+            StepKind.MOUNT_FS, a=self.attrs, str=self.fstype.encode(), path2=to_bytes(self.target), strv=strv
+        )

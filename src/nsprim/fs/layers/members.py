@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Literal
 
+from ..._paths import StrPath
 from ...errors import CorruptLayerError, LayerLimitError, NsprimError, SyscallError, UnsafeTarEntryError
 from ...errors import UnsafeTarEntry as UnsafeTarEntry  # deprecated alias, kept for one release
 from .limits import ExtractLimits, LimitCounter
@@ -37,7 +38,6 @@ __all__ = [
     "plan",
 ]
 
-StrPath = str | os.PathLike[str]
 TarSource = StrPath | IO[bytes]
 
 #: OCI whiteout file prefix: ``.wh.x`` deletes ``x`` of the layers below.

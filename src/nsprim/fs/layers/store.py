@@ -41,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..._paths import StrPath
 from ...errors import ConfigError, LayerError, LayerLimitError, SyscallError
 from ..overlay import OverlayMount, OverlayOptions
 from .digest import Digest, HashingWriter, parse_digest
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Layer", "Image", "LayerStore", "ContainerRoot", "disk_usage"]
 
-StrPath = str | os.PathLike[str]
 
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _CHUNK = 1 << 20

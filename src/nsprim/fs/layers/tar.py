@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import IO
 
 from ... import _sys
+from ..._paths import StrPath
 from ..._sys import C
 from ...errors import ConfigError, LayerError, NsprimError, SyscallError, UnsupportedError
 from ..overlay import OPAQUE_XATTR, USER_OPAQUE_XATTR
@@ -81,7 +82,6 @@ __all__ = [
     "clean_name",
 ]
 
-StrPath = str | os.PathLike[str]
 
 _REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
 _METACOPY_XATTRS = ("trusted.overlay.metacopy", "user.overlay.metacopy")

@@ -16,12 +16,12 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ..._paths import StrPath
 from ...errors import SyscallError
 from ..mountinfo import mountinfo
 
 __all__ = ["remove_tree", "remove_tree_at", "walk"]
 
-StrPath = str | os.PathLike[str]
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
