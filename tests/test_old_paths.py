@@ -122,3 +122,19 @@ def test_an_exception_keeps_its_old_path_and_name(old: str, name: str) -> None:
     new = getattr(nsprim.errors, OLD_ERRORS[old, name])
     assert getattr(importlib.import_module(old), name) is new
     assert issubclass(new, nsprim.errors.NsprimError) and new.__module__ == "nsprim.errors"
+
+
+def test_layer_tar_is_split_into_extract_and_commit() -> None:
+    import nsprim.fs.layers as layers
+    from nsprim.fs.layers import commit as commit_module
+    from nsprim.fs.layers import extract
+
+    # the package's `commit` stays the function, its module is reached through sys.modules
+    assert layers.commit is sys.modules["nsprim.fs.layers.commit"].commit
+    assert callable(commit_module) and layers.extract_layer is extract.extract_layer
+    sys.modules.pop("nsprim.fs.layers.tar", None)
+    with pytest.warns(DeprecationWarning, match="nsprim.fs.layers.tar moved to nsprim.fs.layers.extract"):
+        tar = importlib.import_module("nsprim.fs.layers.tar")
+    assert (
+        tar.commit is layers.commit and tar.apply_layer is extract.apply_layer and tar.LayerStats is layers.LayerStats
+    )

@@ -272,7 +272,7 @@ def test_metacopy_upper_reads_data_from_merged(tmp_path: Path, image: tuple[Path
 def test_without_openat2_the_walk_refuses_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[tuple[str, str, str]], why: str
 ) -> None:
-    import nsprim.fs.layers.tar as tarmod
+    import nsprim.fs.layers.extract as tarmod
 
     monkeypatch.setattr(tarmod, "_have_openat2", False)  # as on a kernel before 5.6
     with pytest.raises(UnsafeTarEntryError, match=why):

@@ -23,9 +23,11 @@ from typing import IO, Literal
 from ..._paths import StrPath
 from ...errors import CorruptLayerError, LayerLimitError, NsprimError, SyscallError, UnsafeTarEntryError
 from ...errors import UnsafeTarEntry as UnsafeTarEntry  # deprecated alias, kept for one release
+from .digest import Digest
 from .limits import ExtractLimits, LimitCounter
 
 __all__ = [
+    "LayerStats",
     "WHITEOUT_PREFIX",
     "OPAQUE_MARKER",
     "UnsafeTarEntryError",
@@ -39,6 +41,22 @@ __all__ = [
 ]
 
 TarSource = StrPath | IO[bytes]
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """What a commit wrote or an extraction read."""
+
+    digest: Digest | None
+    size: int
+    entries: int
+    whiteouts: int
+    opaque_dirs: int
+    #: setuid/setgid bits and file capabilities not restored (without *preserve_special*)
+    stripped: int = 0
+    #: xattrs of namespaces never restored from a tar (``trusted.*``, ``system.*``, most of ``security.*``)
+    dropped_xattrs: int = 0
+
 
 #: OCI whiteout file prefix: ``.wh.x`` deletes ``x`` of the layers below.
 WHITEOUT_PREFIX = ".wh."

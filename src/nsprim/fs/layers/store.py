@@ -44,10 +44,11 @@ from typing import TYPE_CHECKING, Any
 from ..._paths import StrPath
 from ...errors import ConfigError, LayerError, LayerLimitError, SyscallError
 from ..overlay import OverlayMount, OverlayOptions
+from .commit import commit
 from .digest import Digest, HashingWriter, parse_digest
+from .extract import extract_layer
 from .limits import DEFAULT_LIMITS, ExtractLimits
 from .members import TarSource
-from .tar import commit, extract_layer
 from .tree import remove_tree, walk
 
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ class LayerStore:
         """Add the OCI layer tar *src* (a path or a binary file); return the layer.
 
         The tar is copied into the store while its sha256 is computed, then
-        extracted safely (see :func:`~nsprim.fs.layers.tar.extract_layer`),
+        extracted safely (see :func:`~nsprim.fs.layers.extract.extract_layer`),
         within *limits* (default: the store's).  Adding a layer the store has
         is a no-op.  On any error nothing is left.
         """
@@ -262,7 +263,7 @@ class LayerStore:
     def add_dir(self, upper: StrPath, *, merged: StrPath | None = None, limits: ExtractLimits | None = None) -> Layer:
         """Commit directory *upper* (an overlay upper dir, or any tree) as a new layer.
 
-        See :func:`~nsprim.fs.layers.tar.commit` for *merged*; *limits* as for :meth:`add_tar`.
+        See :func:`~nsprim.fs.layers.commit.commit` for *merged*; *limits* as for :meth:`add_tar`.
         """
         with self._staging() as staged:
             tar = staged / "layer.tar"
