@@ -1,23 +1,16 @@
-"""Pure conversions for cgroup values: sizes, CPU sets, shares and weights.
+"""Pure conversions for cgroup values: limits, CPU sets, shares and weights.
+
+Sizes are :mod:`nsprim.units`' (:func:`parse_size`, :func:`format_size`,
+:data:`SIZE_MAX`), named here too.
 
 Nothing here touches the file system; every function is total on its domain
 and raises :class:`~nsprim.errors.ConfigError` (naming the offending value)
 outside it.
 
-Sizes
-    An ``int`` is a number of bytes.  A string is a decimal number (an
-    optional fraction is allowed) followed by an optional *binary* unit:
-    ``K``, ``M``, ``G``, ``T``, ``P`` (also written ``Ki``, ``KiB``, ``KB``
-    and so on, case-insensitive) meaning 1024**n, or ``B`` for bytes.  The
-    result must be a whole number of bytes: ``"1.5G"`` is accepted
-    (1610612736), ``"0.3K"`` is not.  Negative numbers, empty strings, unknown
-    units, ``bool`` and ``float`` values are rejected, and so are digits and
-    spaces other than ASCII ones (Arabic-Indic or fullwidth digits), which the
-    kernel does not read.  The result is at most :data:`SIZE_MAX` (the
-    largest 64-bit value: beyond it the kernel's own parsing wraps around).
-    The word ``"max"``
-    (also ``"unlimited"``, ``-1`` is *not* accepted) means no limit and is
-    returned as :data:`MAX`.
+Limits
+    :func:`parse_limit` takes a size or the word ``"max"`` (also
+    ``"unlimited"``; ``-1`` is *not* accepted), meaning no limit, returned as
+    :data:`MAX`.
 
 CPU sets
     The kernel's list format: ``"0-3,5,7-8"``.  :func:`parse_cpuset` returns
@@ -27,11 +20,10 @@ CPU sets
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
-from fractions import Fraction
 from typing import Final, Literal
 
 from nsprim.errors import ConfigError
+from nsprim.units import SIZE_MAX, format_size, parse_size
 
 __all__ = [
     "MAX",
@@ -54,8 +46,6 @@ __all__ = [
 MAX: Final = "max"
 """The value meaning "no limit" (written as ``max`` on cgroup v2)."""
 
-SIZE_MAX: Final = 2**64 - 1
-"""The largest size :func:`parse_size` accepts (the kernel keeps sizes in 64 bits)."""
 
 Limit = int | Literal["max"]
 """A normalised limit: a non-negative int, or :data:`MAX`."""
@@ -68,63 +58,12 @@ WEIGHT_MAX: Final = 10000
 V1_UNLIMITED: Final = 9223372036854771712
 """What cgroup v1 reports for an unlimited memory limit (PAGE_COUNTER_MAX * 4096)."""
 
-_UNITS: Final[dict[str, int]] = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
-# ASCII only: in a str pattern, \d and \s would also match other scripts' digits and spaces.
-_SIZE_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmgtpe]?)(i?)(b?)\s*$", re.IGNORECASE | re.ASCII)
-
-
-def parse_size(value: int | str, what: str = "size") -> int:
-    """Parse *value* as a number of bytes (see the module docs for the syntax).
-
-    >>> parse_size("1.5G"), parse_size("512M"), parse_size("1Ki"), parse_size(42)
-    (1610612736, 536870912, 1024, 42)
-
-    Raises :class:`ConfigError` naming *what* and the value when it is
-    negative, malformed, not a whole number of bytes or above :data:`SIZE_MAX`.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{what}: `{value!r}` is not a size (an int of bytes or a string like '512M')", what=what)
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"{what}: `{value}` is negative", what=what)
-        return _in_range(value, value, what)
-    m = _SIZE_RE.match(value)
-    if m is None:
-        raise ConfigError(f"{what}: `{value}` is not a size (expected e.g. '4096', '512M', '1.5G', '1Ki')", what=what)
-    number, unit, _i, _b = m.groups()
-    try:
-        amount = Fraction(Decimal(number)) * (1024 ** _UNITS[unit.lower()])
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid decimals
-        raise ConfigError(f"{what}: `{value}` is not a number", what=what) from exc
-    if amount.denominator != 1:
-        raise ConfigError(f"{what}: `{value}` is not a whole number of bytes", what=what)
-    return _in_range(int(amount), value, what)
-
-
-def _in_range(size: int, value: int | str, what: str) -> int:
-    if size > SIZE_MAX:
-        raise ConfigError(f"{what}: `{value}` is more than 2**64 - 1 bytes", what=what)
-    return size
-
 
 def parse_limit(value: int | str, what: str = "limit") -> Limit:
     """Like :func:`parse_size` but also accepts ``"max"``/``"unlimited"`` (returns :data:`MAX`)."""
     if isinstance(value, str) and value.strip().lower() in ("max", "unlimited"):
         return MAX
     return parse_size(value, what)
-
-
-def format_size(value: int) -> str:
-    """Format a byte count with the largest exact binary unit: 1610612736 -> ``"1536M"``, 1024 -> ``"1K"``."""
-    if value < 0:
-        raise ConfigError(f"size: `{value}` is negative", what="size")
-    if value == 0:
-        return "0"
-    for suffix, power in (("E", 6), ("P", 5), ("T", 4), ("G", 3), ("M", 2), ("K", 1)):
-        unit = 1024**power
-        if value % unit == 0:
-            return f"{value // unit}{suffix}"
-    return str(value)
 
 
 _RANGE_RE: Final = re.compile(r"^(\d+)(?:-(\d+))?$")
