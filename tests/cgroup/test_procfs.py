@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsprim.cgroup import CgroupEntry, Controller, parse_mountinfo, parse_proc_cgroup
+from nsprim.cgroup import CGroupMembership, Controller, parse_proc_cgroup
 from nsprim.cgroup.host import Hierarchy, hierarchies
 from nsprim.errors import ConfigError
+from nsprim.fs.mountinfo import parse_mountinfo
 
 HYBRID = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -76,7 +77,7 @@ def test_mountinfo_round_trips(mounts: list[tuple[list[str], list[str], str, str
         point_s = "/" + "/".join(point) + odd
         lines.append(f"{i + 10} 1 0:{i} {_escape(root_s)} {_escape(point_s)} rw,nosuid - {fs} src{i} rw,memory")
     parsed = parse_mountinfo("\n".join(lines))
-    assert [(p.root, p.mount_point, p.fs_type) for p in parsed] == [
+    assert [(p.root, p.mount_point, p.fstype) for p in parsed] == [
         ("/" + "/".join(r), "/" + "/".join(m) + o, f) for r, m, f, o in mounts
     ]
 
@@ -93,7 +94,7 @@ def test_mountinfo_round_trips(mounts: list[tuple[list[str], list[str], str, str
 )
 def test_proc_cgroup_round_trips(lines: list[tuple[int, list[str], list[str]]]) -> None:
     text = "\n".join(f"{i}:{','.join(c)}:/{'/'.join(p)}" for i, c, p in lines)
-    assert parse_proc_cgroup(text) == [CgroupEntry(i, tuple(c), "/" + "/".join(p)) for i, c, p in lines]
+    assert parse_proc_cgroup(text) == [CGroupMembership(i, tuple(c), "/" + "/".join(p)) for i, c, p in lines]
 
 
 def test_proc_cgroup_v2_and_hybrid() -> None:
@@ -131,3 +132,20 @@ def test_control_file_readers(tmp_path: Path) -> None:
     with pytest.raises(SyscallError) as info:
         _fs.read_text(tmp_path / "gone")
     assert info.value.errno == errno.ENOENT and "gone" in str(info.value)
+
+
+def test_old_cgroup_names_warn_and_name_the_one_parser() -> None:
+    import nsprim.cgroup
+    import nsprim.cgroup.procfs
+    from nsprim.fs import mountinfo
+
+    for module, name, new in [
+        (nsprim.cgroup, "CgroupEntry", CGroupMembership),
+        (nsprim.cgroup, "MountEntry", mountinfo.MountInfo),
+        (nsprim.cgroup, "parse_mountinfo", mountinfo.parse_mountinfo),
+        (nsprim.cgroup.procfs, "unescape_mount_field", mountinfo.unescape),
+    ]:
+        with pytest.warns(DeprecationWarning, match=f"{module.__name__}.{name} is deprecated"):
+            assert getattr(module, name) is new
+    with pytest.raises(AttributeError):
+        nsprim.cgroup.no_such_name  # noqa: B018

@@ -73,3 +73,11 @@ def test_mounted_context_and_errors(tmp_path: Path) -> None:
         from nsprim.fs.mount import private_root
 
         private_root("shared")
+
+
+@pytest.mark.parametrize("odd", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_parse_mountinfo_ends_lines_at_newline_only(odd: str) -> None:
+    # the kernel escapes only space, tab, newline and backslash: other separators str.splitlines knows are a name's own
+    text = f"41 36 0:45 / /x{odd}y rw - tmpfs tmp{odd}fs rw\n42 36 0:46 / /z rw - tmpfs tmpfs rw\n"
+    first, second = parse_mountinfo(text)
+    assert (first.mount_point, first.source, second.mount_point) == (f"/x{odd}y", f"tmp{odd}fs", "/z")

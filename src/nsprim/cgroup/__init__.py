@@ -15,13 +15,15 @@ force for it, and :func:`meminfo_view` renders a ``/proc/meminfo`` that
 reflects a group's limit.
 """
 
+from typing import TYPE_CHECKING
+
 from nsprim.cgroup.events import MemoryEvents
 from nsprim.cgroup.group import ROOT, CGroup
 from nsprim.cgroup.host import CGroupMode, Controller, Hierarchy, HostInfo, host_info
 from nsprim.cgroup.limits import EffectiveLimits, limits
 from nsprim.cgroup.meminfo import meminfo_view
 from nsprim.cgroup.naming import validate_name
-from nsprim.cgroup.procfs import CgroupEntry, MountEntry, parse_mountinfo, parse_proc_cgroup
+from nsprim.cgroup.procfs import CGroupMembership, deprecated_name, parse_proc_cgroup
 from nsprim.cgroup.resources import (
     CpuResources,
     CpusetResources,
@@ -55,12 +57,17 @@ from nsprim.cgroup.units import (
 from nsprim.errors import CGroupBusyError, CGroupTimeoutError
 from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
 
+if TYPE_CHECKING:  # the deprecated names, for type checkers (at run time: __getattr__ below)
+    from nsprim.cgroup.procfs import CgroupEntry as CgroupEntry
+    from nsprim.cgroup.procfs import MountEntry as MountEntry
+    from nsprim.cgroup.procfs import parse_mountinfo as parse_mountinfo
+
 __all__ = [
     "CGroup",
     "CGroupBusyError",
     "CGroupMode",
     "CGroupTimeoutError",
-    "CgroupEntry",
+    "CGroupMembership",
     "Controller",
     "CpuResources",
     "CpuStats",
@@ -77,7 +84,6 @@ __all__ = [
     "MemoryEvents",
     "MemoryResources",
     "MemoryStats",
-    "MountEntry",
     "PidsResources",
     "PidsStats",
     "Pressure",
@@ -92,10 +98,14 @@ __all__ = [
     "meminfo_view",
     "parse_cpuset",
     "parse_limit",
-    "parse_mountinfo",
     "parse_proc_cgroup",
     "parse_size",
     "shares_to_weight",
     "validate_name",
     "weight_to_shares",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # old names (CgroupEntry, and the mount table's, now nsprim.fs.mountinfo's) for one release, with a warning
+    return deprecated_name(__name__, name)

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
-from nsprim.cgroup.procfs import CgroupEntry, MountEntry, parse_mountinfo, parse_proc_cgroup
+from nsprim.cgroup.procfs import CGroupMembership, parse_proc_cgroup
 from nsprim.errors import ConfigError, SyscallError
+from nsprim.fs.mountinfo import MountInfo, parse_mountinfo
 
 __all__ = [
     "CGroupMode",
@@ -238,21 +239,21 @@ def hierarchies(mountinfo: str | None = None) -> tuple[Hierarchy, ...]:
     *mountinfo* is the text to parse; by default ``/proc/self/mountinfo``.
     """
     text = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     result: list[Hierarchy] = []
     for entry in parse_mountinfo(text):
-        if entry.fs_type not in ("cgroup", "cgroup2"):
+        if entry.fstype not in ("cgroup", "cgroup2"):
             continue
-        if entry.device in seen:
+        if (entry.major, entry.minor) in seen:
             continue
-        seen.add(entry.device)
+        seen.add((entry.major, entry.minor))
         result.append(_hierarchy(entry, read_controllers=mountinfo is None))
     return tuple(result)
 
 
-def _hierarchy(entry: MountEntry, *, read_controllers: bool) -> Hierarchy:
+def _hierarchy(entry: MountInfo, *, read_controllers: bool) -> Hierarchy:
     mount_point = Path(entry.mount_point)
-    if entry.fs_type == "cgroup2":
+    if entry.fstype == "cgroup2":
         controllers = read_v2_controllers(mount_point) if read_controllers else frozenset()
         return Hierarchy(2, mount_point, entry.root, controllers, hierarchy_id=0)
     v1: set[Controller] = set()
@@ -277,7 +278,7 @@ def process_cgroups(
     return tuple((h, path) for h in hs if (path := _match(h, entries)) is not None)
 
 
-def _match(h: Hierarchy, entries: list[CgroupEntry]) -> str | None:
+def _match(h: Hierarchy, entries: list[CGroupMembership]) -> str | None:
     if h.version == 2:
         return next((e.path for e in entries if e.is_unified), None)
     wanted = {c.v1_name for c in h.controllers}

@@ -1,42 +1,24 @@
-"""Parsers for ``/proc/<pid>/mountinfo`` and ``/proc/<pid>/cgroup``.
+"""The parser for ``/proc/<pid>/cgroup``: where a process sits in each hierarchy.
 
-Pure functions on text, so they can be tested without a kernel; the readers
-that feed them live in :mod:`nsprim.cgroup.host`.
+A pure function on text, so it can be tested without a kernel; the reader
+that feeds it lives in :mod:`nsprim.cgroup.host`, and the mount table it is
+matched against is :mod:`nsprim.fs.mountinfo`'s.
 """
 
 from __future__ import annotations
 
-import re
+import warnings
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING
 
 from nsprim.errors import ConfigError
+from nsprim.fs import mountinfo
 
-__all__ = ["MountEntry", "CgroupEntry", "parse_mountinfo", "parse_proc_cgroup", "unescape_mount_field"]
-
-
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of ``/proc/<pid>/mountinfo`` (only the fields cgroup code needs).
-
-    ``root`` is the path inside the file system that is mounted (for a cgroup
-    mount: the cgroup that appears as the mount point), ``super_options`` the
-    per-superblock options (for cgroup v1: the controllers of the hierarchy).
-    """
-
-    mount_id: int
-    parent_id: int
-    device: str
-    root: str
-    mount_point: str
-    options: tuple[str, ...]
-    fs_type: str
-    source: str
-    super_options: tuple[str, ...]
+__all__ = ["CGroupMembership", "parse_proc_cgroup"]
 
 
 @dataclass(frozen=True)
-class CgroupEntry:
+class CGroupMembership:
     """One line of ``/proc/<pid>/cgroup``: ``hierarchy_id:controllers:path``.
 
     For cgroup v2 ``hierarchy_id`` is 0 and ``controllers`` empty.  ``path``
@@ -53,52 +35,13 @@ class CgroupEntry:
         return self.hierarchy_id == 0 and not self.controllers
 
 
-_ESCAPE_RE: Final = re.compile(r"\\([0-7]{3})")
-
-
-def unescape_mount_field(field: str) -> str:
-    r"""Undo the kernel's octal escaping of space, tab, newline and backslash (``\040`` -> ``" "``)."""
-    return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), field)
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """Parse the text of a mountinfo file; malformed lines raise :class:`ConfigError`."""
-    entries: list[MountEntry] = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-", 6)
-            mount_id, parent_id = int(fields[0]), int(fields[1])
-            device, root, mount_point, options = fields[2], fields[3], fields[4], fields[5]
-            fs_type, source = fields[sep + 1], fields[sep + 2]
-            super_options = fields[sep + 3] if len(fields) > sep + 3 else ""
-        except (ValueError, IndexError) as exc:
-            raise ConfigError(f"mountinfo line {lineno} is malformed: `{line}`", what="mountinfo") from exc
-        entries.append(
-            MountEntry(
-                mount_id=mount_id,
-                parent_id=parent_id,
-                device=device,
-                root=unescape_mount_field(root),
-                mount_point=unescape_mount_field(mount_point),
-                options=tuple(options.split(",")),
-                fs_type=unescape_mount_field(fs_type),
-                source=unescape_mount_field(source),
-                super_options=tuple(o for o in super_options.split(",") if o),
-            )
-        )
-    return entries
-
-
-def parse_proc_cgroup(text: str) -> list[CgroupEntry]:
+def parse_proc_cgroup(text: str) -> list[CGroupMembership]:
     """Parse the text of ``/proc/<pid>/cgroup``; malformed lines raise :class:`ConfigError`.
 
     The path may itself contain ``:``; only the first two are separators.
     A trailing ``" (deleted)"`` (a removed cgroup) is kept as part of the path.
     """
-    entries: list[CgroupEntry] = []
+    entries: list[CGroupMembership] = []
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line:
             continue
@@ -106,5 +49,31 @@ def parse_proc_cgroup(text: str) -> list[CgroupEntry]:
         if len(parts) != 3 or not parts[0].isdigit() or not parts[2].startswith("/"):
             raise ConfigError(f"/proc/<pid>/cgroup line {lineno} is malformed: `{line}`", what="cgroup")
         controllers = tuple(c for c in parts[1].split(",") if c)
-        entries.append(CgroupEntry(int(parts[0]), controllers, parts[2]))
+        entries.append(CGroupMembership(int(parts[0]), controllers, parts[2]))
     return entries
+
+
+if TYPE_CHECKING:  # the deprecated names, for type checkers (at run time: __getattr__ below)
+    CgroupEntry = CGroupMembership
+    MountEntry = mountinfo.MountInfo
+    parse_mountinfo = mountinfo.parse_mountinfo
+    unescape_mount_field = mountinfo.unescape
+
+
+def deprecated_name(module: str, name: str) -> object:
+    """The object an old name of the cgroup layer stood for, with a :class:`DeprecationWarning`."""
+    moved: dict[str, tuple[object, str]] = {
+        "CgroupEntry": (CGroupMembership, "nsprim.cgroup.CGroupMembership"),
+        "MountEntry": (mountinfo.MountInfo, "nsprim.fs.mountinfo.MountInfo"),
+        "parse_mountinfo": (mountinfo.parse_mountinfo, "nsprim.fs.mountinfo.parse_mountinfo"),
+        "unescape_mount_field": (mountinfo.unescape, "nsprim.fs.mountinfo.unescape"),
+    }
+    if name not in moved:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    obj, new = moved[name]
+    warnings.warn(f"{module}.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+    return obj
+
+
+def __getattr__(name: str) -> object:
+    return deprecated_name(__name__, name)

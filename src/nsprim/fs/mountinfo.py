@@ -85,9 +85,13 @@ class MountInfo:
 
 
 def parse_mountinfo(text: str) -> list[MountInfo]:
-    """Parse the text of a mountinfo file."""
+    r"""Parse the text of a mountinfo file; a malformed line raises :class:`~nsprim.errors.ConfigError`.
+
+    Lines end at ``\n`` only: the kernel escapes newlines in names but not
+    other control characters (a vertical tab or form feed is a name's own).
+    """
     out = []
-    for line in text.splitlines():
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         fields = line.split(" ")
@@ -112,7 +116,7 @@ def parse_mountinfo(text: str) -> list[MountInfo]:
                 )
             )
         except (ValueError, IndexError) as exc:
-            raise ConfigError(f"malformed mountinfo line: {line!r}", what="mountinfo") from exc
+            raise ConfigError(f"mountinfo line {lineno} is malformed: `{line}`", what="mountinfo") from exc
     return out
 
 
