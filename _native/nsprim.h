@@ -40,6 +40,8 @@ int nsp_mount_setattr(int dfd, const char *path, unsigned int flags,
 int nsp_openat2(int dfd, const char *path, unsigned long long flags,
                 unsigned long long mode, unsigned long long resolve);
 int nsp_close_range(unsigned int first, unsigned int last, unsigned int flags);
+int nsp_inotify_init1(int flags);
+int nsp_inotify_add_watch(int fd, const char *path, uint32_t mask);
 
 /* Which of the modern interfaces this kernel has (probed once). */
 int nsp_have_clone3(void);

@@ -99,6 +99,10 @@ int nsp_close_range(unsigned int first, unsigned int last, unsigned int flags)
     RET(syscall(__NR_close_range, first, last, flags));
 }
 
+int nsp_inotify_init1(int flags) { RET(inotify_init1(flags)); }
+
+int nsp_inotify_add_watch(int fd, const char *path, uint32_t mask) { RET(inotify_add_watch(fd, path, mask)); }
+
 int nsp_have_clone3(void)
 {
     static int cached = -1;

@@ -40,6 +40,8 @@ __all__ = [
     "mount_setattr",
     "openat2",
     "close_range",
+    "inotify_init1",
+    "inotify_add_watch",
     "have_clone3",
     "have_new_mount_api",
     "netns_new",
@@ -116,6 +118,9 @@ class C:
     RESOLVE_IN_ROOT: Final[int] = lib.RESOLVE_IN_ROOT
 
     CLOSE_RANGE_CLOEXEC: Final[int] = lib.CLOSE_RANGE_CLOEXEC
+    IN_MODIFY: Final[int] = lib.IN_MODIFY
+    IN_CLOEXEC: Final[int] = lib.IN_CLOEXEC
+    IN_NONBLOCK: Final[int] = lib.IN_NONBLOCK
     NS_GET_USERNS: Final[int] = lib.NS_GET_USERNS
     NS_GET_PARENT: Final[int] = lib.NS_GET_PARENT
     NS_GET_NSTYPE: Final[int] = lib.NS_GET_NSTYPE
@@ -276,6 +281,16 @@ def openat2(dfd: int, path: PathArg, flags: int, mode: int = 0, resolve: int = 0
 def close_range(first: int, last: int, flags: int = 0) -> None:
     """close_range(2)."""
     check(lib.nsp_close_range(first, last, flags), "close_range")
+
+
+def inotify_init1(flags: int = 0) -> int:
+    """inotify_init1(2): a new inotify descriptor (``C.IN_CLOEXEC``, ``C.IN_NONBLOCK``)."""
+    return check(lib.nsp_inotify_init1(flags), "inotify_init1")
+
+
+def inotify_add_watch(fd: int, path: PathArg, mask: int) -> int:
+    """inotify_add_watch(2): watch *path* for the events in *mask*; returns the watch descriptor."""
+    return check(lib.nsp_inotify_add_watch(fd, to_bytes(path), mask), "inotify_add_watch", path)
 
 
 def have_clone3() -> bool:

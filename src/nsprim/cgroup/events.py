@@ -3,14 +3,12 @@
 cgroup v2 notifies ``inotify`` watchers when ``cgroup.events`` or
 ``memory.events`` change, so waits there cost nothing while idle.  cgroup
 v1 files do not notify; waits on them poll with a short interval.  inotify
-is reached through libc with :mod:`ctypes` (the standard library has no
-binding); if that fails the code polls.
+is reached through the C core (:func:`nsprim._sys.inotify_init1`); where it
+fails (no descriptors left, a file that cannot be watched) the code polls.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import select
@@ -20,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from nsprim import _sys
+from nsprim._sys import C
 from nsprim.cgroup import _fs
 from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
-from nsprim.errors import CGroupTimeoutError
+from nsprim.errors import CGroupTimeoutError, SyscallError
 
 __all__ = [
     "MemoryEvents",
@@ -34,9 +34,6 @@ __all__ = [
     "wait_oom_kill",
 ]
 
-_IN_MODIFY: Final = 0x00000002
-_IN_CLOEXEC: Final = 0o2000000
-_IN_NONBLOCK: Final = 0o4000
 _POLL_INTERVAL_V1: Final = 0.01
 _POLL_INTERVAL_MAX: Final = 0.25
 
@@ -59,27 +56,6 @@ class MemoryEvents:
     under_oom: bool | None = None
 
 
-class _Libc:
-    """Lazily bound inotify functions of the C library (None when unavailable)."""
-
-    _lib: ctypes.CDLL | None = None
-    _failed = False
-
-    @classmethod
-    def get(cls) -> ctypes.CDLL | None:
-        if cls._lib is None and not cls._failed:
-            try:
-                lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-                lib.inotify_init1.argtypes = [ctypes.c_int]
-                lib.inotify_init1.restype = ctypes.c_int
-                lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-                lib.inotify_add_watch.restype = ctypes.c_int
-                cls._lib = lib
-            except (OSError, AttributeError):
-                cls._failed = True
-        return cls._lib
-
-
 class FileWatcher:
     """Block until one of some files is modified (inotify), or a timeout passes.
 
@@ -90,16 +66,16 @@ class FileWatcher:
     def __init__(self, paths: Iterable[Path]) -> None:
         self._fd = -1
         self.active = False
-        lib = _Libc.get()
-        if lib is None:
+        try:
+            self._fd = _sys.inotify_init1(C.IN_CLOEXEC | C.IN_NONBLOCK)
+        except SyscallError:
             return
-        fd = lib.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
-        if fd < 0:
-            return
-        self._fd = fd
         for p in paths:
-            if lib.inotify_add_watch(fd, os.fsencode(p), _IN_MODIFY) >= 0:
-                self.active = True
+            try:
+                _sys.inotify_add_watch(self._fd, p, C.IN_MODIFY)
+            except SyscallError:
+                continue
+            self.active = True
 
     def __enter__(self) -> FileWatcher:
         return self
