@@ -83,8 +83,9 @@ except ImportError:  # running from a checkout without an install
 import _harness as h  # after the path set-up above
 
 from nsprim.cgroup import ROOT, CGroup
+from nsprim.cgroup.host import cached_host_info
 from nsprim.container import Container, WarmContainer
-from nsprim.container.build import _default_security, cached_host_info
+from nsprim.container.build import _default_security
 
 PAYLOAD = "/bin/true"
 MEMORY = "64M"

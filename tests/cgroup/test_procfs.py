@@ -149,3 +149,13 @@ def test_old_cgroup_names_warn_and_name_the_one_parser() -> None:
             assert getattr(module, name) is new
     with pytest.raises(AttributeError):
         nsprim.cgroup.no_such_name  # noqa: B018
+
+
+def test_the_host_info_cache_lives_in_the_cgroup_layer() -> None:
+    from nsprim.cgroup.host import cached_host_info, host_info
+    from nsprim.container import build
+
+    first = cached_host_info()
+    assert cached_host_info() is first  # same mount namespace, within seconds: not read again
+    assert first.hierarchies == host_info().hierarchies
+    assert build.cached_host_info is cached_host_info  # the container layer's old name is the same function

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from nsprim.cgroup.events import MemoryEvents
 from nsprim.cgroup.group import ROOT, CGroup
-from nsprim.cgroup.host import CGroupMode, Controller, Hierarchy, HostInfo, host_info
+from nsprim.cgroup.host import CGroupMode, Controller, Hierarchy, HostInfo, cached_host_info, host_info
 from nsprim.cgroup.limits import EffectiveLimits, limits
 from nsprim.cgroup.meminfo import meminfo_view
 from nsprim.cgroup.naming import validate_name
@@ -93,6 +93,7 @@ __all__ = [
     "Stats",
     "format_cpuset",
     "format_size",
+    "cached_host_info",
     "host_info",
     "limits",
     "meminfo_view",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,7 @@ __all__ = [
     "Hierarchy",
     "HostInfo",
     "host_info",
+    "cached_host_info",
     "hierarchies",
     "process_cgroups",
 ]
@@ -315,3 +317,20 @@ def host_info(pid: int | None = None) -> HostInfo:
             available = read_v2_controllers(d)
             enabled = read_v2_controllers(d, "cgroup.subtree_control")
     return HostInfo(mode, hs, pid if pid is not None else os.getpid(), cgroups, available, enabled)
+
+
+_cache: dict[str, tuple[int, float, HostInfo]] = {}
+
+
+def cached_host_info() -> HostInfo:
+    """:func:`host_info` of the caller, read again only when its mount namespace
+    changes or after a few seconds: parsing mountinfo for every container
+    would cost more than the rest of the Python side of starting it."""
+    ino = os.stat("/proc/self/ns/mnt").st_ino
+    hit = _cache.get("info")
+    now = time.monotonic()
+    if hit is not None and hit[0] == ino and now - hit[1] < 5.0:
+        return hit[2]
+    info = host_info()
+    _cache["info"] = (ino, now, info)
+    return info

@@ -11,7 +11,6 @@ costs no Python plan work beyond its prefix.
 from __future__ import annotations
 
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import _sys
 from .._sys import C
 from ..cgroup import CGroup
-from ..cgroup.host import HostInfo, host_info
+from ..cgroup.host import cached_host_info
 from ..idmap import IdMap, write_id_maps
 from ..lowlevel import ParentAction
 from ..namespace import Namespace, NamespaceType
@@ -75,23 +74,6 @@ class ChildPlan:
     def steps(self) -> tuple[Step, ...]:
         """All steps, in the order the child runs them."""
         return (*self.prefix.steps, *self.body.steps)
-
-
-_host_info_cache: dict[str, tuple[int, float, HostInfo]] = {}
-
-
-def cached_host_info() -> HostInfo:
-    """The host's cgroup hierarchies, read again only when the mount namespace
-    changes or after a few seconds: parsing mountinfo for every container
-    would cost more than the rest of the Python side of starting it."""
-    ino = os.stat("/proc/self/ns/mnt").st_ino
-    hit = _host_info_cache.get("info")
-    now = time.monotonic()
-    if hit is not None and hit[0] == ino and now - hit[1] < 5.0:
-        return hit[2]
-    info = host_info()
-    _host_info_cache["info"] = (ino, now, info)
-    return info
 
 
 def _id_maps(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:

@@ -147,7 +147,7 @@ def _cgroup_fs_steps(root: Path, *, userns: bool, hierarchies: tuple[Path, ...])
     inside see its limits and nothing of the host's other groups.  ``/sys``
     is a fresh sysfs here, with no image symlinks to follow.
     """
-    from .build import cached_host_info
+    from ..cgroup.host import cached_host_info
 
     base = root / "sys/fs/cgroup"
     every = [h for h in cached_host_info().hierarchies if h.version == 2 or h.controllers]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .._sys import watcher
 from ..cgroup import ROOT, CGroup, CGroupBusyError, Resources, Stats, format_size
 from ..cgroup.delegation import delegated_parent
-from ..cgroup.host import HostInfo
+from ..cgroup.host import HostInfo, cached_host_info
 from ..errors import (
     ConfigError,
     NsprimError,
@@ -41,7 +41,7 @@ from ..lowlevel import start
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import DEVNULL, PIPE, Process
 from ..spawning import open_streams
-from .build import ChildPlan, _id_maps, build_plan, cached_host_info
+from .build import ChildPlan, _id_maps, build_plan
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView, view_directory
 from .rootfs import host_dirs
