@@ -42,9 +42,11 @@ from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets
 from .spawning import run, spawn
 
 if TYPE_CHECKING:
-    from .cgroup import CGroup, Resources, limits
+    from .cgroup import CGroup, Resources
+    from .cgroup.limits import limits  # the function (nsprim.cgroup.limits is also a module)
     from .container import Container
-    from .fs.layers import ContainerRoot, Image, Layer, LayerStore, apply_layer, commit, extract_layer
+    from .fs.layers import ContainerRoot, Image, Layer, LayerStore, apply_layer, extract_layer
+    from .fs.layers.commit import commit  # the function (nsprim.fs.layers.commit is also a module)
     from .fs.mount import MountFlags
     from .fs.mountinfo import MountInfo, mountinfo
     from .fs.overlay import OverlayMount, OverlayOptions

@@ -192,6 +192,9 @@ class NativeLib(Protocol):
     RESOLVE_BENEATH: int
     RESOLVE_IN_ROOT: int
     CLOSE_RANGE_CLOEXEC: int
+    IN_MODIFY: int
+    IN_CLOEXEC: int
+    IN_NONBLOCK: int
     NS_GET_USERNS: int
     NS_GET_PARENT: int
     NS_GET_NSTYPE: int
