@@ -63,7 +63,6 @@ __all__ = [
     "WHITEOUT_PREFIX",
     "OPAQUE_MARKER",
     "UnsafeTarEntryError",
-    "LayerStats",
     "extract_layer",
     "apply_layer",
     "clean_name",
