@@ -41,18 +41,24 @@ def freezer_of(group: CGroup, version: int | None = None) -> tuple[int, Path]:
     )
 
 
+def wait_event(directory: Path, key: str, value: int, *, timeout: float | None, what: str) -> None:
+    """Wait until ``cgroup.events`` of the v2 group *directory* says *key* is *value* (an absent key reads 0)."""
+    events = directory / "cgroup.events"
+    wait_until(
+        lambda: _fs.read_keyed(events).get(key, 0) == value,
+        timeout=timeout,
+        what=what,
+        path=directory,
+        notify=[events],
+    )
+
+
 def freeze(group: CGroup, timeout: float | None, version: int | None = None) -> None:
     """Freeze *group* and wait until the kernel reports it frozen."""
     v, d = freezer_of(group, version)
     if v == 2:
         _fs.write_text(d / "cgroup.freeze", "1")
-        wait_until(
-            lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 1,
-            timeout=timeout,
-            what="the group to freeze",
-            path=d,
-            notify=[d / "cgroup.events"],
-        )
+        wait_event(d, "frozen", 1, timeout=timeout, what="the group to freeze")
         return
 
     def frozen() -> bool:
@@ -70,13 +76,7 @@ def thaw(group: CGroup, timeout: float | None, version: int | None = None) -> No
     v, d = freezer_of(group, version)
     if v == 2:
         _fs.write_text(d / "cgroup.freeze", "0")
-        wait_until(
-            lambda: _fs.read_keyed(d / "cgroup.events").get("frozen") == 0,
-            timeout=timeout,
-            what="the group to thaw",
-            path=d,
-            notify=[d / "cgroup.events"],
-        )
+        wait_event(d, "frozen", 0, timeout=timeout, what="the group to thaw")
         return
     _fs.write_text(d / "freezer.state", "THAWED")
     wait_until(
@@ -104,13 +104,7 @@ def kill(group: CGroup, sig: int, timeout: float | None, use_cgroup_kill: bool =
     deadline = None if timeout is None else time.monotonic() + timeout
     if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
         _fs.write_text(u / "cgroup.kill", "1")
-        wait_until(
-            lambda: not _fs.read_keyed(u / "cgroup.events").get("populated", 0),
-            timeout=timeout,
-            what="the group to be empty",
-            path=u,
-            notify=[u / "cgroup.events"],
-        )
+        wait_event(u, "populated", 0, timeout=timeout, what="the group to be empty")
         if not group.procs(recursive=True):
             return
         # Left only in v1 hierarchies (single threads moved there on a hybrid host): use the loop below.

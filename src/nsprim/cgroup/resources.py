@@ -170,29 +170,23 @@ class CpusetResources:
 
     def __post_init__(self) -> None:
         if self.cpus is not None:
-            cpus = parse_cpuset(self.cpus, "cpuset.cpus")
-            if not cpus:
-                raise ConfigError("cpuset.cpus: the empty set would leave the group unable to run", what="cpuset.cpus")
-            online = _online("/sys/devices/system/cpu/online")
-            if online is not None and not set(cpus) <= set(online):
-                raise ConfigError(
-                    f"cpuset.cpus: `{self.cpus}` names CPUs the host does not have online "
-                    f"(online: `{format_cpuset(online)}`)",
-                    what="cpuset.cpus",
-                )
-            _set(self, "cpus", format_cpuset(cpus))
+            cpus = _online_set(self.cpus, "cpus", "cpu", "unable to run", "CPUs the host does not have online")
+            _set(self, "cpus", cpus)
         if self.mems is not None:
-            mems = parse_cpuset(self.mems, "cpuset.mems")
-            if not mems:
-                raise ConfigError("cpuset.mems: the empty set would leave the group no memory", what="cpuset.mems")
-            online = _online("/sys/devices/system/node/online")
-            if online is not None and not set(mems) <= set(online):
-                raise ConfigError(
-                    f"cpuset.mems: `{self.mems}` names memory nodes the host does not have "
-                    f"(online: `{format_cpuset(online)}`)",
-                    what="cpuset.mems",
-                )
-            _set(self, "mems", format_cpuset(mems))
+            mems = _online_set(self.mems, "mems", "node", "no memory", "memory nodes the host does not have")
+            _set(self, "mems", mems)
+
+
+def _online_set(text: str, name: str, sysfs: str, if_empty: str, if_offline: str) -> str:
+    """``cpuset.<name>`` *text* in canonical form; not empty, and within ``/sys/devices/system/<sysfs>/online``."""
+    field = f"cpuset.{name}"
+    items = parse_cpuset(text, field)
+    if not items:
+        raise ConfigError(f"{field}: the empty set would leave the group {if_empty}", what=field)
+    online = _online(f"/sys/devices/system/{sysfs}/online")
+    if online is not None and not set(items) <= set(online):
+        raise ConfigError(f"{field}: `{text}` names {if_offline} (online: `{format_cpuset(online)}`)", what=field)
+    return format_cpuset(items)
 
 
 def _online(path: str) -> tuple[int, ...] | None:
