@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _sys
-from .._sys import C
 from ..cgroup import CGroup
 from ..cgroup.host import cached_host_info
-from ..idmap import IdMap, write_id_maps
+from ..idmap import IdMap
 from ..lowlevel import ParentAction
 from ..namespace import Namespace, NamespaceType
 from ..plan import (
@@ -31,22 +30,17 @@ from ..plan import (
     Init,
     InterfaceUp,
     KeepFd,
-    Mount,
     Plan,
-    SetGid,
-    SetGroups,
     SetHostname,
     SetNs,
     SetRlimit,
     SetSid,
-    SetUid,
     Step,
     Sync,
     Umask,
-    Unshare,
     WriteFile,
 )
-from ..spawning import join_namespaces
+from ..spawning import credential_steps, id_map_writer, join_namespaces, namespace_steps
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView
 from .rootfs import root_steps
@@ -82,26 +76,6 @@ def _id_maps(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:
     if cfg.uid_map or cfg.gid_map:
         return cfg.uid_map, cfg.gid_map
     return IdMap.single(0, os.geteuid()), IdMap.single(0, os.getegid())
-
-
-def _become_root_inside(uid_map: IdMap | None, gid_map: IdMap | None) -> list[Step]:
-    """Switch to uid and gid 0 of the new user namespace, once its maps are written.
-
-    The child keeps its parent's ids across the clone: host root's 0 is unmapped under a
-    subordinate range (``0 100000 65536``), and whatever it makes on a file system of the
-    namespace (the tmpfs of the root's mount points) would have an owner with no id there
-    (EOVERFLOW).  As root of the namespace it keeps every capability in it.  Groups first
-    (setgroups needs the old gid's privilege, and is denied to a rootless parent's child),
-    then the gid, the uid last.
-    """
-    steps: list[Step] = []
-    if os.geteuid() == 0:
-        steps.append(SetGroups(()))
-    if gid_map is not None and gid_map.to_outside(0) is not None:
-        steps.append(SetGid(0))
-    if uid_map is not None and uid_map.to_outside(0) is not None:
-        steps.append(SetUid(0))
-    return steps
 
 
 def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
@@ -141,18 +115,25 @@ def _body(
     *prepared*: the child joins a mount namespace in which the first part of
     the root is already made (:func:`prepare_plan`), instead of a new one.
     """
+    create = set(cfg.namespaces)
+    uid_map, gid_map = _id_maps(cfg)
+    # As root of a new user namespace from its maps on: host root's 0 is unmapped under a
+    # subordinate range, and what the setup makes there (the tmpfs of the root's mount points)
+    # would have an owner with no id in it (EOVERFLOW).
+    ns = namespace_steps(
+        create,
+        joined,
+        uid_map=uid_map,
+        gid_map=gid_map,
+        deny_setgroups=os.geteuid() != 0,
+        become_root=True,
+        unshare_cgroup=cgroup_by_write,  # after joining the group, so that it is the namespace's root
+        private_root=cfg.root is None,  # (RootFS starts with this itself)
+    )
     # Out of the caller's session first: a payload sharing it could push keystrokes
     # into the caller's terminal (TIOCSTI), as runc and crun also prevent.
-    steps: list[Step] = [SetSid()]
-    create = set(cfg.namespaces)
-    clone_types = set(create) - {NamespaceType.TIME}
-    if NamespaceType.CGROUP in create and cgroup_by_write:
-        # Only after joining the group, so that it is the namespace's root.
-        clone_types.discard(NamespaceType.CGROUP)
-    uid_map, gid_map = _id_maps(cfg)
-    if (uid_map, gid_map) != (None, None):
-        steps.append(Sync("the parent writes the id maps"))
-        steps += _become_root_inside(uid_map, gid_map)
+    steps: list[Step] = [SetSid(), *ns.maps]
+    clone_flags = ns.clone_flags
     if cfg.network is Network.VETH and NamespaceType.NET in create:
         steps.append(Sync("the parent links the veth pair"))
     security = cfg.security if cfg.security is not None else _default_security()
@@ -162,14 +143,8 @@ def _body(
         # setup or open its /proc/<pid>/exe), but only after the parent wrote
         # the id maps: a rootless parent cannot write a non-dumpable child's.
         steps += security.prologue()
-    steps += join_namespaces(joined)[0]
-    if NamespaceType.CGROUP in create and NamespaceType.CGROUP not in clone_types:
-        steps.append(Unshare(C.CLONE_NEWCGROUP))
-    if NamespaceType.TIME in create:
-        steps.append(Unshare(C.CLONE_NEWTIME))
+    steps += ns.enter
     if NamespaceType.MNT in create:
-        if cfg.root is None:  # (RootFS starts with this itself)
-            steps.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
         userns = NamespaceType.USER in create
         part: Literal["all", "finish"] = "finish" if prepared else "all"
         idmapped = idmapped_mounts(cfg, state, uid_map, gid_map) if not prepared else ()
@@ -177,7 +152,7 @@ def _body(
             cfg, state, userns=userns, proc_view=proc_view, hierarchies=hierarchies, part=part, idmapped=idmapped
         )
         if prepared:
-            clone_types.discard(NamespaceType.MNT)
+            clone_flags &= ~NamespaceType.MNT.flag
     if cfg.hostname is not None:
         steps.append(SetHostname(cfg.hostname))
     if cfg.network in (Network.NONE, Network.VETH) and NamespaceType.NET in create:
@@ -198,16 +173,13 @@ def _body(
     else:
         if cfg.umask is not None:
             steps.append(Umask(cfg.umask))
-        if cfg.groups or os.geteuid() == 0:
-            steps.append(SetGroups(cfg.groups))
-        steps.append(SetGid(cfg.gid))
-        steps.append(SetUid(cfg.uid))
+        steps += credential_steps(cfg.uid, cfg.gid, cfg.groups if (cfg.groups or os.geteuid() == 0) else None)
     # chdir as the user the payload runs as, as runc does.
     steps.append(Chdir(cfg.cwd))
     env = dict(cfg.env)
     search = env.get("PATH", "/usr/bin:/bin")
     steps.append(Exec(cfg.argv[0], list(cfg.argv), env, search, search_owner="the container's PATH"))
-    return Plan(tuple(steps)), NamespaceType.mask(clone_types)
+    return Plan(tuple(steps)), clone_flags
 
 
 _BODY_CACHE: OrderedDict[tuple[Any, ...], tuple[Plan, int]] = OrderedDict()
@@ -287,15 +259,14 @@ def build_plan(
     actions: list[ParentAction] = []
     uid_map, gid_map = _id_maps(cfg)
     if uid_map is not None or gid_map is not None:
-        um, gm = uid_map, gid_map
+        um, gm, at = uid_map, gid_map, state
         idmapped = idmapped_mounts(cfg, state, uid_map, gid_map) if not prepared else ()
 
-        def maps(pid: int) -> None:
-            write_id_maps(pid, um, gm, deny_setgroups=os.geteuid() != 0)
-            if idmapped and state is not None:  # the child's state tmpfs with them, before it goes on
-                attach_idmapped(pid, state, idmapped, um, gm)
+        def attach(pid: int) -> None:  # the child's state tmpfs with the maps, before it goes on
+            if idmapped and at is not None:
+                attach_idmapped(pid, at, idmapped, um, gm)
 
-        actions.append(maps)
+        actions.append(id_map_writer(uid_map, gid_map, deny_setgroups=os.geteuid() != 0, then=attach))
     if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:
         if veth is None:  # (a caller that removes no pair: the kernel does, with the namespace)
             from .running import state_dir
