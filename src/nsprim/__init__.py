@@ -39,7 +39,6 @@ from .namespace import (
 )
 from .plan import Plan
 from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets
-from .spawning import run, spawn
 
 if TYPE_CHECKING:
     from .cgroup import CGroup, Resources
@@ -52,10 +51,13 @@ if TYPE_CHECKING:
     from .fs.overlay import OverlayMount, OverlayOptions
     from .fs.rootfs import Bind, RootFS, Tmpfs
     from .security import SecurityPolicy
+    from .spawning import run, spawn
 
-# The other primitives load on first use, so that `import nsprim` stays cheap
-# for the many programs that only spawn into namespaces.
+# Process creation and the other primitives load on first use, so that `import nsprim`
+# stays cheap: a program pays for what it calls.
 _LAZY = {
+    "spawn": "spawning",
+    "run": "spawning",
     "CGroup": "cgroup",
     "Resources": "cgroup",
     "limits": "cgroup",
