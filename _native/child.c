@@ -212,21 +212,6 @@ static int do_exec(const struct nsp_step *s)
     return seen_eacces ? -EACCES : -last;
 }
 
-static int do_pivot_root(const char *new_root)
-{
-    /* pivot_root(".", "."): the old root is stacked under the new one and
-     * detached right away, so no put_old directory is needed. */
-    if (chdir(new_root) < 0)
-        return -errno;
-    if (syscall(SYS_pivot_root, ".", ".") < 0)
-        return -errno;
-    if (umount2(".", MNT_DETACH) < 0)
-        return -errno;
-    if (chdir("/") < 0)
-        return -errno;
-    return 0;
-}
-
 static int do_write_file(const struct nsp_step *s)
 {
     int fd = open(s->path, O_WRONLY | O_CLOEXEC | ((s->flags & 1) ? O_CREAT | O_TRUNC : 0), 0644);
@@ -288,14 +273,10 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         return CHECK(setdomainname(s->str, strlen(s->str)));
     case NSP_STEP_MOUNT:
         return CHECK(mount(s->path, s->path2, s->str, (unsigned long)s->a, s->str2));
-    case NSP_STEP_UMOUNT:
-        return CHECK(umount2(s->path, (int)s->a));
     case NSP_STEP_MKDIR:
         if (mkdir(s->path, (mode_t)s->a) < 0 && !((s->flags & 1) && errno == EEXIST))
             return -errno;
         return 0;
-    case NSP_STEP_PIVOT_ROOT:
-        return do_pivot_root(s->path);
     case NSP_STEP_CHROOT:
         if (chroot(s->path) < 0)
             return -errno;
@@ -319,8 +300,6 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         return do_fdmap(ctx, s);
     case NSP_STEP_SETSID:
         return CHECK(setsid());
-    case NSP_STEP_SETCTTY:
-        return CHECK(ioctl((int)s->a, TIOCSCTTY, 0));
     case NSP_STEP_PDEATHSIG:
         return CHECK(prctl(PR_SET_PDEATHSIG, (unsigned long)s->a, 0, 0, 0));
     case NSP_STEP_NO_NEW_PRIVS:
@@ -334,16 +313,6 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     case NSP_STEP_UMASK:
         umask((mode_t)s->a);
         return 0;
-    case NSP_STEP_SYMLINK:
-        if (symlink(s->path, s->path2) < 0 && !((s->flags & 1) && errno == EEXIST))
-            return -errno;
-        return 0;
-    case NSP_STEP_MKNOD:
-        if (mknod(s->path, (mode_t)s->a, (dev_t)s->b) < 0 && !((s->flags & 1) && errno == EEXIST))
-            return -errno;
-        return 0;
-    case NSP_STEP_CLOSE_FD:
-        return CHECK(close((int)s->a));
     case NSP_STEP_EXEC:
         /* The caller's signal mask comes back only now: until here no
          * handler of the parent's may run in the child. */
@@ -363,8 +332,6 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         int r = nsp_child_become_init(ctx->report_fd, ctx->sync_fd);
         return r;
     }
-    case NSP_STEP_MASK:
-        return nsp_child_mask(s->path);
     case NSP_STEP_MOUNT_IN_ROOT:
         return nsp_root_mount(&ctx->root, s, &ctx->part);
     case NSP_STEP_CREATE_IN_ROOT:

@@ -34,19 +34,6 @@ int nsp_child_ifup(const char *name)
     return ret;
 }
 
-/* ---- NSP_STEP_MASK ---------------------------------------------------------- */
-
-int nsp_child_mask(const char *path)
-{
-    if (mount("/dev/null", path, NULL, MS_BIND, NULL) == 0)
-        return 0;
-    if (errno != ENOTDIR && errno != EISDIR)
-        return -errno;
-    if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=000") < 0)
-        return -errno;
-    return 0;
-}
-
 /* ---- NSP_STEP_TERMINAL ------------------------------------------------------ */
 
 static int open_slave(int master)

@@ -18,10 +18,6 @@ int nsp_child_ifup(const char *name);
  * the fork fails. */
 int nsp_child_become_init(int report_fd, int sync_fd);
 
-/* NSP_STEP_MASK: make `path` unreadable: /dev/null bound over a file, an
- * empty read-only tmpfs over a directory.  Returns 0 or -errno. */
-int nsp_child_mask(const char *path);
-
 /* For the monitor: kill the members of cgroup directory `dir` and remove it
  * (the watcher's way); remove the directory tree at `path` (one file system). */
 void nsp_cgroup_kill_remove(const char *dir);

@@ -60,9 +60,7 @@ enum nsp_step_kind {
     NSP_STEP_SETDOMAINNAME,   /* str                                           */
     NSP_STEP_MOUNT,           /* path = source, path2 = target, str = fstype,
                                  a = flags, str2 = data                        */
-    NSP_STEP_UMOUNT,          /* path = target, a = flags                      */
     NSP_STEP_MKDIR,           /* path, a = mode; flags & 1: ok if it exists    */
-    NSP_STEP_PIVOT_ROOT,      /* path = new root; old root detached            */
     NSP_STEP_CHROOT,          /* path                                          */
     NSP_STEP_CHDIR,           /* path                                          */
     NSP_STEP_WRITE_FILE,      /* path, str = contents, a = length              */
@@ -74,14 +72,10 @@ enum nsp_step_kind {
                                  NSP_MAX_FDMAP_PAIRS pairs); then all
                                  other fds >= 3 become close-on-exec          */
     NSP_STEP_SETSID,
-    NSP_STEP_SETCTTY,         /* a = fd                                        */
     NSP_STEP_PDEATHSIG,       /* a = signal                                    */
     NSP_STEP_NO_NEW_PRIVS,
     NSP_STEP_RLIMIT,          /* a = resource, b = soft, c = hard              */
     NSP_STEP_UMASK,           /* a = mask                                      */
-    NSP_STEP_SYMLINK,         /* path = target, path2 = link path              */
-    NSP_STEP_MKNOD,           /* path, a = mode, b = dev                       */
-    NSP_STEP_CLOSE_FD,        /* a = fd                                        */
     NSP_STEP_EXEC,            /* path = file (searched in str = PATH if no
                                  '/'), strv = argv, strv2 = envp              */
     NSP_STEP_DUMPABLE,        /* a = 0 or 1: prctl(PR_SET_DUMPABLE)           */
@@ -93,8 +87,6 @@ enum nsp_step_kind {
     NSP_STEP_INIT,            /* fork: the parent stays as pid 1, reaping
                                  zombies and forwarding signals; the child
                                  runs the remaining steps (fork mode only)   */
-    NSP_STEP_MASK,            /* path: hide it (bind /dev/null over a file,
-                                 an empty read-only tmpfs over a directory)  */
     NSP_STEP_MOUNT_IN_ROOT,   /* mount with the target resolved inside the root
                                  strv[0] (see rootfs.h for all fields)        */
     NSP_STEP_CREATE_IN_ROOT,  /* mkdir/mknod/symlink/file inside root strv[0] */

@@ -39,9 +39,7 @@ __all__ = [
     "SetHostname",
     "SetDomainname",
     "Mount",
-    "Umount",
     "Mkdir",
-    "PivotRoot",
     "Chroot",
     "Chdir",
     "WriteFile",
@@ -50,18 +48,13 @@ __all__ = [
     "SetUid",
     "FdMap",
     "SetSid",
-    "SetCtty",
     "ParentDeathSignal",
     "NoNewPrivs",
     "SetRlimit",
     "Umask",
-    "Symlink",
-    "Mknod",
-    "CloseFd",
     "Exec",
     "InterfaceUp",
     "Init",
-    "Mask",
 ]
 
 
@@ -220,22 +213,6 @@ class Mount(Step):
 
 
 @dataclass(frozen=True)
-class Umount(Step):
-    """umount2(2) in the child."""
-
-    target: StrPath
-    flags: int = 0
-    operation: ClassVar[str] = "umount"
-
-    @property
-    def path(self) -> str | None:
-        return os.fspath(self.target)
-
-    def lower(self) -> RawStep:
-        return RawStep(StepKind.UMOUNT, a=self.flags, path=to_bytes(self.target))
-
-
-@dataclass(frozen=True)
 class Mkdir(Step):
     """mkdir(2) in the child; *exist_ok* accepts an existing entry."""
 
@@ -250,21 +227,6 @@ class Mkdir(Step):
 
     def lower(self) -> RawStep:
         return RawStep(StepKind.MKDIR, flags=int(self.exist_ok), a=self.mode, path=to_bytes(self.target))
-
-
-@dataclass(frozen=True)
-class PivotRoot(Step):
-    """Make *new_root* the root; the old root is detached (``pivot_root(".", ".")``)."""
-
-    new_root: StrPath
-    operation: ClassVar[str] = "pivot_root"
-
-    @property
-    def path(self) -> str | None:
-        return os.fspath(self.new_root)
-
-    def lower(self) -> RawStep:
-        return RawStep(StepKind.PIVOT_ROOT, path=to_bytes(self.new_root))
 
 
 @dataclass(frozen=True)
@@ -401,17 +363,6 @@ class SetSid(Step):
 
 
 @dataclass(frozen=True)
-class SetCtty(Step):
-    """Make the terminal on *fd* the controlling terminal (TIOCSCTTY)."""
-
-    fd: int = 0
-    operation: ClassVar[str] = "ioctl TIOCSCTTY"
-
-    def lower(self) -> RawStep:
-        return RawStep(StepKind.SETCTTY, a=self.fd)
-
-
-@dataclass(frozen=True)
 class ParentDeathSignal(Step):
     """PR_SET_PDEATHSIG: the signal the child gets when its parent thread dies."""
 
@@ -457,55 +408,6 @@ class Umask(Step):
 
     def lower(self) -> RawStep:
         return RawStep(StepKind.UMASK, a=self.mask)
-
-
-@dataclass(frozen=True)
-class Symlink(Step):
-    """symlink(2): *link* pointing at *target*."""
-
-    target: str
-    link: StrPath
-    exist_ok: bool = False
-    operation: ClassVar[str] = "symlink"
-
-    @property
-    def path(self) -> str | None:
-        return os.fspath(self.link)
-
-    def describe(self) -> str:
-        return f"symlink `{os.fspath(self.link)}` -> `{self.target}`"
-
-    def lower(self) -> RawStep:
-        return RawStep(StepKind.SYMLINK, flags=int(self.exist_ok), path=self.target.encode(), path2=to_bytes(self.link))
-
-
-@dataclass(frozen=True)
-class Mknod(Step):
-    """mknod(2): a device node (*mode* includes the file type bits)."""
-
-    target: StrPath
-    mode: int
-    device: int = 0
-    exist_ok: bool = False
-    operation: ClassVar[str] = "mknod"
-
-    @property
-    def path(self) -> str | None:
-        return os.fspath(self.target)
-
-    def lower(self) -> RawStep:
-        return RawStep(StepKind.MKNOD, flags=int(self.exist_ok), a=self.mode, b=self.device, path=to_bytes(self.target))
-
-
-@dataclass(frozen=True)
-class CloseFd(Step):
-    """close(2) one descriptor in the child."""
-
-    fd: int
-    operation: ClassVar[str] = "close"
-
-    def lower(self) -> RawStep:
-        return RawStep(StepKind.CLOSE_FD, a=self.fd)
 
 
 @dataclass(frozen=True)
@@ -605,24 +507,6 @@ class Init(Step):
 
     def lower(self) -> RawStep:
         return RawStep(StepKind.INIT)
-
-
-@dataclass(frozen=True)
-class Mask(Step):
-    """Hide *target*: ``/dev/null`` over a file, an empty read-only tmpfs over a directory.
-
-    A missing *target* is skipped (kernels differ in what ``/proc`` holds).
-    """
-
-    target: StrPath
-    operation: ClassVar[str] = "mask"
-
-    @property
-    def path(self) -> str | None:
-        return os.fspath(self.target)
-
-    def lower(self) -> RawStep:
-        return RawStep(StepKind.MASK, flags=OPTIONAL, path=to_bytes(self.target))
 
 
 @dataclass(frozen=True)

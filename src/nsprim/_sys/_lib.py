@@ -85,9 +85,7 @@ class NativeLib(Protocol):
     NSP_STEP_SETHOSTNAME: int
     NSP_STEP_SETDOMAINNAME: int
     NSP_STEP_MOUNT: int
-    NSP_STEP_UMOUNT: int
     NSP_STEP_MKDIR: int
-    NSP_STEP_PIVOT_ROOT: int
     NSP_STEP_CHROOT: int
     NSP_STEP_CHDIR: int
     NSP_STEP_WRITE_FILE: int
@@ -96,21 +94,16 @@ class NativeLib(Protocol):
     NSP_STEP_SETRESUID: int
     NSP_STEP_FDMAP: int
     NSP_STEP_SETSID: int
-    NSP_STEP_SETCTTY: int
     NSP_STEP_PDEATHSIG: int
     NSP_STEP_NO_NEW_PRIVS: int
     NSP_STEP_RLIMIT: int
     NSP_STEP_UMASK: int
-    NSP_STEP_SYMLINK: int
-    NSP_STEP_MKNOD: int
-    NSP_STEP_CLOSE_FD: int
     NSP_STEP_EXEC: int
     NSP_STEP_DUMPABLE: int
     NSP_STEP_CAPS: int
     NSP_STEP_SECCOMP: int
     NSP_STEP_IFUP: int
     NSP_STEP_INIT: int
-    NSP_STEP_MASK: int
     NSP_STEP_MOUNT_IN_ROOT: int
     NSP_STEP_CREATE_IN_ROOT: int
     NSP_STEP_ENTER_ROOT: int
