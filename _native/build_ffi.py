@@ -41,8 +41,10 @@ ffibuilder.set_source(
     include_dirs=[str(HERE)],
     define_macros=[("NSPRIM_VERSION", f'"{_version()}"')],
     # No variable-length arrays: child code may run on a vfork child's small stack, in the caller's frame.
+    # A switch on an enum without a default must name every value (run_step's on the step kinds).
     extra_compile_args=[
         "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing", "-Werror=vla",
+        "-Werror=switch",
     ],  # fmt: skip
     # The file also runs as a program, the detached containers' monitor (monitor_image.c).
     extra_link_args=["-Wl,-e,nsp_monitor_entry"],

@@ -60,17 +60,19 @@ enum nsp_step_kind {
     NSP_STEP_SETDOMAINNAME,   /* str                                           */
     NSP_STEP_MOUNT,           /* path = source, path2 = target, str = fstype,
                                  a = flags, str2 = data                        */
-    NSP_STEP_MKDIR,           /* path, a = mode; flags & 1: ok if it exists    */
+    NSP_STEP_MKDIR,           /* path, a = mode; flags: NSP_MKDIR_*            */
     NSP_STEP_CHROOT,          /* path                                          */
     NSP_STEP_CHDIR,           /* path                                          */
-    NSP_STEP_WRITE_FILE,      /* path, str = contents, a = length              */
+    NSP_STEP_WRITE_FILE,      /* path, str = contents, a = length; flags:
+                                 NSP_WRITE_FILE_*                              */
     NSP_STEP_SETGROUPS,       /* ints[nints] (gid_t bit patterns), nints at
                                  most NSP_MAX_GROUPS                          */
     NSP_STEP_SETRESGID,       /* a = gid, 0..NSP_MAX_ID                        */
     NSP_STEP_SETRESUID,       /* a = uid, 0..NSP_MAX_ID                        */
     NSP_STEP_FDMAP,           /* ints = src0, dst0, src1, dst1, ... (at most
                                  NSP_MAX_FDMAP_PAIRS pairs); then all
-                                 other fds >= 3 become close-on-exec          */
+                                 other fds >= 3 become close-on-exec (unless
+                                 flags has NSP_FDMAP_KEEP_OTHERS)             */
     NSP_STEP_SETSID,
     NSP_STEP_PDEATHSIG,       /* a = signal                                    */
     NSP_STEP_NO_NEW_PRIVS,
@@ -90,7 +92,7 @@ enum nsp_step_kind {
     NSP_STEP_MOUNT_IN_ROOT,   /* mount with the target resolved inside the root
                                  strv[0] (see rootfs.h for all fields)        */
     NSP_STEP_CREATE_IN_ROOT,  /* mkdir/mknod/symlink/file inside root strv[0] */
-    NSP_STEP_ENTER_ROOT,      /* path: pivot_root (flags 1: or chroot), detach */
+    NSP_STEP_ENTER_ROOT,      /* path: pivot_root, detach (NSP_ENTER_ROOT_*)  */
     NSP_STEP_MOUNT_FS,        /* new mount API: str = fstype, strv = params,
                                  path2 = target, a = MOUNT_ATTR_* flags       */
     NSP_STEP_KEEP_FD,         /* path: open it (O_RDONLY | b) and leave the
@@ -105,8 +107,71 @@ enum nsp_step_kind {
                                  is then closed                              */
 };
 
-/* In any step's flags: a missing path (ENOENT) is not a failure. */
-#define NSP_STEP_OPTIONAL 256
+/* The bits of nsp_step.flags, by step kind: the child refuses (EINVAL) a
+ * step with a bit its kind does not know, so that a bit meant for another
+ * kind never means something by accident.  Enums, not macros: this header is
+ * also the cdef Python reads them from. */
+enum nsp_step_flag {
+    /* MOUNT, MKDIR, CHROOT, CHDIR, WRITE_FILE, KEEP_FD and the root steps
+     * (MOUNT_IN_ROOT, CREATE_IN_ROOT, ENTER_ROOT, MOUNT_FS): a missing path
+     * (ENOENT) is not a failure. */
+    NSP_STEP_OPTIONAL = 256
+};
+
+enum nsp_mkdir_flag {
+    NSP_MKDIR_EXIST_OK = 1       /* an existing entry is fine                  */
+};
+
+enum nsp_write_file_flag {
+    NSP_WRITE_FILE_CREATE = 1    /* O_CREAT | O_TRUNC (default: it must exist) */
+};
+
+enum nsp_fdmap_flag {
+    NSP_FDMAP_KEEP_OTHERS = 1    /* leave the other fds >= 3 as they are       */
+};
+
+/* NSP_STEP_ENTER_ROOT; neither: pivot_root, the old root detached. */
+enum nsp_enter_root_flag {
+    NSP_ENTER_ROOT_FALLBACK = 1, /* pivot_root, else move + chroot when the root
+                                    cannot be pivoted (an initramfs)           */
+    NSP_ENTER_ROOT_CHROOT = 2    /* move + chroot only (not with FALLBACK)     */
+};
+
+/* MOUNT_IN_ROOT and CREATE_IN_ROOT (see rootfs.h). */
+enum nsp_root_flag {
+    NSP_ROOT_MKDIR = 1,          /* MOUNT: create the target (and parents) as a
+                                    directory                                  */
+    NSP_ROOT_MKFILE = 2,         /* MOUNT: create the target as an empty file;
+                                    with MKDIR: whichever the bind source is   */
+    NSP_ROOT_SRC_IN_ROOT = 4,    /* MOUNT: the source is a path inside the root */
+    NSP_ROOT_MASK = 8,           /* MOUNT: hide the target: bind `path` (the
+                                    null device, checked) over a file, an empty
+                                    read-only tmpfs over a directory           */
+    NSP_ROOT_NOFOLLOW = 16,      /* both: refuse any symlink on the way
+                                    (default: follow them, inside the root)    */
+    NSP_ROOT_EXIST_OK = 32       /* CREATE: an existing entry is fine          */
+};
+
+/* The phases of NSP_STEP_CAPS (0 means BOUNDING | SETS).  A switch to a
+ * non-root uid clears the permitted, effective and ambient sets, so a plan
+ * that changes uid runs the step twice:
+ *   BOUNDING | KEEP   before setgroups/setresgid/setresuid (which still need
+ *                     CAP_SETGID/CAP_SETUID), keeping the permitted set;
+ *   SETS | CLAMP      after the switch: capset and the ambient set.          */
+enum nsp_caps_flag {
+    NSP_CAPS_BOUNDING = 1,       /* drop every bounding cap not in the set     */
+    NSP_CAPS_KEEP = 2,           /* prctl(PR_SET_KEEPCAPS, 1) for a uid switch */
+    NSP_CAPS_SETS = 4,           /* capset E/P/I, reset and raise ambient,
+                                    PR_SET_KEEPCAPS back to 0                 */
+    NSP_CAPS_CLAMP = 8           /* ask only for what the process can have
+                                    (runtime lacks a cap: skip it, not EPERM) */
+};
+
+/* NSP_STEP_SECCOMP's flags are the kernel's SECCOMP_FILTER_FLAG_* bits, which
+ * it checks itself; nsprim's own bits (OPTIONAL) are refused there. */
+enum nsp_seccomp_flag {
+    NSP_SECCOMP_KERNEL_FLAGS = 255
+};
 
 /* Bounds the child checks again (Python checks them first): the largest
  * uid/gid ((uid_t)-1 means "unchanged" to the kernel), the kernel's

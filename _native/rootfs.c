@@ -371,7 +371,9 @@ static int root_is_initramfs(void)
 
 int nsp_root_enter(const struct nsp_step *s)
 {
-    if (s->flags == 2)
+    if ((s->flags & NSP_ENTER_ROOT_CHROOT) && (s->flags & NSP_ENTER_ROOT_FALLBACK))
+        return -EINVAL;
+    if (s->flags & NSP_ENTER_ROOT_CHROOT)
         return move_and_chroot(s->path);
     if (chdir(s->path) < 0)
         return -errno;
@@ -379,7 +381,7 @@ int nsp_root_enter(const struct nsp_step *s)
      * detached at once: no put_old directory to create or remove. */
     if (syscall(SYS_pivot_root, ".", ".") < 0) {
         int err = errno;
-        if (s->flags == 1 && err == EINVAL && root_is_initramfs())
+        if ((s->flags & NSP_ENTER_ROOT_FALLBACK) && err == EINVAL && root_is_initramfs())
             return move_and_chroot(s->path);
         return -err;
     }

@@ -11,16 +11,8 @@
 
 #include "compat.h"
 
-/* Bits of nsp_step.flags for the in-root steps (NSP_STEP_OPTIONAL is 256). */
-#define NSP_ROOT_MKDIR 1        /* create the target (and parents) as a directory */
-#define NSP_ROOT_MKFILE 2       /* create the target as an empty file; with MKDIR:
-                                   whichever the bind source is                  */
-#define NSP_ROOT_SRC_IN_ROOT 4  /* the source is a path inside the root too       */
-#define NSP_ROOT_MASK 8         /* hide the target: bind `path` (/dev/null) over a
-                                   file, an empty read-only tmpfs over a dir      */
-#define NSP_ROOT_NOFOLLOW 16    /* refuse any symlink on the way (default: follow
-                                   symlinks, but only inside the root)            */
-#define NSP_ROOT_EXIST_OK 32    /* CREATE: an existing entry is fine              */
+/* The bits of nsp_step.flags for the in-root steps: enum nsp_root_flag
+ * (nsprim.h). */
 
 /* What consecutive in-root steps of one spawn share, so that each need not
  * open again what the one before had open.  It lives in the child's context,
@@ -67,8 +59,9 @@ int nsp_root_mount(struct nsp_root_cache *c, const struct nsp_step *s, int *part
 int nsp_root_create(struct nsp_root_cache *c, const struct nsp_step *s, int *part);
 
 /* NSP_STEP_ENTER_ROOT: path = new root (a mount point).  flags 0: pivot_root,
- * the old root detached; 1: pivot_root, falling back to move + chroot when the
- * root cannot be pivoted (an initramfs); 2: move + chroot only. */
+ * the old root detached; NSP_ENTER_ROOT_FALLBACK: pivot_root, falling back to
+ * move + chroot when the root cannot be pivoted (an initramfs);
+ * NSP_ENTER_ROOT_CHROOT: move + chroot only. */
 int nsp_root_enter(const struct nsp_step *s);
 
 /* NSP_STEP_MOUNT_FS: the new mount API.  str = fstype; strv = "key=value" or

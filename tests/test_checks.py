@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import nsprim
 import nsprim.lowlevel
 from nsprim import IdMap, IdRange
+from nsprim._sys import C
 from nsprim._sys import spawn as raw
 from nsprim.checks import NGROUPS_MAX, UTS_NAME_MAX, check_env, check_groups, check_id, check_uts_name
 from nsprim.container import Container, ContainerConfig
@@ -201,6 +202,46 @@ def test_c_refuses_what_python_would(step: raw.RawStep) -> None:
     plan = Plan((_Raw(step), Exec("/bin/true", ["true"])))
     with pytest.raises(StepError) as exc:
         nsprim.lowlevel.start(plan)
+    assert exc.value.errno == errno.EINVAL and exc.value.index == 0
+
+
+_NO = b"/nonexistent/nsprim-flag-test"
+
+
+@requires_root
+@pytest.mark.parametrize(
+    "step",
+    [
+        raw.RawStep(raw.StepKind.MKDIR, flags=2, path=b"/tmp"),  # EXIST_OK is 1
+        raw.RawStep(raw.StepKind.WRITE_FILE, flags=2, path=b"/dev/null"),
+        raw.RawStep(raw.StepKind.FDMAP, flags=raw.FdMapFlag.KEEP_OTHERS << 1),
+        raw.RawStep(raw.StepKind.CHDIR, flags=raw.MkdirFlag.EXIST_OK, path=b"/"),  # another kind's bit
+        raw.RawStep(raw.StepKind.SETSID, flags=raw.OPTIONAL),  # no path to miss
+        raw.RawStep(raw.StepKind.SECCOMP, flags=raw.OPTIONAL, a=1, str=b"\x06\0\0\0\0\0\xff\x7f"),
+        raw.RawStep(raw.StepKind.CAPS, flags=raw.CapsFlag.CLAMP << 1, ints=(0,) * 10),
+        # (paths that do not exist: ENOENT, were a bit let through)
+        raw.RawStep(raw.StepKind.ENTER_ROOT, flags=raw.EnterRootFlag.FALLBACK | raw.EnterRootFlag.CHROOT, path=_NO),
+        raw.RawStep(raw.StepKind.ENTER_ROOT, flags=4, path=_NO),
+        raw.RawStep(raw.StepKind.CREATE_IN_ROOT, flags=raw.RootFlag.MASK, a=0o40755, path2=b"/x", strv=(_NO,)),
+        raw.RawStep(raw.StepKind.MOUNT_IN_ROOT, flags=raw.RootFlag.EXIST_OK, path2=b"/x", strv=(_NO,)),
+        raw.RawStep(raw.StepKind.MOUNT_IN_ROOT, flags=1 << 30, path2=b"/x", strv=(_NO,)),
+    ],
+)
+def test_c_refuses_a_flag_the_kind_does_not_know(step: raw.RawStep) -> None:
+    """Each kind takes only its own bits: an unknown one is EINVAL before the step does anything."""
+    plan = Plan((_Raw(step), Exec("/bin/true", ["true"])))
+    with pytest.raises(StepError) as exc:
+        nsprim.start(plan, clone_flags=C.CLONE_NEWNS)
+    assert exc.value.errno == errno.EINVAL and exc.value.index == 0
+
+
+@requires_root
+def test_c_refuses_a_step_kind_it_does_not_have() -> None:
+    step = raw.RawStep(raw.StepKind.SYNC)
+    object.__setattr__(step, "kind", max(raw.StepKind) + 1)
+    plan = Plan((_Raw(step), Exec("/bin/true", ["true"])))
+    with pytest.raises(StepError) as exc:
+        nsprim.start(plan)
     assert exc.value.errno == errno.EINVAL and exc.value.index == 0
 
 

@@ -25,7 +25,17 @@ from typing import ClassVar
 
 from ._paths import StrPath, to_bytes
 from ._sys import C
-from ._sys.spawn import MAX_FDMAP_PAIRS, OPTIONAL, EncodedPlan, RawStep, StepKind, encode
+from ._sys.spawn import (
+    MAX_FDMAP_PAIRS,
+    OPTIONAL,
+    EncodedPlan,
+    FdMapFlag,
+    MkdirFlag,
+    RawStep,
+    StepKind,
+    WriteFileFlag,
+    encode,
+)
 from .checks import check_argv, check_env, check_groups, check_id, check_uts_name
 from .errors import ConfigError
 
@@ -226,7 +236,8 @@ class Mkdir(Step):
         return os.fspath(self.target)
 
     def lower(self) -> RawStep:
-        return RawStep(StepKind.MKDIR, flags=int(self.exist_ok), a=self.mode, path=to_bytes(self.target))
+        flags = MkdirFlag.EXIST_OK if self.exist_ok else 0
+        return RawStep(StepKind.MKDIR, flags=flags, a=self.mode, path=to_bytes(self.target))
 
 
 @dataclass(frozen=True)
@@ -273,7 +284,7 @@ class WriteFile(Step):
         return os.fspath(self.target)
 
     def lower(self) -> RawStep:
-        flags = int(self.create)
+        flags = WriteFileFlag.CREATE if self.create else 0
         return RawStep(StepKind.WRITE_FILE, flags=flags, a=len(self.data), path=to_bytes(self.target), str=self.data)
 
 
@@ -349,7 +360,7 @@ class FdMap(Step):
 
     def lower(self) -> RawStep:
         flat = tuple(x for pair in self.pairs for x in pair)
-        return RawStep(StepKind.FDMAP, flags=int(self.keep_others), ints=flat)
+        return RawStep(StepKind.FDMAP, flags=FdMapFlag.KEEP_OTHERS if self.keep_others else 0, ints=flat)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,22 @@ class NativeLib(Protocol):
     NSP_STEP_KEEP_FD: int
     NSP_STEP_TERMINAL: int
     NSP_STEP_OPTIONAL: int
+    NSP_MKDIR_EXIST_OK: int
+    NSP_WRITE_FILE_CREATE: int
+    NSP_FDMAP_KEEP_OTHERS: int
+    NSP_ENTER_ROOT_FALLBACK: int
+    NSP_ENTER_ROOT_CHROOT: int
+    NSP_ROOT_MKDIR: int
+    NSP_ROOT_MKFILE: int
+    NSP_ROOT_SRC_IN_ROOT: int
+    NSP_ROOT_MASK: int
+    NSP_ROOT_NOFOLLOW: int
+    NSP_ROOT_EXIST_OK: int
+    NSP_CAPS_BOUNDING: int
+    NSP_CAPS_KEEP: int
+    NSP_CAPS_SETS: int
+    NSP_CAPS_CLAMP: int
+    NSP_SECCOMP_KERNEL_FLAGS: int
     NSP_MAX_ID: int
     NSP_MAX_GROUPS: int
     NSP_MAX_FDMAP_PAIRS: int

@@ -29,6 +29,12 @@ __all__ = [
     "MAX_FDMAP_PAIRS",
     "StepKind",
     "StepPart",
+    "MkdirFlag",
+    "WriteFileFlag",
+    "FdMapFlag",
+    "EnterRootFlag",
+    "RootFlag",
+    "CapsFlag",
     "RawStep",
     "EncodedPlan",
     "SpawnHandles",
@@ -82,6 +88,57 @@ class StepKind(enum.IntEnum):
 OPTIONAL: int = lib.NSP_STEP_OPTIONAL  # a step flag: a missing path is no failure
 MAX_GROUPS: int = lib.NSP_MAX_GROUPS  # supplementary groups one SETGROUPS step may set (the kernel's NGROUPS_MAX)
 MAX_FDMAP_PAIRS: int = lib.NSP_MAX_FDMAP_PAIRS  # descriptors one FDMAP step may place
+
+# The bits of a step's flags, by kind (the enums of _native/nsprim.h): the child refuses (EINVAL) a bit
+# its kind does not know.  OPTIONAL goes with the kinds that act on a path.
+
+
+class MkdirFlag(enum.IntFlag):
+    """``StepKind.MKDIR``'s flags."""
+
+    EXIST_OK = lib.NSP_MKDIR_EXIST_OK  #: an existing entry is fine
+
+
+class WriteFileFlag(enum.IntFlag):
+    """``StepKind.WRITE_FILE``'s flags."""
+
+    CREATE = lib.NSP_WRITE_FILE_CREATE  #: create (and truncate) the file; else it must exist
+
+
+class FdMapFlag(enum.IntFlag):
+    """``StepKind.FDMAP``'s flags."""
+
+    KEEP_OTHERS = lib.NSP_FDMAP_KEEP_OTHERS  #: leave the other descriptors from 3 up as they are
+
+
+class EnterRootFlag(enum.IntFlag):
+    """``StepKind.ENTER_ROOT``'s flags; none: ``pivot_root``, the old root detached."""
+
+    FALLBACK = lib.NSP_ENTER_ROOT_FALLBACK  #: pivot_root, else move + chroot for an initramfs
+    CHROOT = lib.NSP_ENTER_ROOT_CHROOT  #: move + chroot only
+
+
+class RootFlag(enum.IntFlag):
+    """The flags of ``StepKind.MOUNT_IN_ROOT`` and ``CREATE_IN_ROOT`` (see ``_native/rootfs.h``)."""
+
+    MKDIR = lib.NSP_ROOT_MKDIR  #: mount: create a missing target as a directory
+    MKFILE = lib.NSP_ROOT_MKFILE  #: mount: as an empty file (with MKDIR: whichever the source is)
+    SRC_IN_ROOT = lib.NSP_ROOT_SRC_IN_ROOT  #: mount: the source is a path inside the root too
+    MASK = lib.NSP_ROOT_MASK  #: mount: hide the target
+    NOFOLLOW = lib.NSP_ROOT_NOFOLLOW  #: both: refuse any symlink on the way
+    EXIST_OK = lib.NSP_ROOT_EXIST_OK  #: create: an existing entry is fine
+
+
+class CapsFlag(enum.IntFlag):
+    """``StepKind.CAPS``'s phases (0: BOUNDING | SETS)."""
+
+    BOUNDING = lib.NSP_CAPS_BOUNDING
+    KEEP = lib.NSP_CAPS_KEEP
+    SETS = lib.NSP_CAPS_SETS
+    CLAMP = lib.NSP_CAPS_CLAMP
+
+
+SECCOMP_KERNEL_FLAGS: int = lib.NSP_SECCOMP_KERNEL_FLAGS  # SECCOMP's flags: the kernel's own, below OPTIONAL
 
 # Steps whose `str` is data of length `a`, not a C string.
 _BINARY_STR = frozenset({StepKind.WRITE_FILE, StepKind.SECCOMP})
@@ -154,7 +211,7 @@ class EncodedPlan:
         for i, step in enumerate(raw):
             s = steps[i]
             s.kind = int(step.kind)
-            s.flags = step.flags
+            s.flags = int(step.flags)
             s.a = step.a
             s.b = step.b
             s.c = step.c

@@ -23,20 +23,12 @@ from typing import ClassVar, Literal
 
 from .._paths import StrPath, to_bytes
 from .._sys import C
-from .._sys.spawn import OPTIONAL, RawStep, StepKind, StepPart
+from .._sys.spawn import OPTIONAL, EnterRootFlag, RawStep, RootFlag, StepKind, StepPart
 from ..plan import Step
 
 __all__ = ["MountInRoot", "CreateInRoot", "EnterRoot", "MountFs", "CreateMode"]
 
 CreateMode = Literal["none", "dir", "file", "auto"]
-
-# nsp_step.flags bits of the in-root steps (_native/rootfs.h)
-_MKDIR = 1
-_MKFILE = 2
-_SRC_IN_ROOT = 4
-_MASK = 8
-_NOFOLLOW = 16
-_EXIST_OK = 32
 
 
 def _inside(target: str) -> str:
@@ -116,9 +108,10 @@ class MountInRoot(Step):
         return self.describe()
 
     def lower(self) -> RawStep:
-        flags = {"none": 0, "dir": _MKDIR, "file": _MKFILE, "auto": _MKDIR | _MKFILE}[self.create]
-        flags |= (_SRC_IN_ROOT if self.source_in_root else 0) | (_MASK if self.mask else 0)
-        flags |= (0 if self.follow_symlinks else _NOFOLLOW) | (OPTIONAL if self.optional else 0)
+        create = {"none": 0, "dir": RootFlag.MKDIR, "file": RootFlag.MKFILE, "auto": RootFlag.MKDIR | RootFlag.MKFILE}
+        flags = create[self.create] | (RootFlag.SRC_IN_ROOT if self.source_in_root else 0)
+        flags |= (RootFlag.MASK if self.mask else 0) | (0 if self.follow_symlinks else RootFlag.NOFOLLOW)
+        flags |= OPTIONAL if self.optional else 0
         return RawStep(
             StepKind.MOUNT_IN_ROOT,
             flags=flags,
@@ -170,7 +163,7 @@ class CreateInRoot(Step):
         return self.describe()
 
     def lower(self) -> RawStep:
-        flags = (_EXIST_OK if self.exist_ok else 0) | (0 if self.follow_symlinks else _NOFOLLOW)
+        flags = (RootFlag.EXIST_OK if self.exist_ok else 0) | (0 if self.follow_symlinks else RootFlag.NOFOLLOW)
         return RawStep(
             StepKind.CREATE_IN_ROOT,
             flags=flags,
@@ -210,7 +203,7 @@ class EnterRoot(Step):
         return f"{verb} `{os.fspath(self.new_root)}`"
 
     def lower(self) -> RawStep:
-        flags = {"pivot_root": 0, "auto": 1, "chroot": 2}[self.method]
+        flags = {"pivot_root": 0, "auto": EnterRootFlag.FALLBACK, "chroot": EnterRootFlag.CHROOT}[self.method]
         return RawStep(StepKind.ENTER_ROOT, flags=flags, path=to_bytes(self.new_root))
 
 

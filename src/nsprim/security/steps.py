@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from .._sys.spawn import RawStep, StepKind
+from .._sys.spawn import CapsFlag, RawStep, StepKind
 from ..plan import NoNewPrivs, SetGid, SetGroups, SetRlimit, SetUid, Step, Umask
 from .capabilities import Capabilities, CapabilitySet
 from .errors import SecurityConfigError
@@ -36,12 +36,12 @@ __all__ = ["CapsPhase", "SetCapabilities", "LoadSeccomp", "SetDumpable", "Securi
 
 
 class CapsPhase(enum.IntFlag):
-    """What one :class:`SetCapabilities` step does (``NSP_CAPS_*`` in ``_native/security.h``)."""
+    """What one :class:`SetCapabilities` step does (``enum nsp_caps_flag`` in ``_native/nsprim.h``)."""
 
-    BOUNDING = 0x1  #: drop every bounding capability not in the set
-    KEEP = 0x2  #: PR_SET_KEEPCAPS: keep the permitted set across the coming uid switch
-    SETS = 0x4  #: capset effective/permitted/inheritable, then the ambient set
-    CLAMP = 0x8  #: skip capabilities the process itself lacks instead of failing
+    BOUNDING = CapsFlag.BOUNDING  #: drop every bounding capability not in the set
+    KEEP = CapsFlag.KEEP  #: PR_SET_KEEPCAPS: keep the permitted set across the coming uid switch
+    SETS = CapsFlag.SETS  #: capset effective/permitted/inheritable, then the ambient set
+    CLAMP = CapsFlag.CLAMP  #: skip capabilities the process itself lacks instead of failing
     ALL = BOUNDING | SETS | CLAMP
 
 
