@@ -231,7 +231,7 @@ def test_c_refuses_a_flag_the_kind_does_not_know(step: raw.RawStep) -> None:
     """Each kind takes only its own bits: an unknown one is EINVAL before the step does anything."""
     plan = Plan((_Raw(step), Exec("/bin/true", ["true"])))
     with pytest.raises(StepError) as exc:
-        nsprim.start(plan, clone_flags=C.CLONE_NEWNS)
+        nsprim.lowlevel.start(plan, clone_flags=C.CLONE_NEWNS)
     assert exc.value.errno == errno.EINVAL and exc.value.index == 0
 
 
@@ -241,7 +241,7 @@ def test_c_refuses_a_step_kind_it_does_not_have() -> None:
     object.__setattr__(step, "kind", max(raw.StepKind) + 1)
     plan = Plan((_Raw(step), Exec("/bin/true", ["true"])))
     with pytest.raises(StepError) as exc:
-        nsprim.start(plan)
+        nsprim.lowlevel.start(plan)
     assert exc.value.errno == errno.EINVAL and exc.value.index == 0
 
 
