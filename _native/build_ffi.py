@@ -29,7 +29,10 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
 
-SOURCES = ["syscalls.c", "spawn.c", "security.c", "container.c", "rootfs.c", "rootfs_mount.c", "netns.c", "child.c", "monitor.c", "monitor_image.c"]
+SOURCES = [
+    "syscalls.c", "spawn.c", "child.c", "rootfs.c", "rootfs_mount.c", "security.c", "init.c", "netif.c", "terminal.c",
+    "netns.c", "watcher.c", "monitor.c", "monitor_image.c",
+]  # fmt: skip
 
 ffibuilder = FFI()
 ffibuilder.cdef(_strip_comments((HERE / "nsprim.h").read_text()))

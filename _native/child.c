@@ -7,8 +7,10 @@
 
 #include <limits.h>
 
-#include "container.h"
+#include "init.h"
+#include "netif.h"
 #include "security.h"
+#include "terminal.h"
 
 #define CHECK(expr) ((expr) < 0 ? -errno : 0)
 

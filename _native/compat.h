@@ -173,6 +173,13 @@
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 
+/* fork(2) without glibc's fork(): that would run the atfork handlers of
+ * Python in a copy of a Python process. */
+static inline pid_t nsp_raw_fork(void)
+{
+    return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
+}
+
 #include "nsprim.h"
 
 #endif

@@ -36,15 +36,9 @@
 #include <time.h>
 
 #include "child.h" /* nsp_progress_map */
-#include "container.h"
+#include "watcher.h" /* nsp_cgroup_kill_remove, nsp_tree_remove */
 #include "monitor.h"
 
-
-static pid_t raw_fork(void)
-{
-    /* Not glibc's fork(): that would run the atfork handlers of Python. */
-    return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
-}
 
 static void write_all(int fd, const char *p, size_t len)
 {
@@ -385,10 +379,10 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     /* Double fork: the monitor is nobody's zombie, and not ours to reap. */
-    pid_t mid = raw_fork();
+    pid_t mid = nsp_raw_fork();
     if (mid == 0) {
         close(sv[0]);
-        pid_t m = raw_fork();
+        pid_t m = nsp_raw_fork();
         if (m == 0)
             monitor_main(spawn, mon, sv[1], &old, loader, res->progress);
         _exit(m < 0 ? 1 : 0);

@@ -48,11 +48,6 @@ struct blob_header {
 
 #ifdef NSP_MONITOR_IMAGE
 
-static pid_t raw_fork(void)
-{
-    return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
-}
-
 /* The PT_INTERP of the running program (the caller's interpreter binary). */
 static const char *program_interpreter(void)
 {
@@ -84,7 +79,7 @@ static int probe(const char *loader, const char *exe)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = raw_fork();
+    pid_t pid = nsp_raw_fork();
     if (pid == 0) {
         if (syscall(__NR_close_range, 3U, ~0U, 0U) < 0)
             for (int fd = 3; fd < 65536; fd++)

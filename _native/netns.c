@@ -8,7 +8,7 @@
  * loopback up, and goes back to its own, so that only that thread ever sits
  * in the new namespace and only for the duration of this call.
  */
-#include "container.h"
+#include "netif.h"
 
 int nsp_netns_new(int lo_up)
 {

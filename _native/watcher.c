@@ -1,198 +1,17 @@
 /*
- * Container support: interface up, a minimal pid 1, and the cleanup watcher.
- * Everything here runs in processes that are copies of a (possibly threaded)
- * Python program and never exec: only system calls, no allocation, no locks.
+ * The cleanup watcher: a process, not a child of its owner, that outlives it.
+ * The owner registers cgroups, processes and directories over a pipe; when
+ * the owner dies (its pidfd becomes readable) the watcher kills and removes
+ * them.  The monitor of detached containers uses its removal functions too.
+ * A copy of a (possibly threaded) Python process that never execs: system
+ * calls only, no malloc, no locks.
  */
-#include "container.h"
+#include "watcher.h"
 
 #include <dirent.h>
-#include <net/if.h>
 #include <poll.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <time.h>
-
-/* ---- NSP_STEP_IFUP --------------------------------------------------------- */
-
-int nsp_child_ifup(const char *name)
-{
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int ret = 0;
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
-        ret = -errno;
-    } else if (!(ifr.ifr_flags & IFF_UP)) {
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-            ret = -errno;
-    }
-    close(fd);
-    return ret;
-}
-
-/* ---- NSP_STEP_TERMINAL ------------------------------------------------------ */
-
-static int open_slave(int master)
-{
-    /* TIOCGPTPEER (4.13+) opens the peer of this very master: no path
-     * lookup in /dev/pts that a payload could have prepared. */
-    int fd = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (fd >= 0 || (errno != EINVAL && errno != ENOTTY))
-        return fd < 0 ? -errno : fd;
-    unsigned int n;
-    if (ioctl(master, TIOCGPTN, &n) < 0)
-        return -errno;
-    char path[32] = "/dev/pts/";
-    char digits[12];
-    int len = 0;
-    do {
-        digits[len++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n && len < (int)sizeof digits);
-    char *p = path + 9;
-    while (len > 0)
-        *p++ = digits[--len];
-    *p = '\0';
-    fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
-static int send_fd(int sock, int fd)
-{
-    char byte = 't';
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    for (;;) {
-        ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-        if (n == 1)
-            return 0;
-        if (n < 0 && errno == EINTR)
-            continue;
-        return n < 0 ? -errno : -EPROTO;
-    }
-}
-
-static int terminal_setup(int sock, int master, long long uid, long long gid)
-{
-    struct winsize ws;
-    ssize_t got;
-    /* The parent wrote the size before the clone: never waits. */
-    do
-        got = recv(sock, &ws, sizeof ws, MSG_DONTWAIT);
-    while (got < 0 && errno == EINTR);
-    if (got < 0)
-        return -errno;
-    if (got != (ssize_t)sizeof ws)
-        return -EPROTO;
-    int unlock = 0;
-    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
-        return -errno;
-    int slave = open_slave(master);
-    if (slave < 0)
-        return slave;
-    int r = 0;
-    if ((ws.ws_row || ws.ws_col) && ioctl(slave, TIOCSWINSZ, &ws) < 0)
-        r = -errno;
-    /* The payload's own terminal, as a login gives it one. */
-    if (r == 0 && (uid >= 0 || gid >= 0) && fchown(slave, (uid_t)uid, (gid_t)gid) < 0)
-        r = -errno;
-    if (r == 0)
-        r = send_fd(sock, master);
-    /* With an init the payload is its child, in its session: a session of
-     * its own then, since only a session leader may take a terminal. */
-    if (r == 0 && getsid(0) != getpid() && setsid() < 0)
-        r = -errno;
-    if (r == 0 && ioctl(slave, TIOCSCTTY, 0) < 0)
-        r = -errno;
-    for (int fd = 0; r == 0 && fd < 3; fd++)
-        if (fd == slave ? fcntl(fd, F_SETFD, 0) < 0 : dup3(slave, fd, 0) < 0)
-            r = -errno;
-    if (slave > 2)
-        close(slave);
-    return r;
-}
-
-int nsp_child_terminal(int sock, long long uid, long long gid)
-{
-    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (master < 0)
-        return -errno;
-    int r = terminal_setup(sock, master, uid, gid);
-    close(master);
-    close(sock);
-    return r;
-}
-
-/* ---- NSP_STEP_INIT ---------------------------------------------------------- */
-
-static pid_t raw_fork(void)
-{
-    /* Not glibc's fork(): that would run the atfork handlers of Python. */
-    return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
-}
-
-int nsp_child_become_init(int report_fd, int sync_fd)
-{
-    pid_t payload = raw_fork();
-    if (payload < 0)
-        return -errno;
-    if (payload == 0)
-        return 0;
-
-    if (report_fd >= 0)
-        close(report_fd);
-    if (sync_fd >= 0)
-        close(sync_fd);
-    prctl(PR_SET_NAME, (unsigned long)"nsprim-init", 0, 0, 0);
-
-    /* Every signal is blocked since clone: take them synchronously. */
-    sigset_t all;
-    sigfillset(&all);
-    for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&all, &si);
-        if (sig < 0) {
-            if (errno == EINTR)
-                continue;
-            _exit(127);
-        }
-        if (sig != SIGCHLD) {
-            kill(payload, sig); /* forward; the payload decides */
-            continue;
-        }
-        for (;;) {
-            int status;
-            pid_t p = waitpid(-1, &status, WNOHANG);
-            if (p <= 0)
-                break;
-            if (p == payload) {
-                /* Leaving pid 1 ends the namespace: the kernel kills the rest. */
-                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-            }
-        }
-    }
-}
-
-/* ---- the cleanup watcher ------------------------------------------------------ */
 
 /* What the owner registered, oldest first, packed in one anonymous mapping
  * that grows (mremap) as needed: no fixed limit, and no malloc in a copy of a
@@ -573,9 +392,9 @@ int nsp_watcher_start(int *register_fd)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     /* Double fork: the watcher is nobody's zombie and outlives us. */
-    pid_t mid = raw_fork();
+    pid_t mid = nsp_raw_fork();
     if (mid == 0) {
-        pid_t w = raw_fork();
+        pid_t w = nsp_raw_fork();
         if (w == 0) {
             /* Keep only the pidfd (as 3) and the pipe (as 4): an inherited
              * pipe end would keep someone else waiting for EOF. */
