@@ -121,7 +121,7 @@ def start(
             steps = (*head, *plan.steps)
             if report.died:
                 # Silence is no exec: the child ended during its setup (the OOM killer, say).
-                at = steps[report.index] if 0 <= report.index < len(steps) else None
+                at = _died_at(report, steps, prefix, plan)
                 raise ChildDiedError(at, report.index, signal=sig, exit_status=status)
             step = _reported_step(report, steps, prefix, plan)
             cls = ExecutableNotFoundError if isinstance(step, Exec) and report.errno == errno.ENOENT else StepError
@@ -150,6 +150,14 @@ def _reported_step(report: _spawn.Report, steps: Sequence[Step], prefix: Plan | 
         detail=f"spawn: the child reported a failure of step {report.index}, of kind {report.kind}, "
         f"which does not match the plan ({known})",
     )
+
+
+def _died_at(report: _spawn.Report, steps: Sequence[Step], prefix: Plan | None, plan: Plan) -> Step | None:
+    """The step a child that died was at (its progress record), or None if the record's kind is not that step's."""
+    kinds = (*(prefix.encoded.kinds if prefix is not None else ()), *plan.encoded.kinds)
+    if 0 <= report.index < len(steps) and kinds[report.index] == report.kind:
+        return steps[report.index]
+    return None
 
 
 def _step_durations(ns: Sequence[int]) -> tuple[float, ...]:

@@ -23,7 +23,7 @@ from nsprim.fs.mountinfo import parse_mountinfo
 from nsprim.fs.overlay import OverlayMount
 from nsprim.fs.rootfs import RootFS, Tmpfs, tmpfs_size_max
 from nsprim.fs.steps import CreateInRoot, MountFs, MountInRoot
-from nsprim.lowlevel import _reported_step
+from nsprim.lowlevel import _died_at, _reported_step
 from nsprim.plan import Chdir, Plan, Step
 
 from ..conftest import requires_root, run_as_nobody
@@ -175,6 +175,13 @@ def test_a_report_that_does_not_match_its_step_is_refused() -> None:
     with pytest.raises(SyscallError, match=r"no such step"):
         _reported_step(Report(3, int(StepKind.CHDIR), errno.ENOENT), plan.steps, None, plan)
     assert _reported_step(Report(0, int(StepKind.CHDIR), errno.ENOENT), plan.steps, None, plan) == Chdir("/")
+
+
+def test_a_death_record_names_its_step_only_when_the_kinds_agree() -> None:
+    plan = Plan((Chdir("/"),))
+    assert _died_at(Report(0, int(StepKind.CHDIR), 0, died=True), plan.steps, None, plan) == Chdir("/")
+    assert _died_at(Report(0, int(StepKind.MOUNT), 0, died=True), plan.steps, None, plan) is None
+    assert _died_at(Report(1, 0, 0, died=True), plan.steps, None, plan) is None  # ran to its end
 
 
 @requires_root
