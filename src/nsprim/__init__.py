@@ -5,57 +5,93 @@ as a typed, composable API over a small C core.  See https://nsprim.readthedocs.
 (or ``docs/``) for the concepts and the reference.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
 from ._version import __version__
-from .errors import (
-    CgroupUnavailableError,
-    ChildDiedError,
-    ConfigError,
-    ExecutableNotFoundError,
-    NamespaceError,
-    NamespaceTypeError,
-    NoSuchProcessError,
-    NsprimError,
-    StepError,
-    SyscallError,
-    TimeoutExpired,
-    UnsafeTarEntryError,
-    UnsupportedError,
-)
-from .errors import ProcessLookupFailed as ProcessLookupFailed  # deprecated aliases, kept for one release
-from .errors import UnsafeTarEntry as UnsafeTarEntry
-from .idmap import IdMap, IdRange
-from .namespace import (
-    Namespace,
-    NamespaceId,
-    NamespaceType,
-    namespace_ids,
-    persist,
-    shares_namespace,
-    unpersist,
-    unshare,
-)
-from .plan import Plan
-from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets
 
+# typing is not imported at run time either: `import nsprim` runs first in every
+# program that uses any part of nsprim, nsprim-runtime's short-lived calls included.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .cgroup import CGroup, Resources
     from .cgroup.limits import limits  # the function (nsprim.cgroup.limits is also a module)
     from .container import Container
+    from .errors import (
+        CgroupUnavailableError,
+        ChildDiedError,
+        ConfigError,
+        ExecutableNotFoundError,
+        NamespaceError,
+        NamespaceTypeError,
+        NoSuchProcessError,
+        NsprimError,
+        StepError,
+        SyscallError,
+        TimeoutExpired,
+        UnsafeTarEntryError,
+        UnsupportedError,
+    )
+    from .errors import ProcessLookupFailed as ProcessLookupFailed  # deprecated aliases, kept for one release
+    from .errors import UnsafeTarEntry as UnsafeTarEntry
     from .fs.layers import ContainerRoot, Image, Layer, LayerStore, apply_layer, extract_layer
     from .fs.layers.commit import commit  # the function (nsprim.fs.layers.commit is also a module)
     from .fs.mount import MountFlags
     from .fs.mountinfo import MountInfo, mountinfo
     from .fs.overlay import OverlayMount, OverlayOptions
     from .fs.rootfs import Bind, RootFS, Tmpfs
+    from .idmap import IdMap, IdRange
+    from .namespace import (
+        Namespace,
+        NamespaceId,
+        NamespaceType,
+        namespace_ids,
+        persist,
+        shares_namespace,
+        unpersist,
+        unshare,
+    )
+    from .plan import Plan
+    from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets
     from .security import SecurityPolicy
     from .spawning import run, spawn
 
-# Process creation and the other primitives load on first use, so that `import nsprim`
-# stays cheap: a program pays for what it calls.
+# Every name loads from its module on first use, so that importing one part of
+# nsprim (nsprim.errors, nsprim.oci) does not import the others.
 _LAZY = {
+    "CgroupUnavailableError": "errors",
+    "ChildDiedError": "errors",
+    "ConfigError": "errors",
+    "ExecutableNotFoundError": "errors",
+    "NamespaceError": "errors",
+    "NamespaceTypeError": "errors",
+    "NoSuchProcessError": "errors",
+    "NsprimError": "errors",
+    "StepError": "errors",
+    "SyscallError": "errors",
+    "TimeoutExpired": "errors",
+    "UnsafeTarEntryError": "errors",
+    "UnsupportedError": "errors",
+    "ProcessLookupFailed": "errors",
+    "UnsafeTarEntry": "errors",
+    "IdMap": "idmap",
+    "IdRange": "idmap",
+    "Namespace": "namespace",
+    "NamespaceId": "namespace",
+    "NamespaceType": "namespace",
+    "namespace_ids": "namespace",
+    "persist": "namespace",
+    "shares_namespace": "namespace",
+    "unpersist": "namespace",
+    "unshare": "namespace",
+    "Plan": "plan",
+    "DEVNULL": "process",
+    "PIPE": "process",
+    "STDOUT": "process",
+    "CompletedRun": "process",
+    "Process": "process",
+    "TimeOffsets": "process",
     "spawn": "spawning",
     "run": "spawning",
     "CGroup": "cgroup",
@@ -93,12 +129,26 @@ def __getattr__(name: str) -> Any:
         from .lowlevel import start
 
         return start
+    import importlib
+
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'nsprim' has no attribute {name!r}")
+        if name.startswith("_"):
+            raise AttributeError(f"module 'nsprim' has no attribute {name!r}")
+        # A submodule, as `nsprim.process` was once `import nsprim` imported it.
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'nsprim' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

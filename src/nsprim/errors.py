@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import signal as _signal
-from typing import Any, ClassVar
+
+TYPE_CHECKING = False  # typing is not imported at run time: a runtime's error path must be fast too
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = [
     "NsprimError",
@@ -255,6 +257,8 @@ class ChildDiedError(StepError):
     def cause(self) -> str:
         """How the child ended: "killed by SIGKILL", "exit status 1"."""
         if self.signal is not None:
+            import signal as _signal  # signal imports enum: not on every error's path
+
             try:
                 name = _signal.Signals(self.signal).name
             except ValueError:
