@@ -60,6 +60,9 @@ __all__ = [
     "CGroupTimeoutError",
     "CGroupBusyError",
     "SpecError",
+    "ContainerNotFoundError",
+    "ContainerExistsError",
+    "ContainerStateError",
     "LayerError",
     "CorruptLayerError",
     "LayerLimitError",
@@ -383,6 +386,41 @@ class SpecError(ConfigError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message, what=field)
         self.field = field
+
+
+class ContainerNotFoundError(NsprimError, LookupError):
+    """No container has this id in the OCI runtime's state directory (``nsprim-runtime --root``)."""
+
+    def __init__(self, container_id: str, root: str | None = None) -> None:
+        where = f" in `{root}`" if root else ""
+        super().__init__(f"container `{container_id}` does not exist{where}")
+        self.container_id = container_id
+        self.path = root
+
+
+class ContainerExistsError(ConfigError):
+    """A container with this id already exists: OCI container ids are unique on a host."""
+
+    def __init__(self, container_id: str, root: str | None = None) -> None:
+        where = f" in `{root}`" if root else ""
+        super().__init__(
+            f"container `{container_id}` already exists{where} (delete it first, or pick another id)", what="id"
+        )
+        self.container_id = container_id
+        self.path = root
+
+
+class ContainerStateError(NsprimError):
+    """The container's status does not allow the operation (the runtime spec's lifecycle):
+    ``kill`` of a stopped container, ``delete`` of a running one without ``--force``.
+
+    ``status`` is the container's status, as ``state`` reports it.
+    """
+
+    def __init__(self, message: str, *, container_id: str, status: str) -> None:
+        super().__init__(message)
+        self.container_id = container_id
+        self.status = status
 
 
 class LayerError(ConfigError):
