@@ -116,7 +116,7 @@ def test_the_state_path_imports_neither_json_nor_typing() -> None:
 
 def test_mount_flags_are_the_kernels() -> None:
     from nsprim._sys import lib
-    from nsprim.mount import MountFlags
+    from nsprim.fs.mount import MountFlags
 
     for name, value in MS.items():
         assert MountFlags[name].value == value
