@@ -299,7 +299,7 @@ def _see(where: str) -> str:
 
 def version_text() -> str:
     """What ``--version`` prints: this runtime's version and the runtime spec's."""
-    from ..._version import __version__
+    from ... import __version__
     from .features import SPEC_VERSION_MAX
 
     return f"{PROG} version {__version__}\nspec: {SPEC_VERSION_MAX}\npython: {sys.version.split()[0]}\n"

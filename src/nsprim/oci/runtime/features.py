@@ -115,7 +115,7 @@ def _seccomp() -> dict[str, object]:
 
 def features() -> dict[str, object]:
     """The Features structure for this host."""
-    from ..._version import __version__
+    from ... import __version__
     from .mount_options import MOUNT_OPTIONS
 
     return {
