@@ -4,7 +4,7 @@ It says what this runtime accepts in ``config.json``, and, unlike runc's,
 it is computed on the host it runs on: namespaces are those the kernel has
 (``/proc/self/ns``), capabilities stop at the kernel's last one, seccomp is
 enabled where the kernel filters, and ``supportedFlags`` are the filter flags
-the kernel accepts.  Everything listed is something nsprim honours;
+this kernel's release has.  Everything listed is something nsprim honours;
 everything else in a spec is refused by name when the container is created
 (AppArmor and SELinux labels, Intel RDT, memory policies, net devices,
 id-mapped mounts, the systemd cgroup manager).
@@ -46,9 +46,6 @@ _SECCOMP_ACTIONS = (
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 )
-_SECCOMP_SET_MODE_FILTER = 1
-_SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
-_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "i686": 354, "i386": 354}
 
 
 def _namespaces() -> list[str]:
@@ -70,26 +67,20 @@ def _seccomp_enabled() -> bool:
         return False
 
 
-def _filter_flag_accepted(flag: int) -> bool:
-    """Whether seccomp(2) knows *flag*: with a NULL program it fails EFAULT if so, EINVAL if not."""
-    import ctypes
-    import errno
-
-    nr = _SYS_SECCOMP.get(os.uname().machine)
-    if nr is None:
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    if libc.syscall(ctypes.c_long(nr), ctypes.c_long(_SECCOMP_SET_MODE_FILTER), ctypes.c_long(flag), None) == 0:
-        return True  # pragma: no cover - a NULL program is never installed
-    return ctypes.get_errno() == errno.EFAULT
+# The kernel release that first took each filter flag (seccomp(2)).
+_FLAG_SINCE = {
+    "SECCOMP_FILTER_FLAG_TSYNC": (3, 17),
+    "SECCOMP_FILTER_FLAG_LOG": (4, 14),
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (4, 17),
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (5, 19),
+}
 
 
 def _seccomp() -> dict[str, object]:
     from ...errors import NsprimError
     from ...security.seccomp.arch import ARCHES
     from ...security.seccomp.parse import FILTER_FLAGS
-    from ...security.seccomp.profile import Action, Op
+    from ...security.seccomp.profile import Action, Op, kernel_version
 
     actions = []
     for name in _SECCOMP_ACTIONS:
@@ -102,7 +93,8 @@ def _seccomp() -> dict[str, object]:
     known = sorted(FILTER_FLAGS)
     # WAIT_KILLABLE_RECV only means something for a filter with a listener (SCMP_ACT_NOTIFY), refused above.
     usable = [n for n in known if n != "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
-    supported = [n for n in usable if enabled and _filter_flag_accepted(FILTER_FLAGS[n])]
+    kernel = kernel_version()
+    supported = [n for n in usable if enabled and kernel >= _FLAG_SINCE.get(n, (99, 0))]
     return {
         "enabled": enabled,
         "actions": actions,
