@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from . import _sys
+from ._readiness import readable_async, wait_readable
 from ._sys import spawn as _spawn
 from .errors import SyscallError, TimeoutExpired
 from .namespace import Namespace, NamespaceId, NamespaceType, namespace_ids
@@ -135,30 +136,45 @@ class Process:
         """The exit status if the process has exited (reaping it), else ``None``."""
         return self._reap(os.WNOHANG)
 
+    def exit_fd(self) -> int:
+        """The descriptor that becomes readable once the process has ended for us
+        (its pidfd; a monitored process' link to its monitor, which speaks after
+        its cleanup); ``-1`` once the status is collected.  After it is readable,
+        :meth:`poll` returns the status."""
+        if self.returncode is not None:
+            return -1
+        if self.monitor is not None and self.monitor.fd >= 0:
+            return self.monitor.fd
+        return self._pidfd
+
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the process to exit; return its status (``-N`` for signal N).
 
         Raises :class:`~nsprim.errors.TimeoutExpired` after *timeout* seconds.
         """
-        if self.returncode is not None:
-            return self.returncode
-        if timeout is not None:
-            deadline = time.monotonic() + timeout
-            poller = select.poll()
-            # A monitored process has ended for us once its monitor says so (after its cleanup).
-            watched = self.monitor.fd if self.monitor is not None and self.monitor.fd >= 0 else self._pidfd
-            poller.register(watched, select.POLLIN)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not poller.poll(left * 1000):
-                    if self.poll() is not None:
-                        break
-                    if left <= 0:
-                        raise TimeoutExpired(self.pid, timeout)
-                else:
-                    break
-        status = self._reap(0)
-        assert status is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.poll()) is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutExpired(self.pid, timeout or 0.0)
+            fd = self.exit_fd()
+            if fd < 0:  # pragma: no cover - poll() collected it meanwhile
+                continue
+            wait_readable(fd, left)
+        return status
+
+    async def wait_async(self) -> int:
+        """Wait on the running asyncio loop for the process to exit; return its status.
+
+        The exit descriptor is watched by the loop (no thread); the status is
+        collected by the same code as :meth:`wait`.  Cancelling the awaiting
+        task stops the wait and leaves the process as it was (still ours to
+        wait for, kill or close).  Use :func:`asyncio.timeout` for a deadline.
+        """
+        while (status := self.poll()) is None:
+            fd = self.exit_fd()
+            if fd >= 0:
+                await readable_async(fd)
         return status
 
     def communicate(
