@@ -31,7 +31,7 @@ def _strip_comments(text: str) -> str:
 
 SOURCES = [
     "syscalls.c", "spawn.c", "child.c", "rootfs.c", "rootfs_mount.c", "security.c", "init.c", "netif.c", "terminal.c",
-    "netns.c", "watcher.c", "monitor.c", "monitor_image.c",
+    "wait_start.c", "netns.c", "watcher.c", "monitor.c", "monitor_image.c",
 ]  # fmt: skip
 
 ffibuilder = FFI()

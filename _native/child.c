@@ -11,6 +11,7 @@
 #include "netif.h"
 #include "security.h"
 #include "terminal.h"
+#include "wait_start.h"
 
 #define CHECK(expr) ((expr) < 0 ? -errno : 0)
 
@@ -98,16 +99,61 @@ static int mark_cloexec_from(int first)
     return 0;
 }
 
+static void close_fd_range(int lo, int hi)
+{
+    if (lo > hi)
+        return;
+    if (syscall(__NR_close_range, (unsigned)lo, (unsigned)hi, 0) == 0)
+        return;
+    struct rlimit rl;
+    long max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < max)
+        max = (long)rl.rlim_cur;
+    for (long fd = lo; fd <= hi && fd < max; fd++)
+        close((int)fd);
+}
+
+/* Close every fd >= 3 but those in keep[0..n) (sorted here, in place). */
+static void close_others(int *keep, int n)
+{
+    for (int i = 1; i < n; i++) { /* insertion sort: n is small */
+        int v = keep[i], j = i - 1;
+        while (j >= 0 && keep[j] > v) {
+            keep[j + 1] = keep[j];
+            j--;
+        }
+        keep[j + 1] = v;
+    }
+    int lo = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < lo)
+            continue;
+        close_fd_range(lo, keep[i] - 1);
+        lo = keep[i] + 1;
+    }
+    close_fd_range(lo, INT_MAX);
+}
+
+#define NSP_MAX_FDMAP_KEEP 64
+
 static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
 {
-    /* A fixed array: this may run on the 64 KiB stack of a vfork child,
+    /* Fixed arrays: this may run on the 64 KiB stack of a vfork child,
      * which lies in the suspended caller's frame. */
     int tmp[NSP_MAX_FDMAP_PAIRS];
-    if (s->nints < 0 || s->nints % 2 != 0 || s->nints / 2 > NSP_MAX_FDMAP_PAIRS || (s->nints > 0 && !s->ints))
+    int closing = (s->flags & NSP_FDMAP_CLOSE_OTHERS) != 0;
+    if (closing && (s->flags & NSP_FDMAP_KEEP_OTHERS))
         return -EINVAL;
-    int npairs = s->nints / 2;
+    long long nkeep = closing ? s->c : 0;
+    if (nkeep < 0 || nkeep > NSP_MAX_FDMAP_KEEP || (!closing && s->c != 0))
+        return -EINVAL;
+    int npaired = s->nints - (int)nkeep;
+    if (s->nints < 0 || npaired < 0 || npaired % 2 != 0 || npaired / 2 > NSP_MAX_FDMAP_PAIRS
+        || (s->nints > 0 && !s->ints))
+        return -EINVAL;
+    int npairs = npaired / 2;
     int maxdst = 2;
-    for (int i = 0; i < 2 * npairs; i++)
+    for (int i = 0; i < s->nints; i++)
         if (s->ints[i] < 0)
             return -EBADF;
     for (int i = 0; i < npairs; i++)
@@ -137,6 +183,19 @@ static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
         if (dup3(tmp[i], s->ints[2 * i + 1], 0) < 0)
             return -errno;
         close(tmp[i]);
+    }
+    if (closing) {
+        /* Targets, the kept fds and our own pipes stay; nothing else. */
+        int keep[NSP_MAX_FDMAP_PAIRS + NSP_MAX_FDMAP_KEEP + 2];
+        int n = 0;
+        for (int i = 0; i < npairs; i++)
+            keep[n++] = s->ints[2 * i + 1];
+        for (int i = 0; i < (int)nkeep; i++)
+            keep[n++] = s->ints[npaired + i];
+        keep[n++] = ctx->report_fd;
+        if (ctx->sync_fd >= 0)
+            keep[n++] = ctx->sync_fd;
+        close_others(keep, n);
     }
     return 0;
 }
@@ -262,7 +321,7 @@ static int known_flags(int kind)
     case NSP_STEP_WRITE_FILE:
         return NSP_WRITE_FILE_CREATE | NSP_STEP_OPTIONAL;
     case NSP_STEP_FDMAP:
-        return NSP_FDMAP_KEEP_OTHERS;
+        return NSP_FDMAP_KEEP_OTHERS | NSP_FDMAP_CLOSE_OTHERS;
     case NSP_STEP_CAPS:
         return NSP_CAPS_BOUNDING | NSP_CAPS_KEEP | NSP_CAPS_SETS | NSP_CAPS_CLAMP;
     case NSP_STEP_SECCOMP:
@@ -297,8 +356,10 @@ static int known_flags(int kind)
     case NSP_STEP_DUMPABLE:
     case NSP_STEP_IFUP:
     case NSP_STEP_INIT:
-    case NSP_STEP_TERMINAL:
+    case NSP_STEP_WAIT_START:
         return 0;
+    case NSP_STEP_TERMINAL:
+        return NSP_TERMINAL_CONSOLE;
     }
     return -1;
 }
@@ -400,7 +461,9 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     case NSP_STEP_TERMINAL:
         if ((s->b != -1 && !id_ok(s->b)) || (s->c != -1 && !id_ok(s->c)))
             return -EINVAL;
-        return nsp_child_terminal((int)s->a, s->b, s->c);
+        return nsp_child_terminal(s);
+    case NSP_STEP_WAIT_START:
+        return nsp_child_wait_start(s->a, ctx->index, ctx->cfg->use_vfork, &ctx->report_fd);
     case NSP_STEP_KEEP_FD: {
         /* Only a child that shares the parent's memory and descriptor table
          * can leave it a descriptor this way. */
@@ -430,6 +493,7 @@ int nsp_child_main(void *arg)
         if (s->kind != NSP_STEP_MOUNT_IN_ROOT && s->kind != NSP_STEP_CREATE_IN_ROOT)
             nsp_root_cache_drop(&ctx->root); /* see rootfs.h: not across other steps */
         ctx->part = NSP_PART_NONE;
+        ctx->index = i;
         __atomic_store_n(&ctx->progress->kind, s->kind, __ATOMIC_RELAXED);
         __atomic_store_n(&ctx->progress->step, i, __ATOMIC_RELEASE);
         int r = run_step(ctx, s);

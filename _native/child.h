@@ -24,6 +24,7 @@ struct child_ctx {
     int handlers_cleared; /* cloned with CLONE_CLEAR_SIGHAND (set before clone) */
     struct nsp_root_cache root; /* descriptors shared by consecutive in-root steps */
     int part; /* the part of the running step that failed (enum nsp_step_part) */
+    int index; /* the running step's index (prefix steps first) */
 };
 
 /* Run the plan of ctx->cfg (prefix, then body); never returns: exec, or

@@ -70,9 +70,9 @@ enum nsp_step_kind {
     NSP_STEP_SETRESGID,       /* a = gid, 0..NSP_MAX_ID                        */
     NSP_STEP_SETRESUID,       /* a = uid, 0..NSP_MAX_ID                        */
     NSP_STEP_FDMAP,           /* ints = src0, dst0, src1, dst1, ... (at most
-                                 NSP_MAX_FDMAP_PAIRS pairs); then all
-                                 other fds >= 3 become close-on-exec (unless
-                                 flags has NSP_FDMAP_KEEP_OTHERS)             */
+                                 NSP_MAX_FDMAP_PAIRS pairs), then c kept fds
+                                 (CLOSE_OTHERS); then all other fds >= 3
+                                 become close-on-exec (flags: NSP_FDMAP_*)  */
     NSP_STEP_SETSID,
     NSP_STEP_PDEATHSIG,       /* a = signal                                    */
     NSP_STEP_NO_NEW_PRIVS,
@@ -98,13 +98,20 @@ enum nsp_step_kind {
     NSP_STEP_KEEP_FD,         /* path: open it (O_RDONLY | b) and leave the
                                  descriptor to the parent in kept_fds[a]
                                  (vfork mode with CLONE_FILES only)          */
-    NSP_STEP_TERMINAL         /* a new pseudo-terminal from /dev/ptmx: its
+    NSP_STEP_TERMINAL,        /* a new pseudo-terminal from /dev/ptmx: its
                                  size read from socket a (a struct winsize),
                                  the slave chowned to uid b / gid c (-1: keep)
                                  made the controlling terminal (in a new
                                  session if need be) and fds 0-2; the master
                                  sent back over socket a (SCM_RIGHTS), which
-                                 is then closed                              */
+                                 is then closed; flags: NSP_TERMINAL_*       */
+    NSP_STEP_WAIT_START       /* a = a listening AF_UNIX socket: report
+                                 "ready" on the report pipe (a report with
+                                 err 0), accept one connection, read one
+                                 byte (the start), close the listener; the
+                                 connection is then the report channel
+                                 (close-on-exec): a later failure is
+                                 reported there, the exec closes it          */
 };
 
 /* The bits of nsp_step.flags, by step kind: the child refuses (EINVAL) a
@@ -126,8 +133,23 @@ enum nsp_write_file_flag {
     NSP_WRITE_FILE_CREATE = 1    /* O_CREAT | O_TRUNC (default: it must exist) */
 };
 
+/* NSP_STEP_TERMINAL; none: the size is read from socket a and the master
+ * sent back over it with one byte of data. */
+enum nsp_terminal_flag {
+    NSP_TERMINAL_CONSOLE = 1     /* socket a is an engine's console socket: the
+                                    size is ints[0] rows, ints[1] columns (no
+                                    ints: left as it is), and the master goes
+                                    with the pty's name as data (as runc)     */
+};
+
 enum nsp_fdmap_flag {
-    NSP_FDMAP_KEEP_OTHERS = 1    /* leave the other fds >= 3 as they are       */
+    NSP_FDMAP_KEEP_OTHERS = 1,   /* leave the other fds >= 3 as they are       */
+    NSP_FDMAP_CLOSE_OTHERS = 2   /* close them instead (close_range): the last
+                                    c ints are descriptors kept as they are
+                                    (close-on-exec), not pairs; an inherited
+                                    lock or pipe end must not outlive the
+                                    caller in a child that waits (not with
+                                    KEEP_OTHERS)                              */
 };
 
 /* NSP_STEP_ENTER_ROOT; neither: pivot_root, the old root detached. */
@@ -339,7 +361,8 @@ int nsp_monitor_spawn(const struct nsp_spawn_config *spawn, const struct nsp_mon
 /* Wait for the child's exec or failure (blocks, without the GIL): returns
  * 1 if a step failed (*report filled: by the pipe, or from the shared
  * progress when the child could not write), 0 if the child reached its exec
- * (or ran its plan to the end), 2 if it died before exec without a report
+ * (or ran its plan to the end), 3 if it reached a WAIT_START step and waits
+ * there (*report names it), 2 if it died before exec without a report
  * (report->index and kind: the step it was at; err 0), or -errno.  Then
  * releases the progress memory, as nsp_spawn_release does. */
 int nsp_read_report(struct nsp_spawn_result *result, struct nsp_report *report);

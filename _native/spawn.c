@@ -405,7 +405,8 @@ int nsp_read_report(struct nsp_spawn_result *res, struct nsp_report *report)
     }
     if (got == sizeof *report) {
         nsp_spawn_release(res);
-        return 1;
+        /* A WAIT_START step's "ready": the setup ran, the child waits. */
+        return report->err == 0 && report->kind == NSP_STEP_WAIT_START ? 3 : 1;
     }
     if (got > 0 || !res->progress) {
         nsp_spawn_release(res);

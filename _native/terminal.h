@@ -8,10 +8,11 @@
 
 /* NSP_STEP_TERMINAL: open a pseudo-terminal pair from /dev/ptmx (the
  * container's devpts, once its root is entered), give the slave the size
- * read from `sock` and the owner uid/gid (-1: unchanged), make it the
- * controlling terminal (after a setsid unless already a session leader) and
- * fds 0-2, and send the master back over `sock` (closed afterwards).
- * Returns 0 or -errno. */
-int nsp_child_terminal(int sock, long long uid, long long gid);
+ * read from socket s->a (NSP_TERMINAL_CONSOLE: the size in s->ints) and the
+ * owner uid s->b / gid s->c (-1: unchanged), make it the controlling
+ * terminal (after a setsid unless already a session leader) and fds 0-2,
+ * and send the master over the socket (closed afterwards; with CONSOLE the
+ * pty's name goes with it as data).  Returns 0 or -errno. */
+int nsp_child_terminal(const struct nsp_step *s);
 
 #endif

@@ -63,6 +63,7 @@ __all__ = [
     "ContainerNotFoundError",
     "ContainerExistsError",
     "ContainerStateError",
+    "HookError",
     "LayerError",
     "CorruptLayerError",
     "LayerLimitError",
@@ -421,6 +422,16 @@ class ContainerStateError(NsprimError):
         super().__init__(message)
         self.container_id = container_id
         self.status = status
+
+
+class HookError(NsprimError):
+    """An OCI hook (``config.json``'s ``hooks``) failed: it exited non-zero, was killed, timed
+    out, or could not be started.  ``kind`` is the hook's kind (``prestart``...), ``path`` its program."""
+
+    def __init__(self, message: str, *, kind: str, path: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.path = path
 
 
 class LayerError(ConfigError):

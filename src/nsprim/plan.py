@@ -84,6 +84,9 @@ class Step:
     """Base of all plan steps."""
 
     operation: ClassVar[str] = "step"
+    #: False for a step that holds the child before its exec while the parent must go on
+    #: (it cannot share the parent's memory, which a vfork-like clone suspends until exec).
+    vfork_ok: ClassVar[bool] = True
 
     @property
     def path(self) -> str | None:
@@ -343,24 +346,34 @@ class FdMap(Step):
 
     Unless *keep_others*, every other descriptor from 3 up is marked
     close-on-exec (``close_range``), so the payload inherits only what was asked.
+    With *close_others*, they are closed instead, all but *kept* (left open,
+    close-on-exec, for later steps): a child that waits before its exec must
+    not hold the caller's locks and pipe ends.
     """
 
     pairs: tuple[tuple[int, int], ...]
     keep_others: bool = False
+    close_others: bool = False
+    kept: tuple[int, ...] = ()
     operation: ClassVar[str] = "dup"
 
     def __post_init__(self) -> None:
         if len(self.pairs) > MAX_FDMAP_PAIRS:
             raise ConfigError(f"{len(self.pairs)} descriptors to place: at most {MAX_FDMAP_PAIRS}", what="pass_fds")
-        if any(fd < 0 for pair in self.pairs for fd in pair):
-            raise ConfigError(f"negative file descriptor in {self.pairs}", what="pass_fds")
+        if any(fd < 0 for pair in self.pairs for fd in pair) or any(fd < 0 for fd in self.kept):
+            raise ConfigError(f"negative file descriptor in {self.pairs} {self.kept}", what="pass_fds")
+        if (self.kept and not self.close_others) or (self.close_others and self.keep_others) or len(self.kept) > 64:
+            raise ConfigError("kept descriptors (at most 64) go with close_others, without keep_others", what="kept")
 
     def describe(self) -> str:
         return "set up file descriptors " + ", ".join(f"{s}->{d}" for s, d in self.pairs)
 
     def lower(self) -> RawStep:
-        flat = tuple(x for pair in self.pairs for x in pair)
-        return RawStep(StepKind.FDMAP, flags=FdMapFlag.KEEP_OTHERS if self.keep_others else 0, ints=flat)
+        flat = tuple(x for pair in self.pairs for x in pair) + self.kept
+        flags = (FdMapFlag.KEEP_OTHERS if self.keep_others else 0) | (
+            FdMapFlag.CLOSE_OTHERS if self.close_others else 0
+        )
+        return RawStep(StepKind.FDMAP, flags=flags, ints=flat, c=len(self.kept))
 
 
 @dataclass(frozen=True)
@@ -548,7 +561,7 @@ class Plan:
         that shares its memory.
         """
         for s in self.steps:
-            if isinstance(s, (Sync, Init)):  # Init: pid 1 never execs
+            if isinstance(s, (Sync, Init)) or not s.vfork_ok:  # Init: pid 1 never execs
                 return False
             if isinstance(s, Unshare) and s.flags & C.CLONE_NEWUSER:
                 return False

@@ -58,9 +58,6 @@ def test_systemd_cgroup_is_refused_clearly(runtime: Runtime) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["create", "--bundle", "/b", "--pid-file", "/p", "--console-socket", "/s", "box"],
-        ["start", "box"],
-        ["run", "-d", "--bundle", "/b", "box"],
         ["exec", "--process", "/p.json", "box"],
         ["exec", "-t", "box", "sh", "-c", "echo hi"],
         ["update", "--resources", "-", "box"],

@@ -33,6 +33,7 @@ __all__ = [
     "WriteFileFlag",
     "FdMapFlag",
     "EnterRootFlag",
+    "TerminalFlag",
     "RootFlag",
     "CapsFlag",
     "RawStep",
@@ -83,6 +84,7 @@ class StepKind(enum.IntEnum):
     MOUNT_FS = lib.NSP_STEP_MOUNT_FS
     KEEP_FD = lib.NSP_STEP_KEEP_FD
     TERMINAL = lib.NSP_STEP_TERMINAL
+    WAIT_START = lib.NSP_STEP_WAIT_START
 
 
 OPTIONAL: int = lib.NSP_STEP_OPTIONAL  # a step flag: a missing path is no failure
@@ -109,6 +111,13 @@ class FdMapFlag(enum.IntFlag):
     """``StepKind.FDMAP``'s flags."""
 
     KEEP_OTHERS = lib.NSP_FDMAP_KEEP_OTHERS  #: leave the other descriptors from 3 up as they are
+    CLOSE_OTHERS = lib.NSP_FDMAP_CLOSE_OTHERS  #: close them, but the kept ones (the step's last ``c`` ints)
+
+
+class TerminalFlag(enum.IntFlag):
+    """``StepKind.TERMINAL``'s flags."""
+
+    CONSOLE = lib.NSP_TERMINAL_CONSOLE  #: an engine's console socket: size from the step, the pty's name sent along
 
 
 class EnterRootFlag(enum.IntFlag):
@@ -450,6 +459,9 @@ def _clone_hint(err: int, flags: int) -> str | None:
 def read_report(handles: SpawnHandles) -> Report | None:
     """Block until the child exec'd (``None``), failed a step, or died before exec.
 
+    A child that reached a ``WAIT_START`` step and waits there for its start
+    is ``None`` too: its whole setup succeeded.
+
     EOF on the report pipe alone cannot tell exec from death: the progress
     record the child shares with us says which (and keeps a failure whose
     report the child could not write, say for want of memory).
@@ -458,7 +470,7 @@ def read_report(handles: SpawnHandles) -> Report | None:
     ret = lib.nsp_read_report(handles.native, report)
     if ret < 0:
         raise SyscallError(-ret, "read", detail="read the child's report pipe")
-    if ret == 0:
+    if ret in (0, 3):
         return None
     return Report(report.index, report.kind, report.err, report.part, died=ret == 2)
 

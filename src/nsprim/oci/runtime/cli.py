@@ -113,11 +113,19 @@ COMMANDS: dict[str, Command] = {
         "",
         "create a new config.json",
     ),
-    "create": ("", None, _CREATE_OPTS, (1, 1), True, "<container-id>", "create a container"),
-    "start": ("", None, (), (1, 1), True, "<container-id>", "run the user's process in a created container"),
+    "create": ("lifecycle", "cmd_create", _CREATE_OPTS, (1, 1), True, "<container-id>", "create a container"),
+    "start": (
+        "lifecycle",
+        "cmd_start",
+        (),
+        (1, 1),
+        True,
+        "<container-id>",
+        "run the user's process in a created container",
+    ),
     "run": (
-        "",
-        None,
+        "lifecycle",
+        "cmd_run",
         (
             *_CREATE_OPTS,
             (("detach", "d"), "detach", "bool", "detach from the container's process"),

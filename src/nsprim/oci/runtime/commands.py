@@ -50,6 +50,8 @@ __all__ = [
     "cmd_resume",
     "cmd_spec",
     "state_document",
+    "signal_init",
+    "delete_container",
 ]
 
 SIGKILL = 9  # the same on every architecture Linux runs on
@@ -143,7 +145,7 @@ def _table(header: list[str], rows: list[dict[str, object]]) -> str:
 # ---- signals -----------------------------------------------------------------------------------
 
 
-def _signal_init(record: ContainerRecord, sig: int) -> bool:
+def signal_init(record: ContainerRecord, sig: int) -> bool:
     """Send *sig* to the container's init if it is still the recorded process; False if it is gone.
 
     The pidfd is opened first and the start time checked after: the
@@ -183,7 +185,7 @@ def _signal_all(record: ContainerRecord, sig: int) -> None:
     """Send *sig* to every process of the container's cgroup (frozen meanwhile, so none forks away)."""
     group = _group(record)
     if group is None:
-        _signal_init(record, sig)
+        signal_init(record, sig)
         return
     was_frozen = group.frozen
     if not was_frozen:
@@ -212,7 +214,7 @@ def cmd_kill(g: Globals, opts: dict[str, object], args: list[str]) -> int:
             return 0
         if status in (STOPPED, CREATING):
             raise _state_error("kill", record, status, "a container is signalled while created, running or paused")
-        if not _signal_init(record, sig):
+        if not signal_init(record, sig):
             raise _state_error("kill", record, STOPPED)
     return 0
 
@@ -242,7 +244,7 @@ def _destroy(g: Globals, locked: LockedContainer) -> None:
     """Kill what is left of the container, remove its cgroup and its directory."""
     record = locked.record
     if record.pid > 0:
-        _signal_init(record, SIGKILL)
+        signal_init(record, SIGKILL)
     group = _group(record)
     if group is not None:
         if group.frozen:
@@ -260,26 +262,48 @@ def _destroy(g: Globals, locked: LockedContainer) -> None:
     locked.remove()
 
 
-def cmd_delete(g: Globals, opts: dict[str, object], args: list[str]) -> int:
-    """``delete [--force] ID``."""
+def _poststop(g: Globals, locked: LockedContainer) -> object:
+    """The ``poststop`` hooks the kept spec has (read before the directory goes), or None."""
+    if not locked.record.extra.get("poststop"):
+        return None
+    from ..spec import Spec
+
+    try:
+        return Spec.load(os.path.join(locked.path, "config.json")).hooks
+    except Exception as exc:  # the hooks cannot be found: say so, delete all the same
+        g.log.warning(f"delete container `{locked.id}`: its poststop hooks: {exc}")
+        return None
+
+
+def delete_container(g: Globals, container_id: str, *, force: bool) -> None:
+    """Delete a container (``delete``'s work): see the module's documentation."""
     from ...errors import ContainerNotFoundError
 
-    force = bool(opts.get("force"))
     try:
-        locked = Store(g.root).lock(args[0], missing_ok=force)
+        locked = Store(g.root).lock(container_id, missing_ok=force)
     except ContainerNotFoundError:
         if force:
-            return 0
+            return
         raise
     with locked:
         if not locked.has_record:
             locked.remove()  # a create that died before it wrote anything
-            return 0
+            return
         record = locked.record
         status = live_status(record)
         if status in (RUNNING, PAUSED, CREATING) and not force:
             raise _state_error("delete", record, status, "stop it first, or use --force")
+        hooks = _poststop(g, locked)
         _destroy(g, locked)
+        if hooks is not None:
+            from .hooks import run_hooks
+
+            run_hooks("poststop", hooks.poststop, state_document(record, STOPPED), g.log)  # type: ignore[attr-defined]
+
+
+def cmd_delete(g: Globals, opts: dict[str, object], args: list[str]) -> int:
+    """``delete [--force] ID``."""
+    delete_container(g, args[0], force=bool(opts.get("force")))
     return 0
 
 

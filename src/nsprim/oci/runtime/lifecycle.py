@@ -1,0 +1,443 @@
+"""``create``, ``start`` and ``run``: a bundle's container from its spec to its running process.
+
+``create`` checks the spec (what nsprim cannot honour is refused by name,
+before anything is made), records the container as ``creating`` (the record
+names the cgroup before the group exists, so ``delete --force`` can clean up
+after a runtime killed half-way), makes its group, and clones the init with
+the plan of :func:`nsprim.oci.convert.bundle_plan`, which ends in a
+:class:`~nsprim.handoff.WaitStart` on ``<state dir>/start.sock``.  Once the
+init says it is ready it records ``created``, writes ``--pid-file`` and exits:
+the init is reparented to the engine, its subreaper.  While ``create`` runs,
+the cleanup watcher removes the group should ``create`` be killed; it forgets
+the group before ``create`` exits.
+
+``start`` connects to ``start.sock`` and sends one byte; the init's exec
+closes the connection, a failure after the start writes its record to it.
+``run`` is both in one process, which is then the init's parent: it waits
+for it, passes signals on, and deletes the container after it ended (not
+with ``--keep``; ``--detach`` returns after the start).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from .store import (
+    CREATED,
+    CREATING,
+    RUNNING,
+    STOPPED,
+    ContainerRecord,
+    LockedContainer,
+    Store,
+    live_status,
+    process_starttime,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...cgroup import CGroup
+    from ...process import Process
+    from ..spec import Spec
+    from .cli import Globals
+
+__all__ = [
+    "cmd_create",
+    "cmd_start",
+    "cmd_run",
+    "create_container",
+    "Created",
+    "START_SOCKET",
+    "SPEC_FILE",
+    "write_pid_file",
+    "start_failure",
+]
+
+#: The init's start socket, in the container's state directory (0700).
+START_SOCKET = "start.sock"
+#: The spec as ``create`` read it, kept for ``exec`` and the ``poststop`` hooks.
+SPEC_FILE = "config.json"
+_LIFT = 100  # descriptors the plan uses sit at or above this (and above the preserved ones)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Write *pid* to *path* through a temporary file renamed over it (a reader never sees half)."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        from ...errors import SyscallError
+
+        raise SyscallError(exc.errno or 0, "write", path) from None
+
+
+def _unix_socket(dirfd: int, name: str, *, listen: bool) -> socket.socket:
+    """A socket bound (or connected) to *name* in the directory *dirfd*: by a relative
+    path, as ``sun_path`` holds 108 bytes and a state path may be longer."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchdir(dirfd)
+        if listen:
+            sock.bind(name)
+            sock.listen(1)
+        else:
+            sock.connect(name)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.fchdir(here)
+        os.close(here)
+    return sock
+
+
+def _console_socket(path: str) -> socket.socket:
+    parent = os.open(os.path.dirname(os.path.abspath(path)) or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _unix_socket(parent, os.path.basename(path), listen=False)
+    except OSError as exc:
+        from ...errors import SyscallError
+
+        raise SyscallError(exc.errno or 0, "connect", path, hint="the --console-socket") from None
+    finally:
+        os.close(parent)
+
+
+def _lift(fd: int, floor: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+
+
+def _start_steps(steps: tuple[object, ...], base: int) -> list[list[object]]:
+    """What ``start`` needs to name a step that fails after the start: kind, words, exec details."""
+    from ...plan import Exec, Step
+
+    out: list[list[object]] = []
+    for s in steps:
+        assert isinstance(s, Step)
+        kind = int(s.lower().kind)
+        if isinstance(s, Exec):
+            out.append([kind, s.describe(), os.fspath(s.file), s.searched() or ""])
+        else:
+            out.append([kind, s.describe(), "", ""])
+    return [[base], *out]
+
+
+def start_failure(record: ContainerRecord, index: int, kind: int, err: int) -> Exception:
+    """The error for a step that failed after the start, in the words engines map to exit codes."""
+    from ...errors import SyscallError
+
+    table = record.extra.get("start_steps")
+    text = os.strerror(err)
+    if isinstance(table, list) and table:
+        base = int(table[0][0])
+        if 0 <= index - base < len(table) - 1:
+            k, words, file, searched = table[index - base + 1]
+            if k == kind:
+                if file and err == 2 and "/" not in str(file):  # (podman's 127: "executable file not found")
+                    return SyscallError(
+                        err, "exec", detail=f"exec `{file}`: executable file not found in $PATH `{searched}`"
+                    )
+                return SyscallError(err, str(words).split(" ", 1)[0], detail=f"{words}: {text}")
+    return SyscallError(err, "start", detail=f"start container `{record.id}`: step {index} failed: {text}")
+
+
+def _state(record: ContainerRecord, status: str) -> dict[str, object]:
+    from .commands import state_document
+
+    return state_document(record, status)
+
+
+class Created:
+    """A container ``create`` made: its locked directory, record, init and group."""
+
+    def __init__(self, locked: LockedContainer, record: ContainerRecord, proc: Process, group: CGroup | None) -> None:
+        self.locked = locked
+        self.record = record
+        self.proc = proc
+        self.group = group
+
+
+def _cleanup(locked: LockedContainer, proc: Process | None, group: CGroup | None) -> None:
+    """Undo a failed create: the init killed and reaped, the group and the directory removed."""
+    import contextlib
+
+    if proc is not None:
+        with contextlib.suppress(Exception):
+            proc.kill()
+            proc.wait()
+    if group is not None:
+        with contextlib.suppress(Exception):
+            group.kill()
+            group.delete(recursive=True, timeout=5.0)
+        from ..._sys import watcher
+
+        with contextlib.suppress(Exception):
+            watcher.forget_cgroups(group.directories.values())
+    with contextlib.suppress(Exception):
+        locked.remove()
+    locked.close()
+
+
+def create_container(g: Globals, opts: dict[str, object], container_id: str) -> Created:
+    """Everything ``create`` does but its last words (the pid file, the watcher let go)."""
+    from pathlib import Path
+
+    from ..convert import Handoff, bundle_plan
+    from ..honour import check_spec
+    from ..spec import Spec
+    from .cgroups import check_resources
+    from .store import validate_id
+
+    validate_id(container_id)
+    bundle = Path(os.path.abspath(str(opts.get("bundle") or ".")))
+    if not bundle.is_dir():
+        from ...errors import SpecError
+
+        raise SpecError(f"bundle `{bundle}`: No such directory", field="bundle")
+    spec = Spec.load(bundle / "config.json")
+    rootfs = check_spec(spec, bundle)
+    check_resources(spec.linux.resources if spec.linux is not None else None)
+    process = spec.process
+    assert process is not None
+    console = opts.get("console_socket")
+    if process.terminal and not console:
+        from ...errors import SpecError
+
+        raise SpecError("process.terminal: a terminal needs --console-socket", field="process.terminal")
+    preserve = int(opts.get("preserve_fds") or 0)  # type: ignore[call-overload]
+    from .cgroups import cgroup_path
+
+    me = os.getpid()
+    record = ContainerRecord(
+        id=container_id, bundle=str(bundle), status=CREATING, creator_pid=me,
+        creator_starttime=process_starttime(me) or 0, rootfs=str(rootfs), cgroup=cgroup_path(spec, container_id),
+        annotations=dict(spec.annotations),
+    )  # fmt: skip
+    locked = Store(g.root).create(record)
+    proc: Process | None = None
+    group: CGroup | None = None
+    opened: list[int] = []
+    try:
+        with open(os.path.join(locked.path, SPEC_FILE), "w") as f:
+            f.write(spec.dumps(indent=None))
+        from ..._sys import watcher
+        from .cgroups import create_group
+
+        group = create_group(spec, container_id, watcher.watch_cgroups)
+        record = record.replace(cgroup_dirs=tuple(str(d) for d in group.directories.values()))
+        locked.save(record)
+        floor = _LIFT + preserve
+        listener = _unix_socket(locked.dirfd, START_SOCKET, listen=True)
+        opened.append(_lift(listener.fileno(), floor))
+        listener.close()
+        console_fd = -1
+        if console:
+            sock = _console_socket(str(console))
+            console_fd = _lift(sock.fileno(), floor)
+            opened.append(console_fd)
+            sock.close()
+        hooks = spec.hooks
+        early = bool(hooks and (hooks.prestart or hooks.create_runtime))
+        handoff = Handoff(opened[0], console_fd, preserve, bool(opts.get("no_pivot")))
+        plan = bundle_plan(spec, bundle, handoff, hooks=early)
+        proc, record = _spawn(g, spec, plan, group, record, locked, early)
+        for fd in opened:
+            os.close(fd)
+        opened.clear()
+        if hooks and hooks.create_container:
+            from .hooks import run_hooks
+
+            run_hooks("createContainer", hooks.create_container, _state(record, CREATED), g.log)
+        locked.save(record.replace(status=CREATED))
+        return Created(locked, locked.record, proc, group)
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        _cleanup(locked, proc, group)
+        raise
+
+
+def _spawn(
+    g: Globals, spec: Spec, plan: object, group: CGroup, record: ContainerRecord, locked: LockedContainer, early: bool
+) -> tuple[Process, ContainerRecord]:
+    from ... import lowlevel
+    from ...handoff import WaitStart
+    from ...plan import Plan
+    from ...spawning import id_map_writer
+    from ..convert import BundlePlan
+    from .cgroups import placement
+
+    assert isinstance(plan, BundlePlan)
+    joins, cgroup_fd = placement(group)
+    actions: list[lowlevel.ParentAction] = []
+    if plan.uid_map is not None or plan.gid_map is not None:
+        actions.append(id_map_writer(plan.uid_map, plan.gid_map, deny_setgroups=os.geteuid() != 0))
+    if early:
+        from .hooks import run_hooks
+
+        hooks = spec.hooks
+        assert hooks is not None
+
+        def runtime_hooks(pid: int) -> None:
+            state = _state(record.replace(pid=pid, starttime=process_starttime(pid) or 0, status=CREATED), CREATING)
+            run_hooks("prestart", hooks.prestart, state, g.log)
+            run_hooks("createRuntime", hooks.create_runtime, state, g.log)
+
+        actions.append(runtime_hooks)
+    prefix = Plan(tuple(joins))
+    body = Plan(plan.steps)
+    try:
+        proc = lowlevel.start(
+            body, prefix=prefix, clone_flags=plan.clone_flags, cgroup_fd=cgroup_fd, pidns_fd=plan.pidns_fd,
+            parent_actions=actions,
+        )  # fmt: skip
+    finally:
+        if cgroup_fd >= 0:
+            os.close(cgroup_fd)
+        for ns in plan.joined:
+            ns.close()
+    base = len(prefix.steps) + next(i for i, s in enumerate(plan.steps) if isinstance(s, WaitStart)) + 1
+    after = plan.steps[base - len(prefix.steps) :]
+    extra = dict(record.extra, start_steps=_start_steps(after, base))
+    if spec.hooks is not None and spec.hooks.poststop:
+        extra["poststop"] = True
+    record = record.replace(pid=proc.pid, starttime=process_starttime(proc.pid) or 0, status=CREATED, extra=extra)
+    locked.save(record.replace(status=CREATING))
+    g.log.debug(f"created container `{record.id}`: init pid {proc.pid}")
+    return proc, record
+
+
+def _let_go(created: Created, opts: dict[str, object]) -> None:
+    """The last words of create: the pid file, and nothing of ours left to end the container."""
+    pid_file = opts.get("pid_file")
+    if pid_file:
+        write_pid_file(str(pid_file), created.record.pid)
+    if created.group is not None:
+        from ..._sys import watcher
+
+        watcher.forget_cgroups(created.group.directories.values())
+
+
+def cmd_create(g: Globals, opts: dict[str, object], args: list[str]) -> int:
+    """``create [--bundle B] [--pid-file F] [--console-socket S] [--no-pivot] [--preserve-fds N] ID``."""
+    created = create_container(g, opts, args[0])
+    try:
+        _let_go(created, opts)
+    except BaseException:
+        _cleanup(created.locked, created.proc, created.group)
+        raise
+    created.locked.close()
+    return 0
+
+
+def _start(g: Globals, locked: LockedContainer) -> None:
+    """Release a created container's init; raise if a step after the start failed."""
+    from ...handoff import read_start_report
+
+    record = locked.record
+    status = live_status(record)
+    if status != CREATED:
+        from ...errors import ContainerStateError
+
+        raise ContainerStateError(
+            f"start container `{record.id}`: it is {status} (start needs a created container)",
+            container_id=record.id, status=status,
+        )  # fmt: skip
+    spec = _spec_if(locked, record, "startContainer")
+    if spec is not None and spec.hooks is not None and spec.hooks.start_container:
+        from .hooks import run_hooks
+
+        try:
+            run_hooks("startContainer", spec.hooks.start_container, _state(record, CREATED), g.log)
+        except BaseException:
+            _stop(record)
+            raise
+    try:
+        conn = _unix_socket(locked.dirfd, START_SOCKET, listen=False)
+    except OSError as exc:
+        from ...errors import SyscallError
+
+        raise SyscallError(exc.errno or 0, "connect", os.path.join(locked.path, START_SOCKET),
+                           hint="the init's start socket") from None  # fmt: skip
+    with conn:
+        conn.sendall(b"s")
+        report = read_start_report(conn.fileno())
+    try:
+        os.unlink(START_SOCKET, dir_fd=locked.dirfd)
+    except OSError:
+        pass
+    if report is not None:
+        locked.save(record.replace(status=STOPPED))
+        raise start_failure(record, report.index, report.kind, report.errno)
+    locked.save(record.replace(status=RUNNING))
+    if spec is not None and spec.hooks is not None and spec.hooks.poststart:
+        from .hooks import run_hooks
+
+        run_hooks("poststart", spec.hooks.poststart, _state(record, RUNNING), g.log)
+
+
+def _spec_if(locked: LockedContainer, record: ContainerRecord, kind: str) -> Spec | None:
+    """The spec ``create`` kept, if it has hooks (read only then: start must stay cheap)."""
+    try:
+        with open(os.path.join(locked.path, SPEC_FILE), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if b'"hooks"' not in data:
+        return None
+    from ..spec import Spec
+
+    return Spec.loads(data, source=os.path.join(locked.path, SPEC_FILE))
+
+
+def _stop(record: ContainerRecord) -> None:
+    from .commands import SIGKILL, signal_init
+
+    signal_init(record, SIGKILL)
+
+
+def cmd_start(g: Globals, opts: dict[str, object], args: list[str]) -> int:
+    """``start ID``."""
+    with Store(g.root).lock(args[0]) as locked:
+        _start(g, locked)
+    return 0
+
+
+_FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+
+def cmd_run(g: Globals, opts: dict[str, object], args: list[str]) -> int:
+    """``run [create options] [--detach] [--keep] ID``: create, start, wait, delete."""
+    import signal
+
+    created = create_container(g, opts, args[0])
+    try:
+        _let_go(created, opts)
+        _start(g, created.locked)
+    except BaseException:
+        _cleanup(created.locked, created.proc, created.group)
+        raise
+    if opts.get("detach"):
+        created.locked.close()
+        return 0
+    proc = created.proc
+    for name in _FORWARDED:
+        signal.signal(getattr(signal, name), lambda sig, _frame: proc.send_signal(sig))
+    created.locked.close()
+    status = proc.wait()
+    if not opts.get("keep"):
+        from .commands import delete_container
+
+        delete_container(g, args[0], force=True)
+    return status if status >= 0 else 128 - status
