@@ -280,6 +280,49 @@ def container_cgroup_parent() -> Iterator[str | None]:
 requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
 
 
+def _code_paths() -> set[Path]:
+    """The directories an unprivileged child needs to read to go on importing and running nsprim."""
+    import nsprim
+
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent}
+    paths |= {Path(__file__).resolve().parents[1], Path(nsprim.__file__).resolve().parents[1]}
+    return paths
+
+
+def _reachable_by_others(paths: set[Path]) -> None:
+    """Make *paths* reachable by any user, in a mount namespace of this process's own.
+
+    A fresh machine keeps the project under ``/root`` (mode 0700): a child that
+    dropped to uid 65534 could not import what it had not imported yet, nor
+    exec the core's image for a monitor.  A user running nsprim can read their
+    own installation; here each blocking directory (no search bit for others)
+    is covered by a 0755 tmpfs holding binds of just the paths needed, in a new
+    mount namespace, so that the test's own namespace and the host's stay as they are.
+    """
+    blocking: dict[Path, set[Path]] = {}
+    for path in paths:
+        for parent in reversed([path, *path.parents]):
+            if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+                blocking.setdefault(parent, set()).add(path)
+                break
+    if not blocking:
+        return
+    from nsprim import _sys, unshare
+    from nsprim.fs.mount import tmpfs
+
+    unshare("mnt")  # also makes / recursively private
+    open_tree_clone, at_recursive, move_mount_f_empty_path = 1, 0x8000, 4
+    for top, inside in blocking.items():
+        if any(top != other and other in top.parents for other in blocking):
+            continue  # covered by the tmpfs of a directory above it
+        trees = {p: _sys.open_tree(-100, str(p), open_tree_clone | at_recursive | os.O_CLOEXEC) for p in inside}
+        tmpfs(top, mode=0o755)
+        for path, fd in trees.items():
+            path.mkdir(parents=True, exist_ok=True)
+            _sys.move_mount(fd, "", -100, str(path), move_mount_f_empty_path)
+            os.close(fd)
+
+
 def run_as_nobody(fn: Callable[[], object], cgroup: Path | None = None) -> str:
     """Run *fn* in a forked child that dropped to uid/gid 65534; return what it returned, as text.
 
@@ -295,6 +338,7 @@ def run_as_nobody(fn: Callable[[], object], cgroup: Path | None = None) -> str:
             os.close(r)
             if cgroup is not None:
                 (cgroup / "cgroup.procs").write_text("0")
+            _reachable_by_others(_code_paths())
             os.setgroups([])
             os.setresgid(65534, 65534, 65534)
             os.setresuid(65534, 65534, 65534)
