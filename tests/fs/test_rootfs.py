@@ -301,7 +301,7 @@ def test_without_openat2_the_careful_walk_refuses_symlinks(tmp_path: Path) -> No
 
     seccomp = pytest.importorskip("nsprim.security.seccomp")
     steps_mod = pytest.importorskip("nsprim.security.steps")
-    no_openat2 = steps_mod.LoadSeccomp(seccomp.Seccomp.deny("openat2", errno=errno.ENOSYS).compile())
+    no_openat2 = steps_mod.LoadSeccomp(seccomp.compile_profile(seccomp.Seccomp.deny("openat2", errno=errno.ENOSYS)))
     root = busybox_root(tmp_path / "root")
     data = tmp_path / "data"
     data.mkdir()
@@ -472,7 +472,7 @@ def test_without_the_new_mount_api_masks_and_binds_are_classic_mounts(tmp_path: 
     seccomp = pytest.importorskip("nsprim.security.seccomp")
     steps_mod = pytest.importorskip("nsprim.security.steps")
     names = ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "mount_setattr")
-    no_new_api = steps_mod.LoadSeccomp(seccomp.Seccomp.deny(*names, errno=errno.ENOSYS).compile())
+    no_new_api = steps_mod.LoadSeccomp(seccomp.compile_profile(seccomp.Seccomp.deny(*names, errno=errno.ENOSYS)))
     root = _mask_root(tmp_path)
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)

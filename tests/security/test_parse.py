@@ -281,7 +281,7 @@ def test_names_of_other_architectures_are_accepted() -> None:
 def test_seccomp_deny_shorthand() -> None:
     p = Seccomp.deny("mount", "keyctl")
     x = ARCHES["x86_64"]
-    prog = p.compile()
+    prog = compile_profile(p)
     native = p.arches()[0]
     assert prog.run(native.audit_arch, native.syscalls["mount"]) == Action.errno(errno.EPERM).ret
     assert prog.run(native.audit_arch, native.syscalls["read"]) == Action.allow().ret

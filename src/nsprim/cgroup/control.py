@@ -13,20 +13,41 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nsprim.cgroup import _fs
 from nsprim.cgroup.events import wait_until
-from nsprim.cgroup.host import Controller
+from nsprim.cgroup.host import Controller, HostInfo
 from nsprim.errors import CGroupTimeoutError, ConfigError, UnsupportedError
 
-if TYPE_CHECKING:
-    from nsprim.cgroup.group import CGroup
 
-__all__ = ["freezer_of", "freeze", "thaw", "is_frozen", "kill"]
+class ControlledGroup(Protocol):
+    """What freezing and killing need of a group: :class:`~nsprim.cgroup.CGroup` is one.
+
+    A protocol rather than the class itself, so that this module sits below
+    the group that calls it.
+    """
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def host(self) -> HostInfo: ...
+
+    @property
+    def unified_dir(self) -> Path | None: ...
+
+    def locate(self, controller: Controller) -> tuple[int, Path] | None: ...
+
+    def procs(self, *, recursive: bool = False) -> list[int]: ...
+
+    def wait_empty(self, timeout: float | None = None) -> None: ...
 
 
-def freezer_of(group: CGroup, version: int | None = None) -> tuple[int, Path]:
+__all__ = ["ControlledGroup", "freezer_of", "freeze", "thaw", "is_frozen", "kill"]
+
+
+def freezer_of(group: ControlledGroup, version: int | None = None) -> tuple[int, Path]:
     """(version, directory) of the freezer to use: v2 ``cgroup.freeze`` if present, else the v1 freezer."""
     u = group.unified_dir
     if version in (None, 2) and u is not None and (u / "cgroup.freeze").exists():
@@ -53,7 +74,7 @@ def wait_event(directory: Path, key: str, value: int, *, timeout: float | None, 
     )
 
 
-def freeze(group: CGroup, timeout: float | None, version: int | None = None) -> None:
+def freeze(group: ControlledGroup, timeout: float | None, version: int | None = None) -> None:
     """Freeze *group* and wait until the kernel reports it frozen."""
     v, d = freezer_of(group, version)
     if v == 2:
@@ -71,7 +92,7 @@ def freeze(group: CGroup, timeout: float | None, version: int | None = None) -> 
     wait_until(frozen, timeout=timeout, what="the group to freeze", path=d)
 
 
-def thaw(group: CGroup, timeout: float | None, version: int | None = None) -> None:
+def thaw(group: ControlledGroup, timeout: float | None, version: int | None = None) -> None:
     """Thaw *group* and wait until the kernel reports it running."""
     v, d = freezer_of(group, version)
     if v == 2:
@@ -87,7 +108,7 @@ def thaw(group: CGroup, timeout: float | None, version: int | None = None) -> No
     )
 
 
-def is_frozen(group: CGroup) -> bool:
+def is_frozen(group: ControlledGroup) -> bool:
     """True if either freezer holds *group* frozen."""
     u = group.unified_dir
     if u is not None and (u / "cgroup.events").exists() and _fs.read_keyed(u / "cgroup.events").get("frozen"):
@@ -96,7 +117,7 @@ def is_frozen(group: CGroup) -> bool:
     return w is not None and w[0] == 1 and _fs.read_text(w[1] / "freezer.state").strip() == "FROZEN"
 
 
-def kill(group: CGroup, sig: int, timeout: float | None, use_cgroup_kill: bool = True) -> None:
+def kill(group: ControlledGroup, sig: int, timeout: float | None, use_cgroup_kill: bool = True) -> None:
     """Signal every process in *group*; see :meth:`nsprim.cgroup.CGroup.kill`."""
     if os.getpid() in group.procs(recursive=True):
         raise ConfigError(f"kill `{group.path}`: the calling process is in the group", what="kill")

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import signal
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -26,8 +25,8 @@ from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, proce
 from nsprim.cgroup.naming import validate_name, validate_path
 from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.stats import Stats, read_stats
-from nsprim.cgroup.v1 import MemoryNow, plan_v1
-from nsprim.cgroup.v2 import plan_v2
+from nsprim.cgroup.tree import enable_v2_controllers, init_cpuset, resource_writes, rmdir_retrying
+from nsprim.cgroup.v1 import MemoryNow
 from nsprim.errors import CGroupBusyError, CGroupTimeoutError, ConfigError, SyscallError, UnsupportedError
 
 __all__ = ["CGroup", "CGroupBusyError", "ROOT"]
@@ -36,7 +35,6 @@ ROOT: Final = "/"
 """Pass as ``parent`` to create a group directly under each hierarchy's root."""
 
 DEFAULT_V2_CONTROLLERS: Final = frozenset({Controller.CPU, Controller.MEMORY, Controller.PIDS, Controller.IO})
-_RMDIR_RETRY: Final = 2.0
 _BUSY: Final = frozenset({errno.EBUSY, errno.EOPNOTSUPP})  # what the no-internal-processes rule answers
 
 
@@ -118,7 +116,7 @@ class CGroup:
             parents.append((h, cls._parent_dir(h, parent, info)))
         if not parents:
             raise UnsupportedError(f"no cgroup hierarchy is usable (mode: {info.mode.value})", feature="cgroup")
-        plan = cls._plan(resources, info, {h for h, _ in parents}, MemoryNow.fresh())
+        plan = resource_writes(resources, info, {h for h, _ in parents}, MemoryNow.fresh())
         v2_controllers = (wanted if wanted is not None else set(DEFAULT_V2_CONTROLLERS)) | set(needed)
         created: list[Path] = []
         dirs: list[tuple[Hierarchy, Path]] = []
@@ -128,7 +126,7 @@ class CGroup:
             for h, pdir in parents:
                 if h.version == 2:
                     serve_v2 = {c for c in v2_controllers if serving.get(c) == h}
-                    cls._enable_v2(h, pdir, serve_v2, {c for c in needed if serving.get(c) == h})
+                    enable_v2_controllers(h, pdir, serve_v2, {c for c in needed if serving.get(c) == h})
                 d = pdir / name
                 try:
                     _fs.mkdir(d)
@@ -137,12 +135,12 @@ class CGroup:
                     if not (exist_ok and exc.errno == errno.EEXIST):
                         raise
                 if h.version == 1 and Controller.CPUSET in h.controllers:
-                    cls._init_cpuset(pdir, d, fresh=bool(created) and created[-1] == d)
+                    init_cpuset(pdir, d, fresh=bool(created) and created[-1] == d)
                 dirs.append((h, d))
             group = cls(dirs, info)
             memory = group.locate(Controller.MEMORY)
             if memory is not None and memory[0] == 1 and memory[1] not in created:  # exist_ok: not fresh
-                plan = cls._plan(resources, info, {h for h, _ in dirs}, MemoryNow.read(memory[1]))
+                plan = resource_writes(resources, info, {h for h, _ in dirs}, MemoryNow.read(memory[1]))
             group._apply(plan)
         except BaseException:
             for d in reversed(created):
@@ -197,66 +195,6 @@ class CGroup:
             return h.directory(own)
         p = validate_path(parent)
         return h.mount_point.joinpath(*p.parts[1:])
-
-    @staticmethod
-    def _init_cpuset(parent: Path, d: Path, *, fresh: bool) -> None:
-        """A new v1 cpuset group starts empty; give it its parent's CPUs and nodes so tasks can join."""
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if not fresh and _fs.read_text(d / name).strip():
-                continue
-            value = _fs.read_text(parent / name).strip()
-            if not value:
-                value = (_fs.try_read_text(parent / name.replace("cpuset.", "cpuset.effective_")) or "").strip()
-            _fs.write_text(d / name, value)
-
-    @staticmethod
-    def _enable_v2(h: Hierarchy, parent: Path, controllers: set[Controller], needed: set[Controller]) -> None:
-        """Enable *controllers* in ``cgroup.subtree_control`` of every ancestor from the root down to *parent*."""
-        wanted = {c for c in controllers if c.v2_name is not None}
-        if not wanted:  # e.g. a hybrid host's v2 tree, which serves none of them
-            return
-        chain = [parent]
-        while chain[-1] != h.mount_point and h.mount_point in chain[-1].parents:
-            chain.append(chain[-1].parent)
-        for d in reversed(chain):
-            enabled = read_v2_controllers(d, "cgroup.subtree_control")
-            if wanted <= enabled:
-                continue  # the common case: one read per ancestor
-            available = read_v2_controllers(d)
-            for c in sorted(controllers, key=lambda c: c.value):
-                if c in enabled or c not in available or c.v2_name is None:
-                    continue
-                try:
-                    _fs.write_text(
-                        d / "cgroup.subtree_control",
-                        f"+{c.v2_name}",
-                        hint="the no-internal-processes rule: this cgroup has processes of its own; "
-                        "create the group under a parent without processes"
-                        if d != h.mount_point
-                        else None,
-                    )
-                except SyscallError:
-                    if c in needed:
-                        raise
-
-    @staticmethod
-    def _plan(
-        resources: Resources, info: HostInfo, spanned: set[Hierarchy], memory_now: MemoryNow | None = None
-    ) -> list[Write]:
-        plan: list[Write] = []
-        serving = info.controllers
-        for c in sorted(resources.controllers(), key=lambda c: c.value):
-            h = serving.get(c)
-            if h is None or h not in spanned:
-                raise UnsupportedError(
-                    f"controller `{c.value}` is not available to this group (host mode: {info.mode.value})",
-                    feature=c.value,
-                )
-            if h.version == 1:
-                plan += plan_v1(resources, c, info.mode.value, memory_now)
-            else:
-                plan += plan_v2(resources, c, info.mode.value)
-        return plan
 
     # ----------------------------------------------------------------- properties
     @property
@@ -401,12 +339,12 @@ class CGroup:
         memory = self.locate(Controller.MEMORY) if resources.memory is not None else None
         # v1 orders the limit and memsw writes by the values in force (limit <= memsw at every moment).
         now = MemoryNow.read(memory[1]) if memory is not None and memory[0] == 1 else None
-        plan = self._plan(resources, self._info, {h for h, _ in self._dirs}, now)
+        plan = resource_writes(resources, self._info, {h for h, _ in self._dirs}, now)
         for h, d in self._dirs:
             if h.version == 2:
                 needed = {c for c in resources.controllers() if self._info.controllers.get(c) == h}
                 if needed:
-                    self._enable_v2(h, d.parent, needed, needed)
+                    enable_v2_controllers(h, d.parent, needed, needed)
         self._apply(plan)
 
     # ----------------------------------------------------------------- membership
@@ -618,7 +556,7 @@ class CGroup:
             )
         for tree in trees:
             for sub in tree:
-                _rmdir_retrying(sub)
+                rmdir_retrying(sub)
 
     def __enter__(self) -> CGroup:
         return self
@@ -633,20 +571,3 @@ class CGroup:
         if self.frozen:
             self.thaw()
         self.delete(recursive=True, timeout=5.0)
-
-
-def _rmdir_retrying(d: Path) -> None:
-    """rmdir, retrying EBUSY briefly (a group's last task can take a moment to be released)."""
-    deadline = time.monotonic() + _RMDIR_RETRY
-    while True:
-        try:
-            _fs.rmdir(d)
-            return
-        except SyscallError as exc:
-            if exc.errno == errno.ENOENT:
-                return
-            if exc.errno != errno.EBUSY:
-                raise
-            if time.monotonic() >= deadline:
-                raise CGroupBusyError(errno.EBUSY, "rmdir", d, hint=exc.hint) from exc
-            time.sleep(0.01)

@@ -1,7 +1,7 @@
 """seccomp filters: a profile model, JSON parsers, Docker's default, and a BPF compiler.
 
-    >>> from nsprim.security.seccomp import Seccomp
-    >>> program = Seccomp.deny("mount", "keyctl").compile()
+    >>> from nsprim.security.seccomp import Seccomp, compile_profile
+    >>> program = compile_profile(Seccomp.deny("mount", "keyctl"))
     >>> len(program) > 0
     True
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 from ..capabilities import CapabilitySet
 from ..errors import BPFError, SeccompProfileError
 from .arch import Arch
-from .interp import _checked
+from .interp import check_program, run_seccomp
 from .profile import Action, ArgCmp, Op, Profile
 
 __all__ = ["Insn", "Program", "compile_profile", "assemble", "Label", "BPF_MAXINSNS"]
@@ -68,7 +68,7 @@ class Program:
 
     def __post_init__(self) -> None:
         # Fields too wide for struct sock_filter would fail only when packed, in a child's plan.
-        object.__setattr__(self, "insns", tuple(Insn(*i) for i in _checked(self.insns)))
+        object.__setattr__(self, "insns", tuple(Insn(*i) for i in check_program(self.insns)))
 
     def __len__(self) -> int:
         return len(self.insns)
@@ -97,8 +97,6 @@ class Program:
 
     def run(self, arch: int, nr: int, args: Sequence[int] = (0,) * 6, ip: int = 0) -> int:
         """Run the program on one call in the Python interpreter (:mod:`.interp`)."""
-        from .interp import run_seccomp
-
         return run_seccomp(self, arch, nr, args, ip)
 
     def disassemble(self) -> str:

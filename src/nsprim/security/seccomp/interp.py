@@ -27,7 +27,9 @@ def seccomp_data(arch: int, nr: int, args: Sequence[int] = (0,) * 6, ip: int = 0
     return struct.pack("=IIQ6Q", nr & U32, arch & U32, ip & 0xFFFFFFFFFFFFFFFF, *a[:6])
 
 
-def _checked(insns: Iterable[tuple[int, int, int, int]], max_len: int | None = None) -> list[tuple[int, int, int, int]]:
+def check_program(
+    insns: Iterable[tuple[int, int, int, int]], max_len: int | None = None
+) -> list[tuple[int, int, int, int]]:
     """The instructions as ``(code, jt, jf, k)`` of the kernel's field widths, at most *max_len*."""
     prog: list[tuple[int, int, int, int]] = []
     for pc, insn in enumerate(insns):
@@ -48,13 +50,7 @@ def run(
     insns: Iterable[tuple[int, int, int, int]], data: bytes, max_steps: int = 1 << 16, trace: list[int] | None = None
 ) -> int:
     """Run a program on *data*; return the value of its ``ret``.  *trace* collects the executed pcs."""
-    from .bpf import Program  # (bpf imports this module)
-
-    # A Program's instructions were checked when it was made; only its length is left.
-    if isinstance(insns, Program) and len(insns) <= BPF_MAXINSNS:
-        prog: Sequence[tuple[int, int, int, int]] = insns.insns
-    else:
-        prog = _checked(insns, BPF_MAXINSNS)
+    prog: Sequence[tuple[int, int, int, int]] = check_program(insns, BPF_MAXINSNS)
     if not prog:
         raise BPFError("empty program")
     a = x = 0

@@ -32,14 +32,10 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from ..capabilities import Capability, CapabilitySet
 from ..errors import SeccompProfileError, UnknownSyscallError
 from .arch import Arch, get_arch, known_syscall, native_arch
-
-if TYPE_CHECKING:
-    from .bpf import Program
 
 __all__ = ["ActionKind", "Action", "Op", "ArgCmp", "Condition", "Rule", "Profile", "kernel_version"]
 
@@ -380,13 +376,6 @@ class Profile:
     def uses_enosys_stub(self) -> bool:
         """Whether rule 3 of the module doc applies to this profile."""
         return self.enosys_newer and self.default_action.kind not in (ActionKind.ALLOW, ActionKind.LOG)
-
-    def compile(self, caps: CapabilitySet | None = None) -> Program:
-        """Compile to a BPF :class:`~nsprim.security.seccomp.bpf.Program` (see
-        :func:`~nsprim.security.seccomp.bpf.compile_profile`)."""
-        from .bpf import compile_profile
-
-        return compile_profile(self, caps=caps)
 
     # ---- meaning ---------------------------------------------------------------------
 
