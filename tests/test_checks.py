@@ -215,7 +215,7 @@ _NO = b"/nonexistent/nsprim-flag-test"
         raw.RawStep(raw.StepKind.MKDIR, flags=2, path=b"/tmp"),  # EXIST_OK is 1
         raw.RawStep(raw.StepKind.WRITE_FILE, flags=2, path=b"/dev/null"),
         raw.RawStep(raw.StepKind.FDMAP, flags=raw.FdMapFlag.CLOSE_OTHERS << 1),
-            raw.RawStep(raw.StepKind.FDMAP, flags=raw.FdMapFlag.KEEP_OTHERS | raw.FdMapFlag.CLOSE_OTHERS),
+        raw.RawStep(raw.StepKind.FDMAP, flags=raw.FdMapFlag.KEEP_OTHERS | raw.FdMapFlag.CLOSE_OTHERS),
         raw.RawStep(raw.StepKind.CHDIR, flags=raw.MkdirFlag.EXIST_OK, path=b"/"),  # another kind's bit
         raw.RawStep(raw.StepKind.SETSID, flags=raw.OPTIONAL),  # no path to miss
         raw.RawStep(raw.StepKind.SECCOMP, flags=raw.OPTIONAL, a=1, str=b"\x06\0\0\0\0\0\xff\x7f"),
