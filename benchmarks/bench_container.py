@@ -396,8 +396,8 @@ def sandbox_floor_runner(binary: Path, root: Path, state: Path, parent: CGroup, 
 def nsprim_hierarchies(parent: CGroup) -> list[str]:
     """The parent's directories in the hierarchies nsprim's container groups span on this host, in its order.
 
-    As ``running._create_cgroup`` chooses them: the v1 memory and pids hierarchies (freezer too on a pure v1
-    host) and the v2 tree.
+    As :func:`nsprim.container.host.create_cgroup` chooses them: the v1 memory and pids hierarchies (freezer too on
+    a pure v1 host) and the v2 tree.
     """
     info = cached_host_info()
     wanted = {"memory", "pids"}
@@ -517,14 +517,14 @@ def _breakdown_targets() -> list[tuple[str, int, object, str, str]]:
     from nsprim._sys import spawn as spawn_mod
     from nsprim._sys import watcher
     from nsprim.cgroup import control as control_mod
-    from nsprim.container import build, running
+    from nsprim.container import build, preparation, start
     from nsprim.security import steps as security_steps
 
     return [
-        ("prep: _Prepared.setup", 0, running._Prepared, "setup", "f"),
-        ("  cgroup create + limits (_create_cgroup)", 1, running, "_create_cgroup", "f"),
+        ("prep: Preparation.setup", 0, preparation.Preparation, "setup", "f"),
+        ("  cgroup create + limits (create_cgroup)", 1, preparation, "create_cgroup", "f"),
         ("  watcher.watch_cgroups", 1, watcher, "watch_cgroups", "f"),
-        ("prep: build_plan (body cached per configuration)", 0, running, "build_plan", "f"),
+        ("prep: build_plan (body cached per configuration)", 0, start, "build_plan", "f"),
         ("  root_steps (overlay, pivot, /proc, /dev)", 1, build, "root_steps", "f"),
         ("  SecurityPolicy.prologue", 1, security_steps.SecurityPolicy, "prologue", "f"),
         ("  SecurityPolicy.epilogue (caps, seccomp, ids)", 1, security_steps.SecurityPolicy, "epilogue", "f"),
@@ -536,7 +536,7 @@ def _breakdown_targets() -> list[tuple[str, int, object, str, str]]:
         ("cleanup: CGroup.stats", 0, CGroup, "stats", "f"),
         ("cleanup: CGroup.memory_events", 0, CGroup, "memory_events", "f"),
         ("cleanup: watcher.forget_pid", 0, watcher, "forget_pid", "f"),
-        ("cleanup: _Prepared.release", 0, running._Prepared, "release", "f"),
+        ("cleanup: Preparation.release", 0, preparation.Preparation, "release", "f"),
         ("  CGroup.procs", 1, CGroup, "procs", "f"),
         ("  CGroup.kill", 1, control_mod, "kill", "f"),
         ("  CGroup.delete (rmdir)", 1, CGroup, "delete", "f"),

@@ -146,8 +146,8 @@ SHARED_STATE = frozenset({"userns.lock", "veth.lock", "containers", "root"})
 def state_entries() -> set[str]:
     """What is in the state directory (and one level into its shared directories) and in the
     proc view's directory beside it, the shared lock files and directories themselves excepted."""
+    from nsprim.container.host import state_dir
     from nsprim.container.procview import view_directory
-    from nsprim.container.running import state_dir
 
     state = state_dir()
     found: set[str] = set()

@@ -14,29 +14,14 @@ import pytest
 
 from . import layout
 
-# The container package is being split; these are the known breaches left in it.
-KNOWN_CONTAINER_CYCLE = "nsprim.container."
-KNOWN_CONTAINER_PRIVATE = {
-    ("nsprim.container.registry", "_Supply"),
-    ("nsprim.container.running", "_id_maps"),
-    ("nsprim.container.running", "_Supply"),
-    ("nsprim.container.warm", "_create_cgroup"),
-}
-KNOWN_LONG = {"container/running.py"}
 
-
-def test_no_import_cycle_outside_the_container_package() -> None:
-    found = [c for c in layout.cycles() if not all(m.startswith(KNOWN_CONTAINER_CYCLE) for m in c)]
+def test_no_import_cycle() -> None:
+    found = layout.cycles()
     assert found == [], "import cycles: " + "; ".join(" → ".join(c) for c in found)
 
 
-@pytest.mark.xfail(strict=False, reason="nsprim.container's modules still import each other in a cycle")
-def test_no_import_cycle_at_all() -> None:
-    assert layout.cycles() == []
-
-
 def test_no_module_imports_another_modules_private_name() -> None:
-    found = {(i.importer, i.name) for i in layout.private_imports()} - KNOWN_CONTAINER_PRIVATE
+    found = {(i.importer, i.name) for i in layout.private_imports()}
     assert found == set()
 
 
@@ -44,7 +29,7 @@ def test_no_hand_written_file_over_600_lines() -> None:
     long = {
         str(p.relative_to(layout.PKG)) if layout.PKG in p.parents else p.name: n for p, n in layout.long_files().items()
     }
-    assert {k: n for k, n in long.items() if k not in KNOWN_LONG} == {}
+    assert long == {}
 
 
 def test_the_analysis_sees_what_it_should() -> None:

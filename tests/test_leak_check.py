@@ -17,7 +17,7 @@ import os
 
 import nsprim.fs.mount
 from nsprim.container.procview import view_directory
-from nsprim.container.running import state_dir
+from nsprim.container.host import state_dir
 
 
 def test_dumpability_changed():

@@ -17,8 +17,8 @@ import nsprim
 from nsprim.cgroup import CpusetResources, Resources
 from nsprim.cgroup.units import parse_cpuset
 from nsprim.container import Container
+from nsprim.container.host import state_dir
 from nsprim.container.procview import cpuinfo_view, online_view, view_directory
-from nsprim.container.running import state_dir
 from nsprim.errors import ConfigError
 
 from ..conftest import requires_root

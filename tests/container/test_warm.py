@@ -293,7 +293,7 @@ def test_removing_an_ended_containers_group_handles_stragglers_and_children() ->
     import subprocess
 
     from nsprim.cgroup import CGroup
-    from nsprim.container.running import remove_group
+    from nsprim.container.host import remove_group
 
     parent = os.environ.get("NSPRIM_CGROUP_PARENT")
     if not parent:

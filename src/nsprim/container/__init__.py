@@ -7,7 +7,8 @@ b'1\\n'
 """
 
 from ..fs.rootfs import Bind, Tmpfs
-from .config import Container, ContainerConfig, Network, Rlimit, RootSpec, Veth
+from .builder import Container
+from .config import ContainerConfig, Network, Rlimit, RootSpec, Veth
 from .registry import ContainerStatus, DetachedContainer, find, list_containers
 from .running import ContainerResult, RunningContainer
 from .warm import WarmContainer

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import _sys
 from ..cgroup import CGroup
 from ..cgroup.host import cached_host_info
-from ..idmap import IdMap
 from ..lowlevel import ParentAction
 from ..namespace import Namespace, NamespaceType
 from ..plan import (
@@ -45,7 +44,7 @@ from .config import ContainerConfig, Network, Veth
 from .procview import ProcView
 from .rootfs import root_steps
 from .terminal import TERMINAL_FD, OpenTerminal
-from .userns import attach_idmapped, idmapped_mounts
+from .userns import attach_idmapped, id_maps, idmapped_mounts
 
 if TYPE_CHECKING:
     from .veth import VethLink
@@ -68,14 +67,6 @@ class ChildPlan:
     def steps(self) -> tuple[Step, ...]:
         """All steps, in the order the child runs them."""
         return (*self.prefix.steps, *self.body.steps)
-
-
-def _id_maps(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:
-    if NamespaceType.USER not in cfg.namespaces:
-        return None, None
-    if cfg.uid_map or cfg.gid_map:
-        return cfg.uid_map, cfg.gid_map
-    return IdMap.single(0, os.geteuid()), IdMap.single(0, os.getegid())
 
 
 def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
@@ -116,7 +107,7 @@ def _body(
     the root is already made (:func:`prepare_plan`), instead of a new one.
     """
     create = set(cfg.namespaces)
-    uid_map, gid_map = _id_maps(cfg)
+    uid_map, gid_map = id_maps(cfg)
     # As root of a new user namespace from its maps on: host root's 0 is unmapped under a
     # subordinate range, and what the setup makes there (the tmpfs of the root's mount points)
     # would have an owner with no id in it (EOVERFLOW).
@@ -257,7 +248,7 @@ def build_plan(
     if netns_fd >= 0:
         flags &= ~NamespaceType.NET.flag
     actions: list[ParentAction] = []
-    uid_map, gid_map = _id_maps(cfg)
+    uid_map, gid_map = id_maps(cfg)
     if uid_map is not None or gid_map is not None:
         um, gm, at = uid_map, gid_map, state
         idmapped = idmapped_mounts(cfg, state, uid_map, gid_map) if not prepared else ()
@@ -269,7 +260,7 @@ def build_plan(
         actions.append(id_map_writer(uid_map, gid_map, deny_setgroups=os.geteuid() != 0, then=attach))
     if cfg.network is Network.VETH and NamespaceType.NET in cfg.namespaces:
         if veth is None:  # (a caller that removes no pair: the kernel does, with the namespace)
-            from .running import state_dir
+            from .host import state_dir
             from .veth import VethLink
 
             veth = VethLink(cfg.veth or Veth(), state_dir())

@@ -58,12 +58,12 @@ from ..errors import (
     UnsupportedError,
 )
 from ..process import DEVNULL
-from .running import remove_group, state_dir
+from .host import remove_group, state_dir
 
 if TYPE_CHECKING:
     from ..process import Process
     from .config import ContainerConfig
-    from .warm import _Supply
+    from .pool import Supply
 
 __all__ = [
     "ContainerStatus",
@@ -382,7 +382,7 @@ def find(name: str) -> DetachedContainer:
 
 
 class Registration:
-    """A detached container's entry while :func:`~nsprim.container.running.start_container`
+    """A detached container's entry while :func:`~nsprim.container.start.start_container`
     starts it: the name reserved, the record's first part, the hand-over to the monitor."""
 
     def __init__(self, name: str) -> None:
@@ -393,7 +393,7 @@ class Registration:
         self.fields: dict[str, Any] = {}
 
     @staticmethod
-    def check(config: ContainerConfig, warm: _Supply | None) -> None:
+    def check(config: ContainerConfig, warm: Supply | None) -> None:
         """Refuse what a detached container cannot have, before any system call."""
         if config.name is not None and not _NAME.fullmatch(config.name):
             raise ConfigError(

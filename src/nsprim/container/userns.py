@@ -36,7 +36,15 @@ from ..idmap import IdMap, subordinate_ranges
 from ..namespace import NamespaceType
 from .config import ContainerConfig
 
-__all__ = ["SLOT_SIZE", "auto_id_maps", "free_slots", "idmapped_mounts", "attach_idmapped", "check_payload_ids"]
+__all__ = [
+    "SLOT_SIZE",
+    "auto_id_maps",
+    "id_maps",
+    "free_slots",
+    "idmapped_mounts",
+    "attach_idmapped",
+    "check_payload_ids",
+]
 
 #: The ids an automatic user namespace gets (``--userns=auto``): 0..65535 inside.
 SLOT_SIZE: Final = 65536
@@ -284,3 +292,13 @@ def attach_idmapped(
     thread.join()
     if failure:
         raise failure[0]
+
+
+def id_maps(cfg: ContainerConfig) -> tuple[IdMap | None, IdMap | None]:
+    """The uid and gid maps of *cfg*'s new user namespace (``None``, ``None`` without one):
+    those it gives, else the caller's ids as root."""
+    if NamespaceType.USER not in cfg.namespaces:
+        return None, None
+    if cfg.uid_map or cfg.gid_map:
+        return cfg.uid_map, cfg.gid_map
+    return IdMap.single(0, os.geteuid()), IdMap.single(0, os.getegid())

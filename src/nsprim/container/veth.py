@@ -28,16 +28,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .._sys.netlink import HostNetwork, Rtnl, ifname_ok
+from .._sys.netlink import HostNetwork, Rtnl
 from ..errors import ConfigError, SyscallError
 from ..namespace import Namespace
+from .config import Veth, check_veth
 
-if TYPE_CHECKING:
-    from .config import Veth
-
-__all__ = ["DEFAULT_POOL", "VethLink", "check_veth", "free_subnet"]
+__all__ = ["DEFAULT_POOL", "VethLink", "free_subnet"]
 
 #: Where the /30 of a container comes from unless :class:`~nsprim.container.Veth` says otherwise.
 DEFAULT_POOL = "10.200.0.0/16"
@@ -47,57 +44,6 @@ _NOT_PERMITTED = (
     "linking a container to the host takes CAP_NET_ADMIN in the host's network namespace: "
     "run as root, or use network `none`"
 )
-
-
-def _interface(text: str, field: str) -> ipaddress.IPv4Interface:
-    if not isinstance(text, str) or "/" not in text:
-        raise ConfigError(
-            f"veth {field} `{text}`: expected an IPv4 address with its prefix, e.g. 10.1.2.1/30", what=field
-        )
-    try:
-        return ipaddress.IPv4Interface(text)
-    except ValueError as exc:
-        raise ConfigError(f"veth {field} `{text}`: {exc}", what=field) from None
-
-
-def check_veth(
-    veth: Veth,
-) -> tuple[ipaddress.IPv4Interface | None, ipaddress.IPv4Interface | None, ipaddress.IPv4Network]:
-    """The given host and container addresses (or ``None``) and the pool of *veth*,
-    checked; raises :class:`~nsprim.errors.ConfigError` naming the field."""
-    if (veth.host_address is None) != (veth.container_address is None):
-        raise ConfigError(
-            "veth: give both host_address and container_address, or neither (a free /30 of the pool is then used)",
-            what="host_address",
-        )
-    if not isinstance(veth.container_interface, str) or not ifname_ok(veth.container_interface):
-        raise ConfigError(
-            f"veth container_interface `{veth.container_interface}`: not an interface name "
-            "(1 to 15 bytes, no `/`, `:` or blanks)",
-            what="container_interface",
-        )
-    try:
-        pool = ipaddress.IPv4Network(veth.pool) if isinstance(veth.pool, str) else None
-    except ValueError as exc:
-        raise ConfigError(f"veth pool `{veth.pool}`: {exc}", what="pool") from None
-    if pool is None or pool.prefixlen > 30:
-        raise ConfigError(f"veth pool `{veth.pool}`: expected an IPv4 network of at least a /30", what="pool")
-    if veth.host_address is None or veth.container_address is None:
-        return None, None, pool
-    host = _interface(veth.host_address, "host_address")
-    container = _interface(veth.container_address, "container_address")
-    net = host.network
-    if container.network != net or host.ip == container.ip or net.prefixlen > 31:
-        raise ConfigError(
-            f"veth: host_address `{host}` and container_address `{container}` must be two addresses of one network",
-            what="container_address",
-        )
-    if net.prefixlen < 31 and {host.ip, container.ip} & {net.network_address, net.broadcast_address}:
-        raise ConfigError(
-            f"veth: `{net.network_address}` and `{net.broadcast_address}` are not host addresses of `{net}`",
-            what="host_address",
-        )
-    return host, container, pool
 
 
 def free_subnet(pool: ipaddress.IPv4Network, used: Sequence[HostNetwork]) -> ipaddress.IPv4Network | None:

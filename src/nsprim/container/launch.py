@@ -1,0 +1,89 @@
+"""Starting one plan: the standard streams set up, the plan built for them, the child cloned."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..lowlevel import start
+from ..process import Process
+from ..spawning import open_streams
+from .build import ChildPlan
+from .config import ContainerConfig
+
+if TYPE_CHECKING:
+    from .._sys.spawn import MonitorSpec
+
+__all__ = ["launch"]
+
+log = logging.getLogger("nsprim.container")
+
+
+def launch(
+    config: ContainerConfig,
+    plan_for: Callable[[list[tuple[int, int]]], ChildPlan],
+    stdin: Any,
+    stdout: Any,
+    stderr: Any,
+    *,
+    log_id: str | None = None,
+    monitor: MonitorSpec | None = None,
+    on_clone: Callable[[int], None] | None = None,
+) -> Process:
+    """Set up the standard streams, build the plan for them, start it; on any
+    failure close every descriptor made here.  The cgroup descriptor of
+    ``CLONE_INTO_CGROUP``, if any, is closed once the child exists.
+
+    *on_clone* gets the child's pid in the first parent action, before the child
+    is released from its first sync step (a plan without one: once it runs)."""
+    streams = open_streams(stdin, stdout, stderr)
+    child: ChildPlan | None = None
+    debug = log_id is not None and log.isEnabledFor(logging.DEBUG)
+    try:
+        child = plan_for(streams.pairs)
+        if debug:
+            log.debug("container %s: clone flags %#x, %d plan steps", log_id, child.clone_flags, len(child.steps))
+            for i, step in enumerate(child.steps):
+                log.debug("  %2d. %s", i, step.describe())
+        actions = child.actions
+        if on_clone is not None and actions:
+            first, clone_seen = actions[0], on_clone
+
+            def first_action(pid: int) -> None:
+                clone_seen(pid)  # while the child still waits: an owner killed from here on takes it along
+                first(pid)
+
+            actions = (first_action, *actions[1:])
+        proc = start(
+            child.body,
+            prefix=child.prefix,
+            args=list(config.argv),
+            clone_flags=child.clone_flags,
+            cgroup_fd=child.cgroup_fd,
+            pidns_fd=child.pidns_fd,
+            parent_actions=actions,
+            close_after=streams.hand_over(),
+            timings=debug,
+            monitor=monitor,
+        )
+    except BaseException:
+        streams.abandon()
+        raise
+    finally:
+        if child is not None and child.cgroup_fd >= 0:
+            os.close(child.cgroup_fd)
+    if on_clone is not None and child is not None and not child.actions:
+        try:
+            on_clone(proc.pid)
+        except BaseException:
+            streams.abandon()
+            proc.close()  # kills and reaps it
+            raise
+    streams.attach(proc)
+    if debug and proc.setup_us and child is not None:
+        log.debug("container %s: set up in %.0f µs: clone %.0f µs, then", log_id, sum(proc.setup_us), proc.setup_us[0])
+        for i, (us, step) in enumerate(zip(proc.setup_us[1:], child.steps, strict=True)):
+            log.debug("  %2d. %6.0f µs  %s", i, us, step.describe())
+    return proc

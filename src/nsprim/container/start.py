@@ -1,0 +1,185 @@
+"""Starting a container: :func:`start_container` and :func:`run_container`.
+
+The host side is prepared (:class:`~nsprim.container.preparation.Preparation`),
+then one :class:`~nsprim.plan.Plan` runs in the child; a failure anywhere
+releases what was made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, TimeoutExpired
+from ..namespace import NamespaceType
+from ..process import DEVNULL, PIPE
+from .build import build_plan
+from .config import ContainerConfig
+from .host import state_dir
+from .launch import launch
+from .preparation import Preparation, name_the_memory_limit
+from .running import ContainerResult, RunningContainer
+from .terminal import TERMINAL_FD, TerminalChannel, attach, relay, terminal_size
+from .userns import auto_id_maps, check_payload_ids, id_maps
+
+if TYPE_CHECKING:
+    from .pool import Supply
+
+__all__ = ["start_container", "run_container"]
+
+
+def start_container(
+    config: ContainerConfig,
+    *,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    warm: Supply | None = None,
+) -> RunningContainer:
+    """Prepare the host side, start the plan, and return the handle.
+
+    With *warm*, a network namespace, a mount namespace with the first part of
+    the root, and a cgroup made ahead of time are used where they are ready and
+    apply (see :mod:`nsprim.container.warm`)."""
+    if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
+        # Rootless: a user namespace gives the privileges the rest needs.
+        config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
+    config.validate()
+    config = config.resolve_user()
+    if config.tty:
+        if stdin is not None or stdout is not None or stderr is not None:
+            raise ConfigError("a container with a tty has its terminal as stdin, stdout and stderr", what="tty")
+        stdin = stdout = stderr = DEVNULL  # the setup never holds the caller's streams either
+    if config.detach:
+        from .registry import Registration
+
+        Registration.check(config, warm)
+    map_slot = contextlib.ExitStack()  # an automatic map's slot stays locked until its maps are written
+    if config.auto_id_maps:
+        uid_map, gid_map = map_slot.enter_context(auto_id_maps(state_dir()))
+        config = replace(config, uid_map=uid_map, gid_map=gid_map, auto_id_maps=False)
+    prep = Preparation(config, warm)
+    netns_fd = mntns_fd = root_fd = -1
+    channel: TerminalChannel | None = None
+    master = -1
+    try:
+        check_payload_ids(config, *id_maps(config))
+        prep.setup()
+        monitor = None
+        if prep.registration is not None:
+            stdin, stdout, stderr = prep.registration.stdio(stdin, stdout, stderr)
+            monitor = prep.registration.monitor_spec(config, prep.cgroup)
+        if warm is not None:
+            netns_fd, mntns_fd, root_fd = warm.take_namespaces() or (-1, -1, -1)
+            # Kept until the container ended, then closed by the pool's thread: the
+            # namespace's mounts are taken down there, not by the payload's exit.
+            prep.mntns_fd = mntns_fd
+        if config.tty:
+            channel = TerminalChannel(config.tty_size or terminal_size(1) or terminal_size(0))
+        placed = [(channel.child_fd, TERMINAL_FD)] if channel is not None else []
+        proc = launch(
+            config,
+            lambda pairs: build_plan(
+                config,
+                cgroup=prep.cgroup,
+                state=prep.state,
+                stdio=[*pairs, *placed],
+                joined=prep.namespaces,
+                proc_view=prep.proc_view,
+                netns_fd=netns_fd,
+                mntns_fd=mntns_fd,
+                mntns_root_fd=root_fd,
+                veth=prep.veth,
+            ),
+            stdin,
+            stdout,
+            stderr,
+            log_id=prep.id,
+            monitor=monitor,
+            on_clone=None if config.detach or prep.cgroup is not None else prep.watch_pid,
+        )
+        if channel is not None:
+            channel.child_started()
+            try:
+                master = channel.receive()
+            except BaseException:
+                proc.close()  # kills and reaps it
+                raise
+        if prep.registration is not None:
+            prep.registration.commit(proc, prep.cgroup)
+            prep.watching, prep.handed_over = False, True
+    except BaseException as exc:
+        name_the_memory_limit(exc, prep)
+        prep.release()
+        raise
+    finally:
+        map_slot.close()
+        for fd in (netns_fd, root_fd):  # the child holds them now, or starting failed
+            if fd >= 0:
+                os.close(fd)
+        if channel is not None:
+            channel.close()
+    if prep.proc_view is not None and config.proc_view_refresh is not None:
+        prep.proc_view.start_refresher(config.proc_view_refresh)
+    box = RunningContainer(config, prep, proc)
+    if master >= 0:
+        box.terminal = os.fdopen(master, "r+b", buffering=0)
+    return box
+
+
+def run_container(
+    config: ContainerConfig,
+    *,
+    capture_output: bool = False,
+    input: bytes | None = None,
+    timeout: float | None = None,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    warm: Supply | None = None,
+) -> ContainerResult:
+    """Start, feed *input*, collect output, wait, clean up.
+
+    With a tty, *input* is typed into the container's terminal and
+    *capture_output* collects what it shows (as ``stdout``); with neither, this
+    process' own terminal is attached (:meth:`RunningContainer.attach`).
+    """
+    if config.tty:
+        if stdin is not None or stdout is not None or stderr is not None:
+            raise ConfigError("a container with a tty has its terminal as stdin, stdout and stderr", what="tty")
+        return _run_with_terminal(config, capture_output, input, timeout, warm)
+    if capture_output:
+        stdout = PIPE if stdout is None else stdout
+        stderr = PIPE if stderr is None else stderr
+    if input is not None and stdin is None:
+        stdin = PIPE
+    with start_container(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm) as box:
+        try:
+            out, err = box.process.communicate(input, timeout)
+        except TimeoutExpired:
+            box.kill()
+            raise TimeoutExpired(box.pid, timeout or 0.0, killed=True, name=box.id) from None
+        box.wait()
+        status = box.returncode
+        assert status is not None
+        return ContainerResult(status, out, err, box.final_stats, box.oom_killed)
+
+
+def _run_with_terminal(
+    config: ContainerConfig, capture: bool, input: bytes | None, timeout: float | None, warm: Supply | None
+) -> ContainerResult:
+    with start_container(config, warm=warm) as box:
+        master = box._need_terminal("run").fileno()
+        collect: list[bytes] | None = [] if capture else None
+        if capture or input is not None:
+            ended = relay(master, box.process.pidfd, data=input or b"", collect=collect, timeout=timeout)
+        else:
+            ended = attach(master, box.process.pidfd, 0, 1, timeout=timeout)
+        if not ended:
+            box.kill()
+            raise TimeoutExpired(box.pid, timeout or 0.0, killed=True, name=box.id)
+        status = box.wait()
+        out = b"".join(collect) if collect is not None else None
+        return ContainerResult(status, out, None, box.final_stats, box.oom_killed)
