@@ -58,8 +58,6 @@ def test_systemd_cgroup_is_refused_clearly(runtime: Runtime) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["exec", "--process", "/p.json", "box"],
-        ["exec", "-t", "box", "sh", "-c", "echo hi"],
         ["update", "--resources", "-", "box"],
         ["events", "--stats", "box"],
     ],

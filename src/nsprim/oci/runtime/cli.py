@@ -138,8 +138,8 @@ COMMANDS: dict[str, Command] = {
         "create and run a container",
     ),
     "exec": (
-        "",
-        None,
+        "execute",
+        "cmd_exec",
         (
             _CONSOLE,
             (("cwd",), "cwd", "str", "working directory in the container"),

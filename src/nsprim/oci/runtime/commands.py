@@ -52,6 +52,7 @@ __all__ = [
     "state_document",
     "signal_init",
     "delete_container",
+    "container_group",
 ]
 
 SIGKILL = 9  # the same on every architecture Linux runs on
@@ -168,7 +169,7 @@ def signal_init(record: ContainerRecord, sig: int) -> bool:
         os.close(fd)
 
 
-def _group(record: ContainerRecord) -> CGroup | None:
+def container_group(record: ContainerRecord) -> CGroup | None:
     """The container's cgroup, if it has one that still exists."""
     if record.cgroup is None:
         return None
@@ -183,7 +184,7 @@ def _group(record: ContainerRecord) -> CGroup | None:
 
 def _signal_all(record: ContainerRecord, sig: int) -> None:
     """Send *sig* to every process of the container's cgroup (frozen meanwhile, so none forks away)."""
-    group = _group(record)
+    group = container_group(record)
     if group is None:
         signal_init(record, sig)
         return
@@ -245,7 +246,7 @@ def _destroy(g: Globals, locked: LockedContainer) -> None:
     record = locked.record
     if record.pid > 0:
         signal_init(record, SIGKILL)
-    group = _group(record)
+    group = container_group(record)
     if group is not None:
         if group.frozen:
             group.thaw()
@@ -318,7 +319,7 @@ def cmd_ps(g: Globals, opts: dict[str, object], args: list[str]) -> int:
 
         raise ConfigError(f"invalid --format `{fmt}`: table or json", what="format")
     record = Store(g.root).load(args[0])
-    group = _group(record)
+    group = container_group(record)
     if group is not None:
         pids = group.procs(recursive=True)
     else:
@@ -362,7 +363,7 @@ def _freezer(verb: str, g: Globals, args: list[str], wanted: str, new_status: st
         status = live_status(record)
         if status != wanted:
             raise _state_error(verb, record, status, f"{verb} needs a {wanted} container")
-        group = _group(record)
+        group = container_group(record)
         if group is None:
             from ...errors import UnsupportedError
 

@@ -52,6 +52,8 @@ __all__ = [
     "SPEC_FILE",
     "write_pid_file",
     "start_failure",
+    "connect_console",
+    "lift_fd",
 ]
 
 #: The init's start socket, in the container's state directory (0700).
@@ -100,7 +102,8 @@ def _unix_socket(dirfd: int, name: str, *, listen: bool) -> socket.socket:
     return sock
 
 
-def _console_socket(path: str) -> socket.socket:
+def connect_console(path: str) -> socket.socket:
+    """A socket connected to the engine's ``--console-socket`` *path* (any length)."""
     parent = os.open(os.path.dirname(os.path.abspath(path)) or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return _unix_socket(parent, os.path.basename(path), listen=False)
@@ -112,7 +115,8 @@ def _console_socket(path: str) -> socket.socket:
         os.close(parent)
 
 
-def _lift(fd: int, floor: int) -> int:
+def lift_fd(fd: int, floor: int) -> int:
+    """A close-on-exec copy of *fd* at or above *floor* (out of the way of the fds a plan places)."""
     import fcntl
 
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
@@ -239,12 +243,12 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         locked.save(record)
         floor = _LIFT + preserve
         listener = _unix_socket(locked.dirfd, START_SOCKET, listen=True)
-        opened.append(_lift(listener.fileno(), floor))
+        opened.append(lift_fd(listener.fileno(), floor))
         listener.close()
         console_fd = -1
         if console:
-            sock = _console_socket(str(console))
-            console_fd = _lift(sock.fileno(), floor)
+            sock = connect_console(str(console))
+            console_fd = lift_fd(sock.fileno(), floor)
             opened.append(console_fd)
             sock.close()
         hooks = spec.hooks
