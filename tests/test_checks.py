@@ -279,3 +279,13 @@ def test_nsprim_run_timeout_says_the_process_was_killed() -> None:
     with pytest.raises(nsprim.TimeoutExpired, match=r"process \d+ killed after 0.5 s timeout") as exc:
         nsprim.run(["sleep", "60"], timeout=0.5)
     assert exc.value.killed
+
+
+def test_a_root_kind_is_an_enum_and_its_value_is_taken_too() -> None:
+    from nsprim.container import RootKind, RootSpec
+
+    assert RootSpec("overlay", layers=(Path("/x"),)).kind is RootKind.OVERLAY
+    assert Container(["true"]).host_root().config.root == RootSpec(RootKind.HOST)
+    with pytest.raises(ConfigError, match="root kind 'layered': not one of host, directory, overlay") as info:
+        RootSpec("layered")  # type: ignore[arg-type]
+    assert info.value.what == "root.kind"

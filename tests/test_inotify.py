@@ -1,4 +1,4 @@
-"""inotify through the C core: the _sys wrappers and the cgroup layer's FileWatcher (no ctypes route)."""
+"""inotify through the C core: the _sys wrappers and the cgroup layer's FileChangeWaiter (no ctypes route)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 import nsprim
 from nsprim import _sys
 from nsprim._sys import C
-from nsprim.cgroup.events import FileWatcher
+from nsprim.cgroup.events import FileChangeWaiter
 from nsprim.errors import SyscallError
 
 
 def test_a_modification_wakes_the_watcher(tmp_path: Path) -> None:
     f = tmp_path / "memory.events"
     f.write_text("oom_kill 0\n")
-    with FileWatcher([f, tmp_path / "gone"]) as watcher:
+    with FileChangeWaiter([f, tmp_path / "gone"]) as watcher:
         assert watcher.active
         assert not watcher.wait(0)
         f.write_text("oom_kill 1\n")
@@ -28,7 +28,7 @@ def test_a_modification_wakes_the_watcher(tmp_path: Path) -> None:
 
 
 def test_nothing_watchable_is_inactive(tmp_path: Path) -> None:
-    with FileWatcher([tmp_path / "gone"]) as watcher:
+    with FileChangeWaiter([tmp_path / "gone"]) as watcher:
         assert not watcher.active and not watcher.wait(0)
 
 

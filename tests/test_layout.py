@@ -8,6 +8,8 @@ over 600 lines, and each ``__all__`` naming only what exists and is public.
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 import warnings
 
 import pytest
@@ -52,3 +54,45 @@ def test_all_names_what_exists_and_nothing_private(name: str) -> None:
     for item in exported:
         assert not item.startswith("_") or item == "__version__", f"{name}.__all__ exports the private {item}"
         assert hasattr(module, item), f"{name}.__all__ names {item}, which it does not have"
+
+
+def _annotations_of(obj: object) -> dict[str, str]:
+    """The annotations of a public function, or of a class' fields and public methods, as written."""
+    found: dict[str, str] = {}
+    functions: list[tuple[str, object]] = []
+    if inspect.isclass(obj):
+        for field_name, hint in vars(obj).get("__annotations__", {}).items():
+            if not field_name.startswith("_"):
+                found[field_name] = str(hint)
+        for attr, value in vars(obj).items():
+            if attr.startswith("_") and attr != "__init__":
+                continue
+            if isinstance(value, property):
+                value = value.fget
+            elif isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if inspect.isfunction(value):
+                functions.append((attr, value))
+    elif inspect.isfunction(obj):
+        functions.append(("", obj))
+    for fname, func in functions:
+        for key, hint in getattr(func, "__annotations__", {}).items():
+            found[f"{fname}({key})" if fname else key] = str(hint)
+    return found
+
+
+@pytest.mark.parametrize(
+    "name", sorted(m for m in layout.modules() if not m.startswith("nsprim._sys") and "._" not in m)
+)
+def test_no_public_signature_says_any(name: str) -> None:
+    """Above ``_sys`` every public signature names its types: ``Any`` hides a contract from its callers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = importlib.import_module(name)
+    offenders = {
+        f"{item}.{where}": hint
+        for item in getattr(module, "__all__", ())
+        for where, hint in _annotations_of(getattr(module, item)).items()
+        if re.search(r"\bAny\b", hint)
+    }
+    assert offenders == {}

@@ -138,3 +138,11 @@ def test_layer_tar_is_split_into_extract_and_commit() -> None:
     assert (
         tar.commit is layers.commit and tar.apply_layer is extract.apply_layer and tar.LayerStats is layers.LayerStats
     )
+
+
+def test_the_old_file_watcher_name_warns_and_is_the_waiter() -> None:
+    from nsprim.cgroup import events
+
+    with pytest.warns(DeprecationWarning, match="FileChangeWaiter"):
+        old = events.FileWatcher
+    assert old is events.FileChangeWaiter

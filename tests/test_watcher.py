@@ -214,8 +214,8 @@ def test_a_rootless_owner_killed_before_its_start_returned_takes_the_container_a
 # Each pauses the owner for good right after its first mkdir of a group (or of a /proc view directory):
 # registered only after making it, that directory would outlive the SIGKILL.
 _PAUSED_AFTER_MKDIR = {
-    "cold": ("from nsprim.cgroup import _fs as fs", "Container(['true']).host_root().run()"),
-    "warm": ("from nsprim.cgroup import _fs as fs", "Container(['true']).host_root().warm(1)"),
+    "cold": ("from nsprim.cgroup import files as fs", "Container(['true']).host_root().run()"),
+    "warm": ("from nsprim.cgroup import files as fs", "Container(['true']).host_root().warm(1)"),
     "proc_view": ("import pathlib as fs", "Container(['true']).host_root().proc_view().run()"),
 }
 

@@ -94,7 +94,7 @@ class NsprimError(Exception):
     """
 
     errno: int | None = None
-    step: Any = None
+    step: object = None  # the plan step (nsprim.plan) that failed
     path: str | None = None
 
 
@@ -188,7 +188,7 @@ class StepError(SyscallError):
     "mount in root: resolving target `/proc`: No such file or directory".
     """
 
-    def __init__(self, err: int, step: Any, index: int, part: int = 0) -> None:
+    def __init__(self, err: int, step: object, index: int, part: int = 0) -> None:
         describe = getattr(step, "describe_failure", None)
         if callable(describe):
             detail = describe(part, err)
@@ -221,7 +221,7 @@ class ExecutableNotFoundError(StepError, FileNotFoundError):
     "exec `cmd`: not found in the container's PATH `/usr/bin:/bin`".
     """
 
-    def __init__(self, err: int, step: Any, index: int, part: int = 0) -> None:
+    def __init__(self, err: int, step: object, index: int, part: int = 0) -> None:
         super().__init__(err, step, index, part)
         searched = getattr(step, "searched", None)
         path = searched() if callable(searched) else None
@@ -245,7 +245,7 @@ class ChildDiedError(StepError):
 
     def __init__(
         self,
-        step: Any,
+        step: object,
         index: int,
         *,
         signal: int | None = None,
@@ -285,7 +285,7 @@ class ChildDiedError(StepError):
 
 
 def _rebuild_child_died(
-    cls: type[ChildDiedError], step: Any, index: int, sig: int | None, status: int | None, hint: str | None
+    cls: type[ChildDiedError], step: object, index: int, sig: int | None, status: int | None, hint: str | None
 ) -> ChildDiedError:
     return cls(step, index, signal=sig, exit_status=status, hint=hint)
 

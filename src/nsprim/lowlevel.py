@@ -13,13 +13,12 @@ import errno
 import os
 import signal as _signal
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from . import _sys
 from ._sys import spawn as _spawn
 from .errors import ChildDiedError, ConfigError, ExecutableNotFoundError, StepError, SyscallError
 from .plan import Exec, Plan, Step, Sync
-from .process import Process
+from .process import CommandArg, Process
 
 __all__ = ["start", "ParentAction"]
 
@@ -31,7 +30,7 @@ def start(
     plan: Plan,
     *,
     prefix: Plan | None = None,
-    args: Sequence[Any] = (),
+    args: Sequence[CommandArg] = (),
     clone_flags: int = 0,
     cgroup_fd: int = -1,
     pidns_fd: int = -1,

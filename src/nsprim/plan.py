@@ -41,6 +41,7 @@ from .errors import ConfigError
 
 __all__ = [
     "Step",
+    "credential_steps",
     "Plan",
     "Sync",
     "SetNs",
@@ -566,3 +567,16 @@ class Plan:
             if isinstance(s, Unshare) and s.flags & C.CLONE_NEWUSER:
                 return False
         return True
+
+
+def credential_steps(uid: int | None, gid: int | None, groups: Sequence[int] | None) -> list[Step]:
+    """The switch to *groups*, *gid* and *uid*, each left alone when ``None``: groups first
+    (setgroups needs the old gid's privilege), then the gid, the uid last."""
+    steps: list[Step] = []
+    if groups is not None:
+        steps.append(SetGroups(tuple(groups)))
+    if gid is not None:
+        steps.append(SetGid(gid))
+    if uid is not None:
+        steps.append(SetUid(uid))
+    return steps

@@ -29,6 +29,7 @@ from .errors import SyscallError, TimeoutExpired
 from .namespace import Namespace, NamespaceId, NamespaceType, namespace_ids
 
 __all__ = [
+    "CommandArg",
     "Process",
     "CompletedRun",
     "TimeOffsets",
@@ -36,6 +37,9 @@ __all__ = [
     "DEVNULL",
     "STDOUT",
 ]
+
+#: One word of a command line, as :func:`subprocess.Popen` takes it.
+CommandArg = str | bytes | os.PathLike[str]
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -75,7 +79,7 @@ class Process:
         self,
         pid: int,
         pidfd: int,
-        args: Sequence[Any],
+        args: Sequence[CommandArg],
         *,
         stdin: IO[bytes] | None = None,
         stdout: IO[bytes] | None = None,
@@ -289,7 +293,7 @@ class Process:
 class CompletedRun:
     """What :func:`run` returns."""
 
-    args: list[Any]
+    args: list[CommandArg]
     returncode: int
     stdout: bytes | None
     stderr: bytes | None

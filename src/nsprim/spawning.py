@@ -20,7 +20,7 @@ import os
 import signal as _signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from ._sys import C
 from .checks import check_argv, check_env, check_groups, check_id, check_uts_name
@@ -36,18 +36,16 @@ from .plan import (
     ParentDeathSignal,
     Plan,
     SetDomainname,
-    SetGid,
-    SetGroups,
     SetHostname,
     SetNs,
     SetSid,
-    SetUid,
     Step,
     Sync,
     Unshare,
     WriteFile,
+    credential_steps,
 )
-from .process import DEVNULL, PIPE, STDOUT, CompletedRun, Process, TimeOffsets
+from .process import DEVNULL, PIPE, STDOUT, CommandArg, CompletedRun, Process, TimeOffsets
 
 __all__ = [
     "spawn",
@@ -61,10 +59,24 @@ __all__ = [
     "id_map_writer",
     "Streams",
     "StdioArg",
+    "HasFileno",
+    "SpawnOptions",
 ]
 
-#: A standard stream as :func:`spawn` takes it (as :class:`subprocess.Popen` does).
-StdioArg = int | IO[Any] | None
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class HasFileno(Protocol):
+    """A file object: what has a descriptor."""
+
+    def fileno(self) -> int: ...
+
+
+#: A standard stream as :func:`spawn` takes it (as :class:`subprocess.Popen` does): ``None``,
+#: :data:`~nsprim.process.PIPE`, :data:`~nsprim.process.DEVNULL`, :data:`~nsprim.process.STDOUT`,
+#: a descriptor or a file object.
+StdioArg = int | HasFileno | None
 
 
 @dataclass
@@ -183,19 +195,6 @@ def root_inside(uid_map: IdMap | None, gid_map: IdMap | None) -> tuple[int | Non
     return uid, gid
 
 
-def credential_steps(uid: int | None, gid: int | None, groups: Sequence[int] | None) -> list[Step]:
-    """The switch to *groups*, *gid* and *uid*, each left alone when ``None``: groups first
-    (setgroups needs the old gid's privilege), then the gid, the uid last."""
-    steps: list[Step] = []
-    if groups is not None:
-        steps.append(SetGroups(tuple(groups)))
-    if gid is not None:
-        steps.append(SetGid(gid))
-    if uid is not None:
-        steps.append(SetUid(uid))
-    return steps
-
-
 def id_map_writer(
     uid_map: IdMap | None,
     gid_map: IdMap | None,
@@ -261,8 +260,35 @@ def namespace_steps(
     return NamespaceSteps(tuple(maps), tuple(enter), NamespaceType.mask(clone_types), pidns_fd, write_maps)
 
 
+class SpawnOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`spawn`, which :func:`run` passes on."""
+
+    new: Iterable[NamespaceType | str]
+    join: Iterable[Namespace]
+    uid_map: IdMap | None
+    gid_map: IdMap | None
+    deny_setgroups: bool | None
+    hostname: str | None
+    domainname: str | None
+    time_offsets: TimeOffsets | None
+    mount_proc: bool
+    uid: int | None
+    gid: int | None
+    groups: Sequence[int] | None
+    env: Mapping[str, str] | None
+    cwd: str | os.PathLike[str] | None
+    stdin: StdioArg
+    stdout: StdioArg
+    stderr: StdioArg
+    pass_fds: Sequence[int]
+    new_session: bool
+    die_with_parent: bool
+    cgroup_fd: int
+    steps: Sequence[Step]
+
+
 def spawn(
-    argv: Sequence[str | bytes | os.PathLike[str]],
+    argv: Sequence[CommandArg],
     *,
     new: Iterable[NamespaceType | str] = (),
     join: Iterable[Namespace] = (),
@@ -391,13 +417,13 @@ def spawn(
 
 
 def run(
-    argv: Sequence[str | bytes | os.PathLike[str]],
+    argv: Sequence[CommandArg],
     *,
     input: bytes | None = None,
     capture_output: bool = False,
     timeout: float | None = None,
     check: bool = False,
-    **kwargs: Any,
+    **kwargs: Unpack[SpawnOptions],
 ) -> CompletedRun:
     """Run *argv* like :func:`spawn` and wait for it, as :func:`subprocess.run` does.
 

@@ -114,23 +114,23 @@ def test_malformed_mountinfo() -> None:
 
 
 def test_control_file_readers(tmp_path: Path) -> None:
-    from nsprim.cgroup import _fs
+    from nsprim.cgroup import files
     from nsprim.errors import SyscallError
 
     (tmp_path / "n").write_text("42\n")
     (tmp_path / "m").write_text("max\n")
     (tmp_path / "bad").write_text("4x\n")
     (tmp_path / "big").write_text("\n".join(str(i) for i in range(40000)))  # more than one read
-    assert _fs.try_read_int(tmp_path / "n") == 42 and _fs.read_int(str(tmp_path / "n")) == 42
-    assert _fs.try_read_int(tmp_path / "m") is None  # "max"
-    assert _fs.try_read_int(tmp_path / "gone") == _fs.MISSING
-    assert _fs.try_read_text(tmp_path / "gone") is None
-    assert _fs.read_text(tmp_path / "big").split()[-1] == "39999"
+    assert files.try_read_int(tmp_path / "n") == 42 and files.read_int(str(tmp_path / "n")) == 42
+    assert files.try_read_int(tmp_path / "m") is None  # "max"
+    assert files.try_read_int(tmp_path / "gone") == files.MISSING
+    assert files.try_read_text(tmp_path / "gone") is None
+    assert files.read_text(tmp_path / "big").split()[-1] == "39999"
     with pytest.raises(SyscallError) as info:
-        _fs.read_int(tmp_path / "bad")
+        files.read_int(tmp_path / "bad")
     assert "parse `4x`" in str(info.value)
     with pytest.raises(SyscallError) as info:
-        _fs.read_text(tmp_path / "gone")
+        files.read_text(tmp_path / "gone")
     assert info.value.errno == errno.ENOENT and "gone" in str(info.value)
 
 

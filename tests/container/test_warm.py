@@ -125,7 +125,7 @@ def test_a_forked_child_starts_the_ordinary_way(rootfs: Path) -> None:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through its status
             try:
-                ok = box._usable() is None and box._supply._closed and not box._supply._netns
+                ok = box._prepared_supply() is None and box._supply._closed and not box._supply._netns
                 ok = ok and box.run().returncode == 0
                 os._exit(0 if ok else 1)
             except BaseException:

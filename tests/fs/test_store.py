@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -133,7 +134,7 @@ def test_container_root_mounted_in_the_child_only(tmp_path: Path, store: LayerSt
     r = nsprim.run(
         ["/bin/busybox", "sh", "-c", "/bin/busybox echo changed > /etc/motd"],
         new={"mnt", "pid"},
-        steps=root.rootfs(sysfs=False).steps(),
+        steps=dataclasses.replace(root.rootfs(), sysfs=False).steps(),
         timeout=20,
     )
     assert r.returncode == 0

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from nsprim.cgroup import _fs
+from nsprim.cgroup import files
 from nsprim.cgroup.events import wait_until
 from nsprim.cgroup.host import Controller, HostInfo
 from nsprim.errors import CGroupTimeoutError, ConfigError, UnsupportedError
@@ -66,7 +66,7 @@ def wait_event(directory: Path, key: str, value: int, *, timeout: float | None, 
     """Wait until ``cgroup.events`` of the v2 group *directory* says *key* is *value* (an absent key reads 0)."""
     events = directory / "cgroup.events"
     wait_until(
-        lambda: _fs.read_keyed(events).get(key, 0) == value,
+        lambda: files.read_keyed(events).get(key, 0) == value,
         timeout=timeout,
         what=what,
         path=directory,
@@ -78,17 +78,17 @@ def freeze(group: ControlledGroup, timeout: float | None, version: int | None = 
     """Freeze *group* and wait until the kernel reports it frozen."""
     v, d = freezer_of(group, version)
     if v == 2:
-        _fs.write_text(d / "cgroup.freeze", "1")
+        files.write_text(d / "cgroup.freeze", "1")
         wait_event(d, "frozen", 1, timeout=timeout, what="the group to freeze")
         return
 
     def frozen() -> bool:
-        state = _fs.read_text(d / "freezer.state").strip()
+        state = files.read_text(d / "freezer.state").strip()
         if state == "FREEZING":  # a task could not be frozen yet: ask again
-            _fs.write_text(d / "freezer.state", "FROZEN")
+            files.write_text(d / "freezer.state", "FROZEN")
         return state == "FROZEN"
 
-    _fs.write_text(d / "freezer.state", "FROZEN")
+    files.write_text(d / "freezer.state", "FROZEN")
     wait_until(frozen, timeout=timeout, what="the group to freeze", path=d)
 
 
@@ -96,12 +96,12 @@ def thaw(group: ControlledGroup, timeout: float | None, version: int | None = No
     """Thaw *group* and wait until the kernel reports it running."""
     v, d = freezer_of(group, version)
     if v == 2:
-        _fs.write_text(d / "cgroup.freeze", "0")
+        files.write_text(d / "cgroup.freeze", "0")
         wait_event(d, "frozen", 0, timeout=timeout, what="the group to thaw")
         return
-    _fs.write_text(d / "freezer.state", "THAWED")
+    files.write_text(d / "freezer.state", "THAWED")
     wait_until(
-        lambda: _fs.read_text(d / "freezer.state").strip() == "THAWED",
+        lambda: files.read_text(d / "freezer.state").strip() == "THAWED",
         timeout=timeout,
         what="the group to thaw",
         path=d,
@@ -111,10 +111,10 @@ def thaw(group: ControlledGroup, timeout: float | None, version: int | None = No
 def is_frozen(group: ControlledGroup) -> bool:
     """True if either freezer holds *group* frozen."""
     u = group.unified_dir
-    if u is not None and (u / "cgroup.events").exists() and _fs.read_keyed(u / "cgroup.events").get("frozen"):
+    if u is not None and (u / "cgroup.events").exists() and files.read_keyed(u / "cgroup.events").get("frozen"):
         return True
     w = group.locate(Controller.FREEZER)
-    return w is not None and w[0] == 1 and _fs.read_text(w[1] / "freezer.state").strip() == "FROZEN"
+    return w is not None and w[0] == 1 and files.read_text(w[1] / "freezer.state").strip() == "FROZEN"
 
 
 def kill(group: ControlledGroup, sig: int, timeout: float | None, use_cgroup_kill: bool = True) -> None:
@@ -124,7 +124,7 @@ def kill(group: ControlledGroup, sig: int, timeout: float | None, use_cgroup_kil
     u = group.unified_dir
     deadline = None if timeout is None else time.monotonic() + timeout
     if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
-        _fs.write_text(u / "cgroup.kill", "1")
+        files.write_text(u / "cgroup.kill", "1")
         wait_event(u, "populated", 0, timeout=timeout, what="the group to be empty")
         if not group.procs(recursive=True):
             return

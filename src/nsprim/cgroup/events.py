@@ -20,14 +20,14 @@ from typing import Final
 
 from nsprim import _sys
 from nsprim._sys import C
-from nsprim.cgroup import _fs
+from nsprim.cgroup import files
 from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
 from nsprim.errors import CGroupTimeoutError, SyscallError
 
 __all__ = [
     "MemoryEvents",
     "CGroupTimeoutError",
-    "FileWatcher",
+    "FileChangeWaiter",
     "wait_until",
     "read_memory_events",
     "read_oom_kills",
@@ -56,7 +56,7 @@ class MemoryEvents:
     under_oom: bool | None = None
 
 
-class FileWatcher:
+class FileChangeWaiter:
     """Block until one of some files is modified (inotify), or a timeout passes.
 
     A context manager; the inotify descriptor is closed on exit.  Files that
@@ -77,7 +77,7 @@ class FileWatcher:
                 continue
             self.active = True
 
-    def __enter__(self) -> FileWatcher:
+    def __enter__(self) -> FileChangeWaiter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -125,7 +125,7 @@ def wait_until(
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     watched = [p for p in notify if p.exists()]
-    with FileWatcher(watched) as watcher:
+    with FileChangeWaiter(watched) as watcher:
         interval = _POLL_INTERVAL_MAX if watcher.active else _POLL_INTERVAL_V1
         while not predicate():
             if deadline is None:
@@ -141,7 +141,7 @@ def wait_until(
 def read_memory_events(version: int, directory: Path) -> MemoryEvents:
     """Read the memory event counters of the memory-controller *directory* of a group."""
     if version == 2:
-        e = _fs.read_keyed(directory / "memory.events")
+        e = files.read_keyed(directory / "memory.events")
         return MemoryEvents(
             oom_kill=e.get("oom_kill", 0),
             oom=e.get("oom"),
@@ -150,15 +150,15 @@ def read_memory_events(version: int, directory: Path) -> MemoryEvents:
             low=e.get("low"),
             oom_group_kill=e.get("oom_group_kill"),
         )
-    oc = _fs.read_keyed(directory / "memory.oom_control")
-    failcnt = _fs.read_int(directory / "memory.failcnt")
+    oc = files.read_keyed(directory / "memory.oom_control")
+    failcnt = files.read_int(directory / "memory.failcnt")
     return MemoryEvents(oom_kill=oc.get("oom_kill", 0), max=failcnt, under_oom=bool(oc.get("under_oom", 0)))
 
 
 def read_oom_kills(version: int, directory: Path) -> int:
     """The OOM-kill counter alone (v2 ``memory.events``, v1 ``memory.oom_control``)."""
     name = "memory.events" if version == 2 else "memory.oom_control"
-    return _fs.read_keyed(directory / name).get("oom_kill", 0)
+    return files.read_keyed(directory / name).get("oom_kill", 0)
 
 
 def wait_oom_kill(version: int, directory: Path, *, since: int | None, timeout: float | None) -> int:
@@ -173,3 +173,16 @@ def wait_oom_kill(version: int, directory: Path, *, since: int | None, timeout: 
     notify = [directory / "memory.events"] if version == 2 else []
     wait_until(seen, timeout=timeout, what="an OOM kill", path=directory, notify=notify)
     return result[0]
+
+
+def __getattr__(name: str) -> type[FileChangeWaiter]:
+    if name == "FileWatcher":  # the old name, kept for one release
+        import warnings
+
+        warnings.warn(
+            "nsprim.cgroup.events.FileWatcher is now FileChangeWaiter; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return FileChangeWaiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,10 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from nsprim.cgroup import _fs, control
+from nsprim.cgroup import control, files
 from nsprim.cgroup import events as _events
-from nsprim.cgroup._fs import Write
 from nsprim.cgroup.events import MemoryEvents, wait_until
+from nsprim.cgroup.files import Write
 from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, process_cgroups, read_v2_controllers
 from nsprim.cgroup.naming import validate_name, validate_path
 from nsprim.cgroup.resources import Resources
@@ -129,7 +129,7 @@ class CGroup:
                     enable_v2_controllers(h, pdir, serve_v2, {c for c in needed if serving.get(c) == h})
                 d = pdir / name
                 try:
-                    _fs.mkdir(d)
+                    files.mkdir(d)
                     created.append(d)
                 except SyscallError as exc:
                     if not (exist_ok and exc.errno == errno.EEXIST):
@@ -144,7 +144,7 @@ class CGroup:
             group._apply(plan)
         except BaseException:
             for d in reversed(created):
-                _fs.rmdir_quietly(d)
+                files.rmdir_quietly(d)
             raise
         return group
 
@@ -309,7 +309,7 @@ class CGroup:
             version, d = where
             for name in w.names:  # alternatives: the first file that exists
                 try:
-                    _fs.write_text(d / name, w.value, hint=w.hint)
+                    files.write_text(d / name, w.value, hint=w.hint)
                     done.add(key)
                     break
                 except SyscallError as exc:
@@ -368,7 +368,7 @@ class CGroup:
         v2_domain = [
             d
             for h, d in self._dirs
-            if h.version == 2 and (_fs.try_read_text(d / "cgroup.type") or "domain").strip() != "threaded"
+            if h.version == 2 and (files.try_read_text(d / "cgroup.type") or "domain").strip() != "threaded"
         ]
         if v2_domain and len(self._dirs) == 1:
             raise UnsupportedError(
@@ -391,7 +391,7 @@ class CGroup:
                 continue
             target = d / (v1_file if h.version == 1 else v2_file)
             try:
-                _fs.write_text(target, str(pid))
+                files.write_text(target, str(pid))
             except SyscallError as exc:
                 if h.version == 2 and exc.errno in _BUSY and read_v2_controllers(d, "cgroup.subtree_control"):
                     exc.hint = "the no-internal-processes rule: this group delegates controllers to its children"
@@ -399,7 +399,7 @@ class CGroup:
                     old = before.get(dh)
                     if old is not None:
                         with contextlib.suppress(SyscallError):
-                            _fs.write_text(dh.directory(old) / (v1_file if dh.version == 1 else v2_file), str(pid))
+                            files.write_text(dh.directory(old) / (v1_file if dh.version == 1 else v2_file), str(pid))
                 raise
             done.append(h)
 
@@ -408,7 +408,7 @@ class CGroup:
         pids: set[int] = set()
         for _h, d in self._dirs:
             for sub in self._walk(d) if recursive else (d,):
-                text = _fs.try_read_text(sub / "cgroup.procs")
+                text = files.try_read_text(sub / "cgroup.procs")
                 if text is not None:
                     pids.update(int(x) for x in text.split())
         return sorted(pids)
@@ -417,7 +417,7 @@ class CGroup:
         """The thread ids in the group (v1 ``tasks`` or v2 ``cgroup.threads``)."""
         tids: set[int] = set()
         for h, d in self._dirs:
-            text = _fs.try_read_text(d / ("tasks" if h.version == 1 else "cgroup.threads"))
+            text = files.try_read_text(d / ("tasks" if h.version == 1 else "cgroup.threads"))
             if text is not None:
                 tids.update(int(x) for x in text.split())
         return sorted(tids)
@@ -431,20 +431,20 @@ class CGroup:
                 return
         except FileNotFoundError:
             pass
-        for sub in _fs.subdirs(d):
+        for sub in files.subdirs(d):
             yield from CGroup._walk(sub)
         yield d
 
     def children(self) -> list[str]:
         """Names of the child groups (in any hierarchy)."""
-        return sorted({sub.name for _h, d in self._dirs for sub in _fs.subdirs(d)})
+        return sorted({sub.name for _h, d in self._dirs for sub in files.subdirs(d)})
 
     @property
     def populated(self) -> bool:
         """True while any process is in the group or a descendant (v2 ``cgroup.events``, v1 ``cgroup.procs``)."""
         u = self.unified_dir
         if u is not None and (u / "cgroup.events").exists():
-            if _fs.read_keyed(u / "cgroup.events").get("populated", 0):
+            if files.read_keyed(u / "cgroup.events").get("populated", 0):
                 return True
             if len(self._dirs) == 1:
                 return False
@@ -545,7 +545,7 @@ class CGroup:
         left: set[int] = set()
         for tree in trees:
             for sub in tree:
-                text = _fs.try_read_text(sub / "cgroup.procs")
+                text = files.try_read_text(sub / "cgroup.procs")
                 left.update(int(x) for x in (text or "").split())
         if left:
             raise CGroupBusyError(

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsprim.cgroup import _fs
+from nsprim.cgroup import files
 from nsprim.cgroup.host import Controller, HostInfo, host_info
 from nsprim.cgroup.units import V1_UNLIMITED, format_cpuset, format_size, parse_cpuset
 from nsprim.errors import SyscallError
@@ -66,7 +66,7 @@ def _human(n: int) -> str:
 
 def host_memory() -> int:
     """MemTotal of the host in bytes (from ``/proc/meminfo``)."""
-    for line in _fs.read_text(Path("/proc/meminfo")).splitlines():
+    for line in files.read_text(Path("/proc/meminfo")).splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     return 0  # pragma: no cover - every kernel has MemTotal
@@ -101,7 +101,7 @@ def _cpu_quota(info: HostInfo) -> float | None:
         period: int | None
         try:
             if version == 2:
-                text = _fs.try_read_text(a / "cpu.max")
+                text = files.try_read_text(a / "cpu.max")
                 if text is None:
                     continue
                 q, _, p = text.strip().partition(" ")
@@ -109,7 +109,7 @@ def _cpu_quota(info: HostInfo) -> float | None:
             else:
                 if not (a / "cpu.cfs_quota_us").exists():
                     continue
-                quota, period = _fs.read_int(a / "cpu.cfs_quota_us"), _fs.read_int(a / "cpu.cfs_period_us")
+                quota, period = files.read_int(a / "cpu.cfs_quota_us"), files.read_int(a / "cpu.cfs_period_us")
         except (SyscallError, ValueError):
             continue
         if quota is None or quota < 0 or not period:
@@ -127,7 +127,7 @@ def _cpus(info: HostInfo, pid: int) -> tuple[int, ...]:
     where = _dir(info, Controller.CPUSET)
     if where is not None:
         _version, d, _mount = where
-        text = _fs.try_read_text(d / "cpuset.effective_cpus")
+        text = files.try_read_text(d / "cpuset.effective_cpus")
         if text is not None and text.strip():
             affinity &= set(parse_cpuset(text.strip()))
     return tuple(sorted(affinity))
@@ -142,14 +142,14 @@ def _memory_limit(info: HostInfo) -> int | None:
     for a in ancestors(d, mount):
         name = "memory.max" if version == 2 else "memory.limit_in_bytes"
         try:
-            value = _fs.read_int(a / name) if (a / name).exists() else None
+            value = files.read_int(a / name) if (a / name).exists() else None
         except SyscallError:
             continue
         if value is None or value >= V1_UNLIMITED:
             continue
         best = value if best is None else min(best, value)
     if version == 1:
-        stat = _fs.read_keyed(d / "memory.stat") if (d / "memory.stat").exists() else {}
+        stat = files.read_keyed(d / "memory.stat") if (d / "memory.stat").exists() else {}
         hier = stat.get("hierarchical_memory_limit")
         if hier is not None and hier < V1_UNLIMITED:
             best = hier if best is None else min(best, hier)

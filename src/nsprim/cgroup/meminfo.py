@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nsprim.cgroup import _fs
+from nsprim.cgroup import files
 from nsprim.cgroup.group import CGroup
 from nsprim.cgroup.host import Controller
 
@@ -17,7 +17,7 @@ __all__ = ["meminfo_view", "format_meminfo"]
 
 def _host() -> dict[str, int]:
     values: dict[str, int] = {}
-    for line in _fs.read_text(Path("/proc/meminfo")).splitlines():
+    for line in files.read_text(Path("/proc/meminfo")).splitlines():
         key, _, rest = line.partition(":")
         parts = rest.split()
         if parts and parts[0].isdigit():
@@ -42,7 +42,7 @@ def meminfo_view(cgroup: CGroup | None = None) -> str:
     """
     group = cgroup if cgroup is not None else CGroup.from_pid()
     host = _host()
-    order = [line.partition(":")[0] for line in _fs.read_text(Path("/proc/meminfo")).splitlines()]
+    order = [line.partition(":")[0] for line in files.read_text(Path("/proc/meminfo")).splitlines()]
     mem = group.stats().memory
     if mem is None:
         return format_meminfo(host, order)
@@ -92,8 +92,8 @@ def meminfo_view(cgroup: CGroup | None = None) -> str:
 def _swap_limit(group: CGroup, mem_limit: int | None, v2: bool) -> int | None:
     d = group.directory(Controller.MEMORY)
     if v2:
-        return _fs.read_int(d / "memory.swap.max") if (d / "memory.swap.max").exists() else None
+        return files.read_int(d / "memory.swap.max") if (d / "memory.swap.max").exists() else None
     if not (d / "memory.memsw.limit_in_bytes").exists() or mem_limit is None:
         return None
-    memsw = _fs.read_int(d / "memory.memsw.limit_in_bytes")
+    memsw = files.read_int(d / "memory.memsw.limit_in_bytes")
     return None if memsw is None or memsw >= 1 << 62 else max(0, memsw - mem_limit)

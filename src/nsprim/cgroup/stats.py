@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nsprim.cgroup._fs import MISSING, read_int, try_read_int, try_read_text
+from nsprim.cgroup.files import MISSING, read_int, try_read_int, try_read_text
 from nsprim.cgroup.host import Controller
 from nsprim.cgroup.units import V1_UNLIMITED
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Final
 
-from nsprim.cgroup import _fs
-from nsprim.cgroup._fs import Write
+from nsprim.cgroup import files
+from nsprim.cgroup.files import Write
 from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, read_v2_controllers
 from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.v1 import MemoryNow, plan_v1
@@ -27,12 +27,12 @@ _RMDIR_RETRY: Final = 2.0
 def init_cpuset(parent: Path, d: Path, *, fresh: bool) -> None:
     """A new v1 cpuset group starts empty; give it its parent's CPUs and nodes so tasks can join."""
     for name in ("cpuset.cpus", "cpuset.mems"):
-        if not fresh and _fs.read_text(d / name).strip():
+        if not fresh and files.read_text(d / name).strip():
             continue
-        value = _fs.read_text(parent / name).strip()
+        value = files.read_text(parent / name).strip()
         if not value:
-            value = (_fs.try_read_text(parent / name.replace("cpuset.", "cpuset.effective_")) or "").strip()
-        _fs.write_text(d / name, value)
+            value = (files.try_read_text(parent / name.replace("cpuset.", "cpuset.effective_")) or "").strip()
+        files.write_text(d / name, value)
 
 
 def enable_v2_controllers(h: Hierarchy, parent: Path, controllers: set[Controller], needed: set[Controller]) -> None:
@@ -52,7 +52,7 @@ def enable_v2_controllers(h: Hierarchy, parent: Path, controllers: set[Controlle
             if c in enabled or c not in available or c.v2_name is None:
                 continue
             try:
-                _fs.write_text(
+                files.write_text(
                     d / "cgroup.subtree_control",
                     f"+{c.v2_name}",
                     hint="the no-internal-processes rule: this cgroup has processes of its own; "
@@ -90,7 +90,7 @@ def rmdir_retrying(d: Path) -> None:
     deadline = time.monotonic() + _RMDIR_RETRY
     while True:
         try:
-            _fs.rmdir(d)
+            files.rmdir(d)
             return
         except SyscallError as exc:
             if exc.errno == errno.ENOENT:

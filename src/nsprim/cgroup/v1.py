@@ -11,8 +11,8 @@ import errno
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsprim.cgroup import _fs
-from nsprim.cgroup._fs import Write
+from nsprim.cgroup import files
+from nsprim.cgroup.files import Write
 from nsprim.cgroup.host import Controller
 from nsprim.cgroup.resources import MEMORY_MAX_BYTES, CpuResources, MemoryResources, Resources, limit_of
 from nsprim.cgroup.units import V1_UNLIMITED, Limit
@@ -108,8 +108,8 @@ class MemoryNow:
         """The values in directory *d*."""
 
         def value(name: str) -> Limit | None:
-            raw = _fs.try_read_int(d / name)
-            if raw == _fs.MISSING:
+            raw = files.try_read_int(d / name)
+            if raw == files.MISSING:
                 return None
             return "max" if raw is None or raw >= V1_UNLIMITED else raw
 

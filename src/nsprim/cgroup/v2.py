@@ -6,7 +6,7 @@ actual writes are the business of :mod:`nsprim.cgroup.group`.
 
 from __future__ import annotations
 
-from nsprim.cgroup._fs import Write
+from nsprim.cgroup.files import Write
 from nsprim.cgroup.host import Controller
 from nsprim.cgroup.resources import CpuResources, Resources, limit_of
 

@@ -8,7 +8,7 @@ b'1\\n'
 
 from ..fs.rootfs import Bind, Tmpfs
 from .builder import Container
-from .config import ContainerConfig, Network, Rlimit, RootSpec, Veth
+from .config import ContainerConfig, Network, Rlimit, RootKind, RootSpec, Veth
 from .registry import ContainerStatus, DetachedContainer, find, list_containers
 from .running import ContainerResult, RunningContainer
 from .warm import WarmContainer
@@ -24,6 +24,7 @@ __all__ = [
     "find",
     "list_containers",
     "Network",
+    "RootKind",
     "Veth",
     "Bind",
     "Tmpfs",

@@ -47,6 +47,7 @@ from .terminal import TERMINAL_FD, OpenTerminal
 from .userns import attach_idmapped, id_maps, idmapped_mounts
 
 if TYPE_CHECKING:
+    from ..security import SecurityPolicy
     from .veth import VethLink
 
 __all__ = ["ChildPlan", "build_plan", "cached_host_info"]
@@ -80,7 +81,7 @@ def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
     return Plan((*steps, KeepFd("/proc/thread-self/ns/mnt", slot=0), root))
 
 
-def _default_security() -> Any:
+def _default_security() -> SecurityPolicy:
     """Docker's defaults, less CAP_MKNOD (as podman does).
 
     With no device cgroup, CAP_MKNOD would let the container make and open

@@ -23,10 +23,21 @@ from ..errors import ConfigError
 from ..fs.rootfs import Bind, Tmpfs
 from ..idmap import IdMap
 from ..namespace import Namespace, NamespaceType
-from .config import MIN_MEMORY, ContainerConfig, Network, Rlimit, RootSpec, Veth, available_cpus, check_memory_floor
+from .config import (
+    MIN_MEMORY,
+    ContainerConfig,
+    Network,
+    Rlimit,
+    RootKind,
+    RootSpec,
+    Veth,
+    available_cpus,
+    check_memory_floor,
+)
+from .runnable import Runnable
 
 if TYPE_CHECKING:
-    from .running import ContainerResult, RunningContainer
+    from ..security import SecurityPolicy
     from .warm import WarmContainer
 
 __all__ = ["Container"]
@@ -42,7 +53,7 @@ def _size_ok(value: int | str) -> int | str:
 
 
 @dataclass(frozen=True)
-class Container:
+class Container(Runnable):
     """A container template: build it fluently, then :meth:`run` or :meth:`start` it.
 
     >>> box = Container(["echo", "hi"]).host_root().memory("64M")
@@ -129,16 +140,16 @@ class Container:
 
     def host_root(self) -> Container:
         """The host's ``/`` read-only under a tmpfs upper layer: writable, nothing persists."""
-        return self._with(root=RootSpec("host"))
+        return self._with(root=RootSpec(RootKind.HOST))
 
     def rootfs(self, path: StrPath, *, writable: bool = False) -> Container:
         """A directory as the root file system (read-only unless *writable*)."""
-        return self._with(root=RootSpec("directory", Path(path), writable=writable))
+        return self._with(root=RootSpec(RootKind.DIRECTORY, Path(path), writable=writable))
 
     def image(self, layers: Sequence[StrPath], *, upper: StrPath | None = None) -> Container:
         """Image layers (top first) under an overlay; ephemeral upper unless *upper* is given."""
         return self._with(
-            root=RootSpec("overlay", layers=tuple(Path(p) for p in layers), upper=Path(upper) if upper else None)
+            root=RootSpec(RootKind.OVERLAY, layers=tuple(Path(p) for p in layers), upper=Path(upper) if upper else None)
         )
 
     def bind(self, source: StrPath, target: StrPath | None = None, *, readonly: bool = True) -> Container:
@@ -268,7 +279,7 @@ class Container:
 
     # ---- security ----------------------------------------------------------------
 
-    def security(self, policy: Any) -> Container:
+    def security(self, policy: SecurityPolicy) -> Container:
         """A :class:`nsprim.security.SecurityPolicy` (default: the secure defaults)."""
         return self._with(security=policy)
 
@@ -281,20 +292,6 @@ class Container:
         return self._with(detach=detached, auto_remove=remove)
 
     # ---- running -----------------------------------------------------------------
-
-    def start(self, **stdio: Any) -> RunningContainer:
-        """Start the container; return a handle (see :class:`RunningContainer`)."""
-        from .start import start_container
-
-        return start_container(self.config, **stdio)
-
-    def run(
-        self, *, capture_output: bool = False, input: bytes | None = None, timeout: float | None = None, **stdio: Any
-    ) -> ContainerResult:
-        """Run to completion and return a :class:`ContainerResult`."""
-        from .start import run_container
-
-        return run_container(self.config, capture_output=capture_output, input=input, timeout=timeout, **stdio)
 
     def warm(self, size: int = 2) -> WarmContainer:
         """This template with *size* network namespaces and cgroups kept ready by a background thread.

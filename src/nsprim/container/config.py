@@ -11,7 +11,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._sys.netlink import ifname_ok
 from ..cgroup import Resources
@@ -21,7 +21,10 @@ from ..fs.rootfs import Bind, Tmpfs
 from ..idmap import IdMap
 from ..namespace import NamespaceType
 
-__all__ = ["ContainerConfig", "Network", "RootSpec", "Rlimit", "Veth", "check_veth"]
+if TYPE_CHECKING:
+    from ..security import SecurityPolicy
+
+__all__ = ["ContainerConfig", "Network", "RootKind", "RootSpec", "Rlimit", "Veth", "check_veth"]
 
 StrPath = str | os.PathLike[str]
 
@@ -59,24 +62,40 @@ class Veth:
         check_veth(self)
 
 
+class RootKind(enum.Enum):
+    """What a container's root file system is made of."""
+
+    # the host's / as a read-only lower layer under a tmpfs upper: writable, every change vanishes
+    # (in a user namespace, where overlay refuses a lower layer with locked mounts, / bound read-only)
+    HOST = "host"
+    DIRECTORY = "directory"  # a directory bound as the root, read-only unless writable
+    OVERLAY = "overlay"  # layers, top first, under an upper directory (ephemeral unless one is given)
+
+
 @dataclass(frozen=True)
 class RootSpec:
     """The container's root file system.
 
-    ``kind`` is ``"host"`` (the host's ``/`` as a read-only lower layer under
-    a tmpfs upper: writable, and every change vanishes; in a user namespace,
-    where overlay refuses a lower layer with locked mounts, the host's ``/``
-    bound read-only), ``"directory"``
-    (*path* bound as the root, read-only unless *writable*), or ``"overlay"``
-    (*layers*, top first, under an upper directory, ephemeral unless *upper*
-    is given).
+    *kind* is a :class:`RootKind` (its value as a string is taken too):
+    :attr:`~RootKind.HOST`, :attr:`~RootKind.DIRECTORY` (*path* bound as the
+    root, read-only unless *writable*) or :attr:`~RootKind.OVERLAY` (*layers*,
+    top first, under an upper directory, ephemeral unless *upper* is given).
+    A kind that is neither is a :class:`~nsprim.errors.ConfigError`.
     """
 
-    kind: str
+    kind: RootKind
     path: Path | None = None
     writable: bool = False
     layers: tuple[Path, ...] = ()
     upper: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, RootKind):
+            try:
+                object.__setattr__(self, "kind", RootKind(self.kind))
+            except ValueError:
+                known = ", ".join(k.value for k in RootKind)
+                raise ConfigError(f"root kind {self.kind!r}: not one of {known}", what="root.kind") from None
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,7 @@ class ContainerConfig:
     init: bool = False
     detach: bool = False
     auto_remove: bool = False  # a detached container's state goes when it ends (`run -d --rm`)
-    security: Any = None  # a nsprim.security.SecurityPolicy, when that module is present
+    security: SecurityPolicy | None = None  # None: Docker's defaults less CAP_MKNOD (build.default_security)
     name: str | None = None
     mount_proc: bool = True
     readonly_paths: tuple[str, ...] = ()
@@ -128,9 +147,9 @@ class ContainerConfig:
 
     def etc_passwd(self) -> Path:
         """Where the container's ``/etc/passwd`` is, seen from the host."""
-        if self.root is None or self.root.kind == "host":
+        if self.root is None or self.root.kind is RootKind.HOST:
             return Path("/etc/passwd")
-        if self.root.kind == "directory" and self.root.path is not None:
+        if self.root.kind is RootKind.DIRECTORY and self.root.path is not None:
             return self.root.path / "etc/passwd"
         for layer in self.root.layers:  # top first: the first that has it wins
             if (layer / "etc/passwd").exists():
@@ -219,11 +238,11 @@ class ContainerConfig:
         for m in self.mounts:
             if isinstance(m, Bind) and not m.source.exists():
                 raise ConfigError(f"bind mount source `{m.source}` does not exist", what="mounts")
-        if self.root is not None and self.root.kind == "directory":
+        if self.root is not None and self.root.kind is RootKind.DIRECTORY:
             path = self.root.path
             if path is None or not path.is_dir():
                 raise ConfigError(f"root file system `{path}` is not a directory", what="root")
-        if self.root is not None and self.root.kind == "overlay":
+        if self.root is not None and self.root.kind is RootKind.OVERLAY:
             for layer in self.root.layers:
                 if not layer.is_dir():
                     raise ConfigError(f"image layer `{layer}` is not a directory", what="root")

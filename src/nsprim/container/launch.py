@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..lowlevel import start
 from ..process import Process
-from ..spawning import open_streams
+from ..spawning import StdioArg, open_streams
 from .build import ChildPlan
 from .config import ContainerConfig
 
@@ -24,9 +24,9 @@ log = logging.getLogger("nsprim.container")
 def launch(
     config: ContainerConfig,
     plan_for: Callable[[list[tuple[int, int]]], ChildPlan],
-    stdin: Any,
-    stdout: Any,
-    stderr: Any,
+    stdin: StdioArg,
+    stdout: StdioArg,
+    stderr: StdioArg,
     *,
     log_id: str | None = None,
     monitor: MonitorSpec | None = None,

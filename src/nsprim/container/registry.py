@@ -62,6 +62,7 @@ from .host import remove_group, state_dir
 
 if TYPE_CHECKING:
     from ..process import Process
+    from ..spawning import StdioArg
     from .config import ContainerConfig
     from .pool import Supply
 
@@ -116,8 +117,9 @@ class ContainerState:
     finished: float | None = None
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ContainerState:
+    def from_json(cls, record: Mapping[str, object]) -> ContainerState:
         """Parse a record; :class:`~nsprim.errors.ConfigError` if a field is missing or of the wrong type."""
+        data: Mapping[str, Any] = record  # every conversion below checks its value
         try:
             return cls(
                 name=str(data["name"]),
@@ -424,7 +426,7 @@ class Registration:
         watcher.watch_tree(self.directory)
         self.dirfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def stdio(self, stdin: Any, stdout: Any, stderr: Any) -> tuple[Any, Any, Any]:
+    def stdio(self, stdin: StdioArg, stdout: StdioArg, stderr: StdioArg) -> tuple[StdioArg, StdioArg, StdioArg]:
         """The defaults of a detached container: no input, output appended to ``output.log``."""
         if stdout is None or stderr is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW

@@ -26,7 +26,7 @@ from ..fs.overlay import OverlayMount, OverlayOptions
 from ..fs.rootfs import DEFAULT_READONLY_PATHS, Bind, RootFS, Tmpfs
 from ..fs.steps import EnterRoot
 from ..plan import Mkdir, Mount, Step
-from .config import ContainerConfig
+from .config import ContainerConfig, RootKind
 
 if TYPE_CHECKING:
     from .procview import ProcView
@@ -94,18 +94,18 @@ def _source(
     assert spec is not None
     copies = [target for _, target in idmapped]
     root, steps = state / "root", _state_steps(state, idmapped=bool(idmapped))
-    if spec.kind == "directory":
+    if spec.kind is RootKind.DIRECTORY:
         # Bound at the state directory's root rather than in place: a directory
         # that is itself a root (``/``) cannot be pivoted into where it stands.
         assert spec.path is not None
         bind = Mount(copies[0] if copies else spec.path, root, None, C.MS_BIND | C.MS_REC)
         return root, [*steps, bind], None if spec.writable else spec.path
-    if spec.kind == "host" and userns:
+    if spec.kind is RootKind.HOST and userns:
         # In a user namespace the host's / has locked submounts, which overlay
         # refuses as a lower layer ("failed to clone lowerpath"): bind it read-only.
         return root, [*steps, Mount("/", root, None, C.MS_BIND | C.MS_REC)], Path("/")
-    lower = [Path("/")] if spec.kind == "host" else list(spec.layers)
-    upper = spec.upper if spec.kind == "overlay" else None
+    lower = [Path("/")] if spec.kind is RootKind.HOST else list(spec.layers)
+    upper = spec.upper if spec.kind is RootKind.OVERLAY else None
     return root, steps + _overlay_steps(state, lower, upper, userns=userns, copies=copies), None
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from io import FileIO
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..cgroup import CGroup, Resources, Stats
 from ..errors import ConfigError, NsprimError, TimeoutExpired, UnsupportedError
@@ -26,6 +26,7 @@ from .launch import launch
 from .terminal import attach, set_terminal_size
 
 if TYPE_CHECKING:
+    from ..spawning import StdioArg
     from .preparation import Preparation
     from .veth import VethLink
 
@@ -204,11 +205,14 @@ class RunningContainer:
             raise ConfigError(f"{what} needs the container's cgroup (run as root)", what="cgroup")
         return self.cgroup
 
-    def exec(self, argv: Sequence[str], **kwargs: Any) -> Process:
+    def exec(
+        self, argv: Sequence[str], *, stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None
+    ) -> Process:
         """Run another command inside the container, as ``docker exec`` does.
 
         It joins every namespace of the container and its cgroup, with the
-        container's environment, user, working directory and security policy.
+        container's environment, user, working directory and security policy;
+        the standard streams are taken as :func:`nsprim.spawn` takes them.
         Returns the new :class:`~nsprim.process.Process`.
         """
         if self.process.returncode is not None:
@@ -233,9 +237,9 @@ class RunningContainer:
             lambda pairs: build_plan(
                 exec_cfg, cgroup=self.cgroup, state=None, stdio=pairs, joined=joined, for_exec=True
             ),
-            kwargs.get("stdin"),
-            kwargs.get("stdout"),
-            kwargs.get("stderr"),
+            stdin,
+            stdout,
+            stderr,
         )
         self._execs.append(proc)
         return proc

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, TimeoutExpired
 from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE
+from ..spawning import StdioArg
 from .build import build_plan
 from .config import ContainerConfig
 from .host import state_dir
@@ -33,9 +34,9 @@ __all__ = ["start_container", "run_container"]
 def start_container(
     config: ContainerConfig,
     *,
-    stdin: Any = None,
-    stdout: Any = None,
-    stderr: Any = None,
+    stdin: StdioArg = None,
+    stdout: StdioArg = None,
+    stderr: StdioArg = None,
     warm: Supply | None = None,
 ) -> RunningContainer:
     """Prepare the host side, start the plan, and return the handle.
@@ -131,13 +132,11 @@ def start_container(
 
 def run_container(
     config: ContainerConfig,
-    *,
+    stdio: tuple[StdioArg, StdioArg, StdioArg] = (None, None, None),
     capture_output: bool = False,
     input: bytes | None = None,
     timeout: float | None = None,
-    stdin: Any = None,
-    stdout: Any = None,
-    stderr: Any = None,
+    *,
     warm: Supply | None = None,
 ) -> ContainerResult:
     """Start, feed *input*, collect output, wait, clean up.
@@ -146,6 +145,7 @@ def run_container(
     *capture_output* collects what it shows (as ``stdout``); with neither, this
     process' own terminal is attached (:meth:`RunningContainer.attach`).
     """
+    stdin, stdout, stderr = stdio
     if config.tty:
         if stdin is not None or stdout is not None or stderr is not None:
             raise ConfigError("a container with a tty has its terminal as stdin, stdout and stderr", what="tty")

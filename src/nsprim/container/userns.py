@@ -34,7 +34,7 @@ from .._sys import C
 from ..errors import ConfigError, SyscallError
 from ..idmap import IdMap, subordinate_ranges
 from ..namespace import NamespaceType
-from .config import ContainerConfig
+from .config import ContainerConfig, RootKind
 
 __all__ = [
     "SLOT_SIZE",
@@ -200,9 +200,9 @@ def idmapped_mounts(
         return ()
     if NamespaceType.MNT not in cfg.namespaces or not (_shifts(uid_map) or _shifts(gid_map)):
         return ()
-    if spec.kind == "directory" and spec.path is not None and os.path.abspath(spec.path) != "/":
+    if spec.kind is RootKind.DIRECTORY and spec.path is not None and os.path.abspath(spec.path) != "/":
         return ((Path(os.path.abspath(spec.path)), state / "scratch" / "lower0"),)
-    if spec.kind == "overlay":
+    if spec.kind is RootKind.OVERLAY:
         return tuple((Path(os.path.abspath(p)), state / "scratch" / f"lower{k}") for k, p in enumerate(spec.layers))
     return ()
 

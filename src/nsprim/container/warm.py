@@ -33,21 +33,20 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .host import create_cgroup
 from .pool import MAX_BACKLOG, Supply, root_preparer
-from .start import run_container, start_container
+from .runnable import Runnable
 
 if TYPE_CHECKING:
     from .config import ContainerConfig
-    from .running import ContainerResult, RunningContainer
 
 __all__ = ["WarmContainer", "MAX_BACKLOG"]
 
 
-class WarmContainer:
+class WarmContainer(Runnable):
     """A container template whose starts take a network namespace and a cgroup made ahead of time.
 
     Made with :meth:`Container.warm() <nsprim.container.Container.warm>`; use
@@ -83,19 +82,7 @@ class WarmContainer:
         """Why the background thread stopped preparing, if it failed (starts then make their own)."""
         return self._supply.error
 
-    def start(self, **stdio: Any) -> RunningContainer:
-        """Start one container (see :meth:`Container.start <nsprim.container.Container.start>`)."""
-        return start_container(self.config, warm=self._usable(), **stdio)
-
-    def run(
-        self, *, capture_output: bool = False, input: bytes | None = None, timeout: float | None = None, **stdio: Any
-    ) -> ContainerResult:
-        """Run one container to completion (see :meth:`Container.run <nsprim.container.Container.run>`)."""
-        return run_container(
-            self.config, capture_output=capture_output, input=input, timeout=timeout, warm=self._usable(), **stdio
-        )
-
-    def _usable(self) -> Supply | None:
+    def _prepared_supply(self) -> Supply | None:
         s = self._supply
         if s.owner != os.getpid():  # a forked child starts containers the ordinary way
             return None

@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_MASKED_PATHS",
     "DEFAULT_READONLY_PATHS",
     "DEFAULT_DEVICES",
+    "DEV_STDIO_LINKS",
     "parse_tmpfs_size",
     "tmpfs_size_max",
 ]
@@ -86,13 +87,14 @@ DEFAULT_DEVICES: tuple[tuple[str, int, int], ...] = (
     ("urandom", 1, 9),
     ("tty", 5, 0),
 )
-_DEV_LINKS = (
+#: The links every /dev has: name, target.
+DEV_STDIO_LINKS: tuple[tuple[str, str], ...] = (
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
     ("stdout", "/proc/self/fd/1"),
     ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
 )
+_DEV_LINKS = (*DEV_STDIO_LINKS, ("ptmx", "pts/ptmx"))
 _KERNEL_FS_FLAGS = MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC
 _TMPFS_SIZE_RE = re.compile(r"([0-9]+)([kmgtpe]?)", re.IGNORECASE | re.ASCII)
 

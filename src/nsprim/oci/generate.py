@@ -23,7 +23,7 @@ from .spec import (
 
 __all__ = ["DEFAULT_MASKED_PATHS", "DEFAULT_READONLY_PATHS", "default_spec"]
 
-#: Paths of /proc and /sys hidden from containers (runc's and Docker's list).
+#: Paths of /proc and /sys hidden from containers: what `runc spec` writes (nsprim.fs.rootfs hides powercap too).
 DEFAULT_MASKED_PATHS = (
     "/proc/acpi",
     "/proc/asound",

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from .._sys import C
 from ..errors import SpecError
+from ..fs.rootfs import DEFAULT_DEVICES, DEV_STDIO_LINKS
 from ..fs.steps import CreateInRoot, MountInRoot
 from ..plan import Mount, Step, WriteFile
 from .runtime.mount_options import MS, parse_mount_options
@@ -25,21 +26,6 @@ from .spec import LinuxDevice, Spec
 
 __all__ = ["mount_steps", "device_steps", "path_steps", "propagation_steps", "sysctl_steps", "DEFAULT_DEVICES"]
 
-#: The devices the runtime spec says every container gets: name, major, minor.
-DEFAULT_DEVICES: tuple[tuple[str, int, int], ...] = (
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-)
-_DEV_LINKS = (
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-)
 _BIND_FLAGS = MS["RDONLY"] | MS["NOSUID"] | MS["NODEV"] | MS["NOEXEC"] | MS["NOATIME"] | MS["NODIRATIME"]
 _RO_KERNEL = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | C.MS_RDONLY
 
@@ -180,7 +166,7 @@ def device_steps(spec: Spec, root: Path, *, has_dev: bool, userns: bool, termina
         else:
             steps.append(CreateInRoot(root, path, kind | mode, device, exist_ok=True, follow_symlinks=False))
     if has_dev:
-        for name, link in _DEV_LINKS:
+        for name, link in DEV_STDIO_LINKS:
             steps.append(
                 CreateInRoot(root, f"/dev/{name}", stat.S_IFLNK | 0o777, link_target=link, exist_ok=True,
                              follow_symlinks=False)

@@ -29,7 +29,6 @@ import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from .errors import SecurityConfigError, UnknownCapabilityError
 
@@ -300,7 +299,7 @@ class Capabilities:
         )
 
     @classmethod
-    def from_oci(cls, caps: Mapping[str, Any], where: str = "process.capabilities") -> Capabilities:
+    def from_oci(cls, caps: Mapping[str, object], where: str = "process.capabilities") -> Capabilities:
         """From the OCI runtime-spec's ``process.capabilities`` object (lists of ``CAP_*`` names)."""
         if not isinstance(caps, Mapping):
             raise SecurityConfigError(f"{where}: expected an object", what=where)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from .._sys.spawn import CapsFlag, RawStep, StepKind
-from ..plan import NoNewPrivs, SetGid, SetGroups, SetRlimit, SetUid, Step, Umask
+from ..plan import NoNewPrivs, SetRlimit, Step, Umask, credential_steps
 from .capabilities import Capabilities, CapabilitySet
 from .errors import SecurityConfigError
 from .seccomp.bpf import Program
@@ -167,12 +167,17 @@ class SecurityPolicy:
             raise SecurityConfigError(f"umask: expected 0 to 0o777 or None, got {self.umask!r}", what="umask")
 
     @classmethod
-    def from_oci(cls, process: Mapping[str, Any], linux: Mapping[str, Any] | None = None) -> SecurityPolicy:
+    def from_oci(
+        cls, process_object: Mapping[str, object], linux_object: Mapping[str, object] | None = None
+    ) -> SecurityPolicy:
         """From an OCI bundle's ``process`` and ``linux`` objects (``config.json``).
 
         ``process.capabilities`` (absent: none, as the spec says), ``process.noNewPrivileges``,
         ``process.rlimits`` and ``linux.seccomp`` (absent: no filter).
         """
+        # each value is checked where it is parsed
+        process: Mapping[str, Any] = process_object
+        linux: Mapping[str, Any] | None = linux_object
         caps = Capabilities.from_oci(process.get("capabilities") or {})
         seccomp: Profile | None = None
         if linux and linux.get("seccomp"):
@@ -224,12 +229,7 @@ class SecurityPolicy:
             # Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while
             # the setup still has it (the filter then sees the rest of the setup).
             steps.append(LoadSeccomp(prog, flags))
-        if groups is not None:
-            steps.append(SetGroups(tuple(groups)))
-        if gid is not None:
-            steps.append(SetGid(gid))
-        if uid is not None:
-            steps.append(SetUid(uid))
+        steps += credential_steps(uid, gid, groups)
         steps.append(SetCapabilities(caps, CapsPhase.SETS | clamp))
         if self.no_new_privs:
             steps.append(NoNewPrivs())

@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..._paths import StrPath
 from ...errors import ConfigError, LayerError, LayerLimitError, SyscallError
@@ -384,16 +384,17 @@ class ContainerRoot:
         """Unmount the overlay (a no-op if not mounted)."""
         self.overlay.unmount(detach=True)
 
-    def rootfs(self, **kwargs: Any) -> RootFS:
+    def rootfs(self) -> RootFS:
         """A :class:`~nsprim.fs.rootfs.RootFS` that mounts this container's overlay in the child.
 
         For ``nsprim.spawn(..., new={"mnt", "pid", ...}, steps=root.rootfs().steps())``:
-        the overlay then exists only in the child's mount namespace.  *kwargs*
-        go to :class:`~nsprim.fs.rootfs.RootFS` (binds, tmpfs, masked paths...).
+        the overlay then exists only in the child's mount namespace.  Its other
+        settings (binds, tmpfs, masked paths...) are changed as those of any
+        frozen value: ``dataclasses.replace(root.rootfs(), sysfs=False)``.
         """
         from ..rootfs import RootFS
 
-        return RootFS.from_overlay(self.overlay, **kwargs)
+        return RootFS.from_overlay(self.overlay)
 
     def commit(self, image_name: str | None = None) -> Layer:
         """Store the container's changes as a new layer; with *image_name*, also save an image.

@@ -202,7 +202,7 @@ def exec_process(g: Globals, record: ContainerRecord, spec: Spec, process: Proce
     from ..convert import process_steps
     from ..honour import check_process
     from .commands import container_group
-    from .lifecycle import connect_console, lift_fd
+    from .lifecycle import open_console
 
     check_process(process)
     preserve = int(opts.get("preserve_fds") or 0)  # type: ignore[call-overload]
@@ -220,12 +220,7 @@ def exec_process(g: Globals, record: ContainerRecord, spec: Spec, process: Proce
     cgroup_fd = -1
     floor = 100 + preserve
     try:
-        console_fd = -1
-        if console:
-            sock = connect_console(str(console))
-            console_fd = lift_fd(sock.fileno(), floor)
-            opened.append(console_fd)
-            sock.close()
+        console_fd = open_console(console, floor, opened)
         joined = _open_namespaces(record.pid)
         root_fd = os.open(f"/proc/{record.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         opened.append(root_fd)

@@ -122,6 +122,19 @@ def lift_fd(fd: int, floor: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
 
 
+def open_console(console: object, floor: int, opened: list[int]) -> int:
+    """The ``--console-socket`` connected and lifted above *floor* (added to *opened*); -1 without one."""
+    if not console:
+        return -1
+    sock = connect_console(str(console))
+    try:
+        fd = lift_fd(sock.fileno(), floor)
+    finally:
+        sock.close()
+    opened.append(fd)
+    return fd
+
+
 def _start_steps(steps: tuple[object, ...], base: int) -> list[list[object]]:
     """What ``start`` needs to name a step that fails after the start: kind, words, exec details."""
     from ...plan import Exec, Step
@@ -245,12 +258,7 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         listener = _unix_socket(locked.dirfd, START_SOCKET, listen=True)
         opened.append(lift_fd(listener.fileno(), floor))
         listener.close()
-        console_fd = -1
-        if console:
-            sock = connect_console(str(console))
-            console_fd = lift_fd(sock.fileno(), floor)
-            opened.append(console_fd)
-            sock.close()
+        console_fd = open_console(console, floor, opened)
         hooks = spec.hooks
         early = bool(hooks and (hooks.prestart or hooks.create_runtime))
         handoff = Handoff(opened[0], console_fd, preserve, bool(opts.get("no_pivot")))

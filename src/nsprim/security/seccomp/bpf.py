@@ -139,17 +139,23 @@ class _Op:
 Item = _Op | Label
 
 
+def _label_positions(items: Sequence[Item]) -> dict[int, int]:
+    """Each label's instruction index, by the label's id."""
+    pos: dict[int, int] = {}
+    pc = 0
+    for it in items:
+        if isinstance(it, Label):
+            pos[id(it)] = pc
+        else:
+            pc += 1
+    return pos
+
+
 def assemble(items: Sequence[Item]) -> Program:
     """Resolve labels; give conditional jumps beyond 255 instructions a ``ja`` trampoline."""
     work: list[Item] = list(items)
     while True:
-        pos: dict[int, int] = {}
-        pc = 0
-        for it in work:
-            if isinstance(it, Label):
-                pos[id(it)] = pc
-            else:
-                pc += 1
+        pos = _label_positions(work)
         far: list[tuple[int, str]] = []
         pc = 0
         for idx, it in enumerate(work):
@@ -171,13 +177,7 @@ def assemble(items: Sequence[Item]) -> Program:
             work[idx + 1 : idx + 1] = [here, _Op(JMP_JA, target=dest)]
         # a trampoline sits right after its branch; the branch's other target
         # (often "the next instruction") is a label and simply moves on.
-    pos = {}
-    pc = 0
-    for it in work:
-        if isinstance(it, Label):
-            pos[id(it)] = pc
-        else:
-            pc += 1
+    pos = _label_positions(work)
     out: list[Insn] = []
     for it in work:
         if isinstance(it, Label):

@@ -160,7 +160,7 @@ def _architectures(obj: Mapping[str, Any], host: Arch) -> tuple[str, ...]:
 
 
 def parse_profile(
-    data: Mapping[str, Any] | str | bytes,
+    data: Mapping[str, object] | str | bytes,
     *,
     host: Arch | str | None = None,
     strict: bool = True,
@@ -218,7 +218,7 @@ def parse_profile(
     return Profile(default, tuple(rules), architectures, flags=flags)
 
 
-def load_profile(path: str | os.PathLike[str], **kwargs: Any) -> Profile:
+def load_profile(path: str | os.PathLike[str], *, host: Arch | str | None = None, strict: bool = True) -> Profile:
     """Read and parse a JSON profile file (see :func:`parse_profile`)."""
     try:
         with open(path, "rb") as f:
@@ -226,7 +226,7 @@ def load_profile(path: str | os.PathLike[str], **kwargs: Any) -> Profile:
     except OSError as exc:
         raise SyscallError(exc.errno, "read seccomp profile", path) from None
     try:
-        return parse_profile(text, **kwargs)
+        return parse_profile(text, host=host, strict=strict)
     except SeccompProfileError as exc:
         raise type(exc)(*_error_args(exc, os.fspath(path))) from None
 
@@ -255,7 +255,7 @@ def _cond_dict(cond: Condition) -> dict[str, Any]:
     return out
 
 
-def profile_to_dict(profile: Profile) -> dict[str, Any]:
+def profile_to_dict(profile: Profile) -> dict[str, object]:
     """The profile as OCI JSON (Docker's form when it has includes/excludes)."""
     out = _action_dict(profile.default_action, "defaultAction", "defaultErrnoRet")
     if profile.architectures:

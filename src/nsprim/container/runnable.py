@@ -1,0 +1,61 @@
+"""What starts containers from a configuration: :class:`Runnable`, the
+:meth:`~Runnable.start` and :meth:`~Runnable.run` of both
+:class:`~nsprim.container.Container` and
+:class:`~nsprim.container.warm.WarmContainer`.
+
+The starting machinery is imported when a container starts, not when this
+module is: building a configuration stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..spawning import StdioArg
+    from .config import ContainerConfig
+    from .pool import Supply
+    from .running import ContainerResult, RunningContainer
+
+__all__ = ["Runnable"]
+
+
+class Runnable:
+    """Starts containers of :attr:`config`; a subclass with namespaces and
+    cgroups made ahead of time returns them from :meth:`_prepared_supply`."""
+
+    config: ContainerConfig
+
+    def _prepared_supply(self) -> Supply | None:
+        return None
+
+    def start(self, *, stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None) -> RunningContainer:
+        """Start the container; return a handle (see :class:`~nsprim.container.RunningContainer`).
+
+        The standard streams are taken as :func:`nsprim.spawn` takes them."""
+        from .start import start_container
+
+        return start_container(self.config, stdin=stdin, stdout=stdout, stderr=stderr, warm=self._prepared_supply())
+
+    def run(
+        self,
+        *,
+        capture_output: bool = False,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        stdin: StdioArg = None,
+        stdout: StdioArg = None,
+        stderr: StdioArg = None,
+    ) -> ContainerResult:
+        """Run to completion and return a :class:`~nsprim.container.ContainerResult`.
+
+        *input* is written to its standard input, *capture_output* collects its
+        standard output and error, and after *timeout* seconds it is killed
+        (:class:`~nsprim.errors.TimeoutExpired`).  With a tty, *input* is typed
+        into the container's terminal and *capture_output* collects what it
+        shows; with neither, this process' own terminal is attached."""
+        from .start import run_container
+
+        return run_container(
+            self.config, (stdin, stdout, stderr), capture_output, input, timeout, warm=self._prepared_supply()
+        )
