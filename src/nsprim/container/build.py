@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..security import SecurityPolicy
     from .veth import VethLink
 
-__all__ = ["ChildPlan", "build_plan", "cached_host_info"]
+__all__ = ["ChildPlan", "build_plan"]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._paths import StrPath
 from ..cgroup import CpuResources, MemoryResources, PidsResources, Resources
 from ..checks import check_groups, check_id
 from ..errors import ConfigError
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from .warm import WarmContainer
 
 __all__ = ["Container"]
-
-StrPath = str | os.PathLike[str]
 
 
 def _size_ok(value: int | str) -> int | str:

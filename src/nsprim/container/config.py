@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ContainerConfig", "Network", "RootKind", "RootSpec", "Rlimit", "Veth", "check_veth"]
 
-StrPath = str | os.PathLike[str]
-
 DEFAULT_NAMESPACES = frozenset(t for t in NamespaceType if t not in (NamespaceType.TIME, NamespaceType.USER))
 MIN_MEMORY = 6 << 20
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "xterm", "HOME": "/root"}
