@@ -45,7 +45,6 @@ def config(container_id: str, *args: str, **changes: Any) -> dict[str, Any]:
     doc = default_spec(args=args or ("true",), terminal=False).to_dict()
     linux = doc["linux"]
     assert isinstance(linux, dict)
-    linux.pop("resources", None)  # (the runtime refuses limits it does not apply yet)
     parent = os.environ.get("NSPRIM_CGROUP_PARENT", "/nsprim-test-oci")
     linux["cgroupsPath"] = f"{parent}/{container_id}"
     linux.update(changes.pop("linux", {}))

@@ -58,7 +58,6 @@ def test_systemd_cgroup_is_refused_clearly(runtime: Runtime) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["update", "--resources", "-", "box"],
         ["events", "--stats", "box"],
     ],
 )

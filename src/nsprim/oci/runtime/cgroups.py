@@ -6,8 +6,11 @@ Missing parent groups are made and left in place, as runc leaves them.
 The init enters a cgroup v2 group at its birth (``CLONE_INTO_CGROUP``)
 and joins v1 groups by writing ``0`` to their ``tasks`` first thing.
 
-``linux.resources`` is applied by the group's limits; what is not yet
-applied here is refused by name, never dropped.
+``linux.resources`` becomes the group's limits (:mod:`nsprim.oci.resources`);
+what is not applied here is refused by name, never dropped.  The devices
+list is written to the v1 devices controller's ``devices.deny`` and
+``devices.allow`` in order, once the container's ``/dev`` is made; a host whose devices controller is cgroup v2
+(an eBPF program) has its list refused.
 """
 
 from __future__ import annotations
@@ -15,12 +18,40 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ...cgroup import ROOT, CGroup
-from ...errors import SpecError
+from ...cgroup import ROOT, CGroup, Controller, Resources
+from ...errors import SpecError, SyscallError
 from ...plan import Step, WriteFile
+from ..resources import DeviceRule, device_rules, to_resources
 from ..spec import LinuxResources, Spec
 
-__all__ = ["cgroup_path", "create_group", "placement", "check_resources"]
+__all__ = ["cgroup_path", "create_group", "placement", "check_resources", "Limits", "apply_devices"]
+
+
+# The devices every container has (runtime-spec "Default Devices", /dev/pts and /dev/ptmx with them),
+# allowed after the spec's own rules as runc and crun allow them.
+_DEFAULT_ALLOWED = tuple(
+    DeviceRule(True, "c", major, minor, "rwm")
+    for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, None))
+)
+
+
+class Limits:
+    """A spec's ``linux.resources``, checked: the cgroup limits and the device rules."""
+
+    def __init__(self, resources: LinuxResources | None, path: str = "linux.resources") -> None:
+        self.resources: Resources = to_resources(resources, path)
+        rules = device_rules(resources, path)
+        self.devices: tuple[DeviceRule, ...] = (*rules, *_DEFAULT_ALLOWED) if rules else ()
+        if self.devices:
+            from ...cgroup.host import cached_host_info
+
+            where = cached_host_info().controllers.get(Controller.DEVICES)
+            if where is None or where.version != 1:
+                raise SpecError(
+                    f"{path}.devices: this host's devices controller is cgroup v2 (an eBPF program), "
+                    "which nsprim-runtime does not load",
+                    field=f"{path}.devices",
+                )
 
 
 def cgroup_path(spec: Spec, container_id: str) -> str:
@@ -39,21 +70,35 @@ def cgroup_path(spec: Spec, container_id: str) -> str:
     return os.path.normpath(f"{own.rstrip('/')}/{raw}")
 
 
-def check_resources(resources: LinuxResources | None) -> None:
-    """Refuse the limits this runtime does not apply yet (naming the first)."""
-    if resources is None:
+def check_resources(resources: LinuxResources | None) -> Limits:
+    """The limits of *resources*, or the error that names the first this runtime cannot apply."""
+    return Limits(resources)
+
+
+def apply_devices(group: CGroup, rules: tuple[DeviceRule, ...]) -> None:
+    """Write the device rules, in order, to the group's v1 devices controller."""
+    if not rules:
         return
-    data = resources.to_dict()
-    for key in sorted(data):
-        if data[key] not in (None, [], {}, ""):
-            field = f"linux.resources.{key}"
-            raise SpecError(f"{field}: not applied by nsprim-runtime yet", field=field)
+    directory = group.directory(Controller.DEVICES)
+    for rule in rules:
+        target = directory / ("devices.allow" if rule.allow else "devices.deny")
+        try:
+            with open(target, "w") as f:
+                f.write(rule.line())
+        except OSError as exc:
+            raise SyscallError(exc.errno or 0, f"write `{rule.line()}` to", target) from None
 
 
 def create_group(
-    spec: Spec, container_id: str, before_mkdir: Callable[[tuple[os.PathLike[str], ...]], object]
+    spec: Spec,
+    container_id: str,
+    before_mkdir: Callable[[tuple[os.PathLike[str], ...]], object],
+    limits: Limits | None = None,
 ) -> CGroup:
-    """Make the container's group (its parents as needed)."""
+    """Make the container's group (its parents as needed) with the cgroup limits of *limits*.
+
+    Its device rules are written by :func:`apply_devices` once the init has made
+    the container's ``/dev`` (as runc writes them), before the payload runs."""
     path = cgroup_path(spec, container_id)
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
@@ -61,7 +106,9 @@ def create_group(
     parent: CGroup | str = ROOT
     for name in parts[:-1]:
         parent = CGroup.create(name, parent=parent, exist_ok=True)
-    return CGroup.create(parts[-1], parent=parent, before_mkdir=before_mkdir)
+    return CGroup.create(
+        parts[-1], parent=parent, resources=limits.resources if limits else None, before_mkdir=before_mkdir
+    )
 
 
 def placement(group: CGroup) -> tuple[list[Step], int]:

@@ -164,8 +164,8 @@ COMMANDS: dict[str, Command] = {
         "execute a new process inside the container",
     ),
     "update": (
-        "",
-        None,
+        "update",
+        "cmd_update",
         tuple(
             ((name, *short), name.replace("-", "_"), kind, text)
             for name, short, kind, text in (

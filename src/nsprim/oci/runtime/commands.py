@@ -61,7 +61,7 @@ SIGKILL = 9  # the same on every architecture Linux runs on
 KILL_TIMEOUT = 10.0
 
 
-def _state_error(verb: str, record: ContainerRecord, status: str, hint: str = "") -> Exception:
+def state_error(verb: str, record: ContainerRecord, status: str, hint: str = "") -> Exception:
     from ...errors import ContainerStateError
 
     tail = f" ({hint})" if hint else ""
@@ -214,9 +214,9 @@ def cmd_kill(g: Globals, opts: dict[str, object], args: list[str]) -> int:
             _signal_all(record, sig)
             return 0
         if status in (STOPPED, CREATING):
-            raise _state_error("kill", record, status, "a container is signalled while created, running or paused")
+            raise state_error("kill", record, status, "a container is signalled while created, running or paused")
         if not signal_init(record, sig):
-            raise _state_error("kill", record, STOPPED)
+            raise state_error("kill", record, STOPPED)
     return 0
 
 
@@ -293,7 +293,7 @@ def delete_container(g: Globals, container_id: str, *, force: bool) -> None:
         record = locked.record
         status = live_status(record)
         if status in (RUNNING, PAUSED, CREATING) and not force:
-            raise _state_error("delete", record, status, "stop it first, or use --force")
+            raise state_error("delete", record, status, "stop it first, or use --force")
         hooks = _poststop(g, locked)
         _destroy(g, locked)
         if hooks is not None:
@@ -362,7 +362,7 @@ def _freezer(verb: str, g: Globals, args: list[str], wanted: str, new_status: st
         record = locked.record
         status = live_status(record)
         if status != wanted:
-            raise _state_error(verb, record, status, f"{verb} needs a {wanted} container")
+            raise state_error(verb, record, status, f"{verb} needs a {wanted} container")
         group = container_group(record)
         if group is None:
             from ...errors import UnsupportedError

@@ -213,7 +213,7 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
     from ..convert import Handoff, bundle_plan
     from ..honour import check_spec
     from ..spec import Spec
-    from .cgroups import check_resources
+    from .cgroups import apply_devices, check_resources
     from .store import validate_id
 
     validate_id(container_id)
@@ -224,7 +224,7 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         raise SpecError(f"bundle `{bundle}`: No such directory", field="bundle")
     spec = Spec.load(bundle / "config.json")
     rootfs = check_spec(spec, bundle)
-    check_resources(spec.linux.resources if spec.linux is not None else None)
+    limits = check_resources(spec.linux.resources if spec.linux is not None else None)
     process = spec.process
     assert process is not None
     console = opts.get("console_socket")
@@ -251,7 +251,7 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         from ..._sys import watcher
         from .cgroups import create_group
 
-        group = create_group(spec, container_id, watcher.watch_cgroups)
+        group = create_group(spec, container_id, watcher.watch_cgroups, limits)
         record = record.replace(cgroup_dirs=tuple(str(d) for d in group.directories.values()))
         locked.save(record)
         floor = _LIFT + preserve
@@ -264,6 +264,7 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         handoff = Handoff(opened[0], console_fd, preserve, bool(opts.get("no_pivot")))
         plan = bundle_plan(spec, bundle, handoff, hooks=early)
         proc, record = _spawn(g, spec, plan, group, record, locked, early)
+        apply_devices(group, limits.devices)  # the init waits for `start`, its /dev made
         for fd in opened:
             os.close(fd)
         opened.clear()
