@@ -30,7 +30,7 @@ def _strip_comments(text: str) -> str:
 
 
 SOURCES = [
-    "syscalls.c", "spawn.c", "child.c", "rootfs.c", "rootfs_mount.c", "security.c", "init.c", "netif.c", "terminal.c",
+    "syscalls.c", "spawn.c", "child.c", "rootfs.c", "rootfs_mount.c", "copy_up.c", "security.c", "init.c", "netif.c", "terminal.c",
     "wait_start.c", "netns.c", "watcher.c", "monitor.c", "monitor_image.c",
 ]  # fmt: skip
 

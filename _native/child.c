@@ -223,15 +223,31 @@ static int do_setgroups(const struct nsp_step *s)
 
 extern char **environ;
 
+/* execve, or with NSP_EXEC_LOOKUP what it would see first: an executable
+ * regular file; 0 then means found (execve itself only returns on failure). */
+static int try_exec(const struct nsp_step *s, const char *path, char *const *envp)
+{
+    if (!(s->flags & NSP_EXEC_LOOKUP)) {
+        execve(path, s->strv, envp);
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -1;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EACCES; /* what execve says of a directory or a device */
+        return -1;
+    }
+    return access(path, X_OK);
+}
+
 static int do_exec(const struct nsp_step *s)
 {
     /* No environment given: the caller's own, as CPython's subprocess does. */
     char *const *envp = s->strv2 ? s->strv2 : environ;
     const char *file = s->path;
-    if (strchr(file, '/') || s->str == NULL) {
-        execve(file, s->strv, envp);
-        return -errno;
-    }
+    if (strchr(file, '/') || s->str == NULL)
+        return try_exec(s, file, envp) == 0 ? 0 : -errno;
     /* PATH search, as execvpe does, without allocating. */
     char buf[PATH_MAX];
     size_t flen = strlen(file);
@@ -248,7 +264,8 @@ static int do_exec(const struct nsp_step *s)
             memcpy(buf, p, dlen);
             buf[dlen] = '/';
             memcpy(buf + dlen + 1, file, flen + 1);
-            execve(buf, s->strv, envp);
+            if (try_exec(s, buf, envp) == 0)
+                return 0;
             switch (errno) {
             case EACCES:
                 seen_eacces = 1;
@@ -328,7 +345,7 @@ static int known_flags(int kind)
         return NSP_SECCOMP_KERNEL_FLAGS;
     case NSP_STEP_MOUNT_IN_ROOT:
         return NSP_ROOT_MKDIR | NSP_ROOT_MKFILE | NSP_ROOT_SRC_IN_ROOT | NSP_ROOT_MASK | NSP_ROOT_NOFOLLOW
-            | NSP_STEP_OPTIONAL;
+            | NSP_ROOT_COPY_UP | NSP_STEP_OPTIONAL;
     case NSP_STEP_CREATE_IN_ROOT:
         return NSP_ROOT_NOFOLLOW | NSP_ROOT_EXIST_OK | NSP_STEP_OPTIONAL;
     case NSP_STEP_ENTER_ROOT:
@@ -353,6 +370,7 @@ static int known_flags(int kind)
     case NSP_STEP_RLIMIT:
     case NSP_STEP_UMASK:
     case NSP_STEP_EXEC:
+        return NSP_EXEC_LOOKUP;
     case NSP_STEP_DUMPABLE:
     case NSP_STEP_IFUP:
     case NSP_STEP_INIT:
@@ -432,6 +450,8 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
         umask((mode_t)s->a);
         return 0;
     case NSP_STEP_EXEC:
+        if (s->flags & NSP_EXEC_LOOKUP)
+            return do_exec(s);
         /* The caller's signal mask comes back only now: until here no
          * handler of the parent's may run in the child. */
         sigprocmask(SIG_SETMASK, &ctx->mask, NULL);

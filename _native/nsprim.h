@@ -152,6 +152,14 @@ enum nsp_fdmap_flag {
                                     KEEP_OTHERS)                              */
 };
 
+/* NSP_STEP_EXEC. */
+enum nsp_exec_flag {
+    NSP_EXEC_LOOKUP = 1          /* only find the file as execve would (an
+                                    executable regular file, PATH searched)
+                                    and go on: a missing program is reported
+                                    before the plan waits                     */
+};
+
 /* NSP_STEP_ENTER_ROOT; neither: pivot_root, the old root detached. */
 enum nsp_enter_root_flag {
     NSP_ENTER_ROOT_FALLBACK = 1, /* pivot_root, else move + chroot when the root
@@ -171,7 +179,10 @@ enum nsp_root_flag {
                                     read-only tmpfs over a directory           */
     NSP_ROOT_NOFOLLOW = 16,      /* both: refuse any symlink on the way
                                     (default: follow them, inside the root)    */
-    NSP_ROOT_EXIST_OK = 32       /* CREATE: an existing entry is fine          */
+    NSP_ROOT_EXIST_OK = 32,      /* CREATE: an existing entry is fine          */
+    NSP_ROOT_COPY_UP = 64        /* MOUNT: copy what the target directory held
+                                    into the new mount, before any remount
+                                    (the runtime spec's tmpcopyup)            */
 };
 
 /* The phases of NSP_STEP_CAPS (0 means BOUNDING | SETS).  A switch to a
@@ -286,6 +297,8 @@ enum nsp_step_part {
     NSP_PART_FS_OPEN,         /* MOUNT_FS: fsopen                             */
     NSP_PART_FS_CREATE,       /* MOUNT_FS: creating the superblock            */
     NSP_PART_FS_MOUNT,        /* MOUNT_FS: fsmount                            */
+    NSP_PART_COPY_UP,         /* MOUNT_IN_ROOT: copying the target's entries
+                                 into the new mount                           */
     NSP_PART_FS_PARAM = 64    /* MOUNT_FS: setting parameter strv[part - 64]  */
 };
 

@@ -69,7 +69,13 @@ int nsp_root_enter(const struct nsp_step *s);
  * path2 = target; a = MOUNT_ATTR_* flags for fsmount. */
 int nsp_root_mount_fs(const struct nsp_step *s, int *part);
 
-/* ---- shared by rootfs.c and rootfs_mount.c only ---- */
+/* ---- shared by rootfs.c, rootfs_mount.c and copy_up.c only ---- */
+
+/* Copy the entries of directory `src` into directory `dst` (both O_RDONLY
+ * descriptors, not consumed): directories, regular files, symlinks, FIFOs
+ * and device nodes, with their modes, owners and times; sockets are not
+ * files to copy.  Nothing is followed; 0 or -errno. */
+int nsp_copy_tree(int src, int dst);
 
 /* The root of step s (strv[0]), from the cache or opened anew; not to be
  * closed by the caller. */

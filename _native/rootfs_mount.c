@@ -240,9 +240,36 @@ static int mount_onto(int rootfd, const struct nsp_step *s, const char *source, 
 {
     char tbuf[32];
     int nofollow = (s->flags & NSP_ROOT_NOFOLLOW) != 0;
+    int below = -1; /* what the target held, for a copy-up: open before the mount covers it */
+    if (s->flags & NSP_ROOT_COPY_UP) {
+        *part = NSP_PART_COPY_UP;
+        below = openat(target, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (below < 0)
+            return -errno;
+    }
     *part = NSP_PART_ATTACH;
-    if (mount(source, nsp_fd_path(tbuf, target), s->str, (unsigned long)s->a, s->str2) < 0)
-        return -errno;
+    if (mount(source, nsp_fd_path(tbuf, target), s->str, (unsigned long)s->a, s->str2) < 0) {
+        int err = -errno;
+        if (below >= 0)
+            close(below);
+        return err;
+    }
+    if (below >= 0) {
+        *part = NSP_PART_TARGET;
+        int top = nsp_open_in_root(rootfd, s->path2, nofollow, 0);
+        int ret = top;
+        if (top >= 0) {
+            *part = NSP_PART_COPY_UP;
+            int dir = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            ret = dir < 0 ? -errno : nsp_copy_tree(below, dir);
+            if (dir >= 0)
+                close(dir);
+            close(top);
+        }
+        close(below);
+        if (ret < 0)
+            return ret;
+    }
     if (!s->b)
         return 0;
     /* Reopen: the old descriptor still points below the new mount. */

@@ -23,8 +23,9 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
     # busybox-static: the tests' root file systems; linux-libc-dev: the syscall and
     # capability tables are checked against the kernel headers; libseccomp2: the
     # seccomp compiler is checked against libseccomp; tar: GNU tar reads our layers.
-    # runc: the OCI tests compare generated specs and exported bundles with it.
-    packages+=(linux-libc-dev libseccomp2 tar busybox-static runc)
+    # runc: the OCI tests compare generated specs and exported bundles with it;
+    # podman (with conmon) and containerd (ctr, the runc shim) drive nsprim-runtime.
+    packages+=(linux-libc-dev libseccomp2 tar busybox-static runc podman conmon containerd)
     packages+=(qemu-system-x86 kmod xz-utils zstd cpio)
     if grep -qi debian /etc/os-release; then packages+=(linux-image-amd64); else packages+=(linux-image-generic); fi
 fi

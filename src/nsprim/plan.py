@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
@@ -29,6 +29,7 @@ from ._sys.spawn import (
     MAX_FDMAP_PAIRS,
     OPTIONAL,
     EncodedPlan,
+    ExecFlag,
     FdMapFlag,
     MkdirFlag,
     RawStep,
@@ -64,6 +65,7 @@ __all__ = [
     "SetRlimit",
     "Umask",
     "Exec",
+    "FindExecutable",
     "InterfaceUp",
     "Init",
 ]
@@ -477,6 +479,15 @@ class Exec(Step):
             strv=tuple(a if isinstance(a, bytes) else a.encode() for a in self.argv),
             strv2=envp,
         )
+
+
+@dataclass(frozen=True)
+class FindExecutable(Exec):
+    """Find :class:`Exec`'s *file* as execve(2) would (searched in *search_path*), and go on:
+    a plan that waits before its exec reports a missing program before it waits."""
+
+    def lower(self) -> RawStep:
+        return replace(super().lower(), flags=ExecFlag.LOOKUP)
 
 
 @dataclass(frozen=True)

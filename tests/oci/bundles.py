@@ -14,7 +14,22 @@ from nsprim.oci import default_spec
 
 from ..tools import static_busybox
 
-APPLETS = ("sh", "true", "false", "echo", "cat", "ls", "sleep", "id", "hostname", "grep", "test", "readlink")
+APPLETS = (
+    "sh",
+    "true",
+    "false",
+    "echo",
+    "cat",
+    "ls",
+    "sleep",
+    "id",
+    "hostname",
+    "grep",
+    "test",
+    "readlink",
+    "stat",
+    "cut",
+)
 
 
 def make_rootfs(path: Path) -> Path:

@@ -122,18 +122,24 @@ def test_the_engine_reaps_the_init(tmp_path: Path, cid: str) -> None:
     Runtime(root).ok("delete", cid)
 
 
-def test_a_missing_program_fails_start_as_engines_expect(runtime: Runtime, tmp_path: Path, cid: str) -> None:
+def test_a_missing_program_fails_create_as_engines_expect(runtime: Runtime, tmp_path: Path, cid: str) -> None:
+    """As runc and crun, the program is looked up before the init waits for ``start``."""
     bundle = make_bundle(tmp_path / "b", cid, "nonexistent")
-    _detached(runtime, "create", "--bundle", str(bundle), cid)
-    message = runtime.fails("start", cid)
-    assert "executable file not found" in message  # podman's 127
-    runtime.ok("delete", cid)
+    assert "executable file not found" in runtime.fails("create", "--bundle", str(bundle), cid)  # podman's 127
+    assert not runtime.store.exists(cid)
     write_config(bundle, cid, "/bin/noexec")
-    _detached(runtime, "create", "--bundle", str(bundle), cid)
-    assert "permission denied" in runtime.fails("start", cid).lower()  # podman's 126
-    runtime.ok("delete", cid)
+    assert "permission denied" in runtime.fails("create", "--bundle", str(bundle), cid).lower()  # podman's 126
     write_config(bundle, cid, "/no/such/file")
+    assert "no such file or directory" in runtime.fails("create", "--bundle", str(bundle), cid).lower()
+    assert not runtime.store.exists(cid)
+
+
+def test_a_program_that_goes_after_create_fails_start(runtime: Runtime, tmp_path: Path, cid: str) -> None:
+    bundle = make_bundle(tmp_path / "b", cid, "/bin/gone")
+    (bundle / "rootfs/bin/gone").write_text("#!/bin/sh\n")
+    (bundle / "rootfs/bin/gone").chmod(0o755)
     _detached(runtime, "create", "--bundle", str(bundle), cid)
+    (bundle / "rootfs/bin/gone").unlink()
     assert "no such file or directory" in runtime.fails("start", cid).lower()
     runtime.ok("delete", cid)
 

@@ -76,6 +76,7 @@ class NativeLib(Protocol):
     NSP_PART_FS_OPEN: int
     NSP_PART_FS_CREATE: int
     NSP_PART_FS_MOUNT: int
+    NSP_PART_COPY_UP: int
     NSP_PART_FS_PARAM: int
 
     # plan step kinds
@@ -114,6 +115,7 @@ class NativeLib(Protocol):
     NSP_TERMINAL_CONSOLE: int
     NSP_STEP_OPTIONAL: int
     NSP_MKDIR_EXIST_OK: int
+    NSP_EXEC_LOOKUP: int
     NSP_WRITE_FILE_CREATE: int
     NSP_FDMAP_KEEP_OTHERS: int
     NSP_FDMAP_CLOSE_OTHERS: int
@@ -125,6 +127,7 @@ class NativeLib(Protocol):
     NSP_ROOT_MASK: int
     NSP_ROOT_NOFOLLOW: int
     NSP_ROOT_EXIST_OK: int
+    NSP_ROOT_COPY_UP: int
     NSP_CAPS_BOUNDING: int
     NSP_CAPS_KEEP: int
     NSP_CAPS_SETS: int

@@ -30,6 +30,7 @@ __all__ = [
     "StepKind",
     "StepPart",
     "MkdirFlag",
+    "ExecFlag",
     "WriteFileFlag",
     "FdMapFlag",
     "EnterRootFlag",
@@ -95,6 +96,12 @@ MAX_FDMAP_PAIRS: int = lib.NSP_MAX_FDMAP_PAIRS  # descriptors one FDMAP step may
 # its kind does not know.  OPTIONAL goes with the kinds that act on a path.
 
 
+class ExecFlag(enum.IntFlag):
+    """``StepKind.EXEC``'s flags."""
+
+    LOOKUP = lib.NSP_EXEC_LOOKUP  #: only find the file as execve would, and go on
+
+
 class MkdirFlag(enum.IntFlag):
     """``StepKind.MKDIR``'s flags."""
 
@@ -136,6 +143,7 @@ class RootFlag(enum.IntFlag):
     MASK = lib.NSP_ROOT_MASK  #: mount: hide the target
     NOFOLLOW = lib.NSP_ROOT_NOFOLLOW  #: both: refuse any symlink on the way
     EXIST_OK = lib.NSP_ROOT_EXIST_OK  #: create: an existing entry is fine
+    COPY_UP = lib.NSP_ROOT_COPY_UP  #: mount: fill the new mount with what the target directory held
 
 
 class CapsFlag(enum.IntFlag):
@@ -168,6 +176,7 @@ class StepPart(enum.IntEnum):
     FS_OPEN = lib.NSP_PART_FS_OPEN
     FS_CREATE = lib.NSP_PART_FS_CREATE
     FS_MOUNT = lib.NSP_PART_FS_MOUNT
+    COPY_UP = lib.NSP_PART_COPY_UP
     FS_PARAM = lib.NSP_PART_FS_PARAM
 
 

@@ -51,7 +51,9 @@ class MountInRoot(Step):
     *create* makes a missing target: ``"dir"``, ``"file"``, or ``"auto"``
     (whichever the source is).  *mask* hides the target instead: *source*
     (``/dev/null``) bound over a file, an empty read-only tmpfs over a
-    directory.  *optional*: a missing target is skipped.
+    directory.  *optional*: a missing target is skipped.  *copy_up* fills
+    the new mount with what the target directory held (the runtime spec's
+    ``tmpcopyup``), before the *remount_flags* apply.
     """
 
     root: StrPath
@@ -66,6 +68,7 @@ class MountInRoot(Step):
     follow_symlinks: bool = True
     optional: bool = False
     mask: bool = False
+    copy_up: bool = False
     operation: ClassVar[str] = "mount"
 
     @property
@@ -105,13 +108,15 @@ class MountInRoot(Step):
         if part == StepPart.REMOUNT:
             names = [name for flag, name in _FLAG_NAMES if self.remount_flags & flag] or [hex(self.remount_flags)]
             return f"{verb}: making `{target}` {', '.join(names)}"
+        if part == StepPart.COPY_UP:
+            return f"{verb}: copying what `{target}` held into the new {self.fstype or 'mount'}"
         return self.describe()
 
     def lower(self) -> RawStep:
         create = {"none": 0, "dir": RootFlag.MKDIR, "file": RootFlag.MKFILE, "auto": RootFlag.MKDIR | RootFlag.MKFILE}
         flags = create[self.create] | (RootFlag.SRC_IN_ROOT if self.source_in_root else 0)
         flags |= (RootFlag.MASK if self.mask else 0) | (0 if self.follow_symlinks else RootFlag.NOFOLLOW)
-        flags |= OPTIONAL if self.optional else 0
+        flags |= (OPTIONAL if self.optional else 0) | (RootFlag.COPY_UP if self.copy_up else 0)
         return RawStep(
             StepKind.MOUNT_IN_ROOT,
             flags=flags,

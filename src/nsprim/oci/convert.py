@@ -37,6 +37,7 @@ from ..plan import (
     Chdir,
     Exec,
     FdMap,
+    FindExecutable,
     Mount,
     NoNewPrivs,
     SetDomainname,
@@ -133,6 +134,20 @@ def _seccomp(spec: Spec) -> tuple[object | None, int]:
     return SecurityPolicy(seccomp=profile).program(), profile.flags
 
 
+def _early_lookup(step: Step) -> list[Step]:
+    """A missing program is ``create``'s error, as runc's and crun's (engines map it to exit status
+    127), where the lookup from ``/`` as root sees what the payload will: an absolute file, or a
+    PATH of absolute directories (a relative one is the process's ``cwd``'s, known only later)."""
+    assert isinstance(step, Exec)
+    file = os.fspath(step.file)
+    search = step.searched()
+    if "/" in file and not file.startswith("/"):
+        return []
+    if search is not None and not all(d.startswith("/") for d in search.split(":")):
+        return []
+    return [FindExecutable(step.file, step.argv, step.env, step.search_path, step.search_owner)]
+
+
 def process_steps(process: Process, spec: Spec, *, where: str = "process") -> list[Step]:
     """From the user switch to the exec: capabilities, ids, no_new_privs, seccomp, umask, cwd."""
     from ..security.steps import CapsPhase, LoadSeccomp, SetCapabilities
@@ -186,11 +201,20 @@ def _open_joined(spec: Spec) -> list[Namespace]:
     return joined
 
 
-def bundle_plan(spec: Spec, bundle: Path, handoff: Handoff, *, hooks: bool = False) -> BundlePlan:
+def bundle_plan(
+    spec: Spec,
+    bundle: Path,
+    handoff: Handoff,
+    *,
+    hooks: bool = False,
+    cgroup_dirs: Mapping[str, Path] | None = None,
+) -> BundlePlan:
     """Check *spec* and build its init's plan (see the module's documentation).
 
     *hooks*: the plan stops at a sync step before entering the root, for the
-    runtime to run the ``prestart`` and ``createRuntime`` hooks.
+    runtime to run the ``prestart`` and ``createRuntime`` hooks.  *cgroup_dirs*:
+    the container's groups by hierarchy mount point, bound by a ``cgroup`` mount
+    when the container has no cgroup namespace.
     """
     from ..spawning import namespace_steps
 
@@ -230,7 +254,7 @@ def bundle_plan(spec: Spec, bundle: Path, handoff: Handoff, *, hooks: bool = Fal
         first = C.MS_REC | (C.MS_SLAVE if propagation in ("slave", "rslave") else C.MS_PRIVATE)
         steps.append(Mount(None, "/", None, first))
         steps.append(Mount(rootfs, rootfs, None, C.MS_BIND | C.MS_REC))
-        mounts, has_dev = mount_steps(spec, rootfs, bundle)
+        mounts, has_dev = mount_steps(spec, rootfs, bundle, cgroup_dirs)
         steps += mounts
         steps += device_steps(spec, rootfs, has_dev=has_dev, userns=userns, terminal=process.terminal)
         if hooks:
@@ -253,9 +277,11 @@ def bundle_plan(spec: Spec, bundle: Path, handoff: Handoff, *, hooks: bool = Fal
             size = (process.console_size.height, process.console_size.width) if process.console_size else None
             steps.append(SendTerminal(handoff.console_fd, size, uid=process.user.uid, gid=process.user.gid))
         steps += _rlimits(process)
+        tail = process_steps(process, spec)
         if handoff.listen_fd >= 0:
+            steps += _early_lookup(tail[-1])
             steps.append(WaitStart(handoff.listen_fd))
-        steps += process_steps(process, spec)
+        steps += tail
     except BaseException:
         for n in joined:
             n.close()

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from .._sys import C
+from ..cgroup.host import Hierarchy
 from ..errors import SpecError
 from ..fs.rootfs import DEFAULT_DEVICES, DEV_STDIO_LINKS
 from ..fs.steps import CreateInRoot, MountInRoot
@@ -39,26 +41,32 @@ def _destination(path: str, field: str) -> str:
     return str(PurePosixPath(*parts))
 
 
-def _cgroup_steps(root: Path, target: str, flags: int, where: str) -> list[Step]:
+def _cgroup_steps(root: Path, target: str, flags: int, own: Mapping[str, Path] | None) -> list[Step]:
+    """The ``cgroup`` mount: in a cgroup namespace each hierarchy mounted anew (its root is the
+    container's group); without one, the container's own groups bound (*own*: by mount point), so
+    that what it reads under ``/sys/fs/cgroup`` is its own limits, not the host's root."""
     from ..cgroup.host import cached_host_info
 
     every = [h for h in cached_host_info().hierarchies if h.version == 2 or h.controllers]
     ro = flags & C.MS_RDONLY
     base = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | ro
+
+    def hierarchy(h: Hierarchy, sub: str) -> Step:
+        mine = own.get(str(h.mount_point)) if own is not None else None
+        if mine is not None:
+            return MountInRoot(root, mine, sub, flags=C.MS_BIND, remount_flags=base, create="dir")
+        if h.version == 2:
+            return MountInRoot(root, "cgroup2", sub, fstype="cgroup2", flags=base, create="dir")
+        options = ",".join(sorted(c.v1_name for c in h.controllers))
+        return MountInRoot(root, "cgroup", sub, fstype="cgroup", flags=base, data=options, create="dir")
+
     if len(every) == 1 and every[0].version == 2:
-        return [MountInRoot(root, "cgroup2", target, fstype="cgroup2", flags=base, create="dir")]
+        return [hierarchy(every[0], target)]
     steps: list[Step] = [
         MountInRoot(root, "tmpfs", target, fstype="tmpfs", flags=C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC,
                     data="mode=755", create="dir"),
     ]  # fmt: skip
-    for h in every:
-        name = h.mount_point.name
-        sub = f"{target}/{name}"
-        if h.version == 2:
-            steps.append(MountInRoot(root, "cgroup2", sub, fstype="cgroup2", flags=base, create="dir"))
-        else:
-            options = ",".join(sorted(c.v1_name for c in h.controllers))
-            steps.append(MountInRoot(root, "cgroup", sub, fstype="cgroup", flags=base, data=options, create="dir"))
+    steps += [hierarchy(h, f"{target}/{h.mount_point.name}") for h in every]
     if ro:  # the tmpfs too, onto itself with what is mounted on it
         steps.append(
             MountInRoot(root, target, target, flags=C.MS_BIND | C.MS_REC, remount_flags=_RO_KERNEL, source_in_root=True)
@@ -66,8 +74,13 @@ def _cgroup_steps(root: Path, target: str, flags: int, where: str) -> list[Step]
     return steps
 
 
-def mount_steps(spec: Spec, root: Path, bundle: Path) -> tuple[list[Step], bool]:
-    """The steps of the spec's mounts, in its order, and whether one of them is ``/dev``."""
+def mount_steps(
+    spec: Spec, root: Path, bundle: Path, cgroup_dirs: Mapping[str, Path] | None = None
+) -> tuple[list[Step], bool]:
+    """The steps of the spec's mounts, in its order, and whether one of them is ``/dev``.
+
+    *cgroup_dirs* are the container's groups by hierarchy mount point: a ``cgroup``
+    mount without a cgroup namespace binds them."""
     steps: list[Step] = []
     has_dev = False
     for i, m in enumerate(spec.mounts):
@@ -115,10 +128,18 @@ def mount_steps(spec: Spec, root: Path, bundle: Path) -> tuple[list[Step], bool]
         if not m.type:
             raise SpecError(f"{where}.type: missing (the file system to mount)", field=f"{where}.type")
         if m.type == "cgroup":
-            steps += _cgroup_steps(root, target, flags, where)
+            in_namespace = spec.linux is not None and any(n.type == "cgroup" for n in spec.linux.namespaces)
+            steps += _cgroup_steps(root, target, flags, None if in_namespace else cgroup_dirs)
             continue
         data = ",".join(opts.data) or None
-        steps.append(MountInRoot(root, m.source or m.type, target, fstype=m.type, flags=flags, data=data, create="dir"))
+        if opts.copy_up and m.type != "tmpfs":
+            raise SpecError(f'{where}.options: "tmpcopyup" is for tmpfs, not {m.type}', field=f"{where}.options")
+        # a read-only copy-up is filled first, then made read-only
+        ro_later = flags & C.MS_RDONLY if opts.copy_up else 0
+        steps.append(
+            MountInRoot(root, m.source or m.type, target, fstype=m.type, flags=flags & ~ro_later, data=data,
+                        create="dir", remount_flags=ro_later, copy_up=opts.copy_up)
+        )  # fmt: skip
     return steps, has_dev
 
 

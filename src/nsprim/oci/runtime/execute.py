@@ -178,20 +178,6 @@ def _process_head(process: Process, console_fd: int) -> list[Step]:
     return steps
 
 
-def _translate(exc: BaseException) -> BaseException:
-    """A failed exec in the words engines map to exit codes (podman's 126 and 127)."""
-    from ...errors import ExecutableNotFoundError, SyscallError
-    from ...plan import Exec
-
-    if isinstance(exc, ExecutableNotFoundError) and isinstance(exc.step, Exec):
-        file = os.fspath(exc.step.file)
-        if "/" not in str(file):
-            return SyscallError(
-                exc.errno, "exec", detail=f"exec `{file}`: executable file not found in $PATH `{exc.step.searched()}`"
-            )
-    return exc
-
-
 def exec_process(g: Globals, record: ContainerRecord, spec: Spec, process: Process, opts: dict[str, object]) -> object:
     """Start *process* in the container of *record*; returns the :class:`~nsprim.process.Process`."""
     from ... import lowlevel
@@ -202,7 +188,7 @@ def exec_process(g: Globals, record: ContainerRecord, spec: Spec, process: Proce
     from ..convert import process_steps
     from ..honour import check_process
     from .commands import container_group
-    from .lifecycle import open_console
+    from .lifecycle import engine_error, open_console
 
     check_process(process)
     preserve = int(opts.get("preserve_fds") or 0)  # type: ignore[call-overload]
@@ -247,7 +233,7 @@ def exec_process(g: Globals, record: ContainerRecord, spec: Spec, process: Proce
             head = Plan(tuple(prefix)) if prefix else None
             proc = lowlevel.start(Plan(tuple(steps)), prefix=head, cgroup_fd=cgroup_fd, pidns_fd=pidns_fd)
         except Exception as exc:
-            raise _translate(exc) from None
+            raise engine_error(exc) from None
     finally:
         for fd in opened:
             os.close(fd)

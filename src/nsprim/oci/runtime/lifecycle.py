@@ -150,6 +150,20 @@ def _start_steps(steps: tuple[object, ...], base: int) -> list[list[object]]:
     return [[base], *out]
 
 
+def engine_error(exc: BaseException) -> BaseException:
+    """A failed exec or lookup in the words engines map to exit codes (podman's 126 and 127)."""
+    from ...errors import ExecutableNotFoundError, SyscallError
+    from ...plan import Exec
+
+    if isinstance(exc, ExecutableNotFoundError) and isinstance(exc.step, Exec):
+        file = os.fspath(exc.step.file)
+        if "/" not in str(file):
+            return SyscallError(
+                exc.errno, "exec", detail=f"exec `{file}`: executable file not found in $PATH `{exc.step.searched()}`"
+            )
+    return exc
+
+
 def start_failure(record: ContainerRecord, index: int, kind: int, err: int) -> Exception:
     """The error for a step that failed after the start, in the words engines map to exit codes."""
     from ...errors import SyscallError
@@ -262,7 +276,8 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         hooks = spec.hooks
         early = bool(hooks and (hooks.prestart or hooks.create_runtime))
         handoff = Handoff(opened[0], console_fd, preserve, bool(opts.get("no_pivot")))
-        plan = bundle_plan(spec, bundle, handoff, hooks=early)
+        own = {str(h.mount_point): d for h, d in group.directories.items()}
+        plan = bundle_plan(spec, bundle, handoff, hooks=early, cgroup_dirs=own)
         proc, record = _spawn(g, spec, plan, group, record, locked, early)
         apply_devices(group, limits.devices)  # the init waits for `start`, its /dev made
         for fd in opened:
@@ -315,6 +330,8 @@ def _spawn(
             body, prefix=prefix, clone_flags=plan.clone_flags, cgroup_fd=cgroup_fd, pidns_fd=plan.pidns_fd,
             parent_actions=actions,
         )  # fmt: skip
+    except Exception as exc:
+        raise engine_error(exc) from None
     finally:
         if cgroup_fd >= 0:
             os.close(cgroup_fd)

@@ -5,9 +5,10 @@ An option is one of: a flag of mount(2) set or cleared (``ro``, ``nosuid``,
 ``rshared``, ...), a flag set on every mount of a recursive bind through
 ``mount_setattr(AT_RECURSIVE)`` (``rro``, ``rnosuid``, ``rnodev``,
 ``rnoexec``), or else file-system data passed on to the file system
-(``mode=755``, ``size=64k``).  Options the runtime spec names that nsprim
-does not honour (``tmpcopyup``, ``idmap``, ``acl``, ``rrw``, ...) are refused
-by name, never passed on as data or ignored.
+(``mode=755``, ``size=64k``); ``tmpcopyup`` fills a new tmpfs with what the
+directory it covers held.  Options the runtime spec names that nsprim does
+not honour (``idmap``, ``acl``, ``rrw``, ...) are refused by name, never
+passed on as data or ignored.
 
 :data:`MOUNT_OPTIONS` is what ``features`` reports as ``mountOptions``; the
 ``create`` command turns :func:`parse_mount_options` into mount steps.
@@ -95,7 +96,7 @@ _RECURSIVE: dict[str, int] = {
 }
 
 #: Every option name nsprim honours (``features``' ``mountOptions``), sorted.
-MOUNT_OPTIONS: tuple[str, ...] = tuple(sorted({*_FLAGS, *_PROPAGATION, *_RECURSIVE}))
+MOUNT_OPTIONS: tuple[str, ...] = tuple(sorted({*_FLAGS, *_PROPAGATION, *_RECURSIVE, "tmpcopyup"}))
 
 #: Options of the runtime spec (and runc) that nsprim does not honour, with why.
 UNSUPPORTED_MOUNT_OPTIONS: dict[str, str] = {
@@ -105,7 +106,6 @@ UNSUPPORTED_MOUNT_OPTIONS: dict[str, str] = {
     "nomand": "mandatory locking is gone from Linux",
     "iversion": "MS_I_VERSION is not supported",
     "noiversion": "MS_I_VERSION is not supported",
-    "tmpcopyup": "runc's tmpfs copy-up is not supported",
     "idmap": "id-mapped mounts are not supported yet",
     "ridmap": "id-mapped mounts are not supported yet",
     **{
@@ -133,18 +133,25 @@ UNSUPPORTED_MOUNT_OPTIONS: dict[str, str] = {
 class MountOptions:
     """A mount's options, sorted out: ``flags`` to set and ``clear``, ``propagation`` changes
     (in order), ``recursive_attrs`` (``MOUNT_ATTR_*`` for the whole tree of a bind), and ``data``
-    (the file system's own options, in order)."""
+    (the file system's own options, in order) and ``copy_up`` (``tmpcopyup``)."""
 
-    __slots__ = ("clear", "data", "flags", "propagation", "recursive_attrs")
+    __slots__ = ("clear", "copy_up", "data", "flags", "propagation", "recursive_attrs")
 
     def __init__(
-        self, flags: int, clear: int, propagation: tuple[int, ...], recursive_attrs: int, data: tuple[str, ...]
+        self,
+        flags: int,
+        clear: int,
+        propagation: tuple[int, ...],
+        recursive_attrs: int,
+        data: tuple[str, ...],
+        copy_up: bool = False,
     ) -> None:
         self.flags = flags
         self.clear = clear
         self.propagation = propagation
         self.recursive_attrs = recursive_attrs
         self.data = data
+        self.copy_up = copy_up
 
     @property
     def is_bind(self) -> bool:
@@ -170,8 +177,11 @@ def parse_mount_options(options: Iterable[str], where: str = "options") -> Mount
     flags = clear = attrs = 0
     propagation: list[int] = []
     data: list[str] = []
+    copy_up = False
     for i, option in enumerate(options):
-        if option in _FLAGS:
+        if option == "tmpcopyup":
+            copy_up = True
+        elif option in _FLAGS:
             on, off = _FLAGS[option]
             flags = (flags | on) & ~off
             clear = (clear | off) & ~on
@@ -186,4 +196,4 @@ def parse_mount_options(options: Iterable[str], where: str = "options") -> Mount
             raise SpecError(f'{field}: mount option "{option}": {UNSUPPORTED_MOUNT_OPTIONS[option]}', field=field)
         else:
             data.append(option)
-    return MountOptions(flags, clear, tuple(propagation), attrs, tuple(data))
+    return MountOptions(flags, clear, tuple(propagation), attrs, tuple(data), copy_up)
