@@ -10,7 +10,6 @@ not replace each other's callback.  No thread is started.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 
@@ -31,6 +30,8 @@ async def readable_async(fd: int) -> None:
     Cancellation-safe: a cancelled wait unregisters its reader and closes its
     duplicate before the :class:`asyncio.CancelledError` goes on.
     """
+    import asyncio  # only here: a command line that never waits asynchronously does not pay for it
+
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
     dup = os.dup(fd)
