@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..security import SecurityPolicy
     from .veth import VethLink
 
-__all__ = ["ChildPlan", "build_plan"]
+__all__ = ["ChildPlan", "build_plan", "default_security"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def prepare_plan(cfg: ContainerConfig, state: Path) -> Plan:
     return Plan((*steps, KeepFd("/proc/thread-self/ns/mnt", slot=0), root))
 
 
-def _default_security() -> SecurityPolicy:
+def default_security() -> SecurityPolicy:
     """Docker's defaults, less CAP_MKNOD (as podman does).
 
     With no device cgroup, CAP_MKNOD would let the container make and open
@@ -128,7 +128,7 @@ def _body(
     clone_flags = ns.clone_flags
     if cfg.network is Network.VETH and NamespaceType.NET in create:
         steps.append(Sync("the parent links the veth pair"))
-    security = cfg.security if cfg.security is not None else _default_security()
+    security = cfg.security if cfg.security is not None else default_security()
     if security is not None:
         security = replace(security, umask=cfg.umask)  # the container's umask wins
         # Non-dumpable from here on (nothing of the container may ptrace the

@@ -54,6 +54,9 @@ __all__ = [
     "start_failure",
     "connect_console",
     "lift_fd",
+    "open_console",
+    "engine_error",
+    "start_created",
 ]
 
 #: The init's start socket, in the container's state directory (0700).
@@ -447,17 +450,22 @@ def cmd_start(g: Globals, opts: dict[str, object], args: list[str]) -> int:
 _FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
 
+def start_created(g: Globals, created: Created, opts: dict[str, object] | None = None) -> None:
+    """``create``'s last words (*opts*' pid file), then ``start``; on a failure nothing is left."""
+    try:
+        _let_go(created, opts or {})
+        _start(g, created.locked)
+    except BaseException:
+        _cleanup(created.locked, created.proc, created.group)
+        raise
+
+
 def cmd_run(g: Globals, opts: dict[str, object], args: list[str]) -> int:
     """``run [create options] [--detach] [--keep] ID``: create, start, wait, delete."""
     import signal
 
     created = create_container(g, opts, args[0])
-    try:
-        _let_go(created, opts)
-        _start(g, created.locked)
-    except BaseException:
-        _cleanup(created.locked, created.proc, created.group)
-        raise
+    start_created(g, created, opts)
     if opts.get("detach"):
         created.locked.close()
         return 0
