@@ -191,3 +191,32 @@ def test_a_bad_limit_leaves_nothing_behind(runtime: Runtime, tmp_path: Path) -> 
     message = runtime.fails("create", "--bundle", str(bundle), cid)
     assert "linux.resources.memory.swappiness: not applied by nsprim-runtime" in message
     assert not runtime.store.exists(cid)
+
+
+@requires_root
+def test_events_print_the_groups_statistics_as_runc(runtime: Runtime, tmp_path: Path) -> None:
+    cid = unique("ev")
+    bundle = make_bundle(tmp_path / "b", cid, "sleep", "60", linux={"resources": {"memory": {"limit": 64 << 20}}})
+    _create(runtime, bundle, cid)
+    try:
+        (line,) = runtime.ok("events", "--stats", cid).splitlines()
+        event = json.loads(line)
+        assert (event["type"], event["id"]) == ("stats", cid)
+        data = event["data"]
+        assert data["pids"]["current"] >= 1
+        assert data["memory"]["usage"]["limit"] == 64 << 20 and data["memory"]["usage"]["usage"] > 0
+        assert data["cpu"]["usage"]["total"] >= 0
+        stream = subprocess.Popen(
+            [*runtime_command(), "--root", str(runtime.root), "events", "--interval", "50ms", cid],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert stream.stdout is not None
+        first = json.loads(stream.stdout.readline())
+        assert first["type"] == "stats"
+        runtime.ok("kill", cid, "KILL")
+        out, _ = stream.communicate(timeout=30)  # it ends once the container stops
+        assert stream.returncode == 0
+        assert all(json.loads(x)["type"] in ("stats", "oom") for x in out.splitlines())
+        assert "--interval" in runtime.fails("events", "--interval", "soon", cid)
+    finally:
+        runtime.ok("delete", "--force", cid)

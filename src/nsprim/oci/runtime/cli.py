@@ -192,8 +192,8 @@ COMMANDS: dict[str, Command] = {
         "update a container's resource limits",
     ),
     "events": (
-        "",
-        None,
+        "events",
+        "cmd_events",
         (
             (("interval",), "interval", "str", "statistics interval (default 5s)"),
             (("stats",), "stats", "bool", "display the statistics once, then exit"),
