@@ -8,11 +8,13 @@ group removed at the end, whatever the test did.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -48,6 +50,26 @@ class Runtime:
         r = self(*args, root=root)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
         return r.stdout
+
+    def detached(self, *args: str) -> None:
+        """``create`` or ``run --detach``: the init keeps the runtime's stdio, so they are files here
+        (an engine passes pipes it reads), not pipes a test would wait on for ever."""
+        log = self.root.parent / "runtime.err"
+        with open(os.devnull, "w") as out, log.open("w") as err:
+            r = subprocess.run(
+                [*runtime_command(), "--root", str(self.root), *args], stdout=out, stderr=err, timeout=60
+            )
+        assert r.returncode == 0, (args, log.read_text())
+
+    def status(self, container_id: str) -> str:
+        """The container's status, as ``state`` says."""
+        return str(json.loads(self.ok("state", container_id))["status"])
+
+    def wait_status(self, container_id: str, want: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.status(container_id) != want:
+            assert time.monotonic() < deadline, f"{container_id} never became {want}"
+            time.sleep(0.02)
 
     def fails(self, *args: str, status: int = 1, root: bool = True) -> str:
         """Run a command that must fail with *status* and one line on stderr; return that line."""

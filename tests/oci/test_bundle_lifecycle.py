@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,26 +18,6 @@ from .conftest import Runtime, runtime_command, unique
 pytestmark = requires_root
 
 HARNESS = str(Path(__file__).with_name("subreaper.py"))
-
-
-def _detached(runtime: Runtime, *args: str) -> None:
-    """``create`` or ``run --detach``: the init keeps the runtime's stdio, so they are files here
-    (an engine passes pipes it reads), not pipes a test would wait on for ever."""
-    log = runtime.root.parent / "runtime.err"
-    with open(os.devnull, "w") as out, log.open("w") as err:
-        r = subprocess.run([*runtime_command(), "--root", str(runtime.root), *args], stdout=out, stderr=err, timeout=60)
-    assert r.returncode == 0, (args, log.read_text())
-
-
-def _status(runtime: Runtime, cid: str) -> str:
-    return str(json.loads(runtime.ok("state", cid))["status"])
-
-
-def _wait_status(runtime: Runtime, cid: str, want: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _status(runtime, cid) != want:
-        assert time.monotonic() < deadline, f"{cid} never became {want}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -69,11 +48,11 @@ def test_create_start_state_delete(runtime: Runtime, tmp_path: Path, cid: str) -
     assert doc["bundle"] == str(bundle) and doc["rootfs"] == str(bundle / "rootfs")
     assert out.read_text() == ""  # nothing of the process ran yet
     runtime.ok("start", cid)
-    assert _status(runtime, cid) == "running"
+    assert runtime.status(cid) == "running"
     assert "start needs a created container" in runtime.fails("start", cid)
     assert "it is running" in runtime.fails("delete", cid)
     runtime.ok("kill", cid, "KILL")
-    _wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     assert out.read_text() == "1\n"  # pid 1 of its own pid namespace
     runtime.ok("delete", cid)
     assert not runtime.store.exists(cid)
@@ -81,15 +60,15 @@ def test_create_start_state_delete(runtime: Runtime, tmp_path: Path, cid: str) -
 
 def test_delete_force_of_a_running_container(runtime: Runtime, tmp_path: Path, cid: str) -> None:
     bundle = make_bundle(tmp_path / "b", cid, "sleep", "60")
-    _detached(runtime, "run", "--detach", "--bundle", str(bundle), cid)
-    assert _status(runtime, cid) == "running"
+    runtime.detached("run", "--detach", "--bundle", str(bundle), cid)
+    assert runtime.status(cid) == "running"
     runtime.ok("delete", "--force", cid)
     assert not runtime.store.exists(cid)
 
 
 def test_delete_of_a_created_container_kills_it(runtime: Runtime, tmp_path: Path, cid: str) -> None:
     bundle = make_bundle(tmp_path / "b", cid, "true")
-    _detached(runtime, "create", "--bundle", str(bundle), cid)
+    runtime.detached("create", "--bundle", str(bundle), cid)
     runtime.ok("delete", cid)
     assert not runtime.store.exists(cid)
 
@@ -98,9 +77,9 @@ def test_unknown_and_duplicate_ids(runtime: Runtime, tmp_path: Path, cid: str) -
     for verb in ("start", "state", "delete", "kill"):
         assert f"container `{cid}` does not exist" in runtime.fails(verb, cid)
     bundle = make_bundle(tmp_path / "b", cid, "true")
-    _detached(runtime, "create", "--bundle", str(bundle), cid)
+    runtime.detached("create", "--bundle", str(bundle), cid)
     assert "already exists" in runtime.fails("create", "--bundle", str(bundle), cid)
-    assert _status(runtime, cid) == "created"  # the first one is untouched
+    assert runtime.status(cid) == "created"  # the first one is untouched
     assert "invalid container id" in runtime.fails("create", "--bundle", str(bundle), "../x")
     runtime.ok("delete", "--force", cid)
 
@@ -138,7 +117,7 @@ def test_a_program_that_goes_after_create_fails_start(runtime: Runtime, tmp_path
     bundle = make_bundle(tmp_path / "b", cid, "/bin/gone")
     (bundle / "rootfs/bin/gone").write_text("#!/bin/sh\n")
     (bundle / "rootfs/bin/gone").chmod(0o755)
-    _detached(runtime, "create", "--bundle", str(bundle), cid)
+    runtime.detached("create", "--bundle", str(bundle), cid)
     (bundle / "rootfs/bin/gone").unlink()
     assert "no such file or directory" in runtime.fails("start", cid).lower()
     runtime.ok("delete", cid)
@@ -194,7 +173,7 @@ def test_console_socket_gets_the_pty(runtime: Runtime, tmp_path: Path, cid: str)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))
         server.listen(1)
-        _detached(runtime, "create", "--bundle", str(bundle), "--console-socket", str(path), cid)
+        runtime.detached("create", "--bundle", str(bundle), "--console-socket", str(path), cid)
         conn, _ = server.accept()
         with conn:
             fds = array.array("i")
@@ -206,7 +185,7 @@ def test_console_socket_gets_the_pty(runtime: Runtime, tmp_path: Path, cid: str)
     master = fds[0]
     try:
         runtime.ok("start", cid)
-        _wait_status(runtime, cid, "stopped")
+        runtime.wait_status(cid, "stopped")
         out = b""
         while True:
             try:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,27 +21,8 @@ pytestmark = requires_root
 HARNESS = str(Path(__file__).with_name("subreaper.py"))
 
 
-def _status(runtime: Runtime, cid: str) -> str:
-    return str(json.loads(runtime.ok("state", cid))["status"])
-
-
-def _wait_status(runtime: Runtime, cid: str, want: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _status(runtime, cid) != want:
-        assert time.monotonic() < deadline, f"{cid} never became {want}"
-        time.sleep(0.02)
-
-
-def _detached(runtime: Runtime, *args: str) -> None:
-    """``create`` or ``run --detach``: the init keeps the runtime's stdio, so they are files here."""
-    log = runtime.root.parent / "runtime.err"
-    with open(os.devnull, "w") as out, log.open("w") as err:
-        r = subprocess.run([*runtime_command(), "--root", str(runtime.root), *args], stdout=out, stderr=err, timeout=60)
-    assert r.returncode == 0, (args, log.read_text())
-
-
 def _run_detached(runtime: Runtime, bundle: Path, cid: str) -> None:
-    _detached(runtime, "run", "--detach", "--bundle", str(bundle), cid)
+    runtime.detached("run", "--detach", "--bundle", str(bundle), cid)
 
 
 @pytest.fixture
@@ -160,7 +140,7 @@ def test_exec_state_machine_errors(runtime: Runtime, tmp_path: Path, cid: str) -
         assert "it is paused (use --ignore-paused" in runtime.fails("exec", cid, "true")
         runtime.ok("resume", cid)
         runtime.ok("kill", cid, "KILL")
-        _wait_status(runtime, cid, "stopped")
+        runtime.wait_status(cid, "stopped")
         assert "it is stopped" in runtime.fails("exec", cid, "true")
     finally:
         runtime("delete", "--force", cid)
@@ -170,9 +150,9 @@ def test_exec_state_machine_errors(runtime: Runtime, tmp_path: Path, cid: str) -
 def test_exec_into_a_created_container(runtime: Runtime, tmp_path: Path, cid: str) -> None:
     bundle = make_bundle(tmp_path / "b", cid, "sleep", "600", hostname="early")
     try:
-        _detached(runtime, "create", "--bundle", str(bundle), cid)
+        runtime.detached("create", "--bundle", str(bundle), cid)
         r = runtime("exec", cid, "hostname")
         assert (r.returncode, r.stdout) == (0, "early\n"), r.stderr
-        assert _status(runtime, cid) == "created"
+        assert runtime.status(cid) == "created"
     finally:
         runtime("delete", "--force", cid)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -103,17 +102,6 @@ def test_a_device_rule_is_the_line_the_kernel_reads(
 # ---- a real container's cgroup ----------------------------------------------------------------
 
 
-def _create(runtime: Runtime, bundle: Path, cid: str) -> None:
-    """``create``: the init keeps the runtime's stdio, so they are files here, not pipes to wait on."""
-    log = bundle / "runtime.err"
-    with open(os.devnull, "w") as out, log.open("w") as err:
-        r = subprocess.run(
-            [*runtime_command(), "--root", str(runtime.root), "create", "--bundle", str(bundle), cid],
-            stdout=out, stderr=err, timeout=60,
-        )  # fmt: skip
-    assert r.returncode == 0, log.read_text()
-
-
 def _dirs(runtime: Runtime, cid: str) -> dict[str, Path]:
     record = runtime.store.load(cid)
     out: dict[str, Path] = {}
@@ -134,7 +122,7 @@ def test_create_writes_the_limits_and_the_device_rules(runtime: Runtime, tmp_pat
         "cpu": {"shares": 512},
     }
     bundle = make_bundle(tmp_path / "b", cid, "sleep", "60", linux={"resources": resources})
-    _create(runtime, bundle, cid)
+    runtime.detached("create", "--bundle", str(bundle), cid)
     try:
         dirs = _dirs(runtime, cid)
         if (dirs["memory"] / "memory.limit_in_bytes").exists():
@@ -197,7 +185,7 @@ def test_a_bad_limit_leaves_nothing_behind(runtime: Runtime, tmp_path: Path) -> 
 def test_events_print_the_groups_statistics_as_runc(runtime: Runtime, tmp_path: Path) -> None:
     cid = unique("ev")
     bundle = make_bundle(tmp_path / "b", cid, "sleep", "60", linux={"resources": {"memory": {"limit": 64 << 20}}})
-    _create(runtime, bundle, cid)
+    runtime.detached("create", "--bundle", str(bundle), cid)
     try:
         (line,) = runtime.ok("events", "--stats", cid).splitlines()
         event = json.loads(line)
