@@ -24,8 +24,9 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
     # capability tables are checked against the kernel headers; libseccomp2: the
     # seccomp compiler is checked against libseccomp; tar: GNU tar reads our layers.
     # runc: the OCI tests compare generated specs and exported bundles with it;
-    # podman (with conmon) and containerd (ctr, the runc shim) drive nsprim-runtime.
-    packages+=(linux-libc-dev libseccomp2 tar busybox-static runc podman conmon containerd)
+    # podman (with conmon) and containerd (ctr, the runc shim) drive nsprim-runtime;
+    # skopeo reads and writes the image layouts nsprim makes.
+    packages+=(linux-libc-dev libseccomp2 tar busybox-static runc podman conmon containerd skopeo)
     packages+=(qemu-system-x86 kmod xz-utils zstd cpio)
     if grep -qi debian /etc/os-release; then packages+=(linux-image-amd64); else packages+=(linux-image-generic); fi
 fi

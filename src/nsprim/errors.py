@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NsprimError",
+    "ImageError",
+    "BlobDigestError",
+    "ImageNotFoundError",
     "ConfigError",
     "SyscallError",
     "StepError",
@@ -465,6 +468,29 @@ def _rebuild_layer_error(cls: type[LayerError], args: tuple[Any, ...], state: di
     err.args = args
     err.__dict__.update(state)
     return err
+
+
+class ImageError(NsprimError):
+    """An image (a layout, an archive, a registry's answer) that cannot be used as given.
+
+    ``blob`` names the blob or document (its digest, or its path), where known.
+    """
+
+    def __init__(self, message: str, *, blob: str | None = None) -> None:
+        super().__init__(message)
+        self.blob = blob
+        self.path = blob
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.args, {"blob": self.blob, "path": self.path})
+
+
+class BlobDigestError(ImageError):
+    """A blob's content is not what its digest or size says: corrupt, truncated or tampered with."""
+
+
+class ImageNotFoundError(ImageError, LookupError):
+    """No image of that name (a tag in a layout, a reference in a store)."""
 
 
 class CorruptLayerError(LayerError):

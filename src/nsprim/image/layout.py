@@ -1,0 +1,227 @@
+"""OCI image layouts on disk: ``oci-layout``, ``index.json`` and ``blobs/<algorithm>/<hex>``.
+
+Every blob is checked against its digest (and its descriptor's size) as it is
+read; a mismatch is a :class:`~nsprim.errors.BlobDigestError` naming the blob.
+Blobs are written to a temporary file in the layout, synced and renamed into
+place once their digest is known, and ``index.json`` is replaced whole: a
+writer that dies leaves no half-written blob or index, only a temporary file
+that :meth:`ImageLayout.create` and the next write ignore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from ..errors import BlobDigestError, ImageError, ImageNotFoundError, SpecError
+from .model import Descriptor, ImageConfig, Index, Manifest, MediaType, Platform, parse_digest
+
+__all__ = ["ImageLayout", "REF_NAME"]
+
+#: The annotation that names an image in a layout's index (its tag).
+REF_NAME = "org.opencontainers.image.ref.name"
+_CHUNK = 1 << 20
+D = TypeVar("D", Index, Manifest, ImageConfig)
+
+
+class _Verifier:
+    """A reader of a blob that checks, at its end, that the bytes are the digest's and the size's."""
+
+    def __init__(self, f: BinaryIO, digest: str, size: int | None) -> None:
+        self._f = f
+        self._digest = digest
+        self._size = size
+        algorithm = digest.partition(":")[0]
+        self._hash = hashlib.new(algorithm)
+        self._read = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._hash.update(data)
+        self._read += len(data)
+        if self._size is not None and self._read > self._size:
+            raise BlobDigestError(
+                f"blob `{self._digest}`: more than the {self._size} bytes its descriptor says", blob=self._digest
+            )
+        if not data and (n != 0):
+            self.verify()
+        return data
+
+    def verify(self) -> None:
+        if self._size is not None and self._read != self._size:
+            raise BlobDigestError(
+                f"blob `{self._digest}`: {self._read} bytes, its descriptor says {self._size}", blob=self._digest
+            )
+        got = f"{self._digest.partition(':')[0]}:{self._hash.hexdigest()}"
+        if got != self._digest:
+            raise BlobDigestError(f"blob `{self._digest}`: its content is `{got}`", blob=self._digest)
+
+
+class ImageLayout:
+    """An image layout directory (the image spec's ``image-layout.md``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        marker = self.path / "oci-layout"
+        try:
+            version = json.loads(marker.read_text()).get("imageLayoutVersion")
+        except FileNotFoundError:
+            raise ImageError(f"image layout `{self.path}`: no `oci-layout` file", blob=str(marker)) from None
+        except (ValueError, AttributeError):
+            message = f"image layout `{self.path}`: `oci-layout` is not a JSON object"
+            raise ImageError(message, blob=str(marker)) from None
+        if version != MediaType.OCI_LAYOUT_VERSION:
+            raise ImageError(f"image layout `{self.path}`: version {version!r}, not 1.0.0", blob=str(marker))
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> ImageLayout:
+        """An empty layout at *path* (an existing layout is opened as it is)."""
+        root = Path(path)
+        (root / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+        if not (root / "oci-layout").exists():
+            _replace(root / "oci-layout", json.dumps({"imageLayoutVersion": MediaType.OCI_LAYOUT_VERSION}).encode())
+        if not (root / "index.json").exists():
+            _replace(root / "index.json", Index(schema_version=2, media_type=MediaType.OCI_INDEX, manifests=()).dumps())
+        return cls(root)
+
+    # ---- blobs ---------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the blob of *digest* is (a checked digest: no path can come out of it)."""
+        algorithm, _, hexdigest = parse_digest(digest).partition(":")
+        return self.path / "blobs" / algorithm / hexdigest
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    @contextlib.contextmanager
+    def open_blob(self, digest: str, size: int | None = None) -> Iterator[_Verifier]:
+        """A reader of the blob that raises :class:`~nsprim.errors.BlobDigestError` at its end if the
+        bytes are not the digest's (or not *size* of them).  Read it to the end."""
+        path = self.blob_path(digest)
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            raise ImageError(f"blob `{digest}`: not in the layout `{self.path}`", blob=digest) from None
+        with f:
+            yield _Verifier(f, digest, size)
+
+    def read_blob(self, digest: str, size: int | None = None) -> bytes:
+        """The whole blob, verified."""
+        with self.open_blob(digest, size) as r:
+            parts = []
+            while chunk := r.read(_CHUNK):
+                parts.append(chunk)
+            return b"".join(parts)
+
+    def write_blob(self, data: bytes, media_type: str) -> Descriptor:
+        """Store *data*; its descriptor.  A blob the layout has already is not written again."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        target = self.blob_path(digest)
+        if not target.exists():
+            _replace(target, data)
+        return Descriptor(media_type=media_type, digest=digest, size=len(data))
+
+    def copy_blob(self, src: BinaryIO, media_type: str) -> Descriptor:
+        """Store what *src* reads to its end, hashed on the way; its descriptor."""
+        target_dir = self.path / "blobs/sha256"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        temporary = target_dir / f".tmp-{secrets.token_hex(8)}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with temporary.open("xb") as out:
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            desc = Descriptor(media_type=media_type, digest=f"sha256:{digest.hexdigest()}", size=size)
+            os.replace(temporary, self.blob_path(desc.digest))
+            return desc
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    # ---- documents -------------------------------------------------------------------------
+
+    def index(self) -> Index:
+        """``index.json``."""
+        path = self.path / "index.json"
+        try:
+            return Index.loads(path.read_bytes(), source=str(path))
+        except SpecError as exc:
+            raise ImageError(f"`{path}`: {exc}", blob=str(path)) from None
+
+    def tags(self) -> list[str]:
+        """The images the index names (their ``ref.name``), in its order."""
+        return [d.ref_name for d in self.index().manifests if d.ref_name]
+
+    def descriptor(self, tag: str | None = None, platform: Platform | None = None) -> Descriptor:
+        """The manifest's descriptor for *tag* (default: the only image) and *platform* (default: this host)."""
+        entries = self.index().manifests
+        if tag is not None:
+            entries = tuple(d for d in entries if d.ref_name == tag)
+            if not entries:
+                raise ImageNotFoundError(f"image layout `{self.path}`: no image `{tag}`", blob=tag)
+        elif len(entries) != 1:
+            names = ", ".join(self.tags()) or "none"
+            raise ImageNotFoundError(f"image layout `{self.path}`: {len(entries)} images, name one ({names})")
+        desc = entries[0]
+        for _depth in range(8):  # an index may name an index (a multi-platform image under a tag)
+            if desc.media_type not in MediaType.INDEXES:
+                return desc
+            nested = self._document(desc, Index)
+            try:
+                desc = nested.for_platform(platform)
+            except SpecError as exc:
+                raise ImageError(f"image `{tag or desc.digest}`: {exc}", blob=desc.digest) from None
+        raise ImageError(f"image `{tag}`: indexes nested too deep", blob=desc.digest)
+
+    def manifest(self, tag: str | None = None, platform: Platform | None = None) -> Manifest:
+        """The image's manifest (see :meth:`descriptor`), verified."""
+        return self._document(self.descriptor(tag, platform), Manifest)
+
+    def config(self, manifest: Manifest) -> ImageConfig:
+        """The manifest's image configuration, verified."""
+        return self._document(manifest.config, ImageConfig)
+
+    def _document(self, desc: Descriptor, kind: type[D]) -> D:
+        data = self.read_blob(desc.digest, desc.size)
+        try:
+            document = kind.loads(data, source=desc.digest)
+            assert isinstance(document, kind)
+            return document
+        except SpecError as exc:
+            raise ImageError(f"{kind.__name__.lower()} `{desc.digest}`: {exc}", blob=desc.digest) from None
+
+    def add_image(self, manifest: Manifest, tag: str, platform: Platform | None = None) -> Descriptor:
+        """Store *manifest* and name it *tag* in the index (replacing what had that name)."""
+        desc = self.write_blob(manifest.dumps(), manifest.media_type or MediaType.OCI_MANIFEST)
+        desc = desc.replace(annotations={REF_NAME: tag}, platform=platform)
+        index = self.index()
+        kept = tuple(d for d in index.manifests if d.ref_name != tag)
+        _replace(self.path / "index.json", index.replace(manifests=(*kept, desc)).dumps())
+        return desc
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write *data* as *path* whole: a temporary file beside it, synced, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
+    try:
+        with temporary.open("xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
