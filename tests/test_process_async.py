@@ -80,3 +80,22 @@ def test_the_sync_wait_times_out_and_then_collects() -> None:
         p.terminate()
         assert p.wait(10) == -signal.SIGTERM
         assert p.exit_fd() == -1
+
+
+def test_a_released_process_is_left_to_be_reaped_by_another() -> None:
+    """release() closes our descriptors and never reaps, even a process that has ended."""
+    import gc
+    import time
+
+    proc = nsprim.spawn(["true"])
+    pid = proc.pid
+    deadline = time.monotonic() + 10
+    from pathlib import Path
+
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.release()
+    del proc
+    gc.collect()
+    assert os.waitpid(pid, 0) == (pid, 0)  # still ours to reap: nothing took its status

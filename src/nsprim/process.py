@@ -271,6 +271,21 @@ class Process:
             self.kill()
             self.wait()
 
+    def release(self) -> None:
+        """Let the process go: close our descriptors without waiting for it or reaping it.
+
+        For a process another parent collects: when this one exits, the kernel
+        hands its children to the nearest subreaper (an engine's conmon or
+        shim), which reaps them and reads their exit status.  Reaping it here,
+        even one already ended, would take that status away."""
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        if self.monitor is not None:
+            self.monitor.close()
+        self._close_pidfd()
+
     def __enter__(self) -> Process:
         return self
 

@@ -279,7 +279,8 @@ def cmd_exec(g: Globals, opts: dict[str, object], args: list[str]) -> int:
             proc.wait()
             raise
     if opts.get("detach"):
-        return 0  # the process goes on; the engine, a subreaper, becomes its parent
+        proc.release()  # the process goes on; the engine, a subreaper, becomes its parent and reaps it
+        return 0
     for name in _FORWARDED:
         signal.signal(getattr(signal, name), lambda sig, _frame: proc.send_signal(sig))
     code = proc.wait()

@@ -371,6 +371,7 @@ def cmd_create(g: Globals, opts: dict[str, object], args: list[str]) -> int:
         _cleanup(created.locked, created.proc, created.group)
         raise
     created.locked.close()
+    created.proc.release()  # the engine (a subreaper) reaps the init: its exit status is the engine's
     return 0
 
 
@@ -468,6 +469,7 @@ def cmd_run(g: Globals, opts: dict[str, object], args: list[str]) -> int:
     start_created(g, created, opts)
     if opts.get("detach"):
         created.locked.close()
+        created.proc.release()
         return 0
     proc = created.proc
     for name in _FORWARDED:
