@@ -1,5 +1,6 @@
 """Images: the OCI image specification's documents (:mod:`nsprim.image.model`) and image layouts on
-disk (:mod:`nsprim.image.layout`), every blob verified against its digest as it is read."""
+disk (:mod:`nsprim.image.layout`), every blob verified against its digest as it is read; an image
+unpacked into a layer store and run (:mod:`nsprim.image.unpack`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from .model import (
     MediaType,
     Platform,
 )
+from .unpack import image_container, unpack
 
 __all__ = [
     "ImageLayout",
+    "unpack",
+    "image_container",
     "ContainerSettings",
     "Descriptor",
     "History",

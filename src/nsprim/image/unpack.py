@@ -1,0 +1,93 @@
+"""An image from a layout into a :class:`~nsprim.fs.layers.LayerStore`, and a container of it.
+
+:func:`unpack` adds each layer to the store once, keyed by its diff ID (the
+digest of the uncompressed tar): the compressed blob is verified against its
+digest while it is read, the tar against the configuration's diff ID once
+extracted; a layer the store has already (another image's) is not read at
+all.  :func:`image_container` makes the :class:`~nsprim.container.Container`
+the image's configuration describes: its layers under an overlay, its
+entrypoint and command, environment, working directory and user.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+from ..container import Container
+from ..errors import BlobDigestError, ImageError
+from ..fs.layers import Image, LayerStore
+from .layout import ImageLayout
+from .model import ImageConfig, MediaType, Platform
+
+if TYPE_CHECKING:
+    from .model import Descriptor
+
+__all__ = ["unpack", "image_container"]
+
+
+def unpack(
+    layout: ImageLayout, tag: str | None, store: LayerStore, name: str, platform: Platform | None = None
+) -> tuple[Image, ImageConfig]:
+    """Add the image *tag* of *layout* (for *platform*, default this host) to *store* as *name*."""
+    manifest = layout.manifest(tag, platform)
+    config = layout.config(manifest)
+    wanted = platform or Platform.host()
+    if not config.platform.matches(wanted):
+        raise ImageError(f"image `{tag}` is for {config.platform}, not {wanted}", blob=manifest.config.digest)
+    if len(config.rootfs.diff_ids) != len(manifest.layers):
+        raise ImageError(
+            f"image `{tag}`: {len(manifest.layers)} layers but {len(config.rootfs.diff_ids)} diff IDs",
+            blob=manifest.config.digest,
+        )
+    for blob, diff_id in zip(manifest.layers, config.rootfs.diff_ids, strict=True):
+        if not store.has_layer(diff_id):
+            _add_layer(layout, blob, diff_id, store)
+    return store.save_image(name, list(config.rootfs.diff_ids)), config
+
+
+def _add_layer(layout: ImageLayout, blob: Descriptor, diff_id: str, store: LayerStore) -> None:
+    compression = MediaType.LAYERS[blob.media_type]
+    if compression == "zstd":
+        raise ImageError(f"layer `{blob.digest}`: zstd layers are not unpacked yet", blob=blob.digest)
+    with layout.open_blob(blob.digest, blob.size) as raw:
+        stream = cast(BinaryIO, raw)  # it has the read() these need
+        if compression == "gzip":
+            with gzip.GzipFile(fileobj=stream, mode="rb") as tar:
+                layer = store.add_tar(cast(BinaryIO, tar))
+        else:
+            layer = store.add_tar(stream)
+        while raw.read(1 << 20):  # the compressed blob's end: its digest is checked there
+            pass
+        raw.verify()
+    if layer.digest != diff_id:
+        store.remove_layer(layer.digest)
+        raise BlobDigestError(f"layer `{blob.digest}`: its tar is `{layer.digest}`, not `{diff_id}`", blob=blob.digest)
+
+
+def image_container(
+    store: LayerStore,
+    image: Image | str,
+    config: ImageConfig,
+    command: Sequence[str] = (),
+    *,
+    entrypoint: Sequence[str] | None = None,
+) -> Container:
+    """The container of *image*: its layers (read-only, under an ephemeral upper) and *config*'s
+    settings; *command* replaces the image's ``Cmd``, *entrypoint* its ``Entrypoint``."""
+    settings = config.config
+    argv = settings.argv(command, entrypoint)
+    if not argv:
+        raise ImageError("the image has no Entrypoint or Cmd: give a command", blob=None)
+    env = {key: value for key, _, value in (item.partition("=") for item in settings.env)}
+    box = Container(list(argv)).image(store.lower_dirs(image)).env(env)
+    if settings.working_dir:
+        box = box.cwd(settings.working_dir)
+    if settings.user:
+        user, _, group = settings.user.partition(":")
+        uid: int | str = int(user) if user.isdigit() else user
+        if group and not group.isdigit():
+            raise ImageError(f'User "{settings.user}": a group name is not resolved yet (give its number)')
+        box = box.user(uid, int(group) if group else None)
+    return box
