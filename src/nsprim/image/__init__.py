@@ -4,6 +4,7 @@ unpacked into a layer store and run (:mod:`nsprim.image.unpack`)."""
 
 from __future__ import annotations
 
+from .archive import load_docker_archive
 from .layout import ImageLayout
 from .model import (
     ContainerSettings,
@@ -20,6 +21,7 @@ from .unpack import image_container, unpack
 
 __all__ = [
     "ImageLayout",
+    "load_docker_archive",
     "unpack",
     "image_container",
     "ContainerSettings",
