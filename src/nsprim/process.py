@@ -260,14 +260,11 @@ class Process:
     def close(self) -> None:
         """Close the pipes; kill and reap the process if it still runs (a monitored
         process goes on: only our descriptors are closed)."""
-        for f in (self.stdin, self.stdout, self.stderr):
-            if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
         if self.monitor is not None:
-            self.monitor.close()
-            self._close_pidfd()
-        elif self.returncode is None and self._pidfd >= 0:
+            self.release()
+            return
+        self._close_pipes()
+        if self.returncode is None and self._pidfd >= 0:
             self.kill()
             self.wait()
 
@@ -278,13 +275,16 @@ class Process:
         hands its children to the nearest subreaper (an engine's conmon or
         shim), which reaps them and reads their exit status.  Reaping it here,
         even one already ended, would take that status away."""
+        self._close_pipes()
+        if self.monitor is not None:
+            self.monitor.close()
+        self._close_pidfd()
+
+    def _close_pipes(self) -> None:
         for f in (self.stdin, self.stdout, self.stderr):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
-        if self.monitor is not None:
-            self.monitor.close()
-        self._close_pidfd()
 
     def __enter__(self) -> Process:
         return self

@@ -17,10 +17,13 @@ from __future__ import annotations
 import platform as _platform
 import re
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import SpecError
 from ..oci._codec import JSON, Model, decode, encode, spec_field
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "MediaType",
@@ -148,22 +151,29 @@ class Descriptor(Model):
         return self.annotations.get("org.opencontainers.image.ref.name", "")
 
 
+def _check_kind(schema_version: int, media_type: str, allowed: frozenset[str], what: str) -> None:
+    if schema_version != 2:
+        raise SpecError(f"schemaVersion: {schema_version} (only 2 exists)", field="schemaVersion")
+    if media_type and media_type not in allowed:
+        raise SpecError(f'mediaType: "{media_type}" is not {what}', field="mediaType")
+
+
 class _Document(Model):
-    """A JSON document of the image spec: loaded from bytes, written back, its descriptors checked."""
+    """A JSON document of the image spec: loaded from bytes and checked, written back."""
 
     @classmethod
-    def loads(cls, data: str | bytes, *, source: str = "") -> _Document:
+    def loads(cls, data: str | bytes, *, source: str = "") -> Self:
         import json
 
         try:
             parsed = json.loads(data)
         except ValueError as exc:
             raise SpecError(f"{source or cls.__name__}: not JSON ({exc})") from None
-        return cls.from_dict(parsed)
+        return decode(cls, parsed, "").checked()
 
-    @classmethod
-    def from_dict(cls, data: object) -> _Document:
-        return decode(cls, data, "")
+    def checked(self) -> Self:
+        """The document, if this implementation reads it; :class:`SpecError` naming the field if not."""
+        return self
 
     def to_dict(self) -> dict[str, JSON]:
         return encode(self)
@@ -184,18 +194,9 @@ class Index(_Document):
     annotations: Mapping[str, str] = spec_field(factory=dict)
     extra: Mapping[str, JSON] = spec_field(factory=dict)
 
-    @classmethod
-    def loads(cls, data: str | bytes, *, source: str = "index") -> Index:
-        index = super().loads(data, source=source)
-        assert isinstance(index, Index)
-        return index.checked()
-
     def checked(self) -> Index:
         """The index, if it is one this implementation reads; :class:`SpecError` naming the field if not."""
-        if self.schema_version != 2:
-            raise SpecError(f"schemaVersion: {self.schema_version} (only 2 exists)", field="schemaVersion")
-        if self.media_type and self.media_type not in MediaType.INDEXES:
-            raise SpecError(f'mediaType: "{self.media_type}" is not an image index', field="mediaType")
+        _check_kind(self.schema_version, self.media_type, MediaType.INDEXES, "an image index")
         for i, d in enumerate(self.manifests):
             d.check(f"manifests[{i}]")
         return self
@@ -226,18 +227,9 @@ class Manifest(_Document):
     annotations: Mapping[str, str] = spec_field(factory=dict)
     extra: Mapping[str, JSON] = spec_field(factory=dict)
 
-    @classmethod
-    def loads(cls, data: str | bytes, *, source: str = "manifest") -> Manifest:
-        manifest = super().loads(data, source=source)
-        assert isinstance(manifest, Manifest)
-        return manifest.checked()
-
     def checked(self) -> Manifest:
         """The manifest, if it is an image this implementation runs; :class:`SpecError` naming the field if not."""
-        if self.schema_version != 2:
-            raise SpecError(f"schemaVersion: {self.schema_version} (only 2 exists)", field="schemaVersion")
-        if self.media_type and self.media_type not in MediaType.MANIFESTS:
-            raise SpecError(f'mediaType: "{self.media_type}" is not an image manifest', field="mediaType")
+        _check_kind(self.schema_version, self.media_type, MediaType.MANIFESTS, "an image manifest")
         self.config.check("config")
         if self.config.media_type not in MediaType.CONFIGS:
             raise SpecError(
@@ -304,15 +296,12 @@ class ImageConfig(_Document):
     history: tuple[History, ...] = ()
     extra: Mapping[str, JSON] = spec_field(factory=dict)
 
-    @classmethod
-    def loads(cls, data: str | bytes, *, source: str = "config") -> ImageConfig:
-        config = super().loads(data, source=source)
-        assert isinstance(config, ImageConfig)
-        if config.rootfs.type != "layers":
-            raise SpecError(f'rootfs.type: "{config.rootfs.type}" (only "layers" exists)', field="rootfs.type")
-        for i, d in enumerate(config.rootfs.diff_ids):
+    def checked(self) -> ImageConfig:
+        if self.rootfs.type != "layers":
+            raise SpecError(f'rootfs.type: "{self.rootfs.type}" (only "layers" exists)', field="rootfs.type")
+        for i, d in enumerate(self.rootfs.diff_ids):
             parse_digest(d, f"rootfs.diff_ids[{i}]")
-        return config
+        return self
 
     @property
     def platform(self) -> Platform:
