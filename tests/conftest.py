@@ -103,8 +103,10 @@ def _cgroups() -> set[str]:
     root = Path("/sys/fs/cgroup")
     found: set[str] = set()
     try:
-        for pattern in ("nsprim-[0-9a-f]*", "*/nsprim-[0-9a-f]*"):
-            found.update(str(p) for p in root.glob(pattern) if p.is_dir())
+        # nsprim-runtime: the runtime's default parent, made and removed by the runtime's commands
+        for name in ("nsprim-[0-9a-f]*", "nsprim-runtime", "nsprim-example-*"):
+            for pattern in (name, f"*/{name}"):  # cgroup v2's root, or a v1 hierarchy's
+                found.update(str(p) for p in root.glob(pattern) if p.is_dir())
         session = os.environ.get("NSPRIM_CGROUP_PARENT")
         if session:
             for hierarchy in root.iterdir():

@@ -208,3 +208,26 @@ def test_events_print_the_groups_statistics_as_runc(runtime: Runtime, tmp_path: 
         assert "--interval" in runtime.fails("events", "--interval", "soon", cid)
     finally:
         runtime.ok("delete", "--force", cid)
+
+
+@requires_root
+def test_the_default_parent_goes_with_its_last_container(runtime: Runtime, tmp_path: Path) -> None:
+    """Without a cgroupsPath a container's group is /nsprim-runtime/<id>: the runtime owns that parent."""
+    ids = [unique("dflt"), unique("dflt")]
+    for cid in ids:
+        bundle = make_bundle(tmp_path / cid, cid, "sleep", "60", linux={"cgroupsPath": ""})
+        runtime.detached("create", "--bundle", str(bundle), cid)
+    root = Path("/sys/fs/cgroup")
+    parents = lambda: [p for p in [root / "nsprim-runtime", *root.glob("*/nsprim-runtime")] if p.is_dir()]  # noqa: E731
+    try:
+        assert parents()
+        assert runtime.store.load(ids[0]).cgroup == f"/nsprim-runtime/{ids[0]}"
+        runtime.ok("delete", "--force", ids[0])
+        assert parents()  # the other container is still in it
+    finally:
+        for cid in ids:
+            runtime("delete", "--force", cid)
+    assert parents() == []
+    bad = make_bundle(tmp_path / "bad", "bad", "true", linux={"cgroupsPath": "", "resources": {"memory": {"limit": 1}}})
+    assert runtime("create", "--bundle", str(bad), unique("dflt")).returncode == 1  # a limit the kernel refuses
+    assert parents() == []

@@ -2,7 +2,9 @@
 
 ``cgroupsPath`` absolute is from the hierarchies' roots; relative, from the
 runtime's own group (as runc reads it); empty, ``/nsprim-runtime/<id>``.
-Missing parent groups are made and left in place, as runc leaves them.
+Missing parent groups are made and left in place, as runc leaves them, but
+for that default parent, which the runtime owns: the last ``delete`` of a
+container under it removes it again.
 The init enters a cgroup v2 group at its birth (``CLONE_INTO_CGROUP``)
 and joins v1 groups by writing ``0`` to their ``tasks`` first thing.
 
@@ -15,6 +17,8 @@ list is written to the v1 devices controller's ``devices.deny`` and
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from collections.abc import Callable
 
@@ -24,7 +28,19 @@ from ...plan import Step, WriteFile
 from ..resources import DeviceRule, device_rules, to_resources
 from ..spec import LinuxResources, Spec
 
-__all__ = ["cgroup_path", "create_group", "placement", "check_resources", "Limits", "apply_devices"]
+__all__ = [
+    "DEFAULT_PARENT",
+    "cgroup_path",
+    "create_group",
+    "remove_default_parent",
+    "placement",
+    "check_resources",
+    "Limits",
+    "apply_devices",
+]
+
+#: The group under which containers without a ``cgroupsPath`` go (``/nsprim-runtime/<id>``).
+DEFAULT_PARENT = "nsprim-runtime"
 
 
 # The devices every container has (runtime-spec "Default Devices", /dev/pts and /dev/ptmx with them),
@@ -63,7 +79,7 @@ def cgroup_path(spec: Spec, container_id: str) -> str:
             field="linux.cgroupsPath",
         )
     if not raw:
-        return f"/nsprim-runtime/{container_id}"
+        return f"/{DEFAULT_PARENT}/{container_id}"
     if raw.startswith("/"):
         return os.path.normpath(raw)
     own = CGroup.from_pid().path
@@ -103,12 +119,31 @@ def create_group(
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise SpecError(f'linux.cgroupsPath: "{path}" is not a group below the root', field="linux.cgroupsPath")
-    parent: CGroup | str = ROOT
-    for name in parts[:-1]:
-        parent = CGroup.create(name, parent=parent, exist_ok=True)
-    return CGroup.create(
-        parts[-1], parent=parent, resources=limits.resources if limits else None, before_mkdir=before_mkdir
-    )
+    for attempt in (1, 2):
+        parent: CGroup | str = ROOT
+        for name in parts[:-1]:
+            parent = CGroup.create(name, parent=parent, exist_ok=True)
+        try:
+            return CGroup.create(
+                parts[-1], parent=parent, resources=limits.resources if limits else None, before_mkdir=before_mkdir
+            )
+        except SyscallError as exc:
+            # A concurrent delete removed the default parent between the two mkdirs: make it again.
+            if exc.errno != errno.ENOENT or attempt == 2:
+                remove_default_parent(path)
+                raise
+    raise AssertionError("unreachable")
+
+
+def remove_default_parent(path: str | None) -> None:
+    """Remove the runtime's default parent group once its last container's group is gone."""
+    if path is None or not path.startswith(f"/{DEFAULT_PARENT}/"):
+        return
+    from ...cgroup.host import cached_host_info
+
+    for h in cached_host_info().hierarchies:
+        with contextlib.suppress(OSError):  # still in use (EBUSY), or not in this hierarchy
+            os.rmdir(h.mount_point / DEFAULT_PARENT)
 
 
 def placement(group: CGroup) -> tuple[list[Step], int]:

@@ -259,6 +259,9 @@ def _destroy(g: Globals, locked: LockedContainer) -> None:
         raise SyscallError(errno.EBUSY, "delete", locked.path, hint=f"pid {record.pid} did not end after SIGKILL")
     if group is not None:
         group.delete(recursive=True, timeout=KILL_TIMEOUT)
+    from .cgroups import remove_default_parent
+
+    remove_default_parent(record.cgroup)
     g.log.debug(f"deleted container `{record.id}` ({record.status}, pid {record.pid})")
     locked.remove()
 

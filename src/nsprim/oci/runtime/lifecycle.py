@@ -214,6 +214,9 @@ def _cleanup(locked: LockedContainer, proc: Process | None, group: CGroup | None
         with contextlib.suppress(Exception):
             group.kill()
             group.delete(recursive=True, timeout=5.0)
+        from .cgroups import remove_default_parent
+
+        remove_default_parent(group.path)
         from ..._sys import watcher
 
         with contextlib.suppress(Exception):
