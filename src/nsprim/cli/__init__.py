@@ -1,0 +1,123 @@
+"""The ``nsprim`` command line, in the idiom of unshare, nsenter, bwrap and podman.
+
+    nsprim run [--rootfs DIR] [--memory 256M] [--cpus 0.5] [--pids 64] [--net none|host|veth]
+               [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--userns auto|host]
+               [-u UID[:GID]] [--init] [-t] -- CMD...
+    nsprim run -d [--name NAME] [--rm] ... -- CMD...     (detached: nsprim ps [-a], stop, rm, logs)
+    nsprim ns list PID
+    nsprim ns exec PID [--all | --net --mnt --pid --uts --ipc --user --cgroup --time] -- CMD...
+    nsprim cgroup info
+    nsprim limits
+    nsprim doctor
+
+Errors are one line on stderr (what failed, where, why) and a non-zero
+status; ``--debug`` adds the setup steps and the traceback.
+
+Each command lives in a module of this package, named in :data:`COMMANDS`
+and imported only when that command runs: a command line is started again
+and again, and should import only what its command needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from ..errors import NsprimError
+
+__all__ = ["main", "build_parser", "Command", "COMMANDS"]
+
+
+class Command(NamedTuple):
+    """Where a command is: its module of :mod:`nsprim.cli`, and its one-line help."""
+
+    module: str
+    help: str
+
+
+#: Every command: the module with its ``configure_<name>`` (optional) and ``cmd_<name>``.
+COMMANDS: dict[str, Command] = {
+    "run": Command("run", "run a command in a new container"),
+    "ps": Command("detached", "list detached containers"),
+    "stop": Command("detached", "stop detached containers: SIGTERM, then SIGKILL"),
+    "rm": Command("detached", "remove ended detached containers"),
+    "logs": Command("detached", "the output of a detached container"),
+    "ns": Command("namespaces", "inspect and enter namespaces"),
+    "cgroup": Command("host", "cgroups on this host"),
+    "limits": Command("host", "the CPU and memory limits in force for this process"),
+    "doctor": Command("host", "what works on this host for this user, and how to fix what does not"),
+}
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _handler(name: str) -> Handler:
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name].module}")
+    handler: Handler = getattr(module, f"cmd_{name}")
+    return handler
+
+
+def _parser(configured: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the *configured* commands (the others show their help only)."""
+    p = argparse.ArgumentParser(prog="nsprim", description="Linux container primitives from the command line.")
+    p.add_argument("--debug", action="store_true", help="show the setup steps and full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for name, command in COMMANDS.items():
+        cp = sub.add_parser(name, help=command.help, parents=[debug])
+        if name in configured:
+            module = importlib.import_module(f"{__name__}.{command.module}")
+            configure = getattr(module, f"configure_{name}", None)
+            if configure is not None:
+                configure(cp)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole argument parser, every command's arguments included (for the docs and the tests)."""
+    return _parser(list(COMMANDS))
+
+
+def _chosen(raw: Sequence[str]) -> str | None:
+    """The command named on the command line: the first word that is not an option."""
+    for word in raw:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nsprim`` command; returns the exit status."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is the payload's, options included.
+    cmd: list[str] = []
+    if "--" in raw:
+        cut = raw.index("--")
+        raw, cmd = raw[:cut], raw[cut + 1 :]
+    chosen = _chosen(raw)
+    args = _parser([chosen] if chosen else []).parse_args(raw)
+    if args.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="nsprim: %(message)s", stream=sys.stderr)
+    if hasattr(args, "cmd"):
+        args.cmd = [*args.cmd, *cmd]
+    try:
+        return _handler(args.command)(args)
+    except NsprimError as exc:
+        if args.debug:
+            raise
+        from .report import error_status, message
+
+        print(f"nsprim {args.command}: {message(exc)}", file=sys.stderr)
+        return error_status(args.command, exc)
+    except BrokenPipeError:
+        # The reader went away (`nsprim ns list 1 | head`): not an error of ours.
+        sys.stderr.close()
+        return 141
+    except KeyboardInterrupt:
+        return 130
