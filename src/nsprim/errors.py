@@ -1,38 +1,32 @@
 """The exception hierarchy of nsprim.
 
-Every error nsprim raises derives from :class:`NsprimError`.  The classes say
-*what kind* of thing went wrong; the attributes say *where*:
+Every error nsprim raises derives from :class:`NsprimError`.  The classes say *what kind* of thing
+went wrong; the attributes say *where*:
 
-* :class:`ConfigError` (also a :class:`ValueError`): bad input, found before
-  any system call was made, so nothing needs undoing.
-* :class:`SyscallError` (also an :class:`OSError`): the kernel refused an
-  operation.  ``errno``, ``strerror`` and ``filename`` are set as on any
-  ``OSError``; ``operation`` names the call ("mount", "setns", ...).
-* :class:`StepError` (a :class:`SyscallError`): a step of a spawn plan failed
-  in the child, between ``clone`` and ``exec``.  ``step`` is the failed step
-  and ``index`` its position in the plan.
-* :class:`ChildDiedError` (a :class:`StepError`): the child died before
-  ``exec`` without reporting a failed step (killed, or out of memory).
-* :class:`UnsupportedError`: the kernel or host lacks a feature;
-  :class:`CgroupUnavailableError` when resource limits have no cgroup the
-  caller may write.
-* :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be
-  used as given: :class:`CorruptLayerError` (not a tar, truncated),
-  :class:`LayerLimitError` (over an extraction limit) and
-  :class:`UnsafeTarEntryError`.  ``layer`` names the tar, ``entry`` the
-  member.
-* :class:`SecurityConfigError` (a :class:`ConfigError`): a capability, seccomp
-  profile or BPF program that cannot be used.
+* :class:`ConfigError` (also a :class:`ValueError`): bad input, found before any system call was
+  made, so nothing needs undoing.
+* :class:`SyscallError` (also an :class:`OSError`): the kernel refused an operation.  ``errno``,
+  ``strerror`` and ``filename`` are set as on any ``OSError``; ``operation`` names the call ("mount", ...).
+* :class:`StepError` (a :class:`SyscallError`): a step of a spawn plan failed in the child, between
+  ``clone`` and ``exec``.  ``step`` is the failed step and ``index`` its position in the plan.
+* :class:`ChildDiedError` (a :class:`StepError`): the child died before ``exec`` without reporting a
+  failed step (killed, or out of memory).
+* :class:`UnsupportedError`: the kernel or host lacks a feature; :class:`CgroupUnavailableError`
+  when resource limits have no cgroup the caller may write.
+* :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be used as given:
+  :class:`CorruptLayerError` (not a tar, truncated), :class:`LayerLimitError` (over an extraction
+  limit) and :class:`UnsafeTarEntryError`.  ``layer`` names the tar, ``entry`` the member.
+* :class:`SecurityConfigError` (a :class:`ConfigError`): a capability, seccomp profile or BPF
+  program that cannot be used.
+* :class:`ImageError`: an image that cannot be used as given; :class:`RegistryError` when a
+  registry refused or failed (``registry``, ``repository``, ``digest``, ``status``, ``code``).
 
-Every exception class of nsprim is defined here; the modules that raise them
-(``nsprim.cgroup``, ``nsprim.fs.layers``, ``nsprim.security``,
-``nsprim.container.registry``) re-export theirs.  ``ProcessLookupFailed``,
-``CGroupTimeout`` and ``UnsafeTarEntry`` are deprecated aliases of
-:class:`NoSuchProcessError`, :class:`CGroupTimeoutError` and
-:class:`UnsafeTarEntryError`, kept for one release.
+Every exception class of nsprim is defined here; the modules that raise them re-export theirs.
+``ProcessLookupFailed``, ``CGroupTimeout`` and ``UnsafeTarEntry`` are deprecated aliases of
+:class:`NoSuchProcessError`, :class:`CGroupTimeoutError` and :class:`UnsafeTarEntryError`.
 
-Messages follow crun's style: verb, backticked path, reason, and where it
-helps, a hint — "pivot_root `/x/rootfs`: Invalid argument (is it a mount point?)".
+Messages follow crun's style: verb, backticked path, reason, and where it helps, a hint —
+"pivot_root `/x/rootfs`: Invalid argument (is it a mount point?)".
 """
 
 from __future__ import annotations
@@ -44,42 +38,18 @@ TYPE_CHECKING = False  # typing is not imported at run time: a runtime's error p
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
+# fmt: off
 __all__ = [
-    "NsprimError",
-    "ImageError",
-    "BlobDigestError",
-    "ImageNotFoundError",
-    "ConfigError",
-    "SyscallError",
-    "StepError",
-    "UnsupportedError",
-    "NamespaceError",
-    "NamespaceTypeError",
-    "NoSuchProcessError",
-    "ExecutableNotFoundError",
-    "ChildDiedError",
-    "CgroupUnavailableError",
-    "TimeoutExpired",
-    "CGroupTimeoutError",
-    "CGroupBusyError",
-    "SpecError",
-    "ContainerNotFoundError",
-    "ContainerExistsError",
-    "ContainerStateError",
-    "HookError",
-    "LayerError",
-    "CorruptLayerError",
-    "LayerLimitError",
-    "UnsafeTarEntryError",
-    "SecurityConfigError",
-    "UnknownCapabilityError",
-    "SeccompProfileError",
-    "UnknownSyscallError",
-    "BPFError",
-    "NoSuchContainerError",
-    "ContainerRunningError",
-    "describe_errno",
+    "NsprimError", "ImageError", "BlobDigestError", "ImageReferenceError", "RegistryError", "RegistryAuthError",
+    "RegistryNotFoundError", "RegistryUnavailableError", "RegistryDigestError", "ImageNotFoundError", "ConfigError",
+    "SyscallError", "StepError", "UnsupportedError", "NamespaceError", "NamespaceTypeError", "NoSuchProcessError",
+    "ExecutableNotFoundError", "ChildDiedError", "CgroupUnavailableError", "TimeoutExpired", "CGroupTimeoutError",
+    "CGroupBusyError", "SpecError", "ContainerNotFoundError", "ContainerExistsError", "ContainerStateError",
+    "HookError", "LayerError", "CorruptLayerError", "LayerLimitError", "UnsafeTarEntryError", "SecurityConfigError",
+    "UnknownCapabilityError", "SeccompProfileError", "UnknownSyscallError", "BPFError", "NoSuchContainerError",
+    "ContainerRunningError", "describe_errno",
 ]
+# fmt: on
 
 
 def describe_errno(err: int) -> str:
@@ -184,12 +154,10 @@ def _rebuild_syscall_error(
 class StepError(SyscallError):
     """A step of a spawn plan failed in the child before ``exec``.
 
-    ``step`` is the step object (see :mod:`nsprim.plan`), ``index`` its
-    position in the plan, ``part`` which part of a composite step failed
-    (``nsprim._sys.spawn.StepPart``; 0 for a step of one part).  The message
-    names the step and its path, or the part that failed, e.g.
-    "mount in root: resolving target `/proc`: No such file or directory".
-    """
+    ``step`` is the step object (see :mod:`nsprim.plan`), ``index`` its position in the plan, ``part``
+    which part of a composite step failed (``nsprim._sys.spawn.StepPart``; 0 for a step of one part).
+    The message names the step and its path, or the part that failed, e.g. "mount in root:
+    resolving target `/proc`: No such file or directory"."""
 
     def __init__(self, err: int, step: object, index: int, part: int = 0) -> None:
         describe = getattr(step, "describe_failure", None)
@@ -481,8 +449,8 @@ class ImageError(NsprimError):
         self.blob = blob
         self.path = blob
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self.args, {"blob": self.blob, "path": self.path})
+    def __reduce__(self) -> tuple[Any, ...]:  # subclasses take other arguments: keep the state as it is
+        return (_rebuild_layer_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class BlobDigestError(ImageError):
@@ -493,16 +461,50 @@ class ImageNotFoundError(ImageError, LookupError):
     """No image of that name (a tag in a layout, a reference in a store)."""
 
 
+class ImageReferenceError(ImageError, ValueError):
+    """Not an image reference (``registry/repository:tag@digest``): ``reference`` is the text,
+    ``what`` the part that is wrong (``registry``, ``repository``, ``tag``, ``digest``)."""
+
+    def __init__(self, message: str, *, reference: str = "", what: str | None = None) -> None:
+        super().__init__(message)
+        self.reference, self.what = reference, what
+
+
+class RegistryError(ImageError):
+    """A registry (the OCI distribution spec) refused or failed a request: ``registry`` and
+    ``repository`` say where, ``digest`` which blob or manifest (or tag), ``status`` the HTTP status,
+    ``code`` the first code of the registry's error body (``MANIFEST_UNKNOWN``...), where known."""
+
+    def __init__(self, message: str, *, registry: str = "", repository: str | None = None,
+                 digest: str | None = None, status: int | None = None, code: str | None = None) -> None:  # fmt: skip
+        super().__init__(message, blob=digest)
+        self.registry, self.repository, self.digest, self.status, self.code = registry, repository, digest, status, code
+
+
+class RegistryAuthError(RegistryError):
+    """The registry wants credentials that were not found, or refused those given (401, 403)."""
+
+
+class RegistryNotFoundError(RegistryError, LookupError):
+    """The registry has no such repository, manifest, tag or blob (404)."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry cannot be reached: no server there, a TLS failure, a connection lost for good."""
+
+
+class RegistryDigestError(RegistryError, BlobDigestError):
+    """What the registry sent is not what its digest or size says; nothing of it was kept."""
+
+
 class CorruptLayerError(LayerError):
     """The tar cannot be read: not a tar (or of an unknown compression), truncated, or malformed."""
 
 
 class LayerLimitError(LayerError):
-    """A layer tar goes over one of its extraction limits (``nsprim.fs.layers.ExtractLimits``).
-
-    ``limit`` is the name of the limit (a field of ``ExtractLimits``, such as
-    ``"max_size"``), ``value`` what the tar needed and ``maximum`` the limit.
-    """
+    """A layer tar goes over one of its extraction limits (``nsprim.fs.layers.ExtractLimits``):
+    ``limit`` is the name of the limit (a field of ``ExtractLimits``, such as ``"max_size"``),
+    ``value`` what the tar needed and ``maximum`` the limit."""
 
     def __init__(
         self,
@@ -580,10 +582,8 @@ class BPFError(SecurityConfigError):
 
 
 class NoSuchContainerError(NsprimError, LookupError):
-    """No detached container has this name.
-
-    ``name`` is the name looked for, ``directory`` where containers' entries are.
-    """
+    """No detached container has this name: ``name`` is the name looked for, ``directory`` where
+    containers' entries are."""
 
     def __init__(self, name: str, directory: str | os.PathLike[str] | None = None) -> None:
         where = f" in `{os.fspath(directory)}`" if directory is not None else ""
