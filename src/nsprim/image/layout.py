@@ -5,12 +5,16 @@ read; a mismatch is a :class:`~nsprim.errors.BlobDigestError` naming the blob.
 Blobs are written to a temporary file in the layout, synced and renamed into
 place once their digest is known, and ``index.json`` is replaced whole: a
 writer that dies leaves no half-written blob or index, only a temporary file
-that :meth:`ImageLayout.create` and the next write ignore.
+that :meth:`ImageLayout.create` and the next write ignore.  Changes to
+``index.json`` (:meth:`ImageLayout.add_image`, :meth:`ImageLayout.remove_image`)
+hold an advisory lock on the layout's directory, so that two processes naming
+images in one layout at once both get their name recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -206,10 +210,37 @@ class ImageLayout:
         """Store *manifest* and name it *tag* in the index (replacing what had that name)."""
         desc = self.write_blob(manifest.dumps(), manifest.media_type or MediaType.OCI_MANIFEST)
         desc = desc.replace(annotations={REF_NAME: tag}, platform=platform)
-        index = self.index()
-        kept = tuple(d for d in index.manifests if d.ref_name != tag)
-        _replace(self.path / "index.json", index.replace(manifests=(*kept, desc)).dumps())
+        return self.name_image(desc, tag)
+
+    def name_image(self, desc: Descriptor, tag: str) -> Descriptor:
+        """Name the manifest or index *desc* (its blob already in the layout) *tag* in the index,
+        replacing what had that name."""
+        desc = desc.replace(annotations={**desc.annotations, REF_NAME: tag})
+        with self._index_lock():
+            index = self.index()
+            kept = tuple(d for d in index.manifests if d.ref_name != tag)
+            _replace(self.path / "index.json", index.replace(manifests=(*kept, desc)).dumps())
         return desc
+
+    def remove_image(self, tag: str) -> Descriptor:
+        """Take the name *tag* out of the index (its blobs stay); the descriptor it named."""
+        with self._index_lock():
+            index = self.index()
+            named = [d for d in index.manifests if d.ref_name == tag]
+            if not named:
+                raise ImageNotFoundError(f"image layout `{self.path}`: no image `{tag}`", blob=tag)
+            kept = tuple(d for d in index.manifests if d.ref_name != tag)
+            _replace(self.path / "index.json", index.replace(manifests=kept).dumps())
+        return named[0]
+
+    @contextlib.contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 def _replace(path: Path, data: bytes) -> None:
