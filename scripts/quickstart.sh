@@ -25,8 +25,10 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
     # seccomp compiler is checked against libseccomp; tar: GNU tar reads our layers.
     # runc: the OCI tests compare generated specs and exported bundles with it;
     # podman (with conmon) and containerd (ctr, the runc shim) drive nsprim-runtime;
-    # skopeo reads and writes the image layouts nsprim makes.
+    # skopeo reads and writes the image layouts nsprim makes and fills the tests'
+    # docker-registry (htpasswd from apache2-utils, its TLS certificate from openssl).
     packages+=(linux-libc-dev libseccomp2 tar busybox-static runc podman conmon containerd skopeo)
+    packages+=(docker-registry apache2-utils openssl)
     packages+=(qemu-system-x86 kmod xz-utils zstd cpio)
     if grep -qi debian /etc/os-release; then packages+=(linux-image-amd64); else packages+=(linux-image-generic); fi
 fi
