@@ -4,13 +4,20 @@ blob verified (a corrupt one refused, nothing of it kept), a registry that is no
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from nsprim.errors import RegistryDigestError, RegistryError, RegistryNotFoundError, RegistryUnavailableError
+from nsprim.errors import (
+    RegistryAuthError,
+    RegistryDigestError,
+    RegistryError,
+    RegistryNotFoundError,
+    RegistryUnavailableError,
+)
 from nsprim.image import ImageLayout, MediaType, Platform
 from nsprim.image.registry import pull
 
@@ -190,3 +197,50 @@ def test_a_registry_that_is_not_there_is_unavailable(tmp_path: Path) -> None:
 def test_plain_http_is_only_spoken_when_asked(seeded: Registry, tmp_path: Path) -> None:
     with pytest.raises(RegistryUnavailableError, match=r"ping `127\.0\.0\.1"):
         pull(f"{seeded.host}/busybox:latest", ImageLayout.create(tmp_path / "layout"))
+
+
+@pytest.fixture
+def no_auth_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No auth file of the host's user is read: a home of the test's own."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "home"
+
+
+def test_basic_auth_needs_the_credentials_of_an_auth_file(
+    auth_registry: Registry, test_images: ImageSet, no_auth_files: Path, tmp_path: Path
+) -> None:
+    auth_registry.skopeo_copy(test_images.source("busybox"), "busybox:latest")
+    ref = f"{auth_registry.host}/busybox:latest"
+    layout = ImageLayout.create(tmp_path / "layout")
+    with pytest.raises(RegistryAuthError) as info:
+        pull(ref, layout, tls_verify=False)
+    assert info.value.status == 401 and f"no credentials for `{auth_registry.host}`" in str(info.value)
+    assert layout.tags() == []
+
+    user, password = auth_registry.auth or ("", "")
+    auth_file = tmp_path / "auth.json"
+    for secret, works in ((password + "x", False), (password, True)):
+        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        auth_file.write_text(json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
+        if works:
+            desc = pull(ref, layout, tls_verify=False, auth_file=auth_file)
+            _check_image(layout, desc.ref_name or "")
+        else:
+            with pytest.raises(RegistryAuthError, match=f"as `{user}` \\(from `{auth_file}`\\)"):
+                pull(ref, layout, tls_verify=False, auth_file=auth_file)
+            assert layout.tags() == []
+
+
+def test_tls_is_verified_against_the_ca_asked_for(
+    tls_registry: Registry, test_images: ImageSet, tmp_path: Path
+) -> None:
+    tls_registry.skopeo_copy(test_images.source("busybox"), "busybox:latest")
+    ref = f"{tls_registry.host}/busybox:latest"
+    layout = ImageLayout.create(tmp_path / "layout")
+    with pytest.raises(RegistryUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+        pull(ref, layout)
+    assert layout.tags() == []
+    desc = pull(ref, layout, ca_file=tls_registry.ca_file)
+    _check_image(layout, desc.ref_name or "")

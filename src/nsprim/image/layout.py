@@ -26,7 +26,7 @@ from typing import BinaryIO, TypeVar
 from ..errors import BlobDigestError, ImageError, ImageNotFoundError, SpecError
 from .model import Descriptor, ImageConfig, Index, Manifest, MediaType, Platform, parse_digest
 
-__all__ = ["ImageLayout", "REF_NAME"]
+__all__ = ["ImageLayout", "BlobWriter", "REF_NAME"]
 
 #: The annotation that names an image in a layout's index (its tag).
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -134,25 +134,24 @@ class ImageLayout:
 
     def copy_blob(self, src: BinaryIO, media_type: str) -> Descriptor:
         """Store what *src* reads to its end, hashed on the way; its descriptor."""
-        target_dir = self.path / "blobs/sha256"
-        target_dir.mkdir(parents=True, exist_ok=True)
-        temporary = target_dir / f".tmp-{secrets.token_hex(8)}"
-        digest = hashlib.sha256()
-        size = 0
+        with self.blob_writer() as out:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+            return Descriptor(media_type=media_type, digest=out.commit(), size=out.size)
+
+    @contextlib.contextmanager
+    def blob_writer(self, algorithm: str = "sha256") -> Iterator[BlobWriter]:
+        """A new blob, written into a temporary file in the layout and hashed as it goes: it
+        becomes the blob of its digest when :meth:`BlobWriter.commit` is called, and is removed
+        at the end of the block otherwise (an error, or a content that turned out wrong)."""
+        directory = self.path / "blobs" / algorithm
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / f".tmp-{secrets.token_hex(8)}"
         try:
-            with temporary.open("xb") as out:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            desc = Descriptor(media_type=media_type, digest=f"sha256:{digest.hexdigest()}", size=size)
-            os.replace(temporary, self.blob_path(desc.digest))
-            return desc
-        except BaseException:
+            with temporary.open("xb") as f:
+                yield BlobWriter(self, f, temporary, algorithm)
+        finally:
             temporary.unlink(missing_ok=True)
-            raise
 
     # ---- documents -------------------------------------------------------------------------
 
@@ -241,6 +240,40 @@ class ImageLayout:
             yield
         finally:
             os.close(fd)
+
+
+class BlobWriter:
+    """A blob being written by :meth:`ImageLayout.blob_writer`: bytes, size and digest so far."""
+
+    def __init__(self, layout: ImageLayout, out: BinaryIO, temporary: Path, algorithm: str) -> None:
+        self._layout, self._out, self._temporary, self._algorithm = layout, out, temporary, algorithm
+        self._hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._out.write(data)
+        self.size += len(data)
+
+    def restart(self) -> None:
+        """Forget what was written: the blob starts again from its first byte."""
+        self._out.seek(0)
+        self._out.truncate()
+        self._hash = hashlib.new(self._algorithm)
+        self.size = 0
+
+    @property
+    def digest(self) -> str:
+        """The digest of what was written so far."""
+        return f"{self._algorithm}:{self._hash.hexdigest()}"
+
+    def commit(self) -> str:
+        """Sync what was written and make it the blob of its digest, which is returned."""
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        digest = self.digest
+        os.replace(self._temporary, self._layout.blob_path(digest))
+        return digest
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -40,6 +40,10 @@ _Origin = tuple[str, str, int]  # scheme, host, port
 Body = bytes | BinaryIO | None
 
 
+def _origin(scheme: str, host: str, port: int | None) -> _Origin:
+    return scheme, host, port or (443 if scheme == "https" else 80)
+
+
 class Response:
     """An answer whose body is read as a stream; its connection goes back to the pool once read whole."""
 
@@ -47,6 +51,7 @@ class Response:
                  resp: http.client.HTTPResponse) -> None:  # fmt: skip
         self._client, self._origin, self._conn, self._resp = client, origin, conn, resp
         self.status = resp.status
+        self.reason = resp.reason
         self.headers = resp.headers
 
     def read(self, n: int = -1) -> bytes:
@@ -108,7 +113,7 @@ class RegistryClient:
 
     @property
     def origin(self) -> _Origin:
-        return self._scheme, self._host, self._port or (443 if self._scheme == "https" else 80)
+        return _origin(self._scheme, self._host, self._port)
 
     def _connection(self, origin: _Origin) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
@@ -216,7 +221,7 @@ class RegistryClient:
         query += [("scope", s) for s in scopes]
         target = (url.path or "/") + "?" + "&".join(filter(None, (url.query, urllib.parse.urlencode(query))))
         headers = {"Authorization": credentials.basic()} if credentials else {}
-        origin = (url.scheme, url.hostname, url.port or (443 if url.scheme == "https" else 80))
+        origin = _origin(url.scheme, url.hostname, url.port)
         where = f"login `{self.registry}` at `{realm}`"
         with self._send("GET", origin, target, headers, None, where) as resp:
             data = resp.read()
@@ -280,7 +285,7 @@ class RegistryClient:
     def _resolve(self, origin: _Origin, location: str) -> tuple[_Origin, str]:
         url = urllib.parse.urlsplit(location)
         if url.scheme and url.hostname:
-            origin = (url.scheme, url.hostname, url.port or (443 if url.scheme == "https" else 80))
+            origin = _origin(url.scheme, url.hostname, url.port)
         target = url.path or "/"
         return origin, target + (f"?{url.query}" if url.query else "")
 
@@ -291,7 +296,7 @@ class RegistryClient:
         with contextlib.suppress(ValueError, AttributeError, IndexError, KeyError, TypeError):
             first = json.loads(data)["errors"][0]
             code, detail = str(first.get("code", "")) or None, str(first.get("message", "")) or None
-        reason = f"HTTP {resp.status} {resp._resp.reason}".rstrip()
+        reason = f"HTTP {resp.status} {resp.reason}".rstrip()
         if code:
             reason += f" ({code}{': ' + detail if detail else ''})"
         kind: type[RegistryError] = RegistryError

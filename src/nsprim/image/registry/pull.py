@@ -23,14 +23,13 @@ import contextlib
 import hashlib
 import http.client
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 from ...errors import RegistryDigestError, RegistryError, RegistryNotFoundError, RegistryUnavailableError, SpecError
-from ..layout import ImageLayout
+from ..layout import BlobWriter, ImageLayout
 from ..model import Descriptor, ImageConfig, Index, Manifest, MediaType, Platform
 from ..progress import Progress
 from ..reference import ImageReference
@@ -152,55 +151,21 @@ def _parse(kind: type[_D], data: bytes, client: RegistryClient, ref: ImageRefere
                             repository=ref.repository, digest=digest) from None  # fmt: skip
 
 
-class _Sink:
-    """A temporary file and the hash of what is written to it."""
-
-    def __init__(self, out: BinaryIO, algorithm: str) -> None:
-        self.out, self.algorithm = out, algorithm
-        self.hash = hashlib.new(algorithm)
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.hash.update(data)
-        self.out.write(data)
-        self.size += len(data)
-
-    def restart(self) -> None:
-        self.out.seek(0)
-        self.out.truncate()
-        self.hash = hashlib.new(self.algorithm)
-        self.size = 0
-
-    @property
-    def digest(self) -> str:
-        return f"{self.algorithm}:{self.hash.hexdigest()}"
-
-
 @contextlib.contextmanager
-def _blob_file(layout: ImageLayout, digest: str, size: int, registry: str, repository: str) -> Iterator[_Sink]:
-    """A sink into a temporary file in the layout: renamed to the blob of *digest* at the end of the
-    block if what was written is *size* bytes of that digest; removed otherwise."""
-    target = layout.blob_path(digest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".tmp-{secrets.token_hex(8)}"
-    try:
-        with temporary.open("xb") as out:
-            sink = _Sink(out, digest.partition(":")[0])
-            yield sink
-            if sink.size != size or sink.digest != digest:
-                raise RegistryDigestError(
-                    f"GET `{registry}/{repository}` blob `{digest}`: the registry sent `{sink.digest}` "
-                    f"({sink.size} bytes), not `{digest}` ({size} bytes)",
-                    registry=registry,
-                    repository=repository,
-                    digest=digest,
-                )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+def _blob_file(layout: ImageLayout, digest: str, size: int, registry: str, repository: str) -> Iterator[BlobWriter]:
+    """A writer of the blob of *digest* in the layout: kept at the end of the block if what was
+    written is *size* bytes of that digest, removed otherwise."""
+    with layout.blob_writer(digest.partition(":")[0]) as out:
+        yield out
+        if out.size != size or out.digest != digest:
+            raise RegistryDigestError(
+                f"GET `{registry}/{repository}` blob `{digest}`: the registry sent `{out.digest}` "
+                f"({out.size} bytes), not `{digest}` ({size} bytes)",
+                registry=registry,
+                repository=repository,
+                digest=digest,
+            )
+        out.commit()
 
 
 class _Fetcher:
@@ -247,7 +212,11 @@ class _Fetcher:
             if progress is not None:
                 progress.end(desc.digest)
 
-    def _stream(self, desc: Descriptor, sink: _Sink) -> None:
+    def _failure(self, kind: type[RegistryError], desc: Descriptor, why: str) -> RegistryError:
+        return kind(f"GET `{self.client.registry}/{self.repository}` blob `{desc.digest}`: {why}",
+                    registry=self.client.registry, repository=self.repository, digest=desc.digest)  # fmt: skip
+
+    def _stream(self, desc: Descriptor, sink: BlobWriter) -> None:
         lost = 0
         what = f"blob `{desc.digest}`"
         path = f"/v2/{self.repository}/blobs/{desc.digest}"
@@ -264,12 +233,8 @@ class _Fetcher:
                     if self._stop.is_set():
                         raise _Stopped
                     if sink.size + len(chunk) > desc.size:
-                        raise RegistryDigestError(
-                            f"GET `{self.client.registry}/{self.repository}` {what}: more than the {desc.size} "
-                            f"bytes of its descriptor",
-                            registry=self.client.registry,
-                            repository=self.repository,
-                            digest=desc.digest,
+                        raise self._failure(
+                            RegistryDigestError, desc, f"more than the {desc.size} bytes of its descriptor"
                         )
                     sink.write(chunk)
                     if self.progress is not None:
@@ -280,13 +245,9 @@ class _Fetcher:
                 resp.discard()
                 lost += 1
                 if lost > _RESUMES:
-                    raise RegistryUnavailableError(
-                        f"GET `{self.client.registry}/{self.repository}` {what}: connection lost {lost} times, "
-                        f"at {sink.size} of {desc.size} bytes ({exc or type(exc).__name__})",
-                        registry=self.client.registry,
-                        repository=self.repository,
-                        digest=desc.digest,
-                    ) from None
+                    cause = exc or type(exc).__name__
+                    why = f"connection lost {lost} times, at {sink.size} of {desc.size} bytes ({cause})"
+                    raise self._failure(RegistryUnavailableError, desc, why) from None
             except BaseException:
                 resp.discard()
                 raise
