@@ -50,6 +50,24 @@ class Registry:
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
 
+    def skopeo_inspect(self, name: str, *extra: str) -> bytes:
+        """What ``skopeo inspect EXTRA... docker://HOST/NAME`` prints."""
+        creds = ["--creds", ":".join(self.auth)] if self.auth else []
+        return subprocess.run(
+            [need_tool("skopeo", "skopeo"), "inspect", "--tls-verify=false", *creds, *extra,
+             f"docker://{self.host}/{name}"],
+            check=True, capture_output=True, timeout=120,
+        ).stdout  # fmt: skip
+
+    def skopeo_fetch(self, name: str, dest: str, *extra: str) -> None:
+        """``skopeo copy`` ``NAME`` of this registry to *dest* (``oci:DIR:TAG``)."""
+        creds = ["--src-creds", ":".join(self.auth)] if self.auth else []
+        subprocess.run(
+            [need_tool("skopeo", "skopeo"), "copy", "--quiet", "--src-tls-verify=false", *creds, *extra,
+             f"docker://{self.host}/{name}", dest],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
     def blob_data(self, digest: str) -> Path:
         """Where the filesystem storage driver keeps the blob *digest*."""
         algorithm, _, hexdigest = digest.partition(":")
@@ -193,3 +211,33 @@ def test_images(tmp_path_factory: pytest.TempPathFactory) -> ImageSet:
     index = Index(schema_version=2, media_type=MediaType.OCI_INDEX, manifests=(amd, arm))
     layout.name_image(layout.write_blob(index.dumps(), MediaType.OCI_INDEX), "multi")
     return ImageSet(layout)
+
+
+class Recorder:
+    """A Progress that records what it hears."""
+
+    def __init__(self) -> None:
+        self.begun: dict[str, str] = {}
+        self.sizes: dict[str, int | None] = {}
+        self.bytes: dict[str, int] = {}
+        self.ended: set[str] = set()
+
+    def begin(self, digest: str, size: int | None, what: str) -> None:
+        self.begun[digest] = what
+        self.sizes[digest] = size
+
+    def advance(self, digest: str, nbytes: int) -> None:
+        self.bytes[digest] = self.bytes.get(digest, 0) + nbytes
+
+    def end(self, digest: str) -> None:
+        self.ended.add(digest)
+
+
+@pytest.fixture(scope="session")
+def seeded(plain_registry: Registry, test_images: ImageSet) -> Registry:
+    """The plain registry with ``busybox``, ``other`` and ``multi`` (OCI) and ``busybox-docker`` (Docker v2s2)."""
+    plain_registry.skopeo_copy(test_images.source("busybox"), "busybox:latest")
+    plain_registry.skopeo_copy(test_images.source("other"), "other:1")
+    plain_registry.skopeo_copy(test_images.source("multi"), "multi:latest", "--all")
+    plain_registry.skopeo_copy(test_images.source("busybox"), "busybox-docker:latest", "--format", "v2s2")
+    return plain_registry

@@ -21,37 +21,19 @@ from nsprim.errors import (
 from nsprim.image import ImageLayout, MediaType, Platform
 from nsprim.image.registry import pull
 
-from .registries import ImageSet, Registry, auth_registry, free_port, plain_registry, test_images, tls_registry
+from .registries import (
+    ImageSet,
+    Recorder,
+    Registry,
+    auth_registry,
+    free_port,
+    plain_registry,
+    seeded,
+    test_images,
+    tls_registry,
+)
 
-__all__ = ["auth_registry", "plain_registry", "test_images", "tls_registry"]  # fixtures, imported
-
-
-class Recorder:
-    """A Progress that records what it hears."""
-
-    def __init__(self) -> None:
-        self.begun: dict[str, str] = {}
-        self.bytes: dict[str, int] = {}
-        self.ended: set[str] = set()
-
-    def begin(self, digest: str, size: int | None, what: str) -> None:
-        self.begun[digest] = what
-
-    def advance(self, digest: str, nbytes: int) -> None:
-        self.bytes[digest] = self.bytes.get(digest, 0) + nbytes
-
-    def end(self, digest: str) -> None:
-        self.ended.add(digest)
-
-
-@pytest.fixture(scope="session")
-def seeded(plain_registry: Registry, test_images: ImageSet) -> Registry:
-    """The plain registry with ``busybox``, ``other`` and ``multi`` (OCI) and ``busybox-docker`` (Docker v2s2)."""
-    plain_registry.skopeo_copy(test_images.source("busybox"), "busybox:latest")
-    plain_registry.skopeo_copy(test_images.source("other"), "other:1")
-    plain_registry.skopeo_copy(test_images.source("multi"), "multi:latest", "--all")
-    plain_registry.skopeo_copy(test_images.source("busybox"), "busybox-docker:latest", "--format", "v2s2")
-    return plain_registry
+__all__ = ["auth_registry", "plain_registry", "seeded", "test_images", "tls_registry"]  # fixtures, imported
 
 
 def _files(layout: ImageLayout) -> set[str]:

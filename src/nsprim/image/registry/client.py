@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import os
 import ssl
@@ -37,7 +38,7 @@ __all__ = ["RegistryClient", "Response"]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _API_HOSTS = {"docker.io": "registry-1.docker.io"}
 _Origin = tuple[str, str, int]  # scheme, host, port
-Body = bytes | BinaryIO | None
+Body = bytes | BinaryIO | io.RawIOBase | None  # a stream: seekable, sent again after a 401
 
 
 def _origin(scheme: str, host: str, port: int | None) -> _Origin:
@@ -101,6 +102,7 @@ class RegistryClient:
             self._context.check_hostname = False
             self._context.verify_mode = ssl.CERT_NONE
         self._lock = threading.Lock()
+        self._ping_lock = threading.Lock()
         self._pool: dict[_Origin, list[http.client.HTTPConnection]] = {}
         self._pinged = False
         self._challenge: Challenge | None = None
@@ -173,9 +175,12 @@ class RegistryClient:
         return self._credentials
 
     def _ping(self) -> None:
-        with self._lock:
-            if self._pinged:
-                return
+        # one ping, however many threads ask at once: it settles the scheme they all use
+        with self._ping_lock:
+            if not self._pinged:
+                self._ping_once()
+
+    def _ping_once(self) -> None:
         where = f"ping `{self.registry}`"
         try:
             resp = self._send("GET", self.origin, "/v2/", {}, None, where)
@@ -188,8 +193,7 @@ class RegistryClient:
             resp.read()
         if resp.status == 401:
             self._challenge = parse_challenge(resp.header("WWW-Authenticate"))
-        with self._lock:
-            self._pinged = True
+        self._pinged = True
 
     def _authorization(self, extra_scopes: Iterable[str] = (), refresh: bool = False) -> str | None:
         challenge = self._challenge

@@ -25,7 +25,6 @@ import http.client
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from ...errors import RegistryDigestError, RegistryError, RegistryNotFoundError, RegistryUnavailableError, SpecError
@@ -34,6 +33,7 @@ from ..model import Descriptor, ImageConfig, Index, Manifest, MediaType, Platfor
 from ..progress import Progress
 from ..reference import ImageReference
 from .client import RegistryClient
+from .jobs import Stopped, run_each
 
 __all__ = ["pull", "fetch_manifest", "MANIFEST_TYPES"]
 
@@ -42,10 +42,6 @@ MANIFEST_TYPES = (MediaType.OCI_INDEX, MediaType.OCI_MANIFEST, MediaType.DOCKER_
 _MAX_MANIFEST = 4 << 20
 _CHUNK = 1 << 20
 _RESUMES = 5
-
-
-class _Stopped(Exception):
-    """Another blob of the pull failed: this one gives up."""
 
 
 _D = TypeVar("_D", Manifest, Index, ImageConfig)
@@ -178,26 +174,12 @@ class _Fetcher:
 
     def fetch_all(self, blobs: tuple[Descriptor, ...], jobs: int) -> None:
         wanted = list({d.digest: d for d in blobs}.values())
-        if len(wanted) <= 1 or jobs <= 1:
-            for d in wanted:
-                self.fetch(d)
-            return
-        with ThreadPoolExecutor(max_workers=min(jobs, len(wanted)), thread_name_prefix="nsprim-pull") as pool:
-            futures = [pool.submit(self.fetch, d) for d in wanted]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.done() and not f.cancelled() and f.exception() is not None for f in futures):
-                self._stop.set()
-                for f in futures:
-                    f.cancel()
-                wait(futures)
-                errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
-                first = next((e for e in errors if e is not None and not isinstance(e, _Stopped)), None)
-                raise first or RegistryError("pull: stopped")
+        run_each(self.fetch, wanted, jobs, self._stop, "nsprim-pull")
 
     def fetch(self, desc: Descriptor) -> None:
         progress = self.progress
         if self._stop.is_set():
-            raise _Stopped
+            raise Stopped
         if self.layout.has_blob(desc.digest):
             if progress is not None:
                 progress.begin(desc.digest, desc.size, "have")
@@ -231,7 +213,7 @@ class _Fetcher:
                     sink.restart()
                 while chunk := resp.read(_CHUNK):
                     if self._stop.is_set():
-                        raise _Stopped
+                        raise Stopped
                     if sink.size + len(chunk) > desc.size:
                         raise self._failure(
                             RegistryDigestError, desc, f"more than the {desc.size} bytes of its descriptor"
