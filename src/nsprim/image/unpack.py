@@ -24,7 +24,7 @@ from .model import ImageConfig, MediaType, Platform
 if TYPE_CHECKING:
     from .model import Descriptor
 
-__all__ = ["unpack", "image_container"]
+__all__ = ["unpack", "add_layer", "image_container"]
 
 
 def unpack(
@@ -43,11 +43,14 @@ def unpack(
         )
     for blob, diff_id in zip(manifest.layers, config.rootfs.diff_ids, strict=True):
         if not store.has_layer(diff_id):
-            _add_layer(layout, blob, diff_id, store)
+            add_layer(layout, blob, diff_id, store)
     return store.save_image(name, list(config.rootfs.diff_ids)), config
 
 
-def _add_layer(layout: ImageLayout, blob: Descriptor, diff_id: str, store: LayerStore) -> None:
+def add_layer(layout: ImageLayout, blob: Descriptor, diff_id: str, store: LayerStore, *, keep_tar: bool = True) -> None:
+    """Extract the layer blob *blob* of *layout* into *store*: the blob verified against its digest
+    as it is read, the tar against *diff_id* once extracted (a :class:`~nsprim.errors.BlobDigestError`
+    if either is wrong, nothing kept); the tar is kept in the store too unless *keep_tar* is false."""
     compression = MediaType.LAYERS[blob.media_type]
     if compression == "zstd":
         raise ImageError(f"layer `{blob.digest}`: zstd layers are not unpacked yet", blob=blob.digest)
@@ -55,9 +58,9 @@ def _add_layer(layout: ImageLayout, blob: Descriptor, diff_id: str, store: Layer
         stream = cast(BinaryIO, raw)  # it has the read() these need
         if compression == "gzip":
             with gzip.GzipFile(fileobj=stream, mode="rb") as tar:
-                layer = store.add_tar(cast(BinaryIO, tar))
+                layer = store.add_tar(cast(BinaryIO, tar), keep_tar=keep_tar)
         else:
-            layer = store.add_tar(stream)
+            layer = store.add_tar(stream, keep_tar=keep_tar)
         while raw.read(1 << 20):  # the compressed blob's end: its digest is checked there
             pass
         raw.verify()

@@ -4,7 +4,9 @@ Layout of a :class:`LayerStore` at ``ROOT``::
 
     ROOT/layers/<hex>/diff/        the layer in overlay form (whiteouts as 0/0 devices)
     ROOT/layers/<hex>/layer.tar    its OCI tar; <hex> is the sha256 of these bytes
-    ROOT/layers/<hex>/layer.json   digest and size
+                                   (not kept when added with ``keep_tar=False``: an
+                                   image store keeps the compressed blob instead)
+    ROOT/layers/<hex>/layer.json   digest, size and whether the tar is kept
     ROOT/images/<name>.json        an image: its layer digests, base first
     ROOT/containers/<id>/          upper/, work/ and merged/ of one container root
     ROOT/tmp/                      staging: everything is built here, then renamed
@@ -63,11 +65,12 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Layer:
-    """One stored layer: its digest, its directory (``diff``) and its tar."""
+    """One stored layer: its digest, its directory (``diff``), its tar's size and whether the tar is kept."""
 
     digest: Digest
     path: Path
     size: int
+    has_tar: bool = True
 
     @property
     def diff(self) -> Path:
@@ -76,7 +79,7 @@ class Layer:
 
     @property
     def tar(self) -> Path:
-        """The layer's OCI tar (its sha256 is :attr:`digest`)."""
+        """The layer's OCI tar (its sha256 is :attr:`digest`); absent unless :attr:`has_tar`."""
         return self.path / "layer.tar"
 
     @property
@@ -124,7 +127,7 @@ def disk_usage(path: StrPath) -> int:
     return total
 
 
-def _private_root(root: Path) -> None:
+def private_root(root: Path, what: str = "layer store") -> None:
     """Create *root* 0700, or make an existing one 0700; refuse one another user owns.
 
     Layers keep what the image's tars hold: setuid-root binaries, file
@@ -138,12 +141,12 @@ def _private_root(root: Path) -> None:
             os.mkdir(root, 0o700)
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise SyscallError(exc.errno, "open", root, detail=f"open layer store `{root}`") from None
+        raise SyscallError(exc.errno, "open", root, detail=f"open {what} `{root}`") from None
     try:
         st = os.fstat(fd)
         if st.st_uid != os.geteuid():
             raise ConfigError(
-                f"open layer store `{root}`: owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}), "
+                f"open {what} `{root}`: owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}), "
                 "who could change its layers",
                 what="root",
             )
@@ -165,7 +168,7 @@ class LayerStore:
     def __init__(self, root: StrPath, *, limits: ExtractLimits | None = None) -> None:
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.limits = limits or DEFAULT_LIMITS
-        _private_root(self.root)
+        private_root(self.root)
         for sub in ("layers", "images", "containers", "tmp"):
             try:
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
@@ -192,7 +195,7 @@ class LayerStore:
             info = json.loads(meta.read_text())
         except FileNotFoundError:
             raise ConfigError(f"layer `{d}` is not in the store `{self.root}`", what="digest") from None
-        return Layer(d, meta.parent, int(info["size"]))
+        return Layer(d, meta.parent, int(info["size"]), bool(info.get("tar", True)))
 
     def layers(self) -> list[Layer]:
         """Every stored layer."""
@@ -209,7 +212,14 @@ class LayerStore:
                 remove_tree(tmp)
 
     def _install(
-        self, staged: Path, tar: Path, digest: Digest, size: int, limits: ExtractLimits | None, label: str
+        self,
+        staged: Path,
+        tar: Path,
+        digest: Digest,
+        size: int,
+        limits: ExtractLimits | None,
+        label: str,
+        keep_tar: bool = True,
     ) -> Layer:
         """Extract *tar* (already in *staged*) and rename the whole layer into place."""
         final = self._layer_dir(digest)
@@ -217,23 +227,29 @@ class LayerStore:
             return self.layer(digest)
         # below the 0700 root: the layer may keep its devices, setuid bits and capabilities
         extract_layer(tar, staged / "diff", preserve_special=True, limits=limits or self.limits, label=label)
-        os.chmod(tar, 0o444)
-        (staged / "layer.json").write_text(json.dumps({"digest": digest, "size": size}) + "\n")
+        if keep_tar:
+            os.chmod(tar, 0o444)
+        else:
+            tar.unlink()
+        meta = {"digest": digest, "size": size, "tar": keep_tar}
+        (staged / "layer.json").write_text(json.dumps(meta) + "\n")
         try:
             os.rename(staged, final)
         except OSError:
             if self.has_layer(digest):  # someone else added it meanwhile
                 return self.layer(digest)
             raise
-        return Layer(digest, final, size)
+        return Layer(digest, final, size, keep_tar)
 
-    def add_tar(self, src: TarSource, *, limits: ExtractLimits | None = None) -> Layer:
+    def add_tar(self, src: TarSource, *, limits: ExtractLimits | None = None, keep_tar: bool = True) -> Layer:
         """Add the OCI layer tar *src* (a path or a binary file); return the layer.
 
         The tar is copied into the store while its sha256 is computed, then
         extracted safely (see :func:`~nsprim.fs.layers.extract.extract_layer`),
-        within *limits* (default: the store's).  Adding a layer the store has
-        is a no-op.  On any error nothing is left.
+        within *limits* (default: the store's), and kept beside the directory
+        unless *keep_tar* is false (for a caller that keeps the layer's bytes
+        elsewhere, as an image store keeps the compressed blob).  Adding a
+        layer the store has is a no-op.  On any error nothing is left.
         """
         lim = limits or self.limits
         label = os.fspath(src) if isinstance(src, (str, os.PathLike)) else None
@@ -258,7 +274,7 @@ class LayerStore:
                 raise exc.in_layer(label or "<stream>") from None
             except OSError as exc:
                 raise SyscallError(exc.errno, "read", label, detail=f"add layer `{label or '<stream>'}`") from None
-            return self._install(staged, tar, hw.digest, hw.size, lim, label or hw.digest)
+            return self._install(staged, tar, hw.digest, hw.size, lim, label or hw.digest, keep_tar)
 
     def add_dir(self, upper: StrPath, *, merged: StrPath | None = None, limits: ExtractLimits | None = None) -> Layer:
         """Commit directory *upper* (an overlay upper dir, or any tree) as a new layer.

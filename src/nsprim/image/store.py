@@ -1,0 +1,429 @@
+"""A store of images: names → manifests → configurations → layers, each layer kept once.
+
+Layout of an :class:`ImageStore` at ``ROOT`` (``$NSPRIM_STORE``, else ``/var/lib/nsprim/images``)::
+
+    ROOT/oci/           an OCI image layout: every image's manifest, configuration and
+                        compressed layer blobs; its index.json names the images
+                        (by their canonical reference, ``127.0.0.1:5000/busybox:latest``)
+    ROOT/layers/        a LayerStore: each layer extracted once, under its diff ID,
+                        shared by every image that has it (its tar is not kept)
+    ROOT/locks/         one lock file per layer being extracted
+    ROOT/lock           shared by pulls and loads, exclusive for gc
+    ROOT/tmp/           staging of loaded archives
+
+A layer's bytes are kept once in each form a store needs: the compressed blob
+(what a push or a save sends, whose digest the manifest names) and the
+extracted directory (what an overlay stacks); the uncompressed tar between
+them is not kept.  Two images that share a base layer share its blob and its
+directory: :meth:`ImageStore.usage` measures what that saves.
+
+An image appears under its name only once all its blobs are in the layout and
+all its layers are extracted: a pull or a load works under a temporary name,
+renamed at the end.  Pulls and loads hold the store's lock shared, so any
+number run at once (two that extract the same layer take turns on its lock
+file: the second finds it there); :meth:`ImageStore.gc` holds it exclusive,
+and removes what no image names, leftovers of pulls that died included.
+Layers a running container stacks are not tracked: collect garbage only once
+containers of removed images have ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, ImageError, ImageNotFoundError, ImageReferenceError, SpecError
+from ..fs.layers import ExtractLimits, LayerStore, disk_usage
+from ..fs.layers.store import private_root
+from .layout import ImageLayout
+from .model import Descriptor, ImageConfig, Index, Manifest, MediaType, Platform
+from .progress import Progress
+from .reference import ImageReference
+from .unpack import add_layer
+
+__all__ = ["ImageStore", "StoredImage", "ImageUsage", "StoreUsage", "Collected", "DEFAULT_ROOT", "default_root"]
+
+#: Where a store is when neither a root nor ``$NSPRIM_STORE`` is given.
+DEFAULT_ROOT = Path("/var/lib/nsprim/images")
+# names of images not yet complete (a pull or load under way, or one that died)
+_INCOMPLETE = ".incomplete/"
+_CHUNK = 1 << 20
+
+
+def default_root() -> Path:
+    """``$NSPRIM_STORE`` if set, else :data:`DEFAULT_ROOT`."""
+    return Path(os.environ.get("NSPRIM_STORE") or DEFAULT_ROOT)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image of the store: its name, its manifest's descriptor, the manifest and the configuration."""
+
+    name: str
+    descriptor: Descriptor
+    manifest: Manifest
+    config: ImageConfig
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest (what ``name@digest`` pulls again)."""
+        return self.descriptor.digest
+
+    @property
+    def id(self) -> str:
+        """The image ID, as docker and podman show it: the configuration's digest."""
+        return self.manifest.config.digest
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers' diff IDs, base first."""
+        return self.config.rootfs.diff_ids
+
+
+@dataclass(frozen=True)
+class ImageUsage:
+    """What one image takes: *size* bytes of layers (uncompressed), *shared* of them with another image."""
+
+    image: StoredImage
+    size: int
+    shared: int
+
+    @property
+    def unique(self) -> int:
+        """The bytes of layers no other image has."""
+        return self.size - self.shared
+
+
+@dataclass(frozen=True)
+class StoreUsage:
+    """What the images of a store take: each image's, and the layers' once each."""
+
+    images: tuple[ImageUsage, ...]
+    #: the bytes of every distinct layer, once
+    stored: int
+
+    @property
+    def total(self) -> int:
+        """The bytes the images would take if each had its own copy of its layers."""
+        return sum(u.size for u in self.images)
+
+    @property
+    def saved(self) -> int:
+        """The bytes sharing saves: :attr:`total` less :attr:`stored`."""
+        return self.total - self.stored
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What :meth:`ImageStore.gc` removed: blobs, layers, names of incomplete images, and bytes on disk."""
+
+    blobs: int = 0
+    layers: int = 0
+    incomplete: int = 0
+    bytes: int = 0
+
+
+class ImageStore:
+    """Images by name over an image layout (their blobs) and a layer store (their layers, extracted).
+
+    *root* defaults to :func:`default_root`; it is made 0700 (layers keep
+    setuid binaries and device nodes).  *limits* bound what each layer may
+    extract to (default: :class:`~nsprim.fs.layers.ExtractLimits()`).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, limits: ExtractLimits | None = None) -> None:
+        self.root = Path(os.path.abspath(root if root is not None else default_root()))
+        private_root(self.root, "image store")
+        for sub in ("locks", "tmp"):
+            try:
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise ImageError(f"open image store `{self.root}`: {exc.strerror}", blob=str(self.root)) from None
+        self.layout = ImageLayout.create(self.root / "oci")
+        self.layers = LayerStore(self.root / "layers", limits=limits)
+
+    def __repr__(self) -> str:
+        return f"<ImageStore {self.root}>"
+
+    # ---- getting images ------------------------------------------------------------------
+
+    def pull(
+        self,
+        ref: ImageReference | str,
+        *,
+        platform: Platform | None = None,
+        progress: Progress | None = None,
+        tls_verify: bool = True,
+        auth_file: str | os.PathLike[str] | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> StoredImage:
+        """Fetch *ref* from its registry (see :func:`nsprim.image.registry.pull` for the options),
+        extract its layers the store has not, and name it ``str(ref)``.  Blobs and layers the store
+        has already are neither fetched nor extracted again."""
+        from .registry import pull
+
+        ref = ImageReference.parse(ref) if isinstance(ref, str) else ref
+        with self._lock(shared=True), self._incomplete() as staging:
+            desc = pull(ref, self.layout, platform=platform, tag=staging, progress=progress, tls_verify=tls_verify,
+                        auth_file=auth_file, ca_file=ca_file)  # fmt: skip
+            return self._complete(desc, str(ref), platform)
+
+    def load(
+        self, source: str | os.PathLike[str], *, name: str | None = None, platform: Platform | None = None
+    ) -> list[StoredImage]:
+        """Add the images of *source*: an OCI image layout (a directory) or a docker archive (a file).
+
+        Each is named *name* if given (then *source* must hold one image), else by its tag: a tag
+        that is a reference (``busybox:1``, ``quay.io/x/y:2``) names it as such, a bare tag
+        (``latest``, as ``skopeo copy ... oci:DIR:latest`` writes) is ``localhost/DIR:TAG``.
+        """
+        path = Path(source)
+        with self._lock(shared=True), contextlib.ExitStack() as stack:
+            if path.is_dir():
+                src = ImageLayout(path)
+            elif path.exists():
+                from .archive import load_docker_archive
+
+                staged = self.root / "tmp" / f"load-{uuid.uuid4().hex}"
+                stack.callback(shutil.rmtree, staged, ignore_errors=True)
+                src = ImageLayout.create(staged)
+                load_docker_archive(path, src)
+            else:
+                raise ImageError(f"load `{path}`: No such file or directory", blob=str(path))
+            tags = src.tags() or ([] if len(src.index().manifests) != 1 else [""])
+            if not tags:
+                raise ImageNotFoundError(f"load `{path}`: no image in it", blob=str(path))
+            if name is not None and len(tags) != 1:
+                raise ConfigError(f"load `{path}`: {len(tags)} images ({', '.join(tags)}), one name given", what="name")
+            loaded = []
+            for tag in tags:
+                target = _load_name(tag, path) if name is None else str(ImageReference.parse(name))
+                desc = src.descriptor(tag or None, platform)
+                with self._incomplete() as staging:
+                    self._copy_image(src, desc)
+                    self.layout.name_image(desc, staging)
+                    loaded.append(self._complete(desc, target, platform))
+            return loaded
+
+    @contextlib.contextmanager
+    def _incomplete(self) -> Iterator[str]:
+        """A temporary name for an image being added, taken out of the index at the end."""
+        staging = f"{_INCOMPLETE}{uuid.uuid4().hex}"
+        try:
+            yield staging
+        finally:
+            with contextlib.suppress(ImageNotFoundError):
+                self.layout.remove_image(staging)
+
+    def _copy_image(self, src: ImageLayout, desc: Descriptor) -> None:
+        """Copy the manifest *desc* of *src* and every blob it names into the store's layout, verified."""
+        manifest = _manifest(src, desc)
+        for blob in (*manifest.layers, manifest.config, desc):
+            if self.layout.has_blob(blob.digest):
+                continue
+            with src.open_blob(blob.digest, blob.size) as reader, self.layout.blob_writer() as out:
+                while chunk := reader.read(_CHUNK):
+                    out.write(chunk)
+                out.commit()
+
+    def _complete(self, desc: Descriptor, name: str, platform: Platform | None) -> StoredImage:
+        """Extract the layers of the manifest *desc* (its blobs in the layout) and name it *name*."""
+        manifest = _manifest(self.layout, desc)
+        config = self.layout.config(manifest)
+        wanted = platform or Platform.host()
+        if not config.platform.matches(wanted):
+            raise ImageError(f"image `{name}` is for {config.platform}, not {wanted}", blob=manifest.config.digest)
+        if len(config.rootfs.diff_ids) != len(manifest.layers):
+            raise ImageError(
+                f"image `{name}`: {len(manifest.layers)} layers but {len(config.rootfs.diff_ids)} diff IDs",
+                blob=manifest.config.digest,
+            )
+        for blob, diff_id in zip(manifest.layers, config.rootfs.diff_ids, strict=True):
+            with self._layer_lock(diff_id):  # another process extracting it: wait, then find it there
+                if not self.layers.has_layer(diff_id):
+                    add_layer(self.layout, blob, diff_id, self.layers, keep_tar=False)
+        named = self.layout.name_image(desc, name)
+        return StoredImage(name, named, manifest, config)
+
+    # ---- the images --------------------------------------------------------------------------
+
+    def images(self) -> list[StoredImage]:
+        """Every image of the store, by name."""
+        found = []
+        for desc in self.layout.index().manifests:
+            if desc.ref_name and not desc.ref_name.startswith(_INCOMPLETE) and desc.media_type in MediaType.MANIFESTS:
+                manifest = _manifest(self.layout, desc)
+                found.append(StoredImage(desc.ref_name, desc, manifest, self.layout.config(manifest)))
+        return sorted(found, key=lambda i: i.name)
+
+    def image(self, ref: str) -> StoredImage:
+        """The image named *ref*: its name as stored or as a reference (``busybox`` is
+        ``docker.io/library/busybox:latest``), or a prefix of its ID (its configuration's digest)."""
+        images = self.images()
+        wanted = {ref}
+        with contextlib.suppress(ImageReferenceError):
+            wanted.add(str(ImageReference.parse(ref)))
+        for image in images:
+            if image.name in wanted:
+                return image
+        hexpart = ref.removeprefix("sha256:")
+        if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+            ids = {i.id: i for i in images if i.id.removeprefix("sha256:").startswith(hexpart)}
+            if len(ids) == 1:
+                return next(iter(ids.values()))
+            if len(ids) > 1:
+                raise ImageNotFoundError(f"image `{ref}`: the ID of {len(ids)} images starts so", blob=ref)
+        raise ImageNotFoundError(f"image `{ref}`: not in the store `{self.root}`", blob=ref)
+
+    def has(self, ref: str) -> bool:
+        """Whether :meth:`image` finds *ref*."""
+        try:
+            self.image(ref)
+        except ImageNotFoundError:
+            return False
+        return True
+
+    def lower_dirs(self, image: StoredImage | str) -> list[Path]:
+        """The image's extracted layers, top first (as an overlay stacks them)."""
+        img = self.image(image) if isinstance(image, str) else image
+        return [self.layers.layer(d).diff for d in reversed(img.layers)]
+
+    def usage(self) -> StoreUsage:
+        """Each image's size and the bytes it shares with others; every distinct layer once."""
+        images = self.images()
+        sizes = {d: self.layers.layer(d).size for img in images for d in set(img.layers)}
+        users: dict[str, int] = {}
+        for img in images:
+            for d in set(img.layers):
+                users[d] = users.get(d, 0) + 1
+        usages = tuple(
+            ImageUsage(
+                img, sum(sizes[d] for d in set(img.layers)), sum(sizes[d] for d in set(img.layers) if users[d] > 1)
+            )
+            for img in images
+        )
+        return StoreUsage(usages, sum(sizes.values()))
+
+    def disk_usage(self) -> int:
+        """Bytes the whole store takes on disk (each inode once)."""
+        return disk_usage(self.root)
+
+    # ---- removing ----------------------------------------------------------------------------
+
+    def remove(self, ref: str, *, collect: bool = True) -> StoredImage:
+        """Take the image *ref* names out of the store; then, unless *collect* is false, :meth:`gc`."""
+        image = self.image(ref)
+        self.layout.remove_image(image.name)
+        if collect:
+            self.gc()
+        return image
+
+    def gc(self) -> Collected:
+        """Remove every blob and layer no image names, and what died pulls and loads left.
+
+        Waits for the pulls and loads under way to end, and holds them off meanwhile."""
+        with self._lock(shared=False):
+            incomplete = [d.ref_name for d in self.layout.index().manifests if d.ref_name.startswith(_INCOMPLETE)]
+            for tag in incomplete:
+                self.layout.remove_image(tag)
+            blobs, layers = self._referenced()
+            removed_blobs = removed_layers = freed = 0
+            for directory in sorted((self.layout.path / "blobs").iterdir()):
+                for path in sorted(directory.iterdir()):
+                    if path.name.startswith(".tmp-") or f"{directory.name}:{path.name}" not in blobs:
+                        freed += path.lstat().st_blocks * 512
+                        path.unlink()
+                        removed_blobs += not path.name.startswith(".tmp-")
+            for layer in self.layers.layers():
+                if layer.digest not in layers:
+                    size = disk_usage(layer.path)
+                    try:
+                        self.layers.remove_layer(layer.digest)
+                    except ConfigError:  # an image of the layer store itself has it
+                        continue
+                    freed += size
+                    removed_layers += 1
+            for leftover in (*(self.root / "tmp").iterdir(), *(self.layers.root / "tmp").iterdir(),
+                             *(self.root / "locks").iterdir()):  # fmt: skip
+                freed += disk_usage(leftover)
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+            return Collected(removed_blobs, removed_layers, len(incomplete), freed)
+
+    def _referenced(self) -> tuple[set[str], set[str]]:
+        """The blobs and the layers (diff IDs) the images of the index name."""
+        blobs: set[str] = set()
+        layers: set[str] = set()
+        pending = list(self.layout.index().manifests)
+        while pending:
+            desc = pending.pop()
+            if desc.digest in blobs or not self.layout.has_blob(desc.digest):
+                continue
+            blobs.add(desc.digest)
+            if desc.media_type in MediaType.INDEXES:
+                pending += _document(self.layout, desc, Index).manifests
+            elif desc.media_type in MediaType.MANIFESTS:
+                manifest = _manifest(self.layout, desc)
+                blobs.add(manifest.config.digest)
+                blobs.update(d.digest for d in manifest.layers)
+                if self.layout.has_blob(manifest.config.digest):
+                    layers.update(self.layout.config(manifest).rootfs.diff_ids)
+        return blobs, layers
+
+    # ---- locks ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self, *, shared: bool) -> Iterator[None]:
+        with _flock(self.root / "lock", fcntl.LOCK_SH if shared else fcntl.LOCK_EX):
+            yield
+
+    @contextlib.contextmanager
+    def _layer_lock(self, diff_id: str) -> Iterator[None]:
+        with _flock(self.root / "locks" / diff_id.replace(":", "-"), fcntl.LOCK_EX):
+            yield
+
+
+@contextlib.contextmanager
+def _flock(path: Path, operation: int) -> Iterator[None]:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise ImageError(f"lock `{path}`: {exc.strerror}", blob=str(path)) from None
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _document(layout: ImageLayout, desc: Descriptor, kind: type[Index]) -> Index:
+    try:
+        return kind.loads(layout.read_blob(desc.digest, desc.size), source=desc.digest)
+    except SpecError as exc:
+        raise ImageError(f"index `{desc.digest}`: {exc}", blob=desc.digest) from None
+
+
+def _manifest(layout: ImageLayout, desc: Descriptor) -> Manifest:
+    try:
+        return Manifest.loads(layout.read_blob(desc.digest, desc.size), source=desc.digest)
+    except SpecError as exc:
+        raise ImageError(f"manifest `{desc.digest}`: {exc}", blob=desc.digest) from None
+
+
+def _load_name(tag: str, source: Path) -> str:
+    """The name of an image loaded from *source* under *tag* (see :meth:`ImageStore.load`)."""
+    if tag and ("/" in tag or ":" in tag) and not tag.startswith("sha256:"):
+        return str(ImageReference.parse(tag))
+    stem = source.name.lower().removesuffix(".tar")
+    repository = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("._-") or "image"
+    if not tag or tag.startswith("sha256:"):  # an archive's image without a name is named by its digest
+        tag = "latest"
+    return str(ImageReference.parse(f"localhost/{repository}:{tag}"))
