@@ -19,3 +19,15 @@ def test_the_example_runs(name: str) -> None:
     r = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("hello from bundled as uid 1000") >= 1
+
+
+@requires_root
+def test_the_async_example_runs_containers_side_by_side_and_cleans_up() -> None:
+    r = subprocess.run(
+        [sys.executable, str(EXAMPLES / "async_containers.py")], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert "job 0 is pid 1 in job-0" in r.stdout
+    assert "on one loop, 1 thread(s)" in r.stdout
+    assert "\nweb\n" in r.stdout
+    assert "is gone, and its cgroup with it" in r.stdout

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from . import _sys
-from ._readiness import readable_async, wait_readable
+from ._readiness import readable_async, wait_readable, writable_async
 from ._sys import spawn as _spawn
 from .errors import SyscallError, TimeoutExpired
 from .namespace import Namespace, NamespaceId, NamespaceType, namespace_ids
@@ -220,6 +220,39 @@ class Process:
         err = b"".join(chunks[err_fd]) if err_fd >= 0 else None
         return out, err
 
+    async def communicate_async(self, input: bytes | None = None) -> tuple[bytes | None, bytes | None]:
+        """:meth:`communicate` on the running asyncio loop: send *input*, read stdout and
+        stderr to the end, and wait; every pipe is watched by the loop (no thread).
+
+        Cancelling the awaiting task closes the pipes and leaves the process as
+        it was.  Use :func:`asyncio.wait_for` for a deadline."""
+        out, err = await self.exchange_async(input)
+        await self.wait_async()
+        return out, err
+
+    async def exchange_async(self, input: bytes | None = None) -> tuple[bytes | None, bytes | None]:
+        """The pipe half of :meth:`communicate_async`: send *input* (then close stdin) and
+        read stdout and stderr until they end, without waiting for the process."""
+        import asyncio
+
+        jobs: list[asyncio.Future[None]] = []
+        if self.stdin is not None:
+            jobs.append(asyncio.ensure_future(_feed_async(self.stdin, input or b"")))
+        got: dict[int, list[bytes]] = {}
+        for f in (self.stdout, self.stderr):
+            if f is not None:
+                jobs.append(asyncio.ensure_future(_drain_async(f, got.setdefault(id(f), []))))
+        try:
+            await asyncio.gather(*jobs)
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)  # each closed its pipe
+            raise
+        out = b"".join(got[id(self.stdout)]) if self.stdout is not None else None
+        err = b"".join(got[id(self.stderr)]) if self.stderr is not None else None
+        return out, err
+
     # ---- signals ---------------------------------------------------------------
 
     def send_signal(self, sig: int) -> None:
@@ -302,6 +335,43 @@ class Process:
             elif self.returncode is None and self._pidfd >= 0:
                 self.poll()
             self._close_pidfd()
+
+
+async def _drain_async(pipe: IO[bytes], chunks: list[bytes]) -> None:
+    """Read *pipe* to its end on the loop into *chunks*, then close it."""
+    try:
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                await readable_async(fd)
+                continue
+            if not chunk:
+                return
+            chunks.append(chunk)
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+async def _feed_async(pipe: IO[bytes], data: bytes) -> None:
+    """Write *data* to *pipe* on the loop (a reader that went away ends it early), then close it."""
+    try:
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view[:65536]) :]
+            except BlockingIOError:
+                await writable_async(fd)
+            except BrokenPipeError:
+                return
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 @dataclass(frozen=True)

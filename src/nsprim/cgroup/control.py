@@ -44,7 +44,7 @@ class ControlledGroup(Protocol):
     def wait_empty(self, timeout: float | None = None) -> None: ...
 
 
-__all__ = ["ControlledGroup", "freezer_of", "freeze", "thaw", "is_frozen", "kill"]
+__all__ = ["ControlledGroup", "freezer_of", "freeze", "thaw", "is_frozen", "kill", "request_kill"]
 
 
 def freezer_of(group: ControlledGroup, version: int | None = None) -> tuple[int, Path]:
@@ -150,3 +150,14 @@ def kill(group: ControlledGroup, sig: int, timeout: float | None, use_cgroup_kil
         except CGroupTimeoutError:
             if deadline is not None and time.monotonic() >= deadline:
                 raise
+
+
+def request_kill(group: ControlledGroup) -> bool:
+    """Write ``cgroup.kill`` of *group* and return at once; False if it has none."""
+    u = group.unified_dir
+    if u is None or not (u / "cgroup.kill").exists():
+        return False
+    if os.getpid() in group.procs(recursive=True):
+        raise ConfigError(f"kill `{group.path}`: the calling process is in the group", what="kill")
+    files.write_text(u / "cgroup.kill", "1")
+    return True

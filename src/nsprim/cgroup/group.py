@@ -522,6 +522,13 @@ class CGroup:
         self._refuse_root("kill")
         control.kill(self, sig, timeout, use_cgroup_kill)
 
+    def request_kill(self) -> bool:
+        """SIGKILL every process in the group and its descendants through v2 ``cgroup.kill``,
+        without waiting for them to die; False (nothing sent) where the group has no
+        ``cgroup.kill`` — :meth:`kill` then loops over the pids instead."""
+        self._refuse_root("kill")
+        return control.request_kill(self)
+
     # ----------------------------------------------------------------- deletion
     def delete(self, *, recursive: bool = False, timeout: float = 0.0) -> None:
         """Remove the group (and with *recursive* its descendants) from every hierarchy.

@@ -1,5 +1,5 @@
 """What starts containers from a configuration: :class:`Runnable`, the
-:meth:`~Runnable.start` and :meth:`~Runnable.run` of both
+:meth:`~Runnable.start` and :meth:`~Runnable.run` (and their asyncio forms) of both
 :class:`~nsprim.container.Container` and
 :class:`~nsprim.container.warm.WarmContainer`.
 
@@ -57,5 +57,39 @@ class Runnable:
         from .start import run_container
 
         return run_container(
+            self.config, (stdin, stdout, stderr), capture_output, input, timeout, warm=self._prepared_supply()
+        )
+
+    async def start_async(
+        self, *, stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None
+    ) -> RunningContainer:
+        """:meth:`start` from a coroutine; ``async with`` the handle kills and cleans up on
+        every way out, cancellation included.
+
+        The start itself (clone and setup until the payload's exec, a few
+        milliseconds) runs on the loop's thread; every wait after it is a
+        reader on the loop."""
+        return self.start(stdin=stdin, stdout=stdout, stderr=stderr)
+
+    async def run_async(
+        self,
+        *,
+        capture_output: bool = False,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        stdin: StdioArg = None,
+        stdout: StdioArg = None,
+        stderr: StdioArg = None,
+    ) -> ContainerResult:
+        """:meth:`run` on the running asyncio loop: the pipes and the exit are watched by
+        the loop (no thread), so many containers run side by side in one.
+
+        A cancelled run kills the container and removes what it used before the
+        :class:`asyncio.CancelledError` goes on.  A container with a tty is
+        refused (:class:`~nsprim.errors.ConfigError`): start it with
+        :meth:`start_async` and use its :attr:`~RunningContainer.terminal`."""
+        from .start import run_container_async
+
+        return await run_container_async(
             self.config, (stdin, stdout, stderr), capture_output, input, timeout, warm=self._prepared_supply()
         )

@@ -16,10 +16,11 @@ from io import FileIO
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._readiness import readable_async, wait_any_readable
 from ..cgroup import CGroup, Resources, Stats
 from ..errors import ConfigError, NsprimError, TimeoutExpired, UnsupportedError
 from ..namespace import Namespace, NamespaceId, NamespaceType
-from ..process import Process
+from ..process import PIPE, CompletedRun, Process
 from .build import build_plan
 from .config import ContainerConfig, Network
 from .launch import launch
@@ -118,24 +119,41 @@ class RunningContainer:
         be reaped by a parent outside (us).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            self._reap_execs()
+        while (status := self._collect()) is None:
             left = None if deadline is None else deadline - time.monotonic()
-            step = 0.05 if self._execs else left
-            if step is not None and left is not None:
-                step = min(step, max(left, 0.0))
-            try:
-                status = self.process.wait(step)
-                break
-            except TimeoutExpired:
-                if left is not None and left <= 0:
-                    raise TimeoutExpired(self.pid, timeout or 0.0) from None
-        self._reap_execs()
+            if left is not None and left <= 0:
+                raise TimeoutExpired(self.pid, timeout or 0.0)
+            wait_any_readable(self._exit_fds(), left)
         self._finish()
+        return status
+
+    async def wait_async(self) -> int:
+        """:meth:`wait` on the running asyncio loop: the exits of pid 1 and of the
+        :meth:`exec`'d processes are watched through their pidfds by the loop (no
+        thread); then clean up and return pid 1's status.
+
+        Cancelling the awaiting task stops the wait and leaves the container
+        running (``async with`` then kills it and cleans up).  Use
+        :func:`asyncio.wait_for` for a deadline."""
+        while (status := self._collect()) is None:
+            await readable_async(*self._exit_fds())
+        self._finish()
+        return status
+
+    def _collect(self) -> int | None:
+        """Reap the exec'd processes that ended; pid 1's status if it ended (else None)."""
+        self._reap_execs()
+        status = self.process.poll()
+        if status is not None:
+            self._reap_execs()
         return status
 
     def _reap_execs(self) -> None:
         self._execs = [p for p in self._execs if p.poll() is None]
+
+    def _exit_fds(self) -> list[int]:
+        fds = [self.process.exit_fd(), *(p.exit_fd() for p in self._execs)]
+        return [fd for fd in fds if fd >= 0]
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the window size of the container's terminal (its payload gets SIGWINCH)."""
@@ -244,6 +262,44 @@ class RunningContainer:
         self._execs.append(proc)
         return proc
 
+    async def exec_async(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        stdin: StdioArg = None,
+        stdout: StdioArg = None,
+        stderr: StdioArg = None,
+    ) -> CompletedRun:
+        """Run another command inside the container (as :meth:`exec`) to its end, on the
+        running asyncio loop: its pipes and its exit are watched by the loop.
+
+        *input*, *capture_output* and *timeout* work as in :meth:`Container.run
+        <nsprim.container.Container.run>`: after *timeout* seconds the command is
+        killed (:class:`~nsprim.errors.TimeoutExpired`).  A cancelled exec kills
+        and reaps the command before the :class:`asyncio.CancelledError` goes on;
+        the container goes on running."""
+        import asyncio
+
+        if capture_output:
+            stdout = PIPE if stdout is None else stdout
+            stderr = PIPE if stderr is None else stderr
+        if input is not None and stdin is None:
+            stdin = PIPE
+        proc = self.exec(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        try:
+            try:
+                out, err = await asyncio.wait_for(proc.communicate_async(input), timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutExpired(proc.pid, timeout or 0.0, killed=True) from None
+            assert proc.returncode is not None
+            return CompletedRun(list(argv), proc.returncode, out, err)
+        finally:
+            await _kill_and_reap(proc)
+            self._reap_execs()
+
     def _finish(self) -> None:
         if self._closed:
             return
@@ -275,6 +331,29 @@ class RunningContainer:
             self.process.close()
             self._finish()
 
+    async def aclose(self) -> None:
+        """:meth:`close` on the running asyncio loop: SIGKILL every process of the
+        container, await their exits through pidfd readiness, then remove what it used.
+
+        Should this be cancelled (or fail) half-way, the cleanup finishes
+        synchronously before the exception goes on: nothing is left behind."""
+        try:
+            if self.process.returncode is None and self.process.monitor is None:
+                self._kill_without_waiting()
+                await self.wait_async()
+        finally:
+            self.close()
+
+    def _kill_without_waiting(self) -> None:
+        """SIGKILL the container's processes; wait only where the host cannot kill a group at once."""
+        cg = self.cgroup
+        if cg is not None and not self.config.detach and cg.exists() and not cg.request_kill():
+            self.kill()  # the v1 loop over the pids, frozen: it waits until the group is empty
+            return
+        self.process.kill()
+        for p in self._execs:
+            p.kill()
+
     def __enter__(self) -> RunningContainer:
         return self
 
@@ -283,6 +362,24 @@ class RunningContainer:
     ) -> None:
         self.close()
 
+    async def __aenter__(self) -> RunningContainer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
         return f"<RunningContainer {self.id} pid={self.pid} {state}>"
+
+
+async def _kill_and_reap(proc: Process) -> None:
+    """Kill *proc* if it still runs and await its exit; cancelled meanwhile, reap it blocking (it was killed)."""
+    try:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait_async()
+    finally:
+        proc.close()

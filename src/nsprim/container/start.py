@@ -1,4 +1,4 @@
-"""Starting a container: :func:`start_container` and :func:`run_container`.
+"""Starting a container: :func:`start_container`, :func:`run_container` and :func:`run_container_async`.
 
 The host side is prepared (:class:`~nsprim.container.preparation.Preparation`),
 then one :class:`~nsprim.plan.Plan` runs in the child; a failure anywhere
@@ -28,7 +28,7 @@ from .userns import auto_id_maps, check_payload_ids, id_maps
 if TYPE_CHECKING:
     from .pool import Supply
 
-__all__ = ["start_container", "run_container"]
+__all__ = ["start_container", "run_container", "run_container_async"]
 
 
 def start_container(
@@ -145,16 +145,11 @@ def run_container(
     *capture_output* collects what it shows (as ``stdout``); with neither, this
     process' own terminal is attached (:meth:`RunningContainer.attach`).
     """
-    stdin, stdout, stderr = stdio
     if config.tty:
-        if stdin is not None or stdout is not None or stderr is not None:
+        if any(s is not None for s in stdio):
             raise ConfigError("a container with a tty has its terminal as stdin, stdout and stderr", what="tty")
         return _run_with_terminal(config, capture_output, input, timeout, warm)
-    if capture_output:
-        stdout = PIPE if stdout is None else stdout
-        stderr = PIPE if stderr is None else stderr
-    if input is not None and stdin is None:
-        stdin = PIPE
+    stdin, stdout, stderr = _run_stdio(stdio, capture_output, input)
     with start_container(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm) as box:
         try:
             out, err = box.process.communicate(input, timeout)
@@ -165,6 +160,50 @@ def run_container(
         status = box.returncode
         assert status is not None
         return ContainerResult(status, out, err, box.final_stats, box.oom_killed)
+
+
+async def run_container_async(
+    config: ContainerConfig,
+    stdio: tuple[StdioArg, StdioArg, StdioArg] = (None, None, None),
+    capture_output: bool = False,
+    input: bytes | None = None,
+    timeout: float | None = None,
+    *,
+    warm: Supply | None = None,
+) -> ContainerResult:
+    """:func:`run_container` on the running asyncio loop (pipes and exit watched by the loop)."""
+    import asyncio
+
+    if config.tty:
+        raise ConfigError(
+            "run_async does not drive a terminal: use start_async() and the handle's terminal", what="tty"
+        )
+    stdin, stdout, stderr = _run_stdio(stdio, capture_output, input)
+    box = start_container(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm)
+    async with box:
+
+        async def to_the_end() -> tuple[int, bytes | None, bytes | None]:
+            out, err = await box.process.exchange_async(input)
+            return await box.wait_async(), out, err
+
+        try:
+            status, out, err = await asyncio.wait_for(to_the_end(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutExpired(box.pid, timeout or 0.0, killed=True, name=box.id) from None
+        return ContainerResult(status, out, err, box.final_stats, box.oom_killed)
+
+
+def _run_stdio(
+    stdio: tuple[StdioArg, StdioArg, StdioArg], capture_output: bool, input: bytes | None
+) -> tuple[StdioArg, StdioArg, StdioArg]:
+    """The streams a run starts with: pipes for what it captures and what it feeds."""
+    stdin, stdout, stderr = stdio
+    if capture_output:
+        stdout = PIPE if stdout is None else stdout
+        stderr = PIPE if stderr is None else stderr
+    if input is not None and stdin is None:
+        stdin = PIPE
+    return stdin, stdout, stderr
 
 
 def _run_with_terminal(
