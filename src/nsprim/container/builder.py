@@ -131,6 +131,38 @@ class Container(Runnable):
         """Run a minimal init as pid 1 that reaps zombies and forwards signals."""
         return self._with(init=enabled)
 
+    def stop_signal(self, sig: int) -> Container:
+        """The signal a detached container's :meth:`~nsprim.container.DetachedContainer.stop`
+        sends before SIGKILL (default SIGTERM; an image's ``StopSignal``)."""
+        import signal
+
+        if isinstance(sig, bool) or not isinstance(sig, int) or not 0 < sig <= signal.SIGRTMAX:
+            raise ConfigError(f"stop signal {sig!r}: not a signal number", what="stop_signal")
+        return self._with(stop_signal=int(sig))
+
+    @classmethod
+    def from_image(
+        cls,
+        ref: str,
+        command: Sequence[str] = (),
+        *,
+        store: StrPath | None = None,
+        entrypoint: Sequence[str] | None = None,
+        upper: StrPath | None = None,
+        pull: bool = True,
+        tls_verify: bool = True,
+    ) -> Container:
+        """The container of the image *ref* of the image store at *store* (default:
+        ``$NSPRIM_STORE`` or ``/var/lib/nsprim/images``), pulled first if the store has not
+        got it (unless *pull* is false).  See :func:`nsprim.image.run.from_image`."""
+        import importlib
+
+        # nsprim.image sits above this layer: it is found by name when asked for, not imported
+        run = importlib.import_module("nsprim.image.run")
+        box: Container = run.from_image(ref, command, store=store, entrypoint=entrypoint, upper=upper, pull=pull,
+                                        tls_verify=tls_verify)  # fmt: skip
+        return box
+
     def name(self, name: str) -> Container:
         """A name, used for the cgroup and in messages."""
         return self._with(name=name)

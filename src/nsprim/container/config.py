@@ -142,6 +142,7 @@ class ContainerConfig:
     proc_view_refresh: float | None = 1.0  # seconds between background refreshes; None: only by hand
     tty: bool = False  # a pseudo-terminal of its own as the payload's controlling terminal and fds 0-2
     tty_size: tuple[int, int] | None = None  # (rows, columns) at start; None: the caller's terminal's
+    stop_signal: int = 15  # what stop() sends first (SIGTERM; an image's StopSignal)
 
     def etc_passwd(self) -> Path:
         """Where the container's ``/etc/passwd`` is, seen from the host."""

@@ -81,6 +81,7 @@ STATE_FILE = "state.json"
 LOG_FILE = "output.log"
 # A single path component that is also a valid cgroup name, as docker's names are.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SIGTERM = int(signal.SIGTERM)  # (ContainerState has a field named signal)
 
 
 def containers_dir() -> Path:
@@ -115,6 +116,7 @@ class ContainerState:
     signal: int | None = None
     oom_killed: bool = False
     finished: float | None = None
+    stop_signal: int = _SIGTERM
 
     @classmethod
     def from_json(cls, record: Mapping[str, object]) -> ContainerState:
@@ -137,6 +139,7 @@ class ContainerState:
                 signal=None if data.get("signal") is None else int(data["signal"]),
                 oom_killed=bool(data.get("oom_killed", False)),
                 finished=None if data.get("finished") is None else float(data["finished"]),
+                stop_signal=int(data.get("stop_signal", signal.SIGTERM)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed container state ({exc!r})", what="state") from None
@@ -298,13 +301,14 @@ class DetachedContainer:
             os.close(fd)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it still runs after *timeout* seconds (as ``docker stop -t``);
-        returns once the monitor recorded the end."""
+        """Its stop signal (SIGTERM unless it was given another, as an image's ``StopSignal``), then
+        SIGKILL if it still runs after *timeout* seconds (as ``docker stop -t``); returns once the
+        monitor recorded the end."""
         fd = _open_verified(self.state.pid, self.state.starttime)
         if fd is not None:
             try:
                 with contextlib.suppress(NsprimError, OSError):
-                    _sys.pidfd_send_signal(fd, signal.SIGTERM)
+                    _sys.pidfd_send_signal(fd, self.state.stop_signal)
                 if not _ended(fd, timeout):
                     with contextlib.suppress(NsprimError, OSError):
                         _sys.pidfd_send_signal(fd, signal.SIGKILL)
@@ -449,6 +453,7 @@ class Registration:
             "cgroup": cgroup.path if cgroup is not None else None,
             "cgroup_dirs": dirs,
             "auto_remove": config.auto_remove,
+            "stop_signal": config.stop_signal,
         }
         oom_file = None
         if cgroup is not None:

@@ -20,6 +20,7 @@ from ..errors import BlobDigestError, ImageError
 from ..fs.layers import Image, LayerStore
 from .layout import ImageLayout
 from .model import ImageConfig, MediaType, Platform
+from .runconfig import configured
 
 if TYPE_CHECKING:
     from .model import Descriptor
@@ -78,19 +79,7 @@ def image_container(
     entrypoint: Sequence[str] | None = None,
 ) -> Container:
     """The container of *image*: its layers (read-only, under an ephemeral upper) and *config*'s
-    settings; *command* replaces the image's ``Cmd``, *entrypoint* its ``Entrypoint``."""
-    settings = config.config
-    argv = settings.argv(command, entrypoint)
-    if not argv:
-        raise ImageError("the image has no Entrypoint or Cmd: give a command", blob=None)
-    env = {key: value for key, _, value in (item.partition("=") for item in settings.env)}
-    box = Container(list(argv)).image(store.lower_dirs(image)).env(env)
-    if settings.working_dir:
-        box = box.cwd(settings.working_dir)
-    if settings.user:
-        user, _, group = settings.user.partition(":")
-        uid: int | str = int(user) if user.isdigit() else user
-        if group and not group.isdigit():
-            raise ImageError(f'User "{settings.user}": a group name is not resolved yet (give its number)')
-        box = box.user(uid, int(group) if group else None)
-    return box
+    settings (see :func:`~nsprim.image.runconfig.configured`); *command* replaces the image's
+    ``Cmd``, *entrypoint* its ``Entrypoint``."""
+    lower = store.lower_dirs(image)
+    return configured(Container().image(lower), config, lower, command, entrypoint=entrypoint)
