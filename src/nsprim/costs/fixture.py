@@ -1,0 +1,84 @@
+"""The small image the measured containers run: a static busybox, and a file to read.
+
+Every measured container gets the same root, made once per run in a scratch
+directory on a disk file system (not tmpfs: its page cache must be the kind
+that containers of one image share, and that can be dropped before measuring).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UnsupportedError
+
+__all__ = ["Image", "scratch_image", "static_busybox"]
+
+#: The applets the measured payloads use.
+APPLETS = ("true", "sh", "sleep", "cat")
+#: Where the shared file is, inside the image.
+DATA = "/data/blob"
+
+
+@dataclass(frozen=True)
+class Image:
+    """A one-layer image: *root* has ``/bin/{true,sh,sleep,cat}`` and the file :data:`DATA` of *data_bytes*."""
+
+    root: Path
+    data_bytes: int
+
+    @property
+    def data(self) -> Path:
+        """The shared file, on the host."""
+        return self.root / DATA.lstrip("/")
+
+
+def static_busybox() -> Path:
+    """A statically linked busybox on this host (one the image can hold alone)."""
+    for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
+        if candidate and os.path.exists(candidate) and _is_static(candidate):
+            return Path(candidate)
+    raise UnsupportedError("no statically linked busybox found (Debian: apt-get install busybox-static)", feature="busybox")
+
+
+def _is_static(path: str) -> bool:
+    """Whether the ELF at *path* has no program interpreter."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" and b"/ld-linux" not in head and b"ld-musl" not in head
+
+
+@contextmanager
+def scratch_image(data_bytes: int, *, base: str | None = None) -> Iterator[Image]:
+    """Make an :class:`Image` in a new directory under *base* (default: ``/var/tmp``); remove it after."""
+    busybox = static_busybox()
+    where = base or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
+    top = Path(tempfile.mkdtemp(prefix="nsprim-cost-", dir=where))
+    try:
+        root = top / "root"
+        for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "root", "data"):
+            (root / d).mkdir(parents=True)
+        shutil.copy2(busybox, root / "bin/busybox")
+        for applet in APPLETS:
+            (root / "bin" / applet).symlink_to("busybox")
+        (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (root / "etc/group").write_text("root:x:0:\n")
+        image = Image(root, data_bytes)
+        chunk = os.urandom(1 << 16)
+        with open(image.data, "wb") as f:
+            for _ in range(data_bytes // len(chunk)):
+                f.write(chunk)
+            f.write(chunk[: data_bytes % len(chunk)])
+            f.flush()
+            os.fsync(f.fileno())
+        yield image
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
