@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .cgroup import CGroup, Resources
     from .cgroup.limits import limits  # the function (nsprim.cgroup.limits is also a module)
     from .container import Container
+    from .costs import cost
     from .errors import (
         CgroupUnavailableError,
         ChildDiedError,
@@ -113,6 +114,7 @@ _LAZY = {
     "RootFS": "fs.rootfs",
     "Tmpfs": "fs.rootfs",
     "Container": "container",
+    "cost": "costs",
     "SecurityPolicy": "security",
 }
 
@@ -191,6 +193,7 @@ __all__ = [
     # containers
     "Container",
     "SecurityPolicy",
+    "cost",
     # cgroups
     "CGroup",
     "Resources",

@@ -9,6 +9,7 @@
     nsprim cgroup info
     nsprim limits
     nsprim doctor
+    nsprim cost [--quick|--full] [--json] [--plot DIR]
 
 Errors are one line on stderr (what failed, where, why) and a non-zero
 status; ``--debug`` adds the setup steps and the traceback.
@@ -49,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "cgroup": Command("host", "cgroups on this host"),
     "limits": Command("host", "the CPU and memory limits in force for this process"),
     "doctor": Command("host", "what works on this host for this user, and how to fix what does not"),
+    "cost": Command("cost", "what each container primitive costs on this host: time and kernel memory"),
 }
 
 Handler = Callable[[argparse.Namespace], int]

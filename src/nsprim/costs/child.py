@@ -32,11 +32,11 @@ def forked(work: Callable[[], dict[str, object]]) -> Iterator[Callable[[], dict[
         try:
             os.close(r)
             try:
-                result: dict[str, object] = {"ok": work()}
+                sent: dict[str, object] = {"ok": work()}
                 status = 0
             except BaseException as exc:  # everything goes back to the parent
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-            data = memoryview(json.dumps(result).encode())
+                sent = {"error": f"{type(exc).__name__}: {exc}"}
+            data = memoryview(json.dumps(sent).encode())
             while data:
                 data = data[os.write(w, data) :]
         finally:

@@ -43,7 +43,9 @@ def static_busybox() -> Path:
     for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
         if candidate and os.path.exists(candidate) and _is_static(candidate):
             return Path(candidate)
-    raise UnsupportedError("no statically linked busybox found (Debian: apt-get install busybox-static)", feature="busybox")
+    raise UnsupportedError(
+        "no statically linked busybox found (Debian: apt-get install busybox-static)", feature="busybox"
+    )
 
 
 def _is_static(path: str) -> bool:

@@ -309,9 +309,7 @@ def _str(d: object, key: str) -> str:
 
 def _kernel_memory(d: object) -> KernelMemory:
     assert isinstance(d, dict)
-    live = tuple(
-        LivePoint(_int(p, "live"), _num(p, "start_ms") or 0.0, _int(p, "kernel_bytes")) for p in d["live"]
-    )
+    live = tuple(LivePoint(_int(p, "live"), _num(p, "start_ms") or 0.0, _int(p, "kernel_bytes")) for p in d["live"])
     return KernelMemory(
         _str(d, "label"),
         bool(d["network_namespace"]),

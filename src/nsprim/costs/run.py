@@ -19,18 +19,18 @@ from ..cgroup import ROOT, CGroup
 from ..cgroup.host import cached_host_info
 from ..errors import UnsupportedError
 from .fixture import scratch_image
-from .measure import Budget, cgroup_costs, container_costs, overlay_costs, spawn_costs
 from .memory import measure_memory
 from .model import Busy, Cost, CostReport, KernelMemory, Mode, NetTeardown, OverlayLayers, PageCacheSharing
+from .timings import Budget, cgroup_costs, container_costs, overlay_costs, spawn_costs
 
 __all__ = ["BUDGETS", "BUSY_LIMIT", "measure", "cost"]
 
 #: How much each mode measures.
 BUDGETS: dict[Mode, Budget] = {
     Mode.QUICK: Budget(
-        repeats=8,
-        container_repeats=4,
-        cgroup_repeats=8,
+        repeats=15,
+        container_repeats=10,
+        cgroup_repeats=10,
         overlay_layers=(1, 10, 100),
         overlay_repeats=4,
         memory_containers=5,
@@ -106,7 +106,10 @@ def measure(mode: Mode | str = Mode.DEFAULT, *, cgroup_parent: str | None = None
     overlay: tuple[OverlayLayers, ...] = ()
     with scratch_image(budget.page_cache_bytes) as image:
         parent = CGroup.create(
-            f"nsprim-cost-{secrets.token_hex(4)}", parent=where, controllers=list(info.controllers), before_mkdir=register
+            f"nsprim-cost-{secrets.token_hex(4)}",
+            parent=where,
+            controllers=list(info.controllers),
+            before_mkdir=register,
         )
         try:
             baseline, costs = spawn_costs(image, budget.repeats)

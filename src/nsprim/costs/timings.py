@@ -15,15 +15,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..cgroup import CGroup, Controller
-from ..cgroup.host import Hierarchy, cached_host_info
+from ..cgroup.host import Hierarchy
 from ..container import Container, WarmContainer
 from ..errors import NsprimError
 from ..fs.overlay import OverlayMount
@@ -69,21 +70,30 @@ class Budget:
 
 
 def interleaved(cases: Mapping[str, Callable[[], object]], repeats: int, *, warmup: int = 1) -> dict[str, list[float]]:
-    """Each case's wall times (seconds) over *repeats* rounds, one call of each case per round."""
+    """Each case's wall times (seconds) over *repeats* rounds, one call of each case per round.
+
+    Each round takes the cases in another order (shuffled, the same for every run): what one case
+    leaves behind (a network namespace's teardown, say) falls on every other case alike.
+    """
     for once in cases.values():
         for _ in range(warmup):
             once()
     samples: dict[str, list[float]] = {name: [] for name in cases}
     clock = time.perf_counter
+    order = list(cases.items())
+    shuffle = random.Random(len(order)).shuffle
     for _ in range(repeats):
-        for name, once in cases.items():
+        shuffle(order)
+        for name, once in order:
             t0 = clock()
             once()
             samples[name].append(clock() - t0)
     return samples
 
 
-def _start_and_wait(argv: Sequence[str], new: frozenset[NamespaceType], steps: Sequence[Step] = ()) -> Callable[[], None]:
+def _start_and_wait(
+    argv: Sequence[str], new: frozenset[NamespaceType], steps: Sequence[Step] = ()
+) -> Callable[[], None]:
     def once() -> None:
         proc = spawn(argv, new=new, steps=steps, stdout=DEVNULL)
         status = proc.wait()
@@ -116,7 +126,7 @@ def spawn_costs(image: Image, repeats: int) -> tuple[Cost, list[Cost]]:
     kinds = {"pivot_root, /proc, /dev": Kind.ROOT, "seccomp filter": Kind.SECURITY, "capability drop": Kind.SECURITY}
     notes = {
         "pivot_root, /proc, /dev": "a read-only root bound, /proc, a tmpfs /dev with its nodes, pivot_root",
-        "seccomp filter": f"no_new_privs and Docker's default profile ({len(program) if program else 0} BPF instructions)",
+        "seccomp filter": f"no_new_privs, Docker's default profile ({len(program) if program else 0} BPF instructions)",
         "capability drop": "to Docker's default set",
         "net namespace": "plus its teardown after exit: see below",
         "mnt+pid namespaces": "the reference of pivot_root",
