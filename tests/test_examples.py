@@ -14,11 +14,17 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @requires_root
-@pytest.mark.parametrize("name", ["oci_bundle.py"])
-def test_the_example_runs(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("oci_bundle.py", ["hello from bundled as uid 1000"]),
+        ("call.py", ["mean: 2.5", "raised ZeroDivisionError inside", "OOM-killed: True"]),
+    ],
+)
+def test_the_example_runs(name: str, expected: list[str]) -> None:
     r = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("hello from bundled as uid 1000") >= 1
+    assert all(line in r.stdout for line in expected), r.stdout
 
 
 @requires_root

@@ -15,6 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .call import sandboxed
     from .cgroup import CGroup, Resources
     from .cgroup.limits import limits  # the function (nsprim.cgroup.limits is also a module)
     from .container import Container
@@ -116,6 +117,7 @@ _LAZY = {
     "Container": "container",
     "cost": "costs",
     "SecurityPolicy": "security",
+    "sandboxed": "call",
 }
 
 
@@ -194,6 +196,7 @@ __all__ = [
     "Container",
     "SecurityPolicy",
     "cost",
+    "sandboxed",
     # cgroups
     "CGroup",
     "Resources",

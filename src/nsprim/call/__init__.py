@@ -1,5 +1,56 @@
 """Python functions as container payloads: run a function in a fresh container, get its result back.
 
-Results and exceptions come back in a format that cannot run code in the
-caller (:mod:`nsprim.call.wire`), read by :mod:`nsprim.call.answer`.
+:meth:`Container.call <nsprim.container.Container.call>` and
+:meth:`~nsprim.container.Container.call_result` run one call;
+:func:`sandboxed` makes a function that runs in its own container each time.
+What comes back is untrusted: results and exceptions travel in a format that
+cannot run code in the caller (:mod:`nsprim.call.wire`), pickles only when
+the caller trusts the payload.  See :doc:`/howto/python-payloads`.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import (
+    CallDiedError,
+    CallError,
+    CallTimeoutError,
+    PythonNotFoundError,
+    PythonVersionError,
+    RemoteError,
+    UnsafeResultError,
+)
+
+if TYPE_CHECKING:
+    from ..container.calling import CallResult
+    from .decorator import SandboxedFunction, sandboxed
+
+# Loaded on first use: nsprim.container.calling imports this package's lower
+# modules (wire, payload, answer, errors), and so runs this file first.
+_LAZY = {"sandboxed": ".decorator", "SandboxedFunction": ".decorator", "CallResult": "..container.calling"}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "sandboxed",
+    "SandboxedFunction",
+    "CallResult",
+    "CallError",
+    "RemoteError",
+    "UnsafeResultError",
+    "CallDiedError",
+    "CallTimeoutError",
+    "PythonNotFoundError",
+    "PythonVersionError",
+]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._paths import StrPath
 from ..cgroup import CpuResources, MemoryResources, PidsResources, Resources
@@ -38,8 +38,14 @@ from .config import (
 from .runnable import Runnable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..security import SecurityPolicy
+    from .calling import CallResult
     from .warm import WarmContainer
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 __all__ = ["Container"]
 
@@ -336,6 +342,48 @@ class Container(Runnable):
         from .warm import WarmContainer
 
         return WarmContainer(self.config, size)
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` in a fresh container of this template and return its result.
+
+        An exception raised inside comes back as
+        :class:`~nsprim.call.errors.RemoteError`; the container's output goes to
+        this process' stdout and stderr.  :meth:`call_result` has the options
+        (timeout, captured output, a trusted payload) and the statistics.
+        See :doc:`/howto/python-payloads`."""
+        return self.call_result(fn, args, kwargs).value
+
+    def call_result(
+        self,
+        fn: Callable[..., T],
+        args: Sequence[object] = (),
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        timeout: float | None = None,
+        capture_output: bool = False,
+        trusted: bool = False,
+    ) -> CallResult[T]:
+        """Run ``fn(*args, **kwargs)`` in a fresh container; return a
+        :class:`~nsprim.container.calling.CallResult` (value, output, stats).
+
+        The container is this template with its command replaced by a Python
+        interpreter: with :meth:`host_root`, this one (and this process'
+        import path); in another root, its ``python3``, which must be this
+        Python's version (:class:`~nsprim.call.errors.PythonVersionError`).  *fn*
+        travels by reference (importable inside, or from the main script), or
+        by value when cloudpickle is installed; the arguments are pickled.
+
+        The result comes back in a format that cannot run code here
+        (:mod:`nsprim.call.wire`); another type raises
+        :class:`~nsprim.call.errors.UnsafeResultError` unless *trusted*, when it is
+        pickled.  After *timeout* seconds the container is killed
+        (:class:`~nsprim.call.errors.CallTimeoutError`); ended without an answer
+        (killed, out of memory, ``os._exit``) is
+        :class:`~nsprim.call.errors.CallDiedError`.  *capture_output* collects its
+        stdout and stderr instead of passing them through."""
+        from .calling import call_in
+
+        return call_in(self.config, fn, args, kwargs, timeout=timeout, capture_output=capture_output, trusted=trusted)
 
     def with_namespace(self, ns: Namespace) -> Container:
         """Join the namespace *ns* is open on (kept alive by the path it came from)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..spawning import StdioArg
     from .config import ContainerConfig
     from .pool import Supply
@@ -29,13 +31,24 @@ class Runnable:
     def _prepared_supply(self) -> Supply | None:
         return None
 
-    def start(self, *, stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None) -> RunningContainer:
+    def start(
+        self,
+        *,
+        stdin: StdioArg = None,
+        stdout: StdioArg = None,
+        stderr: StdioArg = None,
+        pass_fds: Mapping[int, int] | None = None,
+    ) -> RunningContainer:
         """Start the container; return a handle (see :class:`~nsprim.container.RunningContainer`).
 
-        The standard streams are taken as :func:`nsprim.spawn` takes them."""
+        The standard streams are taken as :func:`nsprim.spawn` takes them;
+        *pass_fds* places more descriptors in its first process, ``{fd inside:
+        fd here}`` (inside from 3 up), for it to talk to this one over."""
         from .start import start_container
 
-        return start_container(self.config, stdin=stdin, stdout=stdout, stderr=stderr, warm=self._prepared_supply())
+        return start_container(
+            self.config, stdin=stdin, stdout=stdout, stderr=stderr, warm=self._prepared_supply(), pass_fds=pass_fds
+        )
 
     def run(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -38,10 +39,13 @@ def start_container(
     stdout: StdioArg = None,
     stderr: StdioArg = None,
     warm: Supply | None = None,
+    pass_fds: Mapping[int, int] | None = None,
 ) -> RunningContainer:
     """Prepare the host side, start the plan, and return the handle.
 
-    With *warm*, a network namespace, a mount namespace with the first part of
+    *pass_fds* places descriptors of this process in the container's first
+    process: ``{fd inside: fd here}``, inside from 3 up (a duplicate: the
+    caller still owns and closes its own).  With *warm*, a network namespace, a mount namespace with the first part of
     the root, and a cgroup made ahead of time are used where they are ready and
     apply (see :mod:`nsprim.container.warm`)."""
     if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
@@ -49,6 +53,7 @@ def start_container(
         config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
     config.validate()
     config = config.resolve_user()
+    passed = _passed_fds(pass_fds or {}, config.tty)
     if config.tty:
         if stdin is not None or stdout is not None or stderr is not None:
             raise ConfigError("a container with a tty has its terminal as stdin, stdout and stderr", what="tty")
@@ -80,6 +85,7 @@ def start_container(
         if config.tty:
             channel = TerminalChannel(config.tty_size or terminal_size(1) or terminal_size(0))
         placed = [(channel.child_fd, TERMINAL_FD)] if channel is not None else []
+        placed += passed
         proc = launch(
             config,
             lambda pairs: build_plan(
@@ -128,6 +134,25 @@ def start_container(
     if master >= 0:
         box.terminal = os.fdopen(master, "r+b", buffering=0)
     return box
+
+
+def _passed_fds(pass_fds: Mapping[int, int], tty: bool) -> list[tuple[int, int]]:
+    pairs = []
+    for inside, here in sorted(pass_fds.items()):
+        if inside < 3 or here < 0:
+            raise ConfigError(
+                f"pass_fds {{{inside}: {here}}}: a descriptor inside from 3 up (0-2 are the standard streams), "
+                "one here from 0 up",
+                what="pass_fds",
+            )
+        if tty and inside == TERMINAL_FD:
+            raise ConfigError(f"pass_fds: fd {inside} inside holds a tty container's terminal socket", what="pass_fds")
+        try:
+            os.fstat(here)  # a closed descriptor fails here, not in the child
+        except OSError as e:
+            raise ConfigError(f"pass_fds {{{inside}: {here}}}: fd {here} here: {e.strerror}", what="pass_fds") from None
+        pairs.append((here, inside))
+    return pairs
 
 
 def run_container(

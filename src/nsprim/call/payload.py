@@ -1,0 +1,144 @@
+"""The program a call runs inside its container: read the request, run the function, answer.
+
+The request comes on fd :data:`REQUEST_FD`, a socket, until the caller
+shuts its side: four bytes of header length, a JSON header, then a pickle of
+``(function or None, args, kwargs)`` made by the caller (pickles travel only
+this way: into the sandbox, from the party that trusts itself).  The answer
+goes back on the same socket in the format of :mod:`nsprim.call.wire`.
+
+Standard library only, no nsprim: the source of this module runs as
+``python3 -c`` in the container, with the wire module's source made into a
+module first (:func:`bootstrap_source`), in a root that need not have
+nsprim at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+import socket
+import sys
+import traceback
+import types
+
+__all__ = ["REQUEST_FD", "main", "bootstrap_source"]
+
+#: Where the payload finds its end of the request socket.
+REQUEST_FD = 3
+
+#: The attribute of :func:`nsprim.sandboxed`'s wrapper by which the payload knows to call what it wraps.
+SANDBOXED_MARK = "__nsprim_sandboxed__"
+
+
+class PythonVersionMismatch(Exception):
+    """This interpreter is not the caller's version (its own version is the argument)."""
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _load_main(path: str) -> None:
+    """The caller's main script as ``__mp_main__`` (its ``if __name__ == "__main__"`` part does not run),
+    and as ``__main__``: what the caller pickled as ``__main__.name`` is found there, as with
+    :mod:`multiprocessing`'s spawn."""
+    import runpy
+
+    module = types.ModuleType("__mp_main__")
+    sys.modules["__mp_main__"] = module
+    module.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
+    sys.modules["__main__"] = module
+
+
+def _resolve(module_name: str, qualname: str) -> object:
+    import importlib
+
+    obj: object = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if getattr(obj, SANDBOXED_MARK, False):  # the wrapper's module attribute: run what it wraps, here
+        obj = obj.__wrapped__  # type: ignore[attr-defined]
+    return obj
+
+
+def _type_name(t: type) -> str:
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _error(wire: types.ModuleType, exc: BaseException) -> list[object]:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        args = wire.encode_value(tuple(exc.args))
+    except Exception:
+        args = None
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<str() of the {type(exc).__name__} failed>"
+    return ["error", _type_name(type(exc)), message, text, args]
+
+
+def _answer(wire: types.ModuleType, result: object, trusted: bool) -> list[object]:
+    try:
+        return ["value", wire.encode_value(result)]
+    except wire.UnencodableError as e:
+        if not trusted:
+            return ["refused", e.type_name, e.reason]
+    import base64
+
+    return ["pickle", base64.b64encode(pickle.dumps(result)).decode("ascii")]
+
+
+def main(wire: types.ModuleType) -> None:
+    """Serve the one request on fd :data:`REQUEST_FD` with *wire* (:mod:`nsprim.call.wire`)."""
+    sock = socket.socket(fileno=REQUEST_FD)
+    data = _read_all(sock)
+    trusted = False
+    try:
+        size = int.from_bytes(data[:4], "big")
+        header = json.loads(data[4 : 4 + size])
+        trusted = bool(header["trusted"])
+        if list(sys.version_info[:2]) != header["version"]:
+            raise PythonVersionMismatch(f"{sys.version_info[0]}.{sys.version_info[1]}")
+        if header["path"] is not None:
+            sys.path[:] = header["path"]
+        if header["main"] is not None:
+            _load_main(header["main"])
+        fn, args, kwargs = pickle.loads(data[4 + size :])
+        if header["function"] is not None:
+            fn = _resolve(*header["function"])
+        del data
+        result = fn(*args, **kwargs)
+        answer = _answer(wire, result, trusted)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the caller hears of them
+        answer = _error(wire, exc)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a stream closed or gone (None)
+            stream.flush()
+    try:
+        encoded = wire.dumps(answer)
+    except Exception as exc:  # a pickle of a trusted result that is too big, say
+        encoded = wire.dumps(_error(wire, exc))
+    sock.sendall(encoded)
+    sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
+def bootstrap_source(wire_source: str, payload_source: str) -> str:
+    """The ``python3 -c`` program: both sources made into modules, then :func:`main`."""
+    return (
+        "import sys, types\n"
+        "def _module(name, source):\n"
+        "    m = types.ModuleType(name)\n"
+        "    sys.modules[name] = m\n"
+        "    exec(compile(source, '<' + name + '>', 'exec'), m.__dict__)\n"
+        "    return m\n"
+        f"_wire = _module('nsprim_call_wire', {wire_source!r})\n"
+        f"_module('nsprim_call_payload', {payload_source!r}).main(_wire)\n"
+    )
