@@ -5,7 +5,10 @@ read; a mismatch is a :class:`~nsprim.errors.BlobDigestError` naming the blob.
 Blobs are written to a temporary file in the layout, synced and renamed into
 place once their digest is known, and ``index.json`` is replaced whole: a
 writer that dies leaves no half-written blob or index, only a temporary file
-that :meth:`ImageLayout.create` and the next write ignore.  Changes to
+that :meth:`ImageLayout.create` and the next write ignore and
+:meth:`ImageLayout.remove_leftovers` removes (a blob being fetched is kept as a
+partial blob, :meth:`ImageLayout.partial_blob`, which the next fetch of it goes
+on from).  Changes to
 ``index.json`` (:meth:`ImageLayout.add_image`, :meth:`ImageLayout.remove_image`)
 hold an advisory lock on the layout's directory, so that two processes naming
 images in one layout at once both get their name recorded.
@@ -149,9 +152,71 @@ class ImageLayout:
         temporary = directory / f".tmp-{secrets.token_hex(8)}"
         try:
             with temporary.open("xb") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # a live writer's: not a leftover
                 yield BlobWriter(self, f, temporary, algorithm)
         finally:
             temporary.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def partial_blob(self, digest: str) -> Iterator[BlobWriter]:
+        """The blob of *digest* being fetched, resumable: ``blobs/ALG/.partial-HEX``, holding what an
+        earlier writer that was killed had written (its :attr:`BlobWriter.size` and digest so far
+        include it).  It becomes the blob when :meth:`BlobWriter.commit` is called and is removed
+        at the end of the block otherwise.  Two writers of one blob (two processes pulling it)
+        take turns: the second waits for the first, then finds the blob there (:meth:`has_blob`)
+        or the first one's partial content to go on from."""
+        algorithm, _, hexdigest = parse_digest(digest).partition(":")
+        directory = self.path / "blobs" / algorithm
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f".partial-{hexdigest}"
+        while True:
+            f = path.open("a+b")
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                try:
+                    same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+                except FileNotFoundError:  # the writer before this one committed or removed it
+                    same = False
+            except BaseException:
+                f.close()
+                raise
+            if same:
+                break
+            f.close()
+        with f:
+            try:
+                writer = BlobWriter(self, f, path, algorithm)
+                f.seek(0)
+                while chunk := f.read(_CHUNK):
+                    writer.hash_existing(chunk)
+                yield writer
+            finally:
+                if not writer.committed:
+                    path.unlink(missing_ok=True)  # still holding the lock: nobody else's file
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove what writers that were killed left: temporary files and partial blobs that no
+        live writer holds; the paths removed."""
+        removed = []
+        patterns = (".tmp-*", "blobs/*/.tmp-*", "blobs/*/.partial-*")
+        for path in [p for pattern in patterns for p in self.path.glob(pattern)]:
+            try:
+                f = path.open("rb")
+            except FileNotFoundError:
+                continue
+            with f:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a writer at work
+                try:
+                    if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                        continue
+                except FileNotFoundError:
+                    continue
+                path.unlink()
+                removed.append(path)
+        return removed
 
     # ---- documents -------------------------------------------------------------------------
 
@@ -243,12 +308,19 @@ class ImageLayout:
 
 
 class BlobWriter:
-    """A blob being written by :meth:`ImageLayout.blob_writer`: bytes, size and digest so far."""
+    """A blob being written by :meth:`ImageLayout.blob_writer` or :meth:`ImageLayout.partial_blob`:
+    bytes, size and digest so far."""
 
     def __init__(self, layout: ImageLayout, out: BinaryIO, temporary: Path, algorithm: str) -> None:
         self._layout, self._out, self._temporary, self._algorithm = layout, out, temporary, algorithm
         self._hash = hashlib.new(algorithm)
         self.size = 0
+        self.committed = False
+
+    def hash_existing(self, data: bytes) -> None:
+        """*data* is already in the file (a partial blob's): hashed and counted, not written."""
+        self._hash.update(data)
+        self.size += len(data)
 
     def write(self, data: bytes) -> None:
         self._hash.update(data)
@@ -273,6 +345,7 @@ class BlobWriter:
         os.fsync(self._out.fileno())
         digest = self.digest
         os.replace(self._temporary, self._layout.blob_path(digest))
+        self.committed = True
         return digest
 
 
@@ -282,6 +355,7 @@ def _replace(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
     try:
         with temporary.open("xb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # a live writer's: not a leftover
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -58,6 +58,10 @@ class Response:
     def read(self, n: int = -1) -> bytes:
         return self._resp.read() if n < 0 else self._resp.read(n)
 
+    def read1(self, n: int) -> bytes:
+        """Up to *n* bytes, what has arrived (at least one byte, or none at the body's end)."""
+        return self._resp.read1(n)
+
     def header(self, name: str) -> str:
         return self.headers.get(name, "") or ""
 

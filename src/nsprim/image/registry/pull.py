@@ -4,17 +4,21 @@ The manifest is asked for by tag or digest, accepting OCI and Docker v2
 schema 2 manifests and indexes (manifest lists); an index is resolved to this
 host's platform or the one asked for.  The manifest's bytes are kept exactly
 as the registry sent them (their digest is the image's).  The config and the
-layers are fetched concurrently, each hashed while it streams into a
-temporary file in the layout and renamed into place only when its size and
-digest are right (a :class:`~nsprim.errors.RegistryDigestError` otherwise,
-with nothing of it kept); a blob the layout has already is not fetched; a
-transfer cut off midway is resumed with a ``Range`` request, the whole still
-verified.  The image is named in the layout's index last, once all its blobs
-are there.
+layers are fetched concurrently, each hashed while it streams into its
+partial blob in the layout (:meth:`~nsprim.image.layout.ImageLayout.partial_blob`)
+and renamed into place only when its size and digest are right (a
+:class:`~nsprim.errors.RegistryDigestError` otherwise, with nothing of it
+kept); a blob the layout has already is not fetched.  A transfer cut off
+midway is resumed with a ``Range`` request (or fetched whole again from a
+registry that ignores ``Range``), the whole still verified; what a pull that
+was killed had fetched of a blob is gone on from in the same way by the next
+pull of it (and fetched whole if it turns out not to be the blob's start).
+The image is named in the layout's index last, once all its blobs are there.
 
 :class:`~nsprim.image.progress.Progress` hears of each blob: ``begin`` with
 *what* ``"fetch"`` (or ``"have"`` for one already in the layout), ``advance``
-as bytes arrive, ``end``.
+as bytes arrive (each byte of the blob once, however often it is fetched
+again), ``end``.
 """
 
 from __future__ import annotations
@@ -153,15 +157,28 @@ def _blob_file(layout: ImageLayout, digest: str, size: int, registry: str, repos
     written is *size* bytes of that digest, removed otherwise."""
     with layout.blob_writer(digest.partition(":")[0]) as out:
         yield out
-        if out.size != size or out.digest != digest:
-            raise RegistryDigestError(
-                f"GET `{registry}/{repository}` blob `{digest}`: the registry sent `{out.digest}` "
-                f"({out.size} bytes), not `{digest}` ({size} bytes)",
-                registry=registry,
-                repository=repository,
-                digest=digest,
-            )
+        _check(out, digest, size, registry, repository)
         out.commit()
+
+
+def _check(out: BlobWriter, digest: str, size: int, registry: str, repository: str) -> None:
+    if out.size != size or out.digest != digest:
+        raise RegistryDigestError(f"GET `{registry}/{repository}` blob `{digest}`: the registry sent `{out.digest}` "
+                                  f"({out.size} bytes), not `{digest}` ({size} bytes)", registry=registry,
+                                  repository=repository, digest=digest)  # fmt: skip
+
+
+class _Reported:
+    """How much of a blob progress has heard of: each byte once, however often it is fetched again."""
+
+    def __init__(self, progress: Progress | None, digest: str) -> None:
+        self.progress, self.digest, self.size = progress, digest, 0
+
+    def reach(self, size: int) -> None:
+        if size > self.size:
+            if self.progress is not None:
+                self.progress.advance(self.digest, size - self.size)
+            self.size = size
 
 
 class _Fetcher:
@@ -176,29 +193,49 @@ class _Fetcher:
         wanted = list({d.digest: d for d in blobs}.values())
         run_each(self.fetch, wanted, jobs, self._stop, "nsprim-pull")
 
+    def _have(self, desc: Descriptor) -> None:
+        if self.progress is not None:
+            self.progress.begin(desc.digest, desc.size, "have")
+            self.progress.end(desc.digest)
+
     def fetch(self, desc: Descriptor) -> None:
         progress = self.progress
         if self._stop.is_set():
             raise Stopped
         if self.layout.has_blob(desc.digest):
-            if progress is not None:
-                progress.begin(desc.digest, desc.size, "have")
-                progress.end(desc.digest)
+            self._have(desc)
             return
-        if progress is not None:
-            progress.begin(desc.digest, desc.size, "fetch")
-        try:
-            with _blob_file(self.layout, desc.digest, desc.size, self.client.registry, self.repository) as sink:
-                self._stream(desc, sink)
-        finally:
+        with self.layout.partial_blob(desc.digest) as sink:
+            if self.layout.has_blob(desc.digest):  # another process fetched it while this one waited
+                self._have(desc)
+                return
             if progress is not None:
-                progress.end(desc.digest)
+                progress.begin(desc.digest, desc.size, "fetch")
+            try:
+                reported = _Reported(progress, desc.digest)
+                # what a pull that was killed left: gone on from, unless it cannot be this blob's start
+                left = sink.size
+                if left > desc.size or (left == desc.size and sink.digest != desc.digest):
+                    sink.restart()
+                    left = 0
+                reported.reach(sink.size)
+                if sink.size < desc.size:
+                    self._stream(desc, sink, reported)
+                if left and (sink.size != desc.size or sink.digest != desc.digest):
+                    sink.restart()  # what was left was not this blob's: once more, whole
+                    self._stream(desc, sink, reported)
+                _check(sink, desc.digest, desc.size, self.client.registry, self.repository)
+                sink.commit()
+            finally:
+                if progress is not None:
+                    progress.end(desc.digest)
 
     def _failure(self, kind: type[RegistryError], desc: Descriptor, why: str) -> RegistryError:
         return kind(f"GET `{self.client.registry}/{self.repository}` blob `{desc.digest}`: {why}",
                     registry=self.client.registry, repository=self.repository, digest=desc.digest)  # fmt: skip
 
-    def _stream(self, desc: Descriptor, sink: BlobWriter) -> None:
+    def _stream(self, desc: Descriptor, sink: BlobWriter, reported: _Reported) -> None:
+        """Fetch the rest of the blob into *sink*, resumed by ``Range`` when the connection is lost."""
         lost = 0
         what = f"blob `{desc.digest}`"
         path = f"/v2/{self.repository}/blobs/{desc.digest}"
@@ -209,9 +246,8 @@ class _Fetcher:
                                        headers=headers, ok=(200, 206))  # fmt: skip
             try:
                 if got and (resp.status != 206 or not resp.header("Content-Range").startswith(f"bytes {got}-")):
-                    # the registry sends the whole blob again: start over
-                    sink.restart()
-                while chunk := resp.read(_CHUNK):
+                    sink.restart()  # the registry sends the whole blob again (it ignores Range)
+                while chunk := resp.read1(_CHUNK):
                     if self._stop.is_set():
                         raise Stopped
                     if sink.size + len(chunk) > desc.size:
@@ -219,17 +255,20 @@ class _Fetcher:
                             RegistryDigestError, desc, f"more than the {desc.size} bytes of its descriptor"
                         )
                     sink.write(chunk)
-                    if self.progress is not None:
-                        self.progress.advance(desc.digest, len(chunk))
-                resp.close()
-                return
+                    reported.reach(sink.size)
+                if sink.size >= desc.size:
+                    resp.close()
+                    return
+                # http.client ends a body cut short without an error: the connection was lost all the same
+                resp.discard()
+                cause = "closed by the registry"
             except (OSError, http.client.HTTPException) as exc:
                 resp.discard()
-                lost += 1
-                if lost > _RESUMES:
-                    cause = exc or type(exc).__name__
-                    why = f"connection lost {lost} times, at {sink.size} of {desc.size} bytes ({cause})"
-                    raise self._failure(RegistryUnavailableError, desc, why) from None
+                cause = str(exc) or type(exc).__name__
             except BaseException:
                 resp.discard()
                 raise
+            lost += 1
+            if lost > _RESUMES:
+                why = f"connection lost {lost} times, at {sink.size} of {desc.size} bytes ({cause})"
+                raise self._failure(RegistryUnavailableError, desc, why) from None
