@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import nsprim
-from nsprim.costs import SCHEMA_VERSION, CostReport, Kind, MemoryMethod, Mode
+from nsprim.costs import SCHEMA_VERSION, CostReport, Holder, Kind, MemoryMethod, Mode
 from nsprim.costs.report import json_document, no_verdict_reason, table, verdict
 
 from .conftest import requires_root
@@ -50,11 +51,20 @@ def test_a_container_with_a_network_namespace_costs_more(report: CostReport) -> 
 
 
 def test_kernel_memory_is_positive_and_below_10_mb_per_container(report: CostReport) -> None:
-    assert len(report.memory) == 2
+    assert {(m.holder, m.network_namespace) for m in report.memory} == {
+        (Holder.CONTAINER, True), (Holder.CONTAINER, False), (Holder.NAMESPACES, True), (Holder.NAMESPACES, False),
+        (Holder.PROCESS, False),
+    }  # fmt: skip
     for m in report.memory:
         assert 0 < m.per_container_bytes < TEN_MB, m
         assert m.method in (MemoryMethod.CGROUP_V1_KMEM, MemoryMethod.CGROUP_V2_STAT)
-        assert m.live and m.live[-1].live == m.containers - 1
+        if m.holder is Holder.CONTAINER:
+            assert m.live and m.live[-1].live == m.containers - 1
+    alone = report.kernel_memory(network_namespace=True, holder=Holder.NAMESPACES)
+    bare = report.kernel_memory(network_namespace=False, holder=Holder.NAMESPACES)
+    floor = report.kernel_memory(network_namespace=False, holder=Holder.PROCESS)
+    assert alone is not None and bare is not None and floor is not None
+    assert alone.per_container_bytes > bare.per_container_bytes
 
 
 def test_the_other_figures(report: CostReport) -> None:
@@ -91,7 +101,7 @@ def test_the_json_schema(report: CostReport) -> None:
     assert set(doc["baseline"]) == {"name", "kind", "time", "added_ms", "reference", "note"}
     assert set(doc["baseline"]["time"]) == {"median_ms", "p90_ms", "samples"}
     assert set(doc["memory"][0]) == {
-        "label", "network_namespace", "containers", "per_container_bytes", "method",
+        "label", "holder", "network_namespace", "containers", "per_container_bytes", "method",
         "meminfo_per_container_bytes", "live",
     }  # fmt: skip
     assert set(doc["net_teardown"]) == {"namespaces", "freed_after_ms", "kernel_work_ms", "method"}
@@ -101,10 +111,26 @@ def test_the_json_schema(report: CostReport) -> None:
     assert set(doc["busy"]) == {"other_cpus", "cpus", "limit", "busy"}
 
 
-def test_the_command_prints_a_table_or_json(tmp_path: Path) -> None:
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from nsprim.cli import main\n"
+        f"sys.exit(main(['cost', '--quick', '--plot', {str(tmp_path / 'plots')!r}]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0
+    assert "matplotlib is not installed" in r.stderr and "nsprim[plot]" in r.stderr
+    assert r.stdout == ""  # refused before measuring anything
+    assert not (tmp_path / "plots").exists()
+
+
+def test_the_command_prints_json_and_writes_plots(tmp_path: Path) -> None:
+    """One quick run of the command: its JSON, and the plots when matplotlib is there."""
+    plots = importlib.util.find_spec("matplotlib") is not None  # (not imported here: it keeps fonts open)
     env = {**os.environ, "PYTHONPATH": SRC}
     r = subprocess.run(
-        [sys.executable, "-m", "nsprim", "cost", "--quick", "--json"],
+        [sys.executable, "-m", "nsprim", "cost", "--quick", "--json", *(["--plot", str(tmp_path)] if plots else [])],
         capture_output=True,
         text=True,
         env=env,
@@ -114,3 +140,9 @@ def test_the_command_prints_a_table_or_json(tmp_path: Path) -> None:
     doc = json.loads(r.stdout)
     assert doc["mode"] == "quick" and doc["baseline"]["time"]["median_ms"] > 0
     assert doc["verdict"] is not None or doc["no_verdict_reason"]
+    if plots:
+        from nsprim.costs.plot import PLOTS
+
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PLOTS)
+        for name in PLOTS:
+            assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import gc
 import mmap
 import os
 import time
@@ -34,7 +35,7 @@ from ..process import DEVNULL
 from ..spawning import spawn
 from .child import forked
 from .fixture import DATA, Image
-from .model import KernelMemory, LivePoint, MemoryMethod, NetTeardown, PageCacheSharing
+from .model import Holder, KernelMemory, LivePoint, MemoryMethod, NetTeardown, PageCacheSharing
 
 __all__ = [
     "MemoryGroup",
@@ -44,6 +45,7 @@ __all__ = [
     "resident_bytes",
     "kworker_cpu_ns",
     "live_containers",
+    "live_processes",
     "page_cache_sharing",
     "net_teardown",
     "run_in_driver",
@@ -164,6 +166,15 @@ def _settle(group: MemoryGroup, timeout: float = 0.3) -> int:
     return last
 
 
+def _wait_given_back(group: MemoryGroup, before: int, after: int, timeout: float = 2.0) -> None:
+    """Wait until the group's kernel memory is back within a tenth of the rise *before* → *after*
+    (a network namespace is freed some time after its processes): the next measurement must not see
+    the last one's memory going."""
+    deadline = time.monotonic() + timeout
+    while group.kernel() > before + max(0, after - before) // 10 and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def live_containers(
     group: MemoryGroup, image: Image, parent_path: str, count: int, *, network_namespace: bool
 ) -> KernelMemory:
@@ -196,15 +207,67 @@ def live_containers(
         for c in running:
             with contextlib.suppress(Exception):
                 c.wait()
-    label = "with its own network namespace" if network_namespace else "without a network namespace"
+    _wait_given_back(group, before, after)
+    label = "container with its own network namespace" if network_namespace else "container without one"
     return KernelMemory(
         label,
+        Holder.CONTAINER,
         network_namespace,
         count,
         max(0, (after - before) // count),
         group.method,
         (meminfo_after - meminfo_before) // count,
         tuple(points),
+    )
+
+
+#: The namespaces of a default container, without the network one.
+_CONTAINER_NAMESPACES = frozenset(
+    {NamespaceType.MNT, NamespaceType.UTS, NamespaceType.IPC, NamespaceType.PID, NamespaceType.CGROUP}
+)
+
+
+def live_processes(group: MemoryGroup, count: int, *, namespaces: bool, network_namespace: bool) -> KernelMemory:
+    """*count* sleeping processes, each in new namespaces of a default container's kinds (with or
+    without a network namespace) or in none: the kernel memory each holds.  Runs in the driver."""
+    new = (_CONTAINER_NAMESPACES if namespaces else frozenset()) | (
+        {NamespaceType.NET} if network_namespace else frozenset()
+    )
+    argv = ["/bin/sleep", "600"]
+    warm = spawn(argv, new=new, stdout=DEVNULL)
+    warm.kill()
+    warm.wait()
+    before = _settle(group)
+    meminfo_before = meminfo_kernel_bytes()
+    procs = []
+    try:
+        for _ in range(count):
+            procs.append(spawn(argv, new=new, stdout=DEVNULL))
+        after = _settle(group)
+        meminfo_after = meminfo_kernel_bytes()
+    finally:
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.kill()
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.wait()
+    _wait_given_back(group, before, after)
+    if not namespaces:
+        label, holder = "bare sleeping process", Holder.PROCESS
+    else:
+        holder = Holder.NAMESPACES
+        label = (
+            "its namespaces alone, with a network one" if network_namespace else "its namespaces alone, no network one"
+        )
+    return KernelMemory(
+        label,
+        holder,
+        network_namespace,
+        count,
+        max(0, (after - before) // count),
+        group.method,
+        (meminfo_after - meminfo_before) // count,
     )
 
 
@@ -277,12 +340,25 @@ def run_in_driver(parent: CGroup, image: Image, *, containers: int, readers: int
     group = MemoryGroup(parent)
     driver = group.directory / "driver"
     (driver / "cgroup.procs").write_text(str(os.getpid()))
-    with_net = live_containers(group, image, parent.path, containers, network_namespace=True)
+    # A forked process writes to its parent's pages as it goes (copies, page tables: kernel
+    # memory): go through every kind of start once, then keep the collector from walking the heap.
+    for network in (False, True):
+        box = Container(["/bin/true"]).image([image.root]).cgroup_parent(parent.path)
+        box.network("none" if network else "host").run(stdout=DEVNULL)
+        spawn(["/bin/true"], new=_CONTAINER_NAMESPACES | ({NamespaceType.NET} if network else set())).wait()
+    gc.collect()
+    gc.disable()
+    alone = [
+        live_processes(group, containers, namespaces=False, network_namespace=False),
+        live_processes(group, containers, namespaces=True, network_namespace=False),
+        live_processes(group, containers, namespaces=True, network_namespace=True),
+    ]
     without = live_containers(group, image, parent.path, containers, network_namespace=False)
+    with_net = live_containers(group, image, parent.path, containers, network_namespace=True)
     sharing = page_cache_sharing(group, image, parent.path, readers)
     teardown = net_teardown(group, namespaces)
     return {
-        "memory": [with_net.to_json(), without.to_json()],
+        "memory": [with_net.to_json(), without.to_json(), *(m.to_json() for m in alone)],
         "page_cache": sharing.to_json(),
         "net_teardown": teardown.to_json(),
     }
@@ -312,6 +388,7 @@ def _kernel_memory(d: object) -> KernelMemory:
     live = tuple(LivePoint(_int(p, "live"), _num(p, "start_ms") or 0.0, _int(p, "kernel_bytes")) for p in d["live"])
     return KernelMemory(
         _str(d, "label"),
+        Holder(d["holder"]),
         bool(d["network_namespace"]),
         _int(d, "containers"),
         _int(d, "per_container_bytes"),

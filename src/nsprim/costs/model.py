@@ -20,6 +20,7 @@ __all__ = [
     "Kind",
     "Mode",
     "MemoryMethod",
+    "Holder",
     "Spread",
     "Cost",
     "OverlayLayers",
@@ -66,6 +67,17 @@ class MemoryMethod(enum.Enum):
     CGROUP_V2_STAT = "memory.stat kernel"
     #: the whole machine's ``/proc/meminfo`` Slab + KernelStack + PageTables + Percpu (noisy: others count too)
     MEMINFO = "/proc/meminfo Slab+KernelStack+PageTables+Percpu"
+
+
+class Holder(enum.Enum):
+    """What holds the kernel memory measured: a whole container, or its namespaces alone, or neither."""
+
+    #: a whole default container: namespaces, its cgroup, its overlay root and mounts, sleeping
+    CONTAINER = "container"
+    #: a sleeping process in the container's namespaces, without a cgroup, a root or mounts of its own
+    NAMESPACES = "namespaces"
+    #: a sleeping process, no namespace of its own: the floor
+    PROCESS = "process"
 
 
 def _percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -212,12 +224,16 @@ class LivePoint:
 class KernelMemory:
     """The kernel memory of one sleeping container of a kind, measured with *containers* alive.
 
-    *per_container_bytes* comes from *method* (the memory cgroup of a parent
-    group holding them); *meminfo_per_container_bytes* is the cross-check
-    from the whole machine's ``/proc/meminfo`` (others' activity counts in it).
+    *holder* says whether these are whole containers, or processes in the
+    same namespaces alone (to tell the namespaces' part from the rest), or
+    bare processes.  *per_container_bytes* comes from *method* (the memory
+    cgroup of a parent group holding them); *meminfo_per_container_bytes* is
+    the cross-check from the whole machine's ``/proc/meminfo`` (others'
+    activity counts in it).
     """
 
     label: str
+    holder: Holder
     network_namespace: bool
     containers: int
     per_container_bytes: int
@@ -228,6 +244,7 @@ class KernelMemory:
     def to_json(self) -> dict[str, JsonValue]:
         return {
             "label": self.label,
+            "holder": self.holder.value,
             "network_namespace": self.network_namespace,
             "containers": self.containers,
             "per_container_bytes": self.per_container_bytes,
@@ -283,9 +300,9 @@ class CostReport:
                 return c
         raise KeyError(name)
 
-    def kernel_memory(self, *, network_namespace: bool) -> KernelMemory | None:
-        """The kernel memory of a container with or without its own network namespace, if measured."""
-        return next((m for m in self.memory if m.network_namespace == network_namespace), None)
+    def kernel_memory(self, *, network_namespace: bool, holder: Holder = Holder.CONTAINER) -> KernelMemory | None:
+        """The kernel memory of a container (or *holder*) with or without its own network namespace, if measured."""
+        return next((m for m in self.memory if m.network_namespace == network_namespace and m.holder is holder), None)
 
     def to_json(self) -> dict[str, JsonValue]:
         """The measured figures as JSON values, schema :data:`SCHEMA_VERSION` (without the verdict:
