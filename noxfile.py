@@ -18,7 +18,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-TEST_DEPS = ["pytest>=7", "hypothesis>=6"]
+TEST_DEPS = ["pytest>=7", "hypothesis>=6", "cloudpickle>=2"]  # cloudpickle: nsprim[call]'s closures and lambdas
 
 
 def _install(session: nox.Session, *extra: str) -> None:

@@ -113,14 +113,28 @@ def test_a_fork_bomb_stops_at_the_pids_limit_and_the_caller_is_untouched() -> No
     assert os.waitpid(pid, 0)[1] == 0
 
 
-def test_a_function_not_importable_inside_is_refused_up_front() -> None:
-    try:  # cloudpickle would send it by value
-        import cloudpickle  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="cloudpickle"):
-            BOX.call(lambda: 1)
-    else:
-        assert BOX.call(lambda: 1) == 1
+def test_a_closure_goes_by_value_with_cloudpickle_and_is_refused_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("cloudpickle")
+    offset = 40
+
+    def add_offset(x: int) -> int:
+        return x + offset
+
+    assert BOX.call(add_offset, 2) == 42
+    assert BOX.call(lambda: payloads.add(1, 2)) == 3
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # as if not installed
+    with pytest.raises(ConfigError, match="cloudpickle") as e:
+        BOX.call(add_offset, 2)
+    assert e.value.what == "fn" and "add_offset" in str(e.value)
+
+
+def test_the_payload_checks_the_version_again_before_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsprim.container import calling
+
+    monkeypatch.setattr(calling, "HOST_VERSION", "3.2")  # as if the caller were another Python
+    with pytest.raises(PythonVersionError) as e:
+        BOX.call(payloads.add, 1, 2)
+    assert (e.value.root_version, e.value.host_version) == (f"{sys.version_info[0]}.{sys.version_info[1]}", "3.2")
 
 
 def fake_root(tmp_path: Path, version: str | None) -> Path:

@@ -14,8 +14,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nsprim.call.answer import read_answer
-from nsprim.call.errors import RemoteError, UnsafeResultError
-from nsprim.call.wire import MAX_DEPTH, MAX_SIZE, UnencodableError, WireError, decode_value, dumps, encode_value, loads
+from nsprim.call.errors import (
+    CallDiedError,
+    CallTimeoutError,
+    PythonNotFoundError,
+    PythonVersionError,
+    RemoteError,
+    UnsafeResultError,
+)
+from nsprim.call.wire import (
+    MAX_CONTAINERS,
+    MAX_DEPTH,
+    MAX_SIZE,
+    UnencodableError,
+    WireError,
+    decode_value,
+    dumps,
+    encode_value,
+    loads,
+)
 
 hashable = st.recursive(
     st.none()
@@ -175,3 +192,27 @@ def test_the_wire_text_is_json(value: object) -> None:
 
 def test_wire_error_is_a_value_error() -> None:
     assert issubclass(WireError, ValueError)
+
+
+def test_the_number_of_containers_is_limited_and_strings_do_not_count() -> None:
+    many = b'["value",[' + b"[]," * MAX_CONTAINERS + b"[]]]"
+    with pytest.raises(UnsafeResultError, match="lists and tagged values"):
+        read_answer(many)
+    text = '[{\\"' * (MAX_CONTAINERS // 4)
+    assert roundtrip(text) == text
+
+
+@pytest.mark.parametrize(
+    "err",
+    [
+        RemoteError("ValueError", "bad", "Traceback...", ("bad",)),
+        UnsafeResultError("too deep", type_name="x.Y"),
+        CallDiedError("box", -9, oom_killed=True),
+        CallTimeoutError("box", 2.5, -9),
+        PythonNotFoundError("/r", ("/usr/bin/python3",)),
+        PythonVersionError("/usr/bin/python3", "3.2", "3.11"),
+    ],
+)
+def test_the_call_errors_pickle(err: Exception) -> None:
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is type(err) and str(again) == str(err) and vars(again) == vars(err)

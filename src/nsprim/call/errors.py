@@ -6,7 +6,12 @@ the tree: they belong to this package alone.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import NsprimError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "CallError",
@@ -42,6 +47,9 @@ class RemoteError(CallError):
         self.remote_traceback = remote_traceback
         self.remote_args = remote_args
 
+    def __reduce__(self) -> tuple[Callable[..., RemoteError], tuple[object, ...]]:
+        return (type(self), (self.remote_type, self.remote_message, self.remote_traceback, self.remote_args))
+
     def __str__(self) -> str:
         head = super().__str__()
         return f"{head}\n\nRemote traceback (most recent call last, inside the sandbox):\n{self.remote_traceback}"
@@ -56,6 +64,9 @@ class UnsafeResultError(CallError):
         super().__init__(f"call result refused: {reason}")
         self.reason = reason
         self.type_name = type_name
+
+    def __reduce__(self) -> tuple[Callable[..., UnsafeResultError], tuple[object, ...], dict[str, object]]:
+        return (type(self), (self.reason,), {"type_name": self.type_name})
 
 
 class CallDiedError(CallError):
@@ -79,6 +90,9 @@ class CallDiedError(CallError):
         self.signal = -returncode if returncode is not None and returncode < 0 else None
         self.oom_killed = oom_killed
 
+    def __reduce__(self) -> tuple[Callable[..., CallDiedError], tuple[object, ...], dict[str, object]]:
+        return (_rebuild, (type(self), str(self)), dict(vars(self)))
+
 
 class CallTimeoutError(CallDiedError, TimeoutError):
     """The call ran longer than its ``timeout`` (seconds); its container was killed."""
@@ -96,6 +110,9 @@ class PythonNotFoundError(CallError, FileNotFoundError):
         self.path = root
         self.looked = looked
 
+    def __reduce__(self) -> tuple[Callable[..., PythonNotFoundError], tuple[object, ...]]:
+        return (type(self), (self.path, self.looked))
+
 
 class PythonVersionError(CallError):
     """The root's Python is not the caller's version (both ``major.minor`` strings): pickles and
@@ -109,3 +126,13 @@ class PythonVersionError(CallError):
         self.path = interpreter
         self.root_version = root_version
         self.host_version = host_version
+
+    def __reduce__(self) -> tuple[Callable[..., PythonVersionError], tuple[object, ...]]:
+        return (type(self), (self.path, self.root_version, self.host_version))
+
+
+def _rebuild(cls: type[CallDiedError], message: str) -> CallDiedError:
+    """A :class:`CallDiedError` (or subclass) with *message*, its attributes set by pickle after."""
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    return err

@@ -5,7 +5,9 @@ the caller.  It travels as JSON in which every value has one meaning and no
 type is named by the sender — ``None``, ``bool``, ``int``, ``float``
 (``nan`` and the infinities too), ``str``, ``bytes``, ``complex``, and
 ``list``, ``tuple``, ``dict``, ``set`` and ``frozenset`` of those, nested at
-most :data:`MAX_DEPTH` deep, in at most :data:`MAX_SIZE` bytes.  Exact types
+most :data:`MAX_DEPTH` deep, at most :data:`MAX_CONTAINERS` of them, in at
+most :data:`MAX_SIZE` bytes: the limits bound what reading an answer costs
+the caller (a value takes more memory than its text: up to about ten times).  Exact types
 only: a subclass (an ``IntEnum``, a named tuple) is refused rather than
 silently changed into its base.
 
@@ -29,10 +31,12 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_SIZE",
+    "MAX_CONTAINERS",
     "WireError",
     "UnencodableError",
     "encode_value",
@@ -45,9 +49,12 @@ __all__ = [
 MAX_DEPTH = 200
 #: The largest encoded message read from a sandbox, in bytes.
 MAX_SIZE = 256 * 2**20
+#: The most lists, tuples, dicts, sets and other tagged values in one answer (each costs ~60 bytes or more).
+MAX_CONTAINERS = 2**22
 
 _SMALL_INT = 2**63
 _INT_DIGITS = 20  # a JSON integer longer than this is not one we wrote
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, its escapes included
 _TAGS = frozenset({"t", "s", "fs", "d", "b", "c", "f", "i"})
 _KINDS = {"value": 1, "error": 4, "pickle": 1, "refused": 2}
 
@@ -191,6 +198,11 @@ def loads(data: bytes) -> list[object]:
     Raises :class:`WireError`; never runs code named by the data."""
     if len(data) > MAX_SIZE:
         raise WireError(f"{len(data)} bytes: more than the {MAX_SIZE} a result may have")
+    structure = _STRING.sub(b"", data)
+    containers = structure.count(b"[") + structure.count(b"{")
+    if containers > MAX_CONTAINERS + 1:  # (the message's own array)
+        raise WireError(f"{containers} lists and tagged values: more than the {MAX_CONTAINERS} a result may have")
+    del structure
     try:
         text = data.decode("ascii")
         message = json.loads(text, object_pairs_hook=_one_key, parse_int=_int, parse_constant=_constant)

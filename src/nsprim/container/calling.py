@@ -230,7 +230,7 @@ def request(
     needs_main = (ref is not None and ref[0] == "__main__") or b"__main__" in body
     header = {
         "trusted": trusted,
-        "version": [sys.version_info.major, sys.version_info.minor],
+        "version": [int(part) for part in HOST_VERSION.split(".")],
         "function": list(ref) if ref is not None else None,
         "path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path] if host else None,
         "main": main if needs_main else None,
