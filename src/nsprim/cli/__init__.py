@@ -1,5 +1,8 @@
 """The ``nsprim`` command line, in the idiom of unshare, nsenter, bwrap and podman.
 
+    nsprim pull [--tls-verify=false] REF;  nsprim images;  nsprim rmi IMAGE...
+    nsprim image save|load|gc ...
+    nsprim run [OPTIONS] IMAGE [CMD...]    (an image of the store, pulled if missing)
     nsprim run [--rootfs DIR] [--memory 256M] [--cpus 0.5] [--pids 64] [--net none|host|veth]
                [--ro] [--bind SRC:DST[:ro]] [--tmpfs DST] [--hostname H] [--userns auto|host]
                [-u UID[:GID]] [--init] [-t] -- CMD...
@@ -42,6 +45,10 @@ class Command(NamedTuple):
 #: Every command: the module with its ``configure_<name>`` (optional) and ``cmd_<name>``.
 COMMANDS: dict[str, Command] = {
     "run": Command("run", "run a command in a new container"),
+    "pull": Command("images", "pull an image from a registry into the image store"),
+    "images": Command("images", "list the images of the store, their sizes and the bytes they share"),
+    "rmi": Command("images", "remove images, and the layers no other image has"),
+    "image": Command("images", "save, load and garbage-collect images"),
     "ps": Command("detached", "list detached containers"),
     "stop": Command("detached", "stop detached containers: SIGTERM, then SIGKILL"),
     "rm": Command("detached", "remove ended detached containers"),
@@ -107,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.DEBUG, format="nsprim: %(message)s", stream=sys.stderr)
     if hasattr(args, "cmd"):
+        args.before_separator = list(args.cmd)  # `run IMAGE`: the image is the first of these
         args.cmd = [*args.cmd, *cmd]
     try:
         return _handler(args.command)(args)

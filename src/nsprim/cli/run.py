@@ -1,4 +1,10 @@
-"""``nsprim run``: a command in a new container, in the idiom of ``docker run`` and bwrap."""
+"""``nsprim run``: a command in a new container, in the idiom of ``docker run`` and bwrap.
+
+``nsprim run [OPTIONS] IMAGE [CMD...]`` runs an image of the image store
+(pulled first if it is missing); with ``--rootfs DIR`` or ``--image NAME`` (a
+layer store's image), or neither and no IMAGE (the host's ``/``), the command
+comes after ``--``.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,14 @@ def configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rootfs", metavar="DIR", help="root file system (default: the host's /, copy-on-write)")
     p.add_argument("--image", metavar="NAME", help="an image of the layer store (see --store)")
     p.add_argument("--store", metavar="DIR", default="/var/lib/nsprim/layers", help="layer store directory")
+    p.add_argument("--root", metavar="DIR", help="the image store of IMAGE (default: $NSPRIM_STORE or "
+                   "/var/lib/nsprim/images)")  # fmt: skip
+    p.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
+                   help="pull IMAGE: if the store has not got it (default), always, or never")  # fmt: skip
+    p.add_argument("--tls-verify", default="true", choices=("true", "false"), metavar="true|false",
+                   help="pulling IMAGE: require HTTPS with a verified certificate")  # fmt: skip
+    p.add_argument("--entrypoint", metavar="CMD",
+                   help="replace the image's Entrypoint: a word, or a JSON list ('[\"sh\", \"-c\"]')")  # fmt: skip
     p.add_argument("--ro", action="store_true", help="read-only root file system (no upper layer)")
     p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 256M")
     p.add_argument("--cpus", metavar="N", help="CPU quota in CPUs, e.g. 0.5 (at most the CPUs you have)")
@@ -41,29 +55,27 @@ def configure_run(p: argparse.ArgumentParser) -> None:
         "--tty", "-t", action="store_true", help="a terminal of its own, attached to yours (as docker run -it)"
     )
     p.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE", help="set a variable")
-    p.add_argument("--cwd", default="/", metavar="DIR", help="working directory inside")
+    p.add_argument("--cwd", "-w", metavar="DIR", help="working directory inside (default: the image's, or /)")
     p.add_argument("--name", metavar="NAME", help="the container's name (for ps, stop, rm)")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background; print the name")
     p.add_argument("--rm", action="store_true", help="with -d: remove the container's entry when it ends")
-    p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command, after `--`")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="IMAGE [CMD...] | -- CMD",
+                   help="an image and its command (the image's by default), or the command after `--`")  # fmt: skip
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..container import Container
 
-    box = Container(payload_command(args))
-    if args.image:
-        from ..fs.layers import LayerStore
-
-        store = LayerStore(Path(args.store))
-        box = box.image(store.lower_dirs(args.image))
-    elif args.rootfs:
-        if not os.path.isdir(args.rootfs):  # (without --ro it becomes an overlay's one layer: say what was given)
-            why = "not a directory" if os.path.lexists(args.rootfs) else "No such file or directory"
-            raise ConfigError(f"--rootfs `{args.rootfs}`: {why}", what="rootfs")
-        box = box.rootfs(args.rootfs) if args.ro else box.image([args.rootfs])
+    image = None
+    if not args.rootfs and not args.image and getattr(args, "before_separator", None):
+        image = args.before_separator[0]
+    if image is not None:
+        box = _image_container(image, args.cmd[1:], args)
     else:
-        box = box.rootfs("/") if args.ro else box.host_root()
+        for flag, given in (("--entrypoint", args.entrypoint), ("--root", args.root)):
+            if given is not None:
+                raise ConfigError(f"{flag}: only for `nsprim run IMAGE`", what=flag)
+        box = _with_root(Container(payload_command(args)), args)
     # `is not None`: a 0 is a value to check (and refuse), not "no limit".
     if args.memory is not None:
         box = box.memory(args.memory)
@@ -99,7 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         env[key] = value
     if env:
         box = box.env(env)
-    box = box.cwd(args.cwd)
+    if args.cwd is not None or image is None:
+        box = box.cwd(args.cwd or "/")
     if args.name:
         box = box.name(args.name)
     if args.tty:
@@ -110,6 +123,62 @@ def cmd_run(args: argparse.Namespace) -> int:
         started.close()  # the container goes on under its monitor
         return 0
     return _run_forwarding_signals(box, args)
+
+
+def _with_root(box: Container, args: argparse.Namespace) -> Container:
+    """*box* on ``--image NAME`` of a layer store, ``--rootfs DIR``, or the host's ``/``."""
+    if args.image:
+        from ..fs.layers import LayerStore
+
+        store = LayerStore(Path(args.store))
+        box = box.image(store.lower_dirs(args.image))
+    elif args.rootfs:
+        if not os.path.isdir(args.rootfs):  # (without --ro it becomes an overlay's one layer: say what was given)
+            why = "not a directory" if os.path.lexists(args.rootfs) else "No such file or directory"
+            raise ConfigError(f"--rootfs `{args.rootfs}`: {why}", what="rootfs")
+        box = box.rootfs(args.rootfs) if args.ro else box.image([args.rootfs])
+    else:
+        box = box.rootfs("/") if args.ro else box.host_root()
+    return box
+
+
+def _image_container(ref: str, command: list[str], args: argparse.Namespace) -> Container:
+    """The container of image *ref* of the image store, pulled as ``--pull`` says."""
+    import json
+
+    from ..errors import ImageNotFoundError
+    from ..image.run import container_of
+    from ..image.store import ImageStore
+    from .progress import terminal_progress
+
+    if args.ro:
+        raise ConfigError("--ro: an IMAGE's root is an overlay with a writable layer (give --rootfs DIR)", what="ro")
+    entrypoint = None
+    if args.entrypoint is not None:
+        if args.entrypoint.startswith("["):
+            try:
+                entrypoint = json.loads(args.entrypoint)
+            except ValueError:
+                entrypoint = None
+            if not isinstance(entrypoint, list) or not all(isinstance(w, str) for w in entrypoint):
+                raise ConfigError(f"--entrypoint `{args.entrypoint}`: not a JSON list of strings", what="entrypoint")
+        else:
+            entrypoint = [args.entrypoint] if args.entrypoint else []
+    store = ImageStore(args.root)
+    try:
+        image = store.image(ref) if args.pull != "always" else None
+    except ImageNotFoundError:
+        if args.pull == "never":
+            raise
+        image = None
+    if image is None:
+        progress = terminal_progress()
+        try:
+            image = store.pull(ref, tls_verify=args.tls_verify == "true", progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+    return container_of(store, image, command, entrypoint=entrypoint)
 
 
 def _run_forwarding_signals(box: Container, args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Docker archives (``docker save``, ``podman save --format docker-archive``) into an image layout.
+"""Docker archives (``docker save``, ``podman save --format docker-archive``) into an image layout, and out.
 
 A docker archive is a tar of ``manifest.json`` (for each image: its
 configuration's file, its tags, its layers' files, base first), the
@@ -12,15 +12,23 @@ names are read, never extracted: no path in the archive reaches the disk.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import os
+import secrets
 import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO, cast
 
 from ..errors import BlobDigestError, ImageError, SpecError
 from .layout import ImageLayout
-from .model import ImageConfig, Manifest, MediaType
+from .model import Descriptor, ImageConfig, Manifest, MediaType
 
-__all__ = ["load_docker_archive"]
+__all__ = ["load_docker_archive", "write_docker_archive"]
 
 
 def load_docker_archive(archive: str | os.PathLike[str], layout: ImageLayout) -> list[str]:
@@ -100,3 +108,76 @@ def _open(tar: tarfile.TarFile, path: str, name: object, field: str) -> tarfile.
 def _member(tar: tarfile.TarFile, path: str, name: object, field: str) -> bytes:
     with _open(tar, path, name, field) as f:
         return f.read()
+
+
+def write_docker_archive(
+    layout: ImageLayout, images: Sequence[tuple[str, Manifest]], path: str | os.PathLike[str]
+) -> None:
+    """Write the images (a name, the manifest of one in *layout*) as a docker archive at *path*,
+    as ``docker load`` and ``podman load`` read it: each configuration as it is in the layout (the
+    image ID is kept), each layer uncompressed and checked against its diff ID.  The archive is
+    written beside *path* and renamed over it once whole."""
+    target = Path(path)
+    temporary = target.with_name(f".tmp-{target.name}-{secrets.token_hex(4)}")
+    try:
+        with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as tar:
+            entries: list[dict[str, object]] = []
+            written: set[str] = set()
+            for name, manifest in images:
+                config_bytes = layout.read_blob(manifest.config.digest, manifest.config.size)
+                config = ImageConfig.loads(config_bytes, source=manifest.config.digest)
+                config_name = manifest.config.digest.partition(":")[2] + ".json"
+                if config_name not in written:
+                    _add_bytes(tar, config_name, config_bytes)
+                    written.add(config_name)
+                files = []
+                for blob, diff_id in zip(manifest.layers, config.rootfs.diff_ids, strict=True):
+                    file = f"{diff_id.partition(':')[2]}/layer.tar"
+                    if file not in written:
+                        _add_layer(tar, layout, blob, diff_id, file)
+                        written.add(file)
+                    files.append(file)
+                entries.append({"Config": config_name, "RepoTags": [_short_name(name)], "Layers": files})
+            _add_bytes(tar, "manifest.json", json.dumps(entries).encode())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _short_name(name: str) -> str:
+    """*name* as docker writes it: ``docker.io/library/busybox:1`` is ``busybox:1``."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_layer(tar: tarfile.TarFile, layout: ImageLayout, blob: Descriptor, diff_id: str, file: str) -> None:
+    """The layer *blob*, uncompressed into a temporary file (its size goes first in the archive) and
+    checked against *diff_id*, as *file*."""
+    compression = MediaType.LAYERS.get(blob.media_type)
+    if compression not in ("", "gzip"):
+        message = f"layer `{blob.digest}`: a {blob.media_type} layer is not written to archives"
+        raise ImageError(message, blob=blob.digest)
+    with layout.open_blob(blob.digest, blob.size) as raw, tempfile.TemporaryFile() as plain:
+        stream = cast(BinaryIO, raw)
+        source = cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb")) if compression == "gzip" else stream
+        digest = hashlib.sha256()
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            plain.write(chunk)
+        while raw.read(1 << 20):  # the compressed blob's end: its digest is checked there
+            pass
+        if f"sha256:{digest.hexdigest()}" != diff_id:
+            raise BlobDigestError(f"layer `{blob.digest}`: its tar is not its diff ID `{diff_id}`", blob=blob.digest)
+        info = tarfile.TarInfo(file)
+        info.size, info.mode, info.mtime = plain.tell(), 0o644, 0
+        plain.seek(0)
+        tar.addfile(info, plain)

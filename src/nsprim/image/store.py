@@ -34,7 +34,7 @@ import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,7 +206,7 @@ class ImageStore:
                 target = _load_name(tag, path) if name is None else str(ImageReference.parse(name))
                 desc = src.descriptor(tag or None, platform)
                 with self._incomplete() as staging:
-                    self._copy_image(src, desc)
+                    _copy_image(src, self.layout, desc)
                     self.layout.name_image(desc, staging)
                     loaded.append(self._complete(desc, target, platform))
             return loaded
@@ -220,17 +220,6 @@ class ImageStore:
         finally:
             with contextlib.suppress(ImageNotFoundError):
                 self.layout.remove_image(staging)
-
-    def _copy_image(self, src: ImageLayout, desc: Descriptor) -> None:
-        """Copy the manifest *desc* of *src* and every blob it names into the store's layout, verified."""
-        manifest = _manifest(src, desc)
-        for blob in (*manifest.layers, manifest.config, desc):
-            if self.layout.has_blob(blob.digest):
-                continue
-            with src.open_blob(blob.digest, blob.size) as reader, self.layout.blob_writer() as out:
-                while chunk := reader.read(_CHUNK):
-                    out.write(chunk)
-                out.commit()
 
     def _complete(self, desc: Descriptor, name: str, platform: Platform | None) -> StoredImage:
         """Extract the layers of the manifest *desc* (its blobs in the layout) and name it *name*."""
@@ -250,6 +239,24 @@ class ImageStore:
                     add_layer(self.layout, blob, diff_id, self.layers, keep_tar=False)
         named = self.layout.name_image(desc, name)
         return StoredImage(name, named, manifest, config)
+
+    def save(self, refs: Sequence[str], dest: str | os.PathLike[str], *, format: str = "oci-dir") -> list[StoredImage]:
+        """Write the images *refs* name to *dest*: an OCI image layout (``oci-dir``: created, or
+        added to, each image named by its name in the store) or a docker archive
+        (``docker-archive``: the file, written whole); :meth:`load` reads either back."""
+        images = [self.image(ref) for ref in refs]
+        if format == "oci-dir":
+            layout = ImageLayout.create(dest)
+            for image in images:
+                _copy_image(self.layout, layout, image.descriptor)
+                layout.name_image(image.descriptor, image.name)
+        elif format == "docker-archive":
+            from .archive import write_docker_archive
+
+            write_docker_archive(self.layout, [(image.name, image.manifest) for image in images], dest)
+        else:
+            raise ConfigError(f'save: format "{format}" (oci-dir or docker-archive)', what="format")
+        return images
 
     # ---- the images --------------------------------------------------------------------------
 
@@ -402,6 +409,18 @@ def _flock(path: Path, operation: int) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _copy_image(src: ImageLayout, dst: ImageLayout, desc: Descriptor) -> None:
+    """Copy the manifest *desc* of *src* and every blob it names into *dst*, verified as read."""
+    manifest = _manifest(src, desc)
+    for blob in (*manifest.layers, manifest.config, desc):
+        if dst.has_blob(blob.digest):
+            continue
+        with src.open_blob(blob.digest, blob.size) as reader, dst.blob_writer() as out:
+            while chunk := reader.read(_CHUNK):
+                out.write(chunk)
+            out.commit()
 
 
 def _document(layout: ImageLayout, desc: Descriptor, kind: type[Index]) -> Index:
