@@ -166,6 +166,9 @@ class RegistryClient:
                     continue
                 reason = str(exc) or type(exc).__name__
                 raise RegistryUnavailableError(f"{where}: {reason}", registry=self.registry) from None
+            except BaseException:
+                conn.close()  # a body that gave up midway (its transfer was stopped): the connection is spent
+                raise
         raise AssertionError("unreachable")
 
     # ---- auth ---------------------------------------------------------------------------
