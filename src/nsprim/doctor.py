@@ -12,10 +12,10 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import _sys
+from ._dataclass import dataclass
 from .errors import NsprimError
 from .namespace import NamespaceType
 

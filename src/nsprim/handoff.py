@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 from typing import ClassVar
 
+from ._dataclass import dataclass
 from ._sys.spawn import RawStep, StepKind, TerminalFlag
 from .checks import check_id
 from .errors import ConfigError

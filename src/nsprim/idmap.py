@@ -16,13 +16,11 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import shutil
-import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ._dataclass import dataclass
 from .errors import ConfigError, SyscallError
 
 __all__ = ["IdRange", "IdMap", "MAX_ID", "MAX_RANGES", "write_id_maps", "subordinate_ranges"]
@@ -227,6 +225,9 @@ def _needs_helper(idmap: IdMap, kind: str) -> bool:
 
 
 def _run_helper(pid: int, kind: str, idmap: IdMap) -> None:
+    import shutil
+    import subprocess
+
     tool = f"new{kind}map"
     exe = shutil.which(tool)
     if exe is None:

@@ -19,12 +19,12 @@ import errno
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
 from . import _sys
+from ._dataclass import dataclass
 from ._sys import C
 from .errors import ConfigError, NamespaceError, NamespaceTypeError, NoSuchProcessError, SyscallError
 

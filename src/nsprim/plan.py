@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
+from ._dataclass import dataclass, field, replace
 from ._paths import StrPath, to_bytes
 from ._sys import C
 from ._sys.spawn import (

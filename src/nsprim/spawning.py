@@ -19,9 +19,9 @@ import contextlib
 import os
 import signal as _signal
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypedDict
 
+from ._dataclass import dataclass
 from ._sys import C
 from .checks import check_argv, check_env, check_groups, check_id, check_uts_name
 from .errors import ConfigError, TimeoutExpired

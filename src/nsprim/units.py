@@ -20,8 +20,6 @@ largest 64-bit value: beyond it the kernel's own parsing wraps around).
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
-from fractions import Fraction
 from typing import Final
 
 from .errors import ConfigError
@@ -55,13 +53,13 @@ def parse_size(value: int | str, what: str = "size") -> int:
     if m is None:
         raise ConfigError(f"{what}: `{value}` is not a size (expected e.g. '4096', '512M', '1.5G', '1Ki')", what=what)
     number, unit, _i, _b = m.groups()
-    try:
-        amount = Fraction(Decimal(number)) * (1024 ** _UNITS[unit.lower()])
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid decimals
-        raise ConfigError(f"{what}: `{value}` is not a number", what=what) from exc
-    if amount.denominator != 1:
+    whole, _dot, fraction = number.partition(".")
+    # Exact in integers: the digits as one number, over 10 to the number of decimals.
+    scaled = int(whole + fraction or "0") * 1024 ** _UNITS[unit.lower()]
+    amount, rest = divmod(scaled, 10 ** len(fraction))
+    if rest:
         raise ConfigError(f"{what}: `{value}` is not a whole number of bytes", what=what)
-    return _in_range(int(amount), value, what)
+    return _in_range(amount, value, what)
 
 
 def _in_range(size: int, value: int | str, what: str) -> int:

@@ -17,9 +17,9 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
 
+from .._dataclass import dataclass
 from ..errors import SyscallError
 
 __all__ = ["Rtnl", "HostNetwork", "IFNAMSIZ", "ifname_ok"]

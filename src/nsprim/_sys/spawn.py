@@ -16,9 +16,9 @@ import os
 import select
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from .._dataclass import dataclass
 from ..errors import ConfigError, SyscallError
 from ._lib import ffi as _ffi
 from ._lib import lib

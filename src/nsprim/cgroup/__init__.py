@@ -17,50 +17,105 @@ reflects a group's limit.
 
 from typing import TYPE_CHECKING
 
-from nsprim.cgroup.events import MemoryEvents
-from nsprim.cgroup.group import ROOT, CGroup
-from nsprim.cgroup.host import CGroupMode, Controller, Hierarchy, HostInfo, cached_host_info, host_info
-from nsprim.cgroup.limits import EffectiveLimits, limits
-from nsprim.cgroup.meminfo import meminfo_view
-from nsprim.cgroup.naming import validate_name
-from nsprim.cgroup.procfs import CGroupMembership, deprecated_name, parse_proc_cgroup
-from nsprim.cgroup.resources import (
-    CpuResources,
-    CpusetResources,
-    HugetlbLimit,
-    IoDeviceLimit,
-    IoResources,
-    MemoryResources,
-    PidsResources,
-    Resources,
-)
-from nsprim.cgroup.stats import (
-    CpuStats,
-    IoDeviceStats,
-    IoStats,
-    MemoryStats,
-    PidsStats,
-    Pressure,
-    PressureLine,
-    Stats,
-)
-from nsprim.cgroup.units import (
-    MAX,
-    format_cpuset,
-    format_size,
-    parse_cpuset,
-    parse_limit,
-    parse_size,
-    shares_to_weight,
-    weight_to_shares,
-)
-from nsprim.errors import CGroupBusyError, CGroupTimeoutError
-from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
+from nsprim._lazy import lazy_names
 
-if TYPE_CHECKING:  # the deprecated names, for type checkers (at run time: __getattr__ below)
+# `limits` is both a module and the function of that name: importing it here
+# keeps `nsprim.cgroup.limits` the function whichever is imported first.
+from nsprim.cgroup.limits import EffectiveLimits, limits
+
+if TYPE_CHECKING:
+    from nsprim.cgroup.events import MemoryEvents
+    from nsprim.cgroup.group import ROOT, CGroup
+    from nsprim.cgroup.host import CGroupMode, Controller, Hierarchy, HostInfo, cached_host_info, host_info
+    from nsprim.cgroup.meminfo import meminfo_view
+    from nsprim.cgroup.naming import validate_name
     from nsprim.cgroup.procfs import CgroupEntry as CgroupEntry
+    from nsprim.cgroup.procfs import CGroupMembership, parse_proc_cgroup
     from nsprim.cgroup.procfs import MountEntry as MountEntry
     from nsprim.cgroup.procfs import parse_mountinfo as parse_mountinfo
+    from nsprim.cgroup.resources import (
+        CpuResources,
+        CpusetResources,
+        HugetlbLimit,
+        IoDeviceLimit,
+        IoResources,
+        MemoryResources,
+        PidsResources,
+        Resources,
+    )
+    from nsprim.cgroup.stats import (
+        CpuStats,
+        IoDeviceStats,
+        IoStats,
+        MemoryStats,
+        PidsStats,
+        Pressure,
+        PressureLine,
+        Stats,
+    )
+    from nsprim.cgroup.units import (
+        MAX,
+        format_cpuset,
+        format_size,
+        parse_cpuset,
+        parse_limit,
+        parse_size,
+        shares_to_weight,
+        weight_to_shares,
+    )
+    from nsprim.errors import CGroupBusyError, CGroupTimeoutError
+    from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
+
+# Each name is imported when first used: importing the package for one of its
+# modules (an OCI runtime reads only the host's hierarchies) loads no other.
+_LAZY = {
+    "MemoryEvents": "events",
+    "ROOT": "group",
+    "CGroup": "group",
+    "CGroupMode": "host",
+    "Controller": "host",
+    "Hierarchy": "host",
+    "HostInfo": "host",
+    "cached_host_info": "host",
+    "host_info": "host",
+    "meminfo_view": "meminfo",
+    "validate_name": "naming",
+    "CGroupMembership": "procfs",
+    "parse_proc_cgroup": "procfs",
+    **dict.fromkeys(
+        (
+            "CpuResources",
+            "CpusetResources",
+            "HugetlbLimit",
+            "IoDeviceLimit",
+            "IoResources",
+            "MemoryResources",
+            "PidsResources",
+            "Resources",
+        ),
+        "resources",
+    ),
+    **dict.fromkeys(
+        ("CpuStats", "IoDeviceStats", "IoStats", "MemoryStats", "PidsStats", "Pressure", "PressureLine", "Stats"),
+        "stats",
+    ),
+    **dict.fromkeys(
+        (
+            "MAX",
+            "format_cpuset",
+            "format_size",
+            "parse_cpuset",
+            "parse_limit",
+            "parse_size",
+            "shares_to_weight",
+            "weight_to_shares",
+        ),
+        "units",
+    ),
+    "CGroupBusyError": "nsprim.errors",
+    "CGroupTimeoutError": "nsprim.errors",
+    "CGroupTimeout": "nsprim.errors",
+}
 
 __all__ = [
     "CGroup",
@@ -107,6 +162,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
+def _deprecated(name: str) -> object:
+    from nsprim.cgroup.procfs import deprecated_name
+
     # old names (CgroupEntry, and the mount table's, now nsprim.fs.mountinfo's) for one release, with a warning
     return deprecated_name(__name__, name)
+
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, fallback=_deprecated)

@@ -14,7 +14,6 @@ import os
 import select
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -23,6 +22,8 @@ from nsprim._sys import C
 from nsprim.cgroup import files
 from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
 from nsprim.errors import CGroupTimeoutError, SyscallError
+
+from .._dataclass import dataclass
 
 __all__ = [
     "MemoryEvents",

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsprim.cgroup.host import Controller
 from nsprim.errors import SyscallError
+
+from .._dataclass import dataclass
 
 __all__ = [
     "Write",

@@ -12,13 +12,14 @@ import functools
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
 from nsprim.cgroup.procfs import CGroupMembership, parse_proc_cgroup
 from nsprim.errors import ConfigError, SyscallError
 from nsprim.fs.mountinfo import MountInfo, parse_mountinfo
+
+from .._dataclass import dataclass, field
 
 __all__ = [
     "CGroupMode",

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsprim.cgroup import files
 from nsprim.cgroup.host import Controller, HostInfo, host_info
 from nsprim.cgroup.units import V1_UNLIMITED, format_cpuset, format_size, parse_cpuset
 from nsprim.errors import SyscallError
+
+from .._dataclass import dataclass
 
 __all__ = ["EffectiveLimits", "limits", "host_memory", "ancestors"]
 

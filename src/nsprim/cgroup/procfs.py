@@ -8,11 +8,12 @@ matched against is :mod:`nsprim.fs.mountinfo`'s.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nsprim.errors import ConfigError
 from nsprim.fs import mountinfo
+
+from .._dataclass import dataclass
 
 __all__ = ["CGroupMembership", "parse_proc_cgroup"]
 

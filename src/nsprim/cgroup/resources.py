@@ -15,7 +15,6 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass, field, fields
 from typing import Final
 
 from nsprim.cgroup.host import Controller
@@ -32,6 +31,8 @@ from nsprim.cgroup.units import (
     weight_to_shares,
 )
 from nsprim.errors import ConfigError
+
+from .._dataclass import dataclass, field, fields
 
 __all__ = [
     "Resources",

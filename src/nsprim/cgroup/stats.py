@@ -9,12 +9,13 @@ A part the host cannot provide is None rather than zero.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from nsprim.cgroup.files import MISSING, read_int, try_read_int, try_read_text
 from nsprim.cgroup.host import Controller
 from nsprim.cgroup.units import V1_UNLIMITED
+
+from .._dataclass import dataclass, field
 
 __all__ = [
     "Stats",

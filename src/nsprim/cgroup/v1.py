@@ -8,7 +8,6 @@ host mode rather than being dropped.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsprim.cgroup import files
@@ -17,6 +16,8 @@ from nsprim.cgroup.host import Controller
 from nsprim.cgroup.resources import MEMORY_MAX_BYTES, CpuResources, MemoryResources, Resources, limit_of
 from nsprim.cgroup.units import V1_UNLIMITED, Limit
 from nsprim.errors import ConfigError, UnsupportedError
+
+from .._dataclass import dataclass
 
 __all__ = ["plan_v1", "MemoryNow", "io_weight_to_blkio", "blkio_weight_to_io"]
 

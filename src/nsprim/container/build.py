@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _sys
+from .._dataclass import dataclass, replace
 from ..cgroup import CGroup
 from ..cgroup.host import cached_host_info
 from ..lowlevel import ParentAction

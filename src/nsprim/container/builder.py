@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from .._dataclass import dataclass, field, replace
 from .._paths import StrPath
 from ..cgroup import CpuResources, MemoryResources, PidsResources, Resources
 from ..checks import check_groups, check_id

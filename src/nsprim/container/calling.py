@@ -25,11 +25,11 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from .._dataclass import dataclass, replace
 from ..call import payload, wire
 from ..call.answer import read_answer
 from ..call.errors import (

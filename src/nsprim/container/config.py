@@ -9,10 +9,10 @@ from __future__ import annotations
 import enum
 import ipaddress
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._dataclass import dataclass, replace
 from .._sys.netlink import ifname_ok
 from ..cgroup import Resources
 from ..checks import check_argv, check_env, check_groups, check_id, check_uts_name

@@ -40,11 +40,11 @@ import shutil
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _sys
+from .._dataclass import dataclass
 from .._sys import watcher
 from .._sys.spawn import MonitorSpec, core_file
 from ..cgroup import CGroup

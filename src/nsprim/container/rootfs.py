@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .._dataclass import replace
 from .._sys import C
 from ..errors import ConfigError
 from ..fs.mountinfo import mountinfo

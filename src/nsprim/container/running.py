@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from io import FileIO
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._dataclass import dataclass
 from .._readiness import readable_async, wait_any_readable
 from ..cgroup import CGroup, Resources, Stats
 from ..errors import ConfigError, NsprimError, TimeoutExpired, UnsupportedError

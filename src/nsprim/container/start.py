@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .._dataclass import replace
 from ..errors import ConfigError, TimeoutExpired
 from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE

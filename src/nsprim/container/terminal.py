@@ -32,10 +32,10 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, ClassVar, Protocol
 
+from .._dataclass import dataclass
 from .._sys.spawn import RawStep, StepKind
 from ..errors import ConfigError, SyscallError
 from ..plan import Step

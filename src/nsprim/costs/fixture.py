@@ -12,9 +12,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from .._dataclass import dataclass
 from ..errors import UnsupportedError
 
 __all__ = ["Image", "scratch_image", "static_busybox"]

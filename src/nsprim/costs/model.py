@@ -13,7 +13,8 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from .._dataclass import dataclass
 
 __all__ = [
     "SCHEMA_VERSION",

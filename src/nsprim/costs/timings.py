@@ -20,9 +20,9 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from .._dataclass import dataclass
 from ..cgroup import CGroup, Controller
 from ..cgroup.host import Hierarchy
 from ..container import Container, WarmContainer

@@ -11,8 +11,8 @@ The one parser of the package (the cgroup layer reads its hierarchies with it to
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
+from .._dataclass import dataclass
 from .._paths import StrPath
 from ..errors import ConfigError
 from .mount import Propagation

@@ -39,12 +39,12 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 from .. import _sys
+from .._dataclass import dataclass
 from .._paths import StrPath
 from .._sys import C
 from ..errors import ConfigError, SyscallError, UnsupportedError

@@ -31,11 +31,11 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from .. import _sys
+from .._dataclass import dataclass, field
 from .._sys import C
 from ..errors import ConfigError, SyscallError
 from ..plan import Mount, Step

@@ -18,9 +18,9 @@ with :func:`nsprim.spawn` (``steps=[...]``) as well.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from .._dataclass import dataclass
 from .._paths import StrPath, to_bytes
 from .._sys import C
 from .._sys.spawn import OPTIONAL, EnterRootFlag, RawStep, RootFlag, StepKind, StepPart

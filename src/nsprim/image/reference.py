@@ -10,8 +10,8 @@ with neither tag nor digest means ``:latest``.  ``str()`` is the canonical form.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from .._dataclass import dataclass
 from ..errors import ImageReferenceError
 
 __all__ = ["ImageReference", "DOCKER_HUB"]

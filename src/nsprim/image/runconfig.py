@@ -23,9 +23,9 @@ import os
 import signal
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from .._dataclass import dataclass
 from ..container import Container
 from ..errors import ImageError
 from .model import ImageConfig

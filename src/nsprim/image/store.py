@@ -35,9 +35,9 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from .._dataclass import dataclass
 from ..errors import ConfigError, ImageError, ImageNotFoundError, ImageReferenceError, SpecError
 from ..fs.layers import ExtractLimits, LayerStore, disk_usage
 from ..fs.layers.store import private_root

@@ -11,7 +11,6 @@ object's ``extra`` mapping and written back, so a round trip loses nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import sys
 import types
@@ -19,8 +18,13 @@ import typing
 from collections.abc import Mapping
 from typing import TypeVar, Union
 
-from typing_extensions import Self, dataclass_transform
+if sys.version_info >= (3, 11):
+    from typing import Self, dataclass_transform
+else:  # pragma: no cover - typing_extensions costs its import of inspect
+    from typing_extensions import Self, dataclass_transform
 
+
+from .._dataclass import dataclass
 from ..errors import SpecError
 
 __all__ = ["JSON", "Model", "decode", "encode", "spec_field", "enum_label"]
@@ -168,7 +172,7 @@ def _rebuild(cls: type[Model], values: dict[str, object]) -> Model:
     return cls(**values)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class _Field:
     name: str
     key: str

@@ -24,9 +24,9 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from .._dataclass import dataclass
 from .._sys import C
 from ..errors import SpecError
 from ..fs.steps import EnterRoot

@@ -10,9 +10,9 @@ field's name; none is dropped.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NoReturn
 
+from .._dataclass import dataclass
 from ..cgroup import (
     CpuResources,
     CpusetResources,

@@ -8,20 +8,67 @@ that apply them; :mod:`nsprim.security.capabilities` and
 
 from __future__ import annotations
 
-from .capabilities import DOCKER_DEFAULT_CAPS, Capabilities, Capability, CapabilitySet, last_cap
-from .errors import SeccompProfileError, SecurityConfigError, UnknownCapabilityError, UnknownSyscallError
-from .seccomp import (
-    Action,
-    Profile,
-    Program,
-    Rule,
-    Seccomp,
-    compile_profile,
-    docker_default_profile,
-    load_profile,
-    parse_profile,
-)
-from .steps import CapsPhase, LoadSeccomp, SecurityPolicy, SetCapabilities, SetDumpable
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from .capabilities import DOCKER_DEFAULT_CAPS, Capabilities, Capability, CapabilitySet, last_cap
+    from .errors import SeccompProfileError, SecurityConfigError, UnknownCapabilityError, UnknownSyscallError
+    from .seccomp import (
+        Action,
+        Profile,
+        Program,
+        Rule,
+        Seccomp,
+        compile_profile,
+        docker_default_profile,
+        load_profile,
+        parse_profile,
+    )
+    from .steps import CapsPhase, LoadSeccomp, SecurityPolicy, SetCapabilities, SetDumpable
+
+# Each name is imported when first used: a container without a seccomp
+# profile does not pay for the seccomp compiler's import.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "DOCKER_DEFAULT_CAPS",
+            "Capabilities",
+            "Capability",
+            "CapabilitySet",
+            "last_cap",
+        ),
+        "capabilities",
+    ),
+    **dict.fromkeys(
+        ("SeccompProfileError", "SecurityConfigError", "UnknownCapabilityError", "UnknownSyscallError"), "errors"
+    ),
+    **dict.fromkeys(
+        (
+            "Action",
+            "Profile",
+            "Program",
+            "Rule",
+            "Seccomp",
+            "compile_profile",
+            "docker_default_profile",
+            "load_profile",
+            "parse_profile",
+        ),
+        "seccomp",
+    ),
+    **dict.fromkeys(
+        (
+            "CapsPhase",
+            "LoadSeccomp",
+            "SecurityPolicy",
+            "SetCapabilities",
+            "SetDumpable",
+        ),
+        "steps",
+    ),
+}
 
 __all__ = [
     "Capability",
@@ -48,3 +95,6 @@ __all__ = [
     "SetDumpable",
     "SecurityPolicy",
 ]
+
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

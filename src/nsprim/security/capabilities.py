@@ -28,8 +28,8 @@ import enum
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
 
+from .._dataclass import dataclass, field, replace
 from .errors import SecurityConfigError, UnknownCapabilityError
 
 __all__ = ["Capability", "CapabilitySet", "Capabilities", "CapNames", "last_cap", "DOCKER_DEFAULT_CAPS"]

@@ -22,15 +22,17 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._dataclass import dataclass, field, replace
 from .._sys.spawn import CapsFlag, RawStep, StepKind
 from ..plan import NoNewPrivs, SetRlimit, Step, Umask, credential_steps
 from .capabilities import Capabilities, CapabilitySet
 from .errors import SecurityConfigError
-from .seccomp.bpf import Program
-from .seccomp.profile import Profile
+
+if TYPE_CHECKING:
+    from .seccomp.bpf import Program
+    from .seccomp.profile import Profile
 
 __all__ = ["CapsPhase", "SetCapabilities", "LoadSeccomp", "SetDumpable", "SecurityPolicy"]
 
@@ -126,6 +128,14 @@ def _default_caps() -> Capabilities:
     return Capabilities.docker_default()
 
 
+def _is_filter(value: object) -> bool:
+    # Imported here: a policy without a filter does not import the compiler.
+    from .seccomp.bpf import Program
+    from .seccomp.profile import Profile
+
+    return isinstance(value, (Profile, Program))
+
+
 def _default_seccomp() -> Profile:
     from .seccomp.default import docker_default_profile
 
@@ -158,7 +168,7 @@ class SecurityPolicy:
         # A wrong type would otherwise fail only while the plan is built, as a TypeError.
         if not isinstance(self.caps, Capabilities):
             raise SecurityConfigError(f"caps: expected Capabilities, got {type(self.caps).__name__}", what="caps")
-        if self.seccomp is not None and not isinstance(self.seccomp, (Profile, Program)):
+        if self.seccomp is not None and not _is_filter(self.seccomp):
             kind = type(self.seccomp).__name__
             raise SecurityConfigError(f"seccomp: expected a Profile, a Program or None, got {kind}", what="seccomp")
         if isinstance(self.seccomp_flags, bool) or not isinstance(self.seccomp_flags, int) or self.seccomp_flags < 0:
@@ -195,6 +205,8 @@ class SecurityPolicy:
 
     def program(self) -> Program | None:
         """The seccomp program, compiled for :attr:`caps` (cached per profile and capabilities)."""
+        from .seccomp.bpf import Program
+
         if self.seccomp is None or isinstance(self.seccomp, Program):
             return self.seccomp
         return _compiled(self.seccomp, self.caps.bounding)
@@ -220,7 +232,8 @@ class SecurityPolicy:
         caps = self.caps.for_user(uid if uid is not None else 0)
         clamp = CapsPhase.CLAMP if self.clamp_caps else CapsPhase(0)
         prog = program if program is not None else self.program()
-        flags = self.seccomp_flags | (self.seccomp.flags if isinstance(self.seccomp, Profile) else 0)
+        # A Profile carries its filter flags; a compiled Program has none.
+        flags = self.seccomp_flags | getattr(self.seccomp, "flags", 0)
         steps: list[Step] = [SetRlimit(res, soft, hard) for res, soft, hard in self.rlimits]
         if self.umask is not None:
             steps.append(Umask(self.umask))

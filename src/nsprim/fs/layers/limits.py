@@ -9,8 +9,7 @@ anything is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
+from ..._dataclass import dataclass, fields
 from ...errors import ConfigError, LayerLimitError
 
 __all__ = ["ExtractLimits", "DEFAULT_LIMITS", "LimitCounter"]

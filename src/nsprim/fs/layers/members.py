@@ -17,9 +17,9 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, Literal
 
+from ..._dataclass import dataclass
 from ..._paths import StrPath
 from ...errors import CorruptLayerError, LayerLimitError, NsprimError, SyscallError, UnsafeTarEntryError
 from ...errors import UnsafeTarEntry as UnsafeTarEntry  # deprecated alias, kept for one release

@@ -14,8 +14,8 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
+from ..._dataclass import dataclass, field
 from ..._paths import StrPath
 from ...errors import SyscallError
 from ..mountinfo import mountinfo

@@ -22,9 +22,9 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..._dataclass import dataclass, field
 from ...errors import RegistryAuthError
 
 __all__ = ["Credentials", "Challenge", "auth_files", "find_credentials", "parse_challenge"]

@@ -31,9 +31,9 @@ import os
 import threading
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..._dataclass import dataclass
 from ...errors import BlobDigestError, ConfigError, ImageError, ImageNotFoundError, RegistryError, SpecError
 from ..layout import ImageLayout
 from ..model import Descriptor, Index, Manifest, MediaType

@@ -23,7 +23,11 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["main", "COMMANDS", "GLOBAL_OPTIONS", "EXIT_NOT_IMPLEMENTED", "EXIT_UNKNOWN_COMMAND", "version_text"]
+TYPE_CHECKING = False  # typing itself is not imported: the state path imports neither typing nor re
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+__all__ = ["run", "main", "COMMANDS", "GLOBAL_OPTIONS", "EXIT_NOT_IMPLEMENTED", "EXIT_UNKNOWN_COMMAND", "version_text"]
 
 PROG = "nsprim-runtime"
 EXIT_ERROR = 1
@@ -346,6 +350,21 @@ def _option_lines(options: tuple[Option, ...]) -> list[str]:
             spelled += " value"
         out.append(f"   {spelled:<32} {text}")
     return out
+
+
+def run() -> NoReturn:
+    """The ``nsprim-runtime`` command: :func:`main`, then exit without the interpreter's teardown.
+
+    An engine starts a runtime again and again; freeing every module at exit
+    costs milliseconds that nothing needs (log lines are written unbuffered).
+    """
+    status = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            status = status or EXIT_ERROR
+    os._exit(status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -315,7 +315,8 @@ def _write_atomically(dirfd: int, dirpath: str, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            # No fsync: the rename alone keeps readers from a half-written record,
+            # and a container's state means nothing after the machine goes down.
         finally:
             os.close(fd)
         os.rename(tmp, STATE_FILE, src_dir_fd=dirfd, dst_dir_fd=dirfd)
@@ -365,13 +366,13 @@ class LockedContainer:
 
     def remove(self) -> None:
         """Delete the container's directory and everything in it (the lock is held until :meth:`close`)."""
-        import shutil
-
         try:
             for name in os.listdir(self.dirfd):
                 try:
                     os.unlink(name, dir_fd=self.dirfd)
                 except IsADirectoryError:
+                    import shutil  # only here: the usual directory holds files only
+
                     shutil.rmtree(os.path.join(self.path, name))
             os.rmdir(self.path)
         except FileNotFoundError:

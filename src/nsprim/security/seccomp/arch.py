@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..._dataclass import dataclass
 from ..errors import SeccompProfileError
 from . import _table_aarch64, _table_x86, _table_x86_64
 

@@ -23,9 +23,9 @@ import errno as _errno
 import functools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..._dataclass import dataclass
 from ..capabilities import CapabilitySet
 from ..errors import BPFError, SeccompProfileError
 from .arch import Arch

@@ -31,8 +31,8 @@ import errno as _errno
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
 
+from ..._dataclass import dataclass, field, replace
 from ..capabilities import Capability, CapabilitySet
 from ..errors import SeccompProfileError, UnknownSyscallError
 from .arch import Arch, get_arch, known_syscall, native_arch
