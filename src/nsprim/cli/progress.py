@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import TextIO
+
+from .._dataclass import dataclass
 
 __all__ = ["TerminalProgress", "terminal_progress", "human_size"]
 
