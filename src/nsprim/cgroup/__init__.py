@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         shares_to_weight,
         weight_to_shares,
     )
+    from nsprim.cgroup.watch import GroupEvent, GroupEventKind, GroupEventWatch, PressureResource, PressureTrigger
     from nsprim.errors import CGroupBusyError, CGroupTimeoutError
     from nsprim.errors import CGroupTimeout as CGroupTimeout  # deprecated alias, kept for one release
 
@@ -112,6 +113,9 @@ _LAZY = {
         ),
         "units",
     ),
+    **dict.fromkeys(
+        ("GroupEvent", "GroupEventKind", "GroupEventWatch", "PressureResource", "PressureTrigger"), "watch"
+    ),
     "CGroupBusyError": "nsprim.errors",
     "CGroupTimeoutError": "nsprim.errors",
     "CGroupTimeout": "nsprim.errors",
@@ -128,6 +132,9 @@ __all__ = [
     "CpuStats",
     "CpusetResources",
     "EffectiveLimits",
+    "GroupEvent",
+    "GroupEventKind",
+    "GroupEventWatch",
     "Hierarchy",
     "HostInfo",
     "HugetlbLimit",
@@ -143,6 +150,8 @@ __all__ = [
     "PidsStats",
     "Pressure",
     "PressureLine",
+    "PressureResource",
+    "PressureTrigger",
     "ROOT",
     "Resources",
     "Stats",

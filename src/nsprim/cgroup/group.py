@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 import signal
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -27,6 +27,7 @@ from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.stats import Stats, read_stats
 from nsprim.cgroup.tree import enable_v2_controllers, init_cpuset, resource_writes, rmdir_retrying
 from nsprim.cgroup.v1 import MemoryNow
+from nsprim.cgroup.watch import GroupEventKind, GroupEventWatch, PressureTrigger
 from nsprim.errors import CGroupBusyError, CGroupTimeoutError, ConfigError, SyscallError, UnsupportedError
 
 __all__ = ["CGroup", "CGroupBusyError", "ROOT"]
@@ -479,6 +480,19 @@ class CGroup:
     def wait_oom_kill(self, since: int | None = None, timeout: float | None = None) -> int:
         """Wait until the OOM-kill counter exceeds *since* (default: its value now); return the new count."""
         return _events.wait_oom_kill(*self.directory_of_memory(), since=since, timeout=timeout)
+
+    def watch_events(
+        self,
+        kinds: Iterable[GroupEventKind] | None = None,
+        pressure: Sequence[PressureTrigger] = (),
+        *,
+        from_zero: bool = False,
+    ) -> GroupEventWatch:
+        """Descriptors that signal the group's OOMs, OOM kills, ``memory.high`` and
+        ``memory.max`` hits, freezes and thaws, and *pressure* triggers (see
+        :class:`~nsprim.cgroup.watch.GroupEventWatch`; its :meth:`~nsprim.cgroup.watch.GroupEventWatch.wait`
+        blocks).  What the host cannot deliver raises :class:`~nsprim.errors.UnsupportedError`."""
+        return GroupEventWatch(self, kinds, pressure, from_zero=from_zero)
 
     def directory_of_memory(self) -> tuple[int, Path]:
         """(version, directory) of the memory controller; :class:`UnsupportedError` if the group lacks it."""
