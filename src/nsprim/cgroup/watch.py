@@ -278,7 +278,9 @@ class GroupEventWatch:
     ) -> frozenset[GroupEventKind]:
         why = self.deliverable(self.group)
         if kinds is None:
-            wanted = {k for k, reason in why.items() if reason is None and k is not GroupEventKind.PRESSURE}
+            wanted: set[GroupEventKind] = {
+                k for k, reason in why.items() if reason is None and k is not GroupEventKind.PRESSURE
+            }
             if pressure:
                 wanted.add(GroupEventKind.PRESSURE)
         else:
@@ -378,10 +380,8 @@ class GroupEventWatch:
                     pass
             return True
         if fd == self._eventfd:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 self._oom_notices += os.eventfd_read(fd)
-            except BlockingIOError:
-                pass
             return True
         psi = self._psi.get(fd)
         if psi is not None:
@@ -407,12 +407,12 @@ class GroupEventWatch:
             return events
         new_notices = self._oom_notices - self._base.counters.get(GroupEventKind.OOM, 0)
         memory = self.group.locate(Controller.MEMORY) if self.kinds & _MEMORY_KINDS else None
-        if memory is not None and memory[0] == 1 and new_notices > 0:
-            if memory[1].exists():  # the eventfd is also signalled when the group is removed
-                self._base.counters[GroupEventKind.OOM] = self._oom_notices
-                if GroupEventKind.OOM in self.kinds:
-                    events.append(GroupEvent(GroupEventKind.OOM, self._oom_notices))
-                self._follow_up_until = time.monotonic() + _V1_KILL_FOLLOW_UP
+        # The eventfd is also signalled when the group is removed: a notice then is no OOM.
+        if memory is not None and memory[0] == 1 and new_notices > 0 and memory[1].exists():
+            self._base.counters[GroupEventKind.OOM] = self._oom_notices
+            if GroupEventKind.OOM in self.kinds:
+                events.append(GroupEvent(GroupEventKind.OOM, self._oom_notices))
+            self._follow_up_until = time.monotonic() + _V1_KILL_FOLLOW_UP
         counters = self._read_counters(memory)
         for kind in (
             GroupEventKind.OOM,

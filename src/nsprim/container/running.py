@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from io import FileIO
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -27,7 +27,9 @@ from .launch import launch
 from .terminal import attach, set_terminal_size
 
 if TYPE_CHECKING:
+    from ..cgroup.watch import PressureTrigger
     from ..spawning import StdioArg
+    from .events import ContainerEvents, EventKind
     from .preparation import Preparation
     from .veth import VethLink
 
@@ -299,6 +301,26 @@ class RunningContainer:
         finally:
             await _kill_and_reap(proc)
             self._reap_execs()
+
+    def events(
+        self, kinds: Iterable[EventKind] | None = None, *, pressure: Sequence[PressureTrigger] = ()
+    ) -> ContainerEvents:
+        """The container's events, as an asynchronous iterator for the running asyncio loop:
+        ``async for event in box.events(): ...``.
+
+        Yields :class:`~nsprim.container.events.ContainerEvent` values — OOMs and
+        OOM kills, ``memory.high`` and ``memory.max`` hits, freezes and thaws,
+        the *pressure* triggers' firings — and last the exit of pid 1, after
+        which the iteration ends.  Every source is a kernel notification on a
+        descriptor the loop watches (see :mod:`nsprim.container.events`).
+        Counters count from the container's start.
+
+        *kinds* (default: every kind the host can deliver for it, pressure when
+        triggers are given) that the host cannot deliver raise
+        :class:`~nsprim.errors.UnsupportedError` naming the event, here and now."""
+        from .events import ContainerEvents
+
+        return ContainerEvents(self, kinds, pressure)
 
     def _finish(self) -> None:
         if self._closed:

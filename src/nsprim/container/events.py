@@ -1,0 +1,289 @@
+"""A running container's events on an asyncio loop: :class:`ContainerEvents`.
+
+``async for event in box.events()`` yields :class:`ContainerEvent` values:
+the exit of the container's pid 1 (the last event) and what its cgroup
+reports (:mod:`nsprim.cgroup.watch`: OOMs and OOM kills, ``memory.high`` and
+``memory.max`` hits, freezes and thaws, pressure triggers).  Each source is a
+descriptor registered once as a reader of the loop — the pidfd, inotify,
+eventfd and per-trigger epoll descriptors — so waiting costs no thread and
+no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .._dataclass import dataclass
+from ..cgroup.watch import GroupEvent, GroupEventKind, GroupEventWatch, PressureTrigger
+from ..errors import ConfigError, UnsupportedError
+
+if TYPE_CHECKING:
+    from .running import RunningContainer
+
+__all__ = ["EventKind", "ContainerEvent", "ContainerEvents"]
+
+
+class EventKind(Enum):
+    """What happened to a container."""
+
+    #: Its pid 1 exited (the last event; :attr:`ContainerEvent.returncode` says how).
+    EXIT = "exit"
+    #: It hit its memory limit and reclaim failed (the OOM killer was invoked).
+    OOM = "oom"
+    #: The OOM killer killed one of its processes.
+    OOM_KILL = "oom_kill"
+    #: Its memory usage went over ``memory.high`` (cgroup v2).
+    MEMORY_HIGH = "memory_high"
+    #: Its memory usage reached ``memory.max`` (cgroup v2).
+    MEMORY_MAX = "memory_max"
+    #: All its processes are frozen.
+    FROZEN = "frozen"
+    #: It runs again after being frozen.
+    THAWED = "thawed"
+    #: A pressure trigger fired (:attr:`ContainerEvent.trigger`).
+    PRESSURE = "pressure"
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """One event of a container.
+
+    ``count``: the counter after the event, for OOM, OOM kill, ``memory.high``
+    and ``memory.max`` (since the container started); ``returncode``: pid 1's
+    status for :attr:`EventKind.EXIT` (``-N`` for signal N); ``trigger``: the
+    pressure trigger that fired.
+    """
+
+    kind: EventKind
+    count: int | None = None
+    returncode: int | None = None
+    trigger: PressureTrigger | None = None
+
+    @classmethod
+    def of_group(cls, event: GroupEvent) -> ContainerEvent:
+        """The container's form of one of its cgroup's events."""
+        return cls(EventKind(event.kind.value), count=event.count, trigger=event.trigger)
+
+
+class ContainerEvents:
+    """The asynchronous iterator :meth:`RunningContainer.events
+    <nsprim.container.RunningContainer.events>` returns.
+
+    The sources are opened when it is made (what the host cannot deliver
+    raises then) and registered with the running loop on the first
+    ``__anext__``; after :attr:`EventKind.EXIT` the iteration ends and
+    everything is closed.  Leaving the loop early closes it too (``async with``,
+    :meth:`aclose`, or dropping the last reference).  Reaping pid 1 here is
+    shared with :meth:`~nsprim.container.RunningContainer.wait_async`: either
+    gets the status.
+    """
+
+    def __init__(
+        self,
+        box: RunningContainer,
+        kinds: Iterable[EventKind] | None = None,
+        pressure: Sequence[PressureTrigger] = (),
+    ) -> None:
+        self._box = box
+        self._queue: deque[ContainerEvent] = deque()
+        self._readers: dict[int, int] = {}  # registered descriptor -> what it stands for (-1: watch's own)
+        self._exec_dups: dict[int, int] = {}  # exec'd process' pidfd -> our duplicate
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._stirred = False
+        self._ended = False
+        self._owned: set[int] = set()  # our duplicates, closed when dropped
+        self._watch: GroupEventWatch | None = None
+        wanted = self._parse(kinds)
+        self.kinds: frozenset[EventKind] = wanted
+        group_kinds = {GroupEventKind(k.value) for k in wanted if k is not EventKind.EXIT}
+        if box.returncode is not None:
+            if group_kinds:
+                raise UnsupportedError(
+                    f"events of container {box.id}: it has ended, only `exit` can be delivered", feature="events"
+                )
+            return
+        if box.cgroup is None:
+            if group_kinds or pressure:
+                name = sorted(k.value for k in group_kinds)[0] if group_kinds else "pressure"
+                raise UnsupportedError(
+                    f"events: `{name}` cannot be delivered for container {box.id}: it has no cgroup "
+                    f"(run as root for one)",
+                    feature=name,
+                )
+        elif kinds is None or group_kinds:
+            self._watch = box.cgroup.watch_events(None if kinds is None else group_kinds, pressure, from_zero=True)
+            if kinds is None:
+                self.kinds = frozenset({EventKind.EXIT, *(EventKind(k.value) for k in self._watch.kinds)})
+
+    @staticmethod
+    def _parse(kinds: Iterable[EventKind] | None) -> frozenset[EventKind]:
+        if kinds is None:
+            return frozenset({EventKind.EXIT})
+        out = set()
+        for k in kinds:
+            if not isinstance(k, EventKind):
+                raise ConfigError(f"kinds: `{k!r}` is not an EventKind", what="kinds")
+            out.add(k)
+        return frozenset(out)
+
+    # ---- iteration ---------------------------------------------------------------------
+
+    def __aiter__(self) -> ContainerEvents:
+        return self
+
+    async def __anext__(self) -> ContainerEvent:
+        while not self._queue:
+            if self._ended:
+                self.close()
+                raise StopAsyncIteration
+            self._register()
+            if not self._stirred:
+                await self._sleep()
+            self._stirred = False
+            if not self._ended:  # not closed meanwhile
+                self._gather()
+        return self._queue.popleft()
+
+    async def _sleep(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        wake: asyncio.Future[None] = loop.create_future()
+        self._wake = wake
+        delay = self._watch.recheck_after if self._watch is not None else None
+        timer = loop.call_later(delay, _weakly(self, ContainerEvents._stir)) if delay is not None else None
+        try:
+            await wake
+        finally:
+            self._wake = None
+            if timer is not None:
+                timer.cancel()
+
+    def _stir(self, _fd: int = -1) -> None:
+        self._stirred = True
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def _gather(self) -> None:
+        box = self._box
+        if self._watch is not None:
+            self._queue.extend(e for g in self._watch.collect() if (e := ContainerEvent.of_group(g)).kind in self.kinds)
+        status = box._collect()  # reaps the exec'd processes that ended: pid 1 cannot end before them
+        self._follow_execs()
+        if status is None:
+            return
+        if self._watch is not None:  # what happened last (the kill that ended pid 1) comes before the exit
+            self._queue.extend(e for g in self._watch.collect() if (e := ContainerEvent.of_group(g)).kind in self.kinds)
+        if EventKind.EXIT in self.kinds:
+            self._queue.append(ContainerEvent(EventKind.EXIT, returncode=status))
+        self._ended = True
+        self._unregister()
+
+    # ---- the loop's readers ------------------------------------------------------------
+
+    def _register(self) -> None:
+        if self._loop is not None:
+            return
+        self._loop = loop = asyncio.get_running_loop()
+        if self._box.returncode is not None:
+            self._stirred = True
+            return
+        # A duplicate of pid 1's exit descriptor: the handle closes its own when pid 1 is reaped.
+        exit_dup = os.dup(self._box.process.exit_fd())
+        self._owned.add(exit_dup)
+        self._readers[exit_dup] = -1
+        loop.add_reader(exit_dup, _weakly(self, ContainerEvents._on_exit_ready), exit_dup)
+        if self._watch is not None:
+            for fd in self._watch.fds:
+                loop.add_reader(fd, _weakly(self, ContainerEvents._on_source_ready), fd)
+                self._readers[fd] = -1
+        self._follow_execs()
+        self._stirred = True  # the first look: events that came before the registration
+
+    def _follow_execs(self) -> None:
+        """Watch the exits of the exec'd processes there are now (they must be reaped for pid 1 to end)."""
+        if self._loop is None or self._ended:
+            return
+        live = {p.exit_fd() for p in self._box._execs} - {-1}
+        for fd in list(self._exec_dups):
+            if fd not in live:
+                self._drop(self._exec_dups.pop(fd))
+        for fd in live - set(self._exec_dups):
+            dup = os.dup(fd)
+            self._owned.add(dup)
+            self._exec_dups[fd] = dup
+            self._readers[dup] = fd
+            self._loop.add_reader(dup, _weakly(self, ContainerEvents._on_exit_ready), dup)
+
+    def _on_exit_ready(self, fd: int) -> None:
+        # An exit descriptor stays readable: stop watching it, or the loop would call again and again.
+        if self._loop is not None:
+            self._loop.remove_reader(fd)
+        self._stir()
+
+    def _on_source_ready(self, fd: int) -> None:
+        if (self._watch is None or not self._watch.on_ready(fd)) and self._loop is not None:
+            self._loop.remove_reader(fd)
+        self._stir()
+
+    def _drop(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None and self._loop is not None:
+            with contextlib.suppress(Exception):  # a loop already closed keeps no readers
+                self._loop.remove_reader(fd)
+        if fd in self._owned:
+            self._owned.discard(fd)
+            os.close(fd)
+
+    def _unregister(self) -> None:
+        for fd in list(self._readers):
+            self._drop(fd)
+        self._exec_dups.clear()
+
+    # ---- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop watching: unregister the readers and close every descriptor."""
+        self._ended = True
+        self._unregister()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaitable (as async generators have it)."""
+        self.close()
+
+    async def __aenter__(self) -> ContainerEvents:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _weakly(events: ContainerEvents, method: Callable[[ContainerEvents, int], None]) -> Callable[..., None]:
+    """A loop callback that does not keep *events* alive: dropping the last reference
+    to an iterator left early closes it (its finaliser unregisters the callbacks)."""
+    ref = weakref.ref(events)
+
+    def call(fd: int = -1) -> None:
+        target = ref()
+        if target is not None:
+            method(target, fd)
+
+    return call
