@@ -41,7 +41,14 @@ def tests(session: nox.Session) -> None:
 def vm(session: nox.Session) -> None:
     """The cgroup v2 tests, in a QEMU virtual machine booted in pure cgroup v2 mode."""
     _install(session, *TEST_DEPS)
-    args = session.posargs or ["-q", "-m", "cgroup_v2", "tests/cgroup", "tests/container/test_on_any_cgroup_host.py"]
+    args = session.posargs or [
+        "-q",
+        "-m",
+        "cgroup_v2",
+        "tests/cgroup",
+        "tests/container/test_on_any_cgroup_host.py",
+        "tests/container/test_events.py",
+    ]
     # Nothing can be written back in the guest: without plugin autoloading,
     # pytest does not re-rewrite every module of hypothesis on each run.
     session.run(

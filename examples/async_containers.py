@@ -1,4 +1,5 @@
-"""Containers on one asyncio loop: many side by side, commands run inside, a cancelled task cleaned up.
+"""Containers on one asyncio loop: many side by side, commands run inside, a cancelled task
+cleaned up, and a memory hog's events as they happen.
 
 Every wait is a reader on the loop (the containers' pidfds and pipes): no
 thread is started, however many containers run.  Run as root:
@@ -14,6 +15,11 @@ import sys
 import time
 
 from nsprim.container import Container
+from nsprim.container.events import EventKind
+
+# The interpreter itself, not a virtual environment's link to it (which the container may not see).
+PYTHON = os.path.realpath(sys.executable)
+HOG = "chunks = []\nwhile True: chunks.append(bytearray(8 << 20))"
 
 
 async def many_side_by_side(count: int) -> None:
@@ -58,6 +64,15 @@ async def a_cancelled_task() -> None:
     print(f"cancelled: its pid 1 ({started[0]}) is {'still there' if left else 'gone'}, and its cgroup with it")
 
 
+async def a_memory_hogs_events() -> None:
+    async with await Container([PYTHON, "-c", HOG]).host_root().memory("64M").start_async() as box:
+        async for event in box.events():
+            if event.kind is EventKind.EXIT:
+                print(f"event: exit, status {event.returncode}")
+            else:
+                print(f"event: {event.kind.value}" + (f" (count {event.count})" if event.count is not None else ""))
+
+
 def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
@@ -66,6 +81,7 @@ async def main() -> int:
     await many_side_by_side(50)
     await commands_inside()
     await a_cancelled_task()
+    await a_memory_hogs_events()
     return 0
 
 

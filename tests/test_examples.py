@@ -37,3 +37,4 @@ def test_the_async_example_runs_containers_side_by_side_and_cleans_up() -> None:
     assert "on one loop, 1 thread(s)" in r.stdout
     assert "\nweb\n" in r.stdout
     assert "is gone, and its cgroup with it" in r.stdout
+    assert "event: oom_kill (count 1)\nevent: exit, status -9" in r.stdout

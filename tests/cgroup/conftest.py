@@ -73,7 +73,7 @@ def _remove_tree(d: Path) -> None:
         d.rmdir()
 
 
-PURE_MODULES = ("test_units.py", "test_procfs.py")
+PURE_MODULES = ("test_units.py", "test_procfs.py", "test_pressure_trigger.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

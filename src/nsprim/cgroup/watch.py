@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import select
 import time
@@ -125,13 +126,13 @@ class PressureTrigger:
             ) from None
         for name in ("stall", "window"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ConfigError(f"pressure trigger {name}: `{value!r}` is not a number of seconds", what=name)
-        if not _WINDOW_MIN_US <= self.window_us <= _WINDOW_MAX_US:
+        if not _WINDOW_MIN_US <= self.window * 1_000_000 <= _WINDOW_MAX_US or self.window_us > _WINDOW_MAX_US:
             raise ConfigError(
                 f"pressure trigger window: `{self.window:g}` s is outside the kernel's 0.5 to 10 s", what="window"
             )
-        if not 0 < self.stall_us <= self.window_us:
+        if not 0 < self.stall <= self.window or not 0 < self.stall_us <= self.window_us:
             raise ConfigError(
                 f"pressure trigger stall: `{self.stall:g}` s must be more than 0 and at most the window "
                 f"({self.window:g} s)",
