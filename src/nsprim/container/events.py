@@ -26,7 +26,7 @@ from ..cgroup.watch import GroupEvent, GroupEventKind, GroupEventWatch, Pressure
 from ..errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
-    from .running import RunningContainer
+    from ..cgroup import CGroup
 
 __all__ = ["EventKind", "ContainerEvent", "ContainerEvents"]
 
@@ -88,39 +88,48 @@ class ContainerEvents:
 
     def __init__(
         self,
-        box: RunningContainer,
+        name: str,
+        cgroup: CGroup | None,
+        collect: Callable[[], int | None],
+        exit_fds: Callable[[], dict[int, int]],
         kinds: Iterable[EventKind] | None = None,
         pressure: Sequence[PressureTrigger] = (),
     ) -> None:
-        self._box = box
+        """The events of container *name*, whose group is *cgroup* (None: it has none).
+
+        *collect* reaps what ended and returns pid 1's status once it ended (else
+        None); *exit_fds* gives the exit descriptors to watch now, by pid (pid 1's
+        and those of the processes started inside, which must be reaped before
+        pid 1 can end)."""
+        self._collect = collect
+        self._exit_fds = exit_fds
         self._queue: deque[ContainerEvent] = deque()
-        self._readers: dict[int, int] = {}  # registered descriptor -> what it stands for (-1: watch's own)
-        self._exec_dups: dict[int, int] = {}  # exec'd process' pidfd -> our duplicate
+        self._readers: set[int] = set()  # descriptors registered with the loop
+        self._exit_dups: dict[int, int] = {}  # pid -> our duplicate of its exit descriptor
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Future[None] | None = None
         self._stirred = False
         self._ended = False
-        self._owned: set[int] = set()  # our duplicates, closed when dropped
         self._watch: GroupEventWatch | None = None
         wanted = self._parse(kinds)
         self.kinds: frozenset[EventKind] = wanted
         group_kinds = {GroupEventKind(k.value) for k in wanted if k is not EventKind.EXIT}
-        if box.returncode is not None:
+        if not exit_fds():
             if group_kinds:
                 raise UnsupportedError(
-                    f"events of container {box.id}: it has ended, only `exit` can be delivered", feature="events"
+                    f"events of container {name}: it has ended, only `exit` can be delivered", feature="events"
                 )
             return
-        if box.cgroup is None:
+        if cgroup is None:
             if group_kinds or pressure:
-                name = sorted(k.value for k in group_kinds)[0] if group_kinds else "pressure"
+                what = sorted(k.value for k in group_kinds)[0] if group_kinds else "pressure"
                 raise UnsupportedError(
-                    f"events: `{name}` cannot be delivered for container {box.id}: it has no cgroup "
+                    f"events: `{what}` cannot be delivered for container {name}: it has no cgroup "
                     f"(run as root for one)",
-                    feature=name,
+                    feature=what,
                 )
         elif kinds is None or group_kinds:
-            self._watch = box.cgroup.watch_events(None if kinds is None else group_kinds, pressure, from_zero=True)
+            self._watch = cgroup.watch_events(None if kinds is None else group_kinds, pressure, from_zero=True)
             if kinds is None:
                 self.kinds = frozenset({EventKind.EXIT, *(EventKind(k.value) for k in self._watch.kinds)})
 
@@ -173,12 +182,11 @@ class ContainerEvents:
             self._wake.set_result(None)
 
     def _gather(self) -> None:
-        box = self._box
         if self._watch is not None:
             self._queue.extend(e for g in self._watch.collect() if (e := ContainerEvent.of_group(g)).kind in self.kinds)
-        status = box._collect()  # reaps the exec'd processes that ended: pid 1 cannot end before them
-        self._follow_execs()
+        status = self._collect()  # reaps the exec'd processes that ended: pid 1 cannot end before them
         if status is None:
+            self._follow_exits()
             return
         if self._watch is not None:  # what happened last (the kill that ended pid 1) comes before the exit
             self._queue.extend(e for g in self._watch.collect() if (e := ContainerEvent.of_group(g)).kind in self.kinds)
@@ -193,40 +201,34 @@ class ContainerEvents:
         if self._loop is not None:
             return
         self._loop = loop = asyncio.get_running_loop()
-        if self._box.returncode is not None:
-            self._stirred = True
-            return
-        # A duplicate of pid 1's exit descriptor: the handle closes its own when pid 1 is reaped.
-        exit_dup = os.dup(self._box.process.exit_fd())
-        self._owned.add(exit_dup)
-        self._readers[exit_dup] = -1
-        loop.add_reader(exit_dup, _weakly(self, ContainerEvents._on_exit_ready), exit_dup)
+        self._stirred = True  # the first look: what came before the registration, an exit included
         if self._watch is not None:
             for fd in self._watch.fds:
                 loop.add_reader(fd, _weakly(self, ContainerEvents._on_source_ready), fd)
-                self._readers[fd] = -1
-        self._follow_execs()
-        self._stirred = True  # the first look: events that came before the registration
+                self._readers.add(fd)
+        self._follow_exits()
 
-    def _follow_execs(self) -> None:
-        """Watch the exits of the exec'd processes there are now (they must be reaped for pid 1 to end)."""
+    def _follow_exits(self) -> None:
+        """Watch the exit descriptors there are now (duplicates: their owners close theirs on reaping)."""
         if self._loop is None or self._ended:
             return
-        live = {p.exit_fd() for p in self._box._execs} - {-1}
-        for fd in list(self._exec_dups):
-            if fd not in live:
-                self._drop(self._exec_dups.pop(fd))
-        for fd in live - set(self._exec_dups):
-            dup = os.dup(fd)
-            self._owned.add(dup)
-            self._exec_dups[fd] = dup
-            self._readers[dup] = fd
-            self._loop.add_reader(dup, _weakly(self, ContainerEvents._on_exit_ready), dup)
+        live = self._exit_fds()
+        for pid in [pid for pid in self._exit_dups if pid not in live]:
+            self._drop(self._exit_dups.pop(pid), owned=True)
+        for pid, fd in live.items():
+            if pid not in self._exit_dups:
+                dup = os.dup(fd)
+                self._exit_dups[pid] = dup
+                self._readers.add(dup)
+                self._loop.add_reader(dup, _weakly(self, ContainerEvents._on_exit_ready), dup)
 
     def _on_exit_ready(self, fd: int) -> None:
-        # An exit descriptor stays readable: stop watching it, or the loop would call again and again.
-        if self._loop is not None:
-            self._loop.remove_reader(fd)
+        # An exit descriptor stays readable: stop watching it (the loop would call again and again),
+        # keep it until the process is reaped (its pid then leaves the exit descriptors).
+        if fd in self._readers:
+            self._readers.discard(fd)
+            if self._loop is not None:
+                self._loop.remove_reader(fd)
         self._stir()
 
     def _on_source_ready(self, fd: int) -> None:
@@ -234,18 +236,21 @@ class ContainerEvents:
             self._loop.remove_reader(fd)
         self._stir()
 
-    def _drop(self, fd: int) -> None:
-        if self._readers.pop(fd, None) is not None and self._loop is not None:
-            with contextlib.suppress(Exception):  # a loop already closed keeps no readers
-                self._loop.remove_reader(fd)
-        if fd in self._owned:
-            self._owned.discard(fd)
+    def _drop(self, fd: int, *, owned: bool) -> None:
+        if fd in self._readers:
+            self._readers.discard(fd)
+            if self._loop is not None:
+                with contextlib.suppress(Exception):  # a loop already closed keeps no readers
+                    self._loop.remove_reader(fd)
+        if owned:
             os.close(fd)
 
     def _unregister(self) -> None:
+        for dup in self._exit_dups.values():
+            self._drop(dup, owned=True)
+        self._exit_dups.clear()
         for fd in list(self._readers):
-            self._drop(fd)
-        self._exec_dups.clear()
+            self._drop(fd, owned=False)
 
     # ---- lifetime ----------------------------------------------------------------------
 

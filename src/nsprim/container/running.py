@@ -320,7 +320,14 @@ class RunningContainer:
         :class:`~nsprim.errors.UnsupportedError` naming the event, here and now."""
         from .events import ContainerEvents
 
-        return ContainerEvents(self, kinds, pressure)
+        def exit_fds() -> dict[int, int]:
+            if self.process.returncode is not None:
+                return {}
+            fds = {p.pid: p.exit_fd() for p in self._execs}
+            fds[self.pid] = self.process.exit_fd()
+            return {pid: fd for pid, fd in fds.items() if fd >= 0}
+
+        return ContainerEvents(self.id, self.cgroup, self._collect, exit_fds, kinds, pressure)
 
     def _finish(self) -> None:
         if self._closed:
