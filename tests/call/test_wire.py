@@ -216,3 +216,9 @@ def test_the_number_of_containers_is_limited_and_strings_do_not_count() -> None:
 def test_the_call_errors_pickle(err: Exception) -> None:
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is type(err) and str(again) == str(err) and vars(again) == vars(err)
+
+
+@given(values, st.text())
+def test_the_writer_writes_what_json_writes(value: object, text: str) -> None:
+    message = ["error", text, "m", "tb", encode_value(value)]
+    assert dumps(message) == json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()

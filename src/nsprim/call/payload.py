@@ -1,8 +1,9 @@
 """The program a call runs inside its container: read the request, run the function, answer.
 
 The request comes on fd :data:`REQUEST_FD`, a socket, until the caller
-shuts its side: four bytes of header length, a JSON header, then a pickle of
-``(function or None, args, kwargs)`` made by the caller (pickles travel only
+shuts its side: four bytes of header length, the header (a pickle of plain
+values, protocol 2: any Python 3 reads it, so that the version check in it
+comes first), then a pickle of ``(function or None, args, kwargs)``, both made by the caller (pickles travel only
 this way: into the sandbox, from the party that trusts itself).  The answer
 goes back on the same socket in the format of :mod:`nsprim.call.wire`.
 
@@ -14,15 +15,25 @@ nsprim at all.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import pickle
-import socket
+import os
 import sys
-import traceback
-import types
 
-__all__ = ["REQUEST_FD", "main", "bootstrap_source"]
+# C modules only on the way to the function: each pure-Python module (socket,
+# pickle, json) would pull in re, enum and more, milliseconds of every call.
+try:
+    from _pickle import dumps as _pickle_dumps
+    from _pickle import loads as _pickle_loads
+except ImportError:  # pragma: no cover - an interpreter without the C pickle
+    from pickle import dumps as _pickle_dumps
+    from pickle import loads as _pickle_loads
+from _socket import SHUT_WR
+from _socket import socket as _socket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import types
+
+__all__ = ["REQUEST_FD", "SANDBOXED_MARK", "PythonVersionMismatch", "main", "bootstrap_source"]
 
 #: Where the payload finds its end of the request socket.
 REQUEST_FD = 3
@@ -35,7 +46,7 @@ class PythonVersionMismatch(Exception):
     """This interpreter is not the caller's version (its own version is the argument)."""
 
 
-def _read_all(sock: socket.socket) -> bytes:
+def _read_all(sock: _socket) -> bytes:
     chunks: list[bytes] = []
     while True:
         chunk = sock.recv(1 << 20)
@@ -50,16 +61,15 @@ def _load_main(path: str) -> None:
     :mod:`multiprocessing`'s spawn."""
     import runpy
 
-    module = types.ModuleType("__mp_main__")
+    module = type(sys)("__mp_main__")
     sys.modules["__mp_main__"] = module
     module.__dict__.update(runpy.run_path(path, run_name="__mp_main__"))
     sys.modules["__main__"] = module
 
 
 def _resolve(module_name: str, qualname: str) -> object:
-    import importlib
-
-    obj: object = importlib.import_module(module_name)
+    __import__(module_name)
+    obj: object = sys.modules[module_name]
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if getattr(obj, SANDBOXED_MARK, False):  # the wrapper's module attribute: run what it wraps, here
@@ -72,6 +82,8 @@ def _type_name(t: type) -> str:
 
 
 def _error(wire: types.ModuleType, exc: BaseException) -> list[object]:
+    import traceback
+
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         args = wire.encode_value(tuple(exc.args))
@@ -90,19 +102,19 @@ def _answer(wire: types.ModuleType, result: object, trusted: bool) -> list[objec
     except wire.UnencodableError as e:
         if not trusted:
             return ["refused", e.type_name, e.reason]
-    import base64
+    import binascii
 
-    return ["pickle", base64.b64encode(pickle.dumps(result)).decode("ascii")]
+    return ["pickle", binascii.b2a_base64(_pickle_dumps(result, 5), newline=False).decode("ascii")]
 
 
 def main(wire: types.ModuleType) -> None:
-    """Serve the one request on fd :data:`REQUEST_FD` with *wire* (:mod:`nsprim.call.wire`)."""
-    sock = socket.socket(fileno=REQUEST_FD)
+    """Serve the one request on fd :data:`REQUEST_FD` with *wire* (:mod:`nsprim.call.wire`), then end the process."""
+    sock = _socket(fileno=REQUEST_FD)
     data = _read_all(sock)
     trusted = False
     try:
         size = int.from_bytes(data[:4], "big")
-        header = json.loads(data[4 : 4 + size])
+        header = _pickle_loads(data[4 : 4 + size])
         trusted = bool(header["trusted"])
         if list(sys.version_info[:2]) != header["version"]:
             raise PythonVersionMismatch(f"{sys.version_info[0]}.{sys.version_info[1]}")
@@ -110,7 +122,7 @@ def main(wire: types.ModuleType) -> None:
             sys.path[:] = header["path"]
         if header["main"] is not None:
             _load_main(header["main"])
-        fn, args, kwargs = pickle.loads(data[4 + size :])
+        fn, args, kwargs = _pickle_loads(data[4 + size :])
         if header["function"] is not None:
             fn = _resolve(*header["function"])
         del data
@@ -119,23 +131,27 @@ def main(wire: types.ModuleType) -> None:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the caller hears of them
         answer = _error(wire, exc)
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a stream closed or gone (None)
+        try:  # noqa: SIM105 - contextlib is a module more to import
             stream.flush()
+        except Exception:  # a stream closed or gone (None)
+            pass
     try:
         encoded = wire.dumps(answer)
     except Exception as exc:  # a pickle of a trusted result that is too big, say
         encoded = wire.dumps(_error(wire, exc))
     sock.sendall(encoded)
-    sock.shutdown(socket.SHUT_WR)
-    sock.close()
+    sock.shutdown(SHUT_WR)
+    # Answered: the container is thrown away, so the interpreter's own shutdown (tens of ms
+    # of finalising modules) is skipped, as multiprocessing's children skip it.
+    os._exit(0)
 
 
 def bootstrap_source(wire_source: str, payload_source: str) -> str:
     """The ``python3 -c`` program: both sources made into modules, then :func:`main`."""
     return (
-        "import sys, types\n"
+        "import sys\n"
         "def _module(name, source):\n"
-        "    m = types.ModuleType(name)\n"
+        "    m = type(sys)(name)\n"
         "    sys.modules[name] = m\n"
         "    exec(compile(source, '<' + name + '>', 'exec'), m.__dict__)\n"
         "    return m\n"

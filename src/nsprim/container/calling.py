@@ -2,7 +2,7 @@
 <nsprim.container.Container.call>` and :meth:`~nsprim.container.Container.call_result` do.
 
 The container runs ``python3 -I -c`` with the program of
-:mod:`nsprim.call.payload`; the request (a JSON header and a pickle of the
+:mod:`nsprim.call.payload`; the request (a header and a pickle of the
 function, or a reference to it, and its arguments) goes in on fd 3, a
 socket, and the answer comes back on it in the format of
 :mod:`nsprim.call.wire`, read by :func:`nsprim.call.answer.read_answer`:
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import pickle
 import re
@@ -42,6 +41,7 @@ from ..call.errors import (
 )
 from ..cgroup import Stats
 from ..errors import ConfigError
+from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE
 from .config import ContainerConfig, RootKind
 from .running import RunningContainer
@@ -217,7 +217,7 @@ def _pickle(obj: object, fn: Callable[..., object]) -> bytes:
 def request(
     fn: Callable[..., object], args: Sequence[object], kwargs: Mapping[str, object], *, trusted: bool, host: bool
 ) -> bytes:
-    """The request: header length, JSON header, pickle (see :mod:`nsprim.call.payload`).
+    """The request: header length, header, pickle (see :mod:`nsprim.call.payload`).
 
     With the *host*'s root, the payload takes this process' import path and
     main script: functions of ``__main__`` are found again as
@@ -235,7 +235,7 @@ def request(
         "path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path] if host else None,
         "main": main if needs_main else None,
     }
-    head = json.dumps(header).encode()
+    head = pickle.dumps(header, protocol=2)
     return len(head).to_bytes(4, "big") + head + body
 
 
@@ -274,9 +274,11 @@ def _exchange(box: RunningContainer, sock: socket.socket, data: bytes, timeout: 
                 break
             for key, events in sel.select(left):
                 if key.fd == exit_fd:
-                    # Its pid 1 has ended: what else of it still holds the socket or a pipe goes too.
                     sel.unregister(exit_fd)
-                    box.kill()
+                    if NamespaceType.PID not in box.config.namespaces:
+                        # Without a pid namespace of its own, what it left running could hold the
+                        # socket or a pipe: it goes too (in one, the kernel ends them with pid 1).
+                        box.kill()
                 elif key.fd == sock.fileno():
                     if events & selectors.EVENT_WRITE:
                         try:
