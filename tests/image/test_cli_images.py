@@ -125,3 +125,30 @@ def test_errors_are_one_line(root: Path) -> None:
     r = cli(root, "run", "--ro", "busybox", "true")
     assert r.returncode == 125 and "--ro" in r.stderr and r.stderr.count("\n") == 1
     assert ImageStore(root).images() == []
+
+
+def test_a_named_container_keeps_its_changes_for_commit_until_rm(registry: Registry, root: Path) -> None:
+    ref = f"{registry.host}/cli/busybox:latest"
+    name = f"keep-{os.getpid()}"
+    change = "echo changed > /etc/motd; rm /etc/hello"
+    r = cli(root, "run", "--tls-verify=false", "--name", name, ref, "sh", "-c", change)
+    assert r.returncode == 0, r.stderr
+    r = cli(root, "run", "--name", name, ref, "true")
+    assert r.returncode == 125 and f"container name `{name}` is in use" in r.stderr
+    r = cli(root, "commit", "-m", "motd in, hello out", name, "localhost/changed:1")
+    assert r.returncode == 0, r.stderr
+    store = ImageStore(root)
+    changed = store.image("localhost/changed:1")
+    assert r.stdout == changed.id.partition(":")[2] + "\n"
+    assert changed.config.history[-1].comment == "motd in, hello out"
+    r = cli(root, "run", "localhost/changed:1", "sh", "-c", "cat /etc/motd; ls /etc")
+    assert (r.returncode, r.stdout) == (0, "changed\nmotd\n"), r.stderr
+    # the container's image stays while the container does, its name gone or not
+    assert cli(root, "rmi", ref, "localhost/changed:1").returncode == 0
+    assert store.images() == [] and len(store.layers.layers()) == 2
+    r = cli(root, "rm", name)
+    assert (r.returncode, r.stdout) == (0, f"{name}\n"), r.stderr
+    assert cli(root, "image", "gc").returncode == 0
+    assert store.layers.layers() == [] and store.containers.entries() == []
+    r = cli(root, "rm", name)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1

@@ -176,3 +176,21 @@ def test_stop_signals_are_names_numbers_and_realtime_offsets() -> None:
     for bad in ("SIGNOPE", "0", "999", "RTMIN+x"):
         with pytest.raises(ImageError, match="not a signal"):
             parse_stop_signal(bad)
+
+
+def test_a_commit_of_a_containers_upper_dir_keeps_its_changes_deletions_included(app: str, tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "store")
+    base = store.pull(app, tls_verify=False)
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    change = ["rm /srv/greeting; echo new > /srv/new"]
+    r = Container.from_image(app, change, store=store, upper=upper).user(0).run(capture_output=True)
+    assert r.returncode == 0, r.stderr
+    changed = store.commit(base, upper, "localhost/app:changed", comment="greeting out, new in")
+    assert changed.layers[:2] == base.layers and len(changed.layers) == 3
+    assert changed.config.config == base.config.config and changed.config.history[-1].comment == "greeting out, new in"
+    assert changed.manifest.layers[:2] == base.manifest.layers
+    r = Container.from_image("localhost/app:changed", ["ls /srv; cat /srv/new"], store=store).run(capture_output=True)
+    assert (r.returncode, r.stdout) == (0, b"new\nnew\n"), r.stderr
+    assert not any(p.name == "layer.tar" for p in store.layers.root.rglob("*"))
+    assert len(store.layers.layers()) == 3

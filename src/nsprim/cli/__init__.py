@@ -49,6 +49,7 @@ COMMANDS: dict[str, Command] = {
     "images": Command("images", "list the images of the store, their sizes and the bytes they share"),
     "rmi": Command("images", "remove images, and the layers no other image has"),
     "image": Command("images", "save, load and garbage-collect images"),
+    "commit": Command("images", "make an image of a named container's changes"),
     "ps": Command("detached", "list detached containers"),
     "stop": Command("detached", "stop detached containers: SIGTERM, then SIGKILL"),
     "rm": Command("detached", "remove ended detached containers"),

@@ -33,6 +33,8 @@ def configure_stop(p: argparse.ArgumentParser) -> None:
 
 def configure_rm(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill a running one first")
+    p.add_argument("--root", metavar="DIR", help="the image store whose containers' changes go too "
+                   "(default: $NSPRIM_STORE or /var/lib/nsprim/images)")  # fmt: skip
     p.add_argument("names", nargs="+", metavar="NAME")
 
 
@@ -81,12 +83,30 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from ..container import find
+    from pathlib import Path
 
-    boxes = [find(name) for name in args.names]
-    for box in boxes:
-        box.remove(force=args.force)
-        print(box.name)
+    from ..container import find
+    from ..container.registry import NoSuchContainerError
+    from ..image.containers import ContainerEntries
+    from ..image.store import default_root
+
+    # a container of an image (`run --name N IMAGE`) keeps its changes in the image store until removed
+    kept = ContainerEntries(Path(args.root or default_root()) / "containers")
+    found = []
+    for name in args.names:  # every name checked before anything is removed
+        try:
+            box = find(name)
+        except NoSuchContainerError:
+            if not (kept.root / name / "image.json").is_file():
+                raise
+            box = None
+        found.append((name, box))
+    for name, box in found:
+        if box is not None:
+            box.remove(force=args.force)
+        if (kept.root / name / "image.json").is_file():
+            kept.remove(name)
+        print(name)
     return 0
 
 

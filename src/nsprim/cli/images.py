@@ -23,6 +23,8 @@ __all__ = [
     "cmd_images",
     "cmd_rmi",
     "cmd_image",
+    "configure_commit",
+    "cmd_commit",
     "add_root",
     "add_registry_options",
     "open_store",
@@ -125,6 +127,21 @@ def cmd_rmi(args: argparse.Namespace) -> int:
             print(f"Deleted: {image.id.partition(':')[2]}")
     if collected.bytes:
         print(f"Freed {human_size(collected.bytes)}")
+    return 0
+
+
+def configure_commit(p: argparse.ArgumentParser) -> None:
+    add_root(p)
+    p.add_argument("-m", "--message", default="", help="the comment of the new layer's history entry")
+    p.add_argument("container", metavar="CONTAINER", help="a container run as `nsprim run --name NAME IMAGE`")
+    p.add_argument("ref", metavar="REF", help="the new image's name")
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    entry = store.containers.get(args.container)
+    image = store.commit(store.image_of(entry.descriptor, entry.image), entry.upper, args.ref, comment=args.message)
+    print(image.id.partition(":")[2])
     return 0
 
 

@@ -178,7 +178,10 @@ def _image_container(ref: str, command: list[str], args: argparse.Namespace) -> 
         finally:
             if progress is not None:
                 progress.close()
-    return container_of(store, image, command, entrypoint=entrypoint)
+    upper = None
+    if args.name and not args.rm:  # a named container keeps its changes, for `nsprim commit` (`nsprim rm` drops them)
+        upper = store.containers.create(args.name, image.name, image.descriptor).upper
+    return container_of(store, image, command, entrypoint=entrypoint, upper=upper)
 
 
 def _run_forwarding_signals(box: Container, args: argparse.Namespace) -> int:

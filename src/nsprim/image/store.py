@@ -9,7 +9,9 @@ Layout of an :class:`ImageStore` at ``ROOT`` (``$NSPRIM_STORE``, else ``/var/lib
                         shared by every image that has it (its tar is not kept)
     ROOT/locks/         one lock file per layer being extracted
     ROOT/lock           shared by pulls and loads, exclusive for gc
-    ROOT/tmp/           staging of loaded archives
+    ROOT/tmp/           staging of loaded archives and commits
+    ROOT/containers/    containers that keep their changes (:mod:`nsprim.image.containers`),
+                        whose images gc keeps
 
 A layer's bytes are kept once in each form a store needs: the compressed blob
 (what a push or a save sends, whose digest the manifest names) and the
@@ -30,19 +32,23 @@ containers of removed images have ended.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
+import gzip
 import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from .._dataclass import dataclass
 from ..errors import ConfigError, ImageError, ImageNotFoundError, ImageReferenceError, SpecError
 from ..fs.layers import ExtractLimits, LayerStore, disk_usage
 from ..fs.layers.store import private_root
+from .containers import ContainerEntries
 from .layout import ImageLayout
-from .model import Descriptor, ImageConfig, Index, Manifest, MediaType, Platform
+from .model import ContainerSettings, Descriptor, History, ImageConfig, Index, Manifest, MediaType, Platform
 from .progress import Progress
 from .reference import ImageReference
 from .unpack import add_layer
@@ -147,6 +153,7 @@ class ImageStore:
                 raise ImageError(f"open image store `{self.root}`: {exc.strerror}", blob=str(self.root)) from None
         self.layout = ImageLayout.create(self.root / "oci")
         self.layers = LayerStore(self.root / "layers", limits=limits)
+        self.containers = ContainerEntries(self.root / "containers")
 
     def __repr__(self) -> str:
         return f"<ImageStore {self.root}>"
@@ -258,6 +265,57 @@ class ImageStore:
             raise ConfigError(f'save: format "{format}" (oci-dir or docker-archive)', what="format")
         return images
 
+    def commit(
+        self,
+        base: StoredImage | str,
+        upper: str | os.PathLike[str],
+        name: str,
+        *,
+        settings: ContainerSettings | None = None,
+        comment: str = "",
+    ) -> StoredImage:
+        """A new image *name*: *base* with the overlay upper dir *upper* (a container's changes,
+        as :meth:`Container.from_image(..., upper=DIR) <nsprim.container.Container.from_image>`
+        keeps them) as a layer on top; its configuration *base*'s with *settings* in place of
+        its ``config`` if given, and a history entry (*comment*).  The layer is kept as the others
+        are: a gzip blob in the layout and a directory in the layer store."""
+        from ..fs.layers import commit
+
+        ref = ImageReference.parse(name)
+        image = self.image(base) if isinstance(base, str) else base
+        docker = image.manifest.media_type == MediaType.DOCKER_MANIFEST
+        with self._lock(shared=True), self._incomplete() as staging:
+            with contextlib.ExitStack() as stack:
+                staged = self.root / "tmp" / f"commit-{uuid.uuid4().hex}"
+                staged.mkdir()
+                stack.callback(shutil.rmtree, staged, ignore_errors=True)
+                diff_id = commit(upper, staged / "layer.tar").digest
+                assert diff_id is not None
+                with open(staged / "layer.tar", "rb") as tar, self.layout.blob_writer() as out:
+                    with gzip.GzipFile(fileobj=cast(BinaryIO, out), mode="wb", mtime=0, compresslevel=6) as packed:
+                        shutil.copyfileobj(tar, packed, _CHUNK)
+                    blob = Descriptor(media_type=MediaType.DOCKER_LAYER_GZIP if docker else MediaType.OCI_LAYER_GZIP,
+                                      digest=out.commit(), size=out.size)  # fmt: skip
+                with self._layer_lock(diff_id):
+                    if not self.layers.has_layer(diff_id):
+                        self.layers.add_tar(staged / "layer.tar", keep_tar=False)
+            now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            config = image.config.replace(
+                created=now,
+                config=settings if settings is not None else image.config.config,
+                rootfs=image.config.rootfs.replace(diff_ids=(*image.layers, diff_id)),
+                history=(*image.config.history, History(created=now, created_by="nsprim commit", comment=comment)),
+            )
+            manifest = Manifest(
+                schema_version=2,
+                media_type=image.manifest.media_type or MediaType.OCI_MANIFEST,
+                config=self.layout.write_blob(config.dumps(), image.manifest.config.media_type),
+                layers=(*image.manifest.layers, blob),
+            )
+            desc = self.layout.write_blob(manifest.dumps(), manifest.media_type)
+            self.layout.name_image(desc, staging)
+            return self._complete(desc, str(ref), None)
+
     # ---- the images --------------------------------------------------------------------------
 
     def images(self) -> list[StoredImage]:
@@ -287,6 +345,11 @@ class ImageStore:
             if len(ids) > 1:
                 raise ImageNotFoundError(f"image `{ref}`: the ID of {len(ids)} images starts so", blob=ref)
         raise ImageNotFoundError(f"image `{ref}`: not in the store `{self.root}`", blob=ref)
+
+    def image_of(self, desc: Descriptor, name: str) -> StoredImage:
+        """The image of the manifest *desc* (in the store, named or not), called *name*."""
+        manifest = _manifest(self.layout, desc)
+        return StoredImage(name, desc, manifest, self.layout.config(manifest))
 
     def has(self, ref: str) -> bool:
         """Whether :meth:`image` finds *ref*."""
@@ -369,7 +432,7 @@ class ImageStore:
         """The blobs and the layers (diff IDs) the images of the index name."""
         blobs: set[str] = set()
         layers: set[str] = set()
-        pending = list(self.layout.index().manifests)
+        pending = [*self.layout.index().manifests, *(entry.descriptor for entry in self.containers.entries())]
         while pending:
             desc = pending.pop()
             if desc.digest in blobs or not self.layout.has_blob(desc.digest):
