@@ -12,7 +12,6 @@ names are read, never extracted: no path in the archive reaches the disk.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ..errors import BlobDigestError, ImageError, SpecError
+from .compression import decompressed
 from .layout import ImageLayout
 from .model import Descriptor, ImageConfig, Manifest, MediaType
 
@@ -163,16 +163,15 @@ def _add_layer(tar: tarfile.TarFile, layout: ImageLayout, blob: Descriptor, diff
     """The layer *blob*, uncompressed into a temporary file (its size goes first in the archive) and
     checked against *diff_id*, as *file*."""
     compression = MediaType.LAYERS.get(blob.media_type)
-    if compression not in ("", "gzip"):
+    if compression is None:
         message = f"layer `{blob.digest}`: a {blob.media_type} layer is not written to archives"
         raise ImageError(message, blob=blob.digest)
     with layout.open_blob(blob.digest, blob.size) as raw, tempfile.TemporaryFile() as plain:
-        stream = cast(BinaryIO, raw)
-        source = cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb")) if compression == "gzip" else stream
         digest = hashlib.sha256()
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-            plain.write(chunk)
+        with decompressed(cast(BinaryIO, raw), compression, f"layer `{blob.digest}`") as source:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                plain.write(chunk)
         while raw.read(1 << 20):  # the compressed blob's end: its digest is checked there
             pass
         if f"sha256:{digest.hexdigest()}" != diff_id:

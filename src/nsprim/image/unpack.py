@@ -11,13 +11,13 @@ entrypoint and command, environment, working directory and user.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from ..container import Container
 from ..errors import BlobDigestError, ImageError
 from ..fs.layers import Image, LayerStore
+from .compression import decompressed
 from .layout import ImageLayout
 from .model import ImageConfig, MediaType, Platform
 from .runconfig import configured
@@ -53,15 +53,10 @@ def add_layer(layout: ImageLayout, blob: Descriptor, diff_id: str, store: LayerS
     as it is read, the tar against *diff_id* once extracted (a :class:`~nsprim.errors.BlobDigestError`
     if either is wrong, nothing kept); the tar is kept in the store too unless *keep_tar* is false."""
     compression = MediaType.LAYERS[blob.media_type]
-    if compression == "zstd":
-        raise ImageError(f"layer `{blob.digest}`: zstd layers are not unpacked yet", blob=blob.digest)
     with layout.open_blob(blob.digest, blob.size) as raw:
         stream = cast(BinaryIO, raw)  # it has the read() these need
-        if compression == "gzip":
-            with gzip.GzipFile(fileobj=stream, mode="rb") as tar:
-                layer = store.add_tar(cast(BinaryIO, tar), keep_tar=keep_tar)
-        else:
-            layer = store.add_tar(stream, keep_tar=keep_tar)
+        with decompressed(stream, compression, f"layer `{blob.digest}`") as tar:
+            layer = store.add_tar(tar, keep_tar=keep_tar)
         while raw.read(1 << 20):  # the compressed blob's end: its digest is checked there
             pass
         raw.verify()
