@@ -19,6 +19,18 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
     [
         ("oci_bundle.py", ["hello from bundled as uid 1000"]),
         ("call.py", ["mean: 2.5", "raised ZeroDivisionError inside", "OOM-killed: True"]),
+        (
+            "untrusted_snippets.py",
+            [
+                "arithmetic         ok: 332833500",
+                "division by zero   raised ZeroDivisionError",
+                "spins forever      killed by SIGKILL after",
+                "eats memory        killed: out of memory",
+                "fork bomb          raised BlockingIOError",
+                "phones home        raised OSError: [Errno 101] Network is unreachable",
+                "returns an object  refused its result: a result of type pathlib.PosixPath",
+            ],
+        ),
     ],
 )
 def test_the_example_runs(name: str, expected: list[str]) -> None:

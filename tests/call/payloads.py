@@ -120,3 +120,16 @@ def answer_huge() -> None:
     for _ in range(300):
         sock.sendall(chunk)
     os._exit(0)
+
+
+def fork_and_return() -> str:
+    """Its child returns too, and raises in a second child: neither may answer for it."""
+    first = os.fork()
+    if first == 0:
+        return "child"
+    second = os.fork()
+    if second == 0:
+        raise RuntimeError("second child")
+    os.waitpid(first, 0)
+    os.waitpid(second, 0)
+    return "parent"

@@ -102,6 +102,7 @@ def test_the_memory_limit_ends_a_hog_as_oom() -> None:
         Container().host_root().memory("48M").call(payloads.hog, 200)
     assert e.value.oom_killed and e.value.signal == signal.SIGKILL
     assert "OOM" in str(e.value)
+    assert e.value.stats is not None and e.value.stats.memory.limit == 48 * 2**20
 
 
 def test_a_fork_bomb_stops_at_the_pids_limit_and_the_caller_is_untouched() -> None:
@@ -205,3 +206,7 @@ def test_start_places_passed_descriptors_inside_and_refuses_bad_ones() -> None:
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+def test_only_the_first_process_answers_though_its_children_return_too() -> None:
+    assert BOX.call(payloads.fork_and_return) == "parent"

@@ -13,6 +13,8 @@ from ..errors import NsprimError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..cgroup import Stats
+
 __all__ = [
     "CallError",
     "RemoteError",
@@ -71,7 +73,8 @@ class UnsafeResultError(CallError):
 
 class CallDiedError(CallError):
     """The sandbox ended without an answer: ``returncode`` (``-N`` for signal N), ``signal``,
-    ``oom_killed`` (the memory limit's OOM killer ended it), and ``name``, the container's."""
+    ``oom_killed`` (the memory limit's OOM killer ended it), ``name``, the container's, and
+    ``stats``, its cgroup's totals at the end (a :class:`~nsprim.cgroup.Stats`, or ``None``)."""
 
     def __init__(
         self, name: str, returncode: int | None, *, oom_killed: bool = False, message: str | None = None
@@ -89,6 +92,7 @@ class CallDiedError(CallError):
         self.returncode = returncode
         self.signal = -returncode if returncode is not None and returncode < 0 else None
         self.oom_killed = oom_killed
+        self.stats: Stats | None = None
 
     def __reduce__(self) -> tuple[Callable[..., CallDiedError], tuple[object, ...], dict[str, object]]:
         return (_rebuild, (type(self), str(self)), dict(vars(self)))

@@ -107,11 +107,27 @@ def _answer(wire: types.ModuleType, result: object, trusted: bool) -> list[objec
     return ["pickle", binascii.b2a_base64(_pickle_dumps(result, 5), newline=False).decode("ascii")]
 
 
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 - contextlib is a module more to import
+            stream.flush()
+        except Exception:  # a stream closed or gone (None)
+            pass
+
+
+def _unless_first(first: int, status: int) -> None:
+    """In a child the function forked that came back here, end with *status*: only the first process answers."""
+    if os.getpid() != first:
+        _flush()
+        os._exit(status)
+
+
 def main(wire: types.ModuleType) -> None:
     """Serve the one request on fd :data:`REQUEST_FD` with *wire* (:mod:`nsprim.call.wire`), then end the process."""
     sock = _socket(fileno=REQUEST_FD)
     data = _read_all(sock)
     trusted = False
+    me = os.getpid()
     try:
         size = int.from_bytes(data[:4], "big")
         header = _pickle_loads(data[4 : 4 + size])
@@ -127,14 +143,12 @@ def main(wire: types.ModuleType) -> None:
             fn = _resolve(*header["function"])
         del data
         result = fn(*args, **kwargs)
+        _unless_first(me, 0)
         answer = _answer(wire, result, trusted)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the caller hears of them
+        _unless_first(me, 1)
         answer = _error(wire, exc)
-    for stream in (sys.stdout, sys.stderr):
-        try:  # noqa: SIM105 - contextlib is a module more to import
-            stream.flush()
-        except Exception:  # a stream closed or gone (None)
-            pass
+    _flush()
     try:
         encoded = wire.dumps(answer)
     except Exception as exc:  # a pickle of a trusted result that is too big, say

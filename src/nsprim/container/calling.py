@@ -357,11 +357,26 @@ def call_in(
     stderr = b"".join(got.err) if capture_output else None
     if got.timed_out:
         assert timeout is not None
-        raise CallTimeoutError(box.id, timeout, status)
-    if got.oversized:
+        died: CallDiedError = CallTimeoutError(box.id, timeout, status)
+    elif got.oversized:
         raise UnsafeResultError(f"more than the {wire.MAX_SIZE} bytes a result may have")
-    if not got.answer:
-        raise CallDiedError(box.id, status, oom_killed=oom_killed)
+    elif not got.answer:
+        died = CallDiedError(box.id, status, oom_killed=oom_killed)
+    else:
+        return _result(got, python, trusted, stdout, stderr, stats, status)
+    died.stats = stats
+    raise died
+
+
+def _result(
+    got: _Exchange,
+    python: str,
+    trusted: bool,
+    stdout: bytes | None,
+    stderr: bytes | None,
+    stats: Stats | None,
+    status: int,
+) -> CallResult[T]:
     try:
         value = read_answer(bytes(got.answer), trusted=trusted)
     except RemoteError as e:
