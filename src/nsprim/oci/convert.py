@@ -25,6 +25,7 @@ import os
 import resource
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass
 from .._sys import C
@@ -56,6 +57,9 @@ from ._codec import encode
 from .honour import check_spec
 from .mounts import device_steps, mount_steps, path_steps, propagation_steps, sysctl_steps
 from .spec import LinuxIDMapping, LinuxNamespaceType, Process, Spec
+
+if TYPE_CHECKING:
+    from ..security.seccomp.cache import ProgramCache
 
 __all__ = ["BundlePlan", "Handoff", "bundle_plan", "process_steps", "NAMESPACE_TYPES", "id_map", "rlimit_number"]
 
@@ -123,15 +127,24 @@ def _caps(process: Process) -> object:
     return Capabilities.from_oci(encode(process.capabilities))
 
 
-def _seccomp(spec: Spec) -> tuple[object | None, int]:
+def _seccomp(spec: Spec, cache: ProgramCache | None) -> tuple[object | None, int]:
     linux = spec.linux
     if linux is None or linux.seccomp is None:
         return None, 0
+    document = encode(linux.seccomp)
+    key = cache.key(document) if cache is not None else ""
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
     from ..security.seccomp.parse import parse_profile
     from ..security.steps import SecurityPolicy
 
-    profile = parse_profile(encode(linux.seccomp), strict=False)
-    return SecurityPolicy(seccomp=profile).program(), profile.flags
+    profile = parse_profile(document, strict=False)
+    program = SecurityPolicy(seccomp=profile).program()
+    if cache is not None and program is not None:
+        cache.put(key, program, profile.flags)
+    return program, profile.flags
 
 
 def _early_lookup(step: Step) -> list[Step]:
@@ -148,12 +161,17 @@ def _early_lookup(step: Step) -> list[Step]:
     return [FindExecutable(step.file, step.argv, step.env, step.search_path, step.search_owner)]
 
 
-def process_steps(process: Process, spec: Spec, *, where: str = "process") -> list[Step]:
-    """From the user switch to the exec: capabilities, ids, no_new_privs, seccomp, umask, cwd."""
+def process_steps(
+    process: Process, spec: Spec, *, where: str = "process", seccomp_cache: ProgramCache | None = None
+) -> list[Step]:
+    """From the user switch to the exec: capabilities, ids, no_new_privs, seccomp, umask, cwd.
+
+    *seccomp_cache*: where compiled seccomp programs are kept by content (compiled here when missing).
+    """
     from ..security.steps import CapsPhase, LoadSeccomp, SetCapabilities
 
     caps = _caps(process)
-    program, flags = _seccomp(spec)
+    program, flags = _seccomp(spec, seccomp_cache)
     user = process.user
     steps: list[Step] = [SetCapabilities(caps, CapsPhase.BOUNDING | CapsPhase.KEEP)]  # type: ignore[arg-type]
     if program is not None and not process.no_new_privileges:
@@ -208,13 +226,14 @@ def bundle_plan(
     *,
     hooks: bool = False,
     cgroup_dirs: Mapping[str, Path] | None = None,
+    seccomp_cache: ProgramCache | None = None,
 ) -> BundlePlan:
     """Check *spec* and build its init's plan (see the module's documentation).
 
     *hooks*: the plan stops at a sync step before entering the root, for the
     runtime to run the ``prestart`` and ``createRuntime`` hooks.  *cgroup_dirs*:
     the container's groups by hierarchy mount point, bound by a ``cgroup`` mount
-    when the container has no cgroup namespace.
+    when the container has no cgroup namespace.  *seccomp_cache*: as for :func:`process_steps`.
     """
     from ..spawning import namespace_steps
 
@@ -277,7 +296,7 @@ def bundle_plan(
             size = (process.console_size.height, process.console_size.width) if process.console_size else None
             steps.append(SendTerminal(handoff.console_fd, size, uid=process.user.uid, gid=process.user.gid))
         steps += _rlimits(process)
-        tail = process_steps(process, spec)
+        tail = process_steps(process, spec, seccomp_cache=seccomp_cache)
         if handoff.listen_fd >= 0:
             steps += _early_lookup(tail[-1])
             steps.append(WaitStart(handoff.listen_fd))

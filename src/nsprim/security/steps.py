@@ -31,8 +31,8 @@ from .capabilities import Capabilities, CapabilitySet
 from .errors import SecurityConfigError
 
 if TYPE_CHECKING:
-    from .seccomp.bpf import Program
     from .seccomp.profile import Profile
+    from .seccomp.program import Program
 
 __all__ = ["CapsPhase", "SetCapabilities", "LoadSeccomp", "SetDumpable", "SecurityPolicy"]
 
@@ -130,8 +130,8 @@ def _default_caps() -> Capabilities:
 
 def _is_filter(value: object) -> bool:
     # Imported here: a policy without a filter does not import the compiler.
-    from .seccomp.bpf import Program
     from .seccomp.profile import Profile
+    from .seccomp.program import Program
 
     return isinstance(value, (Profile, Program))
 
@@ -205,7 +205,7 @@ class SecurityPolicy:
 
     def program(self) -> Program | None:
         """The seccomp program, compiled for :attr:`caps` (cached per profile and capabilities)."""
-        from .seccomp.bpf import Program
+        from .seccomp.program import Program
 
         if self.seccomp is None or isinstance(self.seccomp, Program):
             return self.seccomp

@@ -63,6 +63,8 @@ __all__ = [
 START_SOCKET = "start.sock"
 #: The spec as ``create`` read it, kept for ``exec`` and the ``poststop`` hooks.
 SPEC_FILE = "config.json"
+#: Compiled seccomp programs by content, in the state root (an ``@`` is in no container id).
+SECCOMP_CACHE = "@seccomp"
 _LIFT = 100  # descriptors the plan uses sit at or above this (and above the preserved ones)
 
 
@@ -283,7 +285,10 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         early = bool(hooks and (hooks.prestart or hooks.create_runtime))
         handoff = Handoff(opened[0], console_fd, preserve, bool(opts.get("no_pivot")))
         own = {str(h.mount_point): d for h, d in group.directories.items()}
-        plan = bundle_plan(spec, bundle, handoff, hooks=early, cgroup_dirs=own)
+        from ...security.seccomp.cache import ProgramCache
+
+        cache = ProgramCache(os.path.join(g.root, SECCOMP_CACHE))
+        plan = bundle_plan(spec, bundle, handoff, hooks=early, cgroup_dirs=own, seccomp_cache=cache)
         proc, record = _spawn(g, spec, plan, group, record, locked, early)
         apply_devices(group, limits.devices)  # the init waits for `start`, its /dev made
         for fd in opened:

@@ -17,17 +17,19 @@ from ..._lazy import lazy_names, names_of
 
 if TYPE_CHECKING:
     from .arch import ARCHES, Arch, get_arch, native_arch
-    from .bpf import Program, compile_profile
+    from .bpf import compile_profile
     from .default import docker_default_profile
     from .interp import run_seccomp
     from .parse import load_profile, parse_profile
     from .profile import Action, ActionKind, ArgCmp, Condition, Op, Profile, Rule
+    from .program import Program
 
 # Each name is imported when first used: the system call tables, the parser
 # and the compiler only by a program that filters system calls.
 _LAZY = {
     **names_of("arch", ("ARCHES", "Arch", "get_arch", "native_arch")),
-    **names_of("bpf", ("Program", "compile_profile")),
+    **names_of("bpf", ("compile_profile",)),
+    **names_of("program", ("Program",)),
     **names_of("default", ("docker_default_profile",)),
     **names_of("interp", ("run_seccomp",)),
     **names_of("parse", ("load_profile", "parse_profile")),
