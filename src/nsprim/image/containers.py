@@ -15,9 +15,9 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
+from .._dataclass import dataclass
 from ..errors import ConfigError, ImageError, ImageNotFoundError, SpecError
 from .model import Descriptor
 
