@@ -82,11 +82,10 @@ def test_a_cache_hit_imports_no_compiler(tmp_path: Path) -> None:
 import sys
 from nsprim.oci.convert import process_steps
 from nsprim.oci.spec import Spec
-from nsprim.security.seccomp.cache import ProgramCache
 process = {{"args": ["true"], "cwd": "/", "user": {{"uid": 0, "gid": 0}}}}
 spec = Spec.from_dict({{"ociVersion": "1.0.2", "process": process, "root": {{"path": "rootfs"}},
     "linux": {{"seccomp": {DENY_MKDIR!r}}}}})
-steps = process_steps(spec.process, spec, seccomp_cache=ProgramCache({str(tmp_path / "cache")!r}))
+steps = process_steps(spec.process, spec, seccomp_cache={str(tmp_path / "cache")!r})
 loads = [s for s in steps if type(s).__name__ == "LoadSeccomp"]
 print(len(loads), loads[0].program.to_bytes().hex()[:32], "nsprim.security.seccomp.bpf" in sys.modules)
 """

@@ -59,7 +59,7 @@ from .mounts import device_steps, mount_steps, path_steps, propagation_steps, sy
 from .spec import LinuxIDMapping, LinuxNamespaceType, Process, Spec
 
 if TYPE_CHECKING:
-    from ..security.seccomp.cache import ProgramCache
+    from .._paths import StrPath
 
 __all__ = ["BundlePlan", "Handoff", "bundle_plan", "process_steps", "NAMESPACE_TYPES", "id_map", "rlimit_number"]
 
@@ -127,10 +127,13 @@ def _caps(process: Process) -> object:
     return Capabilities.from_oci(encode(process.capabilities))
 
 
-def _seccomp(spec: Spec, cache: ProgramCache | None) -> tuple[object | None, int]:
+def _seccomp(spec: Spec, cache_dir: StrPath | None) -> tuple[object | None, int]:
     linux = spec.linux
     if linux is None or linux.seccomp is None:
         return None, 0
+    from ..security.seccomp.cache import ProgramCache
+
+    cache = ProgramCache(cache_dir) if cache_dir is not None else None
     document = encode(linux.seccomp)
     key = cache.key(document) if cache is not None else ""
     if cache is not None:
@@ -162,11 +165,12 @@ def _early_lookup(step: Step) -> list[Step]:
 
 
 def process_steps(
-    process: Process, spec: Spec, *, where: str = "process", seccomp_cache: ProgramCache | None = None
+    process: Process, spec: Spec, *, where: str = "process", seccomp_cache: StrPath | None = None
 ) -> list[Step]:
     """From the user switch to the exec: capabilities, ids, no_new_privs, seccomp, umask, cwd.
 
-    *seccomp_cache*: where compiled seccomp programs are kept by content (compiled here when missing).
+    *seccomp_cache*: the directory of a :class:`~nsprim.security.seccomp.cache.ProgramCache`, where
+    compiled seccomp programs are kept by content (compiled here when missing).
     """
     from ..security.steps import CapsPhase, LoadSeccomp, SetCapabilities
 
@@ -226,7 +230,7 @@ def bundle_plan(
     *,
     hooks: bool = False,
     cgroup_dirs: Mapping[str, Path] | None = None,
-    seccomp_cache: ProgramCache | None = None,
+    seccomp_cache: StrPath | None = None,
 ) -> BundlePlan:
     """Check *spec* and build its init's plan (see the module's documentation).
 

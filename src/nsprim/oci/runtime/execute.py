@@ -228,10 +228,9 @@ def exec_process(g: Globals, record: ContainerRecord, spec: Spec, process: Proce
         steps: list[Step] = [SetSid(), FdMap(tuple(pairs), close_others=True, kept=kept), SetDumpable(False)]
         steps += enter
         steps += _process_head(process, console_fd)
-        from ...security.seccomp.cache import ProgramCache
         from .lifecycle import SECCOMP_CACHE
 
-        steps += process_steps(process, spec, seccomp_cache=ProgramCache(os.path.join(g.root, SECCOMP_CACHE)))
+        steps += process_steps(process, spec, seccomp_cache=os.path.join(g.root, SECCOMP_CACHE))
         try:
             head = Plan(tuple(prefix)) if prefix else None
             proc = lowlevel.start(Plan(tuple(steps)), prefix=head, cgroup_fd=cgroup_fd, pidns_fd=pidns_fd)

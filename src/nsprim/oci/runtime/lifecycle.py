@@ -285,9 +285,7 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
         early = bool(hooks and (hooks.prestart or hooks.create_runtime))
         handoff = Handoff(opened[0], console_fd, preserve, bool(opts.get("no_pivot")))
         own = {str(h.mount_point): d for h, d in group.directories.items()}
-        from ...security.seccomp.cache import ProgramCache
-
-        cache = ProgramCache(os.path.join(g.root, SECCOMP_CACHE))
+        cache = os.path.join(g.root, SECCOMP_CACHE)
         plan = bundle_plan(spec, bundle, handoff, hooks=early, cgroup_dirs=own, seccomp_cache=cache)
         proc, record = _spawn(g, spec, plan, group, record, locked, early)
         apply_devices(group, limits.devices)  # the init waits for `start`, its /dev made
