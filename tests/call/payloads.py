@@ -133,3 +133,11 @@ def fork_and_return() -> str:
     os.waitpid(first, 0)
     os.waitpid(second, 0)
     return "parent"
+
+
+def hang_up() -> None:
+    """Close the answer's socket, then never end."""
+    import time
+
+    os.close(3)
+    time.sleep(60)

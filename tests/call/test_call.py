@@ -97,6 +97,11 @@ def test_a_timeout_kills_the_container() -> None:
     assert e.value.timeout == 0.5 and e.value.signal == signal.SIGKILL
 
 
+def test_a_timeout_holds_after_the_payload_hangs_up() -> None:
+    with pytest.raises(CallTimeoutError):
+        BOX.call_result(payloads.hang_up, timeout=0.5)
+
+
 def test_the_memory_limit_ends_a_hog_as_oom() -> None:
     with pytest.raises(CallDiedError) as e:
         Container().host_root().memory("48M").call(payloads.hog, 200)
@@ -210,3 +215,28 @@ def test_start_places_passed_descriptors_inside_and_refuses_bad_ones() -> None:
 
 def test_only_the_first_process_answers_though_its_children_return_too() -> None:
     assert BOX.call(payloads.fork_and_return) == "parent"
+
+
+def test_with_an_init_and_as_another_user() -> None:
+    assert Container().host_root().init().call(payloads.add, 1, 2) == 3
+    assert Container().rootfs("/").user(65534).pids(16).call(os.getuid) == 65534
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_call_leaves_nothing_behind() -> None:
+    """An exception in the caller while it waits (as Ctrl-C would raise) kills and removes the container."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(Interrupted):
+            BOX.call(payloads.sleep, 60)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

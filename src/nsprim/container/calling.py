@@ -40,7 +40,7 @@ from ..call.errors import (
     UnsafeResultError,
 )
 from ..cgroup import Stats
-from ..errors import ConfigError
+from ..errors import ConfigError, TimeoutExpired
 from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE
 from .config import ContainerConfig, RootKind
@@ -251,10 +251,9 @@ class _Exchange:
     oversized: bool = False
 
 
-def _exchange(box: RunningContainer, sock: socket.socket, data: bytes, timeout: float | None) -> _Exchange:
-    """Send *data*, read the answer and the captured output to their ends, or until *timeout*."""
+def _exchange(box: RunningContainer, sock: socket.socket, data: bytes, deadline: float | None) -> _Exchange:
+    """Send *data*, read the answer and the captured output to their ends, or until *deadline*."""
     got = _Exchange(bytearray(), [], [])
-    deadline = None if timeout is None else time.monotonic() + timeout
     pending = memoryview(data)
     sel = selectors.DefaultSelector()
     try:
@@ -348,7 +347,13 @@ def call_in(
         finally:
             theirs.close()
         with box:
-            got = _exchange(box, mine, data, timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            got = _exchange(box, mine, data, deadline)
+            if not (got.timed_out or got.oversized):
+                try:  # it answered, or closed the socket: its end is near, or it is past its time
+                    box.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                except TimeoutExpired:
+                    got.timed_out = True
             if got.timed_out or got.oversized:
                 box.kill()
             status = box.wait()
