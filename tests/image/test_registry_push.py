@@ -45,17 +45,24 @@ def _has_manifest(registry: Registry, name: str) -> bool:
     return True
 
 
+@pytest.mark.parametrize("by_name", [True, False], ids=["by-name", "by-descriptor"])
 @pytest.mark.parametrize("source", ["busybox:latest", "busybox-docker:latest"])
-def test_a_pulled_image_pushed_back_is_byte_identical(seeded: Registry, tmp_path: Path, source: str) -> None:
+def test_a_pulled_image_pushed_back_is_byte_identical(seeded: Registry, tmp_path: Path, source: str,
+                                                      by_name: bool) -> None:  # fmt: skip
     layout = ImageLayout.create(tmp_path / "layout")
     pulled = pull(f"{seeded.host}/{source}", layout, tls_verify=False)
     progress = Recorder()
-    target = f"pushed/{source.partition(':')[0]}:v1"
-    pushed = push(layout, pulled.ref_name, f"{seeded.host}/{target}", tls_verify=False, progress=progress)
+    target = f"pushed/{source.partition(':')[0]}-{'name' if by_name else 'desc'}:v1"
+    image = pulled.ref_name if by_name else pulled.replace(annotations={})
+    pushed = push(layout, image, f"{seeded.host}/{target}", tls_verify=False, progress=progress)
     assert pushed.digest == pulled.digest and pushed.media_type == pulled.media_type
     sizes = _blob_sizes(layout, pulled.ref_name)
-    assert progress.begun == dict.fromkeys(sizes, "push") and progress.ended == set(sizes)
-    assert progress.bytes == sizes and progress.sizes == sizes
+    assert progress.ended == set(sizes) and progress.sizes == sizes
+    if by_name:
+        # the layout names the image after the repository it came from: its blobs are linked from there
+        assert progress.begun == dict.fromkeys(sizes, "mount") and not progress.bytes
+    else:
+        assert progress.begun == dict.fromkeys(sizes, "push") and progress.bytes == sizes
     # the registry has the very bytes: skopeo reads them, and a pull gets the same digest
     assert seeded.skopeo_inspect(target, "--raw") == layout.read_blob(pulled.digest)
     again = ImageLayout.create(tmp_path / "again")
@@ -66,7 +73,7 @@ def test_a_pulled_image_pushed_back_is_byte_identical(seeded: Registry, tmp_path
 
     # pushed once more: the registry has every blob, none is sent
     progress = Recorder()
-    push(layout, pulled.ref_name, f"{seeded.host}/{target}", tls_verify=False, progress=progress)
+    push(layout, image, f"{seeded.host}/{target}", tls_verify=False, progress=progress)
     assert set(progress.begun.values()) == {"exists"} and not progress.bytes
 
 

@@ -9,9 +9,10 @@ Every blob is found in the layout before anything is sent (a missing one is
 an :class:`~nsprim.errors.ImageError` naming it, and nothing is pushed).
 
 A blob is sent as the distribution spec has it: a ``HEAD`` asks whether the
-repository has it already (then it is not sent); given *mount_from*, other
-repositories of the same registry, a ``POST ?mount=…&from=…`` asks the
-registry to link it from one of them without its bytes; otherwise a ``POST``
+repository has it already (then it is not sent); from the repositories of
+the same registry it may be in (*mount_from*, and the one the image was
+pulled from, which its name in the layout says), a ``POST ?mount=…&from=…``
+asks the registry to link it without its bytes; otherwise a ``POST``
 opens an upload and a ``PUT ?digest=…`` sends it whole, or, above
 *chunk_size* bytes, ``PATCH`` requests send it in chunks before the ``PUT``
 closes it.  Blobs are sent *jobs* at a time.  The bytes sent are hashed on
@@ -34,7 +35,15 @@ from collections.abc import Iterable
 from typing import BinaryIO
 
 from ..._dataclass import dataclass
-from ...errors import BlobDigestError, ConfigError, ImageError, ImageNotFoundError, RegistryError, SpecError
+from ...errors import (
+    BlobDigestError,
+    ConfigError,
+    ImageError,
+    ImageNotFoundError,
+    ImageReferenceError,
+    RegistryError,
+    SpecError,
+)
 from ..layout import ImageLayout
 from ..model import Descriptor, Index, Manifest, MediaType
 from ..progress import Progress
@@ -74,7 +83,8 @@ def push(
     in the layout) to *ref*, under its tag (or by digest when *ref* names only a digest).
 
     A *ref* with a digest must name the image's own digest.  *mount_from* names
-    repositories of *ref*'s registry that may have the blobs already.
+    repositories of *ref*'s registry that may have the blobs already (the one
+    *image*'s name in the layout says it was pulled from is tried too).
     *tls_verify*, *ca_file* and *auth_file* are as for :func:`~nsprim.image.registry.pull`.
     Returns the pushed manifest's (or index's) descriptor.
     """
@@ -92,7 +102,7 @@ def push(
         raise ImageError(f"push `{ref}`: blob `{missing[0].digest}` is not in the layout `{layout.path}`"
                          + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""),
                          blob=missing[0].digest)  # fmt: skip
-    sources = [s for s in dict.fromkeys(mount_from) if s != ref.repository]
+    sources = [s for s in dict.fromkeys([*mount_from, *_origin(top, ref)]) if s != ref.repository]
     scopes = [f"repository:{ref.repository}:pull,push", *(f"repository:{s}:pull" for s in sources)]
     with RegistryClient(ref.registry, scopes=scopes, tls_verify=tls_verify, auth_file=auth_file,
                         ca_file=ca_file) as client:  # fmt: skip
@@ -103,6 +113,16 @@ def push(
             _put_manifest(client, ref.repository, doc, doc.desc.digest)
         _put_manifest(client, ref.repository, last, ref.tag or top.digest)
     return Descriptor(media_type=top.media_type, digest=top.digest, size=top.size, platform=top.platform)
+
+
+def _origin(top: Descriptor, ref: ImageReference) -> list[str]:
+    """The repository of *ref*'s registry the image came from, as its name in the layout says
+    (a pull names an image after its reference)."""
+    try:
+        named = ImageReference.parse(top.ref_name) if top.ref_name else None
+    except ImageReferenceError:
+        return []
+    return [named.repository] if named is not None and named.registry == ref.registry else []
 
 
 def _top(layout: ImageLayout, image: str | Descriptor) -> Descriptor:
