@@ -12,6 +12,7 @@ import re
 import select
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -22,11 +23,13 @@ _RANGE = re.compile(rb"^range:[^\r\n]*\r\n", re.IGNORECASE | re.MULTILINE)
 
 @dataclass
 class Forwarded:
-    """A request the proxy forwarded: its method and path, and the ``Range`` the client sent."""
+    """A request the proxy forwarded: its method and path, the ``Range`` the client sent, and when
+    (:func:`time.monotonic`)."""
 
     method: str
     path: str
     range: str = ""
+    at: float = 0.0
 
 
 @dataclass
@@ -44,13 +47,14 @@ class _Connection:
 class FaultyProxy:
     """In front of ``127.0.0.1:upstream_port``: the first answer to a ``GET`` of *blob* is cut after
     *after* bytes (``stall``: not forwarded further, the connection kept open) if *blob* is given;
-    *strip_range* drops every ``Range`` header."""
+    *strip_range* drops every ``Range`` header; *delay* slows every answer down."""
 
     upstream_port: int
     blob: str | None = None
     after: int = 0
     stall: bool = False
     strip_range: bool = False
+    delay: float = 0.0  # seconds before each piece of an answer is forwarded (a slow registry)
     requests: list[Forwarded] = field(default_factory=list)
     faults: int = 0
 
@@ -112,7 +116,9 @@ class FaultyProxy:
             head += b"\r\n\r\n"
             method, path = head.split(b" ", 2)[:2]
             found = re.search(rb"^range:\s*([^\r\n]*)", head, re.IGNORECASE | re.MULTILINE)
-            self.requests.append(Forwarded(method.decode(), path.decode(), found.group(1).decode() if found else ""))
+            self.requests.append(
+                Forwarded(method.decode(), path.decode(), found.group(1).decode() if found else "", time.monotonic())
+            )
             if self.strip_range:
                 head = _RANGE.sub(b"", head)
             if self.blob and method == b"GET" and path.endswith(f"/blobs/{self.blob}".encode()) and not self.faults:
@@ -120,6 +126,8 @@ class FaultyProxy:
             conn.upstream.sendall(head)
 
     def _to_client(self, conn: _Connection, data: bytes) -> None:
+        if self.delay:
+            time.sleep(self.delay)
         if conn.counting and conn.counted + len(data) > self.after:
             conn.client.sendall(data[: self.after - conn.counted])
             conn.counting = False

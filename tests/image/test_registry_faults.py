@@ -1,7 +1,8 @@
 """Pulls that go wrong midway, from a real registry behind a proxy that misbehaves (tests/image/proxy.py):
 a connection cut mid-blob (resumed with Range, verified, each byte reported once), a registry that
 ignores Range (fetched whole again, progress not counted twice), a pull that was killed (the next
-one goes on from what it fetched; a leftover that is not the blob's start is fetched whole), and a
+one goes on from what it fetched; a leftover that is not the blob's start is fetched whole), two
+processes pulling into one layout at once (each blob fetched once), and a
 manifest naming a layer of a media type nothing reads (a typed error naming it)."""
 
 from __future__ import annotations
@@ -123,6 +124,22 @@ def test_the_pull_after_one_that_was_killed_goes_on_from_its_partial_blob(
     fetched = {d: n for d, n in _sizes(layout, desc.ref_name).items() if progress.begun[d] == "fetch"}
     assert progress.begun[digest] == "fetch" and progress.bytes == fetched  # what was there reported too, once
     _verified(layout, desc.ref_name)
+
+
+def test_two_processes_pulling_one_image_into_one_layout_fetch_each_blob_once(
+    seeded: Registry, test_images: ImageSet, tmp_path: Path
+) -> None:
+    layout = ImageLayout.create(tmp_path / "layout")
+    with FaultyProxy(_port(seeded), delay=0.02) as proxy:
+        ref = f"{proxy.host}/busybox:latest"
+        children = [subprocess.Popen([sys.executable, "-c", _PULL, ref, str(layout.path)], stderr=subprocess.PIPE)
+                    for _ in range(2)]  # fmt: skip
+        errors = [child.communicate(timeout=120)[1] for child in children]
+    assert [child.returncode for child in children] == [0, 0], errors
+    for digest in _sizes(layout, ref):
+        assert len(_blob_gets(proxy, digest)) == 1  # the second waited for the first, then had it
+    assert layout.tags() == [ref]
+    _verified(layout, ref)
 
 
 def test_a_partial_blob_that_is_not_the_blobs_start_is_fetched_whole(
