@@ -9,6 +9,7 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from nsprim.call.errors import (
     CallDiedError,
@@ -23,6 +24,7 @@ from nsprim.errors import ConfigError
 
 from ..conftest import requires_root
 from . import payloads
+from .test_wire import same, values
 
 pytestmark = requires_root
 
@@ -240,3 +242,14 @@ def test_an_interrupted_call_leaves_nothing_behind() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values)
+def test_values_round_trip_through_a_real_sandbox(value: object) -> None:
+    assert same(BOX.call(payloads.identity, value), value)
+
+
+def test_an_image_root_with_another_python_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PythonVersionError, match=r"Python 3\.2,"):
+        Container().image([fake_root(tmp_path, "3.2")]).call(math.factorial, 5)
