@@ -21,7 +21,15 @@ from nsprim.cgroup import control, files
 from nsprim.cgroup import events as _events
 from nsprim.cgroup.events import MemoryEvents, wait_until
 from nsprim.cgroup.files import Write
-from nsprim.cgroup.host import Controller, Hierarchy, HostInfo, host_info, process_cgroups, read_v2_controllers
+from nsprim.cgroup.host import (
+    Controller,
+    Hierarchy,
+    HostInfo,
+    cached_host_info,
+    host_info,
+    process_cgroups,
+    read_v2_controllers,
+)
 from nsprim.cgroup.naming import validate_name, validate_path
 from nsprim.cgroup.resources import Resources
 from nsprim.cgroup.stats import Stats, read_stats
@@ -56,7 +64,7 @@ class CGroup:
         self._dirs: tuple[tuple[Hierarchy, Path], ...] = tuple(dirs)
         if not self._dirs:
             raise ConfigError("a cgroup needs at least one hierarchy directory", what="dirs")
-        self._info = info if info is not None else host_info()
+        self._info = info if info is not None else cached_host_info()
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -91,7 +99,7 @@ class CGroup:
         if not isinstance(resources, Resources):
             raise ConfigError(f"resources: `{resources!r}` is not a Resources", what="resources")
         wanted = {Controller.parse(c) for c in controllers} if controllers is not None else None
-        info = parent._info if isinstance(parent, CGroup) else host_info()
+        info = parent._info if isinstance(parent, CGroup) else cached_host_info()
         needed = resources.controllers()
         serving = info.controllers
         for c in sorted(needed, key=lambda c: c.value):
@@ -157,7 +165,7 @@ class CGroup:
         exists in none, raises :class:`SyscallError` (``ENOENT``).
         """
         p = validate_path(path)
-        info = info if info is not None else host_info()
+        info = info if info is not None else cached_host_info()
         dirs = [(h, h.mount_point.joinpath(*p.parts[1:])) for h in info.hierarchies if h.controllers or h.version == 2]
         found = [(h, d) for h, d in dirs if d.is_dir()]
         if not found:
