@@ -19,6 +19,7 @@ from types import TracebackType
 __all__ = ["FaultyProxy", "Forwarded"]
 
 _RANGE = re.compile(rb"^range:[^\r\n]*\r\n", re.IGNORECASE | re.MULTILINE)
+_CONTENT_TYPE = re.compile(rb"^content-type:[^\r\n]*\r\n", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass
@@ -41,13 +42,15 @@ class _Connection:
     counted: int = 0
     stalled: bool = False
     done: bool = False
+    retype: bool = False  # the next answer is a manifest's, its Content-Type to be replaced
 
 
 @dataclass
 class FaultyProxy:
     """In front of ``127.0.0.1:upstream_port``: the first answer to a ``GET`` of *blob* is cut after
     *after* bytes (``stall``: not forwarded further, the connection kept open) if *blob* is given;
-    *strip_range* drops every ``Range`` header; *delay* slows every answer down."""
+    *strip_range* drops every ``Range`` header; *delay* slows every answer down; *manifest_type*
+    replaces the ``Content-Type`` of manifests."""
 
     upstream_port: int
     blob: str | None = None
@@ -55,6 +58,7 @@ class FaultyProxy:
     stall: bool = False
     strip_range: bool = False
     delay: float = 0.0  # seconds before each piece of an answer is forwarded (a slow registry)
+    manifest_type: str = ""  # the Content-Type every manifest is answered with, if given
     requests: list[Forwarded] = field(default_factory=list)
     faults: int = 0
 
@@ -123,11 +127,16 @@ class FaultyProxy:
                 head = _RANGE.sub(b"", head)
             if self.blob and method == b"GET" and path.endswith(f"/blobs/{self.blob}".encode()) and not self.faults:
                 conn.counting, conn.counted = True, 0
+            if self.manifest_type and b"/manifests/" in path:
+                conn.retype = True
             conn.upstream.sendall(head)
 
     def _to_client(self, conn: _Connection, data: bytes) -> None:
         if self.delay:
             time.sleep(self.delay)
+        if conn.retype and data.startswith(b"HTTP/"):  # the head comes whole in the first piece
+            data = _CONTENT_TYPE.sub(b"Content-Type: " + self.manifest_type.encode() + b"\r\n", data, count=1)
+            conn.retype = False
         if conn.counting and conn.counted + len(data) > self.after:
             conn.client.sendall(data[: self.after - conn.counted])
             conn.counting = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,6 +170,32 @@ def test_leftovers_of_killed_writers_are_removed_but_not_a_live_writers(tmp_path
     assert not [p for p in layout.path.rglob(".*")]  # the live one's, given up, removed by its writer
 
 
+def _plain(d: Descriptor) -> dict[str, object]:
+    return {"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+
+
+def _put_by_hand(registry: Registry, repository: str, layout: ImageLayout, blobs: list[Descriptor],
+                 manifest: bytes) -> None:  # fmt: skip
+    """*blobs* of *layout* and the *manifest* put into *repository* request by request (push, like
+    pull, refuses what it cannot read)."""
+    with RegistryClient(registry.host, scopes=[f"repository:{repository}:pull,push"], tls_verify=False) as client:
+        for desc in blobs:
+            with client.request("POST", f"/v2/{repository}/blobs/uploads/", repository=repository, what="upload",
+                                ok=(202,)) as resp:  # fmt: skip
+                resp.read()
+            location = resp.header("Location") + "&digest=" + desc.digest
+            with client.request("PUT", location, repository=repository, what="blob", ok=(201,),
+                                body=layout.read_blob(desc.digest)) as resp:  # fmt: skip
+                resp.read()
+        with client.request("PUT", f"/v2/{repository}/manifests/1", repository=repository, what="manifest",
+                            ok=(201,), headers={"Content-Type": MediaType.OCI_MANIFEST}, body=manifest) as resp:  # fmt: skip
+            resp.read()
+
+
+def _nothing_kept(layout: ImageLayout) -> bool:
+    return layout.tags() == [] and not [p for p in layout.path.rglob("*") if p.is_file() and "blobs" in p.parts]
+
+
 def test_a_layer_of_a_media_type_nothing_reads_is_a_typed_error_naming_it(
     seeded: Registry, test_images: ImageSet, tmp_path: Path
 ) -> None:
@@ -178,31 +205,34 @@ def test_a_layer_of_a_media_type_nothing_reads_is_a_typed_error_naming_it(
     config = ImageConfig(architecture=Platform.host().architecture, os="linux",
                          rootfs=ImageRootFS(type="layers", diff_ids=(layer.digest,)))  # fmt: skip
     config_desc = layout.write_blob(config.dumps(), MediaType.OCI_CONFIG)
-
-    def plain(d: Descriptor) -> dict[str, object]:
-        return {"mediaType": d.media_type, "digest": d.digest, "size": d.size}
-
-    manifest = {"schemaVersion": 2, "mediaType": MediaType.OCI_MANIFEST, "config": plain(config_desc),
-                "layers": [plain(layer)]}  # fmt: skip
+    manifest = {"schemaVersion": 2, "mediaType": MediaType.OCI_MANIFEST, "config": _plain(config_desc),
+                "layers": [_plain(layer)]}  # fmt: skip
     data = json.dumps(manifest).encode()
-    # put into the registry by hand: push (like pull) refuses what it cannot read
     manifest_desc = layout.write_blob(data, MediaType.OCI_MANIFEST)
     with pytest.raises(ImageError, match=strange):
         push(layout, manifest_desc, f"{seeded.host}/strange:1", tls_verify=False)
-    with RegistryClient(seeded.host, scopes=["repository:strange:pull,push"], tls_verify=False) as client:
-        for desc in (layer, config_desc):
-            with client.request("POST", "/v2/strange/blobs/uploads/", repository="strange", what="upload",
-                                ok=(202,)) as resp:  # fmt: skip
-                resp.read()
-            location = resp.header("Location") + "&digest=" + desc.digest
-            with client.request("PUT", location, repository="strange", what="blob", ok=(201,),
-                                body=layout.read_blob(desc.digest)) as resp:  # fmt: skip
-                resp.read()
-        with client.request("PUT", "/v2/strange/manifests/1", repository="strange", what="manifest", ok=(201,),
-                            headers={"Content-Type": MediaType.OCI_MANIFEST}, body=data) as resp:  # fmt: skip
-            resp.read()
+    _put_by_hand(seeded, "strange", layout, [layer, config_desc], data)
     target = ImageLayout.create(tmp_path / "target")
     with pytest.raises(RegistryError, match=f"layers\\[0\\].mediaType.*{strange}") as info:
         pull(f"{seeded.host}/strange:1", target, tls_verify=False)
     assert info.value.digest == manifest_desc.digest and info.value.repository == "strange"
-    assert target.tags() == [] and not [p for p in target.path.rglob("*") if p.is_file() and "blobs" in p.parts]
+    assert _nothing_kept(target)
+
+
+def test_a_manifest_of_a_media_type_nothing_reads_is_a_typed_error_naming_it(
+    seeded: Registry, test_images: ImageSet, tmp_path: Path
+) -> None:
+    # a manifest without its own mediaType (the OCI spec allows it): the registry's Content-Type says
+    source = test_images.layout
+    manifest = source.manifest("busybox")
+    data = json.dumps({"schemaVersion": 2, "config": _plain(manifest.config),
+                       "layers": [_plain(d) for d in manifest.layers]}).encode()  # fmt: skip
+    _put_by_hand(seeded, "untyped", source, [manifest.config, *manifest.layers], data)
+    pulled = pull(f"{seeded.host}/untyped:1", ImageLayout.create(tmp_path / "fine"), tls_verify=False)
+    assert pulled.media_type == MediaType.OCI_MANIFEST
+    strange = "application/vnd.example.thing+json"
+    target = ImageLayout.create(tmp_path / "target")
+    with FaultyProxy(_port(seeded), manifest_type=strange) as proxy:
+        with pytest.raises(RegistryError, match=f"media type `{re.escape(strange)}` is not an image manifest") as info:
+            pull(f"{proxy.host}/untyped:1", target, tls_verify=False)
+    assert info.value.repository == "untyped" and _nothing_kept(target)
