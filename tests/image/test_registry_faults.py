@@ -187,8 +187,9 @@ def _put_by_hand(registry: Registry, repository: str, layout: ImageLayout, blobs
             with client.request("PUT", location, repository=repository, what="blob", ok=(201,),
                                 body=layout.read_blob(desc.digest)) as resp:  # fmt: skip
                 resp.read()
+        headers = {"Content-Type": MediaType.OCI_MANIFEST}
         with client.request("PUT", f"/v2/{repository}/manifests/1", repository=repository, what="manifest",
-                            ok=(201,), headers={"Content-Type": MediaType.OCI_MANIFEST}, body=manifest) as resp:  # fmt: skip
+                            ok=(201,), headers=headers, body=manifest) as resp:  # fmt: skip
             resp.read()
 
 
@@ -232,7 +233,10 @@ def test_a_manifest_of_a_media_type_nothing_reads_is_a_typed_error_naming_it(
     assert pulled.media_type == MediaType.OCI_MANIFEST
     strange = "application/vnd.example.thing+json"
     target = ImageLayout.create(tmp_path / "target")
-    with FaultyProxy(_port(seeded), manifest_type=strange) as proxy:
-        with pytest.raises(RegistryError, match=f"media type `{re.escape(strange)}` is not an image manifest") as info:
-            pull(f"{proxy.host}/untyped:1", target, tls_verify=False)
+    refused = f"media type `{re.escape(strange)}` is not an image manifest"
+    with (
+        FaultyProxy(_port(seeded), manifest_type=strange) as proxy,
+        pytest.raises(RegistryError, match=refused) as info,
+    ):
+        pull(f"{proxy.host}/untyped:1", target, tls_verify=False)
     assert info.value.repository == "untyped" and _nothing_kept(target)
