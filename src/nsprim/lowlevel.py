@@ -12,15 +12,19 @@ import contextlib
 import errno
 import os
 import signal as _signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import TypeVar
 
 from . import _sys
+from ._readiness import readable_async, wait_readable
 from ._sys import spawn as _spawn
 from .errors import ChildDiedError, ConfigError, ExecutableNotFoundError, StepError, SyscallError
 from .plan import Exec, Plan, Step, Sync
 from .process import CommandArg, Process
 
-__all__ = ["start", "ParentAction"]
+__all__ = ["start", "start_steps", "run_waits", "run_waits_async", "Waits", "ParentAction"]
+
+_T = TypeVar("_T")
 
 #: What the parent does while the child waits at a :class:`~nsprim.plan.Sync` step: called with its pid.
 ParentAction = Callable[[int], None]
@@ -64,6 +68,80 @@ def start(
     its parent (a detached container): the process's :attr:`~Process.monitor`
     is the link to it, which the caller must commit (or abort).
     """
+    return run_waits(
+        start_steps(
+            plan,
+            prefix=prefix,
+            args=args,
+            clone_flags=clone_flags,
+            cgroup_fd=cgroup_fd,
+            pidns_fd=pidns_fd,
+            parent_actions=parent_actions,
+            close_after=close_after,
+            timings=timings,
+            keep_fds=keep_fds,
+            monitor=monitor,
+        )
+    )
+
+
+#: A start written once for both ways of waiting: a generator that yields each descriptor it must
+#: wait for to become readable, and returns its result (see :func:`run_waits` and :func:`run_waits_async`).
+Waits = Generator[int, None, _T]
+
+
+def run_waits(steps: Waits[_T]) -> _T:
+    """Run *steps*, blocking in ``poll`` at each descriptor it waits for."""
+    try:
+        fd = next(steps)
+        while True:
+            wait_readable(fd, None)
+            fd = steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def run_waits_async(steps: Waits[_T]) -> _T:
+    """Run *steps* on the running asyncio loop: each wait is a reader of the loop.
+
+    A cancelled wait is thrown into *steps*, whose cleanup (killing and reaping
+    a half-started child) runs before the :class:`asyncio.CancelledError` goes on."""
+    try:
+        fd = next(steps)
+        while True:
+            try:
+                await readable_async(fd)
+            except BaseException as exc:
+                fd = steps.throw(exc)  # cleans up and re-raises; a generator that went on is a bug
+                raise RuntimeError("start steps went on after a cancelled wait") from exc
+            fd = steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def start_steps(
+    plan: Plan,
+    *,
+    prefix: Plan | None = None,
+    args: Sequence[CommandArg] = (),
+    clone_flags: int = 0,
+    cgroup_fd: int = -1,
+    pidns_fd: int = -1,
+    parent_actions: Sequence[ParentAction] = (),
+    close_after: Iterable[int] = (),
+    timings: bool = False,
+    keep_fds: int = 0,
+    monitor: _spawn.MonitorSpec | None = None,
+) -> Waits[Process]:
+    """:func:`start` as :data:`Waits`: it yields the report pipe, readable once the child
+    exec'd, failed or died.
+
+    A plan with :class:`~nsprim.plan.Sync` steps (or a monitor) is cloned in
+    fork mode: its setup runs while the caller waits there, on an event loop
+    as a reader.  A vfork-safe plan is started in vfork mode, which suspends
+    the calling thread until the child exec'd (no thread can avoid that, and
+    it is still faster than a fork and a wait on this kind of machine): its
+    pipe is readable at once."""
     head = prefix.steps if prefix is not None else ()
     try:
         nsync = sum(1 for s in (*head, *plan.steps) if isinstance(s, Sync))
@@ -100,6 +178,7 @@ def start(
                 _sys.pidfd_send_signal(handles.pidfd, _signal.SIGKILL)
             finally:
                 os.close(handles.sync_fd)
+        yield handles.report_fd  # readable once the child exec'd, failed or died (at once in vfork mode)
         report = _spawn.read_report(handles)
     except BaseException:
         if handles.monitor is not None:

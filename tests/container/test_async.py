@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from nsprim.container import Container, RunningContainer
-from nsprim.errors import ConfigError, TimeoutExpired
+from nsprim import IdMap
+from nsprim.errors import ConfigError, ExecutableNotFoundError, TimeoutExpired
 
 from ..conftest import requires_root
 
@@ -200,5 +201,35 @@ def test_run_async_refuses_a_tty(rootfs: Path) -> None:
     async def main() -> None:
         with pytest.raises(ConfigError, match="terminal"):
             await Container(["true"]).rootfs(rootfs).tty().run_async()
+
+    asyncio.run(main())
+
+
+def test_a_start_with_parent_actions_awaits_the_childs_setup_on_the_loop(rootfs: Path) -> None:
+    """A user namespace's id maps are written by the parent: the child is cloned in fork mode and
+    the wait for its exec is a reader of the loop; cancelled there, nothing is left."""
+    ids = IdMap.single(0, 300000, 65536)
+
+    async def main() -> None:
+        r = await Container(["sh", "-c", "id -u; cat /proc/self/uid_map"]).rootfs(rootfs).user_namespace(
+            ids, ids
+        ).run_async(capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert (r.stdout or b"").split()[:4] == [b"0", b"0", b"300000", b"65536"]
+        task = asyncio.ensure_future(Container(["sleep", "30"]).rootfs(rootfs).user_namespace(ids, ids).start_async())
+        await asyncio.sleep(0)  # the task runs to its first wait: the child's report
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_a_failed_start_raises_and_leaves_nothing(rootfs: Path) -> None:
+    async def main() -> None:
+        with pytest.raises(ExecutableNotFoundError):
+            await Container(["/no/such/program"]).rootfs(rootfs).start_async()
+        with pytest.raises(ExecutableNotFoundError):
+            await Container(["/no/such/program"]).rootfs(rootfs).user_namespace().run_async()
 
     asyncio.run(main())

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..lowlevel import start
+from ..lowlevel import Waits, run_waits, start_steps
 from ..process import Process
 from ..spawning import StdioArg, open_streams
 from .build import ChildPlan
@@ -16,7 +16,7 @@ from .config import ContainerConfig
 if TYPE_CHECKING:
     from .._sys.spawn import MonitorSpec
 
-__all__ = ["launch"]
+__all__ = ["launch", "launch_steps"]
 
 log = logging.getLogger("nsprim.container")
 
@@ -38,6 +38,23 @@ def launch(
 
     *on_clone* gets the child's pid in the first parent action, before the child
     is released from its first sync step (a plan without one: once it runs)."""
+    return run_waits(
+        launch_steps(config, plan_for, stdin, stdout, stderr, log_id=log_id, monitor=monitor, on_clone=on_clone)
+    )
+
+
+def launch_steps(
+    config: ContainerConfig,
+    plan_for: Callable[[list[tuple[int, int]]], ChildPlan],
+    stdin: StdioArg,
+    stdout: StdioArg,
+    stderr: StdioArg,
+    *,
+    log_id: str | None = None,
+    monitor: MonitorSpec | None = None,
+    on_clone: Callable[[int], None] | None = None,
+) -> Waits[Process]:
+    """:func:`launch` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`)."""
     streams = open_streams(stdin, stdout, stderr)
     child: ChildPlan | None = None
     debug = log_id is not None and log.isEnabledFor(logging.DEBUG)
@@ -56,7 +73,7 @@ def launch(
                 first(pid)
 
             actions = (first_action, *actions[1:])
-        proc = start(
+        proc = yield from start_steps(
             child.body,
             prefix=child.prefix,
             args=list(config.argv),

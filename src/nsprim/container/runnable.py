@@ -74,15 +74,27 @@ class Runnable:
         )
 
     async def start_async(
-        self, *, stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None
+        self,
+        *,
+        stdin: StdioArg = None,
+        stdout: StdioArg = None,
+        stderr: StdioArg = None,
+        pass_fds: Mapping[int, int] | None = None,
     ) -> RunningContainer:
-        """:meth:`start` from a coroutine; ``async with`` the handle kills and cleans up on
-        every way out, cancellation included.
+        """:meth:`start` on the running asyncio loop; ``async with`` the handle kills and
+        cleans up on every way out, cancellation included.
 
-        The start itself (clone and setup until the payload's exec, a few
-        milliseconds) runs on the loop's thread; every wait after it is a
-        reader on the loop."""
-        return self.start(stdin=stdin, stdout=stdout, stderr=stderr)
+        The host side is prepared on the loop's thread, and the start takes a
+        few milliseconds there: a child cloned in vfork mode (the usual plan as
+        root) suspends the thread until its exec, which no thread-free design
+        avoids; one cloned in fork mode (id maps or a veth to write from the
+        parent) is awaited as a reader of the loop.  Cancelled meanwhile, the
+        child is killed and everything it used released."""
+        from .start import start_container_async
+
+        return await start_container_async(
+            self.config, stdin=stdin, stdout=stdout, stderr=stderr, warm=self._prepared_supply(), pass_fds=pass_fds
+        )
 
     async def run_async(
         self,

@@ -294,7 +294,9 @@ class RunningContainer:
         try:
             try:
                 out, err = await asyncio.wait_for(proc.communicate_async(input), timeout)
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError as exc:
+                if isinstance(exc, NsprimError):  # a TimeoutError from inside, not the deadline's
+                    raise
                 raise TimeoutExpired(proc.pid, timeout or 0.0, killed=True) from None
             assert proc.returncode is not None
             return CompletedRun(list(argv), proc.returncode, out, err)

@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._dataclass import replace
-from ..errors import ConfigError, TimeoutExpired
+from ..errors import ConfigError, NsprimError, TimeoutExpired
+from ..lowlevel import Waits, run_waits, run_waits_async
 from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE
 from ..spawning import StdioArg
 from .build import build_plan
 from .config import ContainerConfig
 from .host import state_dir
-from .launch import launch
+from .launch import launch_steps
 from .preparation import Preparation, name_the_memory_limit
 from .running import ContainerResult, RunningContainer
 from .terminal import TERMINAL_FD, TerminalChannel, attach, relay, terminal_size
@@ -29,7 +30,7 @@ from .userns import auto_id_maps, check_payload_ids, id_maps
 if TYPE_CHECKING:
     from .pool import Supply
 
-__all__ = ["start_container", "run_container", "run_container_async"]
+__all__ = ["start_container", "start_container_async", "container_start_steps", "run_container", "run_container_async"]
 
 
 def start_container(
@@ -48,6 +49,40 @@ def start_container(
     caller still owns and closes its own).  With *warm*, a network namespace, a mount namespace with the first part of
     the root, and a cgroup made ahead of time are used where they are ready and
     apply (see :mod:`nsprim.container.warm`)."""
+    return run_waits(
+        container_start_steps(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm, pass_fds=pass_fds)
+    )
+
+
+async def start_container_async(
+    config: ContainerConfig,
+    *,
+    stdin: StdioArg = None,
+    stdout: StdioArg = None,
+    stderr: StdioArg = None,
+    warm: Supply | None = None,
+    pass_fds: Mapping[int, int] | None = None,
+) -> RunningContainer:
+    """:func:`start_container` on the running asyncio loop: where the child is cloned in
+    fork mode (a plan with parent actions: id maps, a veth...) the wait for its exec is
+    a reader of the loop; a vfork-mode start suspends the loop's thread until the
+    exec, as it does any caller's.  Cancelled meanwhile, the child is killed and
+    everything released."""
+    return await run_waits_async(
+        container_start_steps(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm, pass_fds=pass_fds)
+    )
+
+
+def container_start_steps(
+    config: ContainerConfig,
+    *,
+    stdin: StdioArg = None,
+    stdout: StdioArg = None,
+    stderr: StdioArg = None,
+    warm: Supply | None = None,
+    pass_fds: Mapping[int, int] | None = None,
+) -> Waits[RunningContainer]:
+    """:func:`start_container` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`)."""
     if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
         # Rootless: a user namespace gives the privileges the rest needs.
         config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
@@ -86,7 +121,7 @@ def start_container(
             channel = TerminalChannel(config.tty_size or terminal_size(1) or terminal_size(0))
         placed = [(channel.child_fd, TERMINAL_FD)] if channel is not None else []
         placed += passed
-        proc = launch(
+        proc = yield from launch_steps(
             config,
             lambda pairs: build_plan(
                 config,
@@ -204,7 +239,7 @@ async def run_container_async(
             "run_async does not drive a terminal: use start_async() and the handle's terminal", what="tty"
         )
     stdin, stdout, stderr = _run_stdio(stdio, capture_output, input)
-    box = start_container(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm)
+    box = await start_container_async(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm)
     async with box:
 
         async def to_the_end() -> tuple[int, bytes | None, bytes | None]:
@@ -213,7 +248,9 @@ async def run_container_async(
 
         try:
             status, out, err = await asyncio.wait_for(to_the_end(), timeout)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
+            if isinstance(exc, NsprimError):  # a TimeoutError from inside (the cleanup's), not the deadline's
+                raise
             raise TimeoutExpired(box.pid, timeout or 0.0, killed=True, name=box.id) from None
         return ContainerResult(status, out, err, box.final_stats, box.oom_killed)
 
