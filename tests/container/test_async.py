@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nsprim.container import Container, RunningContainer
 from nsprim import IdMap
+from nsprim.container import Container, RunningContainer
 from nsprim.errors import ConfigError, ExecutableNotFoundError, TimeoutExpired
 
 from ..conftest import requires_root
@@ -211,9 +211,12 @@ def test_a_start_with_parent_actions_awaits_the_childs_setup_on_the_loop(rootfs:
     ids = IdMap.single(0, 300000, 65536)
 
     async def main() -> None:
-        r = await Container(["sh", "-c", "id -u; cat /proc/self/uid_map"]).rootfs(rootfs).user_namespace(
-            ids, ids
-        ).run_async(capture_output=True, timeout=60)
+        r = (
+            await Container(["sh", "-c", "id -u; cat /proc/self/uid_map"])
+            .rootfs(rootfs)
+            .user_namespace(ids, ids)
+            .run_async(capture_output=True, timeout=60)
+        )
         assert r.returncode == 0, r.stderr
         assert (r.stdout or b"").split()[:4] == [b"0", b"0", b"300000", b"65536"]
         task = asyncio.ensure_future(Container(["sleep", "30"]).rootfs(rootfs).user_namespace(ids, ids).start_async())
