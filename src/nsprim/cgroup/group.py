@@ -496,10 +496,7 @@ class CGroup:
         *,
         from_zero: bool = False,
     ) -> GroupEventWatch:
-        """Descriptors that signal the group's OOMs, OOM kills, ``memory.high`` and
-        ``memory.max`` hits, freezes and thaws, and *pressure* triggers (see
-        :class:`~nsprim.cgroup.watch.GroupEventWatch`; its :meth:`~nsprim.cgroup.watch.GroupEventWatch.wait`
-        blocks).  What the host cannot deliver raises :class:`~nsprim.errors.UnsupportedError`."""
+        """The descriptors that signal the group's events: a :class:`~nsprim.cgroup.watch.GroupEventWatch`."""
         return GroupEventWatch(self, kinds, pressure, from_zero=from_zero)
 
     def directory_of_memory(self) -> tuple[int, Path]:
