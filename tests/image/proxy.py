@@ -2,8 +2,9 @@
 answer to one blob request midway, once, and can strip ``Range`` from requests (a registry that
 ignores it).  Its threads stop when the ``with`` block ends.
 
-It reads the requests it forwards (heads only: meant for pulls, whose requests have no body) and
-records them, so that a test can see which were sent with ``Range``.
+It reads the requests it forwards (their heads, and their bodies by ``Content-Length``) and records
+them, so that a test can see which were sent with ``Range``; with *cut_body_after* it cuts the first
+request body (a push's upload) longer than that, once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class _Connection:
     stalled: bool = False
     done: bool = False
     retype: bool = False  # the next answer is a manifest's, its Content-Type to be replaced
+    requests: int = 0
+    body_left: int = 0  # of the request being forwarded
+    body_sent: int = 0
+    cutting: bool = False  # the request being forwarded is to be cut
 
 
 @dataclass
@@ -59,6 +64,7 @@ class FaultyProxy:
     strip_range: bool = False
     delay: float = 0.0  # seconds before each piece of an answer is forwarded (a slow registry)
     manifest_type: str = ""  # the Content-Type every manifest is answered with, if given
+    cut_body_after: int = 0  # the first request body longer than this is cut after so many bytes
     requests: list[Forwarded] = field(default_factory=list)
     faults: int = 0
 
@@ -112,17 +118,34 @@ class FaultyProxy:
 
     def _to_upstream(self, conn: _Connection, data: bytes) -> None:
         conn.head += data
-        if not conn.head[:1].isalpha():  # a TLS hello: refused at once, as a plain HTTP server does
+        if not conn.requests and not conn.head[:1].isalpha():  # a TLS hello: refused, as a plain HTTP server does
             conn.done = True
             return
-        while b"\r\n\r\n" in conn.head:
+        while conn.head:
+            if conn.body_left:  # a request's body (a push): forwarded as it is, unless it is to be cut
+                piece, conn.head = conn.head[: conn.body_left], conn.head[conn.body_left :]
+                conn.body_left -= len(piece)
+                if conn.cutting and conn.body_sent + len(piece) > self.cut_body_after:
+                    conn.upstream.sendall(piece[: self.cut_body_after - conn.body_sent])
+                    self.faults += 1
+                    conn.done = True
+                    return
+                conn.body_sent += len(piece)
+                conn.upstream.sendall(piece)
+                continue
+            if b"\r\n\r\n" not in conn.head:
+                return
             head, _, conn.head = conn.head.partition(b"\r\n\r\n")
             head += b"\r\n\r\n"
+            conn.requests += 1
             method, path = head.split(b" ", 2)[:2]
             found = re.search(rb"^range:\s*([^\r\n]*)", head, re.IGNORECASE | re.MULTILINE)
             self.requests.append(
                 Forwarded(method.decode(), path.decode(), found.group(1).decode() if found else "", time.monotonic())
             )
+            length = re.search(rb"^content-length:\s*(\d+)", head, re.IGNORECASE | re.MULTILINE)
+            conn.body_left, conn.body_sent = (int(length.group(1)) if length else 0), 0
+            conn.cutting = bool(self.cut_body_after) and conn.body_left > self.cut_body_after and not self.faults
             if self.strip_range:
                 head = _RANGE.sub(b"", head)
             if self.blob and method == b"GET" and path.endswith(f"/blobs/{self.blob}".encode()) and not self.faults:

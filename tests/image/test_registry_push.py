@@ -16,8 +16,10 @@ import pytest
 from nsprim.errors import BlobDigestError, ConfigError, ImageError, RegistryAuthError
 from nsprim.image import ImageLayout, MediaType, Platform
 from nsprim.image.registry import RegistryClient, pull, push
+from nsprim.image.registry.push import CHUNK_SIZE
 from nsprim.image.registry.client import Response
 
+from .proxy import FaultyProxy
 from .registries import (
     ImageSet,
     Recorder,
@@ -123,6 +125,24 @@ def test_a_blob_larger_than_the_chunk_size_is_sent_in_chunks(
     assert desc.digest == pushed.digest
     for digest, size in sizes.items():
         assert layout.read_blob(digest, size) == source.read_blob(digest, size)
+
+
+@pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 256 << 10], ids=["whole", "chunked"])
+def test_an_upload_whose_connection_is_cut_is_made_again(seeded: Registry, test_images: ImageSet, tmp_path: Path,
+                                                         chunk_size: int) -> None:  # fmt: skip
+    source = test_images.layout
+    sizes = _blob_sizes(source, "busybox")
+    base = source.manifest("busybox").layers[0]
+    progress = Recorder()
+    cut = min(base.size // 3, chunk_size // 2)
+    with FaultyProxy(int(seeded.host.rpartition(":")[2]), cut_body_after=cut) as proxy:
+        target = f"{proxy.host}/pushed/cut-{chunk_size}:1"
+        pushed = push(source, "busybox", target, tls_verify=False, progress=progress, chunk_size=chunk_size)
+    assert proxy.faults == 1 and pushed.digest == source.descriptor("busybox").digest
+    assert progress.bytes == sizes  # the bytes sent again not counted twice
+    layout = ImageLayout.create(tmp_path / "layout")
+    assert pull(target.replace(proxy.host, seeded.host), layout, tls_verify=False).digest == pushed.digest
+    assert layout.read_blob(base.digest, base.size) == source.read_blob(base.digest)
 
 
 def test_pushed_by_digest_and_a_digest_that_is_not_the_images_refused(seeded: Registry, test_images: ImageSet) -> None:

@@ -15,7 +15,8 @@ pulled from, which its name in the layout says), a ``POST ?mount=…&from=…``
 asks the registry to link it without its bytes; otherwise a ``POST``
 opens an upload and a ``PUT ?digest=…`` sends it whole, or, above
 *chunk_size* bytes, ``PATCH`` requests send it in chunks before the ``PUT``
-closes it.  Blobs are sent *jobs* at a time.  The bytes sent are hashed on
+closes it.  An upload whose connection is lost is made again, from a new
+``POST``.  Blobs are sent *jobs* at a time.  The bytes sent are hashed on
 the way: a layout blob that is not its digest is a
 :class:`~nsprim.errors.BlobDigestError` naming it.
 
@@ -42,6 +43,7 @@ from ...errors import (
     ImageNotFoundError,
     ImageReferenceError,
     RegistryError,
+    RegistryUnavailableError,
     SpecError,
 )
 from ..layout import ImageLayout
@@ -56,6 +58,8 @@ __all__ = ["push", "CHUNK_SIZE"]
 #: Blobs larger than this are sent in chunks of this size (``PATCH``), smaller ones whole.
 CHUNK_SIZE = 64 << 20
 _NESTING = 4
+_ATTEMPTS = 4  # uploads of a blob whose connection was lost
+_UPLOAD_GONE = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,7 @@ class _Uploader:
             progress.begin(desc.digest, desc.size, what)
         try:
             if what == "push":
-                self._send(desc, location)
+                self._send_again_if_lost(desc, location)
         finally:
             if progress is not None:
                 progress.end(desc.digest)
@@ -297,9 +301,21 @@ class _Uploader:
             raise
         return resp.header("Location") or location
 
+    def _send_again_if_lost(self, desc: Descriptor, location: str | None) -> None:
+        for attempt in range(_ATTEMPTS):
+            try:
+                self._send(desc, location)
+                return
+            except RegistryError as exc:
+                # lost, or sent again on a new connection to an upload the registry gave up with the old one
+                lost = isinstance(exc, RegistryUnavailableError) or exc.code in _UPLOAD_GONE
+                if not lost or attempt + 1 == _ATTEMPTS or self.stop.is_set():
+                    raise
+            location = None  # a new upload: what the registry kept of the one cut off is not known
+
     def _send(self, desc: Descriptor, location: str | None) -> None:
         with self._lock:
-            self._sent[desc.digest] = _Sent(desc.digest.partition(":")[0])
+            self._sent.setdefault(desc.digest, _Sent(desc.digest.partition(":")[0]))
         if location is None:
             with self.client.request("POST", f"/v2/{self.repository}/blobs/uploads/", repository=self.repository,
                                      what=f"blob `{desc.digest}`", digest=desc.digest, ok=(202,)) as resp:  # fmt: skip
