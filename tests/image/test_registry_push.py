@@ -16,8 +16,8 @@ import pytest
 from nsprim.errors import BlobDigestError, ConfigError, ImageError, RegistryAuthError
 from nsprim.image import ImageLayout, MediaType, Platform
 from nsprim.image.registry import RegistryClient, pull, push
-from nsprim.image.registry.push import CHUNK_SIZE
 from nsprim.image.registry.client import Response
+from nsprim.image.registry.push import CHUNK_SIZE
 
 from .proxy import FaultyProxy
 from .registries import (
