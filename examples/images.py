@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 from nsprim.container import Container
-from nsprim.image.registry import push
 from nsprim.image.store import ImageStore
 
 __all__ = ["main"]
@@ -50,7 +49,7 @@ def main() -> None:
         changed = store.commit(image, upper, args.dest, comment="add /etc/motd")  # 4. commit
         print(f"committed {changed.name}: {len(changed.layers)} layers")
 
-        push(store.layout, changed.name, args.dest, tls_verify=verify)  # 5. push
+        store.push(changed.name, tls_verify=verify)  # 5. push
         elsewhere = ImageStore(Path(tmp) / "elsewhere")
         again = elsewhere.pull(args.dest, tls_verify=verify)
         r = Container.from_image(again.name, ["cat", "/etc/motd"], store=elsewhere).run(capture_output=True)

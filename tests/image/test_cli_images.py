@@ -152,3 +152,23 @@ def test_a_named_container_keeps_its_changes_for_commit_until_rm(registry: Regis
     assert store.layers.layers() == [] and store.containers.entries() == []
     r = cli(root, "rm", name)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
+
+
+def test_push_sends_the_image_as_pulled_and_a_commit_with_its_change(registry: Registry, root: Path,
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    ref = f"{registry.host}/cli/busybox:latest"
+    assert cli(root, "pull", "--tls-verify=false", ref).returncode == 0
+    pulled = ImageStore(root).image(ref)
+    r = cli(root, "push", "--tls-verify=false", ref, f"{registry.host}/cli/copy:1")
+    assert (r.returncode, r.stdout) == (0, pulled.digest + "\n"), r.stderr  # byte for byte: the same digest
+    name = f"push-{os.getpid()}"
+    assert cli(root, "run", "--name", name, ref, "sh", "-c", "echo pushed > /etc/motd").returncode == 0
+    assert cli(root, "commit", name, f"{registry.host}/cli/changed:1").returncode == 0
+    r = cli(root, "push", "--tls-verify=false", f"{registry.host}/cli/changed:1")
+    assert r.returncode == 0, r.stderr
+    elsewhere = tmp_path / "elsewhere"
+    r = cli(elsewhere, "run", "--tls-verify=false", f"{registry.host}/cli/changed:1", "cat", "/etc/motd")
+    assert (r.returncode, r.stdout) == (0, "pushed\n"), r.stderr
+    assert cli(root, "rm", name).returncode == 0
+    r = cli(root, "push", "--tls-verify=false", "nothing/here")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1

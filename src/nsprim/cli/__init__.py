@@ -46,6 +46,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "run": Command("run", "run a command in a new container"),
     "pull": Command("images", "pull an image from a registry into the image store"),
+    "push": Command("images", "push an image of the store to a registry"),
     "images": Command("images", "list the images of the store, their sizes and the bytes they share"),
     "rmi": Command("images", "remove images, and the layers no other image has"),
     "image": Command("images", "save, load and garbage-collect images"),

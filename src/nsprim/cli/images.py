@@ -23,6 +23,8 @@ __all__ = [
     "cmd_images",
     "cmd_rmi",
     "cmd_image",
+    "configure_push",
+    "cmd_push",
     "configure_commit",
     "cmd_commit",
     "add_root",
@@ -78,6 +80,30 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     print(image.id.partition(":")[2])
+    return 0
+
+
+def configure_push(p: argparse.ArgumentParser) -> None:
+    add_root(p)
+    add_registry_options(p)
+    p.add_argument("image", metavar="IMAGE", help="an image of the store")
+    p.add_argument("dest", nargs="?", metavar="DESTINATION", help="[REGISTRY/]NAME[:TAG] (default: IMAGE's name)")
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    if args.platform:
+        from ..errors import ConfigError
+
+        raise ConfigError("--platform: a push sends the image as it is in the store", what="platform")
+    store = open_store(args)
+    progress = None if args.quiet else terminal_progress()
+    try:
+        desc = store.push(args.image, args.dest, progress=progress, tls_verify=tls_verify(args),
+                          auth_file=args.authfile, ca_file=args.cert_file)  # fmt: skip
+    finally:
+        if progress is not None:
+            progress.close()
+    print(desc.digest)
     return 0
 
 

@@ -247,6 +247,27 @@ class ImageStore:
         named = self.layout.name_image(desc, name)
         return StoredImage(name, named, manifest, config)
 
+    def push(
+        self,
+        ref: str,
+        dest: ImageReference | str | None = None,
+        *,
+        progress: Progress | None = None,
+        tls_verify: bool = True,
+        auth_file: str | os.PathLike[str] | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> Descriptor:
+        """Send the image *ref* names to *dest* (default: its own name), byte for byte (see
+        :func:`nsprim.image.registry.push`); the pushed manifest's descriptor.  Holds the store's
+        lock shared meanwhile, so that no ``gc`` removes a blob being sent."""
+        from .registry import push
+
+        image = self.image(ref)
+        target = dest if dest is not None else image.name
+        with self._lock(shared=True):
+            return push(self.layout, image.name, target, tls_verify=tls_verify, auth_file=auth_file,
+                        ca_file=ca_file, progress=progress)  # fmt: skip
+
     def save(self, refs: Sequence[str], dest: str | os.PathLike[str], *, format: str = "oci-dir") -> list[StoredImage]:
         """Write the images *refs* name to *dest*: an OCI image layout (``oci-dir``: created, or
         added to, each image named by its name in the store) or a docker archive
