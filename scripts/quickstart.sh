@@ -26,9 +26,10 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
     # runc: the OCI tests compare generated specs and exported bundles with it;
     # podman (with conmon) and containerd (ctr, the runc shim) drive nsprim-runtime;
     # skopeo reads and writes the image layouts nsprim makes and fills the tests'
-    # docker-registry (htpasswd from apache2-utils, its TLS certificate from openssl).
+    # docker-registry (htpasswd from apache2-utils, its TLS certificate from openssl);
+    # umoci unpacks what skopeo pulled in bench_images.py.
     packages+=(linux-libc-dev libseccomp2 tar busybox-static runc podman conmon containerd skopeo)
-    packages+=(docker-registry apache2-utils openssl)
+    packages+=(docker-registry apache2-utils openssl umoci)
     packages+=(qemu-system-x86 kmod xz-utils zstd cpio)
     if grep -qi debian /etc/os-release; then packages+=(linux-image-amd64); else packages+=(linux-image-generic); fi
 fi
