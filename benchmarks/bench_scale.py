@@ -147,10 +147,13 @@ def bwrap_tool(image: Image) -> Tool | None:
     base += ["--proc", "/proc", "--dev", "/dev"]
 
     def start(_: int) -> Callable[[], None]:
-        p = subprocess.Popen([*base, "/bin/sleep", "600"], stdin=DEVNULL, stdout=DEVNULL)
+        # A process group of its own: the monitor and the sandbox's pid 1 go together (killing the
+        # monitor alone may leave a pid 1 that had not yet asked to die with it).
+        p = subprocess.Popen([*base, "/bin/sleep", "600"], stdin=DEVNULL, stdout=DEVNULL, start_new_session=True)
 
         def stop() -> None:
-            p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait()
 
         return stop
@@ -273,6 +276,19 @@ def study(tool: Tool, group: MemoryGroup, levels: list[int], probes: int) -> lis
     return rows
 
 
+def _remove_runc_leftovers(parent: CGroup) -> None:
+    """runc makes a container's cgroup path in every hierarchy (the named ``name=systemd`` one too) and
+    removes only the container's own directory: remove the rest of this run's path it made there."""
+    ours = set(parent.directories.values())
+    for hierarchy in parent.host.hierarchies:
+        top = hierarchy.directory(parent.path)
+        if top in ours or not top.is_dir():
+            continue
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            d.rmdir()
+        top.rmdir()
+
+
 def _driver(tools: list[Tool], group: MemoryGroup, levels: list[int], probes: int) -> dict[str, object]:
     (group.directory / "driver" / "cgroup.procs").write_text(str(os.getpid()))
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -333,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             parent.delete(recursive=True, timeout=5.0)
             for dirs in registered:
                 watcher.forget_cgroups(dirs)
+            _remove_runc_leftovers(parent)
     ok = report(found, floor.per_container_bytes, group.method.value, tools)
     print(load.describe())
     if args.json:

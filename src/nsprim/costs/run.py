@@ -39,9 +39,9 @@ BUDGETS: dict[Mode, Budget] = {
         net_teardown_namespaces=8,
     ),
     Mode.DEFAULT: Budget(
-        repeats=40,
-        container_repeats=20,
-        cgroup_repeats=40,
+        repeats=60,
+        container_repeats=30,
+        cgroup_repeats=60,
         overlay_layers=(1, 10, 100, 500),
         overlay_repeats=12,
         memory_containers=20,
