@@ -226,7 +226,8 @@ def cgroup_costs(parent: CGroup, repeats: int) -> tuple[list[Cost], dict[str, st
         for site in sites:
             site.home.mkdir()
             made.append(site.home)
-            if site.controller is Controller.CPUSET:
+            if site.controller is Controller.CPUSET and site.hierarchy.version == 1:
+                # v1 leaves a new cpuset empty (no process may join it); v2 inherits the parent's
                 _copy_cpuset(site.hierarchy.mount_point, site.home.parent)
                 _copy_cpuset(site.home.parent, site.home)
             _write(site.home / "cgroup.procs", pid.decode())
@@ -234,7 +235,8 @@ def cgroup_costs(parent: CGroup, repeats: int) -> tuple[list[Cost], dict[str, st
             name = f"{site.controller.value} (v{site.hierarchy.version})"
             limit = _limit(site.controller, site.hierarchy.version)
             group = site.home.parent / "g"
-            note = f"limit {limit[0]}" if limit else "no limit file"
+            copies = site.controller is Controller.CPUSET and site.hierarchy.version == 1
+            note = f"limit {limit[0]}" if limit else "cpuset.cpus, cpuset.mems copied" if copies else "no limit file"
             if limit and not (site.home / limit[0]).exists():
                 note, limit = f"no {limit[0]} here", None
             samples: list[float] = []
@@ -243,7 +245,7 @@ def cgroup_costs(parent: CGroup, repeats: int) -> tuple[list[Cost], dict[str, st
                     t0 = time.perf_counter()
                     os.mkdir(group)
                     try:
-                        if site.controller is Controller.CPUSET:
+                        if site.controller is Controller.CPUSET and site.hierarchy.version == 1:
                             _copy_cpuset(site.home, group)
                         if limit is not None:
                             _write(group / limit[0], limit[1])
