@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .call import sandboxed
+    from .call import SandboxExecutor, sandboxed
     from .cgroup import CGroup, Resources
     from .cgroup.limits import limits  # the function (nsprim.cgroup.limits is also a module)
     from .container import Container
@@ -118,6 +118,7 @@ _LAZY = {
     "cost": "costs",
     "SecurityPolicy": "security",
     "sandboxed": "call",
+    "SandboxExecutor": "call",
 }
 
 
@@ -197,6 +198,7 @@ __all__ = [
     "SecurityPolicy",
     "cost",
     "sandboxed",
+    "SandboxExecutor",
     # cgroups
     "CGroup",
     "Resources",

@@ -21,6 +21,7 @@ __all__ = [
     "UnsafeResultError",
     "CallDiedError",
     "CallTimeoutError",
+    "CallCancelledError",
     "PythonNotFoundError",
     "PythonVersionError",
 ]
@@ -104,6 +105,14 @@ class CallTimeoutError(CallDiedError, TimeoutError):
     def __init__(self, name: str, timeout: float, returncode: int | None = None) -> None:
         super().__init__(name, returncode, message=f"call in container `{name}`: killed after {timeout:g} s timeout")
         self.timeout = timeout
+
+
+class CallCancelledError(CallDiedError):
+    """The call was stopped while it ran (:meth:`SandboxExecutor.shutdown
+    <nsprim.call.executor.SandboxExecutor.shutdown>` with ``cancel_futures=True``); its container was killed."""
+
+    def __init__(self, name: str, returncode: int | None = None) -> None:
+        super().__init__(name, returncode, message=f"call in container `{name}`: killed, its executor shut down")
 
 
 class PythonNotFoundError(CallError, FileNotFoundError):

@@ -31,7 +31,9 @@ from typing import Generic, TypeVar
 from .._dataclass import dataclass, replace
 from ..call import payload, wire
 from ..call.answer import read_answer
+from .._readiness import wait_any_readable
 from ..call.errors import (
+    CallCancelledError,
     CallDiedError,
     CallTimeoutError,
     PythonNotFoundError,
@@ -249,10 +251,14 @@ class _Exchange:
     err: list[bytes]
     timed_out: bool = False
     oversized: bool = False
+    cancelled: bool = False
 
 
-def _exchange(box: RunningContainer, sock: socket.socket, data: bytes, deadline: float | None) -> _Exchange:
-    """Send *data*, read the answer and the captured output to their ends, or until *deadline*."""
+def _exchange(
+    box: RunningContainer, sock: socket.socket, data: bytes, deadline: float | None, cancel_fd: int = -1
+) -> _Exchange:
+    """Send *data*, read the answer and the captured output to their ends, or until *deadline*
+    or until *cancel_fd* (if not -1) is readable."""
     got = _Exchange(bytearray(), [], [])
     pending = memoryview(data)
     sel = selectors.DefaultSelector()
@@ -266,12 +272,17 @@ def _exchange(box: RunningContainer, sock: socket.socket, data: bytes, deadline:
         open_ends = 1 + len(pipes)
         exit_fd = box.process.exit_fd()
         sel.register(exit_fd, selectors.EVENT_READ)
+        if cancel_fd >= 0:
+            sel.register(cancel_fd, selectors.EVENT_READ)
         while open_ends:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 got.timed_out = True
                 break
             for key, events in sel.select(left):
+                if key.fd == cancel_fd:
+                    got.cancelled = True
+                    return got
                 if key.fd == exit_fd:
                     sel.unregister(exit_fd)
                     if NamespaceType.PID not in box.config.namespaces:
@@ -325,9 +336,14 @@ def call_in(
     timeout: float | None = None,
     capture_output: bool = False,
     trusted: bool = False,
+    cancel_fd: int = -1,
 ) -> CallResult[T]:
     """Run ``fn(*args, **kwargs)`` in a fresh container of *config*; see
-    :meth:`Container.call_result <nsprim.container.Container.call_result>`."""
+    :meth:`Container.call_result <nsprim.container.Container.call_result>`.
+
+    Once *cancel_fd* (if not -1) is readable the container is killed and
+    :class:`~nsprim.call.errors.CallCancelledError` raised: how
+    :class:`~nsprim.call.executor.SandboxExecutor` stops the calls it runs."""
     if config.tty or config.detach:
         raise ConfigError("a call's container has no tty and is not detached: it answers this process", what="call")
     if timeout is not None and timeout <= 0:
@@ -348,21 +364,25 @@ def call_in(
             theirs.close()
         with box:
             deadline = None if timeout is None else time.monotonic() + timeout
-            got = _exchange(box, mine, data, deadline)
-            if not (got.timed_out or got.oversized):
+            got = _exchange(box, mine, data, deadline, cancel_fd)
+            if not (got.timed_out or got.oversized or got.cancelled):
                 try:  # it answered, or closed the socket: its end is near, or it is past its time
-                    box.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                    _wait_exit(box, deadline, cancel_fd)
                 except TimeoutExpired:
                     got.timed_out = True
-            if got.timed_out or got.oversized:
+                except _Cancelled:
+                    got.cancelled = True
+            if got.timed_out or got.oversized or got.cancelled:
                 box.kill()
             status = box.wait()
             stats, oom_killed = box.final_stats, box.oom_killed
     stdout = b"".join(got.out) if capture_output else None
     stderr = b"".join(got.err) if capture_output else None
-    if got.timed_out:
+    if got.cancelled:
+        died: CallDiedError = CallCancelledError(box.id, status)
+    elif got.timed_out:
         assert timeout is not None
-        died: CallDiedError = CallTimeoutError(box.id, timeout, status)
+        died = CallTimeoutError(box.id, timeout, status)
     elif got.oversized:
         raise UnsafeResultError(f"more than the {wire.MAX_SIZE} bytes a result may have")
     elif not got.answer:
@@ -371,6 +391,27 @@ def call_in(
         return _result(got, python, trusted, stdout, stderr, stats, status)
     died.stats = stats
     raise died
+
+
+class _Cancelled(Exception):
+    """The cancel descriptor became readable while waiting for the container's end."""
+
+
+def _wait_exit(box: RunningContainer, deadline: float | None, cancel_fd: int) -> None:
+    """Wait for *box* to end, until *deadline* (:class:`TimeoutExpired`) or *cancel_fd* (:class:`_Cancelled`)."""
+    if cancel_fd < 0:
+        box.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return
+    while box.process.poll() is None:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutExpired(box.process.pid, 0.0)
+        exit_fd = box.process.exit_fd()
+        if exit_fd < 0:  # pragma: no cover - poll() collected it meanwhile
+            continue
+        if wait_any_readable((exit_fd, cancel_fd), left) and wait_any_readable((cancel_fd,), 0):
+            raise _Cancelled
+    box.wait()
 
 
 def _result(

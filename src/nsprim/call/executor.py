@@ -1,0 +1,240 @@
+"""A :class:`concurrent.futures.Executor` whose every call runs in a fresh container of a template.
+
+:class:`SandboxExecutor` keeps up to ``max_workers`` threads; each takes the
+next call from a queue and runs it as :meth:`Container.call_result
+<nsprim.container.Container.call_result>` does, then waits on that
+container (a thread per worker, not per call).  What a future gets is what
+``Container.call`` gives: the value, or the exception
+(:class:`~nsprim.call.errors.RemoteError`,
+:class:`~nsprim.call.errors.UnsafeResultError`,
+:class:`~nsprim.call.errors.CallDiedError`...), the answer read as untrusted
+unless the executor was made with ``trusted=True``.
+
+Nothing is shared between two calls but the template: each has its own
+namespaces, root (a fresh upper layer), cgroup with the template's limits,
+and interpreter.  ``shutdown(cancel_futures=True)`` cancels the calls not
+started and kills the running ones through one descriptor every worker's
+exchange watches (:class:`~nsprim.call.errors.CallCancelledError`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
+from typing import ParamSpec, TypeVar
+
+from .._dataclass import dataclass, replace
+from ..container import Container
+from ..container.calling import CallResult, call_in, find_python
+from ..errors import ConfigError
+
+__all__ = ["SandboxExecutor"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One submitted call: the future to settle, and whether it gets the whole :class:`CallResult`."""
+
+    future: Future[object]
+    fn: Callable[..., object]
+    args: Sequence[object]
+    kwargs: Mapping[str, object]
+    whole: bool
+
+
+class _Workers:
+    """What the worker threads share, apart from the executor (which may be collected while they run):
+    the queue, the cancel descriptor, and the count of live threads."""
+
+    def __init__(self, container: Container, timeout: float | None, capture_output: bool, trusted: bool) -> None:
+        self.config = container.config
+        self.timeout = timeout
+        self.capture_output = capture_output
+        self.trusted = trusted
+        self.queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = threading.Semaphore(0)
+        self.threads: list[threading.Thread] = []
+        self.live = 0
+        self.stopping = False
+        self.cancelled = False
+        # Readable once the calls are to stop: every running call's exchange watches it.
+        self.cancel_r, self.cancel_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+
+    def run(self) -> None:
+        try:
+            while (work := self.queue.get()) is not None:
+                if work.future.set_running_or_notify_cancel():
+                    self._settle(work)
+                del work
+                self.idle.release()
+            self.queue.put(None)  # for the next worker
+        finally:
+            with self.lock:
+                self.live -= 1
+                self._close_if_done()
+
+    def _settle(self, work: _Work) -> None:
+        try:
+            result = call_in(
+                self.config,
+                work.fn,
+                work.args,
+                work.kwargs,
+                timeout=self.timeout,
+                capture_output=self.capture_output,
+                trusted=self.trusted,
+                cancel_fd=self.cancel_r,
+            )
+        except BaseException as e:  # what the call raised is the future's, as a thread pool's
+            work.future.set_exception(e)
+        else:
+            work.future.set_result(result if work.whole else result.value)
+
+    def add(self, work: _Work, max_workers: int) -> None:
+        """Queue *work*; start a thread if none is idle and there are fewer than *max_workers*."""
+        with self.lock:
+            if self.stopping:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self.queue.put(work)
+            if self.idle.acquire(blocking=False) or len(self.threads) >= max_workers:
+                return
+            thread = threading.Thread(target=self.run, name=f"SandboxExecutor-{len(self.threads)}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+            self.live += 1
+
+    def stop(self, cancel: bool) -> None:
+        """No more calls; with *cancel*, the queued ones cancelled and the running ones killed."""
+        with self.lock:
+            if cancel and not self.cancelled:
+                self.cancelled = True
+                while True:
+                    try:
+                        work = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if work is not None:
+                        work.future.cancel()
+                if self.cancel_w >= 0:
+                    os.write(self.cancel_w, b"x")  # never read: it stays readable for every call still starting
+            if not self.stopping:
+                self.stopping = True
+                self.queue.put(None)
+            self._close_if_done()
+
+    def join(self) -> None:
+        for thread in list(self.threads):
+            if thread is not threading.current_thread():
+                thread.join()
+
+    def _close_if_done(self) -> None:
+        if self.stopping and self.live == 0 and self.cancel_r >= 0:
+            os.close(self.cancel_r)
+            os.close(self.cancel_w)
+            self.cancel_r = self.cancel_w = -1
+
+
+# The executors not shut down when the interpreter exits: their calls are waited for, as a thread pool's.
+_unfinished: weakref.WeakSet[SandboxExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_all() -> None:
+    for executor in list(_unfinished):
+        executor.shutdown(wait=True)
+
+
+class SandboxExecutor(Executor):
+    """Run calls in fresh containers of *template*, up to *max_workers* at a time::
+
+        template = Container().host_root().memory("64M").pids(32)
+        with SandboxExecutor(template, max_workers=4) as pool:
+            print(list(pool.map(score, snippets)))
+
+    Every call is ``template.call_result(fn, args, kwargs, timeout=timeout,
+    capture_output=capture_output, trusted=trusted)`` in a container of its
+    own: its own namespaces, root and cgroup (the template's limits), so
+    that one call's fork bomb or memory hog ends at its own limits and the
+    next call starts afresh.  A future holds the value or the exception the
+    call raised; :meth:`submit_result` gives the whole
+    :class:`~nsprim.container.calling.CallResult` (output, stats).  Works with
+    ``asyncio.get_running_loop().run_in_executor(pool, fn, arg)``.
+
+    *max_workers* defaults to the number of CPUs.  The template is checked
+    when the executor is made (no tty, not detached, a Python of this
+    version in its root: :class:`~nsprim.errors.ConfigError`,
+    :class:`~nsprim.call.errors.PythonNotFoundError`,
+    :class:`~nsprim.call.errors.PythonVersionError`)."""
+
+    def __init__(
+        self,
+        template: Container,
+        max_workers: int | None = None,
+        *,
+        timeout: float | None = None,
+        capture_output: bool = False,
+        trusted: bool = False,
+    ) -> None:
+        if not isinstance(template, Container):
+            raise ConfigError(
+                f"SandboxExecutor: the template `{template!r}` is not a Container", what="template"
+            )
+        if max_workers is None:
+            max_workers = os.cpu_count() or 1
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ConfigError(
+                f"SandboxExecutor: max_workers `{max_workers!r}` must be a whole number, at least 1",
+                what="max_workers",
+            )
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"SandboxExecutor: timeout `{timeout!r}` must be more than 0 seconds", what="timeout")
+        config = template.config
+        if config.tty or config.detach:
+            raise ConfigError(
+                "SandboxExecutor: a call's container has no tty and is not detached: it answers this process",
+                what="template",
+            )
+        replace(config, argv=(find_python(config),)).validate()  # the command a call puts in
+        self.template = template
+        self.max_workers = max_workers
+        self._workers = _Workers(template, timeout, capture_output, trusted)
+        _unfinished.add(self)
+        # Collected without a shutdown: the workers finish what is queued, then end.
+        weakref.finalize(self, self._workers.stop, False)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in a fresh container; its future gets the value or the exception.
+
+        Raises :class:`RuntimeError` after :meth:`shutdown`."""
+        future: Future[T] = Future()
+        self._workers.add(_Work(future, fn, args, kwargs, whole=False), self.max_workers)  # type: ignore[arg-type]
+        return future
+
+    def submit_result(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[CallResult[T]]:
+        """As :meth:`submit`, the future getting the whole :class:`~nsprim.container.calling.CallResult`."""
+        future: Future[CallResult[T]] = Future()
+        self._workers.add(_Work(future, fn, args, kwargs, whole=True), self.max_workers)  # type: ignore[arg-type]
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more calls; with *wait*, return once every call has ended and its container is gone.
+
+        With *cancel_futures*, the calls not started are cancelled and the
+        running ones killed, each with its whole cgroup: their futures get
+        :class:`~nsprim.call.errors.CallCancelledError`."""
+        self._workers.stop(cancel_futures)
+        _unfinished.discard(self)
+        if wait:
+            self._workers.join()
+
+    def __repr__(self) -> str:
+        return f"<SandboxExecutor max_workers={self.max_workers} template={self.template!r}>"
