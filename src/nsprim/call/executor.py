@@ -185,9 +185,7 @@ class SandboxExecutor(Executor):
         trusted: bool = False,
     ) -> None:
         if not isinstance(template, Container):
-            raise ConfigError(
-                f"SandboxExecutor: the template `{template!r}` is not a Container", what="template"
-            )
+            raise ConfigError(f"SandboxExecutor: the template `{template!r}` is not a Container", what="template")
         if max_workers is None:
             max_workers = os.cpu_count() or 1
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:

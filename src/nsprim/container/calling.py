@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from .._dataclass import dataclass, replace
+from .._readiness import wait_any_readable
 from ..call import payload, wire
 from ..call.answer import read_answer
-from .._readiness import wait_any_readable
 from ..call.errors import (
     CallCancelledError,
     CallDiedError,
@@ -200,7 +200,7 @@ def _pickle(obj: object, fn: Callable[..., object]) -> bytes:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as first:
         try:
-            import cloudpickle  # type: ignore[import-not-found, unused-ignore]
+            import cloudpickle  # type: ignore[import-not-found, import-untyped, unused-ignore]
         except ImportError:
             name = getattr(fn, "__qualname__", repr(fn))
             raise ConfigError(
