@@ -170,3 +170,23 @@ def test_two_processes_pulling_at_once_store_each_layer_once(registry: Registry,
     assert len(store.layers.layers()) == 2 and len(_blobs(store)) == 4
     assert not list((store.layers.root / "tmp").iterdir()) and not list((store.root / "tmp").iterdir())
     assert not [p for p in (store.layout.path / "blobs/sha256").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_gc_keeps_the_layers_a_running_container_stands_on(registry: Registry, tmp_path: Path) -> None:
+    from nsprim.container import Container
+
+    store = ImageStore(tmp_path / "store")
+    image = store.pull(f"{registry.host}/store/busybox", tls_verify=False)
+    signal_dir = tmp_path / "signal"
+    signal_dir.mkdir()
+    wait_then_read = "until [ -e /signal/go ]; do sleep 0.02; done; cat /etc/hello"
+    box = Container.from_image(image.name, ["sh", "-c", wait_then_read], store=store).bind(signal_dir, "/signal")
+    with open(tmp_path / "out", "wb") as out, box.start(stdout=out) as running:
+        store.remove(image.name, collect=False)
+        collected = store.gc()
+        assert (collected.layers, collected.in_use, collected.blobs) == (0, 2, 4)
+        (signal_dir / "go").touch()
+        assert running.wait() == 0
+    assert (tmp_path / "out").read_bytes() == b"hello\n"
+    collected = store.gc()  # the container has ended: its layers go now
+    assert (collected.layers, collected.in_use) == (2, 0) and store.layers.layers() == []

@@ -25,8 +25,9 @@ renamed at the end.  Pulls and loads hold the store's lock shared, so any
 number run at once (two that extract the same layer take turns on its lock
 file: the second finds it there); :meth:`ImageStore.gc` holds it exclusive,
 and removes what no image names, leftovers of pulls that died included.
-Layers a running container stacks are not tracked: collect garbage only once
-containers of removed images have ended.
+A layer no image names that a mounted overlay stacks (a running container of
+a removed image: its root is an overlay in its own mount namespace, found in
+``/proc/PID/mountinfo``) is kept until a later ``gc``; its blobs go.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ..errors import ConfigError, ImageError, ImageNotFoundError, ImageReference
 from ..fs.layers import ExtractLimits, LayerStore, disk_usage
 from ..fs.layers.store import private_root
 from .containers import ContainerEntries
+from .inuse import layers_in_use
 from .layout import ImageLayout
 from .model import ContainerSettings, Descriptor, History, ImageConfig, Index, Manifest, MediaType, Platform
 from .progress import Progress
@@ -127,12 +129,14 @@ class StoreUsage:
 
 @dataclass(frozen=True)
 class Collected:
-    """What :meth:`ImageStore.gc` removed: blobs, layers, names of incomplete images, and bytes on disk."""
+    """What :meth:`ImageStore.gc` removed: blobs, layers, names of incomplete images, and bytes on disk;
+    and how many layers no image names it kept, because a mounted overlay stacks them."""
 
     blobs: int = 0
     layers: int = 0
     incomplete: int = 0
     bytes: int = 0
+    in_use: int = 0
 
 
 class ImageStore:
@@ -424,7 +428,8 @@ class ImageStore:
             for tag in incomplete:
                 self.layout.remove_image(tag)
             blobs, layers = self._referenced()
-            removed_blobs = removed_layers = freed = 0
+            removed_blobs = removed_layers = freed = kept = 0
+            in_use = layers_in_use(self.layers.root / "layers")
             for directory in sorted((self.layout.path / "blobs").iterdir()):
                 for path in sorted(directory.iterdir()):
                     if path.name.startswith(".tmp-") or f"{directory.name}:{path.name}" not in blobs:
@@ -432,7 +437,9 @@ class ImageStore:
                         path.unlink()
                         removed_blobs += not path.name.startswith(".tmp-")
             for layer in self.layers.layers():
-                if layer.digest not in layers:
+                if layer.digest not in layers and layer.digest in in_use:
+                    kept += 1
+                elif layer.digest not in layers:
                     size = disk_usage(layer.path)
                     try:
                         self.layers.remove_layer(layer.digest)
@@ -447,7 +454,7 @@ class ImageStore:
                     shutil.rmtree(leftover, ignore_errors=True)
                 else:
                     leftover.unlink(missing_ok=True)
-            return Collected(removed_blobs, removed_layers, len(incomplete), freed)
+            return Collected(removed_blobs, removed_layers, len(incomplete), freed, kept)
 
     def _referenced(self) -> tuple[set[str], set[str]]:
         """The blobs and the layers (diff IDs) the images of the index name."""
