@@ -3,10 +3,14 @@
 Every event comes from a kernel notification, none from polling:
 
 * cgroup v2 ``cgroup.events`` (frozen, thawed) and ``memory.events`` (OOM,
-  OOM kill, ``memory.high`` and ``memory.max`` hits) notify ``inotify``
-  watchers when they change; the watch then reads them again and reports the
-  counters that grew and the state that changed.  On a hybrid host the v2
-  tree offers ``cgroup.events`` (and pressure) even with no controller.
+  OOM kill, ``memory.high`` and ``memory.max`` hits) wake their pollers with
+  ``POLLPRI`` when they change, until they are read again.  The watch holds
+  them open in an epoll descriptor registered for ``EPOLLPRI``, reads them
+  again when it is ready (which re-arms them) and reports the counters that
+  grew and the state that changed.  (They notify ``inotify`` too, but closing
+  an inotify instance with watches waits for the kernel, ~20 ms here: a stall
+  of an event loop per watch.)  On a hybrid host the v2 tree offers
+  ``cgroup.events`` (and pressure) even with no controller.
 * cgroup v1 reports OOM through an ``eventfd`` registered with
   ``cgroup.event_control`` against ``memory.oom_control``.  The notice comes
   before the kill; the kill counter is read again for a moment after each
@@ -37,9 +41,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Final, Protocol
 
-from nsprim import _sys
 from nsprim._dataclass import dataclass, field
-from nsprim._sys import C
 from nsprim.cgroup import files
 from nsprim.cgroup.host import Controller, HostInfo
 from nsprim.errors import ConfigError, SyscallError, UnsupportedError
@@ -220,7 +222,8 @@ class GroupEventWatch:
         from_zero: bool = False,
     ) -> None:
         self.group = group
-        self._inotify = -1
+        self._files: dict[Path, int] = {}  # the v2 files watched, held open
+        self._files_poller: select.epoll | None = None
         self._eventfd = -1
         self._oom_control = -1
         self._psi: dict[int, _Psi] = {}
@@ -313,9 +316,14 @@ class GroupEventWatch:
         if memory is not None and memory[0] == 2:
             watched.append(memory[1] / "memory.events")
         if watched:
-            self._inotify = _sys.inotify_init1(C.IN_CLOEXEC | C.IN_NONBLOCK)
+            self._files_poller = select.epoll()
             for p in watched:
-                _sys.inotify_add_watch(self._inotify, p, C.IN_MODIFY)
+                try:
+                    self._files[p] = fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise SyscallError(exc.errno or errno.EIO, "open", p, detail=f"open `{p}`") from None
+                os.pread(fd, 4096, 0)  # what is read is what a change is measured against
+                self._files_poller.register(fd, select.EPOLLPRI)
         if memory is not None and memory[0] == 1:
             self._register_v1_oom(memory[1])
         if not from_zero:
@@ -368,18 +376,18 @@ class GroupEventWatch:
     @property
     def fds(self) -> tuple[int, ...]:
         """The descriptors to wait on: each becomes readable when there may be events."""
-        fds = [fd for fd in (self._inotify, self._eventfd) if fd >= 0]
+        fds = [self._files_poller.fileno()] if self._files_poller is not None else []
+        if self._eventfd >= 0:
+            fds.append(self._eventfd)
         return (*fds, *self._psi)
 
     def on_ready(self, fd: int) -> bool:
         """Note that *fd* (one of :attr:`fds`) was seen readable, and consume what made it
         so (a readable descriptor the caller's loop keeps watching must not stay readable);
         False if it has nothing more to say (the group went away): stop watching it."""
-        if fd == self._inotify:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(fd, 4096):
-                    pass
-            return True
+        if self._files_poller is not None and fd == self._files_poller.fileno():
+            # Reading re-arms the files; collect() reads them again for their values.
+            return all(self._read_keyed(p) for p in self._files)
         if fd == self._eventfd:
             with contextlib.suppress(BlockingIOError):
                 self._oom_notices += os.eventfd_read(fd)
@@ -443,20 +451,32 @@ class GroupEventWatch:
             return {}
         version, d = memory
         if version == 2:
-            e = _read_keyed(d / "memory.events")
+            e = self._read_keyed(d / "memory.events")
             return {k: e[key] for k, key in _COUNTED.items() if key in e}
-        kills = _read_keyed(d / "memory.oom_control").get("oom_kill")
+        kills = self._read_keyed(d / "memory.oom_control").get("oom_kill")
         return {} if kills is None else {GroupEventKind.OOM_KILL: kills}
 
     def _read_frozen(self) -> int | None:
         u = self.group.unified_dir
         if u is None or not self.kinds & _FREEZER_KINDS:
             return None
-        return _read_keyed(u / "cgroup.events").get("frozen")
+        return self._read_keyed(u / "cgroup.events").get("frozen")
 
     def _read_baseline(self) -> _Baseline:
         memory = self.group.locate(Controller.MEMORY) if self.kinds & _MEMORY_KINDS else None
         return _Baseline(dict(self._read_counters(memory)), self._read_frozen() or 0)
+
+    def _read_keyed(self, path: Path) -> dict[str, int]:
+        """A flat-keyed file (through the descriptor held for it, if any), or nothing once the group is gone."""
+        fd = self._files.get(path)
+        if fd is None:
+            return _read_keyed(path)
+        try:
+            return _parse_keyed(os.pread(fd, 65536, 0).decode())
+        except OSError as exc:
+            if exc.errno not in (errno.ENODEV, errno.ENOENT):  # a file of a group being removed
+                raise SyscallError(exc.errno or errno.EIO, "read", path) from None
+            return {}
 
     # ---- waiting, blocking -------------------------------------------------------------
 
@@ -489,7 +509,13 @@ class GroupEventWatch:
             psi.poller.close()
             os.close(psi.file_fd)
         self._psi.clear()
-        for name in ("_inotify", "_eventfd", "_oom_control"):
+        if self._files_poller is not None:
+            self._files_poller.close()
+            self._files_poller = None
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+        for name in ("_eventfd", "_oom_control"):
             fd = getattr(self, name)
             if fd >= 0:
                 os.close(fd)
@@ -514,8 +540,10 @@ def _read_keyed(path: Path) -> dict[str, int]:
         if exc.errno != errno.ENODEV:  # a file of a group being removed
             raise
         return {}
-    if not text:
-        return {}
+    return _parse_keyed(text or "")
+
+
+def _parse_keyed(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in text.splitlines():
         key, _, value = line.partition(" ")
