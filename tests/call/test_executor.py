@@ -142,15 +142,18 @@ def test_max_workers_calls_run_at_once() -> None:
         assert len(workers) == 2
 
 
-def test_many_calls_each_in_a_container_of_its_own_leave_nothing_behind() -> None:
+@pytest.mark.slow
+def test_a_thousand_calls_each_in_a_container_of_its_own_leave_nothing_behind() -> None:
     fds = len(os.listdir("/proc/self/fd"))
+    host_uts = os.readlink("/proc/self/ns/uts")
     with SandboxExecutor(BOX, max_workers=2) as pool:
-        futures = [pool.submit(marks.leave_a_mark) for _ in range(60)]
+        futures = [pool.submit(marks.leave_a_mark) for _ in range(1000)]
         answers = [f.result() for f in futures]
         workers = [t for t in threading.enumerate() if t.name.startswith("SandboxExecutor-")]
         assert len(workers) <= 2  # a thread per worker, not per call
-    # each its own pid namespace, root (no earlier call's mark) and cgroup (no earlier call's processes)
-    assert answers == [{"seen": False, "pid": 1, "members": 1}] * 60
+    # each its own pid namespace, UTS namespace, root (no earlier call's mark) and cgroup (no other processes)
+    assert all(a.pop("uts") != host_uts for a in answers)
+    assert answers == [{"seen": False, "pid": 1, "members": 1}] * 1000
     assert not os.path.exists(marks.MARK)
     assert len(os.listdir("/proc/self/fd")) == fds  # the cancel pipe closed with the last worker
 

@@ -72,7 +72,9 @@ class _Workers:
     def run(self) -> None:
         try:
             while (work := self.queue.get()) is not None:
-                if work.future.set_running_or_notify_cancel():
+                if self.cancelled:  # taken from the queue just before shutdown(cancel_futures=True) emptied it
+                    work.future.cancel()
+                elif work.future.set_running_or_notify_cancel():
                     self._settle(work)
                 del work
                 self.idle.release()
