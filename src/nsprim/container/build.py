@@ -92,6 +92,28 @@ def default_security() -> SecurityPolicy:
     return SecurityPolicy(caps=Capabilities.docker_default().drop("MKNOD"))
 
 
+def _default_security_compiled(state: Path) -> SecurityPolicy:
+    """:func:`default_security` with its seccomp program already compiled: kept by content in
+    the state directory's ``seccomp`` (:class:`~nsprim.security.seccomp.cache.ProgramCache`),
+    as building and compiling Docker's profile costs more than the rest of a plan."""
+    from ..security import Capabilities, SecurityPolicy
+    from ..security.seccomp.cache import ProgramCache
+
+    caps = Capabilities.docker_default().drop("MKNOD")
+    cache = ProgramCache(state / "seccomp")
+    key = cache.key(f"docker-default, bounding {caps.bounding.mask:#x}")
+    hit = cache.get(key)
+    if hit is None:
+        policy = default_security()
+        program = policy.program()
+        assert program is not None
+        flags = getattr(policy.seccomp, "flags", 0)
+        cache.put(key, program, flags)
+    else:
+        program, flags = hit
+    return SecurityPolicy(caps=caps, seccomp=program, seccomp_flags=flags)
+
+
 def _body(
     cfg: ContainerConfig,
     state: Path | None,
@@ -128,7 +150,10 @@ def _body(
     clone_flags = ns.clone_flags
     if cfg.network is Network.VETH and NamespaceType.NET in create:
         steps.append(Sync("the parent links the veth pair"))
-    security = cfg.security if cfg.security is not None else default_security()
+    if cfg.security is not None:
+        security: SecurityPolicy | None = cfg.security
+    else:
+        security = default_security() if state is None else _default_security_compiled(state)
     if security is not None:
         security = replace(security, umask=cfg.umask)  # the container's umask wins
         # Non-dumpable from here on (nothing of the container may ptrace the

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 from .._sys import watcher
@@ -36,6 +35,8 @@ def state_dir() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.access(runtime, os.W_OK):
         return Path(runtime) / "nsprim"
+    import tempfile  # only here: it imports random and shutil
+
     return Path(tempfile.gettempdir()) / f"nsprim-{os.geteuid()}"
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..lowlevel import Waits, run_waits, start_steps
 from ..process import Process
@@ -14,11 +14,21 @@ from .build import ChildPlan
 from .config import ContainerConfig
 
 if TYPE_CHECKING:
+    import logging
+
     from .._sys.spawn import MonitorSpec
 
 __all__ = ["launch", "launch_steps"]
 
-log = logging.getLogger("nsprim.container")
+
+def _debug_log() -> logging.Logger | None:
+    """The containers' logger when it shows debug messages.  Unless the program
+    imported :mod:`logging`, nothing can show them: then it is not imported here."""
+    logging: Any = sys.modules.get("logging")
+    if logging is None:
+        return None
+    log = logging.getLogger("nsprim.container")
+    return log if log.isEnabledFor(logging.DEBUG) else None
 
 
 def launch(
@@ -57,10 +67,10 @@ def launch_steps(
     """:func:`launch` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`)."""
     streams = open_streams(stdin, stdout, stderr)
     child: ChildPlan | None = None
-    debug = log_id is not None and log.isEnabledFor(logging.DEBUG)
+    log = _debug_log() if log_id is not None else None
     try:
         child = plan_for(streams.pairs)
-        if debug:
+        if log is not None:
             log.debug("container %s: clone flags %#x, %d plan steps", log_id, child.clone_flags, len(child.steps))
             for i, step in enumerate(child.steps):
                 log.debug("  %2d. %s", i, step.describe())
@@ -82,7 +92,7 @@ def launch_steps(
             pidns_fd=child.pidns_fd,
             parent_actions=actions,
             close_after=streams.hand_over(),
-            timings=debug,
+            timings=log is not None,
             monitor=monitor,
         )
     except BaseException:
@@ -99,7 +109,7 @@ def launch_steps(
             proc.close()  # kills and reaps it
             raise
     streams.attach(proc)
-    if debug and proc.setup_us and child is not None:
+    if log is not None and proc.setup_us and child is not None:
         log.debug("container %s: set up in %.0f µs: clone %.0f µs, then", log_id, sum(proc.setup_us), proc.setup_us[0])
         for i, (us, step) in enumerate(zip(proc.setup_us[1:], child.steps, strict=True)):
             log.debug("  %2d. %6.0f µs  %s", i, us, step.describe())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import secrets
 import threading
 import weakref
 from collections import deque
@@ -100,7 +99,7 @@ class Supply:
                 if need_ns:
                     self._offer_netns(self._make_namespaces())
                 if need_cg:
-                    cg = self._make_cgroup(f"nsprim-{secrets.token_hex(6)}")
+                    cg = self._make_cgroup(f"nsprim-{os.urandom(6).hex()}")
                     self._offer_cgroup(cg)
             except BaseException as exc:  # keep the reason; starts go on without the pool
                 with self._cond:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +29,7 @@ class Preparation:
     def __init__(self, config: ContainerConfig, warm: Supply | None = None) -> None:
         self.config = config
         self.warm = warm
-        self.id = config.name or f"nsprim-{secrets.token_hex(6)}"
+        self.id = config.name or f"nsprim-{os.urandom(6).hex()}"
         self.state: Path | None = None
         self.cgroup: CGroup | None = None
         self.watching = True  # registered with the cleanup watcher (a detached one until its monitor owns it)

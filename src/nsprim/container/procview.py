@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import math
 import os
 import shutil
@@ -49,7 +48,6 @@ VIEW_FILES: tuple[tuple[str, str], ...] = (
     ("cpuinfo", "/proc/cpuinfo"),
     ("cpu-online", "/sys/devices/system/cpu/online"),
 )
-log = logging.getLogger("nsprim.container")
 _RO = C.MS_RDONLY | C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC
 
 
@@ -223,7 +221,11 @@ class ProcView:
                 except (NsprimError, OSError):
                     return  # the group or the directory is gone: the container is ending
                 except Exception:  # a bug: say so once, do not kill the process' stderr with a loop
-                    log.exception("refreshing the /proc view in %s failed; no more refreshes", self.directory)
+                    import logging
+
+                    logging.getLogger("nsprim.container").exception(
+                        "refreshing the /proc view in %s failed; no more refreshes", self.directory
+                    )
                     return
 
         self._thread = threading.Thread(target=loop, name=f"nsprim-procview-{self.directory.name}", daemon=True)

@@ -32,11 +32,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
-import json
 import os
 import re
 import select
-import shutil
 import signal
 import time
 from collections.abc import Mapping
@@ -78,6 +76,14 @@ __all__ = [
 ]
 
 STATE_FILE = "state.json"
+
+
+def _dumps(value: object) -> str:
+    import json  # only here: an attached container writes no state file
+
+    return json.dumps(value)
+
+
 LOG_FILE = "output.log"
 # A single path component that is also a valid cgroup name, as docker's names are.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -149,6 +155,8 @@ def _load(directory: Path) -> ContainerState | None:
     """The entry's record; None while it starts (no record yet) or once it was removed."""
     try:
         text = (directory / STATE_FILE).read_text()
+        import json
+
         return ContainerState.from_json(json.loads(text))
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -338,6 +346,8 @@ class DetachedContainer:
             with contextlib.suppress(FileNotFoundError):
                 remove_group(CGroup.open(state.cgroup), forget=False)
         try:
+            import shutil
+
             shutil.rmtree(self.directory)  # never follows symlinks
         except FileNotFoundError:
             pass
@@ -463,7 +473,7 @@ class Registration:
         return MonitorSpec(
             state_dirfd=self.dirfd,
             state_dir=os.fsencode(self.directory),
-            state_prefix=(json.dumps(self.fields)[:-1] + ", ").encode(),
+            state_prefix=(_dumps(self.fields)[:-1] + ", ").encode(),
             cgroup_dirs=tuple(os.fsencode(d) for d in dirs),
             oom_file=oom_file,
             remove_state=config.auto_remove,
@@ -483,7 +493,7 @@ class Registration:
                 "monitor_starttime": link.monitor_starttime,
                 "status": "running",
             }
-            _write_atomically(self.directory / STATE_FILE, json.dumps(record) + "\n")
+            _write_atomically(self.directory / STATE_FILE, _dumps(record) + "\n")
             # Should we die between the forgetting and the verdict, the monitor sees none and cleans up.
             if cgroup is not None:
                 watcher.forget_cgroups(cgroup.directories.values())
@@ -506,6 +516,8 @@ class Registration:
     def abandon(self) -> None:
         """The start failed: remove the entry (the caller removes the cgroup)."""
         self.close()
+        import shutil
+
         shutil.rmtree(self.directory, ignore_errors=True)
         with contextlib.suppress(NsprimError, OSError):
             watcher.forget_tree(self.directory)

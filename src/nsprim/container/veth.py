@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
-import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -98,7 +97,7 @@ class VethLink:
     def __init__(self, veth: Veth, state: Path) -> None:
         self.config = veth
         self.lock_path = state / LOCK_NAME
-        self.host_interface = f"nsv{secrets.token_hex(4)}"
+        self.host_interface = f"nsv{os.urandom(4).hex()}"
         self.container_interface = veth.container_interface
         self.host_address: ipaddress.IPv4Interface | None = None
         self.container_address: ipaddress.IPv4Interface | None = None

@@ -129,11 +129,15 @@ def _default_caps() -> Capabilities:
 
 
 def _is_filter(value: object) -> bool:
-    # Imported here: a policy without a filter does not import the compiler.
-    from .seccomp.profile import Profile
+    # Imported here: a policy without a filter does not import the compiler, nor
+    # one with a compiled program the profile model (and the system call tables).
     from .seccomp.program import Program
 
-    return isinstance(value, (Profile, Program))
+    if isinstance(value, Program):
+        return True
+    from .seccomp.profile import Profile
+
+    return isinstance(value, Profile)
 
 
 def _default_seccomp() -> Profile:

@@ -6,7 +6,8 @@ the compiler and the system call tables to do so, is most of what a
 container's ``create`` spends in Python.  A :class:`ProgramCache` keeps each
 compiled program in a file named by a digest of everything the program
 depends on: the profile's JSON, this host's architecture and kernel release
-(rules may name a minimum kernel), and nsprim's version (the compiler's).
+(rules may name a minimum kernel), and nsprim's version and the compiler's
+source files (so that a changed checkout compiles again).
 
 The directory is the caller's (``nsprim-runtime`` keeps it in its state
 root, ``<root>/@seccomp``: no container id has an ``@``).  It is used only
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import stat
 import struct
@@ -40,10 +40,11 @@ class ProgramCache:
         self.directory = os.fspath(directory)
 
     def key(self, profile: object) -> str:
-        """The name of the program compiled from *profile* (a JSON value) on this host."""
-        text = json.dumps(profile, sort_keys=True, separators=(",", ":"))
+        """The name of the program compiled from *profile* on this host: a JSON value, or a
+        string that names a profile of nsprim's own (its source is in the compiler's)."""
+        text = profile if isinstance(profile, str) else _canonical_json(profile)
         host = os.uname()
-        material = "\0".join((__version__, host.machine, host.release, text))
+        material = "\0".join((__version__, _compiler_stamp(), host.machine, host.release, text))
         return hashlib.sha256(material.encode()).hexdigest()
 
     def get(self, key: str) -> tuple[Program, int] | None:
@@ -102,3 +103,26 @@ class ProgramCache:
         except OSError:
             return False
         return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+#: The modules a compiled program depends on, besides its profile.
+_COMPILER = ("arch", "bpf", "default", "interp", "parse", "profile", "program")
+
+
+def _canonical_json(value: object) -> str:
+    import json  # only here: nsprim's own profiles are named by a string
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _compiler_stamp() -> str:
+    """The size and modification time of each of the compiler's source files, this module's siblings."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    stamps = []
+    for name in _COMPILER:
+        try:
+            st = os.stat(os.path.join(here, f"{name}.py"))
+            stamps.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            stamps.append(f"{name}:-")
+    return ",".join(stamps)
