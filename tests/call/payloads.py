@@ -141,3 +141,9 @@ def hang_up() -> None:
 
     os.close(3)
     time.sleep(60)
+
+
+def spew() -> None:
+    chunk = b"x" * (1 << 20)
+    for _ in range(300):
+        os.write(1, chunk)

@@ -82,8 +82,10 @@ def test_a_malicious_pickle_runs_nothing_here(fn: object, tmp_path: Path) -> Non
 def test_a_deep_or_oversized_answer_is_refused() -> None:
     with pytest.raises(UnsafeResultError, match="deeper"):
         BOX.call(payloads.answer_deep)
-    with pytest.raises(UnsafeResultError, match="more than"):
+    with pytest.raises(UnsafeResultError, match="the answer of more than"):
         BOX.call(payloads.answer_huge)
+    with pytest.raises(UnsafeResultError, match="stdout of more than"):
+        BOX.call_result(payloads.spew, capture_output=True)
 
 
 def test_ending_without_an_answer_is_call_died() -> None:

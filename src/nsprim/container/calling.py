@@ -250,7 +250,7 @@ class _Exchange:
     out: list[bytes]
     err: list[bytes]
     timed_out: bool = False
-    oversized: bool = False
+    oversized: str | None = None  # what went over MAX_SIZE: "the answer", "stdout" or "stderr"
     cancelled: bool = False
 
 
@@ -265,8 +265,9 @@ def _exchange(
     try:
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-        streams = ((box.process.stdout, got.out), (box.process.stderr, got.err))
-        pipes = {f.fileno(): (f, chunks) for f, chunks in streams if f is not None}
+        streams = ((box.process.stdout, got.out, "stdout"), (box.process.stderr, got.err, "stderr"))
+        pipes = {f.fileno(): (f, chunks, name) for f, chunks, name in streams if f is not None}
+        held = dict.fromkeys(pipes, 0)
         for fd in pipes:
             sel.register(fd, selectors.EVENT_READ)
         open_ends = 1 + len(pipes)
@@ -308,16 +309,20 @@ def _exchange(
                             chunk = b""
                         got.answer += chunk
                         if len(got.answer) > wire.MAX_SIZE:
-                            got.oversized = True
+                            got.oversized = "the answer"
                             return got
                         if not chunk:
                             sel.unregister(sock)
                             open_ends -= 1
                 else:
-                    f, chunks = pipes[key.fd]
+                    f, chunks, name = pipes[key.fd]
                     chunk = os.read(key.fd, 1 << 16)
                     if chunk:
                         chunks.append(chunk)
+                        held[key.fd] += len(chunk)
+                        if held[key.fd] > wire.MAX_SIZE:  # captured output is the payload's too: bounded
+                            got.oversized = name
+                            return got
                     else:
                         sel.unregister(key.fd)
                         f.close()
@@ -384,7 +389,7 @@ def call_in(
         assert timeout is not None
         died = CallTimeoutError(box.id, timeout, status)
     elif got.oversized:
-        raise UnsafeResultError(f"more than the {wire.MAX_SIZE} bytes a result may have")
+        raise UnsafeResultError(f"{got.oversized} of more than the {wire.MAX_SIZE} bytes a call may send")
     elif not got.answer:
         died = CallDiedError(box.id, status, oom_killed=oom_killed)
     else:
