@@ -24,11 +24,14 @@ import signal
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass
-from ..container import Container
 from ..errors import ImageError
 from .model import ImageConfig
+
+if TYPE_CHECKING:
+    from ..container import Container
 
 __all__ = ["configured", "resolve_user", "ImageUser", "parse_stop_signal", "read_image_file"]
 

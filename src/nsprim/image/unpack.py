@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from ..container import Container
 from ..errors import BlobDigestError, ImageError
 from ..fs.layers import Image, LayerStore
 from .compression import decompressed
@@ -23,6 +22,7 @@ from .model import ImageConfig, MediaType, Platform
 from .runconfig import configured
 
 if TYPE_CHECKING:
+    from ..container import Container
     from .model import Descriptor
 
 __all__ = ["unpack", "add_layer", "image_container"]
@@ -77,4 +77,6 @@ def image_container(
     settings (see :func:`~nsprim.image.runconfig.configured`); *command* replaces the image's
     ``Cmd``, *entrypoint* its ``Entrypoint``."""
     lower = store.lower_dirs(image)
+    from ..container import Container  # not needed by what only pulls and unpacks
+
     return configured(Container().image(lower), config, lower, command, entrypoint=entrypoint)
