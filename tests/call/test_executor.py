@@ -108,6 +108,42 @@ def test_shutdown_with_cancel_kills_the_running_calls_and_cancels_the_rest() -> 
     pool.shutdown()  # again: nothing to do
 
 
+def test_cancelling_a_running_future_kills_its_call_and_only_it() -> None:
+    with SandboxExecutor(BOX, max_workers=2) as pool:
+        doomed = pool.submit(payloads.sleep, 60)
+        other = pool.submit(payloads.sleep, 1)
+        _until(doomed.running)
+        time.sleep(0.3)
+        assert doomed.cancel() is False  # it had started: killed, not cancelled
+        error = doomed.exception(timeout=30)
+        assert isinstance(error, CallCancelledError) and "cancelled" in str(error)
+        assert other.result(timeout=30) is None
+        assert pool.submit(payloads.add, 1, 1).result() == 2
+
+
+def test_a_cancelled_asyncio_wait_kills_the_call() -> None:
+    async def main(pool: SandboxExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(loop.run_in_executor(pool, payloads.sleep, 60), 1.0)
+
+    pool = SandboxExecutor(BOX, max_workers=1)
+    asyncio.run(main(pool))
+    started = time.monotonic()
+    pool.shutdown(wait=True)  # the 60 s call was killed: nothing to wait for
+    assert time.monotonic() - started < 30
+
+
+def test_shutdown_without_wait_then_with_cancel() -> None:
+    pool = SandboxExecutor(BOX, max_workers=1)
+    running = pool.submit(payloads.sleep, 60)
+    queued = pool.submit(payloads.sleep, 60)
+    _until(running.running)
+    pool.shutdown(wait=False)
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert queued.cancelled() and isinstance(running.exception(timeout=0), CallCancelledError)
+
+
 def test_shutdown_without_wait_lets_the_calls_end() -> None:
     pool = SandboxExecutor(BOX, max_workers=1)
     futures = [pool.submit(payloads.add, n, n) for n in range(3)]

@@ -108,11 +108,12 @@ class CallTimeoutError(CallDiedError, TimeoutError):
 
 
 class CallCancelledError(CallDiedError):
-    """The call was stopped while it ran (:meth:`SandboxExecutor.shutdown
-    <nsprim.call.executor.SandboxExecutor.shutdown>` with ``cancel_futures=True``); its container was killed."""
+    """The call was stopped while it ran (by :meth:`SandboxExecutor.shutdown
+    <nsprim.call.executor.SandboxExecutor.shutdown>` with ``cancel_futures=True``, or its future's
+    ``cancel()``); its container was killed."""
 
     def __init__(self, name: str, returncode: int | None = None) -> None:
-        super().__init__(name, returncode, message=f"call in container `{name}`: killed, its executor shut down")
+        super().__init__(name, returncode, message=f"call in container `{name}`: killed, the call was cancelled")
 
 
 class PythonNotFoundError(CallError, FileNotFoundError):

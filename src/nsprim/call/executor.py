@@ -13,8 +13,9 @@ unless the executor was made with ``trusted=True``.
 Nothing is shared between two calls but the template: each has its own
 namespaces, root (a fresh upper layer), cgroup with the template's limits,
 and interpreter.  ``shutdown(cancel_futures=True)`` cancels the calls not
-started and kills the running ones through one descriptor every worker's
-exchange watches (:class:`~nsprim.call.errors.CallCancelledError`).
+started and kills the running ones, and ``Future.cancel()`` of a running
+call kills it (:class:`~nsprim.call.errors.CallCancelledError`): each
+call's exchange watches a pipe of its own that says so.
 """
 
 from __future__ import annotations
@@ -39,11 +40,49 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class _Stopper:
+    """A running call's kill switch: a pipe its exchange watches, made readable at most once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+
+    def stop(self) -> None:
+        with self.lock:
+            if self._write_fd >= 0:
+                os.write(self._write_fd, b"x")  # never read: it stays readable, though the call is still starting
+                os.close(self._write_fd)
+                self._write_fd = -1
+
+    def close(self) -> None:
+        with self.lock:
+            os.close(self.read_fd)
+            if self._write_fd >= 0:
+                os.close(self._write_fd)
+                self._write_fd = -1
+
+
+class _CallFuture(Future[T]):
+    """A future whose :meth:`cancel` also kills its call while it runs."""
+
+    _stopper: _Stopper | None = None  # while its call runs
+
+    def cancel(self) -> bool:
+        """Cancel the call if it has not started (True); if it runs, kill its container (False, as the
+        call did start: its future gets :class:`~nsprim.call.errors.CallCancelledError`)."""
+        if super().cancel():
+            return True
+        stopper = self._stopper
+        if stopper is not None:
+            stopper.stop()
+        return False
+
+
 @dataclass(frozen=True)
 class _Work:
     """One submitted call: the future to settle, and whether it gets the whole :class:`CallResult`."""
 
-    future: Future[object]
+    future: _CallFuture[object]
     fn: Callable[..., object]
     args: Sequence[object]
     kwargs: Mapping[str, object]
@@ -52,7 +91,7 @@ class _Work:
 
 class _Workers:
     """What the worker threads share, apart from the executor (which may be collected while they run):
-    the queue, the cancel descriptor, and the count of live threads."""
+    the queue, the kill switches of the running calls, the threads."""
 
     def __init__(self, container: Container, timeout: float | None, capture_output: bool, trusted: bool) -> None:
         self.config = container.config
@@ -63,28 +102,27 @@ class _Workers:
         self.lock = threading.Lock()
         self.idle = threading.Semaphore(0)
         self.threads: list[threading.Thread] = []
-        self.live = 0
+        self.running: set[_Stopper] = set()
         self.stopping = False
         self.cancelled = False
-        # Readable once the calls are to stop: every running call's exchange watches it.
-        self.cancel_r, self.cancel_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
 
     def run(self) -> None:
-        try:
-            while (work := self.queue.get()) is not None:
-                if self.cancelled:  # taken from the queue just before shutdown(cancel_futures=True) emptied it
-                    work.future.cancel()
-                elif work.future.set_running_or_notify_cancel():
-                    self._settle(work)
-                del work
-                self.idle.release()
-            self.queue.put(None)  # for the next worker
-        finally:
-            with self.lock:
-                self.live -= 1
-                self._close_if_done()
+        while (work := self.queue.get()) is not None:
+            if self.cancelled:  # taken from the queue just before shutdown(cancel_futures=True) emptied it
+                work.future.cancel()
+            elif work.future.set_running_or_notify_cancel():
+                self._settle(work)
+            del work
+            self.idle.release()
+        self.queue.put(None)  # for the next worker
 
     def _settle(self, work: _Work) -> None:
+        stopper = _Stopper()
+        with self.lock:
+            self.running.add(stopper)
+            work.future._stopper = stopper
+            if self.cancelled:
+                stopper.stop()
         try:
             result = call_in(
                 self.config,
@@ -94,12 +132,17 @@ class _Workers:
                 timeout=self.timeout,
                 capture_output=self.capture_output,
                 trusted=self.trusted,
-                cancel_fd=self.cancel_r,
+                cancel_fd=stopper.read_fd,
             )
         except BaseException as e:  # what the call raised is the future's, as a thread pool's
             work.future.set_exception(e)
         else:
             work.future.set_result(result if work.whole else result.value)
+        finally:
+            with self.lock:
+                self.running.discard(stopper)
+                work.future._stopper = None
+            stopper.close()
 
     def add(self, work: _Work, max_workers: int) -> None:
         """Queue *work*; start a thread if none is idle and there are fewer than *max_workers*."""
@@ -112,37 +155,34 @@ class _Workers:
             thread = threading.Thread(target=self.run, name=f"SandboxExecutor-{len(self.threads)}", daemon=True)
             thread.start()
             self.threads.append(thread)
-            self.live += 1
 
     def stop(self, cancel: bool) -> None:
         """No more calls; with *cancel*, the queued ones cancelled and the running ones killed."""
         with self.lock:
             if cancel and not self.cancelled:
                 self.cancelled = True
+                end_taken = False
                 while True:
                     try:
                         work = self.queue.get_nowait()
                     except queue.Empty:
                         break
-                    if work is not None:
+                    if work is None:
+                        end_taken = True  # the workers' end, put in by an earlier shutdown: put back below
+                    else:
                         work.future.cancel()
-                if self.cancel_w >= 0:
-                    os.write(self.cancel_w, b"x")  # never read: it stays readable for every call still starting
+                for stopper in self.running:
+                    stopper.stop()
+                if end_taken:
+                    self.queue.put(None)
             if not self.stopping:
                 self.stopping = True
                 self.queue.put(None)
-            self._close_if_done()
 
     def join(self) -> None:
         for thread in list(self.threads):
             if thread is not threading.current_thread():
                 thread.join()
-
-    def _close_if_done(self) -> None:
-        if self.stopping and self.live == 0 and self.cancel_r >= 0:
-            os.close(self.cancel_r)
-            os.close(self.cancel_w)
-            self.cancel_r = self.cancel_w = -1
 
 
 # The executors not shut down when the interpreter exits: their calls are waited for, as a thread pool's.
@@ -169,7 +209,10 @@ class SandboxExecutor(Executor):
     next call starts afresh.  A future holds the value or the exception the
     call raised; :meth:`submit_result` gives the whole
     :class:`~nsprim.container.calling.CallResult` (output, stats).  Works with
-    ``asyncio.get_running_loop().run_in_executor(pool, fn, arg)``.
+    ``asyncio.get_running_loop().run_in_executor(pool, fn, arg)``.  A
+    future's ``cancel()`` kills its call if it is running (and returns
+    ``False``, as the call did start): so does cancelling the asyncio task
+    that awaits it.
 
     *max_workers* defaults to the number of CPUs.  The template is checked
     when the executor is made (no tty, not detached, a Python of this
@@ -215,13 +258,13 @@ class SandboxExecutor(Executor):
         """Schedule ``fn(*args, **kwargs)`` in a fresh container; its future gets the value or the exception.
 
         Raises :class:`RuntimeError` after :meth:`shutdown`."""
-        future: Future[T] = Future()
+        future: _CallFuture[T] = _CallFuture()
         self._workers.add(_Work(future, fn, args, kwargs, whole=False), self.max_workers)  # type: ignore[arg-type]
         return future
 
     def submit_result(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[CallResult[T]]:
         """As :meth:`submit`, the future getting the whole :class:`~nsprim.container.calling.CallResult`."""
-        future: Future[CallResult[T]] = Future()
+        future: _CallFuture[CallResult[T]] = _CallFuture()
         self._workers.add(_Work(future, fn, args, kwargs, whole=True), self.max_workers)  # type: ignore[arg-type]
         return future
 
