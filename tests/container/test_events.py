@@ -91,6 +91,23 @@ def test_freeze_and_thaw_then_the_exit_with_no_thread() -> None:
     assert seen[-1].returncode == -signal.SIGKILL
 
 
+def test_freeze_async_and_thaw_async_await_the_kernels_word_on_the_loop() -> None:
+    async def main() -> list[ContainerEvent]:
+        async with await Container(["sleep", "60"]).rootfs("/").start_async() as box:
+            group = box.cgroup
+            assert group is not None
+            async with box.events([EventKind.FROZEN, EventKind.THAWED]) as events:
+                await asyncio.wait_for(box.freeze_async(), 10)
+                assert group.frozen
+                first = await asyncio.wait_for(events.__anext__(), 10)
+                await asyncio.wait_for(box.thaw_async(), 10)
+                assert not group.frozen
+                second = await asyncio.wait_for(events.__anext__(), 10)
+            return [first, second]
+
+    assert [e.kind for e in asyncio.run(main())] == [EventKind.FROZEN, EventKind.THAWED]
+
+
 def test_a_pressure_trigger_fires() -> None:
     trigger = PressureTrigger("cpu", stall=0.05, window=2.0)
     busy = "while :; do :; done & while :; do :; done"  # two loops on one CPU: each waits half the time

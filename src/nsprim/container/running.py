@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass
 from .._readiness import readable_async, wait_any_readable
-from ..cgroup import CGroup, Resources, Stats
+from ..cgroup import CGroup, Resources, Stats, control, files
+from ..cgroup.watch import GroupEventKind
 from ..errors import ConfigError, NsprimError, TimeoutExpired, UnsupportedError
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import PIPE, CompletedRun, Process
@@ -202,6 +203,34 @@ class RunningContainer:
     def thaw(self) -> None:
         """Let a frozen container run again."""
         self._need_cgroup("thaw").thaw()
+
+    async def freeze_async(self) -> None:
+        """:meth:`freeze` on the running asyncio loop: the v2 freezer is written and its
+        ``frozen`` state awaited as a reader of the loop (through ``cgroup.events``).
+
+        The v1 freezer does not notify: there this is :meth:`freeze`, which polls.
+        Cancelled, the freeze asked for stays asked for (:meth:`thaw_async` undoes it)."""
+        await self._set_frozen_async(True)
+
+    async def thaw_async(self) -> None:
+        """Let a frozen container run again (see :meth:`freeze_async`)."""
+        await self._set_frozen_async(False)
+
+    async def _set_frozen_async(self, frozen: bool) -> None:
+        cg = self._need_cgroup("freeze" if frozen else "thaw")
+        version, d = control.freezer_of(cg)
+        if version != 2:
+            if frozen:
+                cg.freeze()
+            else:
+                cg.thaw()
+            return
+        with cg.watch_events([GroupEventKind.FROZEN, GroupEventKind.THAWED]) as watch:
+            files.write_text(d / "cgroup.freeze", "1" if frozen else "0")
+            while bool(files.read_keyed(d / "cgroup.events").get("frozen", 0)) != frozen:
+                await readable_async(*watch.fds)
+                for fd in watch.fds:  # re-arms the files for the next change
+                    watch.on_ready(fd)
 
     def update(self, resources: Resources) -> None:
         """Change the cgroup limits of the running container."""
