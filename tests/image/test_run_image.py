@@ -194,3 +194,35 @@ def test_a_commit_of_a_containers_upper_dir_keeps_its_changes_deletions_included
     assert (r.returncode, r.stdout) == (0, b"new\nnew\n"), r.stderr
     assert not any(p.name == "layer.tar" for p in store.layers.root.rglob("*"))
     assert len(store.layers.layers()) == 3
+
+
+def test_a_bundle_of_the_image_runs_under_nsprim_runtime_as_the_configuration_says(app: str, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from nsprim.image.bundle import STOP_SIGNAL_ANNOTATION, image_bundle
+
+    from ..oci.conftest import runtime_command
+
+    store = ImageStore(tmp_path / "store")
+    store.pull(app, tls_verify=False)
+    bundle = image_bundle(store, app, tmp_path / "bundle")
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["process"]["user"] == {"uid": 1234, "gid": 2345, "additionalGids": [3456]}
+    assert config["annotations"][STOP_SIGNAL_ANNOTATION] == str(int(signal.SIGUSR1))
+    parent = os.environ.get("NSPRIM_CGROUP_PARENT", "/nsprim-test-oci")
+    config["linux"]["cgroupsPath"] = f"{parent}/bundle-{secrets.token_hex(4)}"
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = subprocess.run([*runtime_command(), "--root", str(tmp_path / "rt"), "run", "--bundle", str(bundle),
+                        f"img-{secrets.token_hex(4)}"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["hello from the image", "fine /home/worker", "/srv", "1234", "2345", "2345 3456"]
+    with pytest.raises(Exception, match="not an empty directory"):
+        image_bundle(store, app, bundle)
+    # the command line: the same bundle, the command replaced
+    env = {**os.environ, "NSPRIM_STORE": str(tmp_path / "store")}
+    r = subprocess.run([sys.executable, "-m", "nsprim", "image", "bundle", "-o", str(tmp_path / "b2"), app, "echo hi"],
+                       capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, f"{tmp_path / 'b2'}\n"), r.stderr
+    assert json.loads((tmp_path / "b2/config.json").read_text())["process"]["args"] == ["/bin/sh", "-c", "echo hi"]

@@ -183,6 +183,12 @@ def configure_image(p: argparse.ArgumentParser) -> None:
     add_root(load)
     load.add_argument("-i", "--input", required=True, metavar="PATH", help="an OCI layout directory or an archive")
     load.add_argument("--name", metavar="REF", help="the name to give the (one) image")
+    bundle = sub.add_parser("bundle", help="write an OCI runtime bundle of an image (for nsprim-runtime, runc)")
+    add_root(bundle)
+    bundle.add_argument("-o", "--output", required=True, metavar="DIR", help="the bundle (new, or an empty directory)")
+    bundle.add_argument("--entrypoint", metavar="WORD", help="replace the image's Entrypoint (one word)")
+    bundle.add_argument("image", metavar="IMAGE")
+    bundle.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="replace the image's Cmd")
     gc = sub.add_parser("gc", help="remove the blobs and layers no image names")
     add_root(gc)
 
@@ -195,6 +201,12 @@ def cmd_image(args: argparse.Namespace) -> int:
     if args.image_command == "load":
         for image in store.load(args.input, name=args.name):
             print(f"Loaded image: {image.name}")
+        return 0
+    if args.image_command == "bundle":
+        from ..image.bundle import image_bundle
+
+        entrypoint = None if args.entrypoint is None else [args.entrypoint]
+        print(image_bundle(store, args.image, args.output, args.cmd, entrypoint=entrypoint))
         return 0
     collected = store.gc()
     print(f"Removed {collected.blobs} blobs and {collected.layers} layers, {human_size(collected.bytes)}")
