@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -150,6 +153,30 @@ def test_shutdown_without_wait_lets_the_calls_end() -> None:
     pool.shutdown(wait=False)
     assert [f.result(timeout=60) for f in futures] == [0, 2, 4]
     _until(lambda: not any(t.name.startswith("SandboxExecutor-") for t in threading.enumerate()))
+
+
+def test_an_executor_dropped_without_shutdown_finishes_its_calls_and_its_threads_end() -> None:
+    pool = SandboxExecutor(BOX, max_workers=1)
+    future = pool.submit(payloads.add, 20, 22)
+    del pool
+    gc.collect()
+    assert future.result(timeout=60) == 42
+    _until(lambda: not any(t.name.startswith("SandboxExecutor-") for t in threading.enumerate()))
+
+
+def test_the_interpreter_waits_at_exit_for_an_executor_not_shut_down(tmp_path: Path) -> None:
+    script = tmp_path / "left_running.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[2])!r})\n"
+        "from nsprim.call import SandboxExecutor\n"
+        "from nsprim.container import Container\n"
+        "from tests.call import payloads\n"
+        "pool = SandboxExecutor(Container().host_root().pids(16), max_workers=1)\n"
+        "pool.submit(payloads.sleep, 0.5).add_done_callback(lambda f: print('ended', f.exception(), flush=True))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ended None\n", "")
 
 
 def test_a_fork_bomb_or_a_memory_hog_in_one_call_cannot_touch_the_next() -> None:
