@@ -55,7 +55,16 @@ from .progress import Progress
 from .reference import ImageReference
 from .unpack import add_layer
 
-__all__ = ["ImageStore", "StoredImage", "ImageUsage", "StoreUsage", "Collected", "DEFAULT_ROOT", "default_root"]
+__all__ = [
+    "ImageStore",
+    "StoredImage",
+    "ImageUsage",
+    "StoreUsage",
+    "Collected",
+    "DEFAULT_ROOT",
+    "default_root",
+    "load_name",
+]
 
 #: Where a store is when neither a root nor ``$NSPRIM_STORE`` is given.
 DEFAULT_ROOT = Path("/var/lib/nsprim/images")
@@ -214,7 +223,7 @@ class ImageStore:
                 raise ConfigError(f"load `{path}`: {len(tags)} images ({', '.join(tags)}), one name given", what="name")
             loaded = []
             for tag in tags:
-                target = _load_name(tag, path) if name is None else str(ImageReference.parse(name))
+                target = load_name(tag, path) if name is None else str(ImageReference.parse(name))
                 desc = src.descriptor(tag or None, platform)
                 with self._incomplete() as staging:
                     _copy_image(src, self.layout, desc)
@@ -528,8 +537,9 @@ def _manifest(layout: ImageLayout, desc: Descriptor) -> Manifest:
         raise ImageError(f"manifest `{desc.digest}`: {exc}", blob=desc.digest) from None
 
 
-def _load_name(tag: str, source: Path) -> str:
-    """The name of an image loaded from *source* under *tag* (see :meth:`ImageStore.load`)."""
+def load_name(tag: str, source: Path) -> str:
+    """The name :meth:`ImageStore.load` gives an image of *source* under *tag*: the tag if it is a
+    reference, else ``localhost/<source's name>:<tag>``; an ImageReferenceError if neither is one."""
     if tag and ("/" in tag or ":" in tag) and not tag.startswith("sha256:"):
         return str(ImageReference.parse(tag))
     stem = source.name.lower().removesuffix(".tar")
