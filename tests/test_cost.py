@@ -71,9 +71,11 @@ def test_the_other_figures(report: CostReport) -> None:
     assert report.mode is Mode.QUICK
     assert [o.layers for o in report.overlay] == [1, 10, 100]
     assert all(o.mount.median_ms > 0 for o in report.overlay)
-    assert report.page_cache is not None
-    # One image's file read in several containers is cached about once, not once per container.
-    assert 0.5 < report.page_cache.copies < 1.5, report.page_cache
+    if report.page_cache is None:  # a scratch directory on tmpfs (a VM's /tmp)
+        assert "tmpfs" in report.skipped["page cache"]
+    else:
+        # One image's file read in several containers is cached about once, not once per container.
+        assert 0.5 < report.page_cache.copies < 1.5, report.page_cache
     assert report.net_teardown is not None and report.net_teardown.freed_after_ms is not None
     groups = [c for c in report.costs if c.kind is Kind.CGROUP]
     assert any(c.name.startswith("cgroup memory") for c in groups)

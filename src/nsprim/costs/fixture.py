@@ -16,8 +16,9 @@ from pathlib import Path
 
 from .._dataclass import dataclass
 from ..errors import UnsupportedError
+from ..fs.mountinfo import mountinfo
 
-__all__ = ["Image", "scratch_image", "static_busybox"]
+__all__ = ["Image", "scratch_image", "static_busybox", "fstype_of"]
 
 #: The applets the measured payloads use.
 APPLETS = ("true", "sh", "sleep", "cat")
@@ -27,10 +28,17 @@ DATA = "/data/blob"
 
 @dataclass(frozen=True)
 class Image:
-    """A one-layer image: *root* has ``/bin/{true,sh,sleep,cat}`` and the file :data:`DATA` of *data_bytes*."""
+    """A one-layer image: *root* has ``/bin/{true,sh,sleep,cat}`` and the file :data:`DATA` of *data_bytes*;
+    *fstype* is the file system it is on."""
 
     root: Path
     data_bytes: int
+    fstype: str = ""
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether its files are memory already (tmpfs): their pages are charged when written, not read."""
+        return self.fstype in ("tmpfs", "ramfs")
 
     @property
     def data(self) -> Path:
@@ -58,12 +66,38 @@ def _is_static(path: str) -> bool:
     return head[:4] == b"\x7fELF" and b"/ld-linux" not in head and b"ld-musl" not in head
 
 
+def fstype_of(path: Path) -> str:
+    """The type of the file system *path* is on (the innermost mount above it)."""
+    target = os.path.realpath(path)
+    found = ""
+    best = -1
+    for m in mountinfo():
+        mp = m.mount_point
+        inside = target == mp or target.startswith(mp.rstrip("/") + "/")
+        if inside and len(mp) >= best:
+            found, best = m.fstype, len(mp)
+    return found
+
+
+def _scratch_dir(base: str | None) -> Path:
+    """A new directory under *base*, else ``/var/tmp`` (a disk, usually), else the temporary directory."""
+    candidates = [base] if base else ["/var/tmp", tempfile.gettempdir()]
+    error: OSError | None = None
+    for where in candidates:
+        try:
+            return Path(tempfile.mkdtemp(prefix="nsprim-cost-", dir=where))
+        except OSError as exc:  # read-only (a VM's root), missing
+            error = exc
+    assert error is not None
+    raise error
+
+
 @contextmanager
 def scratch_image(data_bytes: int, *, base: str | None = None) -> Iterator[Image]:
-    """Make an :class:`Image` in a new directory under *base* (default: ``/var/tmp``); remove it after."""
+    """Make an :class:`Image` in a new directory under *base* (default: ``/var/tmp``, else the temporary
+    directory); remove it after."""
     busybox = static_busybox()
-    where = base or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
-    top = Path(tempfile.mkdtemp(prefix="nsprim-cost-", dir=where))
+    top = _scratch_dir(base)
     try:
         root = top / "root"
         for d in ("bin", "proc", "dev", "sys", "tmp", "etc", "root", "data"):
@@ -73,7 +107,7 @@ def scratch_image(data_bytes: int, *, base: str | None = None) -> Iterator[Image
             (root / "bin" / applet).symlink_to("busybox")
         (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
         (root / "etc/group").write_text("root:x:0:\n")
-        image = Image(root, data_bytes)
+        image = Image(root, data_bytes, fstype_of(root))
         chunk = os.urandom(1 << 16)
         with open(image.data, "wb") as f:
             for _ in range(data_bytes // len(chunk)):

@@ -355,11 +355,11 @@ def run_in_driver(parent: CGroup, image: Image, *, containers: int, readers: int
     ]
     without = live_containers(group, image, parent.path, containers, network_namespace=False)
     with_net = live_containers(group, image, parent.path, containers, network_namespace=True)
-    sharing = page_cache_sharing(group, image, parent.path, readers)
+    sharing = None if image.in_memory else page_cache_sharing(group, image, parent.path, readers)
     teardown = net_teardown(group, namespaces)
     return {
         "memory": [with_net.to_json(), without.to_json(), *(m.to_json() for m in alone)],
-        "page_cache": sharing.to_json(),
+        "page_cache": None if sharing is None else sharing.to_json(),
         "net_teardown": teardown.to_json(),
     }
 
@@ -400,8 +400,9 @@ def _kernel_memory(d: object) -> KernelMemory:
 
 def measure_memory(
     parent: CGroup, image: Image, *, containers: int, readers: int, namespaces: int
-) -> tuple[tuple[KernelMemory, ...], PageCacheSharing, NetTeardown]:
-    """Every memory measurement, made by a driver process in a ``driver`` group under *parent*."""
+) -> tuple[tuple[KernelMemory, ...], PageCacheSharing | None, NetTeardown]:
+    """Every memory measurement, made by a driver process in a ``driver`` group under *parent*; no
+    page-cache sharing when the image is on tmpfs (its pages are charged when written, not read)."""
     group = MemoryGroup(parent)
     driver = group.directory / "driver"
     driver.mkdir()
@@ -415,13 +416,16 @@ def measure_memory(
     memory = found["memory"]
     assert isinstance(memory, list)
     pc = found["page_cache"]
-    sharing = PageCacheSharing(
-        _int(pc, "containers"),
-        _int(pc, "file_bytes"),
-        _int(pc, "charged_bytes"),
-        None if pc["resident_bytes"] is None else _int(pc, "resident_bytes"),  # type: ignore[index]
-        _str(pc, "method"),
-    )
+    sharing = None
+    if isinstance(pc, dict):
+        resident = pc["resident_bytes"]
+        sharing = PageCacheSharing(
+            _int(pc, "containers"),
+            _int(pc, "file_bytes"),
+            _int(pc, "charged_bytes"),
+            resident if isinstance(resident, int) else None,
+            _str(pc, "method"),
+        )
     nt = found["net_teardown"]
     teardown = NetTeardown(
         _int(nt, "namespaces"), _num(nt, "freed_after_ms"), _num(nt, "kernel_work_ms"), _str(nt, "method")

@@ -127,6 +127,11 @@ def measure(mode: Mode | str = Mode.DEFAULT, *, cgroup_parent: str | None = None
                 )
             except UnsupportedError as exc:
                 skipped["kernel memory"] = str(exc)
+            if sharing is None and "kernel memory" not in skipped:
+                skipped["page cache"] = (
+                    f"the scratch image is on {image.fstype} (`{image.root}`), whose pages are charged when "
+                    "written: there is no read to share"
+                )
             groups, why = cgroup_costs(parent, budget.cgroup_repeats)
             skipped.update(why)
             whole = container_costs(image, parent, budget.container_repeats, base_ms=baseline.time.median_ms)
