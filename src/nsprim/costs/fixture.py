@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._dataclass import dataclass
+from ..container import Container
 from ..errors import UnsupportedError
 from ..fs.mountinfo import mountinfo
 
-__all__ = ["Image", "scratch_image", "static_busybox", "fstype_of"]
+__all__ = ["Image", "scratch_image", "static_busybox", "fstype_of", "has_overlay"]
 
 #: The applets the measured payloads use.
 APPLETS = ("true", "sh", "sleep", "cat")
@@ -34,6 +35,12 @@ class Image:
     root: Path
     data_bytes: int
     fstype: str = ""
+
+    def container(self, *argv: str) -> Container:
+        """A default container of this image running *argv*: the image as an overlay's lower layer
+        (a bind of the root where the kernel has no overlay file system: :func:`has_overlay`)."""
+        box = Container(list(argv))
+        return box.image([self.root]) if has_overlay() else box.rootfs(self.root)
 
     @property
     def in_memory(self) -> bool:
@@ -64,6 +71,15 @@ def _is_static(path: str) -> bool:
     except OSError:
         return False
     return head[:4] == b"\x7fELF" and b"/ld-linux" not in head and b"ld-musl" not in head
+
+
+def has_overlay() -> bool:
+    """Whether this kernel has the overlay file system (``/proc/filesystems``: loaded or built in)."""
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1:] == ["overlay"] for line in f)
+    except OSError:
+        return False
 
 
 def fstype_of(path: Path) -> str:

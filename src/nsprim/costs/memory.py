@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 
 from ..cgroup import CGroup, Controller
-from ..container import Container, RunningContainer
+from ..container import RunningContainer
 from ..errors import UnsupportedError
 from ..namespace import NamespaceType
 from ..process import DEVNULL
 from ..spawning import spawn
 from .child import forked
-from .fixture import DATA, Image
+from .fixture import DATA, Image, has_overlay
 from .model import Holder, KernelMemory, LivePoint, MemoryMethod, NetTeardown, PageCacheSharing
 
 __all__ = [
@@ -180,7 +180,7 @@ def live_containers(
 ) -> KernelMemory:
     """Start *count* sleeping containers of *image* one after the other under *parent_path*; the kernel
     memory they hold, and each start's latency with those before it alive.  Runs in the driver."""
-    box = Container(["/bin/sleep", "600"]).image([image.root]).cgroup_parent(parent_path)
+    box = image.container("/bin/sleep", "600").cgroup_parent(parent_path)
     if not network_namespace:
         box = box.network("host")
     # One container first: caches and slabs the first start fills are not a container's own.
@@ -289,7 +289,7 @@ def page_cache_sharing(group: MemoryGroup, image: Image, parent_path: str, count
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # the file starts out of the cache
     finally:
         os.close(fd)
-    box = Container(["/bin/cat", DATA]).image([image.root]).cgroup_parent(parent_path).network("host")
+    box = image.container("/bin/cat", DATA).cgroup_parent(parent_path).network("host")
     before = group.cache()
     for _ in range(count):
         result = box.run(stdout=DEVNULL)
@@ -343,7 +343,7 @@ def run_in_driver(parent: CGroup, image: Image, *, containers: int, readers: int
     # A forked process writes to its parent's pages as it goes (copies, page tables: kernel
     # memory): go through every kind of start once, then keep the collector from walking the heap.
     for network in (False, True):
-        box = Container(["/bin/true"]).image([image.root]).cgroup_parent(parent.path)
+        box = image.container("/bin/true").cgroup_parent(parent.path)
         box.network("none" if network else "host").run(stdout=DEVNULL)
         spawn(["/bin/true"], new=_CONTAINER_NAMESPACES | ({NamespaceType.NET} if network else set())).wait()
     gc.collect()
@@ -355,7 +355,8 @@ def run_in_driver(parent: CGroup, image: Image, *, containers: int, readers: int
     ]
     without = live_containers(group, image, parent.path, containers, network_namespace=False)
     with_net = live_containers(group, image, parent.path, containers, network_namespace=True)
-    sharing = None if image.in_memory else page_cache_sharing(group, image, parent.path, readers)
+    shareable = has_overlay() and not image.in_memory
+    sharing = page_cache_sharing(group, image, parent.path, readers) if shareable else None
     teardown = net_teardown(group, namespaces)
     return {
         "memory": [with_net.to_json(), without.to_json(), *(m.to_json() for m in alone)],

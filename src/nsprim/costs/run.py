@@ -18,7 +18,7 @@ from .._sys import watcher
 from ..cgroup import ROOT, CGroup
 from ..cgroup.host import cached_host_info
 from ..errors import UnsupportedError
-from .fixture import scratch_image
+from .fixture import has_overlay, scratch_image
 from .memory import measure_memory
 from .model import Busy, Cost, CostReport, KernelMemory, Mode, NetTeardown, OverlayLayers, PageCacheSharing
 from .timings import Budget, cgroup_costs, container_costs, overlay_costs, spawn_costs
@@ -113,10 +113,16 @@ def measure(mode: Mode | str = Mode.DEFAULT, *, cgroup_parent: str | None = None
         )
         try:
             baseline, costs = spawn_costs(image, budget.repeats)
-            try:
-                overlay = tuple(overlay_costs(budget.overlay_layers, budget.overlay_repeats))
-            except UnsupportedError as exc:
-                skipped["overlay"] = str(exc)
+            if not has_overlay():
+                skipped["overlay"] = (
+                    f"this kernel ({os.uname().release}) has no overlay file system: containers got a bind "
+                    "root, and no page cache sharing was measured"
+                )
+            else:
+                try:
+                    overlay = tuple(overlay_costs(budget.overlay_layers, budget.overlay_repeats))
+                except UnsupportedError as exc:
+                    skipped["overlay"] = str(exc)
             try:
                 memory, sharing, teardown = measure_memory(
                     parent,
@@ -127,7 +133,7 @@ def measure(mode: Mode | str = Mode.DEFAULT, *, cgroup_parent: str | None = None
                 )
             except UnsupportedError as exc:
                 skipped["kernel memory"] = str(exc)
-            if sharing is None and "kernel memory" not in skipped:
+            if sharing is None and not {"kernel memory", "overlay"} & set(skipped):
                 skipped["page cache"] = (
                     f"the scratch image is on {image.fstype} (`{image.root}`), whose pages are charged when "
                     "written: there is no read to share"

@@ -224,6 +224,8 @@ def cgroup_costs(parent: CGroup, repeats: int) -> tuple[list[Cost], dict[str, st
     try:
         pid = str(sleeper.pid).encode()
         for site in sites:
+            if site.home in made:  # cgroup v2: one tree, one home, for every controller
+                continue
             site.home.mkdir()
             made.append(site.home)
             if site.controller is Controller.CPUSET and site.hierarchy.version == 1:
@@ -327,7 +329,7 @@ def overlay_costs(layers: Sequence[int], repeats: int) -> list[OverlayLayers]:
 def container_costs(image: Image, parent: CGroup, repeats: int, *, base_ms: float) -> list[Cost]:
     """A whole default container of *image* (overlay root, every namespace but time and user, its
     cgroup, Docker's security), cold and warm, with and without its own network namespace."""
-    box = Container(["/bin/true"]).image([image.root]).cgroup_parent(parent.path)
+    box = image.container("/bin/true").cgroup_parent(parent.path)
     host_net = box.network("host")
     cases: dict[str, Callable[[], object]] = {}
 
