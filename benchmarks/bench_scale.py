@@ -63,7 +63,7 @@ from nsprim.cgroup import ROOT, CGroup
 from nsprim.cgroup.host import cached_host_info
 from nsprim.container import Container, RunningContainer
 from nsprim.costs.child import forked
-from nsprim.costs.fixture import Image, scratch_image
+from nsprim.costs.fixture import ScratchImage, scratch_image
 from nsprim.costs.memory import MemoryGroup, measure_memory
 from nsprim.namespace import NamespaceType
 from nsprim.process import DEVNULL
@@ -118,7 +118,7 @@ def _wait_back(group: MemoryGroup, level: int, timeout: float = 10.0) -> None:
 # ---- the tools ------------------------------------------------------------------------------------
 
 
-def nsprim_tool(image: Image, parent: CGroup) -> Tool:
+def nsprim_tool(image: ScratchImage, parent: CGroup) -> Tool:
     sleeper = Container(["/bin/sleep", "600"]).image([image.root]).cgroup_parent(parent.path)
     true = Container(["/bin/true"]).image([image.root]).cgroup_parent(parent.path)
 
@@ -138,7 +138,7 @@ def nsprim_tool(image: Image, parent: CGroup) -> Tool:
     return Tool("nsprim", start, run, note="Container(...).image([root]): overlay root, own cgroup, all but time/user")
 
 
-def bwrap_tool(image: Image) -> Tool | None:
+def bwrap_tool(image: ScratchImage) -> Tool | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         print("skipped: bwrap not installed")
@@ -164,7 +164,7 @@ def bwrap_tool(image: Image) -> Tool | None:
     return Tool("bwrap", start, run, note="--unshare-all, a read-only bind root, /proc, /dev; no cgroup")
 
 
-def runc_tool(image: Image, parent: CGroup, work: Path, most: int) -> Tool | None:
+def runc_tool(image: ScratchImage, parent: CGroup, work: Path, most: int) -> Tool | None:
     runc = shutil.which("runc")
     if runc is None:
         print("skipped: runc not installed")

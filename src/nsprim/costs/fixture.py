@@ -19,7 +19,7 @@ from ..container import Container
 from ..errors import UnsupportedError
 from ..fs.mountinfo import mountinfo
 
-__all__ = ["Image", "scratch_image", "static_busybox", "fstype_of", "has_overlay"]
+__all__ = ["ScratchImage", "scratch_image", "static_busybox", "fstype_of", "has_overlay"]
 
 #: The applets the measured payloads use.
 APPLETS = ("true", "sh", "sleep", "cat")
@@ -28,7 +28,7 @@ DATA = "/data/blob"
 
 
 @dataclass(frozen=True)
-class Image:
+class ScratchImage:
     """A one-layer image: *root* has ``/bin/{true,sh,sleep,cat}`` and the file :data:`DATA` of *data_bytes*;
     *fstype* is the file system it is on."""
 
@@ -109,8 +109,8 @@ def _scratch_dir(base: str | None) -> Path:
 
 
 @contextmanager
-def scratch_image(data_bytes: int, *, base: str | None = None) -> Iterator[Image]:
-    """Make an :class:`Image` in a new directory under *base* (default: ``/var/tmp``, else the temporary
+def scratch_image(data_bytes: int, *, base: str | None = None) -> Iterator[ScratchImage]:
+    """Make a :class:`ScratchImage` in a new directory under *base* (default: ``/var/tmp``, else the temporary
     directory); remove it after."""
     busybox = static_busybox()
     top = _scratch_dir(base)
@@ -123,7 +123,7 @@ def scratch_image(data_bytes: int, *, base: str | None = None) -> Iterator[Image
             (root / "bin" / applet).symlink_to("busybox")
         (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
         (root / "etc/group").write_text("root:x:0:\n")
-        image = Image(root, data_bytes, fstype_of(root))
+        image = ScratchImage(root, data_bytes, fstype_of(root))
         chunk = os.urandom(1 << 16)
         with open(image.data, "wb") as f:
             for _ in range(data_bytes // len(chunk)):

@@ -34,7 +34,7 @@ from ..namespace import NamespaceType
 from ..process import DEVNULL
 from ..spawning import spawn
 from .child import forked
-from .fixture import DATA, Image, has_overlay
+from .fixture import DATA, ScratchImage, has_overlay
 from .model import Holder, KernelMemory, LivePoint, MemoryMethod, NetTeardown, PageCacheSharing
 
 __all__ = [
@@ -176,7 +176,7 @@ def _wait_given_back(group: MemoryGroup, before: int, after: int, timeout: float
 
 
 def live_containers(
-    group: MemoryGroup, image: Image, parent_path: str, count: int, *, network_namespace: bool
+    group: MemoryGroup, image: ScratchImage, parent_path: str, count: int, *, network_namespace: bool
 ) -> KernelMemory:
     """Start *count* sleeping containers of *image* one after the other under *parent_path*; the kernel
     memory they hold, and each start's latency with those before it alive.  Runs in the driver."""
@@ -280,7 +280,7 @@ def _checkpoints(count: int) -> set[int]:
     return marks
 
 
-def page_cache_sharing(group: MemoryGroup, image: Image, parent_path: str, count: int) -> PageCacheSharing:
+def page_cache_sharing(group: MemoryGroup, image: ScratchImage, parent_path: str, count: int) -> PageCacheSharing:
     """Read the image's one big file in *count* containers of the image, one after the other: how
     much page cache it took.  Runs in the driver."""
     fd = os.open(image.data, os.O_RDONLY | os.O_CLOEXEC)
@@ -335,7 +335,9 @@ def net_teardown(group: MemoryGroup, count: int) -> NetTeardown:
     )
 
 
-def run_in_driver(parent: CGroup, image: Image, *, containers: int, readers: int, namespaces: int) -> dict[str, object]:
+def run_in_driver(
+    parent: CGroup, image: ScratchImage, *, containers: int, readers: int, namespaces: int
+) -> dict[str, object]:
     """The body of the driver: join the memory group, then every memory measurement (JSON-able)."""
     group = MemoryGroup(parent)
     driver = group.directory / "driver"
@@ -400,7 +402,7 @@ def _kernel_memory(d: object) -> KernelMemory:
 
 
 def measure_memory(
-    parent: CGroup, image: Image, *, containers: int, readers: int, namespaces: int
+    parent: CGroup, image: ScratchImage, *, containers: int, readers: int, namespaces: int
 ) -> tuple[tuple[KernelMemory, ...], PageCacheSharing | None, NetTeardown]:
     """Every memory measurement, made by a driver process in a ``driver`` group under *parent*; no
     page-cache sharing when the image is on tmpfs (its pages are charged when written, not read)."""

@@ -36,7 +36,7 @@ from ..security import SecurityPolicy
 from ..security.steps import LoadSeccomp
 from ..spawning import spawn
 from .child import forked
-from .fixture import Image
+from .fixture import ScratchImage
 from .model import Cost, Kind, OverlayLayers, Spread
 
 __all__ = [
@@ -103,7 +103,7 @@ def _start_and_wait(
     return once
 
 
-def spawn_costs(image: Image, repeats: int) -> tuple[Cost, list[Cost]]:
+def spawn_costs(image: ScratchImage, repeats: int) -> tuple[Cost, list[Cost]]:
     """The baseline, each namespace type alone, pivot_root with /proc and /dev, seccomp, the capability drop."""
     none: frozenset[NamespaceType] = frozenset()
     cases: dict[str, Callable[[], object]] = {BASELINE: _start_and_wait([TRUE], none)}
@@ -326,7 +326,7 @@ def overlay_costs(layers: Sequence[int], repeats: int) -> list[OverlayLayers]:
 # ---- whole containers -----------------------------------------------------------------------
 
 
-def container_costs(image: Image, parent: CGroup, repeats: int, *, base_ms: float) -> list[Cost]:
+def container_costs(image: ScratchImage, parent: CGroup, repeats: int, *, base_ms: float) -> list[Cost]:
     """A whole default container of *image* (overlay root, every namespace but time and user, its
     cgroup, Docker's security), cold and warm, with and without its own network namespace."""
     box = image.container("/bin/true").cgroup_parent(parent.path)
