@@ -281,3 +281,30 @@ def test_without_openat2_the_walk_refuses_the_same(
     good = make_tar(tmp_path / "good.tar", [("a/b/c", "file", "x"), ("a/.wh.gone", "file", "")])
     extract_layer(good, tmp_path / "layer")
     assert (tmp_path / "layer" / "a" / "b" / "c").read_text() == "x"
+
+
+class _Stream:
+    """A reader that cannot seek, as a socket or a digest-checking reader is."""
+
+    def __init__(self, data: bytes) -> None:
+        self._f = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+
+def test_a_gzip_stream_over_a_reader_that_cannot_seek_extracts_whole(tmp_path: Path) -> None:
+    """A GzipFile says it seeks, but rewinding it rewinds what it reads: read it through once, not twice."""
+    import gzip
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        for name in ("etc/a", "etc/b"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tf.addfile(info, io.BytesIO(b"x"))
+    packed = gzip.compress(raw.getvalue())
+    (tmp_path / "applied").mkdir()
+    assert apply_layer(gzip.GzipFile(fileobj=_Stream(packed)), tmp_path / "applied").entries == 2  # type: ignore[arg-type]
+    assert sorted(os.listdir(tmp_path / "applied/etc")) == ["a", "b"]
+    assert extract_layer(gzip.GzipFile(fileobj=_Stream(packed)), tmp_path / "extracted").entries == 2  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ Whatever bad data makes tarfile or a decompressor raise comes back as
 from __future__ import annotations
 
 import contextlib
+import io
 import lzma
 import os
 import tarfile
@@ -205,7 +206,8 @@ def open_tar(src: TarSource, limits: ExtractLimits) -> Iterator[tuple[tarfile.Ta
             f = src
             seekable = False
             with contextlib.suppress(AttributeError, OSError, ValueError):
-                seekable = src.seekable()
+                # a wrapper (a GzipFile) says it seeks, but rewinds what it wraps: only if that is a file
+                seekable = src.seekable() and (isinstance(src, io.BytesIO) or src.fileno() >= 0)
             if not seekable:  # two passes need random access
                 f = stack.enter_context(tempfile.TemporaryFile())
                 with reading(None):
