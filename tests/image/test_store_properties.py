@@ -8,7 +8,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nsprim.cli.progress import human_size
@@ -66,6 +66,7 @@ def test_every_signal_is_named_with_or_without_sig_and_by_number(name: str) -> N
 
 
 @given(st.integers(min_value=0, max_value=10**18))
+@example(999_500_000)  # 999.5 MB: rounds up into the next unit
 def test_sizes_show_three_digits_at_most_and_grow_with_the_bytes(n: int) -> None:
     shown = human_size(n)
     assert re.fullmatch(r"\d+ B|\d+(\.\d+)?(e\+\d+)? [kMGTP]B", shown), shown

@@ -25,8 +25,9 @@ def human_size(n: float) -> str:
         return f"{int(n)} B"
     for unit in ("kB", "MB", "GB", "TB", "PB"):
         n /= 1000
-        if n < 1000 or unit == "PB":
-            return f"{n:.3g} {unit}"
+        shown = f"{n:.3g}"
+        if float(shown) < 1000 or unit == "PB":  # 999.5 MB is shown as 1 GB, not as 1e+03 MB
+            return f"{shown} {unit}"
     raise AssertionError("unreachable")
 
 
