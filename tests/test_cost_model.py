@@ -13,7 +13,7 @@ from nsprim.costs.memory import file_cache_bytes, kernel_bytes
 from nsprim.costs.model import Cost, Kind, Spread
 
 
-@given(st.lists(st.floats(min_value=0, max_value=10, allow_nan=False), min_size=1, max_size=200))
+@given(st.lists(st.floats(min_value=0, max_value=10, allow_nan=False), min_size=1, max_size=50))
 def test_a_spread_lies_within_its_samples(seconds: list[float]) -> None:
     s = Spread.of(seconds)
     low, high = min(seconds) * 1e3, max(seconds) * 1e3
