@@ -20,8 +20,8 @@ __all__ = ["read_answer"]
 def read_answer(data: bytes, *, trusted: bool = False) -> object:
     """The value in the answer *data*, or raise what it says.
 
-    Raises :class:`~nsprim.call.errors.RemoteError` for an exception raised
-    inside, :class:`~nsprim.call.errors.UnsafeResultError` for an answer that is
+    Raises :class:`~nsprim.errors.RemoteError` for an exception raised
+    inside, :class:`~nsprim.errors.UnsafeResultError` for an answer that is
     malformed, over a limit, a pickle when not *trusted*, or a result the
     format cannot carry."""
     try:

@@ -5,16 +5,16 @@ next call from a queue and runs it as :meth:`Container.call_result
 <nsprim.container.Container.call_result>` does, then waits on that
 container (a thread per worker, not per call).  What a future gets is what
 ``Container.call`` gives: the value, or the exception
-(:class:`~nsprim.call.errors.RemoteError`,
-:class:`~nsprim.call.errors.UnsafeResultError`,
-:class:`~nsprim.call.errors.CallDiedError`...), the answer read as untrusted
+(:class:`~nsprim.errors.RemoteError`,
+:class:`~nsprim.errors.UnsafeResultError`,
+:class:`~nsprim.errors.CallDiedError`...), the answer read as untrusted
 unless the executor was made with ``trusted=True``.
 
 Nothing is shared between two calls but the template: each has its own
 namespaces, root (a fresh upper layer), cgroup with the template's limits,
 and interpreter.  ``shutdown(cancel_futures=True)`` cancels the calls not
 started and kills the running ones, and ``Future.cancel()`` of a running
-call kills it (:class:`~nsprim.call.errors.CallCancelledError`): each
+call kills it (:class:`~nsprim.errors.CallCancelledError`): each
 call's exchange watches a pipe of its own that says so.
 """
 
@@ -69,7 +69,7 @@ class _CallFuture(Future[T]):
 
     def cancel(self) -> bool:
         """Cancel the call if it has not started (True); if it runs, kill its container (False, as the
-        call did start: its future gets :class:`~nsprim.call.errors.CallCancelledError`)."""
+        call did start: its future gets :class:`~nsprim.errors.CallCancelledError`)."""
         if super().cancel():
             return True
         stopper = self._stopper
@@ -217,8 +217,8 @@ class SandboxExecutor(Executor):
     *max_workers* defaults to the number of CPUs.  The template is checked
     when the executor is made (no tty, not detached, a Python of this
     version in its root: :class:`~nsprim.errors.ConfigError`,
-    :class:`~nsprim.call.errors.PythonNotFoundError`,
-    :class:`~nsprim.call.errors.PythonVersionError`)."""
+    :class:`~nsprim.errors.PythonNotFoundError`,
+    :class:`~nsprim.errors.PythonVersionError`)."""
 
     def __init__(
         self,
@@ -273,7 +273,7 @@ class SandboxExecutor(Executor):
 
         With *cancel_futures*, the calls not started are cancelled and the
         running ones killed, each with its whole cgroup: their futures get
-        :class:`~nsprim.call.errors.CallCancelledError`."""
+        :class:`~nsprim.errors.CallCancelledError`."""
         self._workers.stop(cancel_futures)
         _unfinished.discard(self)
         if wait:

@@ -347,7 +347,7 @@ class Container(Runnable):
         """Run ``fn(*args, **kwargs)`` in a fresh container of this template and return its result.
 
         An exception raised inside comes back as
-        :class:`~nsprim.call.errors.RemoteError`; the container's output goes to
+        :class:`~nsprim.errors.RemoteError`; the container's output goes to
         this process' stdout and stderr.  :meth:`call_result` has the options
         (timeout, captured output, a trusted payload) and the statistics.
         See :doc:`/howto/python-payloads`."""
@@ -369,17 +369,17 @@ class Container(Runnable):
         The container is this template with its command replaced by a Python
         interpreter: with :meth:`host_root`, this one (and this process'
         import path); in another root, its ``python3``, which must be this
-        Python's version (:class:`~nsprim.call.errors.PythonVersionError`).  *fn*
+        Python's version (:class:`~nsprim.errors.PythonVersionError`).  *fn*
         travels by reference (importable inside, or from the main script), or
         by value when cloudpickle is installed; the arguments are pickled.
 
         The result comes back in a format that cannot run code here
         (:mod:`nsprim.call.wire`); another type raises
-        :class:`~nsprim.call.errors.UnsafeResultError` unless *trusted*, when it is
+        :class:`~nsprim.errors.UnsafeResultError` unless *trusted*, when it is
         pickled.  After *timeout* seconds the container is killed
-        (:class:`~nsprim.call.errors.CallTimeoutError`); ended without an answer
+        (:class:`~nsprim.errors.CallTimeoutError`); ended without an answer
         (killed, out of memory, ``os._exit``) is
-        :class:`~nsprim.call.errors.CallDiedError`.  *capture_output* collects its
+        :class:`~nsprim.errors.CallDiedError`.  *capture_output* collects its
         stdout and stderr instead of passing them through."""
         from .calling import call_in
 

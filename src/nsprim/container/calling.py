@@ -152,8 +152,8 @@ def find_python(config: ContainerConfig) -> str:
     first of :data:`PYTHON_PATHS` present in the root; its version is read
     from the name it links to (``python3.12``) or from the one
     ``lib/python3.N`` beside it.  Raises
-    :class:`~nsprim.call.errors.PythonNotFoundError` or
-    :class:`~nsprim.call.errors.PythonVersionError`; a version that cannot be
+    :class:`~nsprim.errors.PythonNotFoundError` or
+    :class:`~nsprim.errors.PythonVersionError`; a version that cannot be
     read so is checked by the payload, before it unpickles anything."""
     root = config.root
     if root is None or root.kind is RootKind.HOST:
@@ -347,7 +347,7 @@ def call_in(
     :meth:`Container.call_result <nsprim.container.Container.call_result>`.
 
     Once *cancel_fd* (if not -1) is readable the container is killed and
-    :class:`~nsprim.call.errors.CallCancelledError` raised: how
+    :class:`~nsprim.errors.CallCancelledError` raised: how
     :class:`~nsprim.call.executor.SandboxExecutor` stops the calls it runs."""
     if config.tty or config.detach:
         raise ConfigError("a call's container has no tty and is not detached: it answers this process", what="call")

@@ -1,33 +1,4 @@
-"""The exception hierarchy of nsprim.
-
-Every error nsprim raises derives from :class:`NsprimError`.  The classes say *what kind* of thing
-went wrong; the attributes say *where*:
-
-* :class:`ConfigError` (also a :class:`ValueError`): bad input, found before any system call was
-  made, so nothing needs undoing.
-* :class:`SyscallError` (also an :class:`OSError`): the kernel refused an operation.  ``errno``,
-  ``strerror`` and ``filename`` are set as on any ``OSError``; ``operation`` names the call ("mount", ...).
-* :class:`StepError` (a :class:`SyscallError`): a step of a spawn plan failed in the child, between
-  ``clone`` and ``exec``.  ``step`` is the failed step and ``index`` its position in the plan.
-* :class:`ChildDiedError` (a :class:`StepError`): the child died before ``exec`` without reporting a
-  failed step (killed, or out of memory).
-* :class:`UnsupportedError`: the kernel or host lacks a feature; :class:`CgroupUnavailableError`
-  when resource limits have no cgroup the caller may write.
-* :class:`LayerError` (a :class:`ConfigError`): a layer tar that cannot be used as given:
-  :class:`CorruptLayerError` (not a tar, truncated), :class:`LayerLimitError` (over an extraction
-  limit) and :class:`UnsafeTarEntryError`.  ``layer`` names the tar, ``entry`` the member.
-* :class:`SecurityConfigError` (a :class:`ConfigError`): a capability, seccomp profile or BPF
-  program that cannot be used.
-* :class:`ImageError`: an image that cannot be used as given; :class:`RegistryError` when a
-  registry refused or failed (``registry``, ``repository``, ``digest``, ``status``, ``code``).
-
-Every exception class of nsprim is defined here; the modules that raise them re-export theirs.
-``ProcessLookupFailed``, ``CGroupTimeout`` and ``UnsafeTarEntry`` are deprecated aliases of
-:class:`NoSuchProcessError`, :class:`CGroupTimeoutError` and :class:`UnsafeTarEntryError`.
-
-Messages follow crun's style: verb, backticked path, reason, and where it helps, a hint —
-"pivot_root `/x/rootfs`: Invalid argument (is it a mount point?)".
-"""
+"""The base of nsprim's exceptions and the errors of the primitives, the container and the runtime."""
 
 from __future__ import annotations
 
@@ -38,18 +9,35 @@ TYPE_CHECKING = False  # typing is not imported at run time: a runtime's error p
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
-# fmt: off
 __all__ = [
-    "NsprimError", "ImageError", "BlobDigestError", "ImageReferenceError", "RegistryError", "RegistryAuthError",
-    "RegistryNotFoundError", "RegistryUnavailableError", "RegistryDigestError", "ImageNotFoundError", "ConfigError",
-    "SyscallError", "StepError", "UnsupportedError", "NamespaceError", "NamespaceTypeError", "NoSuchProcessError",
-    "ExecutableNotFoundError", "ChildDiedError", "CgroupUnavailableError", "TimeoutExpired", "CGroupTimeoutError",
-    "CGroupBusyError", "SpecError", "ContainerNotFoundError", "ContainerExistsError", "ContainerStateError",
-    "HookError", "LayerError", "CorruptLayerError", "LayerLimitError", "UnsafeTarEntryError", "SecurityConfigError",
-    "UnknownCapabilityError", "SeccompProfileError", "UnknownSyscallError", "BPFError", "NoSuchContainerError",
-    "ContainerRunningError", "describe_errno",
+    "NsprimError",
+    "ConfigError",
+    "SyscallError",
+    "StepError",
+    "ExecutableNotFoundError",
+    "ChildDiedError",
+    "UnsupportedError",
+    "CgroupUnavailableError",
+    "NamespaceError",
+    "NamespaceTypeError",
+    "NoSuchProcessError",
+    "CGroupBusyError",
+    "TimeoutExpired",
+    "CGroupTimeoutError",
+    "SpecError",
+    "ContainerNotFoundError",
+    "ContainerExistsError",
+    "ContainerStateError",
+    "HookError",
+    "SecurityConfigError",
+    "UnknownCapabilityError",
+    "SeccompProfileError",
+    "UnknownSyscallError",
+    "BPFError",
+    "NoSuchContainerError",
+    "ContainerRunningError",
+    "describe_errno",
 ]
-# fmt: on
 
 
 def describe_errno(err: int) -> str:
@@ -403,138 +391,6 @@ class HookError(NsprimError):
         super().__init__(message)
         self.kind = kind
         self.path = path
-
-
-class LayerError(ConfigError):
-    """A layer tar that cannot be extracted as given.
-
-    ``layer`` names the tar (its path, or its digest in a layer store) and
-    ``entry`` the member, where known.  Extraction into a new layer is all or
-    nothing, so nothing is left behind when one is raised.
-    """
-
-    def __init__(self, message: str, *, layer: str | None = None, entry: str | None = None) -> None:
-        super().__init__(message, what="layer")
-        self.layer = layer
-        self.entry = entry
-        self.path = entry
-        self._reason = message
-
-    def in_layer(self, layer: str) -> LayerError:
-        """Name *layer* in the message, as "extract layer `layer`: ...", unless one is named already."""
-        if self.layer is None:
-            self.layer = layer
-            self.args = (f"extract layer `{layer}`: {self._reason}",)
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:  # subclasses take other arguments: keep the state as it is
-        return (_rebuild_layer_error, (type(self), self.args, dict(self.__dict__)))
-
-
-def _rebuild_layer_error(cls: type[LayerError], args: tuple[Any, ...], state: dict[str, Any]) -> LayerError:
-    err = Exception.__new__(cls)
-    err.args = args
-    err.__dict__.update(state)
-    return err
-
-
-class ImageError(NsprimError):
-    """An image (a layout, an archive, a registry's answer) that cannot be used as given.
-
-    ``blob`` names the blob or document (its digest, or its path), where known.
-    """
-
-    def __init__(self, message: str, *, blob: str | None = None) -> None:
-        super().__init__(message)
-        self.blob = blob
-        self.path = blob
-
-    def __reduce__(self) -> tuple[Any, ...]:  # subclasses take other arguments: keep the state as it is
-        return (_rebuild_layer_error, (type(self), self.args, dict(self.__dict__)))
-
-
-class BlobDigestError(ImageError):
-    """A blob's content is not what its digest or size says: corrupt, truncated or tampered with."""
-
-
-class ImageNotFoundError(ImageError, LookupError):
-    """No image of that name (a tag in a layout, a reference in a store)."""
-
-
-class ImageReferenceError(ImageError, ValueError):
-    """Not an image reference (``registry/repository:tag@digest``): ``reference`` is the text,
-    ``what`` the part that is wrong (``registry``, ``repository``, ``tag``, ``digest``)."""
-
-    def __init__(self, message: str, *, reference: str = "", what: str | None = None) -> None:
-        super().__init__(message)
-        self.reference, self.what = reference, what
-
-
-class RegistryError(ImageError):
-    """A registry (the OCI distribution spec) refused or failed a request: ``registry`` and
-    ``repository`` say where, ``digest`` which blob or manifest (or tag), ``status`` the HTTP status,
-    ``code`` the first code of the registry's error body (``MANIFEST_UNKNOWN``...), where known."""
-
-    def __init__(self, message: str, *, registry: str = "", repository: str | None = None,
-                 digest: str | None = None, status: int | None = None, code: str | None = None) -> None:  # fmt: skip
-        super().__init__(message, blob=digest)
-        self.registry, self.repository, self.digest, self.status, self.code = registry, repository, digest, status, code
-
-
-class RegistryAuthError(RegistryError):
-    """The registry wants credentials that were not found, or refused those given (401, 403)."""
-
-
-class RegistryNotFoundError(RegistryError, LookupError):
-    """The registry has no such repository, manifest, tag or blob (404)."""
-
-
-class RegistryUnavailableError(RegistryError):
-    """The registry cannot be reached: no server there, a TLS failure, a connection lost for good."""
-
-
-class RegistryDigestError(RegistryError, BlobDigestError):
-    """What the registry sent is not what its digest or size says; nothing of it was kept."""
-
-
-class CorruptLayerError(LayerError):
-    """The tar cannot be read: not a tar (or of an unknown compression), truncated, or malformed."""
-
-
-class LayerLimitError(LayerError):
-    """A layer tar goes over one of its extraction limits (``nsprim.fs.layers.ExtractLimits``):
-    ``limit`` is the name of the limit (a field of ``ExtractLimits``, such as ``"max_size"``),
-    ``value`` what the tar needed and ``maximum`` the limit."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        limit: str,
-        value: float,
-        maximum: float,
-        layer: str | None = None,
-        entry: str | None = None,
-    ) -> None:
-        super().__init__(message, layer=layer, entry=entry)
-        self.limit = limit
-        self.value = value
-        self.maximum = maximum
-
-
-class UnsafeTarEntryError(LayerError):
-    """A tar entry that would write outside the layer, that this format cannot hold, or that is refused here.
-
-    ``entry`` is the entry's name as found in the tar.
-    """
-
-    def __init__(self, entry: str, reason: str) -> None:
-        super().__init__(f"tar entry `{entry}`: {reason}", entry=entry)
-        self.what = "tar entry"
-
-
-UnsafeTarEntry = UnsafeTarEntryError
-"""Deprecated alias of :class:`UnsafeTarEntryError`, kept for one release."""
 
 
 class SecurityConfigError(ConfigError):
