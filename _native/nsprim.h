@@ -42,6 +42,8 @@ int nsp_openat2(int dfd, const char *path, unsigned long long flags,
 int nsp_close_range(unsigned int first, unsigned int last, unsigned int flags);
 int nsp_inotify_init1(int flags);
 int nsp_inotify_add_watch(int fd, const char *path, uint32_t mask);
+/* How many pages of the first length bytes of the file open as fd are in the page cache (mincore). */
+long nsp_resident_pages(int fd, size_t length);
 
 /* Which of the modern interfaces this kernel has (probed once). */
 int nsp_have_clone3(void);

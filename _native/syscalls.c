@@ -5,6 +5,9 @@
  */
 #include "compat.h"
 
+#include <stdlib.h>
+#include <sys/mman.h>
+
 #ifndef NSPRIM_VERSION
 #error "NSPRIM_VERSION must be defined by the build"
 #endif
@@ -102,6 +105,34 @@ int nsp_close_range(unsigned int first, unsigned int last, unsigned int flags)
 int nsp_inotify_init1(int flags) { RET(inotify_init1(flags)); }
 
 int nsp_inotify_add_watch(int fd, const char *path, uint32_t mask) { RET(inotify_add_watch(fd, path, mask)); }
+
+long nsp_resident_pages(int fd, size_t length)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages, i;
+    unsigned char *vec;
+    void *addr;
+    long resident = 0;
+    int err = 0;
+
+    if (length == 0)
+        return 0;
+    pages = (length + page - 1) / page;
+    /* A shared read-only mapping: mincore then tells the page cache's own pages. */
+    addr = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED)
+        return -errno;
+    vec = malloc(pages);
+    if (vec == NULL)
+        err = ENOMEM;
+    else if (mincore(addr, length, vec) < 0)
+        err = errno;
+    else
+        for (i = 0; i < pages; i++)
+            resident += vec[i] & 1;
+    free(vec);
+    munmap(addr, length);
+    return err ? -err : resident;
+}
 
 int nsp_have_clone3(void)
 {

@@ -288,6 +288,14 @@ def inotify_init1(flags: int = 0) -> int:
     return check(lib.nsp_inotify_init1(flags), "inotify_init1")
 
 
+def resident_pages(fd: int, length: int, *, path: PathArg | None = None) -> int:
+    """How many pages of the first *length* bytes of the file open as *fd* are in the page cache (mincore(2))."""
+    ret = lib.nsp_resident_pages(fd, length)
+    if ret < 0:
+        raise SyscallError(-ret, "mincore", _display(path))
+    return int(ret)
+
+
 def inotify_add_watch(fd: int, path: PathArg, mask: int) -> int:
     """inotify_add_watch(2): watch *path* for the events in *mask*; returns the watch descriptor."""
     return check(lib.nsp_inotify_add_watch(fd, to_bytes(path), mask), "inotify_add_watch", path)

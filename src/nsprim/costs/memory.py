@@ -19,7 +19,6 @@ driver's part is there before the first container starts and is subtracted.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import gc
 import mmap
@@ -115,24 +114,17 @@ def meminfo_kernel_bytes() -> int:
 
 def resident_bytes(path: Path) -> int | None:
     """How much of the file at *path* is in the page cache now (mincore(2)); None if it cannot be told."""
+    from .. import _sys
+    from ..errors import SyscallError
+
     size = path.stat().st_size
-    if size == 0:
-        return 0
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    libc.mincore.restype = ctypes.c_int
-    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-    vec = (ctypes.c_ubyte * pages)()
-    # A private mapping (never written): ctypes needs a writable buffer to take its address.
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
-        start = ctypes.c_char.from_buffer(mapped)
-        try:
-            ret = libc.mincore(ctypes.addressof(start), size, vec)
-        finally:
-            del start
-    if ret != 0:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _sys.resident_pages(fd, size, path=path) * mmap.PAGESIZE
+    except SyscallError:
         return None
-    return sum(v & 1 for v in vec) * mmap.PAGESIZE
+    finally:
+        os.close(fd)
 
 
 def kworker_cpu_ns() -> int:
