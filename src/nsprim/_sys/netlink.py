@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 import struct
 from collections.abc import Iterator
 from types import TracebackType
@@ -25,6 +24,10 @@ from ..errors import SyscallError
 __all__ = ["Rtnl", "HostNetwork", "IFNAMSIZ", "ifname_ok"]
 
 IFNAMSIZ = 16  # with the NUL
+
+# The address families, as the kernel numbers them (socket is imported only to open one).
+AF_UNSPEC = 0
+AF_INET = 2
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
@@ -121,6 +124,8 @@ class Rtnl:
     """
 
     def __init__(self, label: str) -> None:
+        import socket  # only here: the module's enums cost a container without veth ~1 ms
+
         self.label = label
         self._seq = 0
         try:
@@ -209,7 +214,7 @@ class Rtnl:
         peer_info = _IFINFOMSG.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(peer))
         peer_info += _attr(IFLA_NET_NS_PID, struct.pack("=I", peer_pid))
         info = _attr(IFLA_INFO_KIND, b"veth") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info))
-        payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP)
+        payload = _IFINFOMSG.pack(AF_UNSPEC, 0, 0, IFF_UP, IFF_UP)
         payload += _attr(IFLA_IFNAME, _name(name)) + _attr(IFLA_LINKINFO, info)
         what = f"create `{name}` and its peer `{peer}` in the network namespace of process {peer_pid}"
         self._do(what, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload, eperm_hint)
@@ -217,7 +222,7 @@ class Rtnl:
 
     def link_index(self, name: str) -> int:
         """The index of the link called *name*."""
-        payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name))
+        payload = _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name))
         for mtype, body in self._do(f"look up link `{name}`", RTM_GETLINK, NLM_F_ACK, payload):
             if mtype == RTM_NEWLINK and len(body) >= _IFINFOMSG.size:
                 return int(_IFINFOMSG.unpack_from(body)[2])
@@ -225,7 +230,7 @@ class Rtnl:
 
     def set_up(self, index: int, name: str) -> None:
         """Bring link *index* (called *name*, for messages) up."""
-        payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP)
+        payload = _IFINFOMSG.pack(AF_UNSPEC, 0, index, IFF_UP, IFF_UP)
         self._do(f"bring `{name}` up", RTM_NEWLINK, NLM_F_ACK, payload)
 
     # ---- addresses and routes ----------------------------------------------------------------
@@ -233,14 +238,14 @@ class Rtnl:
     def add_address(self, index: int, name: str, address: ipaddress.IPv4Interface) -> None:
         """Add *address* (with its prefix) to link *index*."""
         packed = address.ip.packed
-        payload = _IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+        payload = _IFADDRMSG.pack(AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
         payload += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
         self._do(f"add address `{address}` to `{name}`", RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload)
 
     def delete_address(self, index: int, name: str, address: ipaddress.IPv4Interface) -> bool:
         """Remove *address* from link *index* (with its prefix route); False if it is not there."""
         packed = address.ip.packed
-        payload = _IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+        payload = _IFADDRMSG.pack(AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
         payload += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
         try:
             self._do(f"remove address `{address}` from `{name}`", RTM_DELADDR, NLM_F_ACK, payload)
@@ -252,7 +257,7 @@ class Rtnl:
 
     def add_default_route(self, index: int, name: str, gateway: ipaddress.IPv4Address) -> None:
         """A default route via *gateway* on link *index*, in the main table."""
-        payload = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+        payload = _RTMSG.pack(AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
         payload += _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
         what = f"add the default route via `{gateway}` on `{name}`"
         self._do(what, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, payload)
@@ -260,7 +265,7 @@ class Rtnl:
     def ipv4_in_use(self) -> list[HostNetwork]:
         """Every IPv4 network of this namespace's addresses and unicast routes (not the default route)."""
         out: list[HostNetwork] = []
-        dump = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+        dump = _IFADDRMSG.pack(AF_INET, 0, 0, 0, 0)
         for mtype, body in self._do("list addresses", RTM_GETADDR, NLM_F_DUMP, dump):
             if mtype != RTM_NEWADDR or len(body) < _IFADDRMSG.size:
                 continue
@@ -269,10 +274,10 @@ class Rtnl:
             label = attrs.get(IFA_LABEL, b"").rstrip(b"\0").decode(errors="replace") or f"link {index}"
             for kind in (IFA_LOCAL, IFA_ADDRESS):
                 raw = attrs.get(kind)
-                if family == socket.AF_INET and raw is not None and len(raw) == 4:
+                if family == AF_INET and raw is not None and len(raw) == 4:
                     iface = ipaddress.IPv4Interface((raw, prefixlen))
                     out.append(HostNetwork(iface.network, f"address {iface} on {label}"))
-        dump = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        dump = _RTMSG.pack(AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
         for mtype, body in self._do("list routes", RTM_GETROUTE, NLM_F_DUMP, dump):
             if mtype != RTM_NEWROUTE or len(body) < _RTMSG.size:
                 continue
@@ -281,7 +286,7 @@ class Rtnl:
             if RTA_TABLE in attrs and len(attrs[RTA_TABLE]) == 4:
                 table = struct.unpack("=I", attrs[RTA_TABLE])[0]
             dst = attrs.get(RTA_DST)
-            if family != socket.AF_INET or rtype != RTN_UNICAST or table == RT_TABLE_LOCAL or dst_len == 0:
+            if family != AF_INET or rtype != RTN_UNICAST or table == RT_TABLE_LOCAL or dst_len == 0:
                 continue
             if dst is not None and len(dst) == 4:
                 net = ipaddress.IPv4Network((dst, dst_len), strict=False)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from .._dataclass import dataclass
 from .._readiness import readable_async, wait_any_readable
 from ..cgroup import CGroup, Resources, Stats, control, files
-from ..cgroup.watch import GroupEventKind
 from ..errors import ConfigError, NsprimError, TimeoutExpired, UnsupportedError
 from ..namespace import Namespace, NamespaceId, NamespaceType
 from ..process import PIPE, CompletedRun, Process
@@ -225,6 +224,8 @@ class RunningContainer:
             else:
                 cg.thaw()
             return
+        from ..cgroup.watch import GroupEventKind
+
         with cg.watch_events([GroupEventKind.FROZEN, GroupEventKind.THAWED]) as watch:
             files.write_text(d / "cgroup.freeze", "1" if frozen else "0")
             while bool(files.read_keyed(d / "cgroup.events").get("frozen", 0)) != frozen:

@@ -26,7 +26,6 @@ import fcntl
 import os
 import select
 import signal
-import socket
 import struct
 import termios
 import threading
@@ -129,6 +128,8 @@ class TerminalChannel:
     """
 
     def __init__(self, size: tuple[int, int] | None) -> None:
+        import socket  # only here: a container without a terminal does not pay for its enums
+
         self._ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.child_fd = theirs.detach()  # close-on-exec: only the plan's FdMap places it
         rows, cols = check_size(size) if size is not None and all(size) else (0, 0)  # 0 x 0: not set
@@ -142,6 +143,8 @@ class TerminalChannel:
 
     def receive(self) -> int:
         """The master side of the terminal (the child sent it before it exec'd)."""
+        import socket
+
         try:
             _, fds, _, _ = socket.recv_fds(self._ours, 1, 1, socket.MSG_DONTWAIT)
         except OSError as exc:
