@@ -148,3 +148,10 @@ def test_known_options_never_become_data(options: list[str]) -> None:
     parsed = parse_mount_options(options)
     assert parsed.data == ()
     assert parsed.flags & parsed.clear == 0
+
+
+def test_the_errors_import_neither_typing_nor_re() -> None:
+    # A runtime's error path (`state` of an unknown id) imports the errors and nothing heavy.
+    code = "import sys; import nsprim.errors; print(sorted({'json', 're', 'enum', 'typing'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

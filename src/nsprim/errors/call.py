@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .base import NsprimError
 
+TYPE_CHECKING = False  # typing is not imported at run time: a runtime's error path must be fast too
 if TYPE_CHECKING:
     from collections.abc import Callable
 
