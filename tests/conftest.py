@@ -143,6 +143,8 @@ def _netns_files() -> set[str]:
 
 # Made on first use and shared by every container from then on: never removed.
 SHARED_STATE = frozenset({"userns.lock", "veth.lock", "containers", "root"})
+#: Kept on purpose for every later container (compiled seccomp programs, by content): no test's leftover.
+STATE_CACHES = frozenset({"seccomp"})
 
 
 def state_entries() -> set[str]:
@@ -156,6 +158,8 @@ def state_entries() -> set[str]:
     for base in (state, view_directory(state, "-").parent):
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             for entry in os.scandir(base):
+                if base == state and entry.name in STATE_CACHES:
+                    continue
                 if base != state or entry.name not in SHARED_STATE:
                     found.add(entry.path)
                 elif entry.is_dir(follow_symlinks=False):
