@@ -295,3 +295,12 @@ def test_every_module_uses_nsprim_dataclass() -> None:
         )
     ]
     assert offenders == []
+
+
+def test_the_stream_constants_are_subprocess_s() -> None:
+    # Written out in nsprim.process so that importing it does not import subprocess.
+    import subprocess
+
+    from nsprim.process import DEVNULL, PIPE, STDOUT
+
+    assert (PIPE, DEVNULL, STDOUT) == (subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT)

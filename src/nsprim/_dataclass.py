@@ -482,7 +482,7 @@ def _fields(obj: object) -> tuple[Field, ...]:
     spec = getattr(obj, "_nsprim_dataclass", None)
     if not isinstance(spec, _Spec):
         raise TypeError("must be called with a dataclass type or instance")
-    return tuple(f for f in spec.fields)
+    return spec.fields
 
 
 def _replace(obj: _T, /, **changes: Any) -> _T:

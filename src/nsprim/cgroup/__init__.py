@@ -17,7 +17,7 @@ reflects a group's limit.
 
 from typing import TYPE_CHECKING
 
-from nsprim._lazy import lazy_names
+from nsprim._lazy import lazy_names, names_of
 
 # `limits` is both a module and the function of that name: importing it here
 # keeps `nsprim.cgroup.limits` the function whichever is imported first.
@@ -83,7 +83,8 @@ _LAZY = {
     "validate_name": "naming",
     "CGroupMembership": "procfs",
     "parse_proc_cgroup": "procfs",
-    **dict.fromkeys(
+    **names_of(
+        "resources",
         (
             "CpuResources",
             "CpusetResources",
@@ -94,13 +95,13 @@ _LAZY = {
             "PidsResources",
             "Resources",
         ),
-        "resources",
     ),
-    **dict.fromkeys(
-        ("CpuStats", "IoDeviceStats", "IoStats", "MemoryStats", "PidsStats", "Pressure", "PressureLine", "Stats"),
+    **names_of(
         "stats",
+        ("CpuStats", "IoDeviceStats", "IoStats", "MemoryStats", "PidsStats", "Pressure", "PressureLine", "Stats"),
     ),
-    **dict.fromkeys(
+    **names_of(
+        "units",
         (
             "MAX",
             "format_cpuset",
@@ -111,11 +112,8 @@ _LAZY = {
             "shares_to_weight",
             "weight_to_shares",
         ),
-        "units",
     ),
-    **dict.fromkeys(
-        ("GroupEvent", "GroupEventKind", "GroupEventWatch", "PressureResource", "PressureTrigger"), "watch"
-    ),
+    **names_of("watch", ("GroupEvent", "GroupEventKind", "GroupEventWatch", "PressureResource", "PressureTrigger")),
     "CGroupBusyError": "nsprim.errors",
     "CGroupTimeoutError": "nsprim.errors",
     "CGroupTimeout": "nsprim.errors",

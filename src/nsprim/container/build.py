@@ -10,6 +10,7 @@ costs no Python plan work beyond its prefix.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -92,6 +93,7 @@ def default_security() -> SecurityPolicy:
     return SecurityPolicy(caps=Capabilities.docker_default().drop("MKNOD"))
 
 
+@functools.lru_cache(maxsize=4)
 def _default_security_compiled(state: Path) -> SecurityPolicy:
     """:func:`default_security` with its seccomp program already compiled: kept by content in
     the state directory's ``seccomp`` (:class:`~nsprim.security.seccomp.cache.ProgramCache`),

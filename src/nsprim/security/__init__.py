@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_names
+from .._lazy import lazy_names, names_of
 
 if TYPE_CHECKING:
     from .capabilities import DOCKER_DEFAULT_CAPS, Capabilities, Capability, CapabilitySet, last_cap
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 # Each name is imported when first used: a container without a seccomp
 # profile does not pay for the seccomp compiler's import.
 _LAZY = {
-    **dict.fromkeys(
+    **names_of(
+        "capabilities",
         (
             "DOCKER_DEFAULT_CAPS",
             "Capabilities",
@@ -39,12 +40,12 @@ _LAZY = {
             "CapabilitySet",
             "last_cap",
         ),
-        "capabilities",
     ),
-    **dict.fromkeys(
-        ("SeccompProfileError", "SecurityConfigError", "UnknownCapabilityError", "UnknownSyscallError"), "errors"
+    **names_of(
+        "errors", ("SeccompProfileError", "SecurityConfigError", "UnknownCapabilityError", "UnknownSyscallError")
     ),
-    **dict.fromkeys(
+    **names_of(
+        "seccomp",
         (
             "Action",
             "Profile",
@@ -56,9 +57,9 @@ _LAZY = {
             "load_profile",
             "parse_profile",
         ),
-        "seccomp",
     ),
-    **dict.fromkeys(
+    **names_of(
+        "steps",
         (
             "CapsPhase",
             "LoadSeccomp",
@@ -66,7 +67,6 @@ _LAZY = {
             "SetCapabilities",
             "SetDumpable",
         ),
-        "steps",
     ),
 }
 
