@@ -21,11 +21,11 @@ from nsprim.cgroup.host import Controller, HostInfo
 from nsprim.errors import CGroupTimeoutError, ConfigError, UnsupportedError
 
 
-class ControlledGroup(Protocol):
-    """What freezing and killing need of a group: :class:`~nsprim.cgroup.CGroup` is one.
+class LocatedGroup(Protocol):
+    """Where a group's files are: :class:`~nsprim.cgroup.CGroup` is one (what watching it needs).
 
-    A protocol rather than the class itself, so that this module sits below
-    the group that calls it.
+    Protocols rather than the class itself, so that the modules using them sit
+    below the group that calls them.
     """
 
     @property
@@ -39,12 +39,16 @@ class ControlledGroup(Protocol):
 
     def locate(self, controller: Controller) -> tuple[int, Path] | None: ...
 
+
+class ControlledGroup(LocatedGroup, Protocol):
+    """What freezing and killing need of a group: :class:`~nsprim.cgroup.CGroup` is one."""
+
     def procs(self, *, recursive: bool = False) -> list[int]: ...
 
     def wait_empty(self, timeout: float | None = None) -> None: ...
 
 
-__all__ = ["ControlledGroup", "freezer_of", "freeze", "thaw", "is_frozen", "kill", "request_kill"]
+__all__ = ["LocatedGroup", "ControlledGroup", "freezer_of", "freeze", "thaw", "is_frozen", "kill", "request_kill"]
 
 
 def freezer_of(group: ControlledGroup, version: int | None = None) -> tuple[int, Path]:

@@ -39,11 +39,12 @@ import time
 from collections.abc import Iterable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 from nsprim._dataclass import dataclass, field
 from nsprim.cgroup import files
-from nsprim.cgroup.host import Controller, HostInfo
+from nsprim.cgroup.control import LocatedGroup
+from nsprim.cgroup.host import Controller
 from nsprim.errors import ConfigError, SyscallError, UnsupportedError
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "PressureResource",
     "PressureTrigger",
     "GroupEventWatch",
-    "WatchedGroup",
 ]
 
 # How long after a v1 OOM notice the kill counter is read again, and how often meanwhile.
@@ -172,21 +172,6 @@ class GroupEvent:
     trigger: PressureTrigger | None = None
 
 
-class WatchedGroup(Protocol):
-    """What a watch needs of a group: :class:`~nsprim.cgroup.CGroup` is one."""
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def host(self) -> HostInfo: ...
-
-    @property
-    def unified_dir(self) -> Path | None: ...
-
-    def locate(self, controller: Controller) -> tuple[int, Path] | None: ...
-
-
 @dataclass
 class _Psi:
     trigger: PressureTrigger
@@ -215,7 +200,7 @@ class GroupEventWatch:
 
     def __init__(
         self,
-        group: WatchedGroup,
+        group: LocatedGroup,
         kinds: Iterable[GroupEventKind] | None = None,
         pressure: Sequence[PressureTrigger] = (),
         *,
@@ -245,7 +230,7 @@ class GroupEventWatch:
     # ---- what the host delivers ------------------------------------------------------
 
     @staticmethod
-    def deliverable(group: WatchedGroup) -> dict[GroupEventKind, str | None]:
+    def deliverable(group: LocatedGroup) -> dict[GroupEventKind, str | None]:
         """Each kind, and None if *group* can deliver it here, else why not."""
         why: dict[GroupEventKind, str | None] = {}
         mode = group.host.mode.value
