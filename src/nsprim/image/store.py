@@ -53,7 +53,7 @@ from .layout import ImageLayout
 from .model import ContainerSettings, Descriptor, History, ImageConfig, Index, Manifest, MediaType, Platform
 from .progress import Progress
 from .reference import ImageReference
-from .unpack import add_layer
+from .unpack import add_layer, checked_config
 
 __all__ = [
     "ImageStore",
@@ -244,15 +244,7 @@ class ImageStore:
     def _complete(self, desc: Descriptor, name: str, platform: Platform | None) -> StoredImage:
         """Extract the layers of the manifest *desc* (its blobs in the layout) and name it *name*."""
         manifest = _manifest(self.layout, desc)
-        config = self.layout.config(manifest)
-        wanted = platform or Platform.host()
-        if not config.platform.matches(wanted):
-            raise ImageError(f"image `{name}` is for {config.platform}, not {wanted}", blob=manifest.config.digest)
-        if len(config.rootfs.diff_ids) != len(manifest.layers):
-            raise ImageError(
-                f"image `{name}`: {len(manifest.layers)} layers but {len(config.rootfs.diff_ids)} diff IDs",
-                blob=manifest.config.digest,
-            )
+        config = checked_config(self.layout, manifest, name, platform)
         for blob, diff_id in zip(manifest.layers, config.rootfs.diff_ids, strict=True):
             with self._layer_lock(diff_id):  # another process extracting it: wait, then find it there
                 if not self.layers.has_layer(diff_id):

@@ -18,14 +18,28 @@ from ..errors import BlobDigestError, ImageError
 from ..fs.layers import Image, LayerStore
 from .compression import decompressed
 from .layout import ImageLayout
-from .model import ImageConfig, MediaType, Platform
+from .model import ImageConfig, Manifest, MediaType, Platform
 from .runconfig import configured
 
 if TYPE_CHECKING:
     from ..container import Container
     from .model import Descriptor
 
-__all__ = ["unpack", "add_layer", "image_container"]
+__all__ = ["unpack", "add_layer", "checked_config", "image_container"]
+
+
+def checked_config(layout: ImageLayout, manifest: Manifest, name: str, platform: Platform | None) -> ImageConfig:
+    """The config of *manifest*, checked: for *platform* (default this host), and with one diff ID per layer."""
+    config = layout.config(manifest)
+    wanted = platform or Platform.host()
+    if not config.platform.matches(wanted):
+        raise ImageError(f"image `{name}` is for {config.platform}, not {wanted}", blob=manifest.config.digest)
+    if len(config.rootfs.diff_ids) != len(manifest.layers):
+        raise ImageError(
+            f"image `{name}`: {len(manifest.layers)} layers but {len(config.rootfs.diff_ids)} diff IDs",
+            blob=manifest.config.digest,
+        )
+    return config
 
 
 def unpack(
@@ -33,15 +47,7 @@ def unpack(
 ) -> tuple[Image, ImageConfig]:
     """Add the image *tag* of *layout* (for *platform*, default this host) to *store* as *name*."""
     manifest = layout.manifest(tag, platform)
-    config = layout.config(manifest)
-    wanted = platform or Platform.host()
-    if not config.platform.matches(wanted):
-        raise ImageError(f"image `{tag}` is for {config.platform}, not {wanted}", blob=manifest.config.digest)
-    if len(config.rootfs.diff_ids) != len(manifest.layers):
-        raise ImageError(
-            f"image `{tag}`: {len(manifest.layers)} layers but {len(config.rootfs.diff_ids)} diff IDs",
-            blob=manifest.config.digest,
-        )
+    config = checked_config(layout, manifest, str(tag), platform)
     for blob, diff_id in zip(manifest.layers, config.rootfs.diff_ids, strict=True):
         if not store.has_layer(diff_id):
             add_layer(layout, blob, diff_id, store)
