@@ -93,28 +93,6 @@ class Tool:
     note: str = ""
 
 
-def _usage(group: MemoryGroup) -> int:
-    name = "memory.usage_in_bytes" if group.version == 1 else "memory.current"
-    return int((group.directory / name).read_text())
-
-
-def _settle(group: MemoryGroup, timeout: float = 1.0) -> None:
-    last = group.kernel()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        now = group.kernel()
-        if abs(now - last) < 16384:
-            return
-        last = now
-
-
-def _wait_back(group: MemoryGroup, level: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while group.kernel() > level and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 # ---- the tools ------------------------------------------------------------------------------------
 
 
@@ -229,8 +207,8 @@ def study(tool: Tool, group: MemoryGroup, levels: list[int], probes: int) -> lis
     tool.run_true(-1)  # warm-up: caches, the first start of each kind
     stop = tool.start_sleeper(-1)
     stop()
-    _settle(group)
-    kernel0, usage0 = group.kernel(), _usage(group)
+    group.settled(1.0, tolerance=16384, interval=0.02)
+    kernel0, usage0 = group.kernel(), group.usage()
     stops: list[Callable[[], None]] = []
     rows: list[dict[str, Any]] = []
     probe = 0
@@ -242,8 +220,8 @@ def study(tool: Tool, group: MemoryGroup, levels: list[int], probes: int) -> lis
             while len(stops) < level:
                 stops.append(tool.start_sleeper(len(stops)))
             fill_s = time.perf_counter() - started
-            _settle(group)
-            kernel, usage = group.kernel() - kernel0, _usage(group) - usage0
+            group.settled(1.0, tolerance=16384, interval=0.02)
+            kernel, usage = group.kernel() - kernel0, group.usage() - usage0
             times = []
             kernel_ms: dict[str, list[float]] = {name: [] for name in PRIMITIVES}
             for _ in range(probes):
@@ -272,7 +250,7 @@ def study(tool: Tool, group: MemoryGroup, levels: list[int], probes: int) -> lis
         for s in stops:
             with contextlib.suppress(Exception):
                 s()
-    _wait_back(group, kernel0 + (group.kernel() - kernel0) // 10 + kernel0 // 100)
+    group.wait_below(kernel0 + (group.kernel() - kernel0) // 10 + kernel0 // 100, 10.0, interval=0.02)
     return rows
 
 

@@ -76,6 +76,31 @@ class MemoryGroup:
         """The page cache charged to the group and its descendants (bytes)."""
         return file_cache_bytes(self.directory, self.version)
 
+    def usage(self) -> int:
+        """All the memory charged to the group and its descendants (bytes)."""
+        name = "memory.usage_in_bytes" if self.version == 1 else "memory.current"
+        return int((self.directory / name).read_text())
+
+    def settled(self, timeout: float = 0.3, *, tolerance: int = 4096, interval: float = 0.01) -> int:
+        """The kernel memory once it moves by less than *tolerance* bytes between two readings
+        *interval* apart (or after *timeout*)."""
+        last = self.kernel()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(interval)
+            now = self.kernel()
+            if abs(now - last) < tolerance:
+                return now
+            last = now
+        return last
+
+    def wait_below(self, level: int, timeout: float, *, interval: float = 0.005) -> None:
+        """Wait until the kernel memory is at most *level* (a network namespace is freed some time
+        after its processes), or *timeout* passed."""
+        deadline = time.monotonic() + timeout
+        while self.kernel() > level and time.monotonic() < deadline:
+            time.sleep(interval)
+
 
 def _keyed(path: Path) -> dict[str, int]:
     out = {}
@@ -145,26 +170,11 @@ def kworker_cpu_ns() -> int:
     return total
 
 
-def _settle(group: MemoryGroup, timeout: float = 0.3) -> int:
-    """The group's kernel memory once it stopped moving (or after *timeout*)."""
-    last = group.kernel()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.01)
-        now = group.kernel()
-        if abs(now - last) < 4096:
-            return now
-        last = now
-    return last
-
-
 def _wait_given_back(group: MemoryGroup, before: int, after: int, timeout: float = 2.0) -> None:
     """Wait until the group's kernel memory is back within a tenth of the rise *before* → *after*
     (a network namespace is freed some time after its processes): the next measurement must not see
     the last one's memory going."""
-    deadline = time.monotonic() + timeout
-    while group.kernel() > before + max(0, after - before) // 10 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    group.wait_below(before + max(0, after - before) // 10, timeout)
 
 
 def live_containers(
@@ -178,7 +188,7 @@ def live_containers(
     # One container first: caches and slabs the first start fills are not a container's own.
     with box.start(stdout=DEVNULL) as first:
         first.kill()
-    before = _settle(group)
+    before = group.settled()
     meminfo_before = meminfo_kernel_bytes()
     running: list[RunningContainer] = []
     points: list[LivePoint] = []
@@ -190,7 +200,7 @@ def live_containers(
             took = time.perf_counter() - t0
             if i + 1 in checkpoints:
                 points.append(LivePoint(i, took * 1e3, group.kernel() - before))
-        after = _settle(group)
+        after = group.settled()
         meminfo_after = meminfo_kernel_bytes()
     finally:
         for c in running:
@@ -229,13 +239,13 @@ def live_processes(group: MemoryGroup, count: int, *, namespaces: bool, network_
     warm = spawn(argv, new=new, stdout=DEVNULL)
     warm.kill()
     warm.wait()
-    before = _settle(group)
+    before = group.settled()
     meminfo_before = meminfo_kernel_bytes()
     procs = []
     try:
         for _ in range(count):
             procs.append(spawn(argv, new=new, stdout=DEVNULL))
-        after = _settle(group)
+        after = group.settled()
         meminfo_after = meminfo_kernel_bytes()
     finally:
         for p in procs:
@@ -300,7 +310,7 @@ def net_teardown(group: MemoryGroup, count: int) -> NetTeardown:
     k0 = kworker_cpu_ns()
     time.sleep(idle_window)
     idle_rate = (kworker_cpu_ns() - k0) / idle_window
-    before = _settle(group)
+    before = group.settled()
     procs = [spawn(["/bin/true"], new={NamespaceType.NET}, stdout=DEVNULL) for _ in range(count)]
     peak = group.kernel()
     work0 = kworker_cpu_ns()
