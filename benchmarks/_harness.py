@@ -301,6 +301,26 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
 # ---- the environment ------------------------------------------------------------------------
 
 
+#: podman's configuration for the benchmarks: no network, cgroupfs, events to a file (no systemd here).
+PODMAN_CONF = """\
+[containers]
+netns = "none"
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+def private_podman(podman: str, base: Path) -> list[str]:
+    """The start of a *podman* command line with storage, run and temporary directories of its own
+    under *base* (vfs), configured by :data:`PODMAN_CONF` (set in this process's environment)."""
+    (base / "containers.conf").write_text(PODMAN_CONF)
+    os.environ["CONTAINERS_CONF"] = str(base / "containers.conf")
+    return [podman, "--root", str(base / "p-root"), "--runroot", str(base / "p-run"), "--tmpdir",
+            str(base / "p-tmp"), "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"]  # fmt: skip
+
+
 def tool(name: str, *, quiet: bool = False) -> str | None:
     """The path of *name* on ``PATH``, or None after printing ``skipped: NAME not installed``."""
     path = shutil.which(name)

@@ -50,15 +50,6 @@ from nsprim.image.model import ContainerSettings
 
 __all__ = ["main"]
 
-PODMAN_CONF = """\
-[containers]
-netns = "none"
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
-
 
 def _tar(add: Callable[[tarfile.TarFile], None]) -> bytes:
     raw = io.BytesIO()
@@ -201,10 +192,7 @@ def _measure(args: argparse.Namespace, cfg: h.Config, base: Path, cli: str, tool
         cases.append(_command("nsprim run IMAGE", [cli, "run", "--root", str(store), ref, "/bin/true"]))
         podman = None if args.no_podman else shutil.which("podman")
         if podman is not None:
-            (base / "containers.conf").write_text(PODMAN_CONF)
-            os.environ["CONTAINERS_CONF"] = str(base / "containers.conf")
-            pm = [podman, "--root", str(base / "p-root"), "--runroot", str(base / "p-run"), "--tmpdir",
-                  str(base / "p-tmp"), "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"]  # fmt: skip
+            pm = h.private_podman(podman, base)
             subprocess.run([*pm, "pull", "--quiet", "--tls-verify=false", ref], check=True, stdout=subprocess.DEVNULL)
             run = [*pm, "run", "--rm", ref, "true"]
             try:

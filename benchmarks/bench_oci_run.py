@@ -45,14 +45,6 @@ import _harness as h  # after the path set-up above
 __all__ = ["main"]
 
 _COUNTER = itertools.count()
-PODMAN_CONF = """\
-[containers]
-netns = "none"
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
 
 
 def _installed(name: str) -> str | None:
@@ -108,12 +100,9 @@ def _podman(base: Path, bundle: Path, cgroup_parent: str) -> list[str] | None:
     podman = shutil.which("podman")
     if podman is None:
         return None
-    (base / "containers.conf").write_text(PODMAN_CONF)
-    os.environ["CONTAINERS_CONF"] = str(base / "containers.conf")
     with tarfile.open(base / "rootfs.tar", "w") as tar:
         tar.add(bundle / "rootfs", arcname=".")
-    argv = [podman, "--root", str(base / "p-root"), "--runroot", str(base / "p-run"), "--tmpdir", str(base / "p-tmp"),
-            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"]  # fmt: skip
+    argv = h.private_podman(podman, base)
     subprocess.run([*argv, "import", str(base / "rootfs.tar"), "localhost/bench:1"], check=True, capture_output=True)
     return argv
 
