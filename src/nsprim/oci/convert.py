@@ -135,8 +135,9 @@ def _seccomp(spec: Spec, cache_dir: StrPath | None) -> tuple[object | None, int]
 
     cache = ProgramCache(cache_dir) if cache_dir is not None else None
     document = encode(linux.seccomp)
-    key = cache.key(document) if cache is not None else ""
+    key = ""
     if cache is not None:
+        key = cache.key(document)
         hit = cache.get(key)
         if hit is not None:
             return hit
