@@ -10,6 +10,7 @@ keeps the image of every entry, even once its name is gone.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from .._dataclass import dataclass
-from ..errors import ConfigError, ImageError, ImageNotFoundError, SpecError
+from ..errors import ConfigError, ImageError, ImageNotFoundError, SpecError, SyscallError
 from .model import Descriptor
 
 __all__ = ["ContainerEntry", "ContainerEntries"]
@@ -62,8 +63,10 @@ class ContainerEntries:
             (staged / "image.json").write_text(json.dumps(record) + "\n")
             try:
                 os.rename(staged, self.root / name)  # refused if it exists (and is not empty)
-            except OSError:
-                raise ConfigError(f"container name `{name}` is in use (nsprim rm {name})", what="name") from None
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise ConfigError(f"container name `{name}` is in use (nsprim rm {name})", what="name") from None
+                raise SyscallError(exc.errno or errno.EIO, "rename", self.root / name) from None
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         return self.get(name)
@@ -91,5 +94,8 @@ class ContainerEntries:
         """Delete the entry *name* and its changes."""
         entry = self.get(name)
         trash = self.root / f".rm-{uuid.uuid4().hex}"
-        os.rename(entry.path, trash)
+        try:
+            os.rename(entry.path, trash)
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EIO, "remove", entry.path) from None
         shutil.rmtree(trash, ignore_errors=True)
