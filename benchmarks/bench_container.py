@@ -85,7 +85,7 @@ import _harness as h  # after the path set-up above
 from nsprim.cgroup import ROOT, CGroup
 from nsprim.cgroup.host import cached_host_info
 from nsprim.container import Container, WarmContainer
-from nsprim.container.build import _default_security
+from nsprim.container.build import default_security
 
 PAYLOAD = "/bin/true"
 MEMORY = "64M"
@@ -417,7 +417,7 @@ def write_default_seccomp(path: Path) -> tuple[int, int]:
     :meth:`SecurityPolicy.program <nsprim.security.SecurityPolicy.program>`, as nsprim loads it.  Returns
     (instructions, the capability mask that policy keeps for uid 0).
     """
-    policy = _default_security()
+    policy = default_security()
     program = policy.program()
     if program is None:
         raise RuntimeError("nsprim's default security policy has no seccomp program")

@@ -21,12 +21,18 @@ The tools, each with the same root (a static busybox, the image ``nsprim cost`` 
   a read-only root, its cgroup under this run's parent), removed with ``runc delete -f``; at most
   ``--runc-max`` alive (default 100: each start and delete takes tens of milliseconds).
 
+Beside the probes, at each level, bare starts from the driver (``nsprim.spawn``: fork+exec, and with a new
+mount, network or pid namespace) and two references in C, each run as a process of its own with a handful of
+descriptors (the driver holds one per live nsprim sandbox, which every clone copies and every exec closes):
+``floor.c``'s clone+exec+wait and ``container_same.c``, exactly the system calls of nsprim's default
+container (see ``bench_container.py``).  Their growth is the kernel's: what nsprim's grows beyond it is nsprim's.
+
 The targets of the issue, checked for nsprim at the highest level: the kernel memory per sandbox within
 10% of the kernel floor that ``nsprim cost`` measures (20 sleeping containers), and the start latency
 within ±20% of the latency with one alive.  Where the kernel is the limit, the line says so.
 
 Run as root: ``python benchmarks/bench_scale.py [--quick] [--levels 1,10,100,1000] [--probes N]
-[--tools nsprim,bwrap,runc] [--runc-max N] [--json out.json] [--plot DIR]``.
+[--tools nsprim,bwrap,runc] [--runc-max N] [--no-c] [--json out.json] [--plot DIR]``.
 Exit status 0 even on a MISS (a measurement, not a test) unless ``--strict``.
 """
 
@@ -202,8 +208,13 @@ def runc_tool(image: ScratchImage, parent: CGroup, work: Path, most: int) -> Too
 # ---- the study --------------------------------------------------------------------------------------
 
 
-def study(tool: Tool, group: MemoryGroup, levels: list[int], probes: int) -> list[dict[str, Any]]:
-    """Bring *tool*'s live sandboxes up to each level; measure there.  Runs in the driver."""
+def study(
+    tool: Tool, group: MemoryGroup, levels: list[int], probes: int, references: dict[str, h.BatchRunner]
+) -> list[dict[str, Any]]:
+    """Bring *tool*'s live sandboxes up to each level; measure there.  Runs in the driver.
+
+    *references*: batches in C, each its own process (a handful of descriptors, not the driver's one per
+    live sandbox), timed at each level beside the probes: what the kernel alone does with that many alive."""
     tool.run_true(-1)  # warm-up: caches, the first start of each kind
     stop = tool.start_sleeper(-1)
     stop()
@@ -233,6 +244,7 @@ def study(tool: Tool, group: MemoryGroup, levels: list[int], probes: int) -> lis
                     t0 = time.perf_counter()
                     spawn(["/bin/true"], new=new).wait()
                     kernel_ms[name].append((time.perf_counter() - t0) * 1e3)
+            in_c = {name: statistics.median(run(probes)) / 1e3 for name, run in references.items()}
             rows.append(
                 {
                     "live": level,
@@ -242,6 +254,7 @@ def study(tool: Tool, group: MemoryGroup, levels: list[int], probes: int) -> lis
                     "all_bytes_per_sandbox": usage // level,
                     "driver_threads": len(os.listdir("/proc/self/task")),
                     "primitives_ms": {name: statistics.median(v) for name, v in kernel_ms.items()},
+                    "references_ms": in_c,
                     "fill_s": fill_s,
                 }
             )
@@ -267,11 +280,30 @@ def _remove_runc_leftovers(parent: CGroup) -> None:
         top.rmdir()
 
 
-def _driver(tools: list[Tool], group: MemoryGroup, levels: list[int], probes: int) -> dict[str, object]:
+def c_references(image: ScratchImage, parent: CGroup, work: Path) -> dict[str, h.BatchRunner]:
+    """The kernel's side alone, in C: a bare clone+exec+wait (``floor.c`` vfork) and exactly the steps
+    of nsprim's default container (``container_same.c``, as ``bench_container.py`` runs it)."""
+    from bench_container import same_steps_runner, write_default_seccomp
+
+    found: dict[str, h.BatchRunner] = {}
+    try:
+        found["C fork+exec"] = h.floor_runner(h.build_c("floor.c"), (), "vfork")
+        same = h.build_c("container_same.c")
+    except RuntimeError as exc:
+        print(f"skipped: a reference in C ({exc})")
+        return found
+    _, caps = write_default_seccomp(work / "seccomp.bpf")
+    found["C same steps"] = same_steps_runner(same, image.root, work / "sstate", parent, work / "seccomp.bpf", caps)
+    return found
+
+
+def _driver(
+    tools: list[Tool], group: MemoryGroup, levels: list[int], probes: int, references: dict[str, h.BatchRunner]
+) -> dict[str, object]:
     (group.directory / "driver" / "cgroup.procs").write_text(str(os.getpid()))
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a handle per live container
-    return {t.name: study(t, group, levels, probes) for t in tools}
+    return {t.name: study(t, group, levels, probes, references) for t in tools}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runc-max", type=int, help="most runc sandboxes alive (default 100; --quick 10)")
     p.add_argument("--json", help="write the results as JSON to this file ('-': stdout)")
     p.add_argument("--plot", help="write scale.png into this directory (matplotlib)")
+    p.add_argument("--no-c", action="store_true", help="without the references in C (floor.c, container_same.c)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on a plain kill too
@@ -316,9 +349,13 @@ def main(argv: list[str] | None = None) -> int:
                 bwrap_tool(image) if "bwrap" in wanted else None,
                 runc_tool(image, parent, Path(work), runc_max) if "runc" in wanted else None,
             ) if t is not None]  # fmt: skip
+            references = c_references(image, parent, Path(work)) if not args.no_c else {}
             (group.directory / "driver").mkdir()
             try:
-                with h.LoadMonitor() as load, forked(lambda: _driver(tools, group, levels, probes)) as result:
+                with (
+                    h.LoadMonitor() as load,
+                    forked(lambda: _driver(tools, group, levels, probes, references)) as result,
+                ):
                     found = result()
             finally:
                 with contextlib.suppress(OSError):
@@ -352,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
 def report(found: dict[str, object], floor: int, method: str, tools: list[Tool]) -> bool:
     print(f"\nkernel memory from {method} of a group holding the driver and its sandboxes;")
     print(f"floor (nsprim cost, 20 sleeping containers with their own network namespace): {floor / 1024:.0f} kB\n")
-    prims = "".join(f" {name:>10}" for name in PRIMITIVES)
+    refs = sorted({name for t in tools for r in found[t.name] for name in r["references_ms"]})  # type: ignore[attr-defined]
+    prims = "".join(f" {name:>10}" for name in PRIMITIVES) + "".join(f" {name:>13}" for name in refs)
     print(
         f"{'tool':<8} {'alive':>6} {'start ms':>9} {'p90':>7} {'kernel kB/sb':>13} {'all kB/sb':>10} "
         f"{'threads':>8}   bare starts, ms:{prims}"
@@ -366,6 +404,7 @@ def report(found: dict[str, object], floor: int, method: str, tools: list[Tool])
                 f"{r['kernel_bytes_per_sandbox'] / 1024:>13.0f} {r['all_bytes_per_sandbox'] / 1024:>10.0f} "
                 f"{r['driver_threads']:>8}                  "
                 + "".join(f" {r['primitives_ms'][name]:>10.2f}" for name in PRIMITIVES)
+                + "".join(f" {r['references_ms'].get(name, float('nan')):>13.2f}" for name in refs)
             )
         print(f"{'':<8} ({t.note})")
     rows = found.get("nsprim")
@@ -383,6 +422,18 @@ def report(found: dict[str, object], floor: int, method: str, tools: list[Tool])
         f"nsprim at {top['live']} alive: start latency {lat:+.0%} of the latency with {first['live']} alive "
         f"(target ±{TARGET_LATENCY:.0%}): {'PASS' if lat_ok else 'MISS'}"
     )
+    growth = [f"nsprim {lat:+.0%}"]
+    for t in tools:
+        other = found[t.name]
+        assert isinstance(other, list)
+        if t.name != "nsprim" and len(other) == len(rows):
+            growth.append(f"{t.name} {other[-1]['start_ms_median'] / other[0]['start_ms_median'] - 1:+.0%}")
+    for name in ("fork+exec", *refs):
+        key = "references_ms" if name in refs else "primitives_ms"
+        if name in first[key] and name in top[key]:
+            where = "" if name in refs else " (from the driver)"
+            growth.append(f"{name}{where} {top[key][name] / first[key][name] - 1:+.0%}")
+    print(f"growth from {first['live']} to {top['live']} alive, same run: " + ", ".join(growth))
     threads = {r["driver_threads"] for r in rows}
     print(f"driver threads at every level: {sorted(threads)} (nsprim keeps no thread per container)")
     return mem_ok and lat_ok
