@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 
 import pytest
 
@@ -99,3 +100,30 @@ def test_a_released_process_is_left_to_be_reaped_by_another() -> None:
     del proc
     gc.collect()
     assert os.waitpid(pid, 0) == (pid, 0)  # still ours to reap: nothing took its status
+
+
+def test_the_blocking_part_of_an_async_start_runs_while_the_loop_goes_on() -> None:
+    """The parent's part of a start (here a parent action, which waits for the loop to have run a
+    task) is on a shared worker thread, not on the loop's: on the loop, it would wait in vain."""
+    from nsprim.lowlevel import run_waits_async, start_steps
+    from nsprim.plan import Exec, Plan, Sync
+
+    plan = Plan((Sync("the parent acts"), Exec("/bin/true", ["true"], {})))
+    loop_ran = threading.Event()
+    acted_on: list[str] = []
+
+    def action(pid: int) -> None:
+        acted_on.append(threading.current_thread().name)
+        assert loop_ran.wait(10), "the loop did not run while the start's parent action did"
+
+    async def main() -> int:
+        async def mark() -> None:
+            loop_ran.set()
+
+        marker = asyncio.ensure_future(mark())
+        with await run_waits_async(start_steps(plan, parent_actions=[action])) as proc:
+            await marker
+            return await proc.wait_async()
+
+    assert asyncio.run(main()) == 0
+    assert acted_on == ["nsprim-offload"]

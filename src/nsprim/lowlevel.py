@@ -102,12 +102,25 @@ def run_waits(steps: Waits[_T]) -> _T:
 
 
 async def run_waits_async(steps: Waits[_T]) -> _T:
-    """Run *steps* on the running asyncio loop: each wait is a reader of the loop.
+    """Run *steps* from a coroutine, without blocking the event loop for long.
+
+    The first part of a start — the host side prepared, the child cloned (in
+    vfork mode: until its exec), the parent actions — is system calls that
+    cannot be awaited: it runs on a worker thread shared by every start
+    (:func:`nsprim._offload.off_loop`).  Each wait it then yields is a reader of
+    the loop, and what follows it (reading the report) runs on the loop.
 
     A cancelled wait is thrown into *steps*, whose cleanup (killing and reaping
-    a half-started child) runs before the :class:`asyncio.CancelledError` goes on."""
+    a half-started child) runs before the cancellation goes on; cancelled while
+    the worker is at it, the cleanup follows once the worker is done."""
+    from ._offload import off_loop
+
+    def undo(_fd: int, exc: BaseException) -> None:
+        steps.throw(exc)  # cleans up and re-raises
+        raise RuntimeError("start steps went on after a cancelled start")  # pragma: no cover
+
     try:
-        fd = next(steps)
+        fd = await off_loop(lambda: next(steps), undo)
         while True:
             try:
                 await readable_async(fd)
@@ -139,9 +152,9 @@ def start_steps(
     A plan with :class:`~nsprim.plan.Sync` steps (or a monitor) is cloned in
     fork mode: its setup runs while the caller waits there, on an event loop
     as a reader.  A vfork-safe plan is started in vfork mode, which suspends
-    the calling thread until the child exec'd (no thread can avoid that, and
-    it is still faster than a fork and a wait on this kind of machine): its
-    pipe is readable at once."""
+    the calling thread until the child exec'd (faster than a fork and a wait
+    on this kind of machine; :func:`run_waits_async` does it on a worker
+    thread): its pipe is readable at once."""
     head = prefix.steps if prefix is not None else ()
     try:
         nsync = sum(1 for s in (*head, *plan.steps) if isinstance(s, Sync))

@@ -63,11 +63,11 @@ async def start_container_async(
     warm: Supply | None = None,
     pass_fds: Mapping[int, int] | None = None,
 ) -> RunningContainer:
-    """:func:`start_container` on the running asyncio loop: where the child is cloned in
-    fork mode (a plan with parent actions: id maps, a veth...) the wait for its exec is
-    a reader of the loop; a vfork-mode start suspends the loop's thread until the
-    exec, as it does any caller's.  Cancelled meanwhile, the child is killed and
-    everything released."""
+    """:func:`start_container` from a coroutine: the host side is prepared and the child
+    cloned on a shared worker thread (:func:`~nsprim.lowlevel.run_waits_async`), and
+    where the child is cloned in fork mode (a plan with parent actions: id maps, a
+    veth...) the wait for its exec is a reader of the loop.  Cancelled meanwhile, the
+    child is killed and everything released before the cancellation goes on."""
     return await run_waits_async(
         container_start_steps(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm, pass_fds=pass_fds)
     )
