@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -233,18 +234,25 @@ def study(
             fill_s = time.perf_counter() - started
             group.settled(1.0, tolerance=16384, interval=0.02)
             kernel, usage = group.kernel() - kernel0, group.usage() - usage0
-            times = []
+            times, cpu = [], []
             kernel_ms: dict[str, list[float]] = {name: [] for name in PRIMITIVES}
-            for _ in range(probes):
-                t0 = time.perf_counter()
-                tool.run_true(probe)
-                times.append((time.perf_counter() - t0) * 1e3)
-                probe += 1
-                for name, new in PRIMITIVES.items():
-                    t0 = time.perf_counter()
-                    spawn(["/bin/true"], new=new).wait()
-                    kernel_ms[name].append((time.perf_counter() - t0) * 1e3)
-            in_c = {name: statistics.median(run(probes)) / 1e3 for name, run in references.items()}
+            collections = GcCounter()
+            kworkers0 = kworker_cpu_ns()
+            with collections:
+                for _ in range(probes):
+                    c0, t0 = cpu_ms(), time.perf_counter()
+                    tool.run_true(probe)
+                    times.append((time.perf_counter() - t0) * 1e3)
+                    cpu.append(cpu_ms() - c0)
+                    collections.pause()
+                    probe += 1
+                    for name, new in PRIMITIVES.items():
+                        t0 = time.perf_counter()
+                        spawn(["/bin/true"], new=new).wait()
+                        kernel_ms[name].append((time.perf_counter() - t0) * 1e3)
+                    collections.resume()
+            kworkers_ms = (kworker_cpu_ns() - kworkers0) / 1e6 / probes
+            in_c = {name: _reference(run, probes) for name, run in references.items()}
             rows.append(
                 {
                     "live": level,
@@ -253,8 +261,13 @@ def study(
                     "kernel_bytes_per_sandbox": kernel // level,
                     "all_bytes_per_sandbox": usage // level,
                     "driver_threads": len(os.listdir("/proc/self/task")),
+                    "cpu_ms_median": statistics.median(cpu),
+                    "kworker_ms_per_start": kworkers_ms,
+                    "gc_per_start": collections.per_start(probes),
                     "primitives_ms": {name: statistics.median(v) for name, v in kernel_ms.items()},
-                    "references_ms": in_c,
+                    "references_ms": {name: r["wall_ms"] for name, r in in_c.items()},
+                    "references_cpu_ms": {name: r["cpu_ms"] for name, r in in_c.items()},
+                    "references_kworker_ms": {name: r["kworker_ms"] for name, r in in_c.items()},
                     "fill_s": fill_s,
                 }
             )
@@ -265,6 +278,73 @@ def study(
                 s()
     group.wait_below(kernel0 + (group.kernel() - kernel0) // 10 + kernel0 // 100, 10.0, interval=0.02)
     return rows
+
+
+def cpu_ms() -> float:
+    """The driver's CPU time so far and its reaped children's (the sandboxes' processes, the tools'), ms."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (time.process_time() + children.ru_utime + children.ru_stime) * 1e3
+
+
+def kworker_cpu_ns() -> int:
+    """The CPU time so far of every kernel worker (``kworker/*``: cgroup and namespace teardown run there), ns."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry.name}/comm") as f:
+                    if not f.read().startswith("kworker/"):
+                        continue
+                with open(f"/proc/{entry.name}/schedstat") as f:
+                    total += int(f.read().split()[0])
+    return total
+
+
+def _reference(run: h.BatchRunner, count: int) -> dict[str, float]:
+    """One batch of a reference in C: its median wall time, and its CPU (its own and its children's) and the
+    kernel workers' per iteration, ms."""
+    c0, k0 = resource.getrusage(resource.RUSAGE_CHILDREN), kworker_cpu_ns()
+    us = run(count)
+    k1, c1 = kworker_cpu_ns(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+    return {
+        "wall_ms": statistics.median(us) / 1e3,
+        "cpu_ms": spent * 1e3 / count,
+        "kworker_ms": (k1 - k0) / 1e6 / count,
+    }
+
+
+class GcCounter:
+    """The driver's garbage collections (by generation) and their CPU time while counting (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+        self._on = True
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        elif self._on:
+            self.count[info["generation"]] += 1
+            self.seconds += time.process_time() - self._started
+
+    def pause(self) -> None:
+        self._on = False
+
+    def resume(self) -> None:
+        self._on = True
+
+    def per_start(self, starts: int) -> dict[str, object]:
+        return {"collections": [c / starts for c in self.count], "ms": self.seconds * 1e3 / starts}
+
+    def __enter__(self) -> GcCounter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def _remove_runc_leftovers(parent: CGroup) -> None:
@@ -281,9 +361,10 @@ def _remove_runc_leftovers(parent: CGroup) -> None:
 
 
 def c_references(image: ScratchImage, parent: CGroup, work: Path) -> dict[str, h.BatchRunner]:
-    """The kernel's side alone, in C: a bare clone+exec+wait (``floor.c`` vfork) and exactly the steps
-    of nsprim's default container (``container_same.c``, as ``bench_container.py`` runs it)."""
-    from bench_container import same_steps_runner, write_default_seccomp
+    """The kernel's side alone, in C: a bare clone+exec+wait (``floor.c`` vfork), exactly the steps of
+    nsprim's default container (``container_same.c``, as ``bench_container.py`` runs it), and the same
+    without a memory cgroup (nor its cgroup file system): what the memory controller's part costs."""
+    from bench_container import nsprim_hierarchies, write_default_seccomp
 
     found: dict[str, h.BatchRunner] = {}
     try:
@@ -293,7 +374,24 @@ def c_references(image: ScratchImage, parent: CGroup, work: Path) -> dict[str, h
         print(f"skipped: a reference in C ({exc})")
         return found
     _, caps = write_default_seccomp(work / "seccomp.bpf")
-    found["C same steps"] = same_steps_runner(same, image.root, work / "sstate", parent, work / "seccomp.bpf", caps)
+    (work / "sstate").mkdir()
+    argv = [str(same), f"--seccomp={work / 'seccomp.bpf'}", f"--caps={caps:x}"]
+    dirs = nsprim_hierarchies(parent)
+    memory = {str(d) for hier, d in parent.directories.items() if any(c.value == "memory" for c in hier.controllers)}
+
+    def runner(groups: list[str]) -> h.BatchRunner:
+        def run(count: int) -> list[float]:
+            out = subprocess.run(
+                [*argv, str(count), str(image.root), str(work / "sstate"), *groups], capture_output=True, text=True
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"container_same failed: {out.stderr.strip()}")
+            return [float(x) for x in json.loads(out.stdout)["us"]]
+
+        return run
+
+    found["C same steps"] = runner(dirs)
+    found["C no memcg"] = runner([d for d in dirs if d not in memory])
     return found
 
 
@@ -407,6 +505,25 @@ def report(found: dict[str, object], floor: int, method: str, tools: list[Tool])
                 + "".join(f" {r['references_ms'].get(name, float('nan')):>13.2f}" for name in refs)
             )
         print(f"{'':<8} ({t.note})")
+    print(
+        "\nCPU per start, ms: the start's own (the driver and its reaped children), the kernel workers' meanwhile"
+        "\n(cgroup and namespace teardown), the driver's garbage collections; the references in C likewise:"
+    )
+    head, nan = "".join(f" {name + ' cpu':>16} {'kworkers':>9}" for name in refs), float("nan")
+    print(f"{'tool':<8} {'alive':>6} {'cpu':>7} {'kworkers':>9} {'gc/start':>9} {'gc ms':>7}{head}")
+    for t in tools:
+        rows = found[t.name]
+        assert isinstance(rows, list)
+        for r in rows:
+            gc_ = r["gc_per_start"]
+            print(
+                f"{t.name:<8} {r['live']:>6} {r['cpu_ms_median']:>7.2f} {r['kworker_ms_per_start']:>9.2f} "
+                f"{sum(gc_['collections']):>9.2f} {gc_['ms']:>7.3f}"
+                + "".join(
+                    f" {r['references_cpu_ms'].get(n, nan):>16.2f} {r['references_kworker_ms'].get(n, nan):>9.2f}"
+                    for n in refs
+                )
+            )
     rows = found.get("nsprim")
     if not isinstance(rows, list) or len(rows) < 2:
         return True
@@ -422,18 +539,29 @@ def report(found: dict[str, object], floor: int, method: str, tools: list[Tool])
         f"nsprim at {top['live']} alive: start latency {lat:+.0%} of the latency with {first['live']} alive "
         f"(target ±{TARGET_LATENCY:.0%}): {'PASS' if lat_ok else 'MISS'}"
     )
-    growth = [f"nsprim {lat:+.0%}"]
+
+    def grew(name: str, a: float, b: float) -> str:
+        return f"{name} {b / a - 1:+.0%} ({b - a:+.2f} ms)"
+
+    growth = [grew("nsprim", first["start_ms_median"], top["start_ms_median"])]
     for t in tools:
         other = found[t.name]
         assert isinstance(other, list)
         if t.name != "nsprim" and len(other) == len(rows):
-            growth.append(f"{t.name} {other[-1]['start_ms_median'] / other[0]['start_ms_median'] - 1:+.0%}")
+            growth.append(grew(t.name, other[0]["start_ms_median"], other[-1]["start_ms_median"]))
     for name in ("fork+exec", *refs):
         key = "references_ms" if name in refs else "primitives_ms"
         if name in first[key] and name in top[key]:
             where = "" if name in refs else " (from the driver)"
-            growth.append(f"{name}{where} {top[key][name] / first[key][name] - 1:+.0%}")
-    print(f"growth from {first['live']} to {top['live']} alive, same run: " + ", ".join(growth))
+            growth.append(grew(name + where, first[key][name], top[key][name]))
+    print(f"growth of the wall time from {first['live']} to {top['live']} alive, same run: " + ", ".join(growth))
+    cpu = [grew("nsprim", first["cpu_ms_median"], top["cpu_ms_median"])]
+    cpu += [
+        grew(n, first["references_cpu_ms"][n], top["references_cpu_ms"][n])
+        for n in refs
+        if n in first["references_cpu_ms"]
+    ]
+    print("growth of the CPU time, same run: " + ", ".join(cpu))
     threads = {r["driver_threads"] for r in rows}
     print(f"driver threads at every level: {sorted(threads)} (nsprim keeps no thread per container)")
     return mem_ok and lat_ok
