@@ -19,13 +19,16 @@ time something asks for them.  Type checkers see :mod:`dataclasses` itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+
+TYPE_CHECKING = False  # typing is not imported: a runtime's `start` and `kill` make a value class or two
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 __all__ = ["dataclass", "field", "fields", "replace", "MISSING"]
-
-_T = TypeVar("_T")
 
 
 class _Missing:

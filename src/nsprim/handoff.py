@@ -18,21 +18,16 @@ An OCI runtime's ``create`` sets a container up and exits; later commands
 
 from __future__ import annotations
 
-import os
-import struct
 from typing import ClassVar
 
 from ._dataclass import dataclass
+from ._start_report import REPORT_SIZE, StartReport, read_start_report  # apart: `start` reads it alone
 from ._sys.spawn import RawStep, StepKind, TerminalFlag
 from .checks import check_id
 from .errors import ConfigError
 from .plan import Step
 
 __all__ = ["WaitStart", "SendTerminal", "StartReport", "read_start_report", "REPORT_SIZE"]
-
-_REPORT = struct.Struct("iiii")  # struct nsp_report: index, kind, errno, part
-#: The size of the failure record a started child writes on its start connection.
-REPORT_SIZE = _REPORT.size
 
 
 @dataclass(frozen=True)
@@ -92,28 +87,3 @@ class SendTerminal(Step):
         return RawStep(
             StepKind.TERMINAL, flags=TerminalFlag.CONSOLE, a=self.socket_fd, b=self.uid, c=self.gid, ints=ints
         )
-
-
-@dataclass(frozen=True)
-class StartReport:
-    """A step after :class:`WaitStart` failed: its index in the plan, kind and errno."""
-
-    index: int
-    kind: int
-    errno: int
-    part: int
-
-
-def read_start_report(fd: int) -> StartReport | None:
-    """Read the start connection *fd* to its end: ``None`` when the child exec'd (or died
-    silently), else the failure record of the step that failed."""
-    data = b""
-    while len(data) < REPORT_SIZE:
-        chunk = os.read(fd, REPORT_SIZE - len(data))
-        if not chunk:
-            break
-        data += chunk
-    if len(data) != REPORT_SIZE:
-        return None
-    index, kind, err, part = _REPORT.unpack(data)
-    return StartReport(index, kind, err, part)

@@ -111,6 +111,18 @@ def test_the_state_path_imports_neither_json_nor_typing() -> None:
     assert out.strip() == "[]"
 
 
+def test_start_and_kill_import_no_enum_socket_nor_plan() -> None:
+    # podman calls `start` and `kill` once per container: what they import is the state path's and a little more.
+    code = (
+        "import sys; import nsprim.oci.runtime.cli, nsprim.oci.runtime.lifecycle, nsprim.oci.runtime.signals,"
+        " nsprim.oci.runtime.commands, nsprim._start_report;"
+        "print(sorted({'typing', 're', 'enum', 'socket', 'signal', 'selectors', 'pathlib', 'nsprim.plan',"
+        " 'nsprim.handoff', 'nsprim._sys', '_cffi_backend'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # ---- mount options ------------------------------------------------------------------------------
 
 

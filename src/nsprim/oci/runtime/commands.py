@@ -159,9 +159,12 @@ def signal_init(record: ContainerRecord, sig: int) -> bool:
     try:
         if not process_alive(record.pid, record.starttime):
             return False
-        import signal
+        if TYPE_CHECKING:
+            from signal import pidfd_send_signal
+        else:
+            from _signal import pidfd_send_signal  # (`signal` makes an enum class at import)
 
-        signal.pidfd_send_signal(fd, sig)
+        pidfd_send_signal(fd, sig)
         return True
     except ProcessLookupError:
         return False

@@ -21,7 +21,6 @@ with ``--keep``; ``--detach`` returns after the start).
 from __future__ import annotations
 
 import os
-import socket
 
 from .store import (
     CREATED,
@@ -37,6 +36,9 @@ from .store import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import _socket
+    import socket
+
     from ...cgroup import CGroup
     from ...process import Process
     from ..spec import Spec
@@ -86,10 +88,15 @@ def write_pid_file(path: str, pid: int) -> None:
         raise SyscallError(exc.errno or 0, "write", path) from None
 
 
-def _unix_socket(dirfd: int, name: str, *, listen: bool) -> socket.socket:
+def _unix_socket(dirfd: int, name: str, *, listen: bool) -> _socket.socket:
     """A socket bound (or connected) to *name* in the directory *dirfd*: by a relative
-    path, as ``sun_path`` holds 108 bytes and a state path may be longer."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    path, as ``sun_path`` holds 108 bytes and a state path may be longer.
+
+    The C module's socket: :mod:`socket` costs ``start`` the import of
+    :mod:`selectors` and of four enum classes."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fchdir(dirfd)
@@ -111,13 +118,16 @@ def connect_console(path: str) -> socket.socket:
     """A socket connected to the engine's ``--console-socket`` *path* (any length)."""
     parent = os.open(os.path.dirname(os.path.abspath(path)) or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return _unix_socket(parent, os.path.basename(path), listen=False)
+        raw = _unix_socket(parent, os.path.basename(path), listen=False)
     except OSError as exc:
         from ...errors import SyscallError
 
         raise SyscallError(exc.errno or 0, "connect", path, hint="the --console-socket") from None
     finally:
         os.close(parent)
+    import socket
+
+    return socket.socket(fileno=raw.detach())
 
 
 def lift_fd(fd: int, floor: int) -> int:
@@ -383,7 +393,7 @@ def cmd_create(g: Globals, opts: dict[str, object], args: list[str]) -> int:
 
 def _start(g: Globals, locked: LockedContainer) -> None:
     """Release a created container's init; raise if a step after the start failed."""
-    from ...handoff import read_start_report
+    from ..._start_report import read_start_report
 
     record = locked.record
     status = live_status(record)
@@ -410,9 +420,11 @@ def _start(g: Globals, locked: LockedContainer) -> None:
 
         raise SyscallError(exc.errno or 0, "connect", os.path.join(locked.path, START_SOCKET),
                            hint="the init's start socket") from None  # fmt: skip
-    with conn:
+    try:
         conn.sendall(b"s")
         report = read_start_report(conn.fileno())
+    finally:
+        conn.close()
     try:
         os.unlink(START_SOCKET, dir_fd=locked.dirfd)
     except OSError:

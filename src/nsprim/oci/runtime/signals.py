@@ -7,7 +7,11 @@ Numbers are the host's (``signal.SIG*``): they differ between architectures.
 
 from __future__ import annotations
 
-import signal
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # the same numbers as plain ints: `signal` makes an enum class at import
 
 __all__ = ["parse_signal", "signal_names", "SIGNAL_MAX"]
 
