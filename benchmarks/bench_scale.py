@@ -582,6 +582,11 @@ def plot(found: dict[str, object], directory: Path) -> None:
         kernel = [r["kernel_bytes_per_sandbox"] / 1024 for r in rows]
         mem.plot(live, kernel, "o-", color=color, label=f"{name} (kernel)")
         mem.plot(live, [r["all_bytes_per_sandbox"] / 1024 for r in rows], "x:", color=color, label=f"{name} (all)")
+        if name == "nsprim":  # the kernel's part beside it: the same system calls in C, with that many alive
+            for ref, style in (("C same steps", "s--"), ("C no memcg", "^:")):
+                if all(ref in r.get("references_ms", {}) for r in rows):
+                    ys = [r["references_ms"][ref] for r in rows]
+                    lat.plot(live, ys, style, color=color, alpha=0.6, label=f"{ref} ({name} alive)")
     for ax in (lat, mem):
         ax.set_xscale("log")
         ax.set_xlabel("sandboxes alive")
