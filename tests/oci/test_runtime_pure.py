@@ -123,6 +123,17 @@ def test_start_and_kill_import_no_enum_socket_nor_plan() -> None:
     assert out.strip() == "[]"
 
 
+def test_delete_imports_neither_the_spec_model_nor_the_plan() -> None:
+    # `delete` removes the runtime's default parent group through nsprim.oci.runtime.cgroups.
+    code = (
+        "import sys; import nsprim.oci.runtime.commands, nsprim.oci.runtime.cgroups;"
+        "print(sorted({'typing', 'socket', 'nsprim.oci.spec', 'nsprim.oci.resources', 'nsprim.plan', 'nsprim.cgroup',"
+        " 'nsprim._sys'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # ---- mount options ------------------------------------------------------------------------------
 
 

@@ -15,14 +15,13 @@ force for it, and :func:`meminfo_view` renders a ``/proc/meminfo`` that
 reflects a group's limit.
 """
 
-from typing import TYPE_CHECKING
-
 from nsprim._lazy import lazy_names, names_of
 
 # `limits` is both a module and the function of that name: importing it here
 # keeps `nsprim.cgroup.limits` the function whichever is imported first.
 from nsprim.cgroup.limits import EffectiveLimits, limits
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from nsprim.cgroup.events import MemoryEvents
     from nsprim.cgroup.group import ROOT, CGroup

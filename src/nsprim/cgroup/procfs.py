@@ -8,7 +8,6 @@ matched against is :mod:`nsprim.fs.mountinfo`'s.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 from nsprim.errors import ConfigError
 from nsprim.fs import mountinfo
@@ -54,6 +53,7 @@ def parse_proc_cgroup(text: str) -> list[CGroupMembership]:
     return entries
 
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:  # the deprecated names, for type checkers (at run time: __getattr__ below)
     CgroupEntry = CGroupMembership
     MountEntry = mountinfo.MountInfo

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..container import DetachedContainer
 

@@ -7,10 +7,10 @@ Every command takes ``--root DIR``, the store (default ``$NSPRIM_STORE``, else
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from .progress import human_size, terminal_progress
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..image.store import ImageStore
 

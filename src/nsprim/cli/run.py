@@ -12,11 +12,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .common import exit_status, payload_command
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..container import Container
 

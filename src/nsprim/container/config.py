@@ -10,7 +10,6 @@ import enum
 import ipaddress
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass, replace
 from .._sys.netlink import ifname_ok
@@ -21,6 +20,7 @@ from ..fs.rootfs import Bind, Tmpfs
 from ..idmap import IdMap
 from ..namespace import NamespaceType
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..security import SecurityPolicy
 

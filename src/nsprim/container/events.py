@@ -19,12 +19,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass
 from ..cgroup.watch import GroupEvent, GroupEventKind, GroupEventWatch, PressureTrigger
 from ..errors import ConfigError, UnsupportedError
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..cgroup import CGroup
 

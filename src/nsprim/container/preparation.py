@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._sys import watcher
 from ..cgroup import CGroup, format_size
@@ -15,6 +14,7 @@ from .config import ContainerConfig, Network, Veth
 from .host import create_cgroup, create_delegated_cgroup, ready_state_dir, remove_group, state_dir
 from .procview import ProcView, view_directory
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from .pool import Supply
     from .registry import Registration

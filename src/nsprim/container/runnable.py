@@ -9,8 +9,7 @@ module is: building a configuration stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable, Sequence
 from io import FileIO
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass
 from .._readiness import readable_async, wait_any_readable
@@ -26,6 +25,7 @@ from .config import ContainerConfig, Network
 from .launch import launch
 from .terminal import attach, set_terminal_size
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..cgroup.watch import PressureTrigger
     from ..spawning import StdioArg

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from .._dataclass import replace
 from ..errors import ConfigError, NsprimError, TimeoutExpired
@@ -27,6 +26,7 @@ from .running import ContainerResult, RunningContainer
 from .terminal import TERMINAL_FD, TerminalChannel, attach, relay, terminal_size
 from .userns import auto_id_maps, check_payload_ids, id_maps
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from .pool import Supply
 

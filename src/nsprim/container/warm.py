@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .host import create_cgroup
 from .pool import MAX_BACKLOG, Supply, root_preparer
 from .runnable import Runnable
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from .config import ContainerConfig
 

@@ -24,12 +24,12 @@ import signal
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass
 from ..errors import ImageError
 from .model import ImageConfig
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..container import Container
 

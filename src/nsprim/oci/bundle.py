@@ -23,7 +23,6 @@ import secrets
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..container import ContainerConfig
 from ..errors import SpecError
@@ -46,6 +45,7 @@ from .spec import (
     User,
 )
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..cgroup import Resources
     from ..idmap import IdMap

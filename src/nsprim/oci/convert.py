@@ -25,7 +25,6 @@ import os
 import resource
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._dataclass import dataclass
 from .._sys import C
@@ -58,6 +57,7 @@ from .honour import check_spec
 from .mounts import device_steps, mount_steps, path_steps, propagation_steps, sysctl_steps
 from .spec import LinuxIDMapping, LinuxNamespaceType, Process, Spec
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from .._paths import StrPath
 

@@ -8,10 +8,9 @@ that apply them; :mod:`nsprim.security.capabilities` and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .._lazy import lazy_names, names_of
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from .capabilities import DOCKER_DEFAULT_CAPS, Capabilities, Capability, CapabilitySet, last_cap
     from .errors import SeccompProfileError, SecurityConfigError, UnknownCapabilityError, UnknownSyscallError

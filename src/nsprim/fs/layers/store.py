@@ -40,7 +40,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ..._dataclass import dataclass
 from ..._paths import StrPath
@@ -53,6 +52,7 @@ from .limits import DEFAULT_LIMITS, ExtractLimits
 from .members import TarSource
 from .tree import remove_tree, walk
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from ..rootfs import RootFS
 

@@ -20,13 +20,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable
 
-from ...cgroup import ROOT, CGroup, Controller, Resources
 from ...errors import SpecError, SyscallError
-from ...plan import Step, WriteFile
-from ..resources import DeviceRule, device_rules, to_resources
-from ..spec import LinuxResources, Spec
+
+TYPE_CHECKING = False  # `delete` needs remove_default_parent only: the spec model and the plan are imported late
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ...cgroup import CGroup, Resources
+    from ...plan import Step
+    from ..resources import DeviceRule
+    from ..spec import LinuxResources, Spec
 
 __all__ = [
     "DEFAULT_PARENT",
@@ -45,20 +49,21 @@ DEFAULT_PARENT = "nsprim-runtime"
 
 # The devices every container has (runtime-spec "Default Devices", /dev/pts and /dev/ptmx with them),
 # allowed after the spec's own rules as runc and crun allow them.
-_DEFAULT_ALLOWED = tuple(
-    DeviceRule(True, "c", major, minor, "rwm")
-    for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, None))
-)
+_DEFAULT_ALLOWED = ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, None))
 
 
 class Limits:
     """A spec's ``linux.resources``, checked: the cgroup limits and the device rules."""
 
     def __init__(self, resources: LinuxResources | None, path: str = "linux.resources") -> None:
+        from ..resources import DeviceRule, device_rules, to_resources
+
         self.resources: Resources = to_resources(resources, path)
         rules = device_rules(resources, path)
-        self.devices: tuple[DeviceRule, ...] = (*rules, *_DEFAULT_ALLOWED) if rules else ()
+        default = tuple(DeviceRule(True, "c", major, minor, "rwm") for major, minor in _DEFAULT_ALLOWED)
+        self.devices: tuple[DeviceRule, ...] = (*rules, *default) if rules else ()
         if self.devices:
+            from ...cgroup import Controller
             from ...cgroup.host import cached_host_info
 
             where = cached_host_info().controllers.get(Controller.DEVICES)
@@ -82,6 +87,8 @@ def cgroup_path(spec: Spec, container_id: str) -> str:
         return f"/{DEFAULT_PARENT}/{container_id}"
     if raw.startswith("/"):
         return os.path.normpath(raw)
+    from ...cgroup import CGroup
+
     own = CGroup.from_pid().path
     return os.path.normpath(f"{own.rstrip('/')}/{raw}")
 
@@ -95,6 +102,8 @@ def apply_devices(group: CGroup, rules: tuple[DeviceRule, ...]) -> None:
     """Write the device rules, in order, to the group's v1 devices controller."""
     if not rules:
         return
+    from ...cgroup import Controller
+
     directory = group.directory(Controller.DEVICES)
     for rule in rules:
         target = directory / ("devices.allow" if rule.allow else "devices.deny")
@@ -119,6 +128,8 @@ def create_group(
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise SpecError(f'linux.cgroupsPath: "{path}" is not a group below the root', field="linux.cgroupsPath")
+    from ...cgroup import ROOT, CGroup
+
     for attempt in (1, 2):
         parent: CGroup | str = ROOT
         for name in parts[:-1]:
@@ -149,6 +160,7 @@ def remove_default_parent(path: str | None) -> None:
 def placement(group: CGroup) -> tuple[list[Step], int]:
     """The steps that join the v1 groups, and a descriptor of the v2 group to be born in (or -1)."""
     from ... import _sys
+    from ...plan import WriteFile
 
     dirs = group.directories
     v2 = [d for h, d in dirs.items() if h.version == 2]

@@ -321,7 +321,6 @@ def _spawn(
     from ... import lowlevel
     from ...handoff import WaitStart
     from ...plan import Plan
-    from ...spawning import id_map_writer
     from ..convert import BundlePlan
     from .cgroups import placement
 
@@ -329,7 +328,10 @@ def _spawn(
     joins, cgroup_fd = placement(group)
     actions: list[lowlevel.ParentAction] = []
     if plan.uid_map is not None or plan.gid_map is not None:
-        actions.append(id_map_writer(plan.uid_map, plan.gid_map, deny_setgroups=os.geteuid() != 0))
+        from ...idmap import write_id_maps  # (not spawning's id_map_writer: that module costs 3 ms to import)
+
+        uid_map, gid_map, deny = plan.uid_map, plan.gid_map, os.geteuid() != 0
+        actions.append(lambda pid: write_id_maps(pid, uid_map, gid_map, deny_setgroups=deny))
     if early:
         from .hooks import run_hooks
 

@@ -11,10 +11,9 @@ installs the finished program, as the last step before ``exec``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..._lazy import lazy_names, names_of
 
+TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
     from .arch import ARCHES, Arch, get_arch, native_arch
     from .bpf import compile_profile
