@@ -562,6 +562,14 @@ def report(found: dict[str, object], floor: int, method: str, tools: list[Tool])
         if n in first["references_cpu_ms"]
     ]
     print("growth of the CPU time, same run: " + ", ".join(cpu))
+    same = "C same steps"
+    if not lat_ok and same in first["references_ms"] and same in top["references_ms"]:
+        kernel = top["references_ms"][same] - first["references_ms"][same]
+        ours = top["start_ms_median"] - first["start_ms_median"]
+        print(
+            f"the kernel's part: nsprim's system calls alone, in C, grow by {kernel:+.2f} ms; "
+            f"nsprim by {ours:+.2f} ms, {ours - kernel:+.2f} ms beyond them"
+        )
     threads = {r["driver_threads"] for r in rows}
     print(f"driver threads at every level: {sorted(threads)} (nsprim keeps no thread per container)")
     return mem_ok and lat_ok
