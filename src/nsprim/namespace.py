@@ -17,7 +17,6 @@ import contextlib
 import enum
 import errno
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -320,6 +319,8 @@ class Namespace:
         except SyscallError as exc:
             hint = None
             if exc.errno == errno.EINVAL and self.type in (NamespaceType.MNT, NamespaceType.USER):
+                import threading  # only here: a container's start imports no threading
+
                 if threading.active_count() > 1:
                     hint = "the kernel refuses mount and user namespace changes to a multi-threaded process"
                 elif self.type is NamespaceType.MNT:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import threading
+import _thread
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,7 +36,7 @@ __all__ = [
 
 _HEADER = struct.Struct("iii")  # op, pid, length of the path that follows
 _PATH_MAX = 4088
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading's Lock, without the import of threading
 _state: dict[str, int] = {}  # "fd" and "owner" (the pid that started it)
 
 

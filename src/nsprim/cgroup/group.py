@@ -32,11 +32,14 @@ from nsprim.cgroup.host import (
 )
 from nsprim.cgroup.naming import validate_name, validate_path
 from nsprim.cgroup.resources import Resources
-from nsprim.cgroup.stats import Stats, read_stats
 from nsprim.cgroup.tree import enable_v2_controllers, init_cpuset, resource_writes, rmdir_retrying
 from nsprim.cgroup.v1 import MemoryNow
-from nsprim.cgroup.watch import GroupEventKind, GroupEventWatch, PressureTrigger
 from nsprim.errors import CGroupBusyError, CGroupTimeoutError, ConfigError, SyscallError, UnsupportedError
+
+TYPE_CHECKING = False  # the statistics and the event watch are imported by the methods that use them
+if TYPE_CHECKING:
+    from nsprim.cgroup.stats import Stats
+    from nsprim.cgroup.watch import GroupEventKind, GroupEventWatch, PressureTrigger
 
 __all__ = ["CGroup", "CGroupBusyError", "ROOT"]
 
@@ -497,6 +500,8 @@ class CGroup:
         from_zero: bool = False,
     ) -> GroupEventWatch:
         """The descriptors that signal the group's events: a :class:`~nsprim.cgroup.watch.GroupEventWatch`."""
+        from nsprim.cgroup.watch import GroupEventWatch
+
         return GroupEventWatch(self, kinds, pressure, from_zero=from_zero)
 
     def directory_of_memory(self) -> tuple[int, Path]:
@@ -508,6 +513,8 @@ class CGroup:
 
         ``full=False`` reads the totals only (no ``memory.stat``, I/O or pressure).
         """
+        from nsprim.cgroup.stats import read_stats
+
         return read_stats(self.locate, self.unified_dir, full=full)
 
     # ----------------------------------------------------------------- freezing and killing
