@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import nsprim
+import nsprim.cli
 
 from .conftest import requires_root
 
@@ -120,6 +121,23 @@ def test_cgroup_info_limits_and_doctor() -> None:
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["ns", "exec", "--help"]])
 def test_help(argv: list[str]) -> None:
     assert cli(*argv).returncode == 0
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--debug", "-h", "run"], ["nope"]])
+def test_the_top_level_help_and_errors_list_every_command(argv: list[str]) -> None:
+    # A known command is parsed with its subparser alone; what lists the commands still sees them all.
+    r = cli(*argv)
+    shown = r.stdout + r.stderr
+    assert all(name in shown for name in nsprim.cli.COMMANDS), shown
+
+
+def test_a_command_line_builds_its_own_subparser_only() -> None:
+    from nsprim.cli import _parser
+
+    parser = _parser(["run"], only=True)
+    choices = next(a.choices for a in parser._actions if a.dest == "command")
+    assert list(choices) == ["run"]
+    assert parser.parse_args(["run", "--rootfs", "/", "x"]).rootfs == "/"
 
 
 NS_PROBE = "for t in mnt uts ipc pid net cgroup; do readlink /proc/self/ns/$t; done; hostname"

@@ -13,10 +13,10 @@ that clean up themselves ``forget`` their registrations.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import struct
-import _thread
 from collections.abc import Iterable
 from pathlib import Path
 
