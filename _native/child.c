@@ -159,11 +159,14 @@ static int do_fdmap(struct child_ctx *ctx, const struct nsp_step *s)
     for (int i = 0; i < npairs; i++)
         if (s->ints[2 * i + 1] > maxdst)
             maxdst = s->ints[2 * i + 1];
-    /* Our own pipes must survive the renumbering. */
-    int r = lift_fd(ctx->report_fd, maxdst); /* the report fd is always open */
-    if (r < 0)
-        return r;
-    ctx->report_fd = r;
+    /* Our own pipes must survive the renumbering (no report pipe: a plan run in place). */
+    int r;
+    if (ctx->report_fd >= 0) {
+        r = lift_fd(ctx->report_fd, maxdst);
+        if (r < 0)
+            return r;
+        ctx->report_fd = r;
+    }
     if (ctx->sync_fd >= 0) {
         r = lift_fd(ctx->sync_fd, maxdst);
         if (r < 0)
@@ -500,14 +503,11 @@ static int run_step(struct child_ctx *ctx, const struct nsp_step *s)
     return -EINVAL; /* not a kind */
 }
 
-int nsp_child_main(void *arg)
+/* Run the steps of ctx->cfg from the first; -1 when all ran, else the index
+ * of the step that failed, its errno in *err. */
+static int run_plan(struct child_ctx *ctx, long long *times, int *err)
 {
-    struct child_ctx *ctx = arg;
     const struct nsp_spawn_config *cfg = ctx->cfg;
-    long long *times = cfg->use_vfork ? cfg->step_ns : NULL; /* shared memory only */
-    reset_signals(ctx->handlers_cleared);
-    if (times)
-        times[1] = nsp_clock_ns();
     for (int i = 0; i < cfg->nprefix + cfg->nsteps; i++) {
         const struct nsp_step *s = i < cfg->nprefix ? &cfg->prefix[i] : &cfg->steps[i - cfg->nprefix];
         if (s->kind != NSP_STEP_MOUNT_IN_ROOT && s->kind != NSP_STEP_CREATE_IN_ROOT)
@@ -522,16 +522,75 @@ int nsp_child_main(void *arg)
         if (r == -ENOENT && (s->flags & NSP_STEP_OPTIONAL))
             continue;
         if (r < 0) {
-            /* exec may have restored the mask before failing */
-            sigset_t all;
-            sigfillset(&all);
-            sigprocmask(SIG_SETMASK, &all, NULL);
-            child_fail(ctx, i, -r);
+            *err = -r;
+            return i;
         }
+    }
+    nsp_root_cache_drop(&ctx->root);
+    return -1;
+}
+
+int nsp_child_main(void *arg)
+{
+    struct child_ctx *ctx = arg;
+    const struct nsp_spawn_config *cfg = ctx->cfg;
+    long long *times = cfg->use_vfork ? cfg->step_ns : NULL; /* shared memory only */
+    reset_signals(ctx->handlers_cleared);
+    if (times)
+        times[1] = nsp_clock_ns();
+    int err = 0;
+    int failed = run_plan(ctx, times, &err);
+    if (failed >= 0) {
+        /* exec may have restored the mask before failing */
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        child_fail(ctx, failed, err);
     }
     /* A plan without an exec step: the setup itself was the job. */
     __atomic_store_n(&ctx->progress->kind, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&ctx->progress->step, cfg->nprefix + cfg->nsteps, __ATOMIC_RELEASE);
-    nsp_root_cache_drop(&ctx->root);
     _exit(0);
+}
+
+/* The kinds a plan run in the calling process may not have: they need a
+ * parent on the other side of a clone, or would end the process. */
+static int here_refused(int kind)
+{
+    return kind == NSP_STEP_SYNC || kind == NSP_STEP_INIT || kind == NSP_STEP_KEEP_FD
+        || kind == NSP_STEP_WAIT_START || kind == NSP_STEP_EXEC;
+}
+
+int nsp_run_plan_here(const struct nsp_spawn_config *cfg, struct nsp_report *report)
+{
+    struct nsp_progress progress;
+    struct child_ctx ctx;
+    memset(&progress, 0, sizeof progress);
+    memset(&ctx, 0, sizeof ctx);
+    progress.step = -1;
+    ctx.cfg = cfg;
+    ctx.report_fd = -1;
+    ctx.sync_fd = -1;
+    ctx.progress = &progress;
+    nsp_root_cache_init(&ctx.root);
+    for (int i = 0; i < cfg->nprefix + cfg->nsteps; i++) {
+        const struct nsp_step *s = i < cfg->nprefix ? &cfg->prefix[i] : &cfg->steps[i - cfg->nprefix];
+        if (here_refused(s->kind)) {
+            report->index = i;
+            report->kind = s->kind;
+            report->err = EINVAL;
+            report->part = NSP_PART_NONE;
+            return 1;
+        }
+    }
+    int err = 0;
+    int failed = run_plan(&ctx, NULL, &err);
+    if (failed < 0)
+        return 0;
+    nsp_root_cache_drop(&ctx.root);
+    report->index = failed;
+    report->kind = failed < cfg->nprefix ? cfg->prefix[failed].kind : cfg->steps[failed - cfg->nprefix].kind;
+    report->err = err;
+    report->part = ctx.part;
+    return 1;
 }

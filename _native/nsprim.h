@@ -306,6 +306,14 @@ enum nsp_step_part {
 
 int nsp_spawn(const struct nsp_spawn_config *config, struct nsp_spawn_result *result);
 
+/* Run a plan's steps in the calling process, as a child would after clone
+ * (for a process forked by a warm interpreter, which then goes on in
+ * Python): no clone, no exec.  clone_flags, cgroup_fd, pidns_fd, use_vfork,
+ * kept_fds and step_ns are ignored; SYNC, INIT, KEEP_FD, WAIT_START and EXEC
+ * steps are refused (EINVAL) before any step runs.  Returns 0 once every
+ * step ran, or 1 with *report naming the step that failed. */
+int nsp_run_plan_here(const struct nsp_spawn_config *config, struct nsp_report *report);
+
 /* A new network namespace, made on (and left by) the calling thread, with
  * its loopback up if lo_up: returns a descriptor of it (O_CLOEXEC) or -errno.
  * For pools that prepare namespaces before the containers that join them. */

@@ -100,6 +100,9 @@ class Process:
         #: With ``start(monitor=...)``: the link to the monitor that is the process's parent (we
         #: are not): waiting asks it, and :meth:`close` lets the process go on instead of killing it.
         self.monitor: _spawn.MonitorLink | None = None
+        #: The link to a parent of ours that reports how the process ended (a zygote, which
+        #: forked it): waiting asks it; :meth:`close` still kills the process.
+        self.exit_link: _spawn.MonitorLink | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"returncode={self.returncode}"
@@ -115,8 +118,9 @@ class Process:
     def _reap(self, options: int) -> int | None:
         if self.returncode is not None:
             return self.returncode
-        if self.monitor is not None:
-            status = self.monitor.exit_status(block=not options & os.WNOHANG)
+        link = self.monitor or self.exit_link
+        if link is not None:
+            status = link.exit_status(block=not options & os.WNOHANG)
             if status is not None:
                 self.returncode = status
                 self._close_pidfd()
@@ -147,8 +151,9 @@ class Process:
         :meth:`poll` returns the status."""
         if self.returncode is not None:
             return -1
-        if self.monitor is not None and self.monitor.fd >= 0:
-            return self.monitor.fd
+        link = self.monitor or self.exit_link
+        if link is not None and link.fd >= 0:
+            return link.fd
         return self._pidfd
 
     def wait(self, timeout: float | None = None) -> int:
@@ -311,6 +316,8 @@ class Process:
         self._close_pipes()
         if self.monitor is not None:
             self.monitor.close()
+        if self.exit_link is not None:
+            self.exit_link.close()
         self._close_pidfd()
 
     def _close_pipes(self) -> None:
@@ -332,8 +339,10 @@ class Process:
         with contextlib.suppress(Exception):
             if self.monitor is not None:
                 self.monitor.close()
-            elif self.returncode is None and self._pidfd >= 0:
+            elif self.returncode is None and self._pidfd >= 0 and self.exit_link is None:
                 self.poll()
+            if self.exit_link is not None:
+                self.exit_link.close()
             self._close_pidfd()
 
 

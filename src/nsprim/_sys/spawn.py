@@ -47,6 +47,7 @@ __all__ = [
     "spawn",
     "read_report",
     "release",
+    "run_here",
     "Report",
 ]
 
@@ -488,3 +489,24 @@ def release(handles: SpawnHandles) -> None:
     """Free what :func:`read_report` would have, for a spawn whose report is not read."""
     if handles.native is not None:
         lib.nsp_spawn_release(handles.native)
+
+
+def run_here(plan: EncodedPlan, *, prefix: EncodedPlan | None = None) -> Report | None:
+    """Run *prefix*, then *plan*, in this process, as a spawned child would (no clone, no exec):
+    ``None`` once every step ran, else the :class:`Report` of the step that failed.
+
+    For a process forked by a warm interpreter, which goes on in Python once
+    its setup is done; a plan with a step that needs a parent across a clone
+    (sync, init, keep-fd, wait-start) or an exec is refused, as that step's failure (EINVAL)."""
+    config = _ffi.new("struct nsp_spawn_config *")
+    config.cgroup_fd = -1
+    config.pidns_fd = -1
+    config.steps = plan.steps
+    config.nsteps = plan.count
+    if prefix is not None:
+        config.prefix = prefix.steps
+        config.nprefix = prefix.count
+    report = _ffi.new("struct nsp_report *")
+    if lib.nsp_run_plan_here(config, report) == 0:
+        return None
+    return Report(report.index, report.kind, report.err, report.part)

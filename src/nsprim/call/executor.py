@@ -27,12 +27,17 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .._dataclass import dataclass, replace
 from ..container import Container
-from ..container.calling import CallResult, call_in, find_python
+from ..container.calling import CallResult, StartedCall, call_in, find_python, finish_call, start_call
+from ..container.launch import Spawner
 from ..errors import ConfigError
+from .zygote import Zygote, refusal
+
+if TYPE_CHECKING:
+    from ..container.pool import Supply
 
 __all__ = ["SandboxExecutor"]
 
@@ -73,7 +78,7 @@ class _CallFuture(Future[T]):
         if super().cancel():
             return True
         stopper = self._stopper
-        if stopper is not None:
+        if stopper is not None and not self.done():  # (done: answered, its container being removed)
             stopper.stop()
         return False
 
@@ -93,8 +98,11 @@ class _Workers:
     """What the worker threads share, apart from the executor (which may be collected while they run):
     the queue, the kill switches of the running calls, the threads."""
 
-    def __init__(self, container: Container, timeout: float | None, capture_output: bool, trusted: bool) -> None:
+    def __init__(
+        self, container: Container, max_workers: int, timeout: float | None, capture_output: bool, trusted: bool
+    ) -> None:
         self.config = container.config
+        self.max_workers = max_workers
         self.timeout = timeout
         self.capture_output = capture_output
         self.trusted = trusted
@@ -105,18 +113,79 @@ class _Workers:
         self.running: set[_Stopper] = set()
         self.stopping = False
         self.cancelled = False
+        self.ended = 0  # worker threads that ended
+        self.cleanup_error: BaseException | None = None  # raised by shutdown(wait=True)
+        # The warm path (see nsprim.call.zygote): made with the first worker, closed by the last.
+        self.warm_path = refusal(self.config) is None
+        self.zygote: Zygote | None = None
+        self.supply: Supply | None = None
 
     def run(self) -> None:
-        while (work := self.queue.get()) is not None:
-            if self.cancelled:  # taken from the queue just before shutdown(cancel_futures=True) emptied it
-                work.future.cancel()
-            elif work.future.set_running_or_notify_cancel():
-                self._settle(work)
-            del work
-            self.idle.release()
-        self.queue.put(None)  # for the next worker
+        ready: StartedCall | None = None
+        try:
+            while True:
+                if ready is None:
+                    ready = self._start_ahead()
+                work = self.queue.get()
+                if work is None:
+                    break
+                if self.cancelled:  # taken from the queue just before shutdown(cancel_futures=True) emptied it
+                    work.future.cancel()
+                elif work.future.set_running_or_notify_cancel():
+                    self._settle(work, ready)
+                    ready = None
+                del work
+                self.idle.release()
+            self.queue.put(None)  # for the next worker
+        finally:
+            if ready is not None:
+                ready.close()
+            with self.lock:
+                self.ended += 1
+                last = self.stopping and self.ended == len(self.threads)
+            if last:
+                self.close_warm_path()
 
-    def _settle(self, work: _Work) -> None:
+    def _start_ahead(self) -> StartedCall | None:
+        """On the warm path, the next call's container, started before the call comes: its
+        request is all that is left to do.  None if it cannot be (the call then starts its own,
+        and its future gets the reason)."""
+        if not self.warm_path or self.stopping:
+            return None
+        try:
+            warm, spawner = self._warm()
+            if spawner is None:
+                return None
+            return start_call(self.config, capture_output=self.capture_output, warm=warm, spawner=spawner)
+        except Exception:
+            return None
+
+    def _warm(self) -> tuple[Supply | None, Spawner | None]:
+        """The zygote and the supply of prepared namespaces and cgroups, made on first use."""
+        if not self.warm_path:
+            return None, None
+        with self.lock:
+            if self.zygote is None and not self.stopping:
+                from ..container.host import create_cgroup
+                from ..container.pool import Supply, root_preparer
+
+                config = self.config
+                self.zygote = Zygote()
+                make_cgroup = lambda name: create_cgroup(name, config, watch=True)  # noqa: E731
+                self.supply = Supply(config, self.max_workers, make_cgroup, root_preparer(config))
+            zygote, supply = self.zygote, self.supply
+        return supply, zygote.spawn_steps if zygote is not None else None
+
+    def close_warm_path(self) -> None:
+        with self.lock:
+            zygote, supply = self.zygote, self.supply
+            self.zygote = self.supply = None
+        if supply is not None:
+            supply.close()
+        if zygote is not None:
+            zygote.close()
+
+    def _settle(self, work: _Work, ready: StartedCall | None) -> None:
         stopper = _Stopper()
         with self.lock:
             self.running.add(stopper)
@@ -124,20 +193,40 @@ class _Workers:
             if self.cancelled:
                 stopper.stop()
         try:
-            result = call_in(
-                self.config,
-                work.fn,
-                work.args,
-                work.kwargs,
-                timeout=self.timeout,
-                capture_output=self.capture_output,
-                trusted=self.trusted,
-                cancel_fd=stopper.read_fd,
-            )
+            if ready is not None:
+                result = finish_call(
+                    ready,
+                    work.fn,
+                    work.args,
+                    work.kwargs,
+                    timeout=self.timeout,
+                    trusted=self.trusted,
+                    cancel_fd=stopper.read_fd,
+                    answered=None if work.whole else work.future.set_result,
+                )
+            else:
+                warm, spawner = self._warm()
+                result = call_in(
+                    self.config,
+                    work.fn,
+                    work.args,
+                    work.kwargs,
+                    timeout=self.timeout,
+                    capture_output=self.capture_output,
+                    trusted=self.trusted,
+                    cancel_fd=stopper.read_fd,
+                    warm=warm,
+                    spawner=spawner,
+                )
         except BaseException as e:  # what the call raised is the future's, as a thread pool's
-            work.future.set_exception(e)
+            if not work.future.done():
+                work.future.set_exception(e)
+            else:  # it has its value: what failed is the removal of an answered call's container
+                with self.lock:
+                    self.cleanup_error = self.cleanup_error or e
         else:
-            work.future.set_result(result if work.whole else result.value)
+            if not work.future.done():
+                work.future.set_result(result if work.whole else result.value)
         finally:
             with self.lock:
                 self.running.discard(stopper)
@@ -150,11 +239,14 @@ class _Workers:
             if self.stopping:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self.queue.put(work)
-            if self.idle.acquire(blocking=False) or len(self.threads) >= max_workers:
-                return
-            thread = threading.Thread(target=self.run, name=f"SandboxExecutor-{len(self.threads)}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+            if self.warm_path:  # all at once: each starts the container of its next call ahead
+                wanted = max_workers - len(self.threads)
+            else:
+                wanted = 0 if self.idle.acquire(blocking=False) or len(self.threads) >= max_workers else 1
+            for _ in range(wanted):
+                thread = threading.Thread(target=self.run, name=f"SandboxExecutor-{len(self.threads)}", daemon=True)
+                thread.start()
+                self.threads.append(thread)
 
     def stop(self, cancel: bool) -> None:
         """No more calls; with *cancel*, the queued ones cancelled and the running ones killed."""
@@ -183,6 +275,8 @@ class _Workers:
         for thread in list(self.threads):
             if thread is not threading.current_thread():
                 thread.join()
+        if not self.threads or all(not t.is_alive() for t in self.threads):
+            self.close_warm_path()  # (the last worker did, unless none ever ran)
 
 
 # The executors not shut down when the interpreter exits: their calls are waited for, as a thread pool's.
@@ -249,7 +343,7 @@ class SandboxExecutor(Executor):
         replace(config, argv=(find_python(config),)).validate()  # the command a call puts in
         self.template = template
         self.max_workers = max_workers
-        self._workers = _Workers(template, timeout, capture_output, trusted)
+        self._workers = _Workers(template, max_workers, timeout, capture_output, trusted)
         _unfinished.add(self)
         # Collected without a shutdown: the workers finish what is queued, then end.
         weakref.finalize(self, self._workers.stop, False)
@@ -278,6 +372,9 @@ class SandboxExecutor(Executor):
         _unfinished.discard(self)
         if wait:
             self._workers.join()
+            error, self._workers.cleanup_error = self._workers.cleanup_error, None
+            if error is not None:
+                raise error
 
     def __repr__(self) -> str:
         return f"<SandboxExecutor max_workers={self.max_workers} template={self.template!r}>"

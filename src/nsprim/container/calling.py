@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .._dataclass import dataclass, replace
 from .._readiness import wait_any_readable
@@ -42,14 +42,18 @@ from ..call.errors import (
     UnsafeResultError,
 )
 from ..cgroup import Stats
-from ..errors import ConfigError, TimeoutExpired
+from ..errors import ConfigError, NsprimError, TimeoutExpired
 from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE
 from .config import ContainerConfig, RootKind
+from .launch import Spawner
 from .running import RunningContainer
 from .start import start_container
 
-__all__ = ["CallResult", "call_in", "find_python", "HOST_VERSION"]
+if TYPE_CHECKING:
+    from .pool import Supply
+
+__all__ = ["CallResult", "StartedCall", "call_in", "start_call", "finish_call", "find_python", "HOST_VERSION"]
 
 T = TypeVar("T")
 
@@ -332,55 +336,120 @@ def _exchange(
         sel.close()
 
 
-def call_in(
+class StartedCall:
+    """A call's container, started and waiting for its request (:func:`start_call`).
+
+    :func:`finish_call` sends the request and owns it from then on;
+    :meth:`close` throws away one never used (its container killed and removed)."""
+
+    def __init__(self, box: RunningContainer, sock: socket.socket, python: str, capture_output: bool) -> None:
+        self.box = box
+        self.sock = sock
+        self.python = python
+        self.capture_output = capture_output
+
+    def close(self) -> None:
+        """Kill the container and remove what it used; close the request socket."""
+        try:
+            self.box.close()
+        finally:
+            self.sock.close()
+
+
+def start_call(
     config: ContainerConfig,
+    *,
+    capture_output: bool = False,
+    warm: Supply | None = None,
+    spawner: Spawner | None = None,
+) -> StartedCall:
+    """Start a container of *config* whose payload waits for a call's request (see :func:`call_in`)."""
+    if config.tty or config.detach:
+        raise ConfigError("a call's container has no tty and is not detached: it answers this process", what="call")
+    python = find_python(config)
+    # -I: no PYTHON* variables, no user site, no current directory on the path
+    config = replace(config, argv=(python, "-I", "-c", _program()))
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        out = PIPE if capture_output else None
+        try:
+            box = start_container(
+                config,
+                stdin=DEVNULL,
+                stdout=out,
+                stderr=out,
+                pass_fds={payload.REQUEST_FD: theirs.fileno()},
+                warm=warm,
+                spawner=spawner,
+            )
+        finally:
+            theirs.close()
+    except BaseException:
+        mine.close()
+        raise
+    return StartedCall(box, mine, python, capture_output)
+
+
+def finish_call(
+    started: StartedCall,
     fn: Callable[..., T],
     args: Sequence[object] = (),
     kwargs: Mapping[str, object] | None = None,
     *,
     timeout: float | None = None,
-    capture_output: bool = False,
     trusted: bool = False,
     cancel_fd: int = -1,
+    answered: Callable[[T], None] | None = None,
 ) -> CallResult[T]:
-    """Run ``fn(*args, **kwargs)`` in a fresh container of *config*; see
-    :meth:`Container.call_result <nsprim.container.Container.call_result>`.
+    """Send ``fn(*args, **kwargs)`` to the started call, read its answer, and remove its container
+    (on every path: *started* is used up).
 
-    Once *cancel_fd* (if not -1) is readable the container is killed and
-    :class:`~nsprim.errors.CallCancelledError` raised: how
-    :class:`~nsprim.call.executor.SandboxExecutor` stops the calls it runs."""
-    if config.tty or config.detach:
-        raise ConfigError("a call's container has no tty and is not detached: it answers this process", what="call")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"call timeout {timeout!r}: more than 0 seconds", what="timeout")
-    python = find_python(config)
-    root = config.root
-    data = request(fn, args, kwargs or {}, trusted=trusted, host=root is None or root.kind is RootKind.HOST)
-    # -I: no PYTHON* variables, no user site, no current directory on the path
-    config = replace(config, argv=(python, "-I", "-c", _program()))
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    with mine:
-        out = PIPE if capture_output else None
-        try:
-            box = start_container(
-                config, stdin=DEVNULL, stdout=out, stderr=out, pass_fds={payload.REQUEST_FD: theirs.fileno()}
-            )
-        finally:
-            theirs.close()
-        with box:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            got = _exchange(box, mine, data, deadline, cancel_fd)
-            if not (got.timed_out or got.oversized or got.cancelled):
-                try:  # it answered, or closed the socket: its end is near, or it is past its time
-                    _wait_exit(box, deadline, cancel_fd)
-                except TimeoutExpired:
-                    got.timed_out = True
-                except _Cancelled:
-                    got.cancelled = True
-            if got.timed_out or got.oversized or got.cancelled:
-                box.kill()
-            status = box.wait()
-            stats, oom_killed = box.final_stats, box.oom_killed
+    *answered* gets the value as soon as the answer is read, before the container is
+    waited for and removed (the result's status and stats need those): what an executor
+    gives a future that wants only the value."""
+    try:
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"call timeout {timeout!r}: more than 0 seconds", what="timeout")
+        root = started.box.config.root
+        data = request(fn, args, kwargs or {}, trusted=trusted, host=root is None or root.kind is RootKind.HOST)
+    except BaseException:
+        started.close()
+        raise
+    return _finish(started, data, timeout, trusted, cancel_fd, answered)
+
+
+def _finish(
+    started: StartedCall,
+    data: bytes,
+    timeout: float | None,
+    trusted: bool,
+    cancel_fd: int,
+    answered: Callable[[T], None] | None = None,
+) -> CallResult[T]:
+    box, mine = started.box, started.sock
+    decoded: tuple[bool, object] | None = None  # (True, value) or (False, the exception reading it raised)
+    with mine, box:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        got = _exchange(box, mine, data, deadline, cancel_fd)
+        if got.answer and not (got.timed_out or got.oversized or got.cancelled):
+            try:
+                decoded = (True, _value(got, started.python, trusted))
+            except NsprimError as exc:  # raised once the container is gone, as any call's error
+                decoded = (False, exc)
+            if decoded[0] and answered is not None:
+                answered(decoded[1])  # type: ignore[arg-type]
+        if not (got.timed_out or got.oversized or got.cancelled):
+            try:  # it answered, or closed the socket: its end is near, or it is past its time
+                _wait_exit(box, deadline, cancel_fd)
+            except TimeoutExpired:
+                got.timed_out = True
+            except _Cancelled:
+                got.cancelled = True
+        if got.timed_out or got.oversized or got.cancelled:
+            box.kill()
+        status = box.wait()
+        stats, oom_killed = box.final_stats, box.oom_killed
+    capture_output = started.capture_output
     stdout = b"".join(got.out) if capture_output else None
     stderr = b"".join(got.err) if capture_output else None
     if got.cancelled:
@@ -393,9 +462,42 @@ def call_in(
     elif not got.answer:
         died = CallDiedError(box.id, status, oom_killed=oom_killed)
     else:
-        return _result(got, python, trusted, stdout, stderr, stats, status)
+        assert decoded is not None
+        if not decoded[0]:
+            raise decoded[1]  # type: ignore[misc]
+        return CallResult(decoded[1], stdout, stderr, stats, status)  # type: ignore[arg-type]
     died.stats = stats
     raise died
+
+
+def call_in(
+    config: ContainerConfig,
+    fn: Callable[..., T],
+    args: Sequence[object] = (),
+    kwargs: Mapping[str, object] | None = None,
+    *,
+    timeout: float | None = None,
+    capture_output: bool = False,
+    trusted: bool = False,
+    cancel_fd: int = -1,
+    warm: Supply | None = None,
+    spawner: Spawner | None = None,
+) -> CallResult[T]:
+    """Run ``fn(*args, **kwargs)`` in a fresh container of *config*; see
+    :meth:`Container.call_result <nsprim.container.Container.call_result>`.
+
+    Once *cancel_fd* (if not -1) is readable the container is killed and
+    :class:`~nsprim.errors.CallCancelledError` raised: how
+    :class:`~nsprim.call.executor.SandboxExecutor` stops the calls it runs.
+    *warm* and *spawner* are :func:`~nsprim.container.start.start_container`'s: with a
+    zygote's spawner, the payload is the zygote's fork, not a new interpreter."""
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"call timeout {timeout!r}: more than 0 seconds", what="timeout")
+    root = config.root
+    # The request first: what cannot be pickled is refused before a container starts.
+    data = request(fn, args, kwargs or {}, trusted=trusted, host=root is None or root.kind is RootKind.HOST)
+    started = start_call(config, capture_output=capture_output, warm=warm, spawner=spawner)
+    return _finish(started, data, timeout, trusted, cancel_fd)
 
 
 class _Cancelled(Exception):
@@ -419,19 +521,10 @@ def _wait_exit(box: RunningContainer, deadline: float | None, cancel_fd: int) ->
     box.wait()
 
 
-def _result(
-    got: _Exchange,
-    python: str,
-    trusted: bool,
-    stdout: bytes | None,
-    stderr: bytes | None,
-    stats: Stats | None,
-    status: int,
-) -> CallResult[T]:
+def _value(got: _Exchange, python: str, trusted: bool) -> object:
     try:
-        value = read_answer(bytes(got.answer), trusted=trusted)
+        return read_answer(bytes(got.answer), trusted=trusted)
     except RemoteError as e:
         if e.remote_type == _MISMATCH and e.remote_args:
             raise PythonVersionError(python, str(e.remote_args[0]), HOST_VERSION) from None
         raise
-    return CallResult(value, stdout, stderr, stats, status)  # type: ignore[arg-type]

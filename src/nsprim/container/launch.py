@@ -18,7 +18,12 @@ if TYPE_CHECKING:
 
     from .._sys.spawn import MonitorSpec
 
-__all__ = ["launch", "launch_steps"]
+__all__ = ["launch", "launch_steps", "Spawner"]
+
+#: What starts a built plan instead of the native core's clone (a zygote's fork): given the plan,
+#: the payload's arguments and the descriptors to close once the child has its copies, the waits
+#: of :func:`~nsprim.lowlevel.start_steps` and the process.
+Spawner = Callable[[ChildPlan, list[str], list[int]], Waits[Process]]
 
 
 def _debug_log() -> logging.Logger | None:
@@ -63,8 +68,10 @@ def launch_steps(
     log_id: str | None = None,
     monitor: MonitorSpec | None = None,
     on_clone: Callable[[int], None] | None = None,
+    spawner: Spawner | None = None,
 ) -> Waits[Process]:
-    """:func:`launch` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`)."""
+    """:func:`launch` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`);
+    with *spawner*, it starts the plan instead of the core's clone."""
     streams = open_streams(stdin, stdout, stderr)
     child: ChildPlan | None = None
     log = _debug_log() if log_id is not None else None
@@ -83,18 +90,21 @@ def launch_steps(
                 first(pid)
 
             actions = (first_action, *actions[1:])
-        proc = yield from start_steps(
-            child.body,
-            prefix=child.prefix,
-            args=list(config.argv),
-            clone_flags=child.clone_flags,
-            cgroup_fd=child.cgroup_fd,
-            pidns_fd=child.pidns_fd,
-            parent_actions=actions,
-            close_after=streams.hand_over(),
-            timings=log is not None,
-            monitor=monitor,
-        )
+        if spawner is not None:
+            proc = yield from spawner(child, list(config.argv), streams.hand_over())
+        else:
+            proc = yield from start_steps(
+                child.body,
+                prefix=child.prefix,
+                args=list(config.argv),
+                clone_flags=child.clone_flags,
+                cgroup_fd=child.cgroup_fd,
+                pidns_fd=child.pidns_fd,
+                parent_actions=actions,
+                close_after=streams.hand_over(),
+                timings=log is not None,
+                monitor=monitor,
+            )
     except BaseException:
         streams.abandon()
         raise

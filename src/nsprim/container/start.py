@@ -20,7 +20,7 @@ from ..spawning import StdioArg
 from .build import build_plan
 from .config import ContainerConfig
 from .host import state_dir
-from .launch import launch_steps
+from .launch import Spawner, launch_steps
 from .preparation import Preparation, name_the_memory_limit
 from .running import ContainerResult, RunningContainer
 from .terminal import TERMINAL_FD, TerminalChannel, attach, relay, terminal_size
@@ -41,6 +41,7 @@ def start_container(
     stderr: StdioArg = None,
     warm: Supply | None = None,
     pass_fds: Mapping[int, int] | None = None,
+    spawner: Spawner | None = None,
 ) -> RunningContainer:
     """Prepare the host side, start the plan, and return the handle.
 
@@ -48,9 +49,12 @@ def start_container(
     process: ``{fd inside: fd here}``, inside from 3 up (a duplicate: the
     caller still owns and closes its own).  With *warm*, a network namespace, a mount namespace with the first part of
     the root, and a cgroup made ahead of time are used where they are ready and
-    apply (see :mod:`nsprim.container.warm`)."""
+    apply (see :mod:`nsprim.container.warm`).  With *spawner*, the plan is started by it
+    instead of the core's clone (a :class:`~nsprim.call.zygote.Zygote`'s fork)."""
     return run_waits(
-        container_start_steps(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm, pass_fds=pass_fds)
+        container_start_steps(
+            config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm, pass_fds=pass_fds, spawner=spawner
+        )
     )
 
 
@@ -81,6 +85,7 @@ def container_start_steps(
     stderr: StdioArg = None,
     warm: Supply | None = None,
     pass_fds: Mapping[int, int] | None = None,
+    spawner: Spawner | None = None,
 ) -> Waits[RunningContainer]:
     """:func:`start_container` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`)."""
     if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
@@ -141,6 +146,7 @@ def container_start_steps(
             log_id=prep.id,
             monitor=monitor,
             on_clone=None if config.detach or prep.cgroup is not None else prep.watch_pid,
+            spawner=spawner,
         )
         if channel is not None:
             channel.child_started()
