@@ -12,7 +12,13 @@ unless the executor was made with ``trusted=True``.
 
 Nothing is shared between two calls but the template: each has its own
 namespaces, root (a fresh upper layer), cgroup with the template's limits,
-and interpreter.  ``shutdown(cancel_futures=True)`` cancels the calls not
+and process.  A template that a :class:`~nsprim.call.zygote.Zygote` can fork
+(the host's root, as root: :func:`~nsprim.call.zygote.refusal`) takes the
+warm path: the calls' processes are forks of the executor's zygote, whose
+network namespaces, roots and cgroups a :class:`~nsprim.container.pool.Supply`
+prepares ahead, and each worker starts its next call's container before
+the call comes; any other starts a container and an interpreter per call.
+``shutdown(cancel_futures=True)`` cancels the calls not
 started and kills the running ones, and ``Future.cancel()`` of a running
 call kills it (:class:`~nsprim.errors.CallCancelledError`): each
 call's exchange watches a pipe of its own that says so.
@@ -363,7 +369,8 @@ class SandboxExecutor(Executor):
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Take no more calls; with *wait*, return once every call has ended and its container is gone.
+        """Take no more calls; with *wait*, return once every call has ended and its container is gone
+        (then raising the first error of removing the container of a call whose future had its value).
 
         With *cancel_futures*, the calls not started are cancelled and the
         running ones killed, each with its whole cgroup: their futures get

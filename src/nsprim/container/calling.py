@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .._dataclass import dataclass, replace
 from .._readiness import wait_any_readable
@@ -47,11 +47,9 @@ from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE
 from .config import ContainerConfig, RootKind
 from .launch import Spawner
+from .pool import Supply
 from .running import RunningContainer
 from .start import start_container
-
-if TYPE_CHECKING:
-    from .pool import Supply
 
 __all__ = ["CallResult", "StartedCall", "call_in", "start_call", "finish_call", "find_python", "HOST_VERSION"]
 
