@@ -37,3 +37,11 @@ def listen_on(port: int) -> bool:
     s.listen()
     s.detach()
     return True
+
+
+def namespaces_after(seconds: float) -> dict[str, str]:
+    """The call's namespaces, once *seconds* passed (while another call runs)."""
+    import time
+
+    time.sleep(seconds)
+    return {t: os.readlink(f"/proc/self/ns/{t}") for t in ("mnt", "uts", "ipc", "net", "pid", "cgroup")}

@@ -31,6 +31,20 @@ def test_limits_are_enforced_and_reported() -> None:
     assert pid == "1" and cgroup_line.endswith(":/")  # its own cgroup namespace, rooted at its group
 
 
+def test_executor_calls_forked_by_its_zygote_are_born_in_their_own_limited_groups() -> None:
+    from nsprim.call import CallDiedError, SandboxExecutor
+
+    from ..call import payloads
+
+    template = Container().rootfs("/").memory("48M").pids(16)
+    with SandboxExecutor(template, max_workers=2) as pool:
+        assert pool.submit(payloads.whoami).result()["pid"] == 1
+        assert pool._workers.zygote is not None  # the warm path
+        oom = pool.submit(payloads.hog, 200).exception()
+        assert isinstance(oom, CallDiedError) and oom.oom_killed
+        assert pool.submit(payloads.hog, 8).result() == 8
+
+
 def test_freeze_exec_and_kill_the_whole_group() -> None:
     with Container(["sleep", "60"]).rootfs("/").memory("64M").init().start() as box:
         group = box.cgroup

@@ -16,8 +16,8 @@ interpreter's memory as it was after start-up (copy-on-write: a call's
 changes are its own), nothing else — no namespace, root, cgroup, descriptor
 or environment.  A call's request and answer never pass through the zygote.
 
-It applies to the templates whose root is the host's (the zygote's
-interpreter must be the call's), as root, without a user namespace, a veth
+It applies to the templates whose root is the host's (``host_root()``, or
+the host's ``/`` as a directory: the zygote's interpreter must be the call's), as root, without a user namespace, a veth
 link, an init or a ``/proc`` view: :func:`refusal` says why another cannot.
 """
 
@@ -32,6 +32,7 @@ import struct
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import _sys
 from .._dataclass import replace
@@ -57,7 +58,7 @@ _REFUSED_FLAGS = C.CLONE_NEWUSER | C.CLONE_NEWTIME
 def refusal(config: ContainerConfig) -> str | None:
     """Why a zygote cannot start *config*'s calls, or None if it can."""
     root = config.root
-    if root is not None and root.kind is not RootKind.HOST:
+    if root is not None and root.kind is not RootKind.HOST and not _is_host_directory(root.path):
         return "its root is not the host's: a call runs the interpreter of its root"
     if os.geteuid() != 0:
         return "it is not started as root"
@@ -74,6 +75,14 @@ def refusal(config: ContainerConfig) -> str | None:
     if config.init or config.proc_view or config.tty or config.detach:
         return "it has an init, a /proc view, a terminal or is detached"
     return None
+
+
+def _is_host_directory(path: Path | None) -> bool:
+    """Whether *path* is the host's ``/`` (a directory root that is the host's files, read-only)."""
+    try:
+        return path is not None and os.path.samefile(path, "/")
+    except OSError:
+        return False
 
 
 class Zygote:
