@@ -29,7 +29,7 @@ def test_the_executor_takes_the_warm_path_for_a_host_root_template() -> None:
         assert zygote is not None
         pid = zygote.pid
         assert os.path.exists(f"/proc/{pid}")
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{pid}")  # ended and reaped
 
 
 def test_each_call_is_a_fresh_container_and_sees_nothing_of_the_caller_or_another_call() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 #: Set at run time by a test, in the caller only: a call, forked from the zygote, must not see it.
 SECRET: str | None = None
@@ -16,7 +17,7 @@ def identity_of_the_call() -> dict[str, object]:
         "hostname": socket.gethostname(),
         "ns": {t: os.readlink(f"/proc/self/ns/{t}") for t in ("mnt", "uts", "ipc", "net", "pid", "cgroup")},
         "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
-        "cgroup": open("/proc/self/cgroup").read(),
+        "cgroup": Path("/proc/self/cgroup").read_text(),
         "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
         "env": dict(os.environ),
         "secret": SECRET,
