@@ -33,7 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import types
 
-__all__ = ["REQUEST_FD", "SANDBOXED_MARK", "PythonVersionMismatch", "main", "bootstrap_source"]
+__all__ = ["REQUEST_FD", "SANDBOXED_MARK", "PythonVersionMismatch", "main", "bootstrap_source", "loader_source"]
 
 #: Where the payload finds its end of the request socket.
 REQUEST_FD = 3
@@ -171,4 +171,21 @@ def bootstrap_source(wire_source: str, payload_source: str) -> str:
         "    return m\n"
         f"_wire = _module('nsprim_call_wire', {wire_source!r})\n"
         f"_module('nsprim_call_payload', {payload_source!r}).main(_wire)\n"
+    )
+
+
+def loader_source(wire_path: str, payload_path: str) -> str:
+    """The ``python3 -c`` program for a root that has these very files (the host's): both loaded
+    from them as modules (with the compiled code Python keeps beside them), then :func:`main`."""
+    return (
+        "import sys\n"
+        "from _frozen_importlib_external import SourceFileLoader\n"
+        "def _module(name, path):\n"
+        "    m = type(sys)(name)\n"
+        "    m.__file__ = path\n"
+        "    sys.modules[name] = m\n"
+        "    SourceFileLoader(name, path).exec_module(m)\n"
+        "    return m\n"
+        f"_wire = _module('nsprim_call_wire', {wire_path!r})\n"
+        f"_module('nsprim_call_payload', {payload_path!r}).main(_wire)\n"
     )

@@ -78,9 +78,28 @@ class CallResult(Generic[T]):
 
 
 @cache
-def _program() -> str:
+def _program(host: bool) -> str:
+    """The payload's ``-c`` program.  With the host's root, the payload and wire modules are loaded
+    from their files here, whose compiled code Python keeps (compiling their source takes longer
+    than the rest of the call's protocol); any other root gets their source in the program."""
     here = Path(payload.__file__).parent
+    if host:
+        for name in ("wire.py", "payload.py"):
+            _compiled(here / name)
+        return payload.loader_source(str(here / "wire.py"), str(here / "payload.py"))
     return payload.bootstrap_source((here / "wire.py").read_text(), (here / "payload.py").read_text())
+
+
+def _compiled(source: Path) -> None:
+    """Have Python's compiled code of *source* beside it (a process that writes no bytecode made
+    none): a payload in a root whose writes vanish could not keep its own."""
+    import importlib.util
+
+    if not os.path.exists(importlib.util.cache_from_source(str(source))):
+        import py_compile
+
+        with contextlib.suppress(OSError, py_compile.PyCompileError):
+            py_compile.compile(str(source), doraise=True)
 
 
 # ---- the interpreter ---------------------------------------------------------
@@ -366,7 +385,9 @@ def start_call(
         raise ConfigError("a call's container has no tty and is not detached: it answers this process", what="call")
     python = find_python(config)
     # -I: no PYTHON* variables, no user site, no current directory on the path
-    config = replace(config, argv=(python, "-I", "-c", _program()))
+    root = config.root
+    host = root is None or root.kind is RootKind.HOST
+    config = replace(config, argv=(python, "-I", "-c", _program(host)))
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         out = PIPE if capture_output else None
