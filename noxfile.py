@@ -18,8 +18,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-# cloudpickle: nsprim[call]'s closures and lambdas; zstandard: nsprim[zstd]'s decompressor
-TEST_DEPS = ["pytest>=7", "hypothesis>=6", "cloudpickle>=2", "zstandard>=0.19"]
+# cloudpickle: nsprim[call]'s closures and lambdas; zstandard: nsprim[zstd]'s decompressor; trio: nsprim[trio]
+TEST_DEPS = ["pytest>=7", "hypothesis>=6", "cloudpickle>=2", "zstandard>=0.19", "trio>=0.22"]
 
 
 def _install(session: nox.Session, *extra: str) -> None:

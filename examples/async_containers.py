@@ -2,7 +2,8 @@
 cleaned up, and a memory hog's events as they happen.
 
 Every wait is a reader on the loop (the containers' pidfds and pipes): no
-thread is started, however many containers run.  Run as root:
+thread per container, however many run (the starts' system calls run on a few
+shared worker threads, which leave when idle).  Run as root:
 ``python examples/async_containers.py``.
 """
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from . import _sys
 from ._dataclass import dataclass
-from ._readiness import readable_async, wait_readable, writable_async
+from ._readiness import readable_async, ready_async, wait_readable
 from ._sys import spawn as _spawn
 from .errors import SyscallError, TimeoutExpired
 from .namespace import Namespace, NamespaceId, NamespaceType, namespace_ids
@@ -172,18 +172,21 @@ class Process:
             wait_readable(fd, left)
         return status
 
-    async def wait_async(self) -> int:
-        """Wait on the running asyncio loop for the process to exit; return its status.
+    async def wait_async(self, timeout: float | None = None) -> int:
+        """Wait in the running event loop (asyncio or trio) for the process to exit; return its
+        status.  Raises :class:`~nsprim.errors.TimeoutExpired` after *timeout* seconds.
 
         The exit descriptor is watched by the loop (no thread); the status is
         collected by the same code as :meth:`wait`.  Cancelling the awaiting
         task stops the wait and leaves the process as it was (still ours to
-        wait for, kill or close).  Use :func:`asyncio.timeout` for a deadline.
-        """
+        wait for, kill or close)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while (status := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutExpired(self.pid, timeout or 0.0)
             fd = self.exit_fd()
             if fd >= 0:
-                await readable_async(fd)
+                await readable_async(fd, deadline=deadline)
         return status
 
     def communicate(
@@ -225,37 +228,86 @@ class Process:
         err = b"".join(chunks[err_fd]) if err_fd >= 0 else None
         return out, err
 
-    async def communicate_async(self, input: bytes | None = None) -> tuple[bytes | None, bytes | None]:
-        """:meth:`communicate` on the running asyncio loop: send *input*, read stdout and
-        stderr to the end, and wait; every pipe is watched by the loop (no thread).
+    async def communicate_async(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[bytes | None, bytes | None]:
+        """:meth:`communicate` in the running event loop (asyncio or trio): send *input*, read
+        stdout and stderr to the end, and wait; every pipe is watched by the loop (no
+        thread).  After *timeout* seconds, :class:`~nsprim.errors.TimeoutExpired` (the
+        process goes on).
 
-        Cancelling the awaiting task closes the pipes and leaves the process as
-        it was.  Use :func:`asyncio.wait_for` for a deadline."""
-        out, err = await self.exchange_async(input)
-        await self.wait_async()
+        Cancelled, or timed out, the pipes are closed and the process is left as
+        it was."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out, err = await self._exchange_until(input, deadline, timeout)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            await self.wait_async(left)
+        except TimeoutExpired:
+            raise TimeoutExpired(self.pid, timeout or 0.0) from None
         return out, err
 
-    async def exchange_async(self, input: bytes | None = None) -> tuple[bytes | None, bytes | None]:
+    async def exchange_async(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[bytes | None, bytes | None]:
         """The pipe half of :meth:`communicate_async`: send *input* (then close stdin) and
-        read stdout and stderr until they end, without waiting for the process."""
-        import asyncio
+        read stdout and stderr until they end, without waiting for the process (after
+        *timeout* seconds, :class:`~nsprim.errors.TimeoutExpired`)."""
+        return await self._exchange_until(input, None if timeout is None else time.monotonic() + timeout, timeout)
 
-        jobs: list[asyncio.Future[None]] = []
-        if self.stdin is not None:
-            jobs.append(asyncio.ensure_future(_feed_async(self.stdin, input or b"")))
-        got: dict[int, list[bytes]] = {}
+    async def _exchange_until(
+        self, input: bytes | None, deadline: float | None, timeout: float | None
+    ) -> tuple[bytes | None, bytes | None]:
+        """One task pumps every pipe: the loop says which is ready, the rest is :meth:`communicate`'s."""
+        out_fd = self.stdout.fileno() if self.stdout is not None else -1
+        err_fd = self.stderr.fileno() if self.stderr is not None else -1
+        chunks: dict[int, list[bytes]] = {}
+        readers: dict[int, IO[bytes]] = {}
         for f in (self.stdout, self.stderr):
             if f is not None:
-                jobs.append(asyncio.ensure_future(_drain_async(f, got.setdefault(id(f), []))))
+                readers[f.fileno()] = f
+                chunks[f.fileno()] = []
+        writer = self.stdin
+        data = memoryview(input or b"")
         try:
-            await asyncio.gather(*jobs)
+            for fd in readers:
+                os.set_blocking(fd, False)
+            if writer is not None:
+                os.set_blocking(writer.fileno(), False)
+            while readers or writer is not None:
+                if writer is not None and not data:
+                    writer.close()
+                    writer = None
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutExpired(self.pid, timeout or 0.0)
+                ready_r, ready_w = await ready_async(
+                    readers, [writer.fileno()] if writer is not None else [], deadline=deadline
+                )
+                for fd in ready_r:
+                    try:
+                        chunk = os.read(fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if chunk:
+                        chunks[fd].append(chunk)
+                    else:
+                        readers.pop(fd).close()
+                if ready_w and writer is not None:
+                    try:
+                        data = data[os.write(writer.fileno(), data[:65536]) :]
+                    except BlockingIOError:
+                        pass
+                    except BrokenPipeError:
+                        data = data[:0]  # the reader went away: the rest is dropped, as communicate does
         except BaseException:
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)  # each closed its pipe
+            for f in (*readers.values(), writer):
+                if f is not None:
+                    with contextlib.suppress(OSError):
+                        f.close()
             raise
-        out = b"".join(got[id(self.stdout)]) if self.stdout is not None else None
-        err = b"".join(got[id(self.stderr)]) if self.stderr is not None else None
+        out = b"".join(chunks[out_fd]) if out_fd >= 0 else None
+        err = b"".join(chunks[err_fd]) if err_fd >= 0 else None
         return out, err
 
     # ---- signals ---------------------------------------------------------------
@@ -344,43 +396,6 @@ class Process:
             if self.exit_link is not None:
                 self.exit_link.close()
             self._close_pidfd()
-
-
-async def _drain_async(pipe: IO[bytes], chunks: list[bytes]) -> None:
-    """Read *pipe* to its end on the loop into *chunks*, then close it."""
-    try:
-        fd = pipe.fileno()
-        os.set_blocking(fd, False)
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                await readable_async(fd)
-                continue
-            if not chunk:
-                return
-            chunks.append(chunk)
-    finally:
-        with contextlib.suppress(OSError):
-            pipe.close()
-
-
-async def _feed_async(pipe: IO[bytes], data: bytes) -> None:
-    """Write *data* to *pipe* on the loop (a reader that went away ends it early), then close it."""
-    try:
-        fd = pipe.fileno()
-        os.set_blocking(fd, False)
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view[:65536]) :]
-            except BlockingIOError:
-                await writable_async(fd)
-            except BrokenPipeError:
-                return
-    finally:
-        with contextlib.suppress(OSError):
-            pipe.close()
 
 
 @dataclass(frozen=True)

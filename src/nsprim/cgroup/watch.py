@@ -22,9 +22,11 @@ Every event comes from a kernel notification, none from polling:
   the event (whoever checked it consumed the flag).
 
 The watch only owns descriptors; waiting is the caller's: :meth:`GroupEventWatch.wait`
-blocks in ``poll``, and the asyncio iterator of
-:meth:`RunningContainer.events <nsprim.container.RunningContainer.events>` registers
-:attr:`~GroupEventWatch.fds` as readers of its loop.  Both hand a ready
+blocks in ``poll``, and the async iterator of
+:meth:`RunningContainer.events <nsprim.container.RunningContainer.events>` has
+the running loop (asyncio or trio) watch :attr:`~GroupEventWatch.fds`, each
+directly (never through another epoll descriptor, whose own look would consume
+a trigger's flag).  Both hand a ready
 descriptor to :meth:`~GroupEventWatch.on_ready` and then :meth:`~GroupEventWatch.collect`.
 """
 

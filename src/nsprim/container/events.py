@@ -1,26 +1,26 @@
-"""A running container's events on an asyncio loop: :class:`ContainerEvents`.
+"""A running container's events in an event loop (asyncio or trio): :class:`ContainerEvents`.
 
 ``async for event in box.events()`` yields :class:`ContainerEvent` values:
 the exit of the container's pid 1 (the last event) and what its cgroup
 reports (:mod:`nsprim.cgroup.watch`: OOMs and OOM kills, ``memory.high`` and
 ``memory.max`` hits, freezes and thaws, pressure triggers).  Each source is a
-descriptor registered once as a reader of the loop — the pidfd, inotify,
+descriptor the loop watches while the iterator waits — the pidfd, inotify,
 eventfd and per-trigger epoll descriptors — so waiting costs no thread and
 no polling.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import weakref
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from types import TracebackType
 
 from .._dataclass import dataclass
+from .._readiness import ready_async
 from ..cgroup.watch import GroupEvent, GroupEventKind, GroupEventWatch, PressureTrigger
 from ..errors import ConfigError, UnsupportedError
 
@@ -78,8 +78,8 @@ class ContainerEvents:
     <nsprim.container.RunningContainer.events>` returns.
 
     The sources are opened when it is made (what the host cannot deliver
-    raises then) and registered with the running loop on the first
-    ``__anext__``; after :attr:`EventKind.EXIT` the iteration ends and
+    raises then) and watched by the running loop (asyncio or trio) while
+    ``__anext__`` waits; after :attr:`EventKind.EXIT` the iteration ends and
     everything is closed.  Leaving the loop early closes it too (``async with``,
     :meth:`aclose`, or dropping the last reference).  Reaping pid 1 here is
     shared with :meth:`~nsprim.container.RunningContainer.wait_async`: either
@@ -104,11 +104,12 @@ class ContainerEvents:
         self._collect = collect
         self._exit_fds = exit_fds
         self._queue: deque[ContainerEvent] = deque()
-        self._readers: set[int] = set()  # descriptors registered with the loop
+        self._sources: set[int] = set()  # the watch's descriptors still watched
         self._exit_dups: dict[int, int] = {}  # pid -> our duplicate of its exit descriptor
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Future[None] | None = None
-        self._stirred = False
+        self._exits_seen: set[int] = set()  # duplicates seen readable (their processes not yet reaped)
+        self._wake_fd = -1  # an eventfd: close() from another task wakes the waiter
+        self._waiting = False
+        self._started = False
         self._ended = False
         self._watch: GroupEventWatch | None = None
         wanted = self._parse(kinds)
@@ -154,32 +155,40 @@ class ContainerEvents:
             if self._ended:
                 self.close()
                 raise StopAsyncIteration
-            self._register()
-            if not self._stirred:
+            if self._started:
                 await self._sleep()
-            self._stirred = False
+            else:  # the first look: what came before, an exit included
+                self._started = True
+                self._sources = set(self._watch.fds) if self._watch is not None else set()
+                self._follow_exits()
             if not self._ended:  # not closed meanwhile
                 self._gather()
         return self._queue.popleft()
 
     async def _sleep(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        wake: asyncio.Future[None] = loop.create_future()
-        self._wake = wake
+        """Sleep in the running event loop until a source, an exit, :meth:`close` or a recheck."""
+        if self._wake_fd < 0:
+            self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        exits = [fd for fd in self._exit_dups.values() if fd not in self._exits_seen]
         delay = self._watch.recheck_after if self._watch is not None else None
-        timer = loop.call_later(delay, _weakly(self, ContainerEvents._stir)) if delay is not None else None
+        self._waiting = True
         try:
-            await wake
+            ready, _ = await ready_async(
+                [*self._sources, *exits, self._wake_fd], deadline=None if delay is None else time.monotonic() + delay
+            )
         finally:
-            self._wake = None
-            if timer is not None:
-                timer.cancel()
-
-    def _stir(self, _fd: int = -1) -> None:
-        self._stirred = True
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+            self._waiting = False
+            if self._ended:  # closed meanwhile: the wake-up was for us, its descriptor is ours to close
+                self._close_wake()
+        if self._ended:
+            return
+        for fd in ready:
+            if fd in self._sources:
+                if self._watch is None or not self._watch.on_ready(fd):
+                    self._sources.discard(fd)
+            elif fd != self._wake_fd:
+                # An exit descriptor stays readable: not watched again, kept until its process is reaped.
+                self._exits_seen.add(fd)
 
     def _gather(self) -> None:
         if self._watch is not None:
@@ -193,76 +202,46 @@ class ContainerEvents:
         if EventKind.EXIT in self.kinds:
             self._queue.append(ContainerEvent(EventKind.EXIT, returncode=status))
         self._ended = True
-        self._unregister()
-
-    # ---- the loop's readers ------------------------------------------------------------
-
-    def _register(self) -> None:
-        if self._loop is not None:
-            return
-        self._loop = loop = asyncio.get_running_loop()
-        self._stirred = True  # the first look: what came before the registration, an exit included
-        if self._watch is not None:
-            for fd in self._watch.fds:
-                loop.add_reader(fd, _weakly(self, ContainerEvents._on_source_ready), fd)
-                self._readers.add(fd)
-        self._follow_exits()
+        self._close_exits()
 
     def _follow_exits(self) -> None:
         """Watch the exit descriptors there are now (duplicates: their owners close theirs on reaping)."""
-        if self._loop is None or self._ended:
+        if self._ended:
             return
         live = self._exit_fds()
         for pid in [pid for pid in self._exit_dups if pid not in live]:
-            self._drop(self._exit_dups.pop(pid), owned=True)
+            dup = self._exit_dups.pop(pid)
+            self._exits_seen.discard(dup)
+            os.close(dup)
         for pid, fd in live.items():
             if pid not in self._exit_dups:
-                dup = os.dup(fd)
-                self._exit_dups[pid] = dup
-                self._readers.add(dup)
-                self._loop.add_reader(dup, _weakly(self, ContainerEvents._on_exit_ready), dup)
+                self._exit_dups[pid] = os.dup(fd)
 
-    def _on_exit_ready(self, fd: int) -> None:
-        # An exit descriptor stays readable: stop watching it (the loop would call again and again),
-        # keep it until the process is reaped (its pid then leaves the exit descriptors).
-        if fd in self._readers:
-            self._readers.discard(fd)
-            if self._loop is not None:
-                self._loop.remove_reader(fd)
-        self._stir()
-
-    def _on_source_ready(self, fd: int) -> None:
-        if (self._watch is None or not self._watch.on_ready(fd)) and self._loop is not None:
-            self._loop.remove_reader(fd)
-        self._stir()
-
-    def _drop(self, fd: int, *, owned: bool) -> None:
-        if fd in self._readers:
-            self._readers.discard(fd)
-            if self._loop is not None:
-                with contextlib.suppress(Exception):  # a loop already closed keeps no readers
-                    self._loop.remove_reader(fd)
-        if owned:
-            os.close(fd)
-
-    def _unregister(self) -> None:
+    def _close_exits(self) -> None:
         for dup in self._exit_dups.values():
-            self._drop(dup, owned=True)
+            os.close(dup)
         self._exit_dups.clear()
-        for fd in list(self._readers):
-            self._drop(fd, owned=False)
+        self._exits_seen.clear()
+
+    def _close_wake(self) -> None:
+        if self._wake_fd >= 0:
+            fd, self._wake_fd = self._wake_fd, -1
+            os.close(fd)
 
     # ---- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop watching: unregister the readers and close every descriptor."""
+        """Stop watching: close every descriptor (a task waiting for the next event ends its iteration)."""
         self._ended = True
-        self._unregister()
+        self._close_exits()
+        self._sources.clear()
         if self._watch is not None:
             self._watch.close()
             self._watch = None
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        if self._waiting:
+            os.eventfd_write(self._wake_fd, 1)  # the waiter closes it when it wakes
+        else:
+            self._close_wake()
 
     async def aclose(self) -> None:
         """:meth:`close`, awaitable (as async generators have it)."""
@@ -279,16 +258,3 @@ class ContainerEvents:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
-
-
-def _weakly(events: ContainerEvents, method: Callable[[ContainerEvents, int], None]) -> Callable[..., None]:
-    """A loop callback that does not keep *events* alive: dropping the last reference
-    to an iterator left early closes it (its finaliser unregisters the callbacks)."""
-    ref = weakref.ref(events)
-
-    def call(fd: int = -1) -> None:
-        target = ref()
-        if target is not None:
-            method(target, fd)
-
-    return call

@@ -1,5 +1,5 @@
 """What starts containers from a configuration: :class:`Runnable`, the
-:meth:`~Runnable.start` and :meth:`~Runnable.run` (and their asyncio forms) of both
+:meth:`~Runnable.start` and :meth:`~Runnable.run` (and their async forms, for asyncio and trio) of both
 :class:`~nsprim.container.Container` and
 :class:`~nsprim.container.warm.WarmContainer`.
 
@@ -80,15 +80,15 @@ class Runnable:
         stderr: StdioArg = None,
         pass_fds: Mapping[int, int] | None = None,
     ) -> RunningContainer:
-        """:meth:`start` on the running asyncio loop; ``async with`` the handle kills and
-        cleans up on every way out, cancellation included.
+        """:meth:`start` in the running event loop (asyncio or trio); ``async with`` the handle
+        kills and cleans up on every way out, cancellation included.
 
-        The host side is prepared on the loop's thread, and the start takes a
-        few milliseconds there: a child cloned in vfork mode (the usual plan as
-        root) suspends the thread until its exec, which no thread-free design
-        avoids; one cloned in fork mode (id maps or a veth to write from the
-        parent) is awaited as a reader of the loop.  Cancelled meanwhile, the
-        child is killed and everything it used released."""
+        What cannot be awaited — the host side prepared, the clone (in vfork
+        mode, the usual plan as root, until the child's exec), a fork-mode
+        child's parent actions (id maps, a veth) — runs on one of a few worker
+        threads shared by every start; the loop awaits it, and a fork-mode
+        child's setup, as readers.  Cancelled meanwhile, the child is killed and
+        everything it used released before the cancellation goes on."""
         from .start import start_container_async
 
         return await start_container_async(
@@ -105,12 +105,11 @@ class Runnable:
         stdout: StdioArg = None,
         stderr: StdioArg = None,
     ) -> ContainerResult:
-        """:meth:`run` on the running asyncio loop: the pipes and the exit are watched by
-        the loop (no thread), so many containers run side by side in one.
+        """:meth:`run` in the running event loop (asyncio or trio): the pipes and the exit are
+        watched by the loop (no thread), so many containers run side by side in one.
 
         A cancelled run kills the container and removes what it used before the
-        :class:`asyncio.CancelledError` goes on.  A container with a tty is
-        refused (:class:`~nsprim.errors.ConfigError`): start it with
+        cancellation goes on.  A container with a tty is refused (:class:`~nsprim.errors.ConfigError`): start it with
         :meth:`start_async` and use its :attr:`~RunningContainer.terminal`."""
         from .start import run_container_async
 

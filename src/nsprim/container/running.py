@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from io import FileIO
 from types import TracebackType
 
 from .._dataclass import dataclass
+from .._offload import off_loop
 from .._readiness import readable_async, wait_any_readable
 from ..cgroup import CGroup, Resources, Stats, control, files
 from ..errors import ConfigError, NsprimError, TimeoutExpired, UnsupportedError
@@ -129,16 +130,20 @@ class RunningContainer:
         self._finish()
         return status
 
-    async def wait_async(self) -> int:
-        """:meth:`wait` on the running asyncio loop: the exits of pid 1 and of the
-        :meth:`exec`'d processes are watched through their pidfds by the loop (no
-        thread); then clean up and return pid 1's status.
+    async def wait_async(self, timeout: float | None = None) -> int:
+        """:meth:`wait` in the running event loop (asyncio or trio): the exits of pid 1 and
+        of the :meth:`exec`'d processes are watched through their pidfds by the loop (no
+        thread); then clean up and return pid 1's status.  Raises
+        :class:`~nsprim.errors.TimeoutExpired` after *timeout* seconds (the container
+        goes on).
 
         Cancelling the awaiting task stops the wait and leaves the container
-        running (``async with`` then kills it and cleans up).  Use
-        :func:`asyncio.wait_for` for a deadline."""
+        running (``async with`` then kills it and cleans up)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while (status := self._collect()) is None:
-            await readable_async(*self._exit_fds())
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutExpired(self.pid, timeout or 0.0)
+            await readable_async(*self._exit_fds(), deadline=deadline)
         self._finish()
         return status
 
@@ -204,7 +209,7 @@ class RunningContainer:
         self._need_cgroup("thaw").thaw()
 
     async def freeze_async(self) -> None:
-        """:meth:`freeze` on the running asyncio loop: the v2 freezer is written and its
+        """:meth:`freeze` in the running event loop (asyncio or trio): the v2 freezer is written and its
         ``frozen`` state awaited as a reader of the loop (through ``cgroup.events``).
 
         The v1 freezer does not notify: there this is :meth:`freeze`, which polls.
@@ -265,6 +270,15 @@ class RunningContainer:
         the standard streams are taken as :func:`nsprim.spawn` takes them.
         Returns the new :class:`~nsprim.process.Process`.
         """
+        proc = self._exec_launch(argv, stdin, stdout, stderr)()
+        self._execs.append(proc)
+        return proc
+
+    def _exec_launch(
+        self, argv: Sequence[str], stdin: StdioArg, stdout: StdioArg, stderr: StdioArg
+    ) -> Callable[[], Process]:
+        """The checks and the namespaces of :meth:`exec` now, on the caller's thread; the launch
+        (system calls only: it may run on a worker thread) as the function returned."""
         if self.process.returncode is not None:
             raise ConfigError(f"container {self.id} is not running", what="exec")
         cfg = self.config
@@ -282,17 +296,14 @@ class RunningContainer:
             security=cfg.security,
             network=Network.HOST,
         )
-        proc = launch(
+        cgroup = self.cgroup
+        return lambda: launch(
             exec_cfg,
-            lambda pairs: build_plan(
-                exec_cfg, cgroup=self.cgroup, state=None, stdio=pairs, joined=joined, for_exec=True
-            ),
+            lambda pairs: build_plan(exec_cfg, cgroup=cgroup, state=None, stdio=pairs, joined=joined, for_exec=True),
             stdin,
             stdout,
             stderr,
         )
-        self._execs.append(proc)
-        return proc
 
     async def exec_async(
         self,
@@ -306,38 +317,38 @@ class RunningContainer:
         stderr: StdioArg = None,
     ) -> CompletedRun:
         """Run another command inside the container (as :meth:`exec`) to its end, on the
-        running asyncio loop: its pipes and its exit are watched by the loop.
+        running event loop (asyncio or trio): its pipes and its exit are watched by the loop.
 
         *input*, *capture_output* and *timeout* work as in :meth:`Container.run
         <nsprim.container.Container.run>`: after *timeout* seconds the command is
         killed (:class:`~nsprim.errors.TimeoutExpired`).  A cancelled exec kills
-        and reaps the command before the :class:`asyncio.CancelledError` goes on;
-        the container goes on running."""
-        import asyncio
-
+        and reaps the command before the cancellation goes on; the container goes
+        on running."""
         if capture_output:
             stdout = PIPE if stdout is None else stdout
             stderr = PIPE if stderr is None else stderr
         if input is not None and stdin is None:
             stdin = PIPE
-        proc = self.exec(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        # The clone (in vfork mode, until the command's exec) on a shared worker thread, as a start's.
+        proc = await off_loop(self._exec_launch(argv, stdin, stdout, stderr), lambda p, _exc: p.close())
+        self._execs.append(proc)
         try:
             try:
-                out, err = await asyncio.wait_for(proc.communicate_async(input), timeout)
-            except asyncio.TimeoutError as exc:
-                if isinstance(exc, NsprimError):  # a TimeoutError from inside, not the deadline's
-                    raise
+                out, err = await proc.communicate_async(input, timeout)
+            except TimeoutExpired:
                 raise TimeoutExpired(proc.pid, timeout or 0.0, killed=True) from None
             assert proc.returncode is not None
             return CompletedRun(list(argv), proc.returncode, out, err)
         finally:
-            await _kill_and_reap(proc)
-            self._reap_execs()
+            try:
+                await _kill_and_reap(proc)
+            finally:  # a cancelled scope (trio) cancels that wait too: the reap there was synchronous
+                self._reap_execs()
 
     def events(
         self, kinds: Iterable[EventKind] | None = None, *, pressure: Sequence[PressureTrigger] = ()
     ) -> ContainerEvents:
-        """The container's events, as an asynchronous iterator for the running asyncio loop:
+        """The container's events, as an asynchronous iterator for the running event loop (asyncio or trio):
         ``async for event in box.events(): ...``.
 
         Yields :class:`~nsprim.container.events.ContainerEvent` values — OOMs and
@@ -393,7 +404,7 @@ class RunningContainer:
             self._finish()
 
     async def aclose(self) -> None:
-        """:meth:`close` on the running asyncio loop: SIGKILL every process of the
+        """:meth:`close` in the running event loop (asyncio or trio): SIGKILL every process of the
         container, await their exits through pidfd readiness, then remove what it used.
 
         Should this be cancelled (or fail) half-way, the cleanup finishes

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Mapping
 
 from .._dataclass import replace
-from ..errors import ConfigError, NsprimError, TimeoutExpired
+from ..errors import ConfigError, TimeoutExpired
 from ..lowlevel import Waits, run_waits, run_waits_async
 from ..namespace import NamespaceType
 from ..process import DEVNULL, PIPE
@@ -237,9 +238,9 @@ async def run_container_async(
     *,
     warm: Supply | None = None,
 ) -> ContainerResult:
-    """:func:`run_container` on the running asyncio loop (pipes and exit watched by the loop)."""
-    import asyncio
-
+    """:func:`run_container` in the running event loop (asyncio or trio): the pipes and the
+    exit are watched by the loop; after *timeout* seconds the container is killed
+    (:class:`~nsprim.errors.TimeoutExpired`)."""
     if config.tty:
         raise ConfigError(
             "run_async does not drive a terminal: use start_async() and the handle's terminal", what="tty"
@@ -247,16 +248,11 @@ async def run_container_async(
     stdin, stdout, stderr = _run_stdio(stdio, capture_output, input)
     box = await start_container_async(config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm)
     async with box:
-
-        async def to_the_end() -> tuple[int, bytes | None, bytes | None]:
-            out, err = await box.process.exchange_async(input)
-            return await box.wait_async(), out, err
-
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            status, out, err = await asyncio.wait_for(to_the_end(), timeout)
-        except asyncio.TimeoutError as exc:
-            if isinstance(exc, NsprimError):  # a TimeoutError from inside (the cleanup's), not the deadline's
-                raise
+            out, err = await box.process.exchange_async(input, timeout)
+            status = await box.wait_async(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except TimeoutExpired:
             raise TimeoutExpired(box.pid, timeout or 0.0, killed=True, name=box.id) from None
         return ContainerResult(status, out, err, box.final_stats, box.oom_killed)
 
