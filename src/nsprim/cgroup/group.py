@@ -36,7 +36,7 @@ from nsprim.cgroup.tree import enable_v2_controllers, init_cpuset, resource_writ
 from nsprim.cgroup.v1 import MemoryNow
 from nsprim.errors import CGroupBusyError, CGroupTimeoutError, ConfigError, SyscallError, UnsupportedError
 
-TYPE_CHECKING = False  # the statistics and the event watch are imported by the methods that use them
+TYPE_CHECKING = False  # the statistics and the event watch: imported by the methods that use them
 if TYPE_CHECKING:
     from nsprim.cgroup.stats import Stats
     from nsprim.cgroup.watch import GroupEventKind, GroupEventWatch, PressureTrigger
@@ -83,19 +83,16 @@ class CGroup:
     ) -> CGroup:
         """Create group *name* under *parent* and apply *resources*.
 
-        *parent* is a :class:`CGroup`, a path relative to each hierarchy's
-        mount point (:data:`ROOT` for the roots), or None for the caller's own
-        cgroup in each hierarchy.  *controllers* limits the v1 hierarchies
-        used and chooses the v2 controllers to enable (default: all v1
-        hierarchies; on v2 cpu, memory, pids and io where offered); those the
-        resources need are always included.  On v2 the needed controllers are
-        enabled in each ancestor's ``cgroup.subtree_control``.  On any error
+        *parent* is a :class:`CGroup`, a path relative to each hierarchy's mount point (:data:`ROOT` for
+        the roots), or None for the caller's own cgroup in each hierarchy.  *controllers* limits the v1
+        hierarchies used and chooses the v2 controllers to enable (default: all v1 hierarchies; on v2 cpu,
+        memory, pids and io where offered); those the resources need are always included.  On v2 the
+        needed controllers are enabled in each ancestor's ``cgroup.subtree_control``.  On any error
         every directory created so far is removed again.
 
-        *before_mkdir*, if given, is called with every directory of the group
-        before the first one is made: to register them with a cleanup that
-        must also cover a process killed half-way (the directories may then
-        not all exist).
+        *before_mkdir*, if given, is called with every directory of the group before the first one is
+        made: to register them with a cleanup that must also cover a process killed half-way (the
+        directories may then not all exist).
         """
         validate_name(name)
         resources = resources if resources is not None else Resources()
@@ -164,8 +161,8 @@ class CGroup:
     def open(cls, path: str, *, info: HostInfo | None = None) -> CGroup:
         """Open the existing group at *path* (relative to each hierarchy's mount point).
 
-        Hierarchies in which the path does not exist are left out; if it
-        exists in none, raises :class:`SyscallError` (``ENOENT``).
+        Hierarchies in which the path does not exist are left out; if it exists in none, raises
+        :class:`SyscallError` (``ENOENT``).
         """
         p = validate_path(path)
         info = info if info is not None else cached_host_info()
@@ -183,13 +180,9 @@ class CGroup:
         return cls(dirs, info)
 
     def child(
-        self,
-        name: str,
-        resources: Resources | None = None,
-        *,
-        controllers: Iterable[Controller | str] | None = None,
+        self, name: str, resources: Resources | None = None, *, controllers: Iterable[Controller | str] | None = None,
         exist_ok: bool = False,
-    ) -> CGroup:
+    ) -> CGroup:  # fmt: skip
         """Create a child group (see :meth:`create`, with this group as parent)."""
         return CGroup.create(name, self, resources, controllers=controllers, exist_ok=exist_ok)
 
@@ -340,11 +333,10 @@ class CGroup:
     def update(self, resources: Resources) -> None:
         """Apply *resources* to the running group (fields left None are unchanged).
 
-        Validation happens first; the writes then run in order and stop at
-        the first failure (earlier writes stay in effect).  On cgroup v1 a
-        memory limit given without ``swap`` keeps the swap the group allows:
-        ``memory.memsw.limit_in_bytes`` moves with the limit, written before
-        it when the limit rises and after it when it falls.
+        Validation happens first; the writes then run in order and stop at the first failure (earlier
+        writes stay in effect).  On cgroup v1 a memory limit given without ``swap`` keeps the swap the
+        group allows: ``memory.memsw.limit_in_bytes`` moves with the limit, written before it when the
+        limit rises and after it when it falls.
         """
         if not isinstance(resources, Resources):
             raise ConfigError(f"resources: `{resources!r}` is not a Resources", what="resources")
