@@ -53,6 +53,17 @@ _FOUR = struct.Struct("iiii")
 # A user namespace needs its maps written by a parent mid-plan; a time namespace applies to
 # the children of the process that made it.
 _REFUSED_FLAGS = C.CLONE_NEWUSER | C.CLONE_NEWTIME
+# Steps that need a parent across a clone, or a terminal, which a call has not.
+_NEEDS_A_CLONE = frozenset(
+    {
+        _spawn.StepKind.SYNC,
+        _spawn.StepKind.INIT,
+        _spawn.StepKind.KEEP_FD,
+        _spawn.StepKind.WAIT_START,
+        _spawn.StepKind.TERMINAL,
+        _spawn.StepKind.EXEC,
+    }
+)
 
 
 def refusal(config: ContainerConfig) -> str | None:
@@ -174,7 +185,10 @@ class Zygote:
             if hit is None or hit[0] is not body:
                 key = len(self._bodies)
                 env = dict(_exec_env(body))
-                raw = [s.lower() for s in body.steps if not isinstance(s, Exec)]
+                raw = [s.lower() for s in body.steps[:-1]]
+                for step, lowered in zip(body.steps, raw, strict=False):
+                    if lowered.kind in _NEEDS_A_CLONE:
+                        raise ConfigError(f"a zygote's child cannot run the step `{step.describe()}`")
                 self._send(pickle.dumps(("body", key, raw, env)), [])
                 self._bodies[id(body)] = (body, key)
             else:
@@ -232,9 +246,6 @@ def _adapted(child: ChildPlan) -> tuple[Plan, Plan, int]:
     body = child.body.steps
     if not body or not isinstance(body[-1], Exec):
         raise ConfigError("a zygote's child plan ends in the exec it replaces")
-    for step in body[:-1]:
-        if not step.vfork_ok or type(step).__name__ in ("Init", "KeepFd", "Sync", "WaitStart", "OpenTerminal"):
-            raise ConfigError(f"a zygote's child cannot run the step `{step.describe()}`")
     steps: list[Step] = []
     fdmap: FdMap | None = None
     for step in child.prefix.steps:
