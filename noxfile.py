@@ -18,8 +18,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-# cloudpickle: nsprim[call]'s closures and lambdas; zstandard: nsprim[zstd]'s decompressor; trio: nsprim[trio]
-TEST_DEPS = ["pytest>=7", "hypothesis>=6", "cloudpickle>=2", "zstandard>=0.19", "trio>=0.22"]
+# cloudpickle: nsprim[call]'s closures and lambdas; zstandard: nsprim[zstd]'s decompressor;
+# trio: nsprim[trio] (and anyio, whose two backends the async API runs on)
+TEST_DEPS = ["pytest>=7", "hypothesis>=6", "cloudpickle>=2", "zstandard>=0.19", "trio>=0.22", "anyio>=4"]
 
 
 def _install(session: nox.Session, *extra: str) -> None:

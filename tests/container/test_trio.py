@@ -230,3 +230,38 @@ def test_the_blocking_part_of_a_start_runs_while_trio_goes_on() -> None:
                 return await proc.wait_async()
 
     assert trio.run(main) == 0
+
+
+def test_freeze_and_thaw_with_their_events_under_trio(rootfs: Path) -> None:
+    async def main() -> list[EventKind]:
+        async with await Container(["sleep", "60"]).rootfs(rootfs).start_async() as box:
+            group = box.cgroup
+            assert group is not None
+            async with box.events([EventKind.FROZEN, EventKind.THAWED]) as events:
+                with trio.fail_after(10):
+                    await box.freeze_async()
+                    assert group.frozen
+                    first = await events.__anext__()
+                    await box.thaw_async()
+                    assert not group.frozen
+                    second = await events.__anext__()
+            return [first.kind, second.kind]
+
+    assert trio.run(main) == [EventKind.FROZEN, EventKind.THAWED]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_anyio_on_either_backend(rootfs: Path, backend: str) -> None:
+    try:
+        import anyio
+    except ImportError:  # a failure under CI=true: the tests session installs anyio
+        raise MissingTool("could not import anyio (the tests session's requirements install it)") from None
+
+    async def main() -> tuple[int, bytes | None, int]:
+        r = await Container(["sh", "-c", "cat; exit 2"]).rootfs(rootfs).run_async(capture_output=True, input=b"x")
+        with anyio.move_on_after(0.3):  # cancelled inside the block: killed and cleaned up
+            async with await Container(["sleep", "30"]).rootfs(rootfs).start_async() as box:
+                await box.wait_async()
+        return r.returncode, r.stdout, box.returncode or 0
+
+    assert anyio.run(main, backend=backend) == (2, b"x", -signal.SIGKILL)

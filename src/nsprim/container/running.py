@@ -212,7 +212,8 @@ class RunningContainer:
         """:meth:`freeze` in the running event loop (asyncio or trio): the v2 freezer is written and its
         ``frozen`` state awaited as a reader of the loop (through ``cgroup.events``).
 
-        The v1 freezer does not notify: there this is :meth:`freeze`, which polls.
+        The v1 freezer does not notify: there this is :meth:`freeze`, which polls, on
+        one of the shared worker threads of the starts (the loop goes on meanwhile).
         Cancelled, the freeze asked for stays asked for (:meth:`thaw_async` undoes it)."""
         await self._set_frozen_async(True)
 
@@ -224,10 +225,7 @@ class RunningContainer:
         cg = self._need_cgroup("freeze" if frozen else "thaw")
         version, d = control.freezer_of(cg)
         if version != 2:
-            if frozen:
-                cg.freeze()
-            else:
-                cg.thaw()
+            await off_loop(cg.freeze if frozen else cg.thaw)
             return
         from ..cgroup.watch import GroupEventKind
 
