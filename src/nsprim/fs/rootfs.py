@@ -41,7 +41,7 @@ from ..errors import ConfigError, SyscallError
 from ..plan import Mount, Step
 from .mount import MountFlags, Propagation
 from .overlay import OverlayMount
-from .steps import CreateInRoot, CreateMode, EnterRoot, MountInRoot
+from .steps import DEFAULT_DEVICES, DEV_STDIO_LINKS, CreateInRoot, CreateMode, EnterRoot, MountInRoot
 
 __all__ = [
     "Bind",
@@ -77,22 +77,6 @@ DEFAULT_READONLY_PATHS: tuple[str, ...] = (
     "/proc/irq",
     "/proc/sys",
     "/proc/sysrq-trigger",
-)
-#: The minimal /dev: name, major, minor (character devices, mode 0666).
-DEFAULT_DEVICES: tuple[tuple[str, int, int], ...] = (
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-)
-#: The links every /dev has: name, target.
-DEV_STDIO_LINKS: tuple[tuple[str, str], ...] = (
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
 )
 _DEV_LINKS = (*DEV_STDIO_LINKS, ("ptmx", "pts/ptmx"))
 _KERNEL_FS_FLAGS = MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC

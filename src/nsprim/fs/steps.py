@@ -28,6 +28,25 @@ from ..plan import Step
 
 __all__ = ["MountInRoot", "CreateInRoot", "EnterRoot", "MountFs", "CreateMode"]
 
+# What every /dev has, here rather than in nsprim.fs.rootfs (which re-exports them) so that an OCI
+# bundle's plan, made of these steps, does not import the RootFS builder and the overlay.
+#: The minimal /dev: name, major, minor (character devices, mode 0666).
+DEFAULT_DEVICES: tuple[tuple[str, int, int], ...] = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+#: The links every /dev has: name, target.
+DEV_STDIO_LINKS: tuple[tuple[str, str], ...] = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+
 CreateMode = Literal["none", "dir", "file", "auto"]
 
 

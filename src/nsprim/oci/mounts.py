@@ -20,8 +20,7 @@ from pathlib import Path, PurePosixPath
 from .._sys import C
 from ..cgroup.host import Hierarchy
 from ..errors import SpecError
-from ..fs.rootfs import DEFAULT_DEVICES, DEV_STDIO_LINKS
-from ..fs.steps import CreateInRoot, MountInRoot
+from ..fs.steps import DEFAULT_DEVICES, DEV_STDIO_LINKS, CreateInRoot, MountInRoot
 from ..plan import Mount, Step, WriteFile
 from .runtime.mount_options import MS, parse_mount_options
 from .spec import LinuxDevice, Spec
