@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal as _signal
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TypeVar
 
@@ -21,6 +20,12 @@ from ._sys import spawn as _spawn
 from .errors import ChildDiedError, ConfigError, ExecutableNotFoundError, StepError, SyscallError
 from .plan import Exec, Plan, Step, Sync
 from .process import CommandArg, Process
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    import _signal  # the same constants as plain ints: `signal` makes three enum classes at import
 
 __all__ = ["start", "start_steps", "run_waits", "run_waits_async", "Waits", "ParentAction"]
 

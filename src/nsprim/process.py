@@ -14,7 +14,6 @@ import errno
 import importlib
 import os
 import select
-import signal as _signal
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -26,6 +25,12 @@ from ._readiness import readable_async, ready_async, wait_readable
 from ._sys import spawn as _spawn
 from .errors import SyscallError, TimeoutExpired
 from .namespace import Namespace, NamespaceId, NamespaceType, namespace_ids
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    import _signal  # the same constants as plain ints: `signal` makes three enum classes at import
 
 __all__ = [
     "CommandArg",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal as _signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypedDict
 
@@ -64,7 +63,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    import signal as _signal
+
     from typing_extensions import Unpack
+else:
+    import _signal  # the same constants as plain ints: `signal` makes three enum classes at import
 
 
 class HasFileno(Protocol):

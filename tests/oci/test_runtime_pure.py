@@ -135,12 +135,12 @@ def test_delete_imports_neither_the_spec_model_nor_the_plan() -> None:
 
 
 def test_create_imports_what_a_bundle_needs_only() -> None:
-    # Not the RootFS builder and overlay, the cgroup statistics and event watch, threading nor socket.
+    # Not the RootFS builder and overlay, the cgroup statistics and event watch, threading, socket nor signal.
     code = (
         "import sys; import nsprim.oci.runtime.lifecycle, nsprim.oci.convert, nsprim.oci.runtime.cgroups,"
         " nsprim.cgroup.group, nsprim.lowlevel, nsprim.spawning, nsprim._sys.watcher;"
         "print(sorted({'nsprim.fs.rootfs', 'nsprim.fs.overlay', 'nsprim.cgroup.stats', 'nsprim.cgroup.watch',"
-        " 'threading', 'socket', 'selectors', 'argparse'} & set(sys.modules)))"
+        " 'threading', 'socket', 'selectors', 'signal', 'argparse'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

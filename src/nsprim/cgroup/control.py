@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +46,8 @@ class ControlledGroup(LocatedGroup, Protocol):
 
     def wait_empty(self, timeout: float | None = None) -> None: ...
 
+
+_SIGKILL = 9  # the same on every architecture Linux runs on (not imported: `signal` makes enum classes)
 
 __all__ = ["LocatedGroup", "ControlledGroup", "freezer_of", "freeze", "thaw", "is_frozen", "kill", "request_kill"]
 
@@ -127,7 +128,7 @@ def kill(group: ControlledGroup, sig: int, timeout: float | None, use_cgroup_kil
         raise ConfigError(f"kill `{group.path}`: the calling process is in the group", what="kill")
     u = group.unified_dir
     deadline = None if timeout is None else time.monotonic() + timeout
-    if sig == signal.SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
+    if sig == _SIGKILL and use_cgroup_kill and u is not None and (u / "cgroup.kill").exists():
         files.write_text(u / "cgroup.kill", "1")
         wait_event(u, "populated", 0, timeout=timeout, what="the group to be empty")
         if not group.procs(recursive=True):
@@ -146,7 +147,7 @@ def kill(group: ControlledGroup, sig: int, timeout: float | None, use_cgroup_kil
                 os.kill(pid, sig)
         if can_freeze:
             thaw(group, timeout)
-        if sig != signal.SIGKILL:
+        if sig != _SIGKILL:
             return
         try:
             group.wait_empty(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -528,8 +527,8 @@ class CGroup:
         """True if the group is frozen (by either freezer)."""
         return control.is_frozen(self)
 
-    def kill(self, sig: int = signal.SIGKILL, timeout: float | None = 10.0, *, use_cgroup_kill: bool = True) -> None:
-        """Send *sig* to every process in the group and its descendants.
+    def kill(self, sig: int = 9, timeout: float | None = 10.0, *, use_cgroup_kill: bool = True) -> None:
+        """Send *sig* (default: SIGKILL) to every process in the group and its descendants.
 
         For SIGKILL, uses v2 ``cgroup.kill`` where present and waits until the
         group is empty.  Otherwise (or with ``use_cgroup_kill=False``) loops:

@@ -483,7 +483,10 @@ def start_created(g: Globals, created: Created, opts: dict[str, object] | None =
 
 def cmd_run(g: Globals, opts: dict[str, object], args: list[str]) -> int:
     """``run [create options] [--detach] [--keep] ID``: create, start, wait, delete."""
-    import signal
+    if TYPE_CHECKING:
+        import signal
+    else:
+        import _signal as signal  # (`signal` makes three enum classes at import)
 
     created = create_container(g, opts, args[0])
     start_created(g, created, opts)
