@@ -15,7 +15,6 @@ from io import FileIO
 from types import TracebackType
 
 from .._dataclass import dataclass
-from .._offload import off_loop
 from .._readiness import readable_async, wait_any_readable
 from ..cgroup import CGroup, Resources, Stats, control, files
 from ..errors import ConfigError, NsprimError, TimeoutExpired, UnsupportedError
@@ -225,6 +224,8 @@ class RunningContainer:
         cg = self._need_cgroup("freeze" if frozen else "thaw")
         version, d = control.freezer_of(cg)
         if version != 2:
+            from .._offload import off_loop
+
             await off_loop(cg.freeze if frozen else cg.thaw)
             return
         from ..cgroup.watch import GroupEventKind
@@ -327,6 +328,8 @@ class RunningContainer:
             stderr = PIPE if stderr is None else stderr
         if input is not None and stdin is None:
             stdin = PIPE
+        from .._offload import off_loop
+
         # The clone (in vfork mode, until the command's exec) on a shared worker thread, as a start's.
         proc = await off_loop(self._exec_launch(argv, stdin, stdout, stderr), lambda p, _exc: p.close())
         self._execs.append(proc)
