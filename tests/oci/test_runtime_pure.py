@@ -135,15 +135,37 @@ def test_delete_imports_neither_the_spec_model_nor_the_plan() -> None:
 
 
 def test_create_imports_what_a_bundle_needs_only() -> None:
-    # Not the RootFS builder and overlay, the cgroup statistics and event watch, threading, socket nor signal.
+    # Not the RootFS builder and overlay, the cgroup statistics and event watch, threading, socket, signal, json.
     code = (
         "import sys; import nsprim.oci.runtime.lifecycle, nsprim.oci.convert, nsprim.oci.runtime.cgroups,"
         " nsprim.cgroup.group, nsprim.lowlevel, nsprim.spawning, nsprim._sys.watcher;"
         "print(sorted({'nsprim.fs.rootfs', 'nsprim.fs.overlay', 'nsprim.cgroup.stats', 'nsprim.cgroup.watch',"
-        " 'threading', 'socket', 'selectors', 'signal', 'argparse'} & set(sys.modules)))"
+        " 'threading', 'socket', 'selectors', 'signal', 'json', 'argparse'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "text", [b'{"ociVersion": ', b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b"\x80{}", "[1", '{"a": 1}x', b"{\x00\x00\x00"]
+)
+def test_a_spec_parses_as_json_loads_does(text: str | bytes) -> None:
+    # Spec.loads reads UTF-8 through the C scanner alone, and anything else through the json package.
+    from nsprim.errors import SpecError
+    from nsprim.oci.spec import Spec
+
+    try:
+        expected = json.loads(text)
+    except ValueError as exc:
+        expected = exc
+    with pytest.raises(SpecError) as caught:
+        Spec.loads(text)
+    if isinstance(expected, json.JSONDecodeError):
+        assert f"{expected.msg} at line {expected.lineno} column {expected.colno}" in str(caught.value)
+    elif isinstance(expected, UnicodeDecodeError):
+        assert str(expected) in str(caught.value)
+    else:
+        assert "required, but missing" in str(caught.value)  # parsed, then refused as a spec
 
 
 # ---- mount options ------------------------------------------------------------------------------
