@@ -146,9 +146,10 @@ def test_create_imports_what_a_bundle_needs_only() -> None:
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize(
-    "text", [b'{"ociVersion": ', b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b"\x80{}", "[1", '{"a": 1}x', b"{\x00\x00\x00"]
-)
+_ODD_JSON = [b'{"ociVersion": ', b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b"\x80{}", "[1", '{"a": 1}x', b"{\x00\x00\x00"]
+
+
+@pytest.mark.parametrize("text", _ODD_JSON)
 def test_a_spec_parses_as_json_loads_does(text: str | bytes) -> None:
     # Spec.loads reads UTF-8 through the C scanner alone, and anything else through the json package.
     from nsprim.errors import SpecError
