@@ -146,7 +146,15 @@ def test_create_imports_what_a_bundle_needs_only() -> None:
     assert out.strip() == "[]"
 
 
-_ODD_JSON = [b'{"ociVersion": ', b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b"\x80{}", "[1", '{"a": 1}x', b"{\x00\x00\x00"]
+_ODD_JSON = [
+    b'{"ociVersion": ',
+    b"\xef\xbb\xbf{}",
+    b"\xff\xfe{\x00}\x00",
+    b"\x80{}",
+    "[1",
+    '{"a": 1}x',
+    b"{\x00\x00\x00",
+]
 
 
 @pytest.mark.parametrize("text", _ODD_JSON)
