@@ -34,7 +34,6 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import _sys
 from .._dataclass import replace
 from .._sys import C
 from .._sys import spawn as _spawn
@@ -43,7 +42,7 @@ from ..container.config import ContainerConfig, Network, RootKind
 from ..errors import ChildDiedError, ConfigError, ExecutableNotFoundError, NsprimError, StepError, SyscallError
 from ..lowlevel import Waits
 from ..namespace import NamespaceType
-from ..plan import Exec, FdMap, Plan, SetNs, Step, WriteFile
+from ..plan import Exec, FdMap, Plan, SetNs, Step, Unshare, WriteFile
 from ..process import Process
 from .zygote_process import CONTROL_FD, REPORT_FD
 
@@ -73,8 +72,6 @@ def refusal(config: ContainerConfig) -> str | None:
         return "its root is not the host's: a call runs the interpreter of its root"
     if os.geteuid() != 0:
         return "it is not started as root"
-    if not _sys.have_clone3():
-        return "this kernel lacks clone3, which forks into a cgroup"
     if NamespaceType.USER in config.namespaces or config.uid_map or config.auto_id_maps:
         return "it has a user namespace"
     if NamespaceType.TIME in config.namespaces:
@@ -140,7 +137,7 @@ class Zygote:
             close_after = [*close_after, status_w, report_w]
             prefix = _with_report(prefix, report_w)
             try:
-                pid, pidfd = self._fork(prefix, body, flags, child.cgroup_fd, status_w)
+                pid, pidfd = self._fork(prefix, body, flags, status_w)
             finally:
                 for fd in close_after:  # the child has its copies now, or never will
                     with contextlib.suppress(OSError):
@@ -176,7 +173,7 @@ class Zygote:
         cls = ExecutableNotFoundError if isinstance(step, Exec) and err == errno.ENOENT else StepError
         raise cls(err, step, index, part)
 
-    def _fork(self, prefix: Plan, body: Plan, flags: int, cgroup_fd: int, status_w: int) -> tuple[int, int]:
+    def _fork(self, prefix: Plan, body: Plan, flags: int, status_w: int) -> tuple[int, int]:
         fds = sorted(_descriptors(prefix.steps))
         with self._lock:
             if self._control.fileno() < 0:
@@ -194,14 +191,14 @@ class Zygote:
             else:
                 key = hit[1]
             raw = [s.lower() for s in prefix.steps]
-            message = ("spawn", key, raw, fds, flags, cgroup_fd >= 0)
-            self._send(pickle.dumps(message), [status_w, *([cgroup_fd] if cgroup_fd >= 0 else []), *fds])
+            message = ("spawn", key, raw, fds, bool(flags & C.CLONE_NEWPID))
+            self._send(pickle.dumps(message), [status_w, *fds])
             data, ancdata, _flags, _addr = self._control.recvmsg(4096, socket.CMSG_SPACE(4))
         if not data:
             raise NsprimError(f"the zygote (pid {self.pid}) ended")
         (pid,) = pickle.loads(data)  # the zygote is ours, started by us: trusted
         if pid < 0:
-            raise SyscallError(-pid, "clone3", detail="the zygote's fork of a call")
+            raise SyscallError(-pid, "fork", detail="the zygote's fork of a call")
         pidfd = struct.unpack("i", ancdata[0][2][:4])[0]
         os.set_inheritable(pidfd, False)
         return pid, pidfd
@@ -235,11 +232,12 @@ class Zygote:
 
 
 def _adapted(child: ChildPlan) -> tuple[Plan, Plan, int]:
-    """*child*'s plan as a fork runs it: the descriptors placed last (the namespaces' are needed
-    until then); the body as it is (cached by the builder: sent to the zygote once), its exec
-    left out there."""
-    if child.actions or child.pidns_fd >= 0:
-        raise ConfigError("a zygote's child has no parent actions or joined pid namespace")
+    """*child*'s plan as a fork runs it: the namespaces its clone would make, made by an unshare
+    step first (but its pid namespace, made around the zygote's fork); the descriptors placed
+    last (the namespaces' are needed until then); the body as it is (cached by the builder:
+    sent to the zygote once), its exec left out there."""
+    if child.actions or child.pidns_fd >= 0 or child.cgroup_fd >= 0:
+        raise ConfigError("a zygote's child has no parent actions, joined pid namespace or clone into a cgroup")
     flags = child.clone_flags
     if flags & _REFUSED_FLAGS:
         raise ConfigError("a zygote's child cannot have a user or time namespace", what="namespaces")
@@ -247,6 +245,8 @@ def _adapted(child: ChildPlan) -> tuple[Plan, Plan, int]:
     if not body or not isinstance(body[-1], Exec):
         raise ConfigError("a zygote's child plan ends in the exec it replaces")
     steps: list[Step] = []
+    if flags & ~C.CLONE_NEWPID:  # what its clone would have made: the pid namespace is the zygote's fork's
+        steps.append(Unshare(flags & ~C.CLONE_NEWPID))
     fdmap: FdMap | None = None
     for step in child.prefix.steps:
         if isinstance(step, FdMap):

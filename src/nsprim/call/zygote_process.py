@@ -9,13 +9,12 @@ messages are pickles (caller to zygote only, as a call's request):
 ``("body", key, raw_steps, env)``
     a plan body (without its exec) and the environment its exec would give,
     encoded once and kept under *key*;
-``("spawn", key, raw_prefix, host_fds, clone_flags, with_cgroup)``
+``("spawn", key, raw_prefix, host_fds, new_pid_ns)``
     with descriptors (``SCM_RIGHTS``): the write end of the call's status
-    pipe, the cgroup v2 directory to be born in (*with_cgroup*), then one
-    descriptor for each number in *host_fds* (the caller's numbers the
-    prefix steps name).  The zygote forks a child with ``clone3`` — into the
-    namespaces of *clone_flags* and the cgroup, as the core clones a
-    container's child — and answers ``(pid,)`` with the child's pidfd.
+    pipe, then one descriptor for each number in *host_fds* (the caller's
+    numbers the prefix steps name).  The zygote forks a child — pid 1 of a
+    new pid namespace with *new_pid_ns* — and answers ``(pid,)`` with the
+    child's pidfd (``(-errno,)`` if the fork failed).
 
 The child runs the prefix (the descriptors renumbered to its own) and the
 body with :func:`nsprim._sys.spawn.run_here`, as a cloned child would run
@@ -33,7 +32,6 @@ straight between the caller and the call's process, on the call's socket.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pickle
 import select
@@ -43,6 +41,7 @@ import struct
 import sys
 
 from .._dataclass import replace
+from .._sys import C, setns, unshare
 from .._sys import spawn as _spawn
 from . import payload, wire
 
@@ -55,30 +54,6 @@ REPORT_FD = 4
 
 _FOUR = struct.Struct("iiii")
 _MAX_FDS = 64
-_SYS_CLONE3 = 435  # the same on every architecture
-_CLONE_PIDFD = 0x1000
-_CLONE_INTO_CGROUP = 0x200000000
-
-
-class _CloneArgs(ctypes.Structure):
-    """``struct clone_args`` up to ``cgroup`` (``CLONE_ARGS_SIZE_VER2``)."""
-
-    _fields_ = [
-        (name, ctypes.c_uint64)
-        for name in (
-            "flags",
-            "pidfd",
-            "child_tid",
-            "parent_tid",
-            "exit_signal",
-            "stack",
-            "stack_size",
-            "tls",
-            "set_tid",
-            "set_tid_size",
-            "cgroup",
-        )
-    ]
 
 
 def _renumbered(raw: _spawn.RawStep, mapping: dict[int, int]) -> _spawn.RawStep:
@@ -121,11 +96,7 @@ class _Zygote:
         self.children: dict[int, tuple[int, int]] = {}  # pidfd: (pid, status pipe)
         self.poll = select.poll()
         self.poll.register(control.fileno(), select.POLLIN)
-        self.api = ctypes.pythonapi
-        self.libc = ctypes.PyDLL(None, use_errno=True)
-        self.libc.syscall.restype = ctypes.c_long
-        self.clone_args = _CloneArgs()
-        self.pidfd_slot = ctypes.c_int(-1)
+        self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
 
     def serve(self) -> None:
         while True:
@@ -150,8 +121,8 @@ class _Zygote:
             _, key, raw, env = message
             self.bodies[key] = (_spawn.encode(raw), env)
             return True
-        _, key, raw_prefix, host_fds, clone_flags, with_cgroup = message
-        self._spawn(key, raw_prefix, host_fds, clone_flags, with_cgroup, fds)
+        _, key, raw_prefix, host_fds, new_pid_ns = message
+        self._spawn(key, raw_prefix, host_fds, new_pid_ns, fds)
         return True
 
     def _spawn(
@@ -159,14 +130,10 @@ class _Zygote:
         key: int,
         raw_prefix: list[_spawn.RawStep],
         host_fds: list[int],
-        clone_flags: int,
-        with_cgroup: bool,
+        new_pid_ns: bool,
         fds: list[int],
     ) -> None:
         status_fd, theirs = fds[0], fds[1:]
-        cgroup_fd = -1
-        if with_cgroup:
-            cgroup_fd, theirs = theirs[0], theirs[1:]
         mapping = dict(zip(host_fds, theirs, strict=True))
         body, env = self.bodies[key]
         renumbered = [_renumbered(raw, mapping) for raw in raw_prefix]
@@ -177,16 +144,15 @@ class _Zygote:
             if (renumbered[fdmap_at].ints or ())[i + 1] == REPORT_FD
         )
         prefix = _spawn.encode(renumbered)
-        passed = theirs if cgroup_fd < 0 else [cgroup_fd, *theirs]
         try:
-            pid, pidfd = self.fork(clone_flags, cgroup_fd)
+            pid, pidfd = self.fork(new_pid_ns)
         except OSError as exc:
             os.close(status_fd)
             pid, pidfd = -(exc.errno or 1), -1
         if pid == 0:
             self.control.detach()  # its number may be another's after the plan's FdMap
             _run_child(prefix, body, env, report_fd, fdmap_at)
-        for fd in passed:  # the child has its copies
+        for fd in theirs:  # the child has its copies
             os.close(fd)
         if pid < 0:
             self.control.sendmsg([pickle.dumps((pid,))])  # -errno
@@ -195,27 +161,20 @@ class _Zygote:
         self.poll.register(pidfd, select.POLLIN)
         self.control.sendmsg([pickle.dumps((pid,))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pidfd))])
 
-    def fork(self, flags: int, cgroup_fd: int) -> tuple[int, int]:
-        """``os.fork`` by ``clone3``: the child in new namespaces (*flags*) and, unless -1, born
-        in the cgroup v2 directory *cgroup_fd* (moving it there later would take the kernel's
-        global lock on thread groups, which waits out an RCU grace period: milliseconds).
-        Returns ``(0, -1)`` in the child, ``(pid, pidfd)`` here."""
-        args = self.clone_args
-        args.flags = flags | _CLONE_PIDFD | (_CLONE_INTO_CGROUP if cgroup_fd >= 0 else 0)
-        args.pidfd = ctypes.addressof(self.pidfd_slot)
-        args.exit_signal = signal.SIGCHLD
-        args.cgroup = max(cgroup_fd, 0)
-        # What os.fork does around fork(2), with the GIL held throughout (a PyDLL call keeps it).
-        self.api.PyOS_BeforeFork()
-        pid = self.libc.syscall(_SYS_CLONE3, ctypes.byref(args), ctypes.sizeof(args))
+    def fork(self, new_pid_ns: bool) -> tuple[int, int]:
+        """``os.fork``: with *new_pid_ns*, the child is pid 1 of a new pid namespace (ours is ours
+        again at once).  Returns ``(0, -1)`` in the child, ``(pid, pidfd)`` here."""
+        if new_pid_ns:
+            unshare(C.CLONE_NEWPID)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if new_pid_ns and pid != 0:  # (the child's namespaces are its own)
+                setns(self.own_pidns, C.CLONE_NEWPID)
         if pid == 0:
-            self.api.PyOS_AfterFork_Child()
             return 0, -1
-        err = ctypes.get_errno()
-        self.api.PyOS_AfterFork_Parent()
-        if pid < 0:
-            raise OSError(err, f"clone3: {os.strerror(err)}")
-        return pid, self.pidfd_slot.value
+        return pid, os.pidfd_open(pid)
 
     def _reap(self, pidfd: int) -> None:
         self.poll.unregister(pidfd)

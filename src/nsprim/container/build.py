@@ -232,6 +232,7 @@ def build_plan(
     mntns_fd: int = -1,
     mntns_root_fd: int = -1,
     veth: VethLink | None = None,
+    clone_into_cgroup: bool = True,
 ) -> ChildPlan:
     """The child's plan, clone flags, cgroup descriptor and parent actions for *cfg*.
 
@@ -244,6 +245,8 @@ def build_plan(
     namespace, is joined instead of a new one (the root put back at
     *mntns_root_fd*), and the body only finishes the root.  *veth* links a
     ``network("veth")`` container to the host (its owner removes it at the end).
+    Without *clone_into_cgroup* every group is joined by a write (a child forked by a
+    zygote, which ``os.fork`` cannot place in a group at birth).
     """
     dirs = cgroup.directories if cgroup is not None else {}
     v2 = [d for h, d in dirs.items() if h.version == 2]
@@ -252,7 +255,7 @@ def build_plan(
     # writing, whose first taker after a quiet spell waits out an RCU grace
     # period (tens of milliseconds measured here).  v1 groups are joined by
     # writing 0 to `tasks`, which moves the (single) thread without that lock.
-    into_cgroup = len(v2) == 1 and _sys.have_clone3()
+    into_cgroup = clone_into_cgroup and len(v2) == 1 and _sys.have_clone3()
     written = [(h, d) for h, d in dirs.items() if h.version == 1 or not into_cgroup]
     cgroup_by_write = bool(written)
     prefix: list[Step] = [

@@ -140,6 +140,7 @@ def container_start_steps(
                 mntns_fd=mntns_fd,
                 mntns_root_fd=root_fd,
                 veth=prep.veth,
+                clone_into_cgroup=spawner is None,
             ),
             stdin,
             stdout,
