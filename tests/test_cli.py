@@ -140,6 +140,19 @@ def test_a_command_line_builds_its_own_subparser_only() -> None:
     assert parser.parse_args(["run", "--rootfs", "/", "x"]).rootfs == "/"
 
 
+def test_run_imports_no_thread_pool_compressors_nor_json() -> None:
+    # `nsprim run` of a plain container: argparse's formatter without shutil, no warm pool, no threads.
+    code = (
+        "import sys; from nsprim.cli import main; status = main(['run', '--rootfs', '/', '--', '/bin/true']);"
+        "print(status, sorted({'shutil', 'zlib', 'lzma', 'bz2', 'threading', 'json', 'socket', 'subprocess',"
+        " 'nsprim.container.warm'} & set(sys.modules)))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}
+    )
+    assert r.stdout.strip() == "0 []", r.stderr
+
+
 NS_PROBE = "for t in mnt uts ipc pid net cgroup; do readlink /proc/self/ns/$t; done; hostname"
 
 

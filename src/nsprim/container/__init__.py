@@ -6,12 +6,19 @@
 b'1\\n'
 """
 
+from .._lazy import lazy_names
 from ..fs.rootfs import Bind, Tmpfs
 from .builder import Container
 from .config import ContainerConfig, Network, Rlimit, RootKind, RootSpec, Veth
 from .registry import ContainerStatus, DetachedContainer, find, list_containers
 from .running import ContainerResult, RunningContainer
-from .warm import WarmContainer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .warm import WarmContainer
+
+# The warm pool (and threading with it) is loaded on the first use of its name: `nsprim run` needs none.
+__getattr__, __dir__ = lazy_names(__name__, {"WarmContainer": "warm"})
 
 __all__ = [
     "Container",

@@ -25,8 +25,6 @@ import contextlib
 import errno
 import math
 import os
-import shutil
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +37,10 @@ from ..cgroup.units import format_cpuset, parse_cpuset
 from ..errors import NsprimError, SyscallError
 from ..fs.steps import MountInRoot
 from ..plan import Mount, Step
+
+TYPE_CHECKING = False  # threading and shutil are imported by a view's methods: most containers have none
+if TYPE_CHECKING:
+    import threading
 
 __all__ = ["ProcView", "VIEW_FILES", "view_directory", "cpu_view", "cpuinfo_view", "online_view"]
 
@@ -174,6 +176,8 @@ class ProcView:
         self.cgroup = cgroup
         self.watch = watch
         self.cpus: tuple[int, ...] = ()
+        import threading
+
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -228,12 +232,16 @@ class ProcView:
                     )
                     return
 
+        import threading
+
         self._thread = threading.Thread(target=loop, name=f"nsprim-procview-{self.directory.name}", daemon=True)
         self._thread.start()
 
     def stop_refresher(self) -> None:
         """Stop the refresher thread (if any) and wait for it."""
         self._stop.set()
+        import threading
+
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
         self._thread = None
@@ -244,6 +252,8 @@ class ProcView:
         if not self._created:
             return
         self._created = False
+        import shutil
+
         try:
             shutil.rmtree(self.directory)
         except FileNotFoundError:

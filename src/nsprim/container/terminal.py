@@ -28,7 +28,6 @@ import select
 import signal
 import struct
 import termios
-import threading
 import time
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
@@ -213,6 +212,8 @@ class WindowSize:
 
     def __enter__(self) -> WindowSize:
         self.sync()
+        import threading  # only here: a container without a terminal imports no threading
+
         if terminal_size(self.source) is None or threading.current_thread() is not threading.main_thread():
             return self
         self.wake_fd, self._write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)

@@ -24,7 +24,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
@@ -286,6 +285,8 @@ def attach_idmapped(
         finally:
             for fd in fds:
                 os.close(fd)
+
+    import threading  # only here: a container without a user namespace imports no threading
 
     thread = threading.Thread(target=work, name=f"nsprim-idmap-{pid}")
     thread.start()
