@@ -141,11 +141,11 @@ def test_a_command_line_builds_its_own_subparser_only() -> None:
 
 
 def test_run_imports_no_thread_pool_compressors_nor_json() -> None:
-    # `nsprim run` of a plain container: argparse's formatter without shutil, no warm pool, no threads.
+    # `nsprim run` of a plain container: argparse's formatter without shutil, no warm pool, registry, threads.
     code = (
         "import sys; from nsprim.cli import main; status = main(['run', '--rootfs', '/', '--', '/bin/true']);"
         "print(status, sorted({'shutil', 'zlib', 'lzma', 'bz2', 'threading', 'json', 'socket', 'subprocess',"
-        " 'nsprim.container.warm'} & set(sys.modules)))"
+        " 'nsprim.container.warm', 'nsprim.container.registry'} & set(sys.modules)))"
     )
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC}

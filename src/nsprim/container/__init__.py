@@ -6,19 +6,26 @@
 b'1\\n'
 """
 
-from .._lazy import lazy_names
+from .._lazy import lazy_names, names_of
 from ..fs.rootfs import Bind, Tmpfs
 from .builder import Container
 from .config import ContainerConfig, Network, Rlimit, RootKind, RootSpec, Veth
-from .registry import ContainerStatus, DetachedContainer, find, list_containers
 from .running import ContainerResult, RunningContainer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .registry import ContainerStatus, DetachedContainer, find, list_containers
     from .warm import WarmContainer
 
-# The warm pool (and threading with it) is loaded on the first use of its name: `nsprim run` needs none.
-__getattr__, __dir__ = lazy_names(__name__, {"WarmContainer": "warm"})
+# The warm pool (threading with it) and the registry of detached containers load on the first use
+# of their names: a container run in the foreground needs neither.
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "WarmContainer": "warm",
+        **names_of("registry", ["ContainerStatus", "DetachedContainer", "find", "list_containers"]),
+    },
+)
 
 __all__ = [
     "Container",
