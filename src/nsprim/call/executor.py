@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .._dataclass import dataclass, replace
 from ..container import Container
-from ..container.calling import CallResult, StartedCall, call_in, find_python, finish_call, start_call
+from ..container.calling import CallResult, StartedCall, find_python, finish_call, start_call
 from ..container.launch import Spawner
 from ..errors import ConfigError
 from .zygote import Zygote, refusal
@@ -199,31 +199,19 @@ class _Workers:
             if self.cancelled:
                 stopper.stop()
         try:
-            if ready is not None:
-                result = finish_call(
-                    ready,
-                    work.fn,
-                    work.args,
-                    work.kwargs,
-                    timeout=self.timeout,
-                    trusted=self.trusted,
-                    cancel_fd=stopper.read_fd,
-                    answered=None if work.whole else work.future.set_result,
-                )
-            else:
+            if ready is None:  # (the warm path's start ahead failed, or the cold path)
                 warm, spawner = self._warm()
-                result = call_in(
-                    self.config,
-                    work.fn,
-                    work.args,
-                    work.kwargs,
-                    timeout=self.timeout,
-                    capture_output=self.capture_output,
-                    trusted=self.trusted,
-                    cancel_fd=stopper.read_fd,
-                    warm=warm,
-                    spawner=spawner,
-                )
+                ready = start_call(self.config, capture_output=self.capture_output, warm=warm, spawner=spawner)
+            result = finish_call(
+                ready,
+                work.fn,
+                work.args,
+                work.kwargs,
+                timeout=self.timeout,
+                trusted=self.trusted,
+                cancel_fd=stopper.read_fd,
+                answered=None if work.whole else work.future.set_result,
+            )
         except BaseException as e:  # what the call raised is the future's, as a thread pool's
             if not work.future.done():
                 work.future.set_exception(e)
