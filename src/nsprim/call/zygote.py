@@ -17,8 +17,9 @@ changes are its own), nothing else — no namespace, root, cgroup, descriptor
 or environment.  A call's request and answer never pass through the zygote.
 
 It applies to the templates whose root is the host's (``host_root()``, or
-the host's ``/`` as a directory: the zygote's interpreter must be the call's), as root, without a user namespace, a veth
-link, an init or a ``/proc`` view: :func:`refusal` says why another cannot.
+the host's ``/`` as a directory: the zygote's interpreter must be the
+call's), as root, without a user or time namespace, a veth link, an init or
+a ``/proc`` view: :func:`refusal` says why another cannot.
 """
 
 from __future__ import annotations
