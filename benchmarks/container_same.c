@@ -33,16 +33,18 @@
  *              /sys/firmware, /sys/devices/virtual/powercap
  *       40-44  read-only (those that exist): bind MS_REC onto itself, remount ro (+nosuid,nodev,noexec):
  *              /proc/bus fs irq sys sysrq-trigger
- *       45-52  tmpfs on /sys/fs/cgroup (nosuid,nodev,noexec,mode=755); per CGDIR mkdir + mount cgroup (options:
- *              the hierarchy's directory name) or cgroup2, ro,nosuid,nodev,noexec; remount the tmpfs ro
- *          53  pivot_root(".", ".") in the root, umount2(".", MNT_DETACH), chdir /
- *          54  remount / nodev                                    55  lo up (SIOCGIFFLAGS, SIOCSIFFLAGS)
- *          56  umask 022     57  drop the bounding set to the --caps set, PR_SET_KEEPCAPS 1
- *          58  setgroups(0)  59  setresgid 0  60  setresuid 0 (raw system calls)
- *          61  capget, read the bounding set, capset effective = permitted = the --caps set (inheritable none),
+ *       45-54  tmpfs on /sys/fs/cgroup (nosuid,nodev,noexec,mode=755); per CGDIR mkdir, then for a v1 group a
+ *              bind of the group itself and its read-only remount (ro,nosuid,nodev,noexec; nsprim binds each
+ *              group over its hierarchy's mount point first, in its prefix, and binds that: its plan's body is
+ *              the same for every container), for the v2 one a cgroup2 mount (ro,...); remount the tmpfs ro
+ *          55  pivot_root(".", ".") in the root, umount2(".", MNT_DETACH), chdir /
+ *          56  remount / nodev                                    57  lo up (SIOCGIFFLAGS, SIOCSIFFLAGS)
+ *          58  umask 022     59  drop the bounding set to the --caps set, PR_SET_KEEPCAPS 1
+ *          60  setgroups(0)  61  setresgid 0  62  setresuid 0 (raw system calls)
+ *          63  capget, read the bounding set, capset effective = permitted = the --caps set (inheritable none),
  *              clear the ambient set, PR_SET_KEEPCAPS 0
- *          62  PR_SET_NO_NEW_PRIVS   63  seccomp(SECCOMP_SET_MODE_FILTER) of the --seccomp program
- *          64  chdir /       65  restore the signal mask, execve CMD (default /bin/true) with nsprim's environment
+ *          64  PR_SET_NO_NEW_PRIVS   65  seccomp(SECCOMP_SET_MODE_FILTER) of the --seccomp program
+ *          66  chdir /       67  restore the signal mask, execve CMD (default /bin/true) with nsprim's environment
  *   host   restore the dumpable flag and the signal mask; close the cgroup2 descriptor; waitid(P_PIDFD); read
  *          the exit statistics nsprim reads (memory.usage_in_bytes, memory.limit_in_bytes,
  *          memory.memsw.usage_in_bytes, memory.max_usage_in_bytes; cpu.stat; pids.current, pids.peak,
@@ -396,9 +398,13 @@ static int child_main(void *arg)
             STEP(mkdir(cgs[i].fs_dir, 0755));
             if (cgs[i].v2)
                 STEP(mount("cgroup2", cgs[i].fs_dir, "cgroup2", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
-            else
-                STEP(mount("cgroup", cgs[i].fs_dir, "cgroup", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                           cgs[i].name));
+            else {
+                /* A bind, not a cgroup v1 mount: before each of those the kernel drains every group of
+                 * the v2 tree (cgroup_lock_and_drain_offline), a walk that grows with the groups alive. */
+                STEP(mount(cgs[i].group, cgs[i].fs_dir, NULL, MS_BIND, NULL));
+                STEP(mount(NULL, cgs[i].fs_dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           NULL));
+            }
         }
         STEP(mount(NULL, p_cgfs, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
     }

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _sys
 from .._dataclass import dataclass, replace
+from .._sys import C
 from ..cgroup import CGroup
 from ..cgroup.host import cached_host_info
 from ..lowlevel import ParentAction
@@ -30,6 +31,7 @@ from ..plan import (
     Init,
     InterfaceUp,
     KeepFd,
+    Mount,
     Plan,
     SetHostname,
     SetNs,
@@ -43,7 +45,7 @@ from ..plan import (
 from ..spawning import credential_steps, id_map_writer, join_namespaces, namespace_steps
 from .config import ContainerConfig, Network, Veth
 from .procview import ProcView
-from .rootfs import root_steps
+from .rootfs import OwnGroupBind, root_steps
 from .terminal import TERMINAL_FD, OpenTerminal
 from .userns import attach_idmapped, id_maps, idmapped_mounts
 
@@ -125,8 +127,9 @@ def _body(
     cgroup_by_write: bool,
     for_exec: bool,
     prepared: bool = False,
-) -> tuple[Plan, int]:
-    """The configuration-dependent part of the plan, and the clone flags.
+) -> tuple[Plan, int, tuple[Path, ...]]:
+    """The configuration-dependent part of the plan, the clone flags, and the mount points of the
+    v1 hierarchies whose :class:`~nsprim.container.rootfs.OwnGroupBind` it has (see :func:`build_plan`).
 
     *prepared*: the child joins a mount namespace in which the first part of
     the root is already made (:func:`prepare_plan`), instead of a new one.
@@ -198,14 +201,17 @@ def _body(
     env = dict(cfg.env)
     search = env.get("PATH", "/usr/bin:/bin")
     steps.append(Exec(cfg.argv[0], list(cfg.argv), env, search, search_owner="the container's PATH"))
-    return Plan(tuple(steps)), clone_flags
+    own = tuple(Path(s.source) for s in steps if isinstance(s, OwnGroupBind) and s.source is not None)
+    return Plan(tuple(steps)), clone_flags, own
 
 
-_BODY_CACHE: OrderedDict[tuple[Any, ...], tuple[Plan, int]] = OrderedDict()
+_BODY_CACHE: OrderedDict[tuple[Any, ...], tuple[Plan, int, tuple[Path, ...]]] = OrderedDict()
 _BODY_CACHE_SIZE = 64
 
 
-def _cached_body(key: tuple[Any, ...], make: Callable[[], tuple[Plan, int]]) -> tuple[Plan, int]:
+def _cached_body(
+    key: tuple[Any, ...], make: Callable[[], tuple[Plan, int, tuple[Path, ...]]]
+) -> tuple[Plan, int, tuple[Path, ...]]:
     try:
         hit = _BODY_CACHE.get(key)
     except TypeError:  # an unhashable part (a custom policy): no caching
@@ -272,10 +278,16 @@ def build_plan(
     hierarchies = tuple(h.mount_point for h in dirs)
     args = (cfg, state, hierarchies, tuple(joined), proc_view, cgroup_by_write, for_exec, prepared)
     if joined or proc_view is not None or for_exec:
-        body, flags = _body(*args)  # descriptors or paths of this container only
+        body, flags, own = _body(*args)  # descriptors or paths of this container only
     else:
         key = (cfg, state, hierarchies, cgroup_by_write, prepared, os.geteuid(), id(cached_host_info()))
-        body, flags = _cached_body(key, lambda: _body(*args))
+        body, flags, own = _cached_body(key, lambda: _body(*args))
+    if own:
+        # The container's own v1 groups over their hierarchies' mount points, for the body's binds
+        # (OwnGroupBind), in its mount namespace made private first: nothing propagates to the host.
+        prefix.append(Mount(None, "/", None, C.MS_REC | C.MS_PRIVATE))
+        by_mount_point = {h.mount_point: d for h, d in dirs.items() if h.version == 1}
+        prefix += [Mount(by_mount_point[mount_point], mount_point, None, C.MS_BIND) for mount_point in own]
     if netns_fd >= 0:
         flags &= ~NamespaceType.NET.flag
     actions: list[ParentAction] = []

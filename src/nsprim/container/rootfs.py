@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .._dataclass import replace
+from .._dataclass import dataclass, replace
 from .._sys import C
 from ..errors import ConfigError
 from ..fs.mountinfo import mountinfo
@@ -31,9 +31,21 @@ from .config import ContainerConfig, RootKind
 if TYPE_CHECKING:
     from .procview import ProcView
 
-__all__ = ["root_steps", "host_dirs"]
+__all__ = ["root_steps", "host_dirs", "OwnGroupBind"]
 
 _RO_KERNEL = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | C.MS_RDONLY
+
+
+@dataclass(frozen=True)
+class OwnGroupBind(Mount):
+    """A bind of a cgroup v1 hierarchy's mount point (*source*) into the root: the container's own
+    group there, which the plan's prefix bound over that mount point first, in the container's mount
+    namespace (:func:`~nsprim.container.build.build_plan`: the body is the same for every container,
+    the group is not).
+
+    A bind, as runc makes it, rather than a new cgroup v1 mount: before each such mount the kernel
+    drains every group of the v2 tree (``cgroup_lock_and_drain_offline``), waiting behind the
+    removal of groups that ended, which grows with the number of containers alive."""
 
 
 def host_dirs(cfg: ContainerConfig, state: Path) -> list[Path]:
@@ -164,8 +176,8 @@ def _cgroup_fs_steps(root: Path, *, userns: bool, hierarchies: tuple[Path, ...])
         if h.version == 2:
             steps.append(Mount("cgroup2", base / name, "cgroup2", _RO_KERNEL))
         else:
-            options = ",".join(sorted(c.v1_name for c in h.controllers))
-            steps.append(Mount("cgroup", base / name, "cgroup", _RO_KERNEL, options))
+            steps.append(OwnGroupBind(h.mount_point, base / name, None, C.MS_BIND))
+            steps.append(Mount(None, base / name, None, C.MS_REMOUNT | C.MS_BIND | _RO_KERNEL))
     steps.append(Mount(None, base, None, C.MS_REMOUNT | C.MS_BIND | _RO_KERNEL))
     return steps
 
