@@ -43,7 +43,7 @@ from ..container.config import ContainerConfig, Network, RootKind
 from ..errors import ChildDiedError, ConfigError, ExecutableNotFoundError, NsprimError, StepError, SyscallError
 from ..lowlevel import Waits
 from ..namespace import NamespaceType
-from ..plan import Exec, FdMap, Plan, SetNs, Step, Unshare, WriteFile
+from ..plan import Exec, FdMap, Mount, Plan, SetNs, Step, Unshare, WriteFile
 from ..process import Process
 from .zygote_process import CONTROL_FD, REPORT_FD
 
@@ -252,7 +252,7 @@ def _adapted(child: ChildPlan) -> tuple[Plan, Plan, int]:
     for step in child.prefix.steps:
         if isinstance(step, FdMap):
             fdmap = step
-        elif isinstance(step, (SetNs, WriteFile)):
+        elif isinstance(step, (SetNs, WriteFile, Mount)):  # Mount: the own v1 groups' binds, in its mount namespace
             steps.append(step)
         else:
             raise ConfigError(f"a zygote's child cannot run the prefix step `{step.describe()}`")
