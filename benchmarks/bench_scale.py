@@ -251,7 +251,7 @@ def study(
                         spawn(["/bin/true"], new=new).wait()
                         kernel_ms[name].append((time.perf_counter() - t0) * 1e3)
                     collections.resume()
-            kworkers_ms = (kworker_cpu_ns() - kworkers0) / 1e6 / probes
+            kworkers_ms = kworker_ms_since(kworkers0) / probes
             in_c = {name: _reference(run, probes) for name, run in references.items()}
             rows.append(
                 {
@@ -286,9 +286,10 @@ def cpu_ms() -> float:
     return (time.process_time() + children.ru_utime + children.ru_stime) * 1e3
 
 
-def kworker_cpu_ns() -> int:
-    """The CPU time so far of every kernel worker (``kworker/*``: cgroup and namespace teardown run there), ns."""
-    total = 0
+def kworker_cpu_ns() -> dict[int, int]:
+    """The CPU time so far of every kernel worker (``kworker/*``: cgroup and namespace teardown run there),
+    ns, by pid."""
+    found: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
@@ -296,8 +297,14 @@ def kworker_cpu_ns() -> int:
                     if not f.read().startswith("kworker/"):
                         continue
                 with open(f"/proc/{entry.name}/schedstat") as f:
-                    total += int(f.read().split()[0])
-    return total
+                    found[int(entry.name)] = int(f.read().split()[0])
+    return found
+
+
+def kworker_ms_since(before: dict[int, int]) -> float:
+    """The kernel workers' CPU time since *before*, ms: the workers alive now, each from its earlier reading
+    (a worker that exited meanwhile takes its part along; one started meanwhile counts whole)."""
+    return sum(ns - before.get(pid, 0) for pid, ns in kworker_cpu_ns().items()) / 1e6
 
 
 def _reference(run: h.BatchRunner, count: int) -> dict[str, float]:
@@ -305,12 +312,12 @@ def _reference(run: h.BatchRunner, count: int) -> dict[str, float]:
     kernel workers' per iteration, ms."""
     c0, k0 = resource.getrusage(resource.RUSAGE_CHILDREN), kworker_cpu_ns()
     us = run(count)
-    k1, c1 = kworker_cpu_ns(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    kworkers, c1 = kworker_ms_since(k0), resource.getrusage(resource.RUSAGE_CHILDREN)
     spent = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
     return {
         "wall_ms": statistics.median(us) / 1e3,
         "cpu_ms": spent * 1e3 / count,
-        "kworker_ms": (k1 - k0) / 1e6 / count,
+        "kworker_ms": kworkers / count,
     }
 
 
