@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -68,6 +69,28 @@ def test_a_port_left_listening_by_one_call_is_not_in_the_next_ones_network() -> 
     with SandboxExecutor(BOX, max_workers=1) as pool:
         assert pool.submit(zygote_payloads.listen_on, 8765).result() is True
         assert pool.submit(zygote_payloads.listen_on, 8765).result() is True
+
+
+def test_a_zygote_that_died_is_replaced_and_the_call_it_had_forked_gets_its_end() -> None:
+    import signal
+
+    from nsprim.call import CallDiedError
+
+    with SandboxExecutor(BOX, max_workers=1) as pool:
+        assert pool.submit(payloads.add, 1, 2).result() == 3
+        zygote = pool._workers.zygote
+        assert zygote is not None
+        running = pool.submit(payloads.sleep, 30)
+        deadline = time.monotonic() + 30
+        while not running.running():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)  # its request sent
+        os.kill(zygote.pid, signal.SIGKILL)  # its child, the running call, goes on alone: killed with its group
+        running.cancel()
+        assert isinstance(running.exception(timeout=30), CallDiedError)
+        assert pool.submit(payloads.add, 2, 2).result() == 4
+        assert pool._workers.zygote is not zygote
 
 
 def test_a_failing_setup_step_is_the_futures_step_error_naming_it() -> None:

@@ -167,10 +167,14 @@ class _Workers:
             return None
 
     def _warm(self) -> tuple[Supply | None, Spawner | None]:
-        """The zygote and the supply of prepared namespaces and cgroups, made on first use."""
+        """The zygote and the supply of prepared namespaces and cgroups, made on first use (a
+        zygote that died, say of the OOM killer, replaced: the calls it had forked got their end)."""
         if not self.warm_path:
             return None, None
+        dead = None
         with self.lock:
+            if self.zygote is not None and not self.zygote.alive and not self.stopping:
+                dead, self.zygote = self.zygote, Zygote()
             if self.zygote is None and not self.stopping:
                 from ..container.host import create_cgroup
                 from ..container.pool import Supply, root_preparer
@@ -180,6 +184,8 @@ class _Workers:
                 make_cgroup = lambda name: create_cgroup(name, config, watch=True)  # noqa: E731
                 self.supply = Supply(config, self.max_workers, make_cgroup, root_preparer(config))
             zygote, supply = self.zygote, self.supply
+        if dead is not None:
+            dead.close()
         return supply, zygote.spawn_steps if zygote is not None else None
 
     def close_warm_path(self) -> None:

@@ -126,6 +126,11 @@ class Zygote:
         """The zygote's pid."""
         return self._process.pid
 
+    @property
+    def alive(self) -> bool:
+        """Whether the zygote still runs (it ends when closed, or if killed)."""
+        return self._process.poll() is None
+
     def spawn_steps(self, child: ChildPlan, args: list[str], close_after: list[int]) -> Waits[Process]:
         """Start *child* as a fork of the zygote (a :data:`~nsprim.container.launch.Spawner`):
         the waits end with the process once its plan ran, or raise the
