@@ -1,5 +1,8 @@
 """Evaluate untrusted Python snippets, each in its own sandbox with 1 s of CPU and 64 MB, and say how each ended.
 
+The snippets run two at a time through a :class:`~nsprim.call.SandboxExecutor`: each in a fresh container
+of the template (its own namespaces, root and cgroup), forked from the executor's warm interpreter.
+
 Run as root: ``python examples/untrusted_snippets.py``.
 """
 
@@ -8,8 +11,9 @@ from __future__ import annotations
 import resource
 import signal
 import sys
+from concurrent.futures import Future
 
-from nsprim.call import CallDiedError, RemoteError, UnsafeResultError
+from nsprim.call import CallDiedError, CallResult, RemoteError, SandboxExecutor, UnsafeResultError
 from nsprim.container import Container
 
 SNIPPETS = {
@@ -41,9 +45,9 @@ def evaluate(source: str) -> object:
     return eval(code, {})
 
 
-def verdict(source: str) -> str:
+def verdict(future: Future[CallResult[object]]) -> str:
     try:
-        value = SANDBOX.call_result(evaluate, (source,), timeout=5, capture_output=True).value
+        value = future.result().value
     except RemoteError as e:
         return f"raised {e.remote_type}: {e.remote_message}"
     except CallDiedError as e:
@@ -59,8 +63,10 @@ def verdict(source: str) -> str:
 
 
 def main() -> int:
-    for name, source in SNIPPETS.items():
-        print(f"{name:18} {verdict(source)}")
+    with SandboxExecutor(SANDBOX, max_workers=2, timeout=5, capture_output=True) as pool:
+        futures = {name: pool.submit_result(evaluate, source) for name, source in SNIPPETS.items()}
+        for name, future in futures.items():
+            print(f"{name:18} {verdict(future)}")
     return 0
 
 
