@@ -626,6 +626,21 @@ def patched(owner: object, attr: str, value: object) -> Iterator[None]:
         setattr(owner, attr, original)
 
 
+@contextlib.contextmanager
+def without_security(build_mod: Any) -> Iterator[None]:
+    """No default security policy for the duration of the block: both ways the plan builder gets
+    it patched, and its cache of plan bodies emptied before and after (a cached body has one)."""
+    build_mod._BODY_CACHE.clear()
+    try:
+        with (
+            patched(build_mod, "default_security", lambda: None),
+            patched(build_mod, "_default_security_compiled", lambda state: None),
+        ):
+            yield
+    finally:
+        build_mod._BODY_CACHE.clear()
+
+
 def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> list[h.Case]:
     """nsprim as measured, the phase-timed run, and nsprim with one change each (patched, restored after)."""
     from nsprim.container import build as build_mod
@@ -641,7 +656,7 @@ def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> l
         ),
         (
             "no security policy",
-            lambda: patched(build_mod, "_default_security", lambda: None),
+            lambda: without_security(build_mod),
             "no capability drop, seccomp, no_new_privs",
         ),
     ]
@@ -665,7 +680,7 @@ def whatif_cases(box: Container, breakdown: Breakdown, pace_s: float = 0.0) -> l
             stack.enter_context(patched(CGroup, "stats", no_stats))
         if "child" in which:
             stack.enter_context(patched(rootfs_mod, "_cgroup_fs_steps", lambda *a, **k: []))
-            stack.enter_context(patched(build_mod, "_default_security", lambda: None))
+            stack.enter_context(without_security(build_mod))
         return stack
 
     for name, which, note in (
