@@ -27,7 +27,7 @@ _T = TypeVar("_T")
 #: At most this many worker threads at once (starts beyond wait their turn in the queue).
 MAX_WORKERS = max(2, min(4, os.cpu_count() or 1))
 #: A worker with no job for this long ends.
-IDLE_SECONDS = 0.5
+IDLE_SECONDS = 0.25
 
 
 class _Job(Generic[_T]):
