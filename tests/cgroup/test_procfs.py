@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,13 @@ def test_the_host_info_cache_lives_in_the_cgroup_layer() -> None:
     assert cached_host_info() is first  # same mount namespace, within seconds: not read again
     assert first.hierarchies == host_info().hierarchies
     assert build.cached_host_info is cached_host_info  # the container layer's old name is the same function
+
+
+def test_the_host_info_read_again_but_unchanged_is_the_same_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What is cached by the layout's object (the builder's plan bodies) outlives the cache's few seconds."""
+    from nsprim.cgroup import host
+
+    first = host.cached_host_info()
+    real = time.monotonic
+    monkeypatch.setattr(host.time, "monotonic", lambda: real() + 60.0)  # past the cache's seconds
+    assert host.cached_host_info() is first

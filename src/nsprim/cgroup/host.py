@@ -333,5 +333,7 @@ def cached_host_info() -> HostInfo:
     if hit is not None and hit[0] == ino and now - hit[1] < 5.0:
         return hit[2]
     info = host_info()
+    if hit is not None and hit[0] == ino and info == hit[2]:
+        info = hit[2]  # the same layout: the same object, which what is cached by it (plan bodies) is keyed on
     _cache["info"] = (ino, now, info)
     return info
