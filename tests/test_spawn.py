@@ -278,6 +278,14 @@ def test_a_child_killed_during_setup_is_an_error_not_a_finished_process() -> Non
     assert "died during setup, before exec (killed by SIGKILL)" in str(err) and "[plan step 0]" in str(err)
 
 
+def test_a_child_that_died_at_a_step_not_known_says_so() -> None:
+    from nsprim.errors import ChildDiedError
+
+    err = ChildDiedError(None, -1, signal=signal.SIGKILL)  # a zygote's fork: no record of its progress
+    assert str(err) == ("the child died during its setup, before its payload (killed by SIGKILL); at a step not known")
+    assert "before its first step" in str(ChildDiedError(None, 0, exit_status=1))
+
+
 def test_fork_mode_outcomes_stay_apart_across_many_spawns_and_threads() -> None:
     """Fork-mode children keep their progress records in slots of one shared page: reused
     after each report, taken by several threads at once, each spawn reads its own."""

@@ -118,6 +118,9 @@ class Zygote:
             # an empty environment (a call gets its template's).
             plan = Plan((SetSid(), FdMap(((theirs.fileno(), CONTROL_FD),)), Exec(argv[0], argv, {})))
             self._process = start(plan, clone_flags=0)
+        except BaseException:
+            mine.close()
+            raise
         finally:
             theirs.close()
 
@@ -136,23 +139,24 @@ class Zygote:
         the waits end with the process once its plan ran, or raise the
         :class:`~nsprim.errors.StepError` of the step that failed."""
         status_r = report_r = -1
+        to_close = list(close_after)  # ours to close on every path, once: the child has its copies
         try:
             prefix, body, flags = _adapted(child)
             status_r, status_w = os.pipe2(os.O_CLOEXEC)
+            to_close.append(status_w)
             report_r, report_w = os.pipe2(os.O_CLOEXEC)
-            close_after = [*close_after, status_w, report_w]
+            to_close.append(report_w)
             prefix = _with_report(prefix, report_w)
-            try:
-                pid, pidfd = self._fork(prefix, body, flags, status_w)
-            finally:
-                for fd in close_after:  # the child has its copies now, or never will
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+            pid, pidfd = self._fork(prefix, body, flags, status_w)
         except BaseException:
             for fd in (status_r, report_r):
                 if fd >= 0:
                     os.close(fd)
             raise
+        finally:
+            for fd in to_close:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         proc = Process(pid, pidfd, args)
         proc.exit_link = _spawn.MonitorLink(status_r, pid, 0, self.pid, 0)
         try:

@@ -138,11 +138,9 @@ class _Zygote:
         body, env = self.bodies[key]
         renumbered = [_renumbered(raw, mapping) for raw in raw_prefix]
         fdmap_at = next(i for i, raw in enumerate(renumbered) if raw.kind == _spawn.StepKind.FDMAP)
-        report_fd = next(
-            renumbered[fdmap_at].ints[i]  # type: ignore[index]
-            for i in range(0, len(renumbered[fdmap_at].ints or ()) - renumbered[fdmap_at].c, 2)
-            if (renumbered[fdmap_at].ints or ())[i + 1] == REPORT_FD
-        )
+        ints = renumbered[fdmap_at].ints or ()
+        pairs = ints[: len(ints) - renumbered[fdmap_at].c]  # (src, dst, ...), then the kept ones
+        report_fd = next(pairs[i] for i in range(0, len(pairs), 2) if pairs[i + 1] == REPORT_FD)
         prefix = _spawn.encode(renumbered)
         try:
             pid, pidfd = self.fork(new_pid_ns)

@@ -198,7 +198,7 @@ class ChildDiedError(StepError):
 
     Killed by a signal (the OOM killer's ``SIGKILL`` when a memory limit is too
     small for the setup, say) or exited.  ``step`` and ``index`` are the step
-    it was at, ``signal`` the signal that killed it (or None) and
+    it was at (None and -1: not known), ``signal`` the signal that killed it (or None) and
     ``exit_status`` its exit status otherwise; ``errno`` is ``ECHILD``.
     """
 
@@ -232,7 +232,9 @@ class ChildDiedError(StepError):
         return f"exit status {self.exit_status}"
 
     def __str__(self) -> str:
-        if self.step is None:
+        if self.step is None and self.index < 0:  # (a zygote's fork keeps no record of its progress)
+            text = f"the child died during its setup, before its payload ({self.cause}); at a step not known"
+        elif self.step is None:
             text = f"the child died at its start, before its first step ({self.cause})"
         else:
             head = self.detail or self.operation
