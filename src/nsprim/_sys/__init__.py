@@ -9,11 +9,14 @@ Higher layers never see cffi objects.
 from __future__ import annotations
 
 import os
-from typing import Final
 
 from .._paths import PathArg, to_bytes
 from ..errors import SyscallError
 from ._lib import ffi, lib
+
+TYPE_CHECKING = False  # typing is not imported at run time (see _lib)
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "C",

@@ -7,9 +7,16 @@ rest of :mod:`nsprim._sys` is checked by mypy and ``Any`` stops here.
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol, cast
 
 from .._version import __version__
+
+TYPE_CHECKING = False  # typing is not imported at run time: every runtime command loads this module
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    CData = Any  # a cffi pointer or struct; opaque outside _sys
+else:
+    Protocol = CData = object
 
 __all__ = ["NativeLib", "CData", "ffi", "lib"]
 
@@ -23,8 +30,6 @@ except ImportError as exc:  # pragma: no cover - broken install
         "nsprim's native core is not built: install the package with `pip install .` "
         f"(or `pip install -e .`) so that setuptools compiles _native/ ({exc})"
     ) from exc
-
-CData = Any  # a cffi pointer or struct; opaque outside _sys
 
 
 class NativeLib(Protocol):
@@ -220,7 +225,7 @@ class NativeLib(Protocol):
 
 
 ffi: Any = _nsprim_native.ffi
-lib: NativeLib = cast(NativeLib, _nsprim_native.lib)
+lib: NativeLib = _nsprim_native.lib
 
 _native_version: str = ffi.string(lib.nsp_version()).decode()
 if _native_version != __version__:  # pragma: no cover - stale build

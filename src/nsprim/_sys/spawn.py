@@ -19,9 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._dataclass import dataclass
-from ..errors import ConfigError, SyscallError
+from ..errors import SyscallError
 from ._lib import ffi as _ffi
 from ._lib import lib
+from .plan_rows import EncodedRows, read_report_raw, spawn_config
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .plan_rows import Row
 
 __all__ = [
     "OPTIONAL",
@@ -44,6 +49,7 @@ __all__ = [
     "MonitorLink",
     "core_file",
     "encode",
+    "row",
     "spawn",
     "read_report",
     "release",
@@ -158,9 +164,6 @@ class CapsFlag(enum.IntFlag):
 
 SECCOMP_KERNEL_FLAGS: int = lib.NSP_SECCOMP_KERNEL_FLAGS  # SECCOMP's flags: the kernel's own, below OPTIONAL
 
-# Steps whose `str` is data of length `a`, not a C string.
-_BINARY_STR = frozenset({StepKind.WRITE_FILE, StepKind.SECCOMP})
-
 
 class StepPart(enum.IntEnum):
     """Which part of a composite step failed (``enum nsp_step_part``); ``FS_PARAM + i``: parameter *i*."""
@@ -200,57 +203,22 @@ class RawStep:
     ints: tuple[int, ...] | None = None
 
 
-class EncodedPlan:
+class EncodedPlan(EncodedRows):
     """A C array of steps plus everything it points to.  Immutable once built."""
 
-    __slots__ = ("_keep", "count", "has_sync", "kinds", "steps")
+    __slots__ = ()
 
     def __init__(self, raw: Sequence[RawStep]) -> None:
-        keep: list[Any] = []
-        steps = _ffi.new("struct nsp_step[]", max(len(raw), 1))
+        super().__init__([row(step) for step in raw], lambda kind: StepKind(kind).name.lower())
 
-        def cstr(value: bytes | None, field: str = "", kind: StepKind | None = None) -> Any:
-            if value is None:
-                return _ffi.NULL
-            if kind is not None and b"\0" in value:
-                # C would read up to the first NUL: refuse rather than truncate.
-                raise ConfigError(f"a NUL byte in the {field} of a {kind.name.lower()} step", what=field)
-            buf = _ffi.new("char[]", value)
-            keep.append(buf)
-            return buf
 
-        def cvec(values: tuple[bytes, ...] | None, field: str, kind: StepKind) -> Any:
-            if values is None:
-                return _ffi.NULL
-            items = [cstr(v, field, kind) for v in values]
-            vec = _ffi.new("char *[]", [*items, _ffi.NULL])
-            keep.append(vec)
-            return vec
-
-        for i, step in enumerate(raw):
-            s = steps[i]
-            s.kind = int(step.kind)
-            s.flags = int(step.flags)
-            s.a = step.a
-            s.b = step.b
-            s.c = step.c
-            kind = step.kind
-            s.path = cstr(step.path, "path", kind)
-            s.path2 = cstr(step.path2, "path2", kind)
-            s.str = cstr(step.str, "str", None if kind in _BINARY_STR else kind)
-            s.str2 = cstr(step.str2, "str2", kind)
-            s.strv = cvec(step.strv, "strv", kind)
-            s.strv2 = cvec(step.strv2, "strv2", kind)
-            if step.ints:
-                ints = _ffi.new("int[]", list(step.ints))
-                keep.append(ints)
-                s.ints = ints
-                s.nints = len(step.ints)
-        self.steps = steps
-        self.count = len(raw)
-        self.has_sync = any(step.kind == StepKind.SYNC for step in raw)
-        self.kinds = tuple(int(step.kind) for step in raw)  # to check a report against
-        self._keep = keep
+def row(step: RawStep) -> Row:
+    """*step* as a row of :mod:`nsprim._sys.plan_rows` (plain values, as a kept plan holds it)."""
+    ints = None if step.ints is None else tuple(int(i) for i in step.ints)
+    return (
+        int(step.kind), int(step.flags), int(step.a), int(step.b), int(step.c), step.path, step.path2, step.str,
+        step.str2, step.strv, step.strv2, ints,
+    )  # fmt: skip
 
 
 def encode(raw: Sequence[RawStep]) -> EncodedPlan:
@@ -396,18 +364,9 @@ def spawn(
     its parent (fork mode; no timings or kept descriptors); the handles carry
     the :class:`MonitorLink`.
     """
-    config = _ffi.new("struct nsp_spawn_config *")
-    config.clone_flags = clone_flags
-    config.cgroup_fd = cgroup_fd
-    config.pidns_fd = pidns_fd
-    config.exit_signal = lib.SIGCHLD
-    config.steps = plan.steps
-    config.nsteps = plan.count
-    if prefix is not None:
-        config.prefix = prefix.steps
-        config.nprefix = prefix.count
-    has_sync = plan.has_sync or (prefix is not None and prefix.has_sync)
-    config.use_vfork = 1 if use_vfork and not has_sync else 0
+    config = spawn_config(
+        plan, prefix, clone_flags=clone_flags, cgroup_fd=cgroup_fd, pidns_fd=pidns_fd, use_vfork=use_vfork
+    )
     times = None
     if timings and config.use_vfork:
         times = _ffi.new("long long[]", config.nprefix + config.nsteps + 3)
@@ -476,13 +435,11 @@ def read_report(handles: SpawnHandles) -> Report | None:
     record the child shares with us says which (and keeps a failure whose
     report the child could not write, say for want of memory).
     """
-    report = _ffi.new("struct nsp_report *")
-    ret = lib.nsp_read_report(handles.native, report)
-    if ret < 0:
-        raise SyscallError(-ret, "read", detail="read the child's report pipe")
-    if ret in (0, 3):
+    raw = read_report_raw(handles.native)
+    if raw is None:
         return None
-    return Report(report.index, report.kind, report.err, report.part, died=ret == 2)
+    index, kind, err, part, died = raw
+    return Report(index, kind, err, part, died=died)
 
 
 def release(handles: SpawnHandles) -> None:

@@ -17,11 +17,13 @@ import _thread
 import errno
 import os
 import struct
-from collections.abc import Iterable
-from pathlib import Path
 
 from ..errors import SyscallError
 from ._lib import ffi, lib
+
+TYPE_CHECKING = False  # neither pathlib nor collections: a runtime's `create` registers its groups here
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "watch_cgroup",
@@ -55,7 +57,9 @@ def _fd() -> int:
 
 
 def _record(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> bytes:
-    raw = os.fsencode(os.fspath(path))
+    raw = os.fsencode(path)
+    if raw:
+        raw = os.path.normpath(raw)  # as a Path spells it: watch and forget match
     if len(raw) >= _PATH_MAX or b"\0" in raw:
         raise SyscallError(
             errno.ENAMETOOLONG if len(raw) >= _PATH_MAX else errno.EINVAL,
@@ -78,22 +82,22 @@ def _send(*records: bytes) -> None:
 
 def watch_cgroup(directory: str | os.PathLike[str]) -> None:
     """Kill the members of, then remove, cgroup *directory* if this process dies."""
-    _send(_record(lib.NSP_WATCH_CGROUP, Path(directory)))
+    _send(_record(lib.NSP_WATCH_CGROUP, directory))
 
 
 def watch_cgroups(directories: Iterable[str | os.PathLike[str]]) -> None:
     """:func:`watch_cgroup` for each of *directories* (the hierarchies of one group), in one write."""
-    _send(*(_record(lib.NSP_WATCH_CGROUP, Path(d)) for d in directories))
+    _send(*(_record(lib.NSP_WATCH_CGROUP, d) for d in directories))
 
 
 def forget_cgroup(directory: str | os.PathLike[str]) -> None:
     """Undo :func:`watch_cgroup`."""
-    _send(_record(lib.NSP_WATCH_FORGET_CGROUP, Path(directory)))
+    _send(_record(lib.NSP_WATCH_FORGET_CGROUP, directory))
 
 
 def forget_cgroups(directories: Iterable[str | os.PathLike[str]]) -> None:
     """Undo :func:`watch_cgroups`."""
-    _send(*(_record(lib.NSP_WATCH_FORGET_CGROUP, Path(d)) for d in directories))
+    _send(*(_record(lib.NSP_WATCH_FORGET_CGROUP, d) for d in directories))
 
 
 def watch_pid(pid: int) -> None:
@@ -108,9 +112,9 @@ def forget_pid(pid: int) -> None:
 
 def watch_tree(directory: str | os.PathLike[str]) -> None:
     """Remove the directory tree *directory* (one file system) if this process dies."""
-    _send(_record(lib.NSP_WATCH_TREE, Path(directory)))
+    _send(_record(lib.NSP_WATCH_TREE, directory))
 
 
 def forget_tree(directory: str | os.PathLike[str]) -> None:
     """Undo :func:`watch_tree`."""
-    _send(_record(lib.NSP_WATCH_FORGET_TREE, Path(directory)))
+    _send(_record(lib.NSP_WATCH_FORGET_TREE, directory))
