@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import struct
 
-from ._dataclass import dataclass
-
 __all__ = ["StartReport", "read_start_report", "REPORT_SIZE"]
 
 _REPORT = struct.Struct("iiii")  # struct nsp_report: index, kind, errno, part
@@ -19,14 +17,37 @@ _REPORT = struct.Struct("iiii")  # struct nsp_report: index, kind, errno, part
 REPORT_SIZE = _REPORT.size
 
 
-@dataclass(frozen=True)
 class StartReport:
-    """A step after :class:`~nsprim.handoff.WaitStart` failed: its index in the plan, kind and errno."""
+    """A step after :class:`~nsprim.handoff.WaitStart` failed: its index in the plan, kind and errno.
+
+    A value (immutable, compared by its fields), made without a value-class decorator: ``start``
+    reads one in a process that imports nothing else of the kind."""
+
+    __slots__ = ("errno", "index", "kind", "part")
 
     index: int
     kind: int
     errno: int
     part: int
+
+    def __init__(self, index: int, kind: int, errno: int, part: int) -> None:
+        for name, value in (("index", index), ("kind", kind), ("errno", errno), ("part", part)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a StartReport")
+
+    def _fields(self) -> tuple[int, int, int, int]:
+        return (self.index, self.kind, self.errno, self.part)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StartReport) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"StartReport(index={self.index}, kind={self.kind}, errno={self.errno}, part={self.part})"
 
 
 def read_start_report(fd: int) -> StartReport | None:

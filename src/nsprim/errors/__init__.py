@@ -36,19 +36,63 @@ Messages follow crun's style: verb, backticked path, reason, and where it helps,
 
 from __future__ import annotations
 
-from . import base, call, images
+from . import base
 from .base import *  # noqa: F403
 from .base import CGroupTimeout as CGroupTimeout  # deprecated aliases, kept for one release
 from .base import ProcessLookupFailed as ProcessLookupFailed
-from .call import *  # noqa: F403
-from .images import *  # noqa: F403
-from .images import UnsafeTarEntry as UnsafeTarEntry
 
-__all__ = [*base.__all__, *images.__all__, *call.__all__]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from . import call as call
+    from . import images as images
+    from .call import *  # noqa: F403
+    from .images import *  # noqa: F403
+    from .images import UnsafeTarEntry as UnsafeTarEntry
 
-# One module to the user: tracebacks, the documentation and pickles name nsprim.errors.X.
-for _name in __all__:
-    _value = globals()[_name]
-    if isinstance(_value, type):
-        _value.__module__ = __name__
-del _name, _value
+# The image and call families are imported when first named: a runtime command raises neither.
+_FAMILIES = {
+    "images": (
+        "LayerError", "ImageError", "BlobDigestError", "ImageNotFoundError", "ImageReferenceError", "RegistryError",
+        "RegistryAuthError", "RegistryNotFoundError", "RegistryUnavailableError", "RegistryDigestError",
+        "CorruptLayerError", "LayerLimitError", "UnsafeTarEntryError", "UnsafeTarEntry",
+    ),
+    "call": (
+        "CallError", "RemoteError", "UnsafeResultError", "CallDiedError", "CallTimeoutError", "CallCancelledError",
+        "PythonNotFoundError", "PythonVersionError",
+    ),
+}  # fmt: skip
+_LAZY = {name: family for family, names in _FAMILIES.items() for name in names}
+
+__all__ = [*base.__all__, *(n for n in _LAZY if n != "UnsafeTarEntry")]
+
+
+def _one_module(names: list[str], where: dict[str, object]) -> None:
+    # One module to the user: tracebacks, the documentation and pickles name nsprim.errors.X.
+    for name in names:
+        value = where[name]
+        if isinstance(value, type):
+            value.__module__ = __name__
+
+
+_one_module(base.__all__, globals())
+
+
+def __getattr__(name: str) -> object:
+    family = _LAZY.get(name)
+    if family is None:
+        if name in _FAMILIES:  # the submodules themselves
+            import importlib
+
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(f"{__name__}.{family}")
+    names = [n for n in _FAMILIES[family] if hasattr(module, n)]
+    _one_module([n for n in names if n in module.__all__], vars(module))
+    globals().update({n: getattr(module, n) for n in names})
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -145,3 +145,9 @@ def _rebuild(cls: type[CallDiedError], message: str) -> CallDiedError:
     err = cls.__new__(cls)
     Exception.__init__(err, message)
     return err
+
+
+# One module to the user (see the package): named, printed and pickled as nsprim.errors.X.
+for _name in __all__:
+    globals()[_name].__module__ = "nsprim.errors"
+del _name

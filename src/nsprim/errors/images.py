@@ -155,3 +155,8 @@ class UnsafeTarEntryError(LayerError):
 
 UnsafeTarEntry = UnsafeTarEntryError
 """Deprecated alias of :class:`UnsafeTarEntryError`, kept for one release."""
+
+# One module to the user (see the package): named, printed and pickled as nsprim.errors.X.
+for _name in __all__:
+    globals()[_name].__module__ = "nsprim.errors"
+del _name
