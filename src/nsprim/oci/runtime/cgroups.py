@@ -22,6 +22,7 @@ import errno
 import os
 
 from ...errors import SpecError, SyscallError
+from .store import DEFAULT_PARENT
 
 TYPE_CHECKING = False  # `delete` needs remove_default_parent only: the spec model and the plan are imported late
 if TYPE_CHECKING:
@@ -42,9 +43,6 @@ __all__ = [
     "Limits",
     "apply_devices",
 ]
-
-#: The group under which containers without a ``cgroupsPath`` go (``/nsprim-runtime/<id>``).
-DEFAULT_PARENT = "nsprim-runtime"
 
 
 # The devices every container has (runtime-spec "Default Devices", /dev/pts and /dev/ptmx with them),

@@ -25,6 +25,7 @@ from . import jsonio
 from .features import SPEC_VERSION_MAX
 from .store import (
     CREATING,
+    DEFAULT_PARENT,
     PAUSED,
     RUNNING,
     STOPPED,
@@ -247,6 +248,21 @@ def _wait_gone(record: ContainerRecord, timeout: float) -> bool:
 def _destroy(g: Globals, locked: LockedContainer) -> None:
     """Kill what is left of the container, remove its cgroup and its directory."""
     record = locked.record
+    if record.cgroup_dirs and not (record.pid > 0 and process_alive(record.pid, record.starttime)):
+        # The usual delete: the init has ended and its groups are empty, so rmdir is all there is to do
+        # (without the cgroup layer); a busy group is killed and removed below.
+        from .replay import remove_groups
+
+        if remove_groups(record.cgroup_dirs):
+            if record.cgroup is not None and record.cgroup.startswith(f"/{DEFAULT_PARENT}/"):
+                for d in record.cgroup_dirs:  # the runtime's default parent, once its last group is gone
+                    try:
+                        os.rmdir(os.path.dirname(d))
+                    except OSError:
+                        pass
+            g.log.debug(f"deleted container `{record.id}` ({record.status}, pid {record.pid})")
+            locked.remove()
+            return
     if record.pid > 0:
         signal_init(record, SIGKILL)
     group = container_group(record)

@@ -228,7 +228,7 @@ def exec_process(g: Globals, record: ContainerRecord, spec: Spec, process: Proce
         steps: list[Step] = [SetSid(), FdMap(tuple(pairs), close_others=True, kept=kept), SetDumpable(False)]
         steps += enter
         steps += _process_head(process, console_fd)
-        from .lifecycle import SECCOMP_CACHE
+        from .created import SECCOMP_CACHE
 
         steps += process_steps(process, spec, seccomp_cache=os.path.join(g.root, SECCOMP_CACHE))
         try:

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import os
 
+from .created import LIFT as _LIFT
+from .created import SECCOMP_CACHE, START_SOCKET, Created
+from .created import unix_socket as _unix_socket
 from .store import (
     CREATED,
     CREATING,
@@ -36,13 +39,13 @@ from .store import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import _socket
     import socket
 
     from ...cgroup import CGroup
     from ...process import Process
     from ..spec import Spec
     from .cli import Globals
+    from .created import QuickProcess
 
 __all__ = [
     "cmd_create",
@@ -61,13 +64,8 @@ __all__ = [
     "start_created",
 ]
 
-#: The init's start socket, in the container's state directory (0700).
-START_SOCKET = "start.sock"
 #: The spec as ``create`` read it, kept for ``exec`` and the ``poststop`` hooks.
 SPEC_FILE = "config.json"
-#: Compiled seccomp programs by content, in the state root (an ``@`` is in no container id).
-SECCOMP_CACHE = "@seccomp"
-_LIFT = 100  # descriptors the plan uses sit at or above this (and above the preserved ones)
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -86,32 +84,6 @@ def write_pid_file(path: str, pid: int) -> None:
         from ...errors import SyscallError
 
         raise SyscallError(exc.errno or 0, "write", path) from None
-
-
-def _unix_socket(dirfd: int, name: str, *, listen: bool) -> _socket.socket:
-    """A socket bound (or connected) to *name* in the directory *dirfd*: by a relative
-    path, as ``sun_path`` holds 108 bytes and a state path may be longer.
-
-    The C module's socket: :mod:`socket` costs ``start`` the import of
-    :mod:`selectors` and of four enum classes."""
-    import _socket
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fchdir(dirfd)
-        if listen:
-            sock.bind(name)
-            sock.listen(1)
-        else:
-            sock.connect(name)
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        os.fchdir(here)
-        os.close(here)
-    return sock
 
 
 def connect_console(path: str) -> socket.socket:
@@ -148,21 +120,6 @@ def open_console(console: object, floor: int, opened: list[int]) -> int:
         sock.close()
     opened.append(fd)
     return fd
-
-
-def _start_steps(steps: tuple[object, ...], base: int) -> list[list[object]]:
-    """What ``start`` needs to name a step that fails after the start: kind, words, exec details."""
-    from ...plan import Exec, Step
-
-    out: list[list[object]] = []
-    for s in steps:
-        assert isinstance(s, Step)
-        kind = int(s.lower().kind)
-        if isinstance(s, Exec):
-            out.append([kind, s.describe(), os.fspath(s.file), s.searched() or ""])
-        else:
-            out.append([kind, s.describe(), "", ""])
-    return [[base], *out]
 
 
 def engine_error(exc: BaseException) -> BaseException:
@@ -204,17 +161,9 @@ def _state(record: ContainerRecord, status: str) -> dict[str, object]:
     return state_document(record, status)
 
 
-class Created:
-    """A container ``create`` made: its locked directory, record, init and group."""
-
-    def __init__(self, locked: LockedContainer, record: ContainerRecord, proc: Process, group: CGroup | None) -> None:
-        self.locked = locked
-        self.record = record
-        self.proc = proc
-        self.group = group
-
-
-def _cleanup(locked: LockedContainer, proc: Process | None, group: CGroup | None) -> None:
+def _cleanup(
+    locked: LockedContainer, proc: Process | QuickProcess | None, group: CGroup | None, dirs: tuple[str, ...] = ()
+) -> None:
     """Undo a failed create: the init killed and reaped, the group and the directory removed."""
     import contextlib
 
@@ -222,6 +171,11 @@ def _cleanup(locked: LockedContainer, proc: Process | None, group: CGroup | None
         with contextlib.suppress(Exception):
             proc.kill()
             proc.wait()
+    if group is None and dirs:
+        from .replay import undo
+
+        undo(locked, None, list(dirs), locked.record.cgroup if locked.has_record else None)
+        return
     if group is not None:
         with contextlib.suppress(Exception):
             group.kill()
@@ -239,7 +193,39 @@ def _cleanup(locked: LockedContainer, proc: Process | None, group: CGroup | None
 
 
 def create_container(g: Globals, opts: dict[str, object], container_id: str) -> Created:
-    """Everything ``create`` does but its last words (the pid file, the watcher let go)."""
+    """Everything ``create`` does but its last words (the pid file, the watcher let go).
+
+    A spec whose program is kept (:mod:`.replay`) is created from it; one that can have a program gets
+    it built and kept; any other, and a program that met what it did not foresee, the general way."""
+    from .store import validate_id
+
+    validate_id(container_id)
+    bundle = os.path.abspath(str(opts.get("bundle") or "."))
+    if os.path.isdir(bundle):
+        from . import replay
+
+        found = replay.lookup(bundle, container_id, opts)
+        if found is not None:
+            kept = replay.load(g.root, found.key)
+            if kept is None:
+                from .program import compile_program
+
+                compiled = compile_program(g, opts, container_id, found)
+                if compiled is not None:
+                    kept, keep = compiled
+                    if keep:
+                        replay.store_program(g.root, found.key, kept)
+            if kept is not None:
+                try:
+                    created = replay.execute(g, opts, container_id, found, kept)
+                    assert isinstance(created, Created)
+                    return created
+                except replay.Fallback as why:
+                    g.log.debug(f"create `{container_id}`: its kept program does not apply ({why})")
+    return _create_general(g, opts, container_id)
+
+
+def _create_general(g: Globals, opts: dict[str, object], container_id: str) -> Created:
     from pathlib import Path
 
     from ..convert import Handoff, bundle_plan
@@ -323,6 +309,7 @@ def _spawn(
     from ...plan import Plan
     from ..convert import BundlePlan
     from .cgroups import placement
+    from .program import start_steps
 
     assert isinstance(plan, BundlePlan)
     joins, cgroup_fd = placement(group)
@@ -360,7 +347,7 @@ def _spawn(
             ns.close()
     base = len(prefix.steps) + next(i for i, s in enumerate(plan.steps) if isinstance(s, WaitStart)) + 1
     after = plan.steps[base - len(prefix.steps) :]
-    extra = dict(record.extra, start_steps=_start_steps(after, base))
+    extra = dict(record.extra, start_steps=start_steps(after, base))
     if spec.hooks is not None and spec.hooks.poststop:
         extra["poststop"] = True
     record = record.replace(pid=proc.pid, starttime=process_starttime(proc.pid) or 0, status=CREATED, extra=extra)
@@ -374,10 +361,10 @@ def _let_go(created: Created, opts: dict[str, object]) -> None:
     pid_file = opts.get("pid_file")
     if pid_file:
         write_pid_file(str(pid_file), created.record.pid)
-    if created.group is not None:
+    if created.cgroup_dirs:
         from ..._sys import watcher
 
-        watcher.forget_cgroups(created.group.directories.values())
+        watcher.forget_cgroups(created.cgroup_dirs)
 
 
 def cmd_create(g: Globals, opts: dict[str, object], args: list[str]) -> int:
@@ -386,7 +373,7 @@ def cmd_create(g: Globals, opts: dict[str, object], args: list[str]) -> int:
     try:
         _let_go(created, opts)
     except BaseException:
-        _cleanup(created.locked, created.proc, created.group)
+        _cleanup(created.locked, created.proc, created.group, created.cgroup_dirs)
         raise
     created.locked.close()
     created.proc.release()  # the engine (a subreaper) reaps the init: its exit status is the engine's
@@ -477,7 +464,7 @@ def start_created(g: Globals, created: Created, opts: dict[str, object] | None =
         _let_go(created, opts or {})
         _start(g, created.locked)
     except BaseException:
-        _cleanup(created.locked, created.proc, created.group)
+        _cleanup(created.locked, created.proc, created.group, created.cgroup_dirs)
         raise
 
 

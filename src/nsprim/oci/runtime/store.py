@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ID_MAX",
     "STATE_FILE",
+    "DEFAULT_PARENT",
     "CREATING",
     "CREATED",
     "RUNNING",
@@ -63,6 +64,8 @@ __all__ = [
 #: The longest container id: a directory name, within NAME_MAX.
 ID_MAX = 255
 STATE_FILE = "state.json"
+#: The group under which containers without a ``cgroupsPath`` go (``/nsprim-runtime/<id>``).
+DEFAULT_PARENT = "nsprim-runtime"
 RECORD_VERSION = 1
 
 CREATING = "creating"

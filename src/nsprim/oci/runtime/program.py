@@ -1,0 +1,162 @@
+"""A bundle's ``create`` as a program of plain values, built with the full model (see :mod:`.replay`).
+
+:func:`compile_program` does what the general ``create`` decides before it
+makes anything — the spec loaded and checked, the resources turned into
+control file writes, the init's plan built — and writes the outcome as
+values :mod:`.replay` runs without this model.  A spec the program cannot
+express (hooks, namespaces to join, a user namespace, a console, a group
+directory of an unusual shape) has none: it is created the general way.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .replay import PROGRAM_VERSION, Lookup, substitute
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .cli import Globals
+
+__all__ = ["compile_program", "start_steps"]
+
+
+def compile_program(
+    g: Globals, opts: dict[str, object], container_id: str, found: Lookup
+) -> tuple[dict[str, object], bool] | None:
+    """The program for *found*'s spec with its strings as placeholders, and whether it may be kept for
+    other containers (not when it names this one's id where no placeholder stands for it); None when the
+    spec cannot have one.  Raises what the general ``create`` raises for a spec it refuses, before
+    anything is made."""
+    from pathlib import Path
+
+    from ..._sys.spawn import row
+    from ...cgroup import Controller
+    from ...cgroup.group import DEFAULT_V2_CONTROLLERS
+    from ...cgroup.host import cached_host_info
+    from ...cgroup.tree import resource_writes
+    from ...cgroup.v1 import MemoryNow
+    from ...handoff import WaitStart
+    from ...plan import Plan, WriteFile
+    from ..convert import Handoff, bundle_plan
+    from ..honour import check_spec
+    from ..spec import Spec
+    from .cgroups import cgroup_path, check_resources
+    from .created import LIFT, SECCOMP_CACHE
+
+    bundle = Path(found.bundle)
+    spec = Spec.load(bundle / "config.json")
+    rootfs = check_spec(spec, bundle)
+    limits = check_resources(spec.linux.resources if spec.linux is not None else None)
+    process, linux = spec.process, spec.linux
+    assert process is not None and linux is not None
+    if process.terminal or spec.hooks is not None or any(ns.path for ns in linux.namespaces):
+        return None
+    path = cgroup_path(spec, container_id)
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        return None  # the general create names the error
+    from ...cgroup.naming import validate_name
+
+    for part in parts:
+        validate_name(part)
+    info = cached_host_info()
+    hierarchies = [h for h in info.hierarchies if h.version == 2 or h.controllers]
+    resources = limits.resources
+    needed = resources.controllers()
+    serving = info.controllers
+    if not hierarchies or any(c not in serving for c in needed):
+        return None
+    leaves = [h.mount_point.joinpath(*parts) for h in hierarchies]
+    done: set[tuple[object, ...]] = set()
+    writes: list[tuple[int, list[str], str, list[int]]] = []
+    for w in resource_writes(resources, info, set(hierarchies), MemoryNow.fresh()):
+        if (w.controller, w.names, w.value) in done:
+            continue  # a repeat for ordering's sake: once the first took, a no-op
+        done.add((w.controller, w.names, w.value))
+        writes.append((hierarchies.index(serving[w.controller]), list(w.names), w.value, sorted(w.tolerate)))
+    v2_wanted: list[str] = []
+    for h in hierarchies:
+        if h.version == 2:
+            v2_wanted = sorted(
+                str(c.v2_name) for c in (DEFAULT_V2_CONTROLLERS | needed) if serving.get(c) == h and c.v2_name
+            )
+    devices_at = -1
+    devices: list[tuple[str, str]] = []
+    if limits.devices:
+        devices_at = hierarchies.index(serving[Controller.DEVICES])
+        devices = [("devices.allow" if r.allow else "devices.deny", r.line()) for r in limits.devices]
+    from ... import _sys
+
+    v2 = [i for i, h in enumerate(hierarchies) if h.version == 2]
+    into = v2[0] if len(v2) == 1 and _sys.have_clone3() else -1
+    order = sorted(range(len(hierarchies)), key=lambda i: hierarchies[i].version)
+    joins = [
+        WriteFile(leaves[i] / ("tasks" if hierarchies[i].version == 1 else "cgroup.procs"), b"0")
+        for i in order
+        if i != into
+    ]
+    preserve = int(opts.get("preserve_fds") or 0)  # type: ignore[call-overload]
+    floor = LIFT + preserve
+    handoff = Handoff(floor, -1, preserve, bool(opts.get("no_pivot")))
+    own = {str(h.mount_point): leaf for h, leaf in zip(hierarchies, leaves, strict=True)}
+    plan = bundle_plan(
+        spec, bundle, handoff, hooks=False, cgroup_dirs=own, seccomp_cache=os.path.join(g.root, SECCOMP_CACHE)
+    )
+    for ns in plan.joined:
+        ns.close()
+    if plan.joined or plan.uid_map is not None or plan.gid_map is not None or plan.pidns_fd >= 0:
+        return None
+    prefix, body = Plan(tuple(joins)), Plan(plan.steps)
+    base = len(joins) + next(i for i, s in enumerate(plan.steps) if isinstance(s, WaitStart)) + 1
+    program: dict[str, object] = {
+        "version": PROGRAM_VERSION,
+        "rootfs": os.fspath(rootfs),
+        "cgroup": path,
+        "hierarchies": [
+            (os.fspath(h.mount_point), h.version, Controller.CPUSET in h.controllers and h.version == 1)
+            for h in hierarchies
+        ],
+        "v2_wanted": v2_wanted,
+        "writes": writes,
+        "devices_at": devices_at,
+        "devices": devices,
+        "clone_into": into,
+        "clone_flags": plan.clone_flags,
+        "floor": floor,
+        "listen_fd": floor,
+        "prefix": [row(s.lower()) for s in joins],
+        "rows": [row(s.lower()) for s in plan.steps],
+        "vfork": prefix.vfork_safe and body.vfork_safe,
+        "start_steps": start_steps(plan.steps[base - len(joins) :], base),
+    }
+    kept: dict[str, object] = substitute(program, found.pairs, reverse=True)  # type: ignore[assignment]
+    templated_id = any(value == container_id for _p, value in found.pairs)
+    return kept, templated_id or not _mentions(kept, container_id)
+
+
+def start_steps(steps: tuple[object, ...], base: int) -> list[list[object]]:
+    """What ``start`` needs to name a step that fails after the start: kind, words, exec details."""
+    from ...plan import Exec, Step
+
+    out: list[list[object]] = []
+    for s in steps:
+        assert isinstance(s, Step)
+        kind = int(s.lower().kind)
+        if isinstance(s, Exec):
+            out.append([kind, s.describe(), os.fspath(s.file), s.searched() or ""])
+        else:
+            out.append([kind, s.describe(), "", ""])
+    return [[base], *out]
+
+
+def _mentions(obj: object, text: str) -> bool:
+    if isinstance(obj, str):
+        return text in obj
+    if isinstance(obj, bytes):
+        return os.fsencode(text) in obj
+    if isinstance(obj, (list, tuple)):
+        return any(_mentions(item, text) for item in obj)
+    if isinstance(obj, dict):
+        return any(_mentions(v, text) for v in obj.values())
+    return False

@@ -1,0 +1,190 @@
+"""``create`` from a kept program (nsprim.oci.runtime.replay): the same container as the general way."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nsprim.oci.runtime import replay
+
+from ..conftest import requires_root
+from .bundles import config, make_rootfs
+from .conftest import Runtime
+
+
+def _plans(runtime: Runtime) -> list[str]:
+    d = runtime.root / replay.PLANS
+    return sorted(os.listdir(d)) if d.is_dir() else []
+
+
+def _engine_id() -> str:
+    return secrets.token_hex(32)
+
+
+def _engine_bundle(base: Path, cid: str, parent: str, *args: str) -> Path:
+    """A bundle as podman writes one: its directory, hostname, a mount source and the cgroup named by the id."""
+    bundle = base / "containers" / cid / "userdata"
+    bundle.mkdir(parents=True)
+    (bundle / "hostname").write_text(cid[:12] + "\n")
+    doc = config(cid, *args)
+    doc["root"] = {"path": str(base / "layers" / secrets.token_hex(8))}
+    make_rootfs(Path(doc["root"]["path"]))
+    doc["hostname"] = cid[:12]
+    doc["process"]["env"].append(f"HOSTNAME={cid[:12]}")
+    doc["mounts"].append({"destination": "/etc/hostname", "type": "bind", "source": str(bundle / "hostname"),
+                          "options": ["bind", "ro"]})  # fmt: skip
+    doc["linux"]["cgroupsPath"] = f"{parent}/libpod-{cid}"
+    doc["annotations"] = {"io.example.created": secrets.token_hex(4)}
+    (bundle / "config.json").write_text(json.dumps(doc))
+    return bundle
+
+
+@requires_root
+def test_an_engines_second_container_runs_from_the_kept_program_with_its_own_strings(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    parent = f"/nsprim-test-replay-{secrets.token_hex(3)}"
+    try:
+        outputs = []
+        for _ in range(2):
+            cid = _engine_id()
+            bundle = _engine_bundle(
+                tmp_path, cid, parent, "sh", "-c", "hostname; cat /etc/hostname; echo $HOSTNAME; cat /proc/self/cgroup"
+            )
+            r = runtime("run", "--bundle", str(bundle), cid)
+            assert r.returncode == 0, r.stderr
+            outputs.append((cid, r.stdout))
+            assert not (runtime.root / cid).exists()
+        assert len(_plans(runtime)) == 1  # the second spec had the first one's key
+        for cid, out in outputs:
+            lines = out.split("\n")
+            assert lines[:3] == [cid[:12]] * 3
+            assert f"{parent}/libpod-{cid}" in out
+    finally:
+        for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):
+            top.rmdir()
+
+
+@requires_root
+def test_a_kept_program_makes_what_the_general_way_makes(runtime: Runtime, tmp_path: Path) -> None:
+    parent = f"/nsprim-test-replay-{secrets.token_hex(3)}"
+    bundle = tmp_path / "bundle"
+    make_rootfs(bundle / "rootfs")
+    doc = config("x", "sh", "-c", "cut -d' ' -f5,9 /proc/self/mountinfo | sort; ls /dev; id; ulimit -n; hostname")
+    doc["linux"]["cgroupsPath"] = f"{parent}/box"
+    doc["linux"]["resources"] = {"pids": {"limit": 77}}
+    general = dict(doc, hooks={})  # no hook runs, but a spec with hooks has no program: the general way
+    seen = []
+    try:
+        for cid, spec in (("general", general), ("first", doc), ("kept", doc)):
+            (bundle / "config.json").write_text(json.dumps(spec))
+            r = runtime("run", "--bundle", str(bundle), cid)
+            assert r.returncode == 0, r.stderr
+            seen.append(r.stdout)
+        assert seen[0] == seen[1] == seen[2]
+        assert len(_plans(runtime)) == 1
+    finally:
+        for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):
+            top.rmdir()
+
+
+@requires_root
+def test_the_kept_program_sets_the_limits_and_records_the_container(runtime: Runtime, tmp_path: Path) -> None:
+    parent = f"/nsprim-test-replay-{secrets.token_hex(3)}"
+    bundle = tmp_path / "bundle"
+    make_rootfs(bundle / "rootfs")
+    doc = config("x", "sleep", "60")
+    doc["linux"]["cgroupsPath"] = f"{parent}/box"
+    doc["linux"]["resources"] = {"pids": {"limit": 33}}
+    (bundle / "config.json").write_text(json.dumps(doc))
+    try:
+        for cid in ("one", "two"):
+            runtime.detached("create", "--bundle", str(bundle), cid)
+            record = runtime.store.load(cid)
+            assert record.status == "created" and record.pid > 0
+            limits = [
+                Path(d, "pids.max").read_text().strip() for d in record.cgroup_dirs if Path(d, "pids.max").exists()
+            ]
+            assert limits == ["33"], record.cgroup_dirs
+            runtime.ok("start", cid)
+            assert runtime.status(cid) == "running"
+            runtime.ok("delete", "--force", cid)
+            assert not any(Path(d).exists() for d in record.cgroup_dirs)
+        assert len(_plans(runtime)) == 1
+    finally:
+        for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):
+            top.rmdir()
+
+
+@requires_root
+def test_a_failing_kept_program_gives_the_general_error_and_leaves_nothing(runtime: Runtime, tmp_path: Path) -> None:
+    parent = f"/nsprim-test-replay-{secrets.token_hex(3)}"
+    bundle = tmp_path / "bundle"
+    make_rootfs(bundle / "rootfs")
+    doc = config("x", "no-such-program")
+    doc["linux"]["cgroupsPath"] = f"{parent}/box"
+    (bundle / "config.json").write_text(json.dumps(doc))
+    try:
+        errors = []
+        for cid in ("one", "two"):
+            errors.append(runtime.fails("create", "--bundle", str(bundle), cid).replace(cid, "ID"))
+            assert not (runtime.root / cid).exists()
+            assert not any(Path("/sys/fs/cgroup").glob(f"*{parent}/box"))
+        assert errors[0] == errors[1] and "executable file not found" in errors[0]
+    finally:
+        for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):
+            top.rmdir()
+
+
+@requires_root
+def test_no_program_is_kept_for_hooks_or_an_id_in_the_spec(runtime: Runtime, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    make_rootfs(bundle / "rootfs")
+    doc = config("short-id")  # its cgroupsPath names the (short) id: no placeholder stands for it
+    (bundle / "config.json").write_text(json.dumps(doc))
+    runtime.ok("run", "--bundle", str(bundle), "short-id")
+    doc = config("x")
+    doc["linux"]["cgroupsPath"] = ""
+    doc["hooks"] = {"poststart": [{"path": "/bin/true"}]}
+    (bundle / "config.json").write_text(json.dumps(doc))
+    runtime.ok("run", "--bundle", str(bundle), "hooked")
+    assert _plans(runtime) == []
+
+
+def test_a_changed_spec_or_option_is_another_key(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(config("x")))
+    first = replay.lookup(str(bundle), "a" * 64, {})
+    again = replay.lookup(str(bundle), "b" * 64, {})
+    assert first is not None and again is not None and first.key == again.key
+    other = replay.lookup(str(bundle), "a" * 64, {"no_pivot": True})
+    assert other is not None and other.key != first.key
+    (bundle / "config.json").write_text(json.dumps(config("x", "false")))
+    changed = replay.lookup(str(bundle), "a" * 64, {})
+    assert changed is not None and changed.key != first.key
+    assert replay.lookup(str(bundle), "a" * 64, {"console_socket": "/x"}) is None
+    (bundle / "config.json").write_text(json.dumps(config("x", replay.MARK)))
+    assert replay.lookup(str(bundle), "a" * 64, {}) is None
+
+
+_text = st.text(st.characters(blacklist_characters=replay.MARK, blacklist_categories=("Cs",)), max_size=12)
+
+
+@given(
+    st.recursive(
+        st.one_of(_text, _text.map(str.encode), st.integers()),
+        lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner)),
+        max_leaves=12,
+    ),
+    st.lists(st.text(st.sampled_from("/abc0"), min_size=1, max_size=6), min_size=1, max_size=3, unique=True),
+)
+def test_placeholders_round_trip(obj: object, values: list[str]) -> None:
+    pairs = [(f"{replay.MARK}{chr(65 + i)}{replay.MARK}", v) for i, v in enumerate(values)]
+    templated = replay.substitute(obj, pairs, reverse=True)
+    assert replay.substitute(templated, pairs) == obj
