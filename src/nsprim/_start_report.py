@@ -8,13 +8,13 @@ the C core's.
 from __future__ import annotations
 
 import os
-import struct
+import sys
 
 __all__ = ["StartReport", "read_start_report", "REPORT_SIZE"]
 
-_REPORT = struct.Struct("iiii")  # struct nsp_report: index, kind, errno, part
+# struct nsp_report: index, kind, errno, part, native ints (read without `struct`, a shared library to load)
 #: The size of the failure record a started child writes on its start connection.
-REPORT_SIZE = _REPORT.size
+REPORT_SIZE = 16
 
 
 class StartReport:
@@ -61,5 +61,5 @@ def read_start_report(fd: int) -> StartReport | None:
         data += chunk
     if len(data) != REPORT_SIZE:
         return None
-    index, kind, err, part = _REPORT.unpack(data)
+    index, kind, err, part = (int.from_bytes(data[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8, 12))
     return StartReport(index, kind, err, part)

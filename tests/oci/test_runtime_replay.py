@@ -188,3 +188,16 @@ def test_placeholders_round_trip(obj: object, values: list[str]) -> None:
     pairs = [(f"{replay.MARK}{chr(65 + i)}{replay.MARK}", v) for i, v in enumerate(values)]
     templated = replay.substitute(obj, pairs, reverse=True)
     assert replay.substitute(templated, pairs) == obj
+
+
+def test_the_start_report_and_watcher_records_match_the_cores_structs() -> None:
+    from nsprim._start_report import REPORT_SIZE, read_start_report
+    from nsprim._sys._lib import ffi
+
+    assert ffi.sizeof("struct nsp_report") == REPORT_SIZE
+    r, w = os.pipe()
+    os.write(w, ffi.buffer(ffi.new("int[4]", [7, 3, 2, -1]))[:])  # as the child writes it
+    os.close(w)
+    report = read_start_report(r)
+    os.close(r)
+    assert report is not None and (report.index, report.kind, report.errno, report.part) == (7, 3, 2, -1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import _thread
 import errno
 import os
-import struct
+import sys
 
 from ..errors import SyscallError
 from ._lib import ffi, lib
@@ -36,7 +36,9 @@ __all__ = [
     "forget_tree",
 ]
 
-_HEADER = struct.Struct("iii")  # op, pid, length of the path that follows
+# A record: op, pid and the length of the path that follows, as three native ints (`struct` is a
+# shared library to load on every runtime command that registers a group).
+_ORDER = sys.byteorder
 _PATH_MAX = 4088
 _lock = _thread.allocate_lock()  # threading's Lock, without the import of threading
 _state: dict[str, int] = {}  # "fd" and "owner" (the pid that started it)
@@ -67,7 +69,8 @@ def _record(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> bytes:
             path,
             detail=f"register `{os.fsdecode(raw)}` with the cleanup watcher",
         )
-    return _HEADER.pack(op, pid, len(raw)) + raw
+    header = b"".join(n.to_bytes(4, _ORDER, signed=True) for n in (op, pid, len(raw)))
+    return header + raw
 
 
 def _send(*records: bytes) -> None:

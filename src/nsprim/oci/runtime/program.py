@@ -45,7 +45,7 @@ def compile_program(
     from .created import LIFT, SECCOMP_CACHE
 
     bundle = Path(found.bundle)
-    spec = Spec.load(bundle / "config.json")
+    spec = Spec.loads(found.raw, source=str(bundle / "config.json"))  # the bytes the key is of
     rootfs = check_spec(spec, bundle)
     limits = check_resources(spec.linux.resources if spec.linux is not None else None)
     process, linux = spec.process, spec.linux
