@@ -12,7 +12,6 @@ the fields of ``struct nsp_step`` (``_native/nsprim.h``), byte strings or
 
 from __future__ import annotations
 
-from ..errors import ConfigError
 from ._lib import ffi as _ffi
 from ._lib import lib
 
@@ -51,6 +50,8 @@ class EncodedRows:
                 return null
             if check and b"\0" in value:
                 # C would read up to the first NUL: refuse rather than truncate.
+                from ..errors import ConfigError
+
                 name = kind_name(kind)
                 raise ConfigError(f"a NUL byte in the {field} of a {name} step", what=field)
             buf = new("char[]", value)

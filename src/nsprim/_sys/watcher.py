@@ -18,7 +18,6 @@ import errno
 import os
 import sys
 
-from ..errors import SyscallError
 from ._lib import ffi, lib
 
 TYPE_CHECKING = False  # neither pathlib nor collections: a runtime's `create` registers its groups here
@@ -52,6 +51,8 @@ def _fd() -> int:
         fdp = ffi.new("int *")
         ret = lib.nsp_watcher_start(fdp)
         if ret < 0:
+            from ..errors import SyscallError
+
             raise SyscallError(-ret, "watcher", detail="start the cleanup watcher")
         _state["fd"] = fdp[0]
         _state["owner"] = os.getpid()
@@ -63,6 +64,8 @@ def _record(op: int, path: str | os.PathLike[str] = "", pid: int = 0) -> bytes:
     if raw:
         raw = os.path.normpath(raw)  # as a Path spells it: watch and forget match
     if len(raw) >= _PATH_MAX or b"\0" in raw:
+        from ..errors import SyscallError
+
         raise SyscallError(
             errno.ENAMETOOLONG if len(raw) >= _PATH_MAX else errno.EINVAL,
             "watcher",
