@@ -19,9 +19,13 @@ if TYPE_CHECKING:
     from .core import __all__ as __all__
 
 
+# Submodules: `from nsprim._sys import watcher` asks for the attribute first, and must not load core.
+_SUBMODULES = frozenset({"_lib", "core", "netlink", "plan_rows", "spawn", "watcher"})
+
+
 def __getattr__(name: str) -> object:
-    if name.startswith("__"):
-        raise AttributeError(name)
+    if name.startswith("__") or (name in _SUBMODULES and name != "core"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib  # (not `from . import core`: its hasattr would come back here)
 
     core = importlib.import_module(f"{__name__}.core")

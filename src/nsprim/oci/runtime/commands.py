@@ -300,12 +300,12 @@ def _poststop(g: Globals, locked: LockedContainer) -> object:
 
 def delete_container(g: Globals, container_id: str, *, force: bool) -> None:
     """Delete a container (``delete``'s work): see the module's documentation."""
-    from ...errors import ContainerNotFoundError
-
     try:
         locked = Store(g.root).lock(container_id, missing_ok=force)
-    except ContainerNotFoundError:
-        if force:
+    except Exception as exc:  # (the errors module is imported only for an error)
+        from ...errors import ContainerNotFoundError
+
+        if force and isinstance(exc, ContainerNotFoundError):
             return
         raise
     with locked:
