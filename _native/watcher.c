@@ -391,8 +391,10 @@ int nsp_watcher_start(int *register_fd)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    /* Double fork: the watcher is nobody's zombie and outlives us. */
-    pid_t mid = nsp_raw_fork();
+    /* Double fork: the watcher is nobody's zombie and outlives us.  The middle
+     * process is a vfork: it shares our memory and only forks the watcher and
+     * exits, so our page tables are copied once (for the watcher), not twice. */
+    pid_t mid = vfork();
     if (mid == 0) {
         pid_t w = nsp_raw_fork();
         if (w == 0) {

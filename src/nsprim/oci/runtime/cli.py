@@ -357,7 +357,12 @@ def run() -> NoReturn:
 
     An engine starts a runtime again and again; freeing every module at exit
     costs milliseconds that nothing needs (log lines are written unbuffered).
+    Nor does a command live long enough for its cyclic garbage to matter: the
+    collector, which the imports would run a few times, is off.
     """
+    import gc
+
+    gc.disable()
     status = main()
     for stream in (sys.stdout, sys.stderr):
         try:
