@@ -314,6 +314,12 @@ int nsp_spawn(const struct nsp_spawn_config *config, struct nsp_spawn_result *re
  * step ran, or 1 with *report naming the step that failed. */
 int nsp_run_plan_here(const struct nsp_spawn_config *config, struct nsp_report *report);
 
+/* A Unix stream socket named `name` in the directory `dirfd`: bound and
+ * listening (a created container's start socket) if listening, else
+ * connected to it; at or above `floor` (0: the lowest free descriptor),
+ * O_CLOEXEC.  Returns the descriptor or -errno. */
+int nsp_unix_socket_at(int dirfd, const char *name, int listening, int floor);
+
 /* A new network namespace, made on (and left by) the calling thread, with
  * its loopback up if lo_up: returns a descriptor of it (O_CLOEXEC) or -errno.
  * For pools that prepare namespaces before the containers that join them. */

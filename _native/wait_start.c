@@ -7,7 +7,9 @@
 #include "wait_start.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 static int write_all(int fd, const void *buf, size_t len)
 {
@@ -75,4 +77,37 @@ int nsp_child_wait_start(long long sock, int index, int vfork, int *report_fd)
     }
     close(conn);
     return 0;
+}
+
+int nsp_unix_socket_at(int dirfd, const char *name, int listening, int floor)
+{
+    /* By the directory's /proc/self/fd link: sun_path holds 108 bytes and a
+     * state directory's path may be longer (the name itself is short). */
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    int n = snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", dirfd, name);
+    if (n < 0 || (size_t)n >= sizeof addr.sun_path)
+        return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int ret = listening ? bind(fd, (struct sockaddr *)&addr, sizeof addr) : connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    if (ret == 0 && listening)
+        ret = listen(fd, 1);
+    if (ret == 0 && floor > fd) {
+        int lifted = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+        if (lifted < 0)
+            ret = -1;
+        else {
+            close(fd);
+            fd = lifted;
+        }
+    }
+    if (ret < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
 }

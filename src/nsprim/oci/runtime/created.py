@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ...process import Process
     from .store import ContainerRecord, LockedContainer
 
-__all__ = ["START_SOCKET", "SECCOMP_CACHE", "LIFT", "Created", "QuickProcess", "unix_socket"]
+__all__ = ["START_SOCKET", "SECCOMP_CACHE", "LIFT", "Created", "QuickProcess", "unix_socket", "start_socket"]
 
 #: The init's start socket, in the container's state directory (0700).
 START_SOCKET = "start.sock"
@@ -50,6 +50,17 @@ def unix_socket(dirfd: int, name: str, *, listen: bool) -> _socket.socket:
         os.fchdir(here)
         os.close(here)
     return sock
+
+
+def start_socket(dirfd: int, *, listen: bool, floor: int = 0) -> int:
+    """The start socket in the directory *dirfd* through the C core, without :mod:`_socket`: a descriptor
+    bound and listening (at or above *floor*), or connected to it; :class:`OSError` if it cannot be."""
+    from ..._sys._lib import lib
+
+    fd = lib.nsp_unix_socket_at(dirfd, START_SOCKET.encode(), 1 if listen else 0, floor)
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd))
+    return fd
 
 
 class Created:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 
 from .created import LIFT as _LIFT
-from .created import SECCOMP_CACHE, START_SOCKET, Created
+from .created import SECCOMP_CACHE, START_SOCKET, Created, start_socket
 from .created import unix_socket as _unix_socket
 from .store import (
     CREATED,
@@ -380,8 +380,9 @@ def cmd_create(g: Globals, opts: dict[str, object], args: list[str]) -> int:
     return 0
 
 
-def _start(g: Globals, locked: LockedContainer) -> None:
-    """Release a created container's init; raise if a step after the start failed."""
+def _start(g: Globals, locked: LockedContainer, *, native: bool = False) -> None:
+    """Release a created container's init; raise if a step after the start failed.  *native*: connect
+    through the C core (loaded already by a create in this process; ``start`` alone loads ``_socket``)."""
     from ..._start_report import read_start_report
 
     record = locked.record
@@ -403,17 +404,20 @@ def _start(g: Globals, locked: LockedContainer) -> None:
             _stop(record)
             raise
     try:
-        conn = _unix_socket(locked.dirfd, START_SOCKET, listen=False)
+        if native:
+            conn = start_socket(locked.dirfd, listen=False)
+        else:
+            conn = _unix_socket(locked.dirfd, START_SOCKET, listen=False).detach()
     except OSError as exc:
         from ...errors import SyscallError
 
         raise SyscallError(exc.errno or 0, "connect", os.path.join(locked.path, START_SOCKET),
                            hint="the init's start socket") from None  # fmt: skip
     try:
-        conn.sendall(b"s")
-        report = read_start_report(conn.fileno())
+        os.write(conn, b"s")
+        report = read_start_report(conn)
     finally:
-        conn.close()
+        os.close(conn)
     try:
         os.unlink(START_SOCKET, dir_fd=locked.dirfd)
     except OSError:
@@ -462,7 +466,7 @@ def start_created(g: Globals, created: Created, opts: dict[str, object] | None =
     """``create``'s last words (*opts*' pid file), then ``start``; on a failure nothing is left."""
     try:
         _let_go(created, opts or {})
-        _start(g, created.locked)
+        _start(g, created.locked, native=True)
     except BaseException:
         _cleanup(created.locked, created.proc, created.group, created.cgroup_dirs)
         raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .replay import PROGRAM_VERSION, Lookup, substitute
+from .replay import MARK, PROGRAM_VERSION, Lookup, substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ def compile_program(
         "start_steps": start_steps(plan.steps[base - len(joins) :], base),
     }
     kept: dict[str, object] = substitute(program, found.pairs, reverse=True)  # type: ignore[assignment]
+    rows: list[tuple[object, ...]] = kept["rows"]  # type: ignore[assignment]
+    kept["patches"] = [(i, f) for i, row in enumerate(rows) for f, value in enumerate(row) if _mentions(value, MARK)]
     templated_id = any(value == container_id for _p, value in found.pairs)
     return kept, templated_id or not _mentions(kept, container_id)
 
