@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -201,3 +202,37 @@ def test_the_start_report_and_watcher_records_match_the_cores_structs() -> None:
     report = read_start_report(r)
     os.close(r)
     assert report is not None and (report.index, report.kind, report.errno, report.part) == (7, 3, 2, -1)
+
+
+@requires_root
+@pytest.mark.cgroup_v2
+def test_a_kept_program_on_any_cgroup_host_sets_the_limits_without_falling_back(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """On the hybrid host and in the cgroup v2 VM (``nox -s vm``): the second create runs its kept program."""
+    parent = f"/nsprim-test-replay-{secrets.token_hex(3)}"
+    bundle = tmp_path / "bundle"
+    make_rootfs(bundle / "rootfs")
+    doc = config("x", "sleep", "60")
+    doc["linux"]["cgroupsPath"] = f"{parent}/box"
+    doc["linux"]["resources"] = {"pids": {"limit": 41}, "memory": {"limit": 64 << 20}}
+    (bundle / "config.json").write_text(json.dumps(doc))
+    try:
+        for cid in ("first", "second", "third"):
+            log = tmp_path / f"{cid}.log"
+            runtime.detached("--debug", "--log", str(log), "create", "--bundle", str(bundle), cid)
+            record = runtime.store.load(cid)
+            files = {name: [Path(d, name) for d in record.cgroup_dirs if Path(d, name).exists()]
+                     for name in ("pids.max", "memory.max", "memory.limit_in_bytes")}  # fmt: skip
+            assert [f.read_text().strip() for f in files["pids.max"]] == ["41"]
+            memory = [f.read_text().strip() for f in files["memory.max"] + files["memory.limit_in_bytes"]]
+            assert memory == [str(64 << 20)]
+            runtime.ok("start", cid)
+            runtime.ok("delete", "--force", cid)
+            assert not any(Path(d).exists() for d in record.cgroup_dirs)
+            if cid != "first":  # the first made the parent (the general way); the others found it
+                assert "does not apply" not in log.read_text(), log.read_text()
+        assert len(_plans(runtime)) == 1
+    finally:
+        for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):
+            top.rmdir()
