@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,89 @@ def test_ns_exec_enters_what_it_is_told_and_by_default_every_unshared_namespace(
         assert r.stdout.split() == [ours[0], theirs[1], *ours[2:], "execbox"]
         r = cli("ns", "exec", str(box.pid), "--net", "--ipc", "--", "sh", "-c", NS_PROBE)
         assert r.stdout.split()[:6] == [ours[0], ours[1], theirs[2], ours[3], theirs[4], ours[5]], r.stderr
+
+
+def _kept_cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``nsprim ARGS`` with its own state directory, saying whether argparse (the general way) was imported."""
+    code = "import sys; from nsprim.cli import main; s = main(sys.argv[1:]); print('argparse' in sys.modules, file=sys.stderr); sys.exit(s)"  # noqa: E501
+    env = {**os.environ, "PYTHONPATH": SRC, "NSPRIM_STATE_DIR": str(state)}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def _kept(state: Path) -> list[str]:
+    plans = state / "plans"
+    return sorted(os.listdir(plans)) if plans.is_dir() else []
+
+
+def test_a_second_identical_run_comes_from_its_kept_program(tmp_path: Path) -> None:
+    probe = "cut -d' ' -f5,9 /proc/self/mountinfo | sort; ls /dev; id; hostname; grep -c . /proc/self/cgroup; exit 3"
+    args = ("run", "--rootfs", "/", "--pids", "40", "-e", "A=b", "--", "sh", "-c", probe)
+    first, second, third = (_kept_cli(tmp_path, *args) for _ in range(3))
+    assert first.stderr.endswith("True\n") and second.stderr == third.stderr == "False\n", (first, second)
+    assert first.returncode == second.returncode == third.returncode == 3
+    assert first.stdout == second.stdout == third.stdout and first.stdout
+    assert len(_kept(tmp_path)) == 1
+    # Another command line is another program.
+    other = _kept_cli(tmp_path, "run", "--rootfs", "/", "--", "true")
+    assert other.returncode == 0 and other.stderr == "True\n" and len(_kept(tmp_path)) == 2
+
+
+def test_a_kept_run_says_the_oom_kill_and_leaves_no_group(tmp_path: Path) -> None:
+    code = "x = bytearray(400 * 1024 * 1024); print('survived')"
+    args = ("run", "--rootfs", "/", "--memory", "48M", "--", sys.executable, "-c", code)
+    parent = Path("/sys/fs/cgroup/memory" if Path("/sys/fs/cgroup/memory").is_dir() else "/sys/fs/cgroup")
+    parent = parent / os.environ.get("NSPRIM_CGROUP_PARENT", "/").lstrip("/")
+    before = {p.name for p in parent.iterdir() if p.is_dir()}
+    for _ in range(2):
+        r = _kept_cli(tmp_path, *args)
+        assert r.returncode == 137 and "survived" not in r.stdout, r
+        assert "ran out of memory (48M)" in r.stderr
+    assert r.stderr.endswith("False\n")  # the second from its program
+    assert {p.name for p in parent.iterdir() if p.is_dir()} == before
+
+
+def test_a_kept_run_passes_signals_on(tmp_path: Path) -> None:
+    args = (
+        "run",
+        "--rootfs",
+        "/",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.05; done",
+    )
+    assert _kept_cli(tmp_path, "run", "--rootfs", "/", "--", "true").returncode == 0  # (a program of another line)
+    for expect_general in (True, False):
+        env = {**os.environ, "PYTHONPATH": SRC, "NSPRIM_STATE_DIR": str(tmp_path)}
+        code = "import sys; from nsprim.cli import main; sys.exit(main(sys.argv[1:]))"
+        proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert (proc.returncode, out) == (5, "got TERM\n"), expect_general
+
+
+def test_a_kept_run_whose_program_fails_gives_the_general_error(tmp_path: Path) -> None:
+    program = tmp_path / "prog"
+    program.write_text("#!/bin/sh\necho ran\n")
+    program.chmod(0o755)
+    state = tmp_path / "state"
+    runs = [_kept_cli(state, "run", "--rootfs", "/", "--", str(program)) for _ in range(2)]
+    assert [(r.returncode, r.stdout, r.stderr) for r in runs] == [(0, "ran\n", "True\n"), (0, "ran\n", "False\n")]
+    program.unlink()  # the kept program's exec fails now: undone, and run the general way, which says why
+    kept, general = (
+        _kept_cli(state, "run", "--rootfs", "/", "--", str(program)),
+        cli("run", "--rootfs", "/", "--", str(program)),
+    )
+    assert kept.returncode == general.returncode == 127
+    assert kept.stderr == general.stderr + "True\n" and str(program) in general.stderr
+
+
+def test_only_a_plain_run_may_have_a_kept_program(tmp_path: Path) -> None:
+    from nsprim.cli import kept
+
+    assert kept._plain(["--rootfs", "/", "--memory=64M", "--ro", "-e", "A=1", "--init"])
+    for options in (["-t"], ["-d"], ["--user", "1000"], ["--net", "veth"], ["--net=veth"], ["--name", "x"],
+                    ["--rootfs"], ["--image", "alpine"], ["alpine"], ["--userns", "auto"]):  # fmt: skip
+        assert not kept._plain(options), options

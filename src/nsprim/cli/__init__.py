@@ -19,31 +19,46 @@ status; ``--debug`` adds the setup steps and the traceback.
 
 Each command lives in a module of this package, named in :data:`COMMANDS`
 and imported only when that command runs: a command line is started again
-and again, and should import only what its command needs.
+and again, and should import only what its command needs.  The argument
+parser is :mod:`nsprim.cli.parsing` (``argparse`` costs 7 ms to import); a
+plain ``run`` whose container is kept (:mod:`nsprim.cli.kept`) needs neither.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
-from ..errors import NsprimError
+TYPE_CHECKING = False  # neither typing nor argparse at import: see the module's documentation
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    from ..errors import NsprimError
 
 __all__ = ["main", "build_parser", "Command", "COMMANDS"]
 
 
-class Command(NamedTuple):
+class Command(tuple):  # type: ignore[type-arg]
     """Where a command is: its module of :mod:`nsprim.cli`, and its one-line help."""
 
-    module: str
-    help: str
+    __slots__ = ()
+
+    def __new__(cls, module: str, help: str) -> Command:
+        return super().__new__(cls, (module, help))
+
+    @property
+    def module(self) -> str:
+        return str(self[0])
+
+    @property
+    def help(self) -> str:
+        return str(self[1])
+
+    def __repr__(self) -> str:
+        return f"Command(module={self.module!r}, help={self.help!r})"
 
 
-#: Every command: the module with its ``configure_<name>`` (optional) and ``cmd_<name>``.
 COMMANDS: dict[str, Command] = {
     "run": Command("run", "run a command in a new container"),
     "pull": Command("images", "pull an image from a registry into the image store"),
@@ -63,57 +78,24 @@ COMMANDS: dict[str, Command] = {
     "cost": Command("cost", "what each container primitive costs on this host: time and kernel memory"),
 }
 
-Handler = Callable[[argparse.Namespace], int]
 
-
-def _handler(name: str) -> Handler:
+def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     module = importlib.import_module(f"{__name__}.{COMMANDS[name].module}")
-    handler: Handler = getattr(module, f"cmd_{name}")
+    handler: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{name}")
     return handler
 
 
-def _columns() -> int:
-    """``shutil.get_terminal_size().columns``, without the import of :mod:`shutil` (and its compressors)."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns > 0:
-        return columns
-    out = sys.__stdout__
-    try:
-        return (os.get_terminal_size(out.fileno()).columns if out is not None else 0) or 80
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter, its width found as argparse finds it: every ``add_argument`` makes one."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
-        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
-
-
 def _parser(configured: Sequence[str], *, only: bool = False) -> argparse.ArgumentParser:
-    """The parser, with the arguments of the *configured* commands (the others show their help only;
-    with *only*, the others are left out: one command's line needs no other's subparser)."""
-    p = argparse.ArgumentParser(
-        prog="nsprim", description="Linux container primitives from the command line.", formatter_class=_Formatter
-    )
-    p.add_argument("--debug", action="store_true", help="show the setup steps and full tracebacks")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    debug = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
-    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    for name, command in COMMANDS.items():
-        if only and name not in configured:
-            continue
-        cp = sub.add_parser(name, help=command.help, parents=[debug], formatter_class=_Formatter)
-        if name in configured:
-            module = importlib.import_module(f"{__name__}.{command.module}")
-            configure = getattr(module, f"configure_{name}", None)
-            if configure is not None:
-                configure(cp)
-    return p
+    """The parser, with the arguments of the *configured* commands (see :func:`nsprim.cli.parsing.make_parser`)."""
+    from .parsing import make_parser
+
+    return make_parser(configured, only=only)
+
+
+def _nsprim_error() -> type[NsprimError]:
+    from ..errors import NsprimError
+
+    return NsprimError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = raw.index("--")
         raw, cmd = raw[:cut], raw[cut + 1 :]
     chosen = _chosen(raw)
+    if chosen == "run" and raw and raw[0] == "run" and cmd:
+        from .kept import run_kept
+
+        status = run_kept(raw[1:], cmd)
+        if status is not None:
+            return status
     # A known command parses with its own subparser alone (each costs ~0.2 ms to build); the
     # top-level help and the error for an unknown command list them all.
     alone = chosen is not None and not {"-h", "--help"} & set(raw[: raw.index(chosen)])
@@ -151,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.cmd = [*args.cmd, *cmd]
     try:
         return _handler(args.command)(args)
-    except NsprimError as exc:
+    except _nsprim_error() as exc:  # (evaluated only when something was raised)
         if args.debug:
             raise
         from .report import error_status, message

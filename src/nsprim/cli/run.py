@@ -18,7 +18,7 @@ from .common import exit_status, payload_command
 
 TYPE_CHECKING = False  # (typing itself is not imported)
 if TYPE_CHECKING:
-    from ..container import Container
+    from ..container import Container, RunningContainer
 
 __all__ = ["configure_run", "cmd_run"]
 
@@ -190,16 +190,29 @@ def _run_forwarding_signals(box: Container, args: argparse.Namespace) -> int:
     import signal
 
     from ..container.terminal import FORWARDED_SIGNALS, SignalForwarder
+    from .kept import keep_run, pending
 
+    key = pending()  # this command line has no kept program yet: record what starts, and keep it
+    record: dict[str, object] | None = {} if key is not None and not args.tty else None
     forwarded = [s for s in FORWARDED_SIGNALS if not (args.tty and s == signal.SIGWINCH)]
-    with SignalForwarder(forwarded) as forwarder, box.start() as running:
+    with SignalForwarder(forwarded) as forwarder, _start(box, record) as running:
         forwarder.target = running
         status = running.attach() if args.tty else running.wait()
         oom_killed = running.oom_killed
+    if key is not None and record is not None:
+        keep_run(key, record, args.memory)
     if oom_killed:
         limit = args.memory or "its memory limit"
         print(f"nsprim: the container ran out of memory ({limit}) and the kernel killed it", file=sys.stderr)
     return exit_status(status)
+
+
+def _start(box: Container, record: dict[str, object] | None) -> RunningContainer:
+    if record is None:
+        return box.start()
+    from ..container.start import start_container
+
+    return start_container(box.config, record=record)  # as box.start(): a plain Container has no supply
 
 
 def _with_user(box: Container, spec: str) -> Container:

@@ -21,7 +21,14 @@ from ..errors import SyscallError
 from .config import ContainerConfig
 from .rootfs import host_dirs
 
-__all__ = ["state_dir", "ready_state_dir", "create_cgroup", "create_delegated_cgroup", "remove_group"]
+__all__ = [
+    "state_dir",
+    "ready_state_dir",
+    "group_controllers",
+    "create_cgroup",
+    "create_delegated_cgroup",
+    "remove_group",
+]
 
 
 def state_dir() -> Path:
@@ -76,11 +83,9 @@ def remove_group(cg: CGroup, *, forget: bool = True) -> None:
         watcher.forget_cgroups(cg.directories.values())
 
 
-def create_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
-    """The container's group; with *watch*, registered with the cleanup watcher before
-    its first directory is made (a kill at any point leaves nothing behind)."""
-    info = cached_host_info()
-    resources = cfg.resources or Resources()
+def group_controllers(resources: Resources, info: HostInfo) -> set[str]:
+    """The controllers of a container's group: what its limits need, and memory and pids (its
+    statistics and the OOM count) where the host has them."""
     wanted = {c.value for c in resources.controllers()}
     for c in ("memory", "pids"):
         if any(k.value == c for k in info.controllers):
@@ -89,6 +94,15 @@ def create_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
         # Freeze and kill need it on a pure v1 host; a hybrid host's v2 tree
         # has cgroup.freeze and cgroup.kill for the same processes.
         wanted.add("freezer")
+    return wanted
+
+
+def create_cgroup(name: str, cfg: ContainerConfig, *, watch: bool) -> CGroup:
+    """The container's group; with *watch*, registered with the cleanup watcher before
+    its first directory is made (a kill at any point leaves nothing behind)."""
+    info = cached_host_info()
+    resources = cfg.resources or Resources()
+    wanted = group_controllers(resources, info)
     # NSPRIM_CGROUP_PARENT lets a test suite or a service keep every group under its own.
     parent_path = cfg.cgroup_parent or os.environ.get("NSPRIM_CGROUP_PARENT") or ROOT
     # The parent is opened (a stat per hierarchy) once per host-info snapshot, not per container;

@@ -69,9 +69,11 @@ def launch_steps(
     monitor: MonitorSpec | None = None,
     on_clone: Callable[[int], None] | None = None,
     spawner: Spawner | None = None,
+    record: dict[str, object] | None = None,
 ) -> Waits[Process]:
     """:func:`launch` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`);
-    with *spawner*, it starts the plan instead of the core's clone."""
+    with *spawner*, it starts the plan instead of the core's clone.  *record*, if given, gets what
+    was started: the ``child`` plan, the stdio ``pairs`` and the ``cgroup_dir`` born into (or None)."""
     streams = open_streams(stdin, stdout, stderr)
     child: ChildPlan | None = None
     log = _debug_log() if log_id is not None else None
@@ -81,6 +83,9 @@ def launch_steps(
             log.debug("container %s: clone flags %#x, %d plan steps", log_id, child.clone_flags, len(child.steps))
             for i, step in enumerate(child.steps):
                 log.debug("  %2d. %s", i, step.describe())
+        if record is not None:
+            record.update(child=child, pairs=list(streams.pairs), monitor=monitor, spawner=spawner)
+            record["cgroup_dir"] = os.readlink(f"/proc/self/fd/{child.cgroup_fd}") if child.cgroup_fd >= 0 else None
         actions = child.actions
         if on_clone is not None and actions:
             first, clone_seen = actions[0], on_clone

@@ -43,6 +43,7 @@ def start_container(
     warm: Supply | None = None,
     pass_fds: Mapping[int, int] | None = None,
     spawner: Spawner | None = None,
+    record: dict[str, object] | None = None,
 ) -> RunningContainer:
     """Prepare the host side, start the plan, and return the handle.
 
@@ -51,12 +52,14 @@ def start_container(
     caller still owns and closes its own).  With *warm*, a network namespace, a mount namespace with the first part of
     the root, and a cgroup made ahead of time are used where they are ready and
     apply (see :mod:`nsprim.container.warm`).  With *spawner*, the plan is started by it
-    instead of the core's clone (a :class:`~nsprim.call.zygote.Zygote`'s fork)."""
+    instead of the core's clone (a :class:`~nsprim.call.zygote.Zygote`'s fork).  *record*, if
+    given, gets what was started (see :func:`container_start_steps`), for a caller that keeps it."""
     return run_waits(
         container_start_steps(
-            config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm, pass_fds=pass_fds, spawner=spawner
+            config, stdin=stdin, stdout=stdout, stderr=stderr, warm=warm, pass_fds=pass_fds, spawner=spawner,
+            record=record,
         )
-    )
+    )  # fmt: skip
 
 
 async def start_container_async(
@@ -87,8 +90,12 @@ def container_start_steps(
     warm: Supply | None = None,
     pass_fds: Mapping[int, int] | None = None,
     spawner: Spawner | None = None,
+    record: dict[str, object] | None = None,
 ) -> Waits[RunningContainer]:
-    """:func:`start_container` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`)."""
+    """:func:`start_container` as :data:`~nsprim.lowlevel.Waits` (see :func:`~nsprim.lowlevel.start_steps`).
+
+    *record*, if given, gets what :func:`~nsprim.container.launch.launch_steps` records, and the
+    ``config`` (resolved), the ``preparation`` and its ``cgroup`` and ``id``, once started."""
     if os.geteuid() != 0 and NamespaceType.USER not in config.namespaces and not config.join:
         # Rootless: a user namespace gives the privileges the rest needs.
         config = replace(config, namespaces=config.namespaces | {NamespaceType.USER})
@@ -149,7 +156,10 @@ def container_start_steps(
             monitor=monitor,
             on_clone=None if config.detach or prep.cgroup is not None else prep.watch_pid,
             spawner=spawner,
+            record=record,
         )
+        if record is not None:
+            record.update(config=config, preparation=prep, cgroup=prep.cgroup, id=prep.id, warm=warm)
         if channel is not None:
             channel.child_started()
             try:

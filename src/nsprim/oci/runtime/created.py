@@ -13,10 +13,11 @@ if TYPE_CHECKING:
     import _socket
 
     from ...cgroup import CGroup
+    from ...kept import QuickProcess
     from ...process import Process
     from .store import ContainerRecord, LockedContainer
 
-__all__ = ["START_SOCKET", "SECCOMP_CACHE", "LIFT", "Created", "QuickProcess", "unix_socket", "start_socket"]
+__all__ = ["START_SOCKET", "SECCOMP_CACHE", "LIFT", "Created", "unix_socket", "start_socket"]
 
 #: The init's start socket, in the container's state directory (0700).
 START_SOCKET = "start.sock"
@@ -80,49 +81,3 @@ class Created:
         self.proc = proc
         self.group = group
         self.cgroup_dirs = cgroup_dirs if group is None else tuple(str(d) for d in group.directories.values())
-
-
-class QuickProcess:
-    """A kept program's init: its pid and a pidfd (this process is its parent until it exits)."""
-
-    __slots__ = ("pid", "pidfd")
-
-    def __init__(self, pid: int, pidfd: int) -> None:
-        self.pid = pid
-        self.pidfd = pidfd
-
-    def send_signal(self, sig: int) -> None:
-        """Signal the init through its pidfd (never a reused pid)."""
-        if TYPE_CHECKING:
-            from signal import pidfd_send_signal
-        else:
-            from _signal import pidfd_send_signal
-        if self.pidfd >= 0:
-            try:
-                pidfd_send_signal(self.pidfd, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        """SIGKILL the init."""
-        self.send_signal(9)
-
-    def wait(self) -> int:
-        """Reap the init: its exit status, or minus the signal that ended it."""
-        while True:
-            try:
-                _pid, status = os.waitpid(self.pid, 0)
-                break
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                status = 0
-                break
-        self.release()
-        return os.waitstatus_to_exitcode(status)
-
-    def release(self) -> None:
-        """Close the pidfd without reaping (the engine, a subreaper, reaps the init)."""
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1

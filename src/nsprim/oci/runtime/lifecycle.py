@@ -42,10 +42,10 @@ if TYPE_CHECKING:
     import socket
 
     from ...cgroup import CGroup
+    from ...kept import QuickProcess
     from ...process import Process
     from ..spec import Spec
     from .cli import Globals
-    from .created import QuickProcess
 
 __all__ = [
     "cmd_create",

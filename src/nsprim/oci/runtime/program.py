@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from .replay import MARK, PROGRAM_VERSION, Lookup, substitute
+from ...kept import mentions, program_rows, templated
+from .replay import PROGRAM_VERSION, Lookup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ def compile_program(
     anything is made."""
     from pathlib import Path
 
-    from ..._sys.spawn import row
     from ...cgroup import Controller
     from ...cgroup.group import DEFAULT_V2_CONTROLLERS
     from ...cgroup.host import cached_host_info
@@ -125,16 +125,14 @@ def compile_program(
         "clone_flags": plan.clone_flags,
         "floor": floor,
         "listen_fd": floor,
-        "prefix": [row(s.lower()) for s in joins],
-        "rows": [row(s.lower()) for s in plan.steps],
+        "prefix": program_rows(joins),
+        "rows": program_rows(plan.steps),
         "vfork": prefix.vfork_safe and body.vfork_safe,
         "start_steps": start_steps(plan.steps[base - len(joins) :], base),
     }
-    kept: dict[str, object] = substitute(program, found.pairs, reverse=True)  # type: ignore[assignment]
-    rows: list[tuple[object, ...]] = kept["rows"]  # type: ignore[assignment]
-    kept["patches"] = [(i, f) for i, row in enumerate(rows) for f, value in enumerate(row) if _mentions(value, MARK)]
+    kept = templated(program, found.pairs)
     templated_id = any(value == container_id for _p, value in found.pairs)
-    return kept, templated_id or not _mentions(kept, container_id)
+    return kept, templated_id or not mentions(kept, container_id)
 
 
 def start_steps(steps: tuple[object, ...], base: int) -> list[list[object]]:
@@ -150,15 +148,3 @@ def start_steps(steps: tuple[object, ...], base: int) -> list[list[object]]:
         else:
             out.append([kind, s.describe(), "", ""])
     return [[base], *out]
-
-
-def _mentions(obj: object, text: str) -> bool:
-    if isinstance(obj, str):
-        return text in obj
-    if isinstance(obj, bytes):
-        return os.fsencode(text) in obj
-    if isinstance(obj, (list, tuple)):
-        return any(_mentions(item, text) for item in obj)
-    if isinstance(obj, dict):
-        return any(_mentions(v, text) for v in obj.values())
-    return False

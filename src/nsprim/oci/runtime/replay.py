@@ -34,8 +34,22 @@ from __future__ import annotations
 import marshal
 import os
 
+from ...kept import (
+    MARK,
+    Fallback,
+    QuickProcess,
+    code_stamp,
+    load_from,
+    make_groups,
+    patched,
+    read_bytes,
+    remove_groups,
+    spawn_program,
+    store_program_in,
+    substitute,
+    write_control,
+)
 from . import jsonio
-from .created import QuickProcess
 from .store import CREATED, CREATING, DEFAULT_PARENT, ContainerRecord, Store, process_starttime
 
 TYPE_CHECKING = False
@@ -61,19 +75,8 @@ __all__ = [
 PROGRAM_VERSION = 2
 #: Kept programs, in the state root (an ``@`` is in no container id).
 PLANS = "@plans"
-#: The most programs kept; the oldest half goes when there are more.
-PLANS_MAX = 256
-#: Placeholders are this private-use character, a letter, and it again; a spec holding it is never kept.
-MARK = "\ue000"
 _MIN_TEMPLATED = 8  # shorter strings stay in the key as they are
 _HEX = frozenset("0123456789abcdef")
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The packages a program is built from (oci.runtime.program's imports, and theirs).
-_STAMPED = ("", "oci", "oci/runtime", "_sys", "cgroup", "fs", "security", "security/seccomp")
-
-
-class Fallback(Exception):
-    """The program could not run as kept: what it did is undone; create the general way."""
 
 
 class Lookup:
@@ -93,26 +96,6 @@ class Lookup:
 
 def _placeholder(letter: str) -> str:
     return f"{MARK}{letter}{MARK}"
-
-
-def _code_stamp() -> list[int]:
-    """The modification times of this package's modules (a changed module is a new key)."""
-    out: list[int] = []
-    for sub in _STAMPED:
-        try:
-            with os.scandir(os.path.join(_PACKAGE, sub)) as it:
-                out += sorted(e.stat().st_mtime_ns for e in it if e.name.endswith((".py", ".so")))
-        except OSError:
-            out.append(-1)
-    return out
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def lookup(bundle: str, container_id: str, opts: dict[str, object]) -> Lookup | None:
@@ -159,9 +142,9 @@ def lookup(bundle: str, container_id: str, opts: dict[str, object]) -> Lookup | 
     annotations = {k: substitute(v, pairs) for k, v in annotations.items()}
     facts = (
         PROGRAM_VERSION,
-        _code_stamp(),
-        _read("/proc/sys/kernel/random/boot_id"),
-        _read("/proc/self/cgroup"),
+        code_stamp(),
+        read_bytes("/proc/sys/kernel/random/boot_id"),
+        read_bytes("/proc/self/cgroup"),
         os.geteuid(),
         os.getegid(),
         bool(opts.get("no_pivot")),
@@ -176,166 +159,20 @@ def lookup(bundle: str, container_id: str, opts: dict[str, object]) -> Lookup | 
     return Lookup(key, bundle, pairs, annotations, raw)
 
 
-def substitute(obj: object, pairs: list[tuple[str, str]], *, reverse: bool = False) -> object:
-    """*obj* with each placeholder of *pairs* replaced by its value (*reverse*: each value by its placeholder),
-    in every string and byte string of the lists, tuples and dicts (values) it is made of."""
-    encoded = [(p.encode(), os.fsencode(v)) for p, v in pairs]
-    return _substitute(obj, pairs, encoded, reverse)
-
-
-_MARK_BYTES = MARK.encode()
-
-
-def _substitute(obj: object, pairs: list[tuple[str, str]], encoded: list[tuple[bytes, bytes]], reverse: bool) -> object:
-    if isinstance(obj, str):
-        if reverse:
-            for placeholder, value in pairs:
-                obj = obj.replace(value, placeholder)
-        elif MARK in obj:  # (most strings hold no placeholder)
-            for placeholder, value in pairs:
-                obj = obj.replace(placeholder, value)
-        return obj
-    if isinstance(obj, bytes):
-        if reverse:
-            for p, v in encoded:
-                obj = obj.replace(v, p)
-        elif _MARK_BYTES in obj:
-            for p, v in encoded:
-                obj = obj.replace(p, v)
-        return obj
-    if isinstance(obj, (list, tuple)):
-        out = [_substitute(item, pairs, encoded, reverse) for item in obj]
-        return out if isinstance(obj, list) else tuple(out)
-    if isinstance(obj, dict):
-        return {k: _substitute(v, pairs, encoded, reverse) for k, v in obj.items()}
-    return obj
-
-
 def load(root: str, key: str) -> dict[str, object] | None:
-    """The program kept under *key*, or None."""
-    try:
-        with open(os.path.join(root, PLANS, key), "rb") as f:
-            program = marshal.loads(f.read())  # (load() reads a file object in small pieces: 10x slower)
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    if not isinstance(program, dict) or program.get("version") != PROGRAM_VERSION:
-        return None
-    return program
+    """The program kept under *key* in *root*'s ``@plans``, or None."""
+    return load_from(os.path.join(root, PLANS), key, PROGRAM_VERSION)
 
 
 def store_program(root: str, key: str, program: dict[str, object]) -> None:
-    """Keep *program* under *key* (written whole, then renamed: a reader never sees half of one)."""
-    directory = os.path.join(root, PLANS)
-    try:
-        os.makedirs(directory, 0o700, exist_ok=True)
-        names = os.listdir(directory)
-        if len(names) >= PLANS_MAX:
-            aged = sorted(names, key=lambda n: _mtime(os.path.join(directory, n)))
-            for name in aged[: len(aged) // 2]:
-                try:
-                    os.unlink(os.path.join(directory, name))
-                except OSError:
-                    pass
-        tmp = os.path.join(directory, f".{key}.{os.getpid()}")
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "wb") as f:
-            f.write(marshal.dumps(program))
-        os.rename(tmp, os.path.join(directory, key))
-    except OSError:
-        pass  # a program not kept is built again next time
-
-
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
-
-
-def remove_groups(dirs: list[str] | tuple[str, ...]) -> bool:
-    """rmdir each of a container's (empty) group directories; False at the first that is busy."""
-    for d in dirs:
-        try:
-            os.rmdir(d)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return False
-    return True
-
-
-def _read_text(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _make_groups(program: dict[str, object], parts: list[str], leaves: list[str], made: list[str]) -> None:
-    """The container's group in each hierarchy, as :meth:`nsprim.cgroup.CGroup.create` makes it when its
-    parents exist: Fallback when one is missing or lacks what the kernel needs of a parent."""
-    from ..._sys import watcher
-
-    hierarchies: list[tuple[str, int, bool]] = program["hierarchies"]  # type: ignore[assignment]
-    wanted_v2: list[str] = program["v2_wanted"]  # type: ignore[assignment]
-    for mount_point, version, cpuset in hierarchies:
-        parent = mount_point
-        for part in parts[:-1]:
-            parent = os.path.join(parent, part)
-            if not os.path.isdir(parent):
-                raise Fallback(f"the parent group `{parent}` does not exist")
-            if cpuset and not all(_read_text(os.path.join(parent, f)).strip() for f in ("cpuset.cpus", "cpuset.mems")):
-                raise Fallback(f"the parent group `{parent}` has no CPUs or memory nodes")
-        if version == 2 and wanted_v2:
-            d = mount_point
-            for part in ["", *parts[:-1]]:
-                d = os.path.join(d, part) if part else d
-                enabled = set(_read_text(os.path.join(d, "cgroup.subtree_control")).split())
-                if not enabled.issuperset(wanted_v2):
-                    raise Fallback(f"controllers to enable in `{d}`")
-    watcher.watch_cgroups(leaves)
-    for (_mp, _version, cpuset), leaf in zip(hierarchies, leaves, strict=True):
-        try:
-            os.mkdir(leaf, 0o755)
-        except OSError as exc:
-            raise Fallback(f"mkdir `{leaf}`: {exc.strerror}") from None
-        made.append(leaf)
-        if cpuset:
-            parent = os.path.dirname(leaf)
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                _write(os.path.join(leaf, name), _read_text(os.path.join(parent, name)).strip())
-    writes: list[tuple[int, list[str], str, list[int]]] = program["writes"]  # type: ignore[assignment]
-    for index, names, value, tolerate in writes:
-        for name in names:  # alternatives: the first file that exists
-            try:
-                _write(os.path.join(leaves[index], name), value)
-                break
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                if exc.errno in tolerate:
-                    break
-                raise Fallback(f"write `{value}` to `{name}`: {exc.strerror}") from None
-        else:
-            raise Fallback(f"none of {names} exists")
+    """Keep *program* under *key* in *root*'s ``@plans``."""
+    store_program_in(os.path.join(root, PLANS), key, program)
 
 
 def execute(g: Globals, opts: dict[str, object], container_id: str, found: Lookup, kept: dict[str, object]) -> object:
     """Create the container of the kept program *kept* (see the module's documentation): a
     :class:`~nsprim.oci.runtime.lifecycle.Created`, or :class:`Fallback` with nothing left behind."""
-    # The steps' placeholders are where the program says (most of its hundreds of values have none).
-    program: dict[str, object] = substitute({k: v for k, v in kept.items() if k != "rows"}, found.pairs)  # type: ignore[assignment]
-    rows: list[tuple[object, ...]] = list(kept["rows"])  # type: ignore[call-overload]
-    for at, field in kept["patches"]:  # type: ignore[attr-defined]
-        row = list(rows[at])
-        row[field] = substitute(row[field], found.pairs)
-        rows[at] = tuple(row)
-    program["rows"] = rows
+    program = patched(kept, found.pairs)
     rootfs = str(program["rootfs"])
     if not os.path.isdir(rootfs):
         raise Fallback(f"root `{rootfs}` is not a directory")
@@ -357,12 +194,12 @@ def execute(g: Globals, opts: dict[str, object], container_id: str, found: Looku
     try:
         with open(os.path.join(locked.path, "config.json"), "wb") as f:
             f.write(found.raw)
-        _make_groups(program, parts, leaves, made)
+        make_groups(program, parts, leaves, made)
         proc = _spawn(program, locked, leaves, opened)
         devices = int(program["devices_at"])  # type: ignore[call-overload]
         for name, line in program["devices"]:  # type: ignore[attr-defined]
             try:
-                _write(os.path.join(leaves[devices], name), line)
+                write_control(os.path.join(leaves[devices], name), line)
             except OSError as exc:
                 raise Fallback(f"write `{line}` to `{name}`: {exc.strerror}") from None
         for fd in opened:
@@ -382,6 +219,20 @@ def execute(g: Globals, opts: dict[str, object], container_id: str, found: Looku
     from .created import Created
 
     return Created(locked, locked.record, proc, None, tuple(leaves))
+
+
+def _spawn(program: dict[str, object], locked: LockedContainer, leaves: list[str], opened: list[int]) -> QuickProcess:
+    """The init cloned with the program's plan, waiting for its start on the start socket."""
+    from .created import start_socket
+
+    try:
+        fd = start_socket(locked.dirfd, listen=True, floor=int(program["floor"]))  # type: ignore[call-overload]
+    except OSError as exc:
+        raise Fallback(f"the start socket: {exc.strerror}") from None
+    opened.append(fd)
+    if fd != program["listen_fd"]:
+        raise Fallback(f"the start socket is descriptor {fd}, the plan's {program['listen_fd']}")
+    return spawn_program(program, leaves)
 
 
 def undo(locked: LockedContainer, proc: QuickProcess | None, made: list[str], cgroup: str | None) -> None:
@@ -410,49 +261,3 @@ def undo(locked: LockedContainer, proc: QuickProcess | None, made: list[str], cg
     except Exception:
         pass
     locked.close()
-
-
-def _spawn(program: dict[str, object], locked: LockedContainer, leaves: list[str], opened: list[int]) -> QuickProcess:
-    """The init cloned with the program's plan, waiting for its start."""
-    from ..._sys.plan_rows import EncodedRows, read_report_raw, spawn_config
-    from .created import start_socket
-
-    try:
-        fd = start_socket(locked.dirfd, listen=True, floor=int(program["floor"]))  # type: ignore[call-overload]
-    except OSError as exc:
-        raise Fallback(f"the start socket: {exc.strerror}") from None
-    opened.append(fd)
-    if fd != program["listen_fd"]:
-        raise Fallback(f"the start socket is descriptor {fd}, the plan's {program['listen_fd']}")
-    from ..._sys._lib import ffi, lib
-
-    prefix = EncodedRows(program["prefix"])  # type: ignore[arg-type]
-    body = EncodedRows(program["rows"])  # type: ignore[arg-type]
-    into = int(program["clone_into"])  # type: ignore[call-overload]
-    cgroup_fd = os.open(leaves[into], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if into >= 0 else -1
-    try:
-        config = spawn_config(
-            body, prefix, clone_flags=int(program["clone_flags"]), cgroup_fd=cgroup_fd,  # type: ignore[call-overload]
-            use_vfork=bool(program["vfork"]),
-        )  # fmt: skip
-        result = ffi.new("struct nsp_spawn_result *")
-        ret = lib.nsp_spawn(config, result)
-    finally:
-        if cgroup_fd >= 0:
-            os.close(cgroup_fd)
-    if ret < 0:
-        raise Fallback(f"clone: {os.strerror(-ret)}")
-    proc = QuickProcess(result.pid, result.pidfd)
-    try:
-        report = read_report_raw(result)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        lib.nsp_spawn_release(result)
-        os.close(result.report_fd)
-    if report is not None:
-        proc.wait()
-        raise Fallback(f"step {report[0]} failed: {os.strerror(report[2])}")
-    return proc
