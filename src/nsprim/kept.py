@@ -206,15 +206,22 @@ def mentions(obj: object, text: str) -> bool:
 
 
 def load_from(directory: str, key: str, version: int) -> dict[str, object] | None:
-    """The program of *version* kept under *key* in *directory*, or None."""
+    """The program of *version* kept under *key* in *directory*, or None: also when the directory or
+    the file is not this user's alone (a program says what to do as this user; only we may write one)."""
     try:
         with open(os.path.join(directory, key), "rb") as f:
+            if not (_ours(os.stat(directory)) and _ours(os.fstat(f.fileno()))):
+                return None
             program = marshal.loads(f.read())  # (load() reads a file object in small pieces: 10x slower)
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if not isinstance(program, dict) or program.get("version") != version:
         return None
     return program
+
+
+def _ours(st: os.stat_result) -> bool:
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def store_program_in(directory: str, key: str, program: dict[str, object]) -> None:

@@ -200,7 +200,10 @@ def _run_forwarding_signals(box: Container, args: argparse.Namespace) -> int:
         status = running.attach() if args.tty else running.wait()
         oom_killed = running.oom_killed
     if key is not None and record is not None:
-        keep_run(key, record, args.memory)
+        import contextlib
+
+        with contextlib.suppress(Exception):  # a program not kept is made again next time: never this run's failure
+            keep_run(key, record, args.memory)
     if oom_killed:
         limit = args.memory or "its memory limit"
         print(f"nsprim: the container ran out of memory ({limit}) and the kernel killed it", file=sys.stderr)

@@ -210,7 +210,15 @@ def create_container(g: Globals, opts: dict[str, object], container_id: str) -> 
             if kept is None:
                 from .program import compile_program
 
-                compiled = compile_program(g, opts, container_id, found)
+                try:
+                    compiled = compile_program(g, opts, container_id, found)
+                except Exception as exc:
+                    from ...errors import NsprimError
+
+                    if isinstance(exc, NsprimError):
+                        raise  # the spec's error, as the general way would raise it
+                    g.log.debug(f"create `{container_id}`: no program ({type(exc).__name__}: {exc})")
+                    compiled = None
                 if compiled is not None:
                     kept, keep = compiled
                     if keep:
