@@ -236,3 +236,18 @@ def test_a_kept_program_on_any_cgroup_host_sets_the_limits_without_falling_back(
     finally:
         for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):
             top.rmdir()
+
+
+def test_a_program_is_loaded_only_from_a_directory_and_a_file_only_its_user_may_write(tmp_path: Path) -> None:
+    from nsprim.kept import load_from, store_program_in
+
+    directory = tmp_path / "plans"
+    store_program_in(str(directory), "k", {"version": 7, "rows": []})
+    assert load_from(str(directory), "k", 7) == {"version": 7, "rows": []}
+    assert load_from(str(directory), "k", 8) is None and load_from(str(directory), "other", 7) is None
+    assert (directory.stat().st_mode & 0o777, (directory / "k").stat().st_mode & 0o777) == (0o700, 0o600)
+    directory.chmod(0o770)
+    assert load_from(str(directory), "k", 7) is None
+    directory.chmod(0o700)
+    (directory / "k").chmod(0o606)
+    assert load_from(str(directory), "k", 7) is None
