@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 from pathlib import Path
 
@@ -37,10 +38,17 @@ def _engine_bundle(base: Path, cid: str, parent: str, *args: str) -> Path:
     make_rootfs(Path(doc["root"]["path"]))
     doc["hostname"] = cid[:12]
     doc["process"]["env"].append(f"HOSTNAME={cid[:12]}")
-    doc["mounts"].append({"destination": "/etc/hostname", "type": "bind", "source": str(bundle / "hostname"),
-                          "options": ["bind", "ro"]})  # fmt: skip
+    (bundle / "hosts").write_text("127.0.0.1 localhost\n")
+    for name in ("hostname", "hosts"):
+        doc["mounts"].append({"destination": f"/etc/{name}", "type": "bind", "source": str(bundle / name),
+                              "options": ["bind", "ro"]})  # fmt: skip
     doc["linux"]["cgroupsPath"] = f"{parent}/libpod-{cid}"
     doc["annotations"] = {"io.example.created": secrets.token_hex(4)}
+    # As podman writes them, from Go maps: the environment and the bind mounts in any order.
+    random.shuffle(doc["process"]["env"])
+    first, second = doc["mounts"][-2:]
+    if random.random() < 0.5:
+        doc["mounts"][-2:] = [second, first]
     (bundle / "config.json").write_text(json.dumps(doc))
     return bundle
 
@@ -52,7 +60,7 @@ def test_an_engines_second_container_runs_from_the_kept_program_with_its_own_str
     parent = f"/nsprim-test-replay-{secrets.token_hex(3)}"
     try:
         outputs = []
-        for _ in range(2):
+        for _ in range(4):
             cid = _engine_id()
             bundle = _engine_bundle(
                 tmp_path, cid, parent, "sh", "-c", "hostname; cat /etc/hostname; echo $HOSTNAME; cat /proc/self/cgroup"
@@ -251,3 +259,37 @@ def test_a_program_is_loaded_only_from_a_directory_and_a_file_only_its_user_may_
     directory.chmod(0o700)
     (directory / "k").chmod(0o606)
     assert load_from(str(directory), "k", 7) is None
+
+
+def test_mounts_that_do_not_lie_on_one_another_have_one_order(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    mounts = [{"destination": d} for d in ("/proc", "/dev", "/dev/pts", "/etc/hosts", "/dev/shm", "/etc/hostname")]
+    order = replay._mount_order(mounts, str(root))
+    assert order is not None
+    canonical = [mounts[i]["destination"] for i in order]
+    assert canonical.index("/dev") < canonical.index("/dev/pts") and canonical.index("/dev") < canonical.index(
+        "/dev/shm"
+    )
+    for _ in range(20):
+        shuffled = mounts[:]
+        random.shuffle(shuffled)
+        # Only orders that keep /dev before what is under it make the same tree.
+        if next(m["destination"] for m in shuffled if m["destination"].startswith("/dev")) != "/dev":
+            continue
+        again = replay._mount_order(shuffled, str(root))
+        assert again is not None and [shuffled[i]["destination"] for i in again] == canonical
+    same = [{"destination": "/x"}, {"destination": "/x/"}]  # one place: the later one is on top, in order
+    assert replay._mount_order(same, str(root)) == [0, 1]
+    assert replay._mount_order(list(reversed(same)), str(root)) == [0, 1]
+    (root / "var").mkdir()
+    (root / "var/run").symlink_to("../run")
+    assert replay._mount_order([{"destination": "/run"}, {"destination": "/var/run/x"}], str(root)) is None
+
+
+def test_a_kept_program_is_given_its_specs_environment_order() -> None:
+    kept = {"env": ["A=1", "B=2"], "rows": [(20, 0, 0, 0, 0, b"sh", None, None, None, (b"sh",), (b"A=1", b"B=2"), None)]}
+    assert replay._in_order(kept, ["A=1", "B=2"]) is kept
+    assert replay._in_order(kept, ["B=2", "A=1"])["rows"][0][10] == (b"B=2", b"A=1")
+    with pytest.raises(replay.Fallback):
+        replay._in_order(kept, ["B=2", "A=3"])

@@ -46,6 +46,8 @@ def compile_program(
 
     bundle = Path(found.bundle)
     spec = Spec.loads(found.raw, source=str(bundle / "config.json"))  # the bytes the key is of
+    if found.mount_order is not None and len(found.mount_order) == len(spec.mounts):
+        spec = spec.replace(mounts=tuple(spec.mounts[i] for i in found.mount_order))  # the key's order
     rootfs = check_spec(spec, bundle)
     limits = check_resources(spec.linux.resources if spec.linux is not None else None)
     process, linux = spec.process, spec.linux
@@ -131,6 +133,7 @@ def compile_program(
         "start_steps": start_steps(plan.steps[base - len(joins) :], base),
     }
     kept = templated(program, found.pairs)
+    kept["env"] = found.env  # (the spec's, with placeholders: a later spec may have it in another order)
     templated_id = any(value == container_id for _p, value in found.pairs)
     return kept, templated_id or not mentions(kept, container_id)
 

@@ -72,7 +72,7 @@ __all__ = [
     "undo",
 ]
 
-PROGRAM_VERSION = 2
+PROGRAM_VERSION = 4
 #: Kept programs, in the state root (an ``@`` is in no container id).
 PLANS = "@plans"
 _MIN_TEMPLATED = 8  # shorter strings stay in the key as they are
@@ -82,16 +82,55 @@ _HEX = frozenset("0123456789abcdef")
 class Lookup:
     """A spec's key and the strings its placeholders stand for in this ``create``."""
 
-    __slots__ = ("annotations", "bundle", "key", "pairs", "raw")
+    __slots__ = ("annotations", "bundle", "env", "key", "mount_order", "pairs", "raw")
 
     def __init__(
-        self, key: str, bundle: str, pairs: list[tuple[str, str]], annotations: dict[str, str], raw: bytes
+        self,
+        key: str,
+        bundle: str,
+        pairs: list[tuple[str, str]],
+        annotations: dict[str, str],
+        raw: bytes,
+        env: list[str] | None = None,
+        mount_order: list[int] | None = None,
     ) -> None:
         self.key = key
         self.bundle = bundle
         self.pairs = pairs  #: (placeholder, value), in the order they are replaced in a spec
         self.annotations = annotations
         self.raw = raw  #: the spec's bytes, written to the state directory as they are
+        #: ``process.env`` with its placeholders, when its names are distinct (its order is then not in the key)
+        self.env = env
+        #: the spec's mounts in the order the key has them (and the program is built with), by index
+        self.mount_order = mount_order
+
+
+def _mount_order(mounts: object, rootfs: str) -> list[int] | None:
+    """The mounts' canonical order: the same for every order of them that makes the same tree.
+
+    Two mounts keep their order when one's destination is the other's or lies under it; the others
+    commute, unless a destination goes through a symbolic link in the root (the tree would then
+    depend on where it leads: the spec's order is kept).  Of those free to go next, the least
+    destination goes first."""
+    if not isinstance(mounts, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("destination"), str) for m in mounts
+    ):
+        return None
+    dests = [os.path.normpath("/" + m["destination"]).rstrip("/") + "/" for m in mounts]
+    for d in set(dests):
+        at = rootfs
+        for part in d.strip("/").split("/")[:-1]:
+            at = os.path.join(at, part)
+            if os.path.islink(at):
+                return None
+    after = [{i for i in range(j) if dests[i].startswith(dests[j]) or dests[j].startswith(dests[i])}
+             for j in range(len(dests))]  # fmt: skip
+    left, order = set(range(len(dests))), []
+    while left:
+        j = min((j for j in left if not after[j] & left), key=lambda j: (dests[j], j))
+        order.append(j)
+        left.remove(j)
+    return order
 
 
 def _placeholder(letter: str) -> str:
@@ -140,11 +179,26 @@ def lookup(bundle: str, container_id: str, opts: dict[str, object]) -> Lookup | 
         return None
     # The annotations as the spec says them: their placeholders back.
     annotations = {k: substitute(v, pairs) for k, v in annotations.items()}
+    # An engine may write the environment in any order (podman: a Go map's): with distinct names the
+    # order is the same environment, so the key has it sorted and the program is given this one.
+    env = None
+    process = templated.get("process") if isinstance(templated, dict) else None
+    if isinstance(process, dict) and isinstance(process.get("env"), list):
+        names = [e.partition("=")[0] for e in process["env"] if isinstance(e, str)]
+        if len(names) == len(process["env"]) and len(set(names)) == len(names):
+            env = list(process["env"])
+            process["env"] = sorted(env)
+    # ... and its mounts: those that do not lie on one another may go in any order (see _mount_order).
+    order = _mount_order(templated.get("mounts") if isinstance(templated, dict) else None, rootfs)
+    if order is not None:
+        templated["mounts"] = [templated["mounts"][i] for i in order]  # type: ignore[index]
     facts = (
         PROGRAM_VERSION,
         code_stamp(),
         read_bytes("/proc/sys/kernel/random/boot_id"),
-        read_bytes("/proc/self/cgroup"),
+        # The caller's groups, where a relative cgroupsPath goes; an engine's monitor may be in one named
+        # after the container (podman's conmon), as are the strings of its spec.
+        substitute(read_bytes("/proc/self/cgroup"), pairs, reverse=True),
         os.geteuid(),
         os.getegid(),
         bool(opts.get("no_pivot")),
@@ -156,7 +210,7 @@ def lookup(bundle: str, container_id: str, opts: dict[str, object]) -> Lookup | 
     from _blake2 import blake2b
 
     key = blake2b(marshal.dumps(facts), digest_size=20).hexdigest()  # type: ignore[arg-type]
-    return Lookup(key, bundle, pairs, annotations, raw)
+    return Lookup(key, bundle, pairs, annotations, raw, env, order)
 
 
 def load(root: str, key: str) -> dict[str, object] | None:
@@ -172,7 +226,7 @@ def store_program(root: str, key: str, program: dict[str, object]) -> None:
 def execute(g: Globals, opts: dict[str, object], container_id: str, found: Lookup, kept: dict[str, object]) -> object:
     """Create the container of the kept program *kept* (see the module's documentation): a
     :class:`~nsprim.oci.runtime.lifecycle.Created`, or :class:`Fallback` with nothing left behind."""
-    program = patched(kept, found.pairs)
+    program = patched(_in_order(kept, found.env), found.pairs)
     rootfs = str(program["rootfs"])
     if not os.path.isdir(rootfs):
         raise Fallback(f"root `{rootfs}` is not a directory")
@@ -219,6 +273,21 @@ def execute(g: Globals, opts: dict[str, object], container_id: str, found: Looku
     from .created import Created
 
     return Created(locked, locked.record, proc, None, tuple(leaves))
+
+
+def _in_order(kept: dict[str, object], env: list[str] | None) -> dict[str, object]:
+    """*kept* with the environment in *env*'s order, where its spec had another (see :func:`lookup`)."""
+    was = kept.get("env")
+    if env is None or was == env:
+        return kept
+    if not isinstance(was, list) or sorted(was) != sorted(env):
+        raise Fallback("the environment of the kept program is not this spec's")
+    old, new = tuple(e.encode() for e in was), tuple(e.encode() for e in env)
+    rows: list[tuple[object, ...]] = kept["rows"]  # type: ignore[assignment]
+    ordered = [tuple(new if value == old else value for value in row) for row in rows]
+    if ordered == rows:
+        raise Fallback("the environment is in no step of the kept program")
+    return dict(kept, rows=ordered)
 
 
 def _spawn(program: dict[str, object], locked: LockedContainer, leaves: list[str], opened: list[int]) -> QuickProcess:
