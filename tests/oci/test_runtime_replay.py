@@ -288,7 +288,8 @@ def test_mounts_that_do_not_lie_on_one_another_have_one_order(tmp_path: Path) ->
 
 
 def test_a_kept_program_is_given_its_specs_environment_order() -> None:
-    kept = {"env": ["A=1", "B=2"], "rows": [(20, 0, 0, 0, 0, b"sh", None, None, None, (b"sh",), (b"A=1", b"B=2"), None)]}
+    row = (20, 0, 0, 0, 0, b"sh", None, None, None, (b"sh",), (b"A=1", b"B=2"), None)
+    kept = {"env": ["A=1", "B=2"], "rows": [row]}
     assert replay._in_order(kept, ["A=1", "B=2"]) is kept
     assert replay._in_order(kept, ["B=2", "A=1"])["rows"][0][10] == (b"B=2", b"A=1")
     with pytest.raises(replay.Fallback):
