@@ -251,7 +251,7 @@ def _destroy(g: Globals, locked: LockedContainer) -> None:
     if record.cgroup_dirs and not (record.pid > 0 and process_alive(record.pid, record.starttime)):
         # The usual delete: the init has ended and its groups are empty, so rmdir is all there is to do
         # (without the cgroup layer); a busy group is killed and removed below.
-        from .replay import remove_groups
+        from ...kept import remove_groups
 
         if remove_groups(record.cgroup_dirs):
             if record.cgroup is not None and record.cgroup.startswith(f"/{DEFAULT_PARENT}/"):
