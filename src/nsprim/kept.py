@@ -39,6 +39,7 @@ __all__ = [
     "store_program_in",
     "make_groups",
     "remove_groups",
+    "remove_or_kill_groups",
     "spawn_program",
     "write_control",
 ]
@@ -262,6 +263,21 @@ def remove_groups(dirs: list[str] | tuple[str, ...]) -> bool:
         except OSError:
             return False
     return True
+
+
+def remove_or_kill_groups(dirs: list[str] | tuple[str, ...], cgroup: str | None) -> None:
+    """Remove a container's group directories; if one still has a process (of the container's),
+    kill what is in the group at *cgroup* and remove it the cgroup layer's way.  Never raises."""
+    if not dirs or remove_groups(dirs) or cgroup is None:
+        return
+    try:
+        from .cgroup import CGroup
+
+        group = CGroup.open(cgroup)
+        group.kill()
+        group.delete(recursive=True, timeout=5.0)
+    except Exception:
+        pass
 
 
 def _read_text(path: str) -> str:

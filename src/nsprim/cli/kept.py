@@ -102,6 +102,7 @@ def pending() -> str | None:
 def _run(kept: dict[str, object], pairs: list[tuple[str, str]]) -> int:
     from .. import kept as programs
     from .._sys import watcher
+    from ..kept import remove_or_kill_groups
 
     program = programs.patched(kept, pairs)
     parts = [p for p in str(program["cgroup"]).split("/") if p]
@@ -137,7 +138,7 @@ def _run(kept: dict[str, object], pairs: list[tuple[str, str]]) -> int:
             if started and started[0].pidfd >= 0:
                 started[0].kill()
                 started[0].wait()
-            _remove(made, str(program["cgroup"]))
+            remove_or_kill_groups(made, str(program["cgroup"]))
             if made:
                 watcher.forget_cgroups(made)
             raise
@@ -145,7 +146,7 @@ def _run(kept: dict[str, object], pairs: list[tuple[str, str]]) -> int:
         for sig, handler in zip(forwarded, before, strict=True):
             signal.signal(sig, handler)
     oom = _oom_killed(program, leaves)
-    _remove(leaves, str(program["cgroup"]))
+    remove_or_kill_groups(leaves, str(program["cgroup"]))
     watcher.forget_cgroups(leaves)
     if oom:
         limit = program.get("memory_text") or "its memory limit"
@@ -167,20 +168,6 @@ def _oom_killed(program: dict[str, object], leaves: list[str]) -> bool:
     except (OSError, ValueError):
         pass
     return False
-
-
-def _remove(dirs: list[str], cgroup: str) -> None:
-    from ..kept import remove_groups
-
-    if dirs and not remove_groups(dirs):  # a process of the container's is left in it
-        from ..cgroup import CGroup
-
-        try:
-            group = CGroup.open(cgroup)
-            group.kill()
-            group.delete(recursive=True, timeout=5.0)
-        except Exception:
-            pass
 
 
 def keep_run(key: str, record: dict[str, object], memory_text: str | None) -> None:

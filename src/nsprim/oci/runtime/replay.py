@@ -44,6 +44,7 @@ from ...kept import (
     patched,
     read_bytes,
     remove_groups,
+    remove_or_kill_groups,
     spawn_program,
     store_program_in,
     substitute,
@@ -312,15 +313,7 @@ def undo(locked: LockedContainer, proc: QuickProcess | None, made: list[str], cg
     if made:
         from ..._sys import watcher
 
-        if not remove_groups(made) and cgroup is not None:  # a process of the init's is still in it
-            try:
-                from ...cgroup import CGroup
-
-                group = CGroup.open(cgroup)
-                group.kill()
-                group.delete(recursive=True, timeout=5.0)
-            except Exception:
-                pass
+        remove_or_kill_groups(made, cgroup)
         try:
             watcher.forget_cgroups(made)
         except Exception:
