@@ -12,7 +12,8 @@ plan, passes on the signals ``docker run`` passes on, waits, says so if the
 OOM killer ended the container, and removes the group.
 
 Only a plain foreground ``run -- CMD`` with the options of :data:`KEPT_OPTIONS`
-(no image, terminal, detach, user namespace, veth, ``--user``) has a program;
+(no image, terminal, detach, user namespace, veth, ``--user``, ``--name``: a name
+must be free, which the general way checks) has a program;
 whatever the program did not foresee (a missing parent group, a failed step)
 undoes what was made and runs the container the general way.
 """
@@ -29,7 +30,7 @@ PROGRAM_VERSION = 1
 #: ``nsprim run`` options a kept program may have been made with (each takes a value unless in _FLAGS).
 KEPT_OPTIONS = frozenset(
     {"--rootfs", "--ro", "--memory", "--cpus", "--pids", "--net", "--bind", "--tmpfs", "--hostname", "--env", "-e",
-     "--cwd", "-w", "--init", "--name"}
+     "--cwd", "-w", "--init"}
 )  # fmt: skip
 _FLAGS = frozenset({"--ro", "--init"})
 _ID = "\ue000I\ue000"
@@ -45,8 +46,6 @@ def _plain(options: list[str]) -> bool:
         name, eq, _value = options[i].partition("=")
         if name not in KEPT_OPTIONS:
             return False
-        if name == "--name":
-            return False  # a named container's name must be free: the general way checks it
         if name == "--net" and (_value if eq else (options[i + 1] if i + 1 < len(options) else "")) == "veth":
             return False
         i += 1 if (eq or name in _FLAGS) else 2
