@@ -321,6 +321,8 @@ def make_groups(program: dict[str, object], parts: list[str], leaves: list[str],
         try:
             os.mkdir(leaf, 0o755)
         except OSError as exc:
+            # Not ours (another container's, say): the watcher must not clean it up after us.
+            watcher.forget_cgroups([d for d in leaves if d not in made])
             raise Fallback(f"mkdir `{leaf}`: {exc.strerror}") from None
         made.append(leaf)
         if cpuset:

@@ -294,3 +294,40 @@ def test_a_kept_program_is_given_its_specs_environment_order() -> None:
     assert replay._in_order(kept, ["B=2", "A=1"])["rows"][0][10] == (b"B=2", b"A=1")
     with pytest.raises(replay.Fallback):
         replay._in_order(kept, ["B=2", "A=3"])
+
+
+@requires_root
+@pytest.mark.parametrize("way", ["kept", "general"])
+def test_a_create_refused_for_a_group_in_use_leaves_that_group_alone(
+    runtime: Runtime, tmp_path: Path, way: str
+) -> None:
+    """The group another container holds is not cleaned up when the refused create's process ends
+    (neither by the kept program's attempt nor by the general way's)."""
+    import time
+
+    from nsprim.oci.runtime.store import process_alive
+
+    parent = f"/nsprim-test-replay-{secrets.token_hex(3)}"
+    bundle = tmp_path / "bundle"
+    make_rootfs(bundle / "rootfs")
+    doc = config("x", "sleep", "60")
+    doc["linux"]["cgroupsPath"] = f"{parent}/shared"
+    if way == "general":
+        doc["hooks"] = {}  # (no hook runs; a spec with hooks has no program)
+    (bundle / "config.json").write_text(json.dumps(doc))
+    try:
+        runtime.detached("create", "--bundle", str(bundle), "holder")
+        holder = runtime.store.load("holder")
+        assert len(_plans(runtime)) == (1 if way == "kept" else 0)
+        message = runtime.fails("create", "--bundle", str(bundle), "second")
+        assert "File exists" in message, message
+        time.sleep(0.5)  # the refused create's watcher has seen it end
+        assert process_alive(holder.pid, holder.starttime)
+        assert all(Path(d).is_dir() for d in holder.cgroup_dirs)
+        assert not (runtime.root / "second").exists()
+    finally:
+        runtime("delete", "--force", "holder")
+        for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):
+            for d in sorted(top.rglob("*/"), key=lambda p: -len(p.parts)):
+                d.rmdir()
+            top.rmdir()

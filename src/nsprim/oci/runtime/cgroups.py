@@ -117,15 +117,41 @@ def create_group(
     container_id: str,
     before_mkdir: Callable[[tuple[os.PathLike[str], ...]], object],
     limits: Limits | None = None,
+    forget: Callable[[tuple[os.PathLike[str], ...]], object] | None = None,
 ) -> CGroup:
     """Make the container's group (its parents as needed) with the cgroup limits of *limits*.
 
-    Its device rules are written by :func:`apply_devices` once the init has made
-    the container's ``/dev`` (as runc writes them), before the payload runs."""
+    *before_mkdir* registers the group's directories with a cleanup before the first is made; if
+    the group cannot be made, *forget* is given them back (a directory that was there already,
+    another container's, must not be cleaned up when this process ends).  Its device rules are
+    written by :func:`apply_devices` once the init has made the container's ``/dev`` (as runc writes
+    them), before the payload runs."""
     path = cgroup_path(spec, container_id)
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise SpecError(f'linux.cgroupsPath: "{path}" is not a group below the root', field="linux.cgroupsPath")
+
+    registered: list[tuple[os.PathLike[str], ...]] = []
+
+    def register(dirs: tuple[os.PathLike[str], ...]) -> None:
+        before_mkdir(dirs)
+        registered.append(dirs)
+
+    try:
+        return _create_group(path, parts, register, limits)
+    except BaseException:
+        if forget is not None:
+            for dirs in registered:
+                try:
+                    forget(dirs)
+                except Exception:
+                    pass
+        raise
+
+
+def _create_group(
+    path: str, parts: list[str], register: Callable[[tuple[os.PathLike[str], ...]], None], limits: Limits | None
+) -> CGroup:
     from ...cgroup import ROOT, CGroup
 
     for attempt in (1, 2):
@@ -134,7 +160,7 @@ def create_group(
             parent = CGroup.create(name, parent=parent, exist_ok=True)
         try:
             return CGroup.create(
-                parts[-1], parent=parent, resources=limits.resources if limits else None, before_mkdir=before_mkdir
+                parts[-1], parent=parent, resources=limits.resources if limits else None, before_mkdir=register
             )
         except SyscallError as exc:
             # A concurrent delete removed the default parent between the two mkdirs: make it again.

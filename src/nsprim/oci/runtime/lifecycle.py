@@ -277,7 +277,7 @@ def _create_general(g: Globals, opts: dict[str, object], container_id: str) -> C
         from ..._sys import watcher
         from .cgroups import create_group
 
-        group = create_group(spec, container_id, watcher.watch_cgroups, limits)
+        group = create_group(spec, container_id, watcher.watch_cgroups, limits, forget=watcher.forget_cgroups)
         record = record.replace(cgroup_dirs=tuple(str(d) for d in group.directories.values()))
         locked.save(record)
         floor = _LIFT + preserve
