@@ -143,8 +143,9 @@ def _netns_files() -> set[str]:
 
 # Made on first use and shared by every container from then on: never removed.
 SHARED_STATE = frozenset({"userns.lock", "veth.lock", "containers", "root"})
-#: Kept on purpose for every later container (compiled seccomp programs, by content): no test's leftover.
-STATE_CACHES = frozenset({"seccomp"})
+#: Kept on purpose for every later container (compiled seccomp programs, by content; the programs of
+#: ``nsprim run`` command lines, nsprim.cli.kept): no test's leftover.
+STATE_CACHES = frozenset({"seccomp", "plans"})
 
 
 def state_entries() -> set[str]:
