@@ -22,7 +22,10 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
+
+    from .cgroup import Controller, Resources
+    from .cgroup.host import Hierarchy
 
 __all__ = [
     "MARK",
@@ -34,6 +37,7 @@ __all__ = [
     "patched",
     "templated",
     "program_rows",
+    "group_program",
     "mentions",
     "load_from",
     "store_program_in",
@@ -191,6 +195,40 @@ def program_rows(steps: Sequence[object]) -> list[tuple[object, ...]]:
         assert isinstance(s, Step)
         out.append(row(s.lower()))
     return out
+
+
+def group_program(
+    hierarchies: Sequence[Hierarchy], resources: Resources, v2_controllers: Iterable[Controller]
+) -> dict[str, object]:
+    """The cgroup part of a program, as :meth:`nsprim.cgroup.CGroup.create` would make the group in
+    *hierarchies* with *resources* and the v2 *v2_controllers* enabled above it: the ``hierarchies``
+    (mount point, version, a v1 cpuset), the control file ``writes`` (each once) and the
+    ``v2_wanted`` controllers its parents must have enabled (see :func:`make_groups`)."""
+    from .cgroup import Controller
+    from .cgroup.host import cached_host_info
+    from .cgroup.tree import resource_writes
+    from .cgroup.v1 import MemoryNow
+
+    info = cached_host_info()
+    serving = info.controllers
+    seen: set[tuple[object, ...]] = set()
+    writes: list[tuple[int, list[str], str, list[int]]] = []
+    for w in resource_writes(resources, info, set(hierarchies), MemoryNow.fresh()):
+        if (w.controller, w.names, w.value) in seen:
+            continue  # a repeat for ordering's sake: once the first took, a no-op
+        seen.add((w.controller, w.names, w.value))
+        writes.append((list(hierarchies).index(serving[w.controller]), list(w.names), w.value, sorted(w.tolerate)))
+    wanted = set(v2_controllers)
+    return {
+        "hierarchies": [
+            (os.fspath(h.mount_point), h.version, Controller.CPUSET in h.controllers and h.version == 1)
+            for h in hierarchies
+        ],
+        "writes": writes,
+        "v2_wanted": sorted(
+            str(c.v2_name) for h in hierarchies if h.version == 2 for c in wanted if serving.get(c) == h and c.v2_name
+        ),
+    }
 
 
 def mentions(obj: object, text: str) -> bool:

@@ -172,15 +172,13 @@ def _oom_killed(program: dict[str, object], leaves: list[str]) -> bool:
 def keep_run(key: str, record: dict[str, object], memory_text: str | None) -> None:
     """Keep the program of the ``run`` that *record* (:func:`~nsprim.container.start.start_container`'s)
     saw, under *key*, if it can have one (see the module's documentation)."""
-    from ..cgroup import CGroup, Controller
+    from ..cgroup import CGroup, Controller, Resources
     from ..cgroup.host import cached_host_info
-    from ..cgroup.tree import resource_writes
-    from ..cgroup.v1 import MemoryNow
     from ..container.build import ChildPlan
     from ..container.config import ContainerConfig
     from ..container.host import group_controllers
     from ..container.preparation import Preparation
-    from ..kept import mentions, program_rows, store_program_in, templated
+    from ..kept import group_program, mentions, program_rows, store_program_in, templated
 
     child, config, prep = record.get("child"), record.get("config"), record.get("preparation")
     group = record.get("cgroup")
@@ -198,37 +196,18 @@ def keep_run(key: str, record: dict[str, object], memory_text: str | None) -> No
     dirs = list(group.directories.items())
     hierarchies = [h for h, _d in dirs]
     leaves = [os.fspath(d) for _h, d in dirs]
-    from ..cgroup import Resources
-
     resources = config.resources or Resources()
-    needed = resources.controllers()
-    serving = info.controllers
-    done: set[tuple[object, ...]] = set()
-    writes: list[tuple[int, list[str], str, list[int]]] = []
-    for w in resource_writes(resources, info, set(hierarchies), MemoryNow.fresh()):
-        if (w.controller, w.names, w.value) in done or serving.get(w.controller) not in hierarchies:
-            continue
-        done.add((w.controller, w.names, w.value))
-        writes.append((hierarchies.index(serving[w.controller]), list(w.names), w.value, sorted(w.tolerate)))
-    wanted = {Controller.parse(c) for c in group_controllers(resources, info)} | set(needed)
-    v2_wanted = sorted(
-        str(c.v2_name) for h in hierarchies if h.version == 2 for c in wanted if serving.get(c) == h and c.v2_name
-    )
+    wanted = {Controller.parse(c) for c in group_controllers(resources, info)} | set(resources.controllers())
     cgroup_dir = record.get("cgroup_dir")
     into = leaves.index(str(cgroup_dir)) if cgroup_dir is not None and str(cgroup_dir) in leaves else -1
     if cgroup_dir is not None and into < 0:
         return
-    memory = serving.get(Controller.MEMORY)
+    memory = info.controllers.get(Controller.MEMORY)
     prefix, body = child.prefix, child.body
     program: dict[str, object] = {
         "version": PROGRAM_VERSION,
         "cgroup": os.fspath(group.path),
-        "hierarchies": [
-            (os.fspath(h.mount_point), h.version, Controller.CPUSET in h.controllers and h.version == 1)
-            for h in hierarchies
-        ],
-        "v2_wanted": v2_wanted,
-        "writes": writes,
+        **group_program(hierarchies, resources, wanted),
         "memory_at": hierarchies.index(memory) if memory in hierarchies else -1,
         "memory_text": memory_text,
         "clone_into": into,

@@ -27,8 +27,10 @@ from .store import DEFAULT_PARENT
 TYPE_CHECKING = False  # `delete` needs remove_default_parent only: the spec model and the plan are imported late
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from ...cgroup import CGroup, Resources
+    from ...cgroup.host import Hierarchy
     from ...plan import Step
     from ..resources import DeviceRule
     from ..spec import LinuxResources, Spec
@@ -39,6 +41,7 @@ __all__ = [
     "create_group",
     "remove_default_parent",
     "placement",
+    "join_steps",
     "check_resources",
     "Limits",
     "apply_devices",
@@ -183,16 +186,22 @@ def remove_default_parent(path: str | None) -> None:
 
 def placement(group: CGroup) -> tuple[list[Step], int]:
     """The steps that join the v1 groups, and a descriptor of the v2 group to be born in (or -1)."""
+    steps, into = join_steps(list(group.directories.items()))
+    fd = os.open(into, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if into is not None else -1
+    return steps, fd
+
+
+def join_steps(dirs: list[tuple[Hierarchy, Path]]) -> tuple[list[Step], Path | None]:
+    """How an init enters the group of *dirs* (hierarchy and directory): the steps that join
+    its v1 groups (and its v2 group without clone3), and the v2 directory it is born in (or None)."""
     from ... import _sys
     from ...plan import WriteFile
 
-    dirs = group.directories
-    v2 = [d for h, d in dirs.items() if h.version == 2]
+    v2 = [d for h, d in dirs if h.version == 2]
     into = len(v2) == 1 and _sys.have_clone3()
     steps: list[Step] = [
         WriteFile(d / ("tasks" if h.version == 1 else "cgroup.procs"), b"0")
-        for h, d in sorted(dirs.items(), key=lambda hd: hd[0].version)
+        for h, d in sorted(dirs, key=lambda hd: hd[0].version)
         if h.version == 1 or not into
     ]
-    fd = os.open(v2[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if into else -1
-    return steps, fd
+    return steps, v2[0] if into else None

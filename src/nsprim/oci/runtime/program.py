@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ...kept import mentions, program_rows, templated
+from ...kept import group_program, mentions, program_rows, templated
 from .replay import PROGRAM_VERSION, Lookup
 
 TYPE_CHECKING = False
@@ -34,14 +34,12 @@ def compile_program(
     from ...cgroup import Controller
     from ...cgroup.group import DEFAULT_V2_CONTROLLERS
     from ...cgroup.host import cached_host_info
-    from ...cgroup.tree import resource_writes
-    from ...cgroup.v1 import MemoryNow
     from ...handoff import WaitStart
-    from ...plan import Plan, WriteFile
+    from ...plan import Plan
     from ..convert import Handoff, bundle_plan
     from ..honour import check_spec
     from ..spec import Spec
-    from .cgroups import cgroup_path, check_resources
+    from .cgroups import cgroup_path, check_resources, join_steps
     from .created import LIFT, SECCOMP_CACHE
 
     bundle = Path(found.bundle)
@@ -70,34 +68,13 @@ def compile_program(
     if not hierarchies or any(c not in serving for c in needed):
         return None
     leaves = [h.mount_point.joinpath(*parts) for h in hierarchies]
-    done: set[tuple[object, ...]] = set()
-    writes: list[tuple[int, list[str], str, list[int]]] = []
-    for w in resource_writes(resources, info, set(hierarchies), MemoryNow.fresh()):
-        if (w.controller, w.names, w.value) in done:
-            continue  # a repeat for ordering's sake: once the first took, a no-op
-        done.add((w.controller, w.names, w.value))
-        writes.append((hierarchies.index(serving[w.controller]), list(w.names), w.value, sorted(w.tolerate)))
-    v2_wanted: list[str] = []
-    for h in hierarchies:
-        if h.version == 2:
-            v2_wanted = sorted(
-                str(c.v2_name) for c in (DEFAULT_V2_CONTROLLERS | needed) if serving.get(c) == h and c.v2_name
-            )
     devices_at = -1
     devices: list[tuple[str, str]] = []
     if limits.devices:
         devices_at = hierarchies.index(serving[Controller.DEVICES])
         devices = [("devices.allow" if r.allow else "devices.deny", r.line()) for r in limits.devices]
-    from ... import _sys
-
-    v2 = [i for i, h in enumerate(hierarchies) if h.version == 2]
-    into = v2[0] if len(v2) == 1 and _sys.have_clone3() else -1
-    order = sorted(range(len(hierarchies)), key=lambda i: hierarchies[i].version)
-    joins = [
-        WriteFile(leaves[i] / ("tasks" if hierarchies[i].version == 1 else "cgroup.procs"), b"0")
-        for i in order
-        if i != into
-    ]
+    joins, born_in = join_steps(list(zip(hierarchies, leaves, strict=True)))
+    into = leaves.index(born_in) if born_in is not None else -1
     preserve = int(opts.get("preserve_fds") or 0)  # type: ignore[call-overload]
     floor = LIFT + preserve
     handoff = Handoff(floor, -1, preserve, bool(opts.get("no_pivot")))
@@ -115,12 +92,7 @@ def compile_program(
         "version": PROGRAM_VERSION,
         "rootfs": os.fspath(rootfs),
         "cgroup": path,
-        "hierarchies": [
-            (os.fspath(h.mount_point), h.version, Controller.CPUSET in h.controllers and h.version == 1)
-            for h in hierarchies
-        ],
-        "v2_wanted": v2_wanted,
-        "writes": writes,
+        **group_program(hierarchies, resources, DEFAULT_V2_CONTROLLERS | needed),
         "devices_at": devices_at,
         "devices": devices,
         "clone_into": into,
