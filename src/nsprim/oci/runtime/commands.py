@@ -25,7 +25,6 @@ from . import jsonio
 from .features import SPEC_VERSION_MAX
 from .store import (
     CREATING,
-    DEFAULT_PARENT,
     PAUSED,
     RUNNING,
     STOPPED,
@@ -34,6 +33,7 @@ from .store import (
     Store,
     live_status,
     process_alive,
+    remove_default_parent_dirs,
 )
 
 TYPE_CHECKING = False  # typing itself is not imported: `state` and `list` must start fast
@@ -254,12 +254,7 @@ def _destroy(g: Globals, locked: LockedContainer) -> None:
         from ...kept import remove_groups
 
         if remove_groups(record.cgroup_dirs):
-            if record.cgroup is not None and record.cgroup.startswith(f"/{DEFAULT_PARENT}/"):
-                for d in record.cgroup_dirs:  # the runtime's default parent, once its last group is gone
-                    try:
-                        os.rmdir(os.path.dirname(d))
-                    except OSError:
-                        pass
+            remove_default_parent_dirs(record.cgroup, record.cgroup_dirs)
             g.log.debug(f"deleted container `{record.id}` ({record.status}, pid {record.pid})")
             locked.remove()
             return

@@ -97,8 +97,7 @@ def compile_program(
         "devices": devices,
         "clone_into": into,
         "clone_flags": plan.clone_flags,
-        "floor": floor,
-        "listen_fd": floor,
+        "floor": floor,  # where the start socket is lifted to: the plan's descriptor of it
         "prefix": program_rows(joins),
         "rows": program_rows(plan.steps),
         "vfork": prefix.vfork_safe and body.vfork_safe,

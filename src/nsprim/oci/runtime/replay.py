@@ -51,7 +51,15 @@ from ...kept import (
     write_control,
 )
 from . import jsonio
-from .store import CREATED, CREATING, DEFAULT_PARENT, ContainerRecord, Store, process_starttime
+from .store import (
+    CREATED,
+    CREATING,
+    DEFAULT_PARENT,
+    ContainerRecord,
+    Store,
+    process_starttime,
+    remove_default_parent_dirs,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -169,7 +177,7 @@ def lookup(bundle: str, container_id: str, opts: dict[str, object]) -> Lookup | 
         text = text.replace(value, placeholder)
     try:
         templated = jsonio.loads(text)
-    except Exception:
+    except (ValueError, RecursionError):
         return None
     annotations = templated.pop("annotations", None) if isinstance(templated, dict) else None
     if annotations is None:
@@ -300,8 +308,8 @@ def _spawn(program: dict[str, object], locked: LockedContainer, leaves: list[str
     except OSError as exc:
         raise Fallback(f"the start socket: {exc.strerror}") from None
     opened.append(fd)
-    if fd != program["listen_fd"]:
-        raise Fallback(f"the start socket is descriptor {fd}, the plan's {program['listen_fd']}")
+    if fd != program["floor"]:  # the plan hands the init this descriptor
+        raise Fallback(f"the start socket is descriptor {fd}, the plan's {program['floor']}")
     return spawn_program(program, leaves)
 
 
@@ -314,6 +322,7 @@ def undo(locked: LockedContainer, proc: QuickProcess | None, made: list[str], cg
         from ..._sys import watcher
 
         remove_or_kill_groups(made, cgroup)
+        remove_default_parent_dirs(cgroup, made)
         try:
             watcher.forget_cgroups(made)
         except Exception:

@@ -58,6 +58,7 @@ __all__ = [
     "process_starttime",
     "process_alive",
     "live_status",
+    "remove_default_parent_dirs",
     "rfc3339_now",
 ]
 
@@ -271,6 +272,18 @@ class ContainerRecord:
         values: dict[str, object] = {name: getattr(self, name) for name in self.__slots__}
         values.update(changes)
         return ContainerRecord(**values)  # type: ignore[arg-type]
+
+
+def remove_default_parent_dirs(cgroup: str | None, dirs: tuple[str, ...] | list[str]) -> None:
+    """Remove the runtime's default parent group (``/nsprim-runtime``) above a removed container's
+    group *dirs*, once its last group is gone (a busy one stays): without the cgroup layer."""
+    if cgroup is None or not cgroup.startswith(f"/{DEFAULT_PARENT}/"):
+        return
+    for d in dirs:
+        try:
+            os.rmdir(os.path.dirname(d))
+        except OSError:
+            pass
 
 
 def live_status(record: ContainerRecord) -> str:
