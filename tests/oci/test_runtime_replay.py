@@ -65,10 +65,13 @@ def test_an_engines_second_container_runs_from_the_kept_program_with_its_own_str
             bundle = _engine_bundle(
                 tmp_path, cid, parent, "sh", "-c", "hostname; cat /etc/hostname; echo $HOSTNAME; cat /proc/self/cgroup"
             )
-            r = runtime("run", "--bundle", str(bundle), cid)
+            log = tmp_path / f"{cid}.log"
+            r = runtime("--debug", "--log", str(log), "run", "--bundle", str(bundle), cid)
             assert r.returncode == 0, r.stderr
             outputs.append((cid, r.stdout))
             assert not (runtime.root / cid).exists()
+            # The first makes the parent group the general way; the others run the first one's program.
+            assert ("from its program" in log.read_text()) == (len(outputs) > 1), log.read_text()
         assert len(_plans(runtime)) == 1  # the second spec had the first one's key
         for cid, out in outputs:
             lines = out.split("\n")
@@ -92,9 +95,11 @@ def test_a_kept_program_makes_what_the_general_way_makes(runtime: Runtime, tmp_p
     try:
         for cid, spec in (("general", general), ("first", doc), ("kept", doc)):
             (bundle / "config.json").write_text(json.dumps(spec))
-            r = runtime("run", "--bundle", str(bundle), cid)
+            log = tmp_path / f"{cid}.log"
+            r = runtime("--debug", "--log", str(log), "run", "--bundle", str(bundle), cid)
             assert r.returncode == 0, r.stderr
             seen.append(r.stdout)
+            assert ("from its program" in log.read_text()) == (cid != "general"), log.read_text()
         assert seen[0] == seen[1] == seen[2]
         assert len(_plans(runtime)) == 1
     finally:
@@ -239,7 +244,7 @@ def test_a_kept_program_on_any_cgroup_host_sets_the_limits_without_falling_back(
             runtime.ok("delete", "--force", cid)
             assert not any(Path(d).exists() for d in record.cgroup_dirs)
             if cid != "first":  # the first made the parent (the general way); the others found it
-                assert "does not apply" not in log.read_text(), log.read_text()
+                assert "from its program" in log.read_text(), log.read_text()
         assert len(_plans(runtime)) == 1
     finally:
         for top in Path("/sys/fs/cgroup").glob(f"*{parent}"):

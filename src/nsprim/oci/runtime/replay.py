@@ -279,6 +279,7 @@ def execute(g: Globals, opts: dict[str, object], container_id: str, found: Looku
             os.close(fd)
         undo(locked, proc, made, record.cgroup)
         raise
+    g.log.debug(f"created container `{container_id}` from its program (built now, or kept): init pid {proc.pid}")
     from .created import Created
 
     return Created(locked, locked.record, proc, None, tuple(leaves))
