@@ -88,15 +88,10 @@ class QuickProcess:
 
     def wait(self) -> int:
         """Reap the init: its exit status, or minus the signal that ended it."""
-        while True:
-            try:
-                _pid, status = os.waitpid(self.pid, 0)
-                break
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                status = 0
-                break
+        try:
+            _pid, status = os.waitpid(self.pid, 0)  # (retried after a signal's handler, PEP 475)
+        except ChildProcessError:  # reaped already (this process ignores SIGCHLD): no status to tell
+            status = 0
         self.release()
         return os.waitstatus_to_exitcode(status)
 
