@@ -59,6 +59,7 @@ class Command(tuple):  # type: ignore[type-arg]
         return f"Command(module={self.module!r}, help={self.help!r})"
 
 
+#: Every command: the module with its ``configure_<name>`` (optional) and ``cmd_<name>``.
 COMMANDS: dict[str, Command] = {
     "run": Command("run", "run a command in a new container"),
     "pull": Command("images", "pull an image from a registry into the image store"),
